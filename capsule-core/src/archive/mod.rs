@@ -1,0 +1,253 @@
+//! Export and import: one self-contained file holding a capsule's manifest and its blobs.
+//!
+//! ```text
+//! header  "CAPSULEX" · u16 version · 6 zero bytes                          16 bytes
+//! record  u8 tag · u64 length (LE) · payload
+//!   1 MANIFEST  zstd frame of the encoded manifest            (first, exactly once)
+//!   2 BLOB      32-byte digest · zstd frame of the content    (one per blob, sorted)
+//!   255 END     blake3 of every byte before this record · u64 record count
+//! ```
+//! Blob frames are copied from the store as they are (no recompression), and checked on import
+//! by decompressing and hashing. Import trusts nothing: every length is checked against a limit
+//! before anything is read or allocated, the manifest is validated (no `..`, no escaping
+//! symlinks), every blob must hash to its digest and be one the manifest uses, and the END
+//! checksum must match. Blobs are staged in `tmp/` and nothing is moved into the store until
+//! all of that passed, so a truncated or damaged file leaves the store exactly as it was.
+
+mod reader;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use reader::import;
+
+use crate::capture::Progress;
+use crate::digest::Digest;
+use crate::manifest::{ManifestError, MAX_MANIFEST_BYTES};
+use crate::store::{CapsuleRef, Store, StoreError};
+
+const MAGIC: &[u8; 8] = b"CAPSULEX";
+const VERSION: u16 = 1;
+const TAG_MANIFEST: u8 = 1;
+const TAG_BLOB: u8 = 2;
+const TAG_END: u8 = 255;
+/// Largest compressed manifest record.
+const MAX_MANIFEST_RECORD: u64 = MAX_MANIFEST_BYTES;
+/// Largest blob record (a 64 GiB file compresses to at most about this).
+const MAX_BLOB_RECORD: u64 = 64 << 30;
+
+/// Errors from export and import. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// Reading or writing the export file failed.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file ends early.
+    #[error("export file {} is truncated: it ends inside the {what} at byte {offset}", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What was being read.
+        what: &'static str,
+        /// Where.
+        offset: u64,
+    },
+    /// Not an export file.
+    #[error("{} is not a capsule export file (bad magic)", path.display())]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Written by a newer capsule.
+    #[error("export file {} has format version {found}; this capsule reads version {VERSION}", path.display())]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u16,
+    },
+    /// A record of a kind this version does not know, or out of place.
+    #[error("export file {} is corrupt: unexpected record tag {tag} at byte {offset}", path.display())]
+    UnexpectedRecord {
+        /// The file.
+        path: PathBuf,
+        /// The tag.
+        tag: u8,
+        /// Where.
+        offset: u64,
+    },
+    /// A record longer than its kind allows.
+    #[error("export file {} has an oversize {what} record at byte {offset}: {len} bytes, limit {limit}", path.display())]
+    Oversize {
+        /// The file.
+        path: PathBuf,
+        /// The record kind.
+        what: &'static str,
+        /// Its claimed length.
+        len: u64,
+        /// The limit.
+        limit: u64,
+        /// Where.
+        offset: u64,
+    },
+    /// The manifest is not acceptable.
+    #[error("export file {} holds an invalid manifest", path.display())]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ManifestError,
+    },
+    /// A blob the manifest does not use, or a second copy of one.
+    #[error("export file {} is corrupt: blob {digest} is not used by its manifest or appears twice", path.display())]
+    UnexpectedBlob {
+        /// The file.
+        path: PathBuf,
+        /// The blob.
+        digest: Digest,
+    },
+    /// A blob that does not decompress or hash to its digest.
+    #[error("export file {} is corrupt: blob {digest} is damaged", path.display())]
+    BadBlob {
+        /// The file.
+        path: PathBuf,
+        /// The blob.
+        digest: Digest,
+        /// What the store found.
+        #[source]
+        source: StoreError,
+    },
+    /// A blob the manifest uses is neither in the file nor in the store.
+    #[error("export file {} lacks blob {digest}, which its manifest uses", path.display())]
+    MissingBlob {
+        /// The file.
+        path: PathBuf,
+        /// The blob.
+        digest: Digest,
+    },
+    /// The END checksum does not match.
+    #[error("export file {} is corrupt: its checksum does not match its content", path.display())]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Bytes after the END record.
+    #[error("export file {} is corrupt: data follows the end record", path.display())]
+    Trailing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// From the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an import or export did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The capsule.
+    pub capsule: CapsuleRef,
+    /// Its manifest digest.
+    pub digest: Digest,
+    /// Blobs written to the file, or added to the store.
+    pub blobs_moved: u64,
+    /// Blobs the store already had (import only).
+    pub blobs_present: u64,
+    /// Bytes of the export file.
+    pub bytes: u64,
+}
+
+fn record_header(w: &mut impl Write, tag: u8, len: u64) -> io::Result<()> {
+    w.write_all(&[tag])?;
+    w.write_all(&len.to_le_bytes())
+}
+
+/// Hashes and counts what passes through to the file.
+struct Sink<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write capsule `r` with every blob it uses to `out`, atomically (a temporary file next to
+/// it, renamed at the end), so a failed export never leaves a partial file under that name.
+pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress) -> Result<Summary, ArchiveError> {
+    let (digest, manifest) = store.load(r)?;
+    let blobs: BTreeSet<Digest> = manifest.blobs();
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io_err = |action: &'static str| move |source| ArchiveError::Io { action, path: out.to_owned(), source };
+    let tmp = tempfile::Builder::new().prefix(".capsule-export-").tempfile_in(dir).map_err(io_err("failed to create"))?;
+    let mut w = Sink { inner: BufWriter::with_capacity(1 << 20, tmp.as_file()), hasher: blake3::Hasher::new(), count: 0 };
+    let total: u64 = blobs.iter().map(|d| store.blob_stored_size(d).unwrap_or(0)).sum();
+    progress.start("exporting", Some(total));
+    (|| -> io::Result<()> {
+        w.write_all(MAGIC)?;
+        w.write_all(&VERSION.to_le_bytes())?;
+        w.write_all(&[0; 6])?;
+        let frame = zstd::encode_all(&manifest.encode()[..], 3)?;
+        record_header(&mut w, TAG_MANIFEST, frame.len() as u64)?;
+        w.write_all(&frame)
+    })()
+    .map_err(io_err("failed to write"))?;
+    for d in &blobs {
+        let path = store.blob_path(d);
+        let mut f = File::open(&path).map_err(|_| StoreError::MissingBlob { digest: *d })?;
+        let len = f.metadata().map_err(StoreError::io("failed to stat", &path))?.len();
+        record_header(&mut w, TAG_BLOB, 32 + len).map_err(io_err("failed to write"))?;
+        w.write_all(&d.0).map_err(io_err("failed to write"))?;
+        let copied = io::copy(&mut f, &mut w).map_err(io_err("failed to write"))?;
+        if copied != len {
+            return Err(StoreError::Undecodable { digest: *d, reason: "blob changed size while exported".into() }.into());
+        }
+        progress.inc(len);
+    }
+    let sum = *w.hasher.finalize().as_bytes();
+    let records = 1 + blobs.len() as u64;
+    (|| -> io::Result<()> {
+        record_header(&mut w, TAG_END, 40)?;
+        w.write_all(&sum)?;
+        w.write_all(&records.to_le_bytes())?;
+        w.flush()
+    })()
+    .map_err(io_err("failed to write"))?;
+    let bytes = w.count;
+    drop(w);
+    tmp.as_file().sync_all().map_err(io_err("failed to sync"))?;
+    tmp.persist(out).map_err(|e| ArchiveError::Io { action: "failed to write", path: out.to_owned(), source: e.error })?;
+    progress.finish();
+    Ok(Summary { capsule: r.clone(), digest, blobs_moved: blobs.len() as u64, blobs_present: 0, bytes })
+}
+
+/// Read exactly `len` bytes of the current record, reporting EOF as truncation.
+fn read_exact_or_truncated(r: &mut impl Read, buf: &mut [u8], path: &Path, what: &'static str, offset: u64) -> Result<(), ArchiveError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ArchiveError::Truncated { path: path.to_owned(), what, offset },
+        _ => ArchiveError::Io { action: "failed to read", path: path.to_owned(), source: e },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! [`Builder`]: the one place host files become manifest entries, for every capture kind.
+//!
+//! It hashes regular files into the store (content-addressed, so a file already there costs
+//! only its read), records a second name of an inode already captured as a hardlink, rewrites
+//! symlink targets into the relative form a manifest requires, and adds parent directories
+//! with their host metadata so the capsule's tree is complete. Device nodes, FIFOs and
+//! sockets are skipped: a capsule carries files, not devices.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::scan::{S_IFDIR, S_IFLNK, S_IFREG, Stat, host_path};
+use super::{CaptureError, Progress};
+use crate::manifest::{
+    CaptureStep, Entry, EntryKind, Manifest, Origin, RelPath, relativize_symlink, symlink_destination,
+};
+use crate::store::Store;
+
+/// Builds one capsule's manifest from host files under `base` (the host directory that stands
+/// for the capsule's `/`).
+pub struct Builder<'s> {
+    store: &'s Store,
+    base: PathBuf,
+    manifest: Manifest,
+    origin: u32,
+    /// Path → position in `manifest.entries` (unsorted until `finish`).
+    seen: HashMap<RelPath, usize>,
+    inodes: HashMap<(u64, u64), RelPath>,
+    progress: &'s dyn Progress,
+}
+
+impl<'s> Builder<'s> {
+    /// A builder for capsule `name:tag` whose files come from one capture step.
+    pub fn new(store: &'s Store, base: &Path, name: &str, tag: &str, origin: Origin, progress: &'s dyn Progress) -> Self {
+        let mut manifest = Manifest::new(name, tag, origin.at);
+        manifest.origins.push(origin);
+        Builder {
+            store,
+            base: base.to_owned(),
+            manifest,
+            origin: 0,
+            seen: HashMap::new(),
+            inodes: HashMap::new(),
+            progress,
+        }
+    }
+
+    /// An origin record for `step` made now.
+    pub fn origin(step: CaptureStep, detail: String) -> Origin {
+        Origin { step, detail, at: super::now() }
+    }
+
+    /// The manifest so far, for fields a capture kind sets itself (entry points, registry).
+    pub fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+
+    /// Whether `rel` is already recorded.
+    pub fn contains(&self, rel: &RelPath) -> bool {
+        self.seen.contains_key(rel)
+    }
+
+    /// Record host node `rel` (whose `lstat` is `stat`). Returns the entry, or `None` for a
+    /// node kind capsules do not carry.
+    pub fn add(&mut self, rel: &RelPath, stat: &Stat) -> Result<Option<&Entry>, CaptureError> {
+        if let Some(&i) = self.seen.get(rel) {
+            return Ok(self.manifest.entries.get(i));
+        }
+        let host = host_path(&self.base, rel.as_bytes());
+        let kind = match stat.kind() {
+            S_IFDIR => EntryKind::Dir,
+            S_IFREG => self.file_kind(rel, stat, &host)?,
+            S_IFLNK => {
+                let target = fs::read_link(&host).map_err(CaptureError::io("failed to read symlink", &host))?;
+                EntryKind::Symlink { target: relativize_symlink(rel, target.as_os_str().as_bytes()) }
+            }
+            _ => {
+                tracing::debug!(path = %rel, "skipping device, fifo or socket");
+                return Ok(None);
+            }
+        };
+        self.seen.insert(rel.clone(), self.manifest.entries.len());
+        self.manifest.entries.push(Entry {
+            path: rel.clone(),
+            kind,
+            mode: stat.mode & 0o7777,
+            uid: stat.uid,
+            gid: stat.gid,
+            mtime: stat.mtime,
+            mtime_nsec: stat.mtime_nsec,
+            origin: self.origin,
+        });
+        Ok(self.manifest.entries.last())
+    }
+
+    fn file_kind(&mut self, rel: &RelPath, stat: &Stat, host: &Path) -> Result<EntryKind, CaptureError> {
+        if stat.nlink > 1 {
+            if let Some(first) = self.inodes.get(&(stat.dev, stat.ino)) {
+                return Ok(EntryKind::Hardlink { target: first.clone() });
+            }
+            self.inodes.insert((stat.dev, stat.ino), rel.clone());
+        }
+        let (digest, size) = self.store.put_file(host)?;
+        self.progress.inc(1);
+        Ok(EntryKind::File { size, digest })
+    }
+
+    /// Record every ancestor directory of `rel` not recorded yet, with its host metadata.
+    pub fn add_parents(&mut self, rel: &RelPath) -> Result<(), CaptureError> {
+        for dir in rel.ancestors() {
+            if self.seen.contains_key(&dir) {
+                continue;
+            }
+            let host = host_path(&self.base, dir.as_bytes());
+            let stat = Stat::lstat(&host).map_err(CaptureError::io("failed to stat", &host))?;
+            self.add(&dir, &stat)?;
+        }
+        Ok(())
+    }
+
+    /// Record absolute host path `abs` the way the kernel reaches it: every directory on the
+    /// way, and every symlink met (in a directory component or at the end) together with what
+    /// it points to. Returns the capsule path of the final, non-symlink node.
+    pub fn add_resolved(&mut self, abs: &Path) -> Result<RelPath, CaptureError> {
+        let bad = |source| CaptureError::Path { path: abs.to_owned(), source };
+        let mut pending = RelPath::from_host(abs.as_os_str().as_bytes()).map_err(bad)?;
+        'hops: for _ in 0..40 {
+            let bytes = pending.as_bytes().to_vec();
+            let comps: Vec<&[u8]> = bytes.split(|&c| c == b'/').collect();
+            let mut cur = Vec::new();
+            for (i, comp) in comps.iter().enumerate() {
+                if i > 0 {
+                    cur.push(b'/');
+                }
+                cur.extend_from_slice(comp);
+                let rel = RelPath::new(cur.clone()).map_err(bad)?;
+                let host = host_path(&self.base, &cur);
+                let stat = Stat::lstat(&host).map_err(CaptureError::io("failed to stat", &host))?;
+                let entry = self.add(&rel, &stat)?;
+                if let Some(Entry { kind: EntryKind::Symlink { target }, .. }) = entry {
+                    let dest = symlink_destination(&rel, target);
+                    let mut next = dest.map(|d| d.as_bytes().to_vec()).unwrap_or_default();
+                    for rest in &comps[i + 1..] {
+                        if !next.is_empty() {
+                            next.push(b'/');
+                        }
+                        next.extend_from_slice(rest);
+                    }
+                    pending = RelPath::new(next).map_err(bad)?;
+                    continue 'hops;
+                }
+            }
+            return Ok(pending);
+        }
+        Err(CaptureError::Io {
+            action: "too many levels of symbolic links in",
+            path: abs.to_owned(),
+            source: std::io::Error::from_raw_os_error(libc::ELOOP),
+        })
+    }
+
+    /// Sort, validate and return the manifest.
+    pub fn finish(mut self) -> Result<Manifest, CaptureError> {
+        self.manifest.normalize();
+        self.manifest.validate()?;
+        Ok(self.manifest)
+    }
+}

@@ -1,0 +1,34 @@
+//! capsule-core: the store, the capsule manifest, capture and the view format.
+//!
+//! Principal types: [`store::Store`] (content-addressed blobs plus the sled index that caches
+//! what they say), [`manifest::Manifest`] (one capsule: its file tree, entry points, env,
+//! isolation rules, registry, identity and links), [`capture`] (snapshot diff and ELF closure)
+//! and [`archive`] (the self-contained export file).
+//!
+//! Invariants: blobs are the truth and are immutable once renamed into place; every decode of
+//! bytes that came from disk or the network goes through [`codec`] with a size limit; paths in a
+//! manifest are validated ([`manifest::RelPath`]) so that no entry can name a place outside the
+//! capsule root.
+//!
+//! The `store` feature (on by default) carries every heavy dependency. With it off only the
+//! dependency-free parts remain, which is what the shim links.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "store")]
+pub mod archive;
+#[cfg(feature = "store")]
+pub mod capture;
+#[cfg(feature = "store")]
+pub mod codec;
+#[cfg(feature = "store")]
+pub mod digest;
+#[cfg(feature = "store")]
+mod error;
+#[cfg(feature = "store")]
+pub mod manifest;
+#[cfg(feature = "store")]
+pub mod store;
+
+#[cfg(feature = "store")]
+pub use error::Error;

@@ -1,0 +1,293 @@
+//! [`Manifest`]: everything a capsule is, in one versioned, bounded, validated record.
+//!
+//! A manifest is stored as a blob like any file (so its digest is the capsule's identity) in a
+//! [`codec`](crate::codec) envelope (`CAPSMANI`, version [`VERSION`]). [`Manifest::decode`]
+//! never trusts its input: it checks the size limit, then [`Manifest::validate`] checks every
+//! path, symlink, hardlink, origin index and name, so code after it can rely on them.
+//!
+//! Invariants of a valid manifest: `entries` is sorted by path with no duplicates; every
+//! symlink target is relative and stays inside the root; every hardlink names a regular file of
+//! the same manifest; every `origin` indexes `origins`.
+
+mod path;
+mod types;
+
+use std::collections::BTreeSet;
+
+pub use path::{
+    MAX_COMPONENT, MAX_PATH, PathError, RelPath, check_symlink, relativize_symlink, symlink_destination,
+};
+pub use types::{
+    CaptureStep, Entry, EntryKind, EntryPoint, Identity, Isolation, IsolationRule, Link, Origin, RegValue,
+};
+
+use crate::codec::{self, CodecError};
+use crate::digest::Digest;
+
+/// Magic of an encoded manifest.
+pub const MAGIC: &[u8; 8] = b"CAPSMANI";
+/// The manifest format version this build writes and the newest it reads.
+pub const VERSION: u16 = 1;
+/// The largest encoded manifest accepted (about two million files).
+pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
+/// The most entries one manifest may hold.
+pub const MAX_ENTRIES: usize = 4_000_000;
+/// The longest name, tag, env value, registry key or string field accepted.
+pub const MAX_STRING: usize = 64 << 10;
+
+/// A manifest that is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The bytes could not be decoded.
+    #[error("manifest could not be decoded")]
+    Codec(#[from] CodecError),
+    /// An entry's path or symlink target is not acceptable.
+    #[error("manifest entry {index}: {source}")]
+    Path {
+        /// The entry's position.
+        index: usize,
+        /// What is wrong.
+        #[source]
+        source: PathError,
+    },
+    /// Entries out of order or duplicated.
+    #[error("manifest entry {path} is duplicated or out of order")]
+    Order {
+        /// The path.
+        path: String,
+    },
+    /// A hardlink to something that is not a regular file of this manifest.
+    #[error("hardlink {path} points to {target}, which is not a regular file in the capsule")]
+    Hardlink {
+        /// The link.
+        path: String,
+        /// What it names.
+        target: String,
+    },
+    /// A field over its limit.
+    #[error("manifest field {field} is oversize ({size}, limit {limit})")]
+    Oversize {
+        /// Which field.
+        field: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An entry's origin index is out of range.
+    #[error("manifest entry {path} names origin {origin}, but there are only {count}")]
+    Origin {
+        /// The entry.
+        path: String,
+        /// The index it names.
+        origin: u32,
+        /// How many origins there are.
+        count: usize,
+    },
+    /// A capsule name or tag that is not acceptable.
+    #[error("invalid capsule {what} {value:?}: use 1-128 of a-z A-Z 0-9 . _ - (names start with a letter or digit)")]
+    Name {
+        /// "name" or "tag".
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+/// One capsule. See the module docs for the invariants.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Capsule name.
+    pub name: String,
+    /// Tag ("latest" unless given).
+    pub tag: String,
+    /// Seconds since the epoch when the capsule was made.
+    pub created: u64,
+    /// The file tree, sorted by path.
+    pub entries: Vec<Entry>,
+    /// Paths the capture saw deleted from the host: whiteouts in the application's view.
+    pub deletions: Vec<RelPath>,
+    /// Programs the capsule offers; the first is the default.
+    pub entry_points: Vec<EntryPoint>,
+    /// Environment set for the application.
+    pub env: Vec<(String, String)>,
+    /// Isolation per path prefix (longest prefix wins).
+    pub isolation: Vec<IsolationRule>,
+    /// The capsule's registry (`machine/…` keys), sorted by key.
+    pub registry: Vec<(String, RegValue)>,
+    /// Identity defaults for runs.
+    pub identity: Identity,
+    /// Shared capsules this one links to.
+    pub links: Vec<Link>,
+    /// Capture steps; each entry's `origin` indexes this list.
+    pub origins: Vec<Origin>,
+}
+
+/// Check a capsule name (`what` = "name") or tag (`what` = "tag").
+pub fn check_name(what: &'static str, value: &str) -> Result<(), ManifestError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let first_ok = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if value.is_empty() || value.len() > 128 || !first_ok || !value.chars().all(ok_char) {
+        return Err(ManifestError::Name { what, value: value.to_owned() });
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// An empty manifest named `name:tag`.
+    pub fn new(name: &str, tag: &str, created: u64) -> Self {
+        Manifest {
+            name: name.to_owned(),
+            tag: tag.to_owned(),
+            created,
+            entries: Vec::new(),
+            deletions: Vec::new(),
+            entry_points: Vec::new(),
+            env: Vec::new(),
+            isolation: Vec::new(),
+            registry: Vec::new(),
+            identity: Identity::default(),
+            links: Vec::new(),
+            origins: Vec::new(),
+        }
+    }
+
+    /// Encode into the store's envelope. The digest of these bytes is the capsule's identity.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::envelope(MAGIC, VERSION, self)
+    }
+
+    /// Decode and [`validate`](Self::validate) untrusted bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let (_, m): (u16, Manifest) = codec::open_envelope("manifest", MAGIC, VERSION, bytes, MAX_MANIFEST_BYTES)?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Check every invariant named in the module docs.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        check_name("name", &self.name)?;
+        check_name("tag", &self.tag)?;
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(ManifestError::Oversize { field: "entries", size: self.entries.len(), limit: MAX_ENTRIES });
+        }
+        let mut prev: Option<&RelPath> = None;
+        for (index, e) in self.entries.iter().enumerate() {
+            e.path.check().map_err(|source| ManifestError::Path { index, source })?;
+            if prev.is_some_and(|p| p >= &e.path) {
+                return Err(ManifestError::Order { path: e.path.display() });
+            }
+            prev = Some(&e.path);
+            if e.origin as usize >= self.origins.len() {
+                return Err(ManifestError::Origin { path: e.path.display(), origin: e.origin, count: self.origins.len() });
+            }
+            match &e.kind {
+                EntryKind::Symlink { target } => {
+                    check_symlink(&e.path, target).map_err(|source| ManifestError::Path { index, source })?;
+                }
+                EntryKind::Hardlink { target } => {
+                    target.check().map_err(|source| ManifestError::Path { index, source })?;
+                    if !matches!(self.get(target).map(|t| &t.kind), Some(EntryKind::File { .. })) {
+                        return Err(ManifestError::Hardlink { path: e.path.display(), target: target.display() });
+                    }
+                }
+                EntryKind::File { .. } | EntryKind::Dir => {}
+            }
+        }
+        for (index, d) in self.deletions.iter().enumerate() {
+            d.check().map_err(|source| ManifestError::Path { index, source })?;
+        }
+        self.check_strings()
+    }
+
+    fn check_strings(&self) -> Result<(), ManifestError> {
+        let over = |field: &'static str, size: usize| {
+            (size > MAX_STRING).then_some(ManifestError::Oversize { field, size, limit: MAX_STRING })
+        };
+        let checks = self
+            .env
+            .iter()
+            .flat_map(|(k, v)| [over("env", k.len()), over("env", v.len())])
+            .chain(self.registry.iter().map(|(k, _)| over("registry key", k.len())))
+            .chain(self.entry_points.iter().map(|e| over("entry point", e.name.len())))
+            .chain(self.origins.iter().map(|o| over("origin", o.detail.len())))
+            .chain(self.links.iter().map(|l| over("link", l.name.len())));
+        for c in checks {
+            if let Some(e) = c {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest of the encoded manifest: the capsule's identity.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.encode())
+    }
+
+    /// The entry at `path` (no symlinks followed).
+    pub fn get(&self, path: &RelPath) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.path.cmp(path)).ok().map(|i| &self.entries[i])
+    }
+
+    /// Follow symlinks inside the capsule (in `path`'s directories and at its end), as the
+    /// kernel would inside a root holding only this capsule. `None` when a component is
+    /// missing, or after 40 links (ELOOP).
+    pub fn resolve(&self, path: &RelPath) -> Option<(RelPath, &Entry)> {
+        let mut cur = path.clone();
+        'hops: for _ in 0..40 {
+            let prefixes: Vec<RelPath> = cur.ancestors().chain(std::iter::once(cur.clone())).collect();
+            for prefix in prefixes {
+                let e = self.get(&prefix)?;
+                if let EntryKind::Symlink { target } = &e.kind {
+                    let dest = symlink_destination(&prefix, target)?;
+                    let rest = &cur.as_bytes()[prefix.as_bytes().len()..];
+                    let mut joined = dest.as_bytes().to_vec();
+                    joined.extend_from_slice(rest);
+                    cur = RelPath::new(joined).ok()?;
+                    continue 'hops;
+                }
+            }
+            let e = self.get(&cur)?;
+            return Some((cur, e));
+        }
+        None
+    }
+
+    /// Every distinct blob this manifest refers to (file contents only).
+    pub fn blobs(&self) -> BTreeSet<Digest> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::File { digest, .. } => Some(digest),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Logical size: the sum of regular file sizes (hardlinks counted once).
+    pub fn size(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| match e.kind {
+                EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Sort entries by path and drop exact duplicates (the last one wins), as builders need
+    /// before [`validate`](Self::validate).
+    pub fn normalize(&mut self) {
+        self.entries.reverse();
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        self.entries.dedup_by(|later, earlier| later.path == earlier.path);
+        self.deletions.sort();
+        self.deletions.dedup();
+        self.registry.sort_by(|a, b| a.0.cmp(&b.0));
+        self.registry.dedup_by(|a, b| a.0 == b.0);
+    }
+}
+
+#[cfg(test)]
+mod tests;

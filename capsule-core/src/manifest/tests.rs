@@ -1,0 +1,86 @@
+use super::*;
+
+fn p(s: &str) -> RelPath {
+    RelPath::new(s.as_bytes()).unwrap()
+}
+
+fn entry(path: &str, kind: EntryKind) -> Entry {
+    Entry { path: p(path), kind, mode: 0o755, uid: 0, gid: 0, mtime: 1, mtime_nsec: 0, origin: 0 }
+}
+
+fn sample() -> Manifest {
+    let mut m = Manifest::new("jq", "latest", 1);
+    m.origins.push(Origin { step: CaptureStep::ElfClosure, detail: "/usr/bin/jq".into(), at: 1 });
+    let d = Digest::of(b"jq");
+    m.entries = vec![
+        entry("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
+        entry("usr", EntryKind::Dir),
+        entry("usr/bin", EntryKind::Dir),
+        entry("usr/bin/jq", EntryKind::File { size: 2, digest: d }),
+        entry("usr/bin/jq2", EntryKind::Hardlink { target: p("usr/bin/jq") }),
+        entry("usr/lib", EntryKind::Dir),
+        entry("usr/lib/libx.so", EntryKind::File { size: 2, digest: d }),
+        entry("usr/lib/libx.so.1", EntryKind::Symlink { target: b"libx.so".to_vec() }),
+    ];
+    m
+}
+
+#[test]
+fn round_trip() {
+    let m = sample();
+    let bytes = m.encode();
+    assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    assert_eq!(m.blobs().len(), 1);
+}
+
+#[test]
+fn resolve_follows_links() {
+    let m = sample();
+    let (path, e) = m.resolve(&p("lib/libx.so.1")).unwrap();
+    assert_eq!(path, p("usr/lib/libx.so"));
+    assert!(matches!(e.kind, EntryKind::File { .. }));
+    assert!(m.resolve(&p("lib/missing")).is_none());
+}
+
+#[test]
+fn rejects_escapes_and_disorder() {
+    let mut m = sample();
+    m.entries[7].kind = EntryKind::Symlink { target: b"../../../etc/shadow".to_vec() };
+    assert!(matches!(m.validate(), Err(ManifestError::Path { .. })));
+    let mut m = sample();
+    m.entries[7].kind = EntryKind::Symlink { target: b"/etc/shadow".to_vec() };
+    assert!(matches!(m.validate(), Err(ManifestError::Path { source: PathError::AbsoluteTarget { .. }, .. })));
+    let mut m = sample();
+    m.entries.swap(1, 2);
+    assert!(matches!(m.validate(), Err(ManifestError::Order { .. })));
+    let mut m = sample();
+    m.entries[4].kind = EntryKind::Hardlink { target: p("usr/bin") };
+    assert!(matches!(m.validate(), Err(ManifestError::Hardlink { .. })));
+    let mut m = sample();
+    m.entries[0].origin = 3;
+    assert!(matches!(m.validate(), Err(ManifestError::Origin { .. })));
+    let mut m = sample();
+    m.name = "../x".into();
+    assert!(matches!(m.validate(), Err(ManifestError::Name { .. })));
+}
+
+#[test]
+fn decode_rejects_dotdot_smuggled_past_the_type() {
+    // RelPath is serde(transparent): a hostile encoder can put any bytes there.
+    let mut m = sample();
+    m.entries.push(entry("zz", EntryKind::Dir));
+    let mut bytes = m.encode();
+    let at = bytes.windows(2).rposition(|w| w == b"zz").unwrap();
+    bytes[at..at + 2].copy_from_slice(b"..");
+    assert!(matches!(Manifest::decode(&bytes), Err(ManifestError::Path { .. })));
+}
+
+#[test]
+fn normalize_sorts_and_dedups() {
+    let mut m = sample();
+    m.entries.reverse();
+    m.entries.push(entry("usr", EntryKind::Dir));
+    m.normalize();
+    m.validate().unwrap();
+    assert_eq!(m.entries.len(), 8);
+}

@@ -1,0 +1,176 @@
+//! The plain data types a [`Manifest`](super::Manifest) is made of.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use super::RelPath;
+use crate::digest::Digest;
+
+/// One node of the capsule's file tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Where it sits in the capsule.
+    pub path: RelPath,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits, including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Nanoseconds of the modification time.
+    pub mtime_nsec: u32,
+    /// Index into [`Manifest::origins`](super::Manifest::origins): the capture step that added it.
+    pub origin: u32,
+}
+
+/// The kind of a tree node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A regular file whose content is blob `digest`.
+    File {
+        /// Size in bytes.
+        size: u64,
+        /// Digest of the content.
+        digest: Digest,
+    },
+    /// A directory.
+    Dir,
+    /// A symbolic link with a relative target that stays inside the capsule.
+    Symlink {
+        /// The target, as bytes.
+        target: Vec<u8>,
+    },
+    /// A second name of the regular file at `target` (same inode on the host).
+    Hardlink {
+        /// The first name of the file.
+        target: RelPath,
+    },
+}
+
+impl EntryKind {
+    /// A short name for listings: "file", "dir", "symlink", "hardlink".
+    pub fn name(&self) -> &'static str {
+        match self {
+            EntryKind::File { .. } => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink { .. } => "symlink",
+            EntryKind::Hardlink { .. } => "hardlink",
+        }
+    }
+}
+
+/// A program the capsule offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    /// Short name ("jq").
+    pub name: String,
+    /// Absolute path inside the capsule.
+    pub path: RelPath,
+}
+
+/// ThinApp's isolation modes, per path prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isolation {
+    /// Capsule over host; writes outside the capsule go to the host.
+    Merged,
+    /// Host visible; every write lands in the sandbox.
+    WriteCopy,
+    /// Host invisible below the prefix.
+    Full,
+}
+
+/// One isolation rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationRule {
+    /// Absolute path prefix, as the application sees it ("/" allowed).
+    pub prefix: String,
+    /// The mode below it.
+    pub mode: Isolation,
+}
+
+/// A registry value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegValue {
+    /// Text.
+    String(String),
+    /// A number.
+    Int(i64),
+    /// The content of a configuration file, as a blob (capture records /etc this way).
+    File {
+        /// Digest of the content.
+        digest: Digest,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// The key's file was deleted by the captured install.
+    Deleted,
+}
+
+/// Identity defaults for runs of this capsule (issue 5 applies them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Host name.
+    pub hostname: Option<String>,
+    /// NIS/DNS domain.
+    pub domain: Option<String>,
+    /// IPv4 address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address.
+    pub ipv6: Option<Ipv6Addr>,
+    /// MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// 32 hex digits.
+    pub machine_id: Option<String>,
+    /// gethostid(3) value.
+    pub hostid: Option<u32>,
+}
+
+/// A link to a shared capsule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The shared capsule's name.
+    pub name: String,
+    /// Pinned manifest digest, if any.
+    pub digest: Option<Digest>,
+}
+
+/// How files came into a capsule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaptureStep {
+    /// `capture snapshot begin/end`.
+    SnapshotDiff,
+    /// `capture elf`.
+    ElfClosure,
+    /// `capture install`.
+    Install,
+    /// `capture trace`.
+    Trace,
+}
+
+impl CaptureStep {
+    /// The name shown by `inspect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaptureStep::SnapshotDiff => "snapshot-diff",
+            CaptureStep::ElfClosure => "elf-closure",
+            CaptureStep::Install => "install",
+            CaptureStep::Trace => "trace",
+        }
+    }
+}
+
+/// One capture step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Which kind of step.
+    pub step: CaptureStep,
+    /// What it was given (snapshot digest, binaries, command).
+    pub detail: String,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
