@@ -1,0 +1,142 @@
+//! The `capsule` command line (clap derive): one struct per verb, as in youki's liboci-cli.
+//! The verbs and flags follow the CLI contract in DESIGN.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Application virtualization for Linux: capture applications into capsules and run them.
+#[derive(Debug, Parser)]
+#[command(name = "capsule", version, about)]
+pub struct Cli {
+    /// The store directory (default: $CAPSULE_HOME, else $XDG_DATA_HOME/capsule).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Machine-readable output on stdout (and no progress bars).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or informational messages.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// The verb.
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// Every verb.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Make a capsule from what is on this machine.
+    #[command(subcommand)]
+    Capture(Capture),
+    /// List the capsules in the store.
+    List,
+    /// Show what a capsule holds.
+    Inspect(Inspect),
+    /// Remove a capsule (its blobs stay until `gc`).
+    Rm(Rm),
+    /// Remove blobs no capsule uses.
+    Gc,
+    /// Check blobs against their digests and the index against the refs.
+    Verify(Verify),
+    /// Write a capsule and its blobs to one self-contained file.
+    Export(Export),
+    /// Read a file written by `export`.
+    Import(Import),
+    /// Capture the bundled demo application and show what the capsule holds.
+    Demo,
+}
+
+/// `capture ...`
+#[derive(Debug, Subcommand)]
+pub enum Capture {
+    /// ThinApp-style pre-scan / post-scan around an install.
+    #[command(subcommand)]
+    Snapshot(Snapshot),
+    /// Pack binaries with their loader and library closure.
+    Elf(CaptureElf),
+}
+
+/// `capture snapshot begin|end`
+#[derive(Debug, Subcommand)]
+pub enum Snapshot {
+    /// Scan the watched roots (metadata only) before the install.
+    Begin(SnapshotBegin),
+    /// Rescan and make a capsule of what changed.
+    End(SnapshotEnd),
+}
+
+/// `capture snapshot begin`
+#[derive(Debug, Args)]
+pub struct SnapshotBegin {
+    /// Watched roots.
+    #[arg(long, value_delimiter = ',', default_value = "/usr,/etc,/opt,/var/lib,/srv")]
+    pub roots: Vec<String>,
+    /// More paths to ignore (globs over absolute paths; repeatable). Added to the defaults.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Treat this host directory as `/` (capture an install made into a staging root).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub base: PathBuf,
+}
+
+/// `capture snapshot end`
+#[derive(Debug, Args)]
+pub struct SnapshotEnd {
+    /// NAME[:TAG] of the new capsule.
+    pub name: String,
+    /// The capsule's default program (absolute path inside the capsule).
+    #[arg(long, value_name = "PATH")]
+    pub entry: Option<String>,
+}
+
+/// `capture elf`
+#[derive(Debug, Args)]
+pub struct CaptureElf {
+    /// NAME[:TAG] of the new capsule.
+    pub name: String,
+    /// The binaries; the first is the entry point.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `inspect`
+#[derive(Debug, Args)]
+pub struct Inspect {
+    /// NAME[:TAG]
+    pub name: String,
+}
+
+/// `rm`
+#[derive(Debug, Args)]
+pub struct Rm {
+    /// NAME[:TAG]
+    pub name: String,
+}
+
+/// `verify`
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// Only this capsule (default: the whole store).
+    pub name: Option<String>,
+    /// Rebuild the index, and move damaged blobs aside so an import or capture can restore them.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// `export`
+#[derive(Debug, Args)]
+pub struct Export {
+    /// NAME[:TAG]
+    pub name: String,
+    /// The file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// `import`
+#[derive(Debug, Args)]
+pub struct Import {
+    /// The file to read.
+    pub file: PathBuf,
+}

@@ -1,0 +1,55 @@
+//! `demo`: capture the bundled demo application and show what the capsule holds.
+//!
+//! The demo is compiled from the sources embedded in this binary ([`crate::fixture`]) and
+//! installed into an empty staging root between `snapshot begin` and `snapshot end`, exactly
+//! as an admin would capture an install, so the demo exercises the real capture path.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use capsule_core::capture::snapshot;
+use capsule_core::manifest::{EntryKind, RelPath};
+use capsule_core::store::Store;
+
+use crate::cli::Output;
+use crate::cli::progress::Bars;
+use crate::fixture;
+
+/// The capsule the demo makes.
+const NAME: &str = "capsule-demo";
+
+/// `demo`.
+pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
+    let staging = tempfile::Builder::new().prefix("capsule-demo-root-").tempdir().context("cannot create a staging root")?;
+    let bars = Bars::new(out.bars());
+    let roots = vec!["/usr".to_owned(), "/etc".to_owned()];
+    out.info("1. snapshot of an empty staging root");
+    snapshot::begin(store, staging.path(), &roots, &[], &bars).context("demo: snapshot begin failed")?;
+    out.info("2. building and installing the demo application (a C program, its config under /etc, its data and its own library)");
+    fixture::install_demo(staging.path()).context("demo: cannot build the demo application")?;
+    out.info("3. snapshot end: the changes become the capsule");
+    let digest = snapshot::end(store, NAME, "latest", Some(&format!("/{}", fixture::DEMO_BINARY)), &bars).context("demo: snapshot end failed")?;
+    let m = store.load_manifest(&digest)?;
+    if out.json {
+        out.print_json(&super::inspect::to_json(&digest, &m))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("\ncapsule {NAME}:latest {} holds {} entries:", digest.short(), m.entries.len());
+    for e in &m.entries {
+        let origin = m.origins.get(e.origin as usize).map(|o| o.step.name()).unwrap_or("?");
+        let what = match &e.kind {
+            EntryKind::File { size, .. } => format!("{size} bytes"),
+            EntryKind::Symlink { target } => format!("-> {}", String::from_utf8_lossy(target)),
+            k => k.name().to_owned(),
+        };
+        println!("  {:<48} {what:<26} ({origin})", e.path.display());
+    }
+    let conf = RelPath::new(fixture::DEMO_CONFIG).context("demo config path")?;
+    if let Some(EntryKind::File { digest, .. }) = m.get(&conf).map(|e| &e.kind) {
+        let text = store.read_blob(digest, 1 << 20, "config file")?;
+        println!("\n/{} as stored in the capsule (also registry key machine/files/{}):", fixture::DEMO_CONFIG, fixture::DEMO_CONFIG);
+        print!("{}", String::from_utf8_lossy(&text));
+    }
+    println!("\nnext: `capsule inspect {NAME}`, `capsule export {NAME} -o demo.capsule`");
+    Ok(ExitCode::SUCCESS)
+}

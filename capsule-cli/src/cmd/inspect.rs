@@ -1,0 +1,110 @@
+//! `inspect NAME`: what a capsule holds, with the capture step each file came from.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use capsule_core::digest::Digest;
+use capsule_core::manifest::{Entry, EntryKind, Manifest, RegValue};
+use capsule_core::store::Store;
+use serde_json::{Value, json};
+
+use super::capsule_ref;
+use crate::cli::{Output, human_bytes};
+
+/// `inspect`.
+pub fn run(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
+    let r = capsule_ref(name)?;
+    let (digest, m) = store.load(&r).with_context(|| format!("cannot inspect capsule {r}"))?;
+    if out.json {
+        out.print_json(&to_json(&digest, &m))?;
+    } else {
+        print_text(&digest, &m)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry_json(m: &Manifest, e: &Entry) -> Value {
+    let mut v = json!({
+        "path": e.path.display(),
+        "kind": e.kind.name(),
+        "mode": format!("{:04o}", e.mode),
+        "uid": e.uid,
+        "gid": e.gid,
+        "mtime": e.mtime,
+        "origin": m.origins.get(e.origin as usize).map(|o| o.step.name()).unwrap_or("?"),
+    });
+    match &e.kind {
+        EntryKind::File { size, digest } => {
+            v["size"] = json!(size);
+            v["digest"] = json!(digest.to_hex());
+        }
+        EntryKind::Symlink { target } => v["target"] = json!(String::from_utf8_lossy(target)),
+        EntryKind::Hardlink { target } => v["target"] = json!(target.display()),
+        EntryKind::Dir => {}
+    }
+    v
+}
+
+fn reg_json(v: &RegValue) -> Value {
+    match v {
+        RegValue::String(s) => json!({ "string": s }),
+        RegValue::Int(i) => json!({ "int": i }),
+        RegValue::File { digest, mode } => json!({ "file": digest.to_hex(), "mode": format!("{mode:04o}") }),
+        RegValue::Deleted => json!("deleted"),
+    }
+}
+
+/// The whole manifest as JSON.
+pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
+    json!({
+        "name": m.name,
+        "tag": m.tag,
+        "digest": digest.to_hex(),
+        "created": m.created,
+        "size": m.size(),
+        "entry_points": m.entry_points.iter().map(|e| json!({ "name": e.name, "path": e.path.display() })).collect::<Vec<_>>(),
+        "env": m.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "isolation": m.isolation.iter().map(|r| json!({ "prefix": r.prefix, "mode": format!("{:?}", r.mode).to_lowercase() })).collect::<Vec<_>>(),
+        "identity": {
+            "hostname": m.identity.hostname, "domain": m.identity.domain,
+            "ipv4": m.identity.ipv4.map(|a| a.to_string()), "ipv6": m.identity.ipv6.map(|a| a.to_string()),
+            "machine_id": m.identity.machine_id,
+        },
+        "links": m.links.iter().map(|l| json!({ "name": l.name, "digest": l.digest.map(|d| d.to_hex()) })).collect::<Vec<_>>(),
+        "origins": m.origins.iter().map(|o| json!({ "step": o.step.name(), "detail": o.detail, "at": o.at })).collect::<Vec<_>>(),
+        "files": m.entries.iter().map(|e| entry_json(m, e)).collect::<Vec<_>>(),
+        "deletions": m.deletions.iter().map(|d| d.display()).collect::<Vec<_>>(),
+        "registry": m.registry.iter().map(|(k, v)| json!({ "key": k, "value": reg_json(v) })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_text(digest: &Digest, m: &Manifest) -> Result<()> {
+    let mut w = std::io::stdout().lock();
+    writeln!(w, "capsule   {}:{}", m.name, m.tag)?;
+    writeln!(w, "digest    {digest}")?;
+    writeln!(w, "size      {} in {} entries, {} deletions", human_bytes(m.size()), m.entries.len(), m.deletions.len())?;
+    for o in &m.origins {
+        writeln!(w, "origin    {}: {}", o.step.name(), o.detail)?;
+    }
+    for e in &m.entry_points {
+        writeln!(w, "entry     {} ({})", e.name, e.path)?;
+    }
+    for (k, v) in &m.registry {
+        writeln!(w, "registry  {k} = {}", reg_json(v))?;
+    }
+    writeln!(w)?;
+    for e in &m.entries {
+        let detail = match &e.kind {
+            EntryKind::File { size, digest } => format!("{:>10}  {}", human_bytes(*size), digest.short()),
+            EntryKind::Symlink { target } => format!("-> {}", String::from_utf8_lossy(target)),
+            EntryKind::Hardlink { target } => format!("=> {target}"),
+            EntryKind::Dir => String::new(),
+        };
+        writeln!(w, "{:<8} {:04o} {}  {detail}", e.kind.name(), e.mode, e.path)?;
+    }
+    for d in &m.deletions {
+        writeln!(w, "deleted       {d}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `rm` and `gc`.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use capsule_core::digest::Digest;
+use capsule_core::store::index::Index;
+use capsule_core::store::{Store, StoreLock};
+use serde_json::json;
+
+use super::capsule_ref;
+use crate::cli::{Output, human_bytes};
+
+/// `rm NAME`: drop the ref (the truth), then the index record.
+pub fn rm(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
+    let r = capsule_ref(name)?;
+    store.remove_ref(&r).with_context(|| format!("cannot remove capsule {r}"))?;
+    Index::with(store, |idx| idx.forget(&r, store))?;
+    out.info(format!("removed {r}; run `capsule gc` to free its blobs"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gc`: with the store lock held exclusively (no writer between its first blob and its
+/// commit), remove every blob that no capsule, and no pending snapshot, uses; and empty tmp/.
+pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
+    let _lock = StoreLock::exclusive(store)?;
+    let mut live: BTreeSet<Digest> = BTreeSet::new();
+    for (r, digest) in store.list_refs()? {
+        // A manifest we cannot read could use any blob: refuse rather than guess.
+        let m = store.load_manifest(&digest).with_context(|| format!("gc refused: capsule {r} cannot be read; run `capsule verify`"))?;
+        live.insert(digest);
+        live.extend(m.blobs());
+    }
+    if let Ok((snap, _)) = capsule_core::capture::snapshot::pending(store) {
+        live.insert(snap);
+    }
+    let (mut removed, mut freed) = (0u64, 0u64);
+    for d in store.list_blobs()? {
+        if !live.contains(&d) {
+            freed += store.blob_stored_size(&d).unwrap_or(0);
+            store.remove_blob(&d)?;
+            removed += 1;
+        }
+    }
+    let tmp = store.root().join("tmp");
+    for e in std::fs::read_dir(&tmp).with_context(|| format!("cannot list {}", tmp.display()))?.flatten() {
+        let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
+    }
+    if out.json {
+        out.print_json(&json!({ "removed": removed, "freed": freed, "kept": live.len() }))?;
+    } else {
+        out.info(format!("removed {removed} blobs, freed {}", human_bytes(freed)));
+    }
+    Ok(ExitCode::SUCCESS)
+}

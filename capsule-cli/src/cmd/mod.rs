@@ -1,0 +1,40 @@
+//! One module per verb: argument glue around capsule-core, and output.
+
+mod capture;
+mod demo;
+mod inspect;
+mod list;
+mod manage;
+mod transfer;
+mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use capsule_core::store::{CapsuleRef, Store};
+
+use crate::cli::args::{Capture, Verb};
+use crate::cli::{Cli, Output};
+
+/// Run the verb `cli` names.
+pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
+    let root = cli.store.clone().unwrap_or_else(Store::default_root);
+    let store = Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))?;
+    match cli.verb {
+        Verb::Capture(Capture::Snapshot(s)) => capture::snapshot(&store, out, s),
+        Verb::Capture(Capture::Elf(e)) => capture::elf(&store, out, e),
+        Verb::List => list::run(&store, out),
+        Verb::Inspect(i) => inspect::run(&store, out, &i.name),
+        Verb::Rm(r) => manage::rm(&store, out, &r.name),
+        Verb::Gc => manage::gc(&store, out),
+        Verb::Verify(v) => verify::run(&store, out, v),
+        Verb::Export(e) => transfer::export(&store, out, e),
+        Verb::Import(i) => transfer::import(&store, out, i),
+        Verb::Demo => demo::run(&store, out),
+    }
+}
+
+/// Parse `NAME[:TAG]` with an error that names it.
+pub fn capsule_ref(name: &str) -> Result<CapsuleRef> {
+    name.parse::<CapsuleRef>().with_context(|| format!("invalid capsule reference {name:?}"))
+}

@@ -1,0 +1,120 @@
+//! `verify [NAME] [--repair]`: re-hash blobs, check manifests, reconcile the index.
+//!
+//! A damaged blob is reported by digest with the capsules that use it, found through the
+//! index's reverse refs. `--repair` rebuilds the index from refs and manifests, and moves
+//! damaged blobs aside (into tmp/, which gc empties) so that a re-import or capture of the
+//! same content can put a good copy back. Exit 1 while any capsule stays damaged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use capsule_core::capture::Progress;
+use capsule_core::digest::Digest;
+use capsule_core::store::index::Index;
+use capsule_core::store::{CapsuleRef, Store, StoreError};
+use serde_json::json;
+
+use crate::cli::Output;
+use crate::cli::args::Verify;
+use crate::cli::progress::Bars;
+
+/// One thing wrong.
+struct Problem {
+    what: String,
+    digest: Option<Digest>,
+    used_by: Vec<String>,
+}
+
+/// `verify`.
+pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
+    let mut problems = Vec::new();
+    let mut repaired = Vec::new();
+    if v.repair {
+        let n = Index::rebuild(store)?;
+        repaired.push(format!("index rebuilt ({n} capsules)"));
+    } else if let Err(e) = Index::with(store, |idx| idx.sync(store)) {
+        problems.push(Problem { what: e.to_string(), digest: None, used_by: vec![] });
+    }
+    let refs: Vec<(CapsuleRef, Digest)> = match &v.name {
+        Some(n) => {
+            let r = super::capsule_ref(n)?;
+            let d = store.get_ref(&r)?;
+            vec![(r, d)]
+        }
+        None => store.list_refs()?,
+    };
+    let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+    let mut names: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for (r, d) in &refs {
+        names.entry(*d).or_default().push(r.to_string());
+        match store.load_manifest(d) {
+            Ok(m) => blobs.extend(m.blobs()),
+            Err(e) => problems.push(Problem { what: format!("capsule {r}: {e}"), digest: Some(*d), used_by: vec![r.to_string()] }),
+        }
+    }
+    if v.name.is_none() {
+        blobs.extend(store.list_blobs()?);
+    }
+    let bad = check_blobs(store, out, &blobs);
+    for (digest, err) in bad {
+        let used_by = users(store, &digest, &names);
+        if v.repair {
+            quarantine(store, &digest, &mut repaired);
+        }
+        problems.push(Problem { what: err.to_string(), digest: Some(digest), used_by });
+    }
+    report(out, &problems, &repaired, refs.len(), blobs.len())?;
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn check_blobs(store: &Store, out: Output, blobs: &BTreeSet<Digest>) -> Vec<(Digest, StoreError)> {
+    let bars = Bars::new(out.bars());
+    bars.start("verifying", Some(blobs.len() as u64));
+    let mut bad = Vec::new();
+    for d in blobs {
+        if let Err(e) = store.verify_blob(d) {
+            bad.push((*d, e));
+        }
+        bars.inc(1);
+    }
+    bars.finish();
+    bad
+}
+
+/// Capsules using `blob`, through the index's reverse refs (or, if the index cannot be
+/// opened, nothing: the report then says so).
+fn users(store: &Store, blob: &Digest, names: &BTreeMap<Digest, Vec<String>>) -> Vec<String> {
+    match Index::with(store, |idx| idx.users_of(blob)) {
+        Ok(ms) => ms.iter().flat_map(|m| names.get(m).cloned().unwrap_or_default()).collect(),
+        Err(e) => vec![format!("(unknown: {e})")],
+    }
+}
+
+fn quarantine(store: &Store, digest: &Digest, repaired: &mut Vec<String>) {
+    let to = store.root().join("tmp").join(format!("damaged-{digest}"));
+    if std::fs::rename(store.blob_path(digest), &to).is_ok() {
+        repaired.push(format!("moved damaged blob {digest} aside; re-import or re-capture to restore it"));
+    }
+}
+
+fn report(out: Output, problems: &[Problem], repaired: &[String], capsules: usize, blobs: usize) -> Result<()> {
+    if out.json {
+        let p: Vec<_> = problems
+            .iter()
+            .map(|p| json!({ "problem": p.what, "digest": p.digest.map(|d| d.to_hex()), "used_by": p.used_by }))
+            .collect();
+        return out.print_json(&json!({ "ok": problems.is_empty(), "capsules": capsules, "blobs": blobs, "problems": p, "repaired": repaired }));
+    }
+    for r in repaired {
+        eprintln!("repaired: {r}");
+    }
+    for p in problems {
+        let users = if p.used_by.is_empty() { "no capsule".to_owned() } else { p.used_by.join(", ") };
+        eprintln!("damaged: {} (used by {users})", p.what);
+    }
+    if problems.is_empty() {
+        out.info(format!("ok: {capsules} capsules, {blobs} blobs verified"));
+    }
+    Ok(())
+}
