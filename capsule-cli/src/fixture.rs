@@ -55,14 +55,8 @@ const LIBRARY_SOURCE: &str = include_str!("../../fixtures/demo/libcapsuledemo.c"
 const LIBRARY_HEADER: &str = include_str!("../../fixtures/demo/libcapsuledemo.h");
 const CONFIG: &[u8] = include_bytes!("../../fixtures/demo/capsule-demo.conf");
 const DATA_FILES: &[(&str, &[u8])] = &[
-    (
-        "numbers.txt",
-        include_bytes!("../../fixtures/demo/data/numbers.txt"),
-    ),
-    (
-        "readme.txt",
-        include_bytes!("../../fixtures/demo/data/readme.txt"),
-    ),
+    ("numbers.txt", include_bytes!("../../fixtures/demo/data/numbers.txt")),
+    ("readme.txt", include_bytes!("../../fixtures/demo/data/readme.txt")),
 ];
 
 /// Flags for both compiler runs.
@@ -87,8 +81,7 @@ pub fn install_demo(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// [`install_demo`] with an explicit compiler.
 fn install_demo_with(compiler: &Compiler, root: &Path) -> Result<Vec<PathBuf>> {
-    let root = std::path::absolute(root)
-        .with_context(|| format!("resolving the staging root {}", root.display()))?;
+    let root = std::path::absolute(root).with_context(|| format!("resolving the staging root {}", root.display()))?;
     let build = TempDir::create("capsule-demo-build")?;
     let (binary, library) = build_demo(compiler, build.path())?;
     install_tree(&root, &binary, &library)
@@ -104,42 +97,30 @@ fn find_compiler() -> Result<Compiler> {
         };
         if !words.is_empty() {
             let program = words.remove(0);
-            return Ok(Compiler {
-                program,
-                args: words,
-            });
+            return Ok(Compiler { program, args: words });
         }
     }
     ["cc", "gcc"]
         .into_iter()
         .find_map(find_in_path)
-        .map(|program| Compiler {
-            program: program.into_os_string(),
-            args: Vec::new(),
-        })
+        .map(|program| Compiler { program: program.into_os_string(), args: Vec::new() })
         .context("no C compiler found (install gcc) to build the demo application")
 }
 
 /// The first executable regular file called `name` in a directory of PATH.
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
+    std::env::split_paths(&path).filter(|dir| !dir.as_os_str().is_empty()).map(|dir| dir.join(name)).find(|candidate| {
+        fs::metadata(candidate).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// Write the sources into `dir`, compile the library and then the program.
 /// Returns the paths of the built program and library.
 fn build_demo(compiler: &Compiler, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    for (name, text) in [
-        ("capsule-demo.c", PROGRAM_SOURCE),
-        ("libcapsuledemo.c", LIBRARY_SOURCE),
-        ("libcapsuledemo.h", LIBRARY_HEADER),
-    ] {
+    for (name, text) in
+        [("capsule-demo.c", PROGRAM_SOURCE), ("libcapsuledemo.c", LIBRARY_SOURCE), ("libcapsuledemo.h", LIBRARY_HEADER)]
+    {
         let path = dir.join(name);
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -178,13 +159,9 @@ fn run_compiler(compiler: &Compiler, step: &str, args: &[OsString]) -> Result<()
         .output()
         .with_context(|| format!("{step}: could not run `{shown}`"))?;
     if !output.status.success() {
-        let mut message = String::from_utf8_lossy(&output.stderr)
-            .trim_end()
-            .to_owned();
+        let mut message = String::from_utf8_lossy(&output.stderr).trim_end().to_owned();
         if message.is_empty() {
-            message = String::from_utf8_lossy(&output.stdout)
-                .trim_end()
-                .to_owned();
+            message = String::from_utf8_lossy(&output.stdout).trim_end().to_owned();
         }
         bail!("{step}: `{shown}` failed ({}):\n{message}", output.status);
     }
@@ -197,15 +174,8 @@ fn command_line<'a>(program: &'a OsStr, args: impl Iterator<Item = &'a OsString>
         .chain(args.map(OsString::as_os_str))
         .map(|word| {
             let word = word.to_string_lossy();
-            let plain = !word.is_empty()
-                && word
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./,=+:@%".contains(c));
-            if plain {
-                word.into_owned()
-            } else {
-                format!("'{}'", word.replace('\'', r"'\''"))
-            }
+            let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,=+:@%".contains(c));
+            if plain { word.into_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -264,9 +234,7 @@ fn prepare_destination(root: &Path, relative: &str) -> Result<(PathBuf, PathBuf)
         dir.push(name);
         ensure_real_dir(&dir)?;
     }
-    let file_name = relative
-        .file_name()
-        .with_context(|| format!("invalid install path {}", relative.display()))?;
+    let file_name = relative.file_name().with_context(|| format!("invalid install path {}", relative.display()))?;
     let mut temp_name = OsString::from(".");
     temp_name.push(file_name);
     temp_name.push(format!(".capsule-tmp-{}", std::process::id()));
@@ -285,10 +253,9 @@ fn ensure_real_dir(dir: &Path) -> Result<()> {
             bail!("refusing to install through the symlink {}", dir.display())
         }
         Ok(_) => bail!("{} exists and is not a directory", dir.display()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
-            .mode(0o755)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().mode(0o755).create(dir).with_context(|| format!("creating {}", dir.display()))
+        }
         Err(err) => Err(err).with_context(|| format!("inspecting {}", dir.display())),
     }
 }
@@ -300,9 +267,7 @@ impl TempDir {
     /// Create `TMPDIR/<prefix>-<pid>-<nanos>-<counter>`, mode 0700.
     fn create(prefix: &str) -> Result<Self> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("{prefix}-{}-{nanos}-{count}", std::process::id());
         let path = std::env::temp_dir().join(name);
@@ -343,10 +308,7 @@ mod tests {
     }
 
     fn host_name() -> String {
-        fs::read_to_string("/proc/sys/kernel/hostname")
-            .expect("read hostname")
-            .trim()
-            .to_owned()
+        fs::read_to_string("/proc/sys/kernel/hostname").expect("read hostname").trim().to_owned()
     }
 
     #[test]
@@ -356,11 +318,7 @@ mod tests {
         let installed = install_demo(&root).expect("install demo");
 
         assert_eq!(installed.len(), 4 + DATA_FILES.len());
-        assert!(
-            installed
-                .iter()
-                .all(|p| p.is_absolute() && p.starts_with(&root))
-        );
+        assert!(installed.iter().all(|p| p.is_absolute() && p.starts_with(&root)));
         let mode = |rel: &str| {
             let meta = fs::metadata(root.join(rel)).expect("stat");
             meta.permissions().mode() & 0o7777
@@ -431,37 +389,23 @@ mod tests {
         let tmp = TempDir::create("capsule-demo-test").expect("temp dir");
         let root = tmp.path().join("root");
         // `sh -c SCRIPT sh ARGS...` stands in for a compiler that fails loudly.
-        let failing = Compiler {
-            program: "sh".into(),
-            args: os_args(&["-c", "echo 'boom: bad code' >&2; exit 3", "sh"]),
-        };
+        let failing =
+            Compiler { program: "sh".into(), args: os_args(&["-c", "echo 'boom: bad code' >&2; exit 3", "sh"]) };
         let err = install_demo_with(&failing, &root).expect_err("must fail");
         let message = format!("{err:#}");
         assert!(message.contains("compiling the demo library"), "{message}");
         assert!(message.contains("boom: bad code"), "{message}");
-        assert!(
-            message.contains("-Wl,-soname,libcapsuledemo.so.1"),
-            "{message}"
-        );
-        assert!(
-            !root.exists(),
-            "nothing may be installed after a failed build"
-        );
+        assert!(message.contains("-Wl,-soname,libcapsuledemo.so.1"), "{message}");
+        assert!(!root.exists(), "nothing may be installed after a failed build");
     }
 
     #[test]
     fn unrunnable_compiler_is_named() {
         let tmp = TempDir::create("capsule-demo-test").expect("temp dir");
-        let missing = Compiler {
-            program: "/nonexistent/bin/cc".into(),
-            args: Vec::new(),
-        };
+        let missing = Compiler { program: "/nonexistent/bin/cc".into(), args: Vec::new() };
         let err = install_demo_with(&missing, &tmp.path().join("root")).expect_err("must fail");
         let message = format!("{err:#}");
-        assert!(
-            message.contains("could not run `/nonexistent/bin/cc "),
-            "{message}"
-        );
+        assert!(message.contains("could not run `/nonexistent/bin/cc "), "{message}");
     }
 
     #[test]
@@ -481,9 +425,6 @@ mod tests {
     fn command_line_quotes_special_arguments() {
         let args = os_args(&["-O2", RUNPATH_FLAG, "it's"]);
         let shown = command_line(OsStr::new("cc"), args.iter());
-        assert_eq!(
-            shown,
-            r"cc -O2 '-Wl,-rpath,$ORIGIN/../lib/capsule-demo' 'it'\''s'"
-        );
+        assert_eq!(shown, r"cc -O2 '-Wl,-rpath,$ORIGIN/../lib/capsule-demo' 'it'\''s'");
     }
 }

@@ -51,11 +51,7 @@ pub enum CodecError {
 }
 
 fn options(limit: u64) -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .with_little_endian()
-        .with_limit(limit)
-        .reject_trailing_bytes()
+    bincode::DefaultOptions::new().with_fixint_encoding().with_little_endian().with_limit(limit).reject_trailing_bytes()
 }
 
 /// Encode `value` with the store's bincode options. Encoding an in-memory value cannot exceed
@@ -120,10 +116,22 @@ mod tests {
         let bytes = envelope(b"TESTTEST", 1, &v);
         let (ver, back): (u16, Vec<String>) = open_envelope("t", b"TESTTEST", 1, &bytes, 1 << 20).unwrap();
         assert_eq!((ver, back), (1, v));
-        assert!(matches!(open_envelope::<Vec<String>>("t", b"OTHERXXX", 1, &bytes, 1 << 20), Err(CodecError::BadMagic { .. })));
-        assert!(matches!(open_envelope::<Vec<String>>("t", b"TESTTEST", 0, &bytes, 1 << 20), Err(CodecError::Version { .. })));
-        assert!(matches!(open_envelope::<Vec<String>>("t", b"TESTTEST", 1, &bytes, 4), Err(CodecError::TooLarge { .. })));
-        assert!(matches!(open_envelope::<Vec<String>>("t", b"TESTTEST", 1, &bytes[..bytes.len() - 1], 1 << 20), Err(CodecError::Malformed { .. })));
+        assert!(matches!(
+            open_envelope::<Vec<String>>("t", b"OTHERXXX", 1, &bytes, 1 << 20),
+            Err(CodecError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            open_envelope::<Vec<String>>("t", b"TESTTEST", 0, &bytes, 1 << 20),
+            Err(CodecError::Version { .. })
+        ));
+        assert!(matches!(
+            open_envelope::<Vec<String>>("t", b"TESTTEST", 1, &bytes, 4),
+            Err(CodecError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            open_envelope::<Vec<String>>("t", b"TESTTEST", 1, &bytes[..bytes.len() - 1], 1 << 20),
+            Err(CodecError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -20,7 +20,8 @@ const NAME: &str = "capsule-demo";
 
 /// `demo`.
 pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
-    let staging = tempfile::Builder::new().prefix("capsule-demo-root-").tempdir().context("cannot create a staging root")?;
+    let staging =
+        tempfile::Builder::new().prefix("capsule-demo-root-").tempdir().context("cannot create a staging root")?;
     let bars = Bars::new(out.bars());
     let roots = vec!["/usr".to_owned(), "/etc".to_owned()];
     out.info("1. snapshot of an empty staging root");
@@ -28,7 +29,8 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
     out.info("2. building and installing the demo application (a C program, its config under /etc, its data and its own library)");
     fixture::install_demo(staging.path()).context("demo: cannot build the demo application")?;
     out.info("3. snapshot end: the changes become the capsule");
-    let digest = snapshot::end(store, NAME, "latest", Some(&format!("/{}", fixture::DEMO_BINARY)), &bars).context("demo: snapshot end failed")?;
+    let digest = snapshot::end(store, NAME, "latest", Some(&format!("/{}", fixture::DEMO_BINARY)), &bars)
+        .context("demo: snapshot end failed")?;
     let m = store.load_manifest(&digest)?;
     if out.json {
         out.print_json(&super::inspect::to_json(&digest, &m))?;
@@ -47,7 +49,11 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
     let conf = RelPath::new(fixture::DEMO_CONFIG).context("demo config path")?;
     if let Some(EntryKind::File { digest, .. }) = m.get(&conf).map(|e| &e.kind) {
         let text = store.read_blob(digest, 1 << 20, "config file")?;
-        println!("\n/{} as stored in the capsule (also registry key machine/files/{}):", fixture::DEMO_CONFIG, fixture::DEMO_CONFIG);
+        println!(
+            "\n/{} as stored in the capsule (also registry key machine/files/{}):",
+            fixture::DEMO_CONFIG,
+            fixture::DEMO_CONFIG
+        );
         print!("{}", String::from_utf8_lossy(&text));
     }
     println!("\nnext: `capsule inspect {NAME}`, `capsule export {NAME} -o demo.capsule`");

@@ -27,7 +27,15 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
     let mut w = std::io::stdout().lock();
     writeln!(w, "{:<24} {:<12} {:<12} {:>8} {:>10}", "NAME", "TAG", "DIGEST", "ENTRIES", "SIZE")?;
     for (r, rec) in rows {
-        writeln!(w, "{:<24} {:<12} {:<12} {:>8} {:>10}", r.name, r.tag, rec.digest.short(), rec.entries, human_bytes(rec.size))?;
+        writeln!(
+            w,
+            "{:<24} {:<12} {:<12} {:>8} {:>10}",
+            r.name,
+            r.tag,
+            rec.digest.short(),
+            rec.entries,
+            human_bytes(rec.size)
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,9 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     let mut live: BTreeSet<Digest> = BTreeSet::new();
     for (r, digest) in store.list_refs()? {
         // A manifest we cannot read could use any blob: refuse rather than guess.
-        let m = store.load_manifest(&digest).with_context(|| format!("gc refused: capsule {r} cannot be read; run `capsule verify`"))?;
+        let m = store
+            .load_manifest(&digest)
+            .with_context(|| format!("gc refused: capsule {r} cannot be read; run `capsule verify`"))?;
         live.insert(digest);
         live.extend(m.blobs());
     }

@@ -19,7 +19,14 @@ fn print(out: Output, verb: &str, s: &archive::Summary) -> Result<()> {
             "blobs_moved": s.blobs_moved, "blobs_present": s.blobs_present, "bytes": s.bytes,
         }))?;
     } else {
-        out.info(format!("{verb} {} {} ({} blobs, {} present already, {})", s.capsule, s.digest.short(), s.blobs_moved, s.blobs_present, human_bytes(s.bytes)));
+        out.info(format!(
+            "{verb} {} {} ({} blobs, {} present already, {})",
+            s.capsule,
+            s.digest.short(),
+            s.blobs_moved,
+            s.blobs_present,
+            human_bytes(s.bytes)
+        ));
     }
     Ok(())
 }
@@ -27,14 +34,16 @@ fn print(out: Output, verb: &str, s: &archive::Summary) -> Result<()> {
 /// `export NAME -o FILE`.
 pub fn export(store: &Store, out: Output, e: Export) -> Result<ExitCode> {
     let r = capsule_ref(&e.name)?;
-    let s = archive::export(store, &r, &e.output, &Bars::new(out.bars())).with_context(|| format!("cannot export capsule {r} to {}", e.output.display()))?;
+    let s = archive::export(store, &r, &e.output, &Bars::new(out.bars()))
+        .with_context(|| format!("cannot export capsule {r} to {}", e.output.display()))?;
     print(out, "exported", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `import FILE`.
 pub fn import(store: &Store, out: Output, i: Import) -> Result<ExitCode> {
-    let s = archive::import(store, &i.file, &Bars::new(out.bars())).with_context(|| format!("import of {} refused; the store is unchanged", i.file.display()))?;
+    let s = archive::import(store, &i.file, &Bars::new(out.bars()))
+        .with_context(|| format!("import of {} refused; the store is unchanged", i.file.display()))?;
     print(out, "imported", &s)?;
     Ok(ExitCode::SUCCESS)
 }

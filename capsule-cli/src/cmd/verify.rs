@@ -50,7 +50,11 @@ pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
         names.entry(*d).or_default().push(r.to_string());
         match store.load_manifest(d) {
             Ok(m) => blobs.extend(m.blobs()),
-            Err(e) => problems.push(Problem { what: format!("capsule {r}: {e}"), digest: Some(*d), used_by: vec![r.to_string()] }),
+            Err(e) => problems.push(Problem {
+                what: format!("capsule {r}: {e}"),
+                digest: Some(*d),
+                used_by: vec![r.to_string()],
+            }),
         }
     }
     if v.name.is_none() {

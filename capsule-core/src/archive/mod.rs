@@ -25,7 +25,7 @@ pub use reader::import;
 
 use crate::capture::Progress;
 use crate::digest::Digest;
-use crate::manifest::{ManifestError, MAX_MANIFEST_BYTES};
+use crate::manifest::{MAX_MANIFEST_BYTES, ManifestError};
 use crate::store::{CapsuleRef, Store, StoreError};
 
 const MAGIC: &[u8; 8] = b"CAPSULEX";
@@ -199,8 +199,10 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
     let blobs: BTreeSet<Digest> = manifest.blobs();
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io_err = |action: &'static str| move |source| ArchiveError::Io { action, path: out.to_owned(), source };
-    let tmp = tempfile::Builder::new().prefix(".capsule-export-").tempfile_in(dir).map_err(io_err("failed to create"))?;
-    let mut w = Sink { inner: BufWriter::with_capacity(1 << 20, tmp.as_file()), hasher: blake3::Hasher::new(), count: 0 };
+    let tmp =
+        tempfile::Builder::new().prefix(".capsule-export-").tempfile_in(dir).map_err(io_err("failed to create"))?;
+    let mut w =
+        Sink { inner: BufWriter::with_capacity(1 << 20, tmp.as_file()), hasher: blake3::Hasher::new(), count: 0 };
     let total: u64 = blobs.iter().map(|d| store.blob_stored_size(d).unwrap_or(0)).sum();
     progress.start("exporting", Some(total));
     (|| -> io::Result<()> {
@@ -220,7 +222,9 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
         w.write_all(&d.0).map_err(io_err("failed to write"))?;
         let copied = io::copy(&mut f, &mut w).map_err(io_err("failed to write"))?;
         if copied != len {
-            return Err(StoreError::Undecodable { digest: *d, reason: "blob changed size while exported".into() }.into());
+            return Err(
+                StoreError::Undecodable { digest: *d, reason: "blob changed size while exported".into() }.into()
+            );
         }
         progress.inc(len);
     }
@@ -236,13 +240,23 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
     let bytes = w.count;
     drop(w);
     tmp.as_file().sync_all().map_err(io_err("failed to sync"))?;
-    tmp.persist(out).map_err(|e| ArchiveError::Io { action: "failed to write", path: out.to_owned(), source: e.error })?;
+    tmp.persist(out).map_err(|e| ArchiveError::Io {
+        action: "failed to write",
+        path: out.to_owned(),
+        source: e.error,
+    })?;
     progress.finish();
     Ok(Summary { capsule: r.clone(), digest, blobs_moved: blobs.len() as u64, blobs_present: 0, bytes })
 }
 
 /// Read exactly `len` bytes of the current record, reporting EOF as truncation.
-fn read_exact_or_truncated(r: &mut impl Read, buf: &mut [u8], path: &Path, what: &'static str, offset: u64) -> Result<(), ArchiveError> {
+fn read_exact_or_truncated(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    path: &Path,
+    what: &'static str,
+    offset: u64,
+) -> Result<(), ArchiveError> {
     r.read_exact(buf).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => ArchiveError::Truncated { path: path.to_owned(), what, offset },
         _ => ArchiveError::Io { action: "failed to read", path: path.to_owned(), source: e },

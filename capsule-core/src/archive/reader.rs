@@ -67,12 +67,22 @@ impl Import<'_> {
         }
         self.check_len("manifest", len, MAX_MANIFEST_RECORD, at)?;
         let mut frame = Vec::new();
-        (&mut self.r).take(len).read_to_end(&mut frame).map_err(|source| ArchiveError::Io { action: "failed to read", path: self.path.to_owned(), source })?;
+        (&mut self.r).take(len).read_to_end(&mut frame).map_err(|source| ArchiveError::Io {
+            action: "failed to read",
+            path: self.path.to_owned(),
+            source,
+        })?;
         let bad = |source| ArchiveError::Manifest { path: self.path.to_owned(), source };
         let mut bytes = Vec::new();
-        zstd::Decoder::new(&frame[..])
-            .and_then(|d| d.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(|e| bad(crate::codec::CodecError::Malformed { what: "manifest", source: Box::new(bincode::ErrorKind::Io(e)) }.into()))?;
+        zstd::Decoder::new(&frame[..]).and_then(|d| d.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)).map_err(
+            |e| {
+                bad(crate::codec::CodecError::Malformed {
+                    what: "manifest",
+                    source: Box::new(bincode::ErrorKind::Io(e)),
+                }
+                .into())
+            },
+        )?;
         Manifest::decode(&bytes).map_err(bad)
     }
 
@@ -90,10 +100,18 @@ impl Import<'_> {
         }
         let mut frame = (&mut self.r).take(len - 32);
         let staged = if self.store.has_blob(&digest) {
-            io::copy(&mut frame, &mut io::sink()).map_err(|source| ArchiveError::Io { action: "failed to read", path: self.path.to_owned(), source })?;
+            io::copy(&mut frame, &mut io::sink()).map_err(|source| ArchiveError::Io {
+                action: "failed to read",
+                path: self.path.to_owned(),
+                source,
+            })?;
             None
         } else {
-            let s = self.store.stage_compressed(&mut frame, &digest).map_err(|source| ArchiveError::BadBlob { path: self.path.to_owned(), digest, source })?;
+            let s = self.store.stage_compressed(&mut frame, &digest).map_err(|source| ArchiveError::BadBlob {
+                path: self.path.to_owned(),
+                digest,
+                source,
+            })?;
             Some(s)
         };
         self.progress.inc(len + 9);
@@ -107,7 +125,8 @@ impl Import<'_> {
         }
         let mut body = [0u8; 40];
         read_exact_or_truncated(&mut self.r, &mut body, self.path, "end record", at)?;
-        let count = u64::from_le_bytes([body[32], body[33], body[34], body[35], body[36], body[37], body[38], body[39]]);
+        let count =
+            u64::from_le_bytes([body[32], body[33], body[34], body[35], body[36], body[37], body[38], body[39]]);
         if body[..32] != *before.as_bytes() || count != records {
             return Err(ArchiveError::Checksum { path: self.path.to_owned() });
         }

@@ -12,7 +12,16 @@ fn sample_store() -> (tempfile::TempDir, Store, CapsuleRef) {
     for (i, content) in [&b"one"[..], &vec![9u8; 100_000][..]].iter().enumerate() {
         let digest = store.put_bytes(content).unwrap();
         let path = RelPath::new(format!("f{i}")).unwrap();
-        m.entries.push(Entry { path, kind: EntryKind::File { size: content.len() as u64, digest }, mode: 0o644, uid: 0, gid: 0, mtime: 0, mtime_nsec: 0, origin: 0 });
+        m.entries.push(Entry {
+            path,
+            kind: EntryKind::File { size: content.len() as u64, digest },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            origin: 0,
+        });
     }
     store.commit_capsule(&m).unwrap();
     (dir, store, "app:v1".parse().unwrap())

@@ -33,7 +33,14 @@ pub struct Builder<'s> {
 
 impl<'s> Builder<'s> {
     /// A builder for capsule `name:tag` whose files come from one capture step.
-    pub fn new(store: &'s Store, base: &Path, name: &str, tag: &str, origin: Origin, progress: &'s dyn Progress) -> Self {
+    pub fn new(
+        store: &'s Store,
+        base: &Path,
+        name: &str,
+        tag: &str,
+        origin: Origin,
+        progress: &'s dyn Progress,
+    ) -> Self {
         let mut manifest = Manifest::new(name, tag, origin.at);
         manifest.origins.push(origin);
         Builder {

@@ -14,7 +14,13 @@ use crate::store::{Store, StoreLock};
 /// Capture `binaries` (absolute host paths) and everything the loader needs for them into
 /// capsule `name:tag`. The first binary becomes the entry point. A library that cannot be
 /// found is an error naming it: the capsule would not run.
-pub fn elf_capture(store: &Store, name: &str, tag: &str, binaries: &[PathBuf], progress: &dyn Progress) -> Result<Digest, CaptureError> {
+pub fn elf_capture(
+    store: &Store,
+    name: &str,
+    tag: &str,
+    binaries: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<Digest, CaptureError> {
     let absolute: Vec<PathBuf> = binaries
         .iter()
         .map(|b| std::path::absolute(b).map_err(CaptureError::io("failed to resolve", b)))

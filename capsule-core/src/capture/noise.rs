@@ -79,10 +79,7 @@ impl Noise {
 
     /// Whether `abs` or any of its ancestors is excluded.
     pub fn covers(&self, abs: &[u8]) -> bool {
-        abs.iter()
-            .enumerate()
-            .filter(|&(i, &c)| c == b'/' && i > 0)
-            .any(|(i, _)| self.is_noise(&abs[..i]))
+        abs.iter().enumerate().filter(|&(i, &c)| c == b'/' && i > 0).any(|(i, _)| self.is_noise(&abs[..i]))
             || self.is_noise(abs)
     }
 }

@@ -113,7 +113,12 @@ pub fn root_rel(root: &str) -> Result<Vec<u8>, CaptureError> {
 }
 
 /// Walk `roots` (absolute capsule paths) under host directory `base`.
-pub fn scan(base: &Path, roots: &[String], noise: &Noise, progress: &dyn Progress) -> Result<Vec<ScanEntry>, CaptureError> {
+pub fn scan(
+    base: &Path,
+    roots: &[String],
+    noise: &Noise,
+    progress: &dyn Progress,
+) -> Result<Vec<ScanEntry>, CaptureError> {
     progress.start("scanning", None);
     let mut out = Vec::new();
     for root in roots {
@@ -144,7 +149,13 @@ pub fn scan(base: &Path, roots: &[String], noise: &Noise, progress: &dyn Progres
 
 /// Depth-first walk below `dir` (host) = `rel` (capsule), iterative so deep trees cannot
 /// overflow the stack.
-fn walk(dir: &Path, rel: &[u8], noise: &Noise, out: &mut Vec<ScanEntry>, progress: &dyn Progress) -> Result<(), CaptureError> {
+fn walk(
+    dir: &Path,
+    rel: &[u8],
+    noise: &Noise,
+    out: &mut Vec<ScanEntry>,
+    progress: &dyn Progress,
+) -> Result<(), CaptureError> {
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(dir.to_owned(), rel.to_vec())];
     while let Some((host, rel)) = stack.pop() {
         let rd = match fs::read_dir(&host) {

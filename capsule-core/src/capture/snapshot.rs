@@ -20,7 +20,7 @@ use super::{CaptureError, Progress};
 use crate::codec;
 use crate::digest::Digest;
 use crate::manifest::{CaptureStep, EntryKind, RegValue, RelPath};
-use crate::store::{StoreLock, Store, StoreError};
+use crate::store::{Store, StoreError, StoreLock};
 
 const MAGIC: &[u8; 8] = b"CAPSSNAP";
 const VERSION: u16 = 1;
@@ -103,7 +103,13 @@ fn pending_path(store: &Store) -> PathBuf {
 }
 
 /// Scan `roots` under `base` and make the result the pending snapshot. Returns its digest.
-pub fn begin(store: &Store, base: &Path, roots: &[String], extra_noise: &[String], progress: &dyn Progress) -> Result<Digest, CaptureError> {
+pub fn begin(
+    store: &Store,
+    base: &Path,
+    roots: &[String],
+    extra_noise: &[String],
+    progress: &dyn Progress,
+) -> Result<Digest, CaptureError> {
     let mut patterns = extra_noise.to_vec();
     patterns.extend(store_noise(store, base));
     let noise = Noise::with_defaults(&patterns)?;
@@ -118,10 +124,15 @@ pub fn begin(store: &Store, base: &Path, roots: &[String], extra_noise: &[String
     let _lock = StoreLock::shared(store)?;
     let digest = store.put_bytes(&codec::envelope(MAGIC, VERSION, &snap))?;
     let path = pending_path(store);
-    let mut tmp = tempfile::NamedTempFile::new_in(store.root().join("snapshots")).map_err(StoreError::io("failed to write", &path))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(store.root().join("snapshots"))
+        .map_err(StoreError::io("failed to write", &path))?;
     writeln!(tmp, "{digest}").map_err(StoreError::io("failed to write", &path))?;
     tmp.as_file().sync_all().map_err(StoreError::io("failed to sync", &path))?;
-    tmp.persist(&path).map_err(|e| StoreError::Io { action: "failed to write", path: path.clone(), source: e.error })?;
+    tmp.persist(&path).map_err(|e| StoreError::Io {
+        action: "failed to write",
+        path: path.clone(),
+        source: e.error,
+    })?;
     tracing::info!(%digest, files = snap.entries.len(), "snapshot taken");
     Ok(digest)
 }
@@ -139,7 +150,8 @@ fn store_noise(store: &Store, base: &Path) -> Vec<String> {
 /// The pending snapshot's digest and content.
 pub fn pending(store: &Store) -> Result<(Digest, Snapshot), CaptureError> {
     let path = pending_path(store);
-    let text = fs::read_to_string(&path).map_err(|_| CaptureError::NoPendingSnapshot { store: store.root().to_owned() })?;
+    let text =
+        fs::read_to_string(&path).map_err(|_| CaptureError::NoPendingSnapshot { store: store.root().to_owned() })?;
     let digest: Digest = text.trim().parse().map_err(|_| StoreError::BadRef { path })?;
     let bytes = store.read_blob(&digest, MAX_SNAPSHOT_BYTES, "snapshot")?;
     let (_, snap) = codec::open_envelope("snapshot", MAGIC, VERSION, &bytes, MAX_SNAPSHOT_BYTES)
@@ -149,7 +161,13 @@ pub fn pending(store: &Store) -> Result<(Digest, Snapshot), CaptureError> {
 
 /// Rescan, diff against the pending snapshot and commit capsule `name:tag`. `entry` names
 /// the default program. Returns the manifest digest.
-pub fn end(store: &Store, name: &str, tag: &str, entry: Option<&str>, progress: &dyn Progress) -> Result<Digest, CaptureError> {
+pub fn end(
+    store: &Store,
+    name: &str,
+    tag: &str,
+    entry: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Digest, CaptureError> {
     let (snap_digest, snap) = pending(store)?;
     let noise = Noise::new(snap.noise.clone())?;
     let now = scan(&snap.base, &snap.roots, &noise, progress)?;
@@ -158,7 +176,8 @@ pub fn end(store: &Store, name: &str, tag: &str, entry: Option<&str>, progress: 
         return Err(CaptureError::NoChanges { roots: snap.roots.join(",") });
     }
     let _lock = StoreLock::shared(store)?;
-    let origin = Builder::origin(CaptureStep::SnapshotDiff, format!("snapshot {snap_digest} of {}", snap.roots.join(",")));
+    let origin =
+        Builder::origin(CaptureStep::SnapshotDiff, format!("snapshot {snap_digest} of {}", snap.roots.join(",")));
     let mut b = Builder::new(store, &snap.base, name, tag, origin, progress);
     let files = d.changed.iter().filter(|e| e.stat.kind() == S_IFREG).count() as u64;
     progress.start("hashing", Some(files));
@@ -170,7 +189,10 @@ pub fn end(store: &Store, name: &str, tag: &str, entry: Option<&str>, progress: 
     progress.finish();
     let m = b.manifest_mut();
     for p in &d.deleted {
-        m.deletions.push(RelPath::new(p.clone()).map_err(|source| CaptureError::Path { path: PathBuf::from(String::from_utf8_lossy(p).into_owned()), source })?);
+        m.deletions.push(RelPath::new(p.clone()).map_err(|source| CaptureError::Path {
+            path: PathBuf::from(String::from_utf8_lossy(p).into_owned()),
+            source,
+        })?);
     }
     record_etc(m);
     if let Some(entry) = entry {
@@ -220,13 +242,31 @@ mod tests {
     use crate::capture::scan::Stat;
 
     fn e(p: &str, mode: u32, size: u64) -> ScanEntry {
-        let stat = Stat { mode, uid: 0, gid: 0, size, mtime: 1, mtime_nsec: 0, ctime: 1, ctime_nsec: 0, ino: 1, dev: 1, nlink: 1 };
+        let stat = Stat {
+            mode,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 1,
+            mtime_nsec: 0,
+            ctime: 1,
+            ctime_nsec: 0,
+            ino: 1,
+            dev: 1,
+            nlink: 1,
+        };
         ScanEntry { path: p.as_bytes().to_vec(), stat }
     }
 
     #[test]
     fn diff_cases() {
-        let old = vec![e("a", S_IFDIR, 0), e("a/gone", S_IFDIR, 0), e("a/gone/x", S_IFREG, 1), e("a/grow", S_IFREG, 1), e("a/same", S_IFREG, 1)];
+        let old = vec![
+            e("a", S_IFDIR, 0),
+            e("a/gone", S_IFDIR, 0),
+            e("a/gone/x", S_IFREG, 1),
+            e("a/grow", S_IFREG, 1),
+            e("a/same", S_IFREG, 1),
+        ];
         let mut dir = e("a", S_IFDIR, 0);
         dir.stat.mtime = 9; // a child was added: not a change by itself
         let new = vec![dir, e("a/grow", S_IFREG, 2), e("a/new", S_IFREG, 1), e("a/same", S_IFREG, 1)];
@@ -258,10 +298,26 @@ mod tests {
         let digest = end(&store, "t", "latest", Some("/usr/bin/app"), &NoProgress).unwrap();
         let m = store.load_manifest(&digest).unwrap();
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.display()).collect();
-        assert_eq!(paths, ["/etc", "/etc/app.conf", "/usr", "/usr/bin", "/usr/bin/app", "/usr/share", "/usr/share/app", "/usr/share/app/data", "/usr/share/app/data2"]);
+        assert_eq!(
+            paths,
+            [
+                "/etc",
+                "/etc/app.conf",
+                "/usr",
+                "/usr/bin",
+                "/usr/bin/app",
+                "/usr/share",
+                "/usr/share/app",
+                "/usr/share/app/data",
+                "/usr/share/app/data2"
+            ]
+        );
         let kinds: Vec<_> = m.entries.iter().map(|e| e.kind.name()).collect();
         assert_eq!(kinds[8], "hardlink");
-        assert_eq!(m.get(&RelPath::new("usr/bin/app").unwrap()).unwrap().kind, EntryKind::Symlink { target: b"../share/app/data".to_vec() });
+        assert_eq!(
+            m.get(&RelPath::new("usr/bin/app").unwrap()).unwrap().kind,
+            EntryKind::Symlink { target: b"../share/app/data".to_vec() }
+        );
         assert_eq!(m.deletions, vec![RelPath::new("etc/gone.conf").unwrap()]);
         let keys: Vec<_> = m.registry.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["machine/files/etc/app.conf", "machine/files/etc/gone.conf"]);

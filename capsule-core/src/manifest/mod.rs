@@ -14,9 +14,7 @@ mod types;
 
 use std::collections::BTreeSet;
 
-pub use path::{
-    MAX_COMPONENT, MAX_PATH, PathError, RelPath, check_symlink, relativize_symlink, symlink_destination,
-};
+pub use path::{MAX_COMPONENT, MAX_PATH, PathError, RelPath, check_symlink, relativize_symlink, symlink_destination};
 pub use types::{
     CaptureStep, Entry, EntryKind, EntryPoint, Identity, Isolation, IsolationRule, Link, Origin, RegValue,
 };
@@ -179,7 +177,11 @@ impl Manifest {
             }
             prev = Some(&e.path);
             if e.origin as usize >= self.origins.len() {
-                return Err(ManifestError::Origin { path: e.path.display(), origin: e.origin, count: self.origins.len() });
+                return Err(ManifestError::Origin {
+                    path: e.path.display(),
+                    origin: e.origin,
+                    count: self.origins.len(),
+                });
             }
             match &e.kind {
                 EntryKind::Symlink { target } => {
@@ -212,12 +214,10 @@ impl Manifest {
             .chain(self.entry_points.iter().map(|e| over("entry point", e.name.len())))
             .chain(self.origins.iter().map(|o| over("origin", o.detail.len())))
             .chain(self.links.iter().map(|l| over("link", l.name.len())));
-        for c in checks {
-            if let Some(e) = c {
-                return Err(e);
-            }
+        match checks.flatten().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The digest of the encoded manifest: the capsule's identity.

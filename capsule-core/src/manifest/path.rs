@@ -124,11 +124,7 @@ impl RelPath {
 
     /// Every proper ancestor, outermost first ("usr", "usr/bin" for "usr/bin/jq").
     pub fn ancestors(&self) -> impl Iterator<Item = RelPath> + '_ {
-        self.0
-            .iter()
-            .enumerate()
-            .filter(|&(_, &c)| c == b'/')
-            .map(|(i, _)| RelPath(self.0[..i].to_vec()))
+        self.0.iter().enumerate().filter(|&(_, &c)| c == b'/').map(|(i, _)| RelPath(self.0[..i].to_vec()))
     }
 
     /// `self/name`, validated.

@@ -75,14 +75,18 @@ impl Store {
 
     fn temp_file(&self) -> Result<NamedTempFile, StoreError> {
         let dir = self.root.join("tmp");
-        tempfile::Builder::new().prefix("blob-").tempfile_in(&dir).map_err(StoreError::io("failed to create a temporary file in", dir))
+        tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&dir)
+            .map_err(StoreError::io("failed to create a temporary file in", dir))
     }
 
     /// Compress everything `reader` yields into a staged blob.
     pub fn stage_reader(&self, reader: &mut impl Read, source: &Path) -> Result<StagedBlob, StoreError> {
         let tmp = self.temp_file()?;
         let tmp_path = tmp.path().to_owned();
-        let enc = zstd::Encoder::new(tmp.as_file(), LEVEL).map_err(StoreError::io("failed to start compressing", &tmp_path))?;
+        let enc = zstd::Encoder::new(tmp.as_file(), LEVEL)
+            .map_err(StoreError::io("failed to start compressing", &tmp_path))?;
         let mut w = HashingWriter { inner: enc, hasher: blake3::Hasher::new(), count: 0 };
         io::copy(reader, &mut w).map_err(StoreError::io("failed to read", source))?;
         let (digest, size) = (Digest::from(w.hasher.finalize()), w.count);
@@ -123,7 +127,11 @@ impl Store {
         let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
         fs::create_dir_all(&dir).map_err(StoreError::io("failed to create", &dir))?;
         staged.file.as_file().sync_all().map_err(StoreError::io("failed to sync", staged.file.path()))?;
-        staged.file.persist(&dest).map_err(|e| StoreError::Io { action: "failed to rename a blob to", path: dest.clone(), source: e.error })?;
+        staged.file.persist(&dest).map_err(|e| StoreError::Io {
+            action: "failed to rename a blob to",
+            path: dest.clone(),
+            source: e.error,
+        })?;
         sync_dir(&dir)?;
         Ok(staged.digest)
     }

@@ -68,7 +68,11 @@ impl Store {
             .map_err(StoreError::io("failed to create a temporary file in", &dir))?;
         writeln!(tmp, "{digest}").map_err(StoreError::io("failed to write", tmp.path()))?;
         tmp.as_file().sync_all().map_err(StoreError::io("failed to sync", tmp.path()))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io { action: "failed to write", path: path.clone(), source: e.error })?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            action: "failed to write",
+            path: path.clone(),
+            source: e.error,
+        })?;
         sync_dir(&dir)
     }
 

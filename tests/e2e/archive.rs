@@ -1,0 +1,185 @@
+//! Done-when 4: bad export files are refused with an error naming the problem, and the store
+//! (`list`, `verify`, its blob files) is exactly as before.
+
+use std::fs;
+
+use capsule_core::digest::Digest;
+use capsule_core::manifest::{CaptureStep, Entry, EntryKind, Manifest, Origin, RelPath};
+
+use crate::support::Env;
+
+/// A store with one capsule, an export of another capsule from a second store, and the
+/// receiving store's state before any import.
+struct Setup {
+    env: Env,
+    file: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let env = Env::new();
+    env.small_capsule("resident", &[("usr/bin/tool", b"#!/bin/sh\necho resident\n")]);
+    let source = Env::new();
+    let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    source.small_capsule(
+        "app",
+        &[("usr/bin/app", b"#!/bin/sh\necho app\n"), ("usr/share/app/data.bin", &big), ("etc/app.conf", b"k = v\n")],
+    );
+    let file = env.path("app.capsule");
+    source.ok(&["-q", "export", "app", "-o", file.to_str().unwrap()]);
+    Setup { env, file }
+}
+
+/// Import `bytes` and require refusal with a message containing every one of `needles`.
+fn refused(s: &Setup, name: &str, bytes: &[u8], needles: &[&str]) {
+    let before = s.env.state();
+    let path = s.env.path(name);
+    fs::write(&path, bytes).unwrap();
+    let o = s.env.fails(&["import", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(name), "error does not name the file {name}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error for {name} lacks {n:?}: {err}");
+    }
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(s.env.state(), before, "the store changed after refusing {name}");
+}
+
+#[test]
+fn good_export_imports_and_runs_verify_clean() {
+    let s = setup();
+    s.env.ok(&["-q", "import", s.file.to_str().unwrap()]);
+    let list = s.env.json(&["list"]);
+    let names: Vec<_> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["app", "resident"]);
+    assert_eq!(s.env.json(&["verify"])["ok"], true);
+}
+
+#[test]
+fn truncated_export_is_refused() {
+    let s = setup();
+    let bytes = fs::read(&s.file).unwrap();
+    for (i, cut) in [bytes.len() - 1, bytes.len() - 41, bytes.len() / 2, 30, 20].into_iter().enumerate() {
+        refused(&s, &format!("cut{i}.capsule"), &bytes[..cut], &["truncated"]);
+    }
+}
+
+#[test]
+fn flipped_byte_in_a_blob_is_refused_naming_the_digest() {
+    let s = setup();
+    let bytes = fs::read(&s.file).unwrap();
+    // The largest blob record is data.bin's; flip a byte in the middle of its frame.
+    let data_digest =
+        blake3::hash(&(0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).to_hex().to_string();
+    let raw = hex_to_bytes(&data_digest);
+    // The digest also appears in the manifest; the blob record is the last occurrence.
+    let at = bytes.windows(32).rposition(|w| w == raw).expect("blob record of data.bin");
+    let mut b = bytes.clone();
+    b[at + 32 + 200] ^= 0x01;
+    refused(&s, "flipped.capsule", &b, &[&data_digest]);
+    // A flip anywhere else is refused too (checksum, manifest, header).
+    for at in [3, 18, 30, bytes.len() - 20] {
+        let mut b = bytes.clone();
+        b[at] ^= 0x40;
+        refused(&s, &format!("flip{at}.capsule"), &b, &["refused"]);
+    }
+}
+
+#[test]
+fn dotdot_path_in_manifest_is_refused() {
+    let s = setup();
+    let m = manifest_with(vec![file_entry("usr/xx/passwd")]);
+    let mut enc = m.encode();
+    let at = enc.windows(6).position(|w| w == b"usr/xx").unwrap();
+    enc[at + 4..at + 6].copy_from_slice(b"..");
+    refused(&s, "dotdot.capsule", &forge(&enc, &[b"secret"]), &["usr/../passwd", "not normalised"]);
+}
+
+#[test]
+fn escaping_symlinks_are_refused() {
+    let s = setup();
+    let mut m = manifest_with(vec![file_entry("usr/bin/a")]);
+    let link = |t: &[u8]| Entry {
+        path: RelPath::new("usr/bin/b").unwrap(),
+        kind: EntryKind::Symlink { target: t.to_vec() },
+        mode: 0o777,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        origin: 0,
+    };
+    m.entries.push(link(b"../../../etc/shadow"));
+    refused(&s, "escape.capsule", &forge(&m.encode(), &[b"secret"]), &["points outside the capsule", "/usr/bin/b"]);
+    m.entries[1] = link(b"/etc/shadow");
+    refused(&s, "absolute.capsule", &forge(&m.encode(), &[b"secret"]), &["absolute target", "/etc/shadow"]);
+}
+
+#[test]
+fn oversize_records_are_refused() {
+    let s = setup();
+    let bytes = fs::read(&s.file).unwrap();
+    let mut b = bytes.clone();
+    b[17..25].copy_from_slice(&(1u64 << 40).to_le_bytes()); // manifest record length
+    refused(&s, "oversize.capsule", &b, &["oversize manifest record", "limit"]);
+    // A path longer than PATH_MAX inside an otherwise well-formed manifest.
+    let m = manifest_with(vec![file_entry("x")]);
+    let mut enc = m.encode();
+    let long = "a/".repeat(2100) + "z";
+    // Re-encode with the long path by hand: u64 length prefix + bytes, in place of "x".
+    let at = enc.windows(9).position(|w| w == [1, 0, 0, 0, 0, 0, 0, 0, b'x']).unwrap();
+    let mut patched = enc[..at].to_vec();
+    patched.extend_from_slice(&(long.len() as u64).to_le_bytes());
+    patched.extend_from_slice(long.as_bytes());
+    patched.extend_from_slice(&enc[at + 9..]);
+    enc = patched;
+    refused(&s, "longpath.capsule", &forge(&enc, &[b"secret"]), &["too long"]);
+}
+
+fn hex_to_bytes(h: &str) -> Vec<u8> {
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+}
+
+fn file_entry(path: &str) -> Entry {
+    Entry {
+        path: RelPath::new(path).unwrap(),
+        kind: EntryKind::File { size: 6, digest: Digest::of(b"secret") },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        origin: 0,
+    }
+}
+
+fn manifest_with(entries: Vec<Entry>) -> Manifest {
+    let mut m = Manifest::new("evil", "latest", 0);
+    m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
+    m.entries = entries;
+    m
+}
+
+/// Build an export file by hand around raw manifest bytes, with a correct checksum, so the
+/// only thing wrong with it is what the test put in the manifest.
+fn forge(manifest: &[u8], blobs: &[&[u8]]) -> Vec<u8> {
+    let mut out = b"CAPSULEX".to_vec();
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&[0; 6]);
+    let frame = zstd::encode_all(manifest, 3).unwrap();
+    out.push(1);
+    out.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+    out.extend_from_slice(&frame);
+    for b in blobs {
+        let frame = zstd::encode_all(*b, 3).unwrap();
+        out.push(2);
+        out.extend_from_slice(&(32 + frame.len() as u64).to_le_bytes());
+        out.extend_from_slice(blake3::hash(b).as_bytes());
+        out.extend_from_slice(&frame);
+    }
+    let sum = *blake3::hash(&out).as_bytes();
+    out.push(255);
+    out.extend_from_slice(&40u64.to_le_bytes());
+    out.extend_from_slice(&sum);
+    out.extend_from_slice(&(1 + blobs.len() as u64).to_le_bytes());
+    out
+}
