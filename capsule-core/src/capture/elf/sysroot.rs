@@ -1,0 +1,131 @@
+//! Paths under a sysroot: [`resolve_in_root`] is realpath(3) confined to a directory, so that
+//! a fake tree's absolute symlinks (bookworm's `/usr/lib64/ld-linux-x86-64.so.2` →
+//! `/lib/x86_64-linux-gnu/...`) point back into the tree instead of out to the host.
+//!
+//! Invariant: every result is an absolute capsule path (without the sysroot prefix); `..` never
+//! climbs above the root, and more than 40 symlinks in one resolution is `ELOOP`, as in Linux.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// `root` joined with absolute capsule path `path`.
+pub(super) fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// realpath(3) of absolute capsule path `path` inside `root`: symlinks are followed, absolute
+/// targets taken relative to `root`. The result is a capsule path.
+pub(super) fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    const MAX_SYMLINKS: u32 = 40; // Linux's MAXSYMLINKS
+    let mut done = PathBuf::from("/");
+    let mut todo = Vec::new();
+    push_parts(&mut todo, path);
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            done.pop();
+            continue;
+        }
+        let next = done.join(&part);
+        let host = under(root, &next);
+        let meta = fs::symlink_metadata(&host)?;
+        if !meta.file_type().is_symlink() {
+            // Like the kernel, refuse to walk on (even with "..") from a non-directory.
+            if !todo.is_empty() && !meta.is_dir() {
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            }
+            done = next;
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_SYMLINKS {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+        let target = fs::read_link(&host)?;
+        if target.is_absolute() {
+            done = PathBuf::from("/");
+        }
+        push_parts(&mut todo, &target);
+    }
+    Ok(done)
+}
+
+/// `path` without `.` or `..` components, naming the same file. ld.so's own paths keep the
+/// `..` of `$ORIGIN/../lib`, which a capsule manifest cannot hold; the kernel resolves
+/// everything before a `..` physically, so that part is resolved here too (inside `root`) and
+/// the part after the last `..` is kept as is, its symlinks for the caller to record. If the
+/// prefix cannot be resolved, the `..` are dropped lexically.
+pub(super) fn without_dots(root: &Path, path: &Path) -> PathBuf {
+    let parts: Vec<Component<'_>> = path.components().collect();
+    let Some(last) = parts.iter().rposition(|c| *c == Component::ParentDir) else {
+        return parts.iter().collect();
+    };
+    let (prefix, rest) = parts.split_at(last + 1);
+    let prefix: PathBuf = prefix.iter().collect();
+    let base = resolve_in_root(root, &prefix).unwrap_or_else(|_| {
+        let mut lexical = PathBuf::from("/");
+        for c in prefix.components() {
+            match c {
+                Component::ParentDir => drop(lexical.pop()),
+                Component::Normal(n) => lexical.push(n),
+                _ => {}
+            }
+        }
+        lexical
+    });
+    rest.iter().fold(base, |acc, c| acc.join(c))
+}
+
+/// Pushes the components of `path` onto the stack `todo`, first component on top.
+fn push_parts(todo: &mut Vec<OsString>, path: &Path) {
+    let parts: Vec<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    todo.extend(parts.into_iter().rev());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_in_root_stays_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("real/dir")).unwrap();
+        fs::write(root.join("real/dir/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/real", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../real/dir", root.join("real/up")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        let r = |p: &str| resolve_in_root(root, Path::new(p)).ok();
+        assert_eq!(r("/abs/dir/f"), Some(PathBuf::from("/real/dir/f")));
+        assert_eq!(r("/real/up/../dir/./f"), Some(PathBuf::from("/real/dir/f")));
+        assert_eq!(r("/../../real/dir"), Some(PathBuf::from("/real/dir")));
+        assert_eq!(r("/loop"), None);
+        assert_eq!(r("/real/dir/f/x"), None);
+        assert_eq!(r("/real/dir/f/.."), None);
+    }
+
+    #[test]
+    fn without_dots_resolves_only_before_the_last_dotdot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("srv/app/bin")).unwrap();
+        fs::create_dir_all(root.join("srv/app/lib")).unwrap();
+        fs::create_dir_all(root.join("opt")).unwrap();
+        std::os::unix::fs::symlink("/srv/app", root.join("opt/app")).unwrap();
+        std::os::unix::fs::symlink("libx.so.1.0", root.join("srv/app/lib/libx.so.1")).unwrap();
+        let d = |p: &str| without_dots(root, Path::new(p));
+        // The symlinked prefix is resolved (that is what ".." does), the final symlink is kept.
+        assert_eq!(d("/opt/app/bin/../lib/libx.so.1"), PathBuf::from("/srv/app/lib/libx.so.1"));
+        assert_eq!(d("/opt/./app/lib/libx.so.1"), PathBuf::from("/opt/app/lib/libx.so.1"));
+        assert_eq!(d("/nonexistent/a/../b"), PathBuf::from("/nonexistent/b"));
+    }
+}
