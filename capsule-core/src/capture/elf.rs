@@ -95,8 +95,7 @@ pub fn closure_in(sysroot: &Path, binaries: &[PathBuf]) -> Result<Closure, ElfEr
     let (mut inputs, mut interpreters, mut present, mut libs) = (vec![], vec![], vec![], vec![]);
     let mut missing = Vec::new();
     for binary in binaries {
-        let path =
-            std::path::absolute(binary).map_err(|source| ElfError::Read { path: binary.clone(), source })?;
+        let path = std::path::absolute(binary).map_err(|source| ElfError::Read { path: binary.clone(), source })?;
         let found = world.process(&path)?;
         inputs.push(tidy(path));
         if let Some((interp, exists)) = found.interpreter.map(|(i, e)| (tidy(i), e)) {
@@ -213,8 +212,7 @@ impl<'a> World<'a> {
         let origin = if info.interp.is_some() { &info.canonical } else { path };
         let origin = origin.parent().unwrap_or(Path::new("/")).to_path_buf();
         let names = info.soname.iter().cloned().collect();
-        let mut objs =
-            vec![Obj { path: path.to_path_buf(), info: info.clone(), origin, loader: None, names }];
+        let mut objs = vec![Obj { path: path.to_path_buf(), info: info.clone(), origin, loader: None, names }];
         let mut found = Found::default();
         if let Some(interp) = &info.interp {
             let interp = std::path::absolute(interp).unwrap_or_else(|_| interp.clone());
@@ -359,10 +357,9 @@ fn expand(entry: &str, obj: &Obj) -> Option<String> {
         let (head, tail) = rest.split_at(at);
         out.push_str(head);
         let after = tail.get(1..).unwrap_or("");
-        let token =
-            [("ORIGIN", obj.origin.to_str()), ("LIB", Some(abi.lib)), ("PLATFORM", Some(abi.platform))]
-                .into_iter()
-                .find_map(|(name, value)| dst_len(after, name).map(|len| (len, value)));
+        let token = [("ORIGIN", obj.origin.to_str()), ("LIB", Some(abi.lib)), ("PLATFORM", Some(abi.platform))]
+            .into_iter()
+            .find_map(|(name, value)| dst_len(after, name).map(|len| (len, value)));
         match token {
             Some((len, value)) => {
                 out.push_str(value.filter(|v| !v.is_empty())?);

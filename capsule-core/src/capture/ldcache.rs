@@ -106,12 +106,9 @@ impl LdCache {
     /// Reads and parses the cache at `path`. A missing file is an error here; whether that
     /// means "no cache" (as it does to ld.so) is the caller's decision.
     pub fn load(path: &Path) -> Result<LdCache, LdCacheError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| LdCacheError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LdCacheError::Read { path: path.to_path_buf(), source })?;
         Self::parse(&bytes).map_err(|e| match e {
-            LdCacheError::Malformed { reason } => {
-                LdCacheError::MalformedFile { path: path.to_path_buf(), reason }
-            }
+            LdCacheError::Malformed { reason } => LdCacheError::MalformedFile { path: path.to_path_buf(), reason },
             other => other,
         })
     }
@@ -132,8 +129,7 @@ impl LdCache {
             let flags = i32::from_le_bytes(array(entry, 0)?);
             let key = u32::from_le_bytes(array(entry, 4)?);
             let value = u32::from_le_bytes(array(entry, 8)?);
-            let hwcap =
-                if layout.entry_len == NEW_ENTRY_LEN { u64::from_le_bytes(array(entry, 16)?) } else { 0 };
+            let hwcap = if layout.entry_len == NEW_ENTRY_LEN { u64::from_le_bytes(array(entry, 16)?) } else { 0 };
             let soname = string_at(bytes, layout.strings_at, key)?;
             let path = string_at(bytes, layout.strings_at, value)?;
             // A soname that is not UTF-8 can never be asked for by `lookup`; skip it.
@@ -198,17 +194,11 @@ fn locate(bytes: &[u8]) -> Result<Layout, LdCacheError> {
             .ok_or_else(|| malformed("old entry count overflows"))?;
         // glibc's ALIGN_CACHE: the new part starts at the next multiple of
         // __alignof__ (struct cache_file_new), which is 8.
-        let new_at =
-            old_end.checked_next_multiple_of(8).ok_or_else(|| malformed("old entry count overflows"))?;
+        let new_at = old_end.checked_next_multiple_of(8).ok_or_else(|| malformed("old entry count overflows"))?;
         match bytes.get(new_at..) {
             Some(rest) if rest.starts_with(NEW_MAGIC) => new_layout(bytes, new_at)?,
             // An old-format-only cache: strings follow the old entries.
-            _ => Layout {
-                entries_at: OLD_HEADER_LEN,
-                count: nlibs,
-                entry_len: OLD_ENTRY_LEN,
-                strings_at: old_end,
-            },
+            _ => Layout { entries_at: OLD_HEADER_LEN, count: nlibs, entry_len: OLD_ENTRY_LEN, strings_at: old_end },
         }
     } else {
         return Err(malformed("no ld.so cache magic"));
@@ -219,11 +209,7 @@ fn locate(bytes: &[u8]) -> Result<Layout, LdCacheError> {
         .and_then(|n| n.checked_add(layout.entries_at))
         .ok_or_else(|| malformed("entry count overflows"))?;
     if end > bytes.len() {
-        return Err(malformed(format!(
-            "{} entries need {end} bytes, the file has {}",
-            layout.count,
-            bytes.len()
-        )));
+        return Err(malformed(format!("{} entries need {end} bytes, the file has {}", layout.count, bytes.len())));
     }
     Ok(layout)
 }
@@ -264,12 +250,9 @@ fn string_at(bytes: &[u8], base: usize, offset: u32) -> Result<&[u8], LdCacheErr
         .ok()
         .and_then(|o| o.checked_add(base))
         .ok_or_else(|| malformed("string offset overflows"))?;
-    let rest =
-        bytes.get(start..).ok_or_else(|| malformed(format!("string offset {start} is past the end")))?;
-    let len = rest
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| malformed(format!("string at {start} is not terminated")))?;
+    let rest = bytes.get(start..).ok_or_else(|| malformed(format!("string offset {start} is past the end")))?;
+    let len =
+        rest.iter().position(|&b| b == 0).ok_or_else(|| malformed(format!("string at {start} is not terminated")))?;
     rest.get(..len).ok_or_else(|| malformed("string is truncated"))
 }
 

@@ -66,12 +66,7 @@ pub(super) fn abi(info: &ElfInfo) -> Abi {
 /// Parses what loading needs: header, PT_INTERP and the dynamic section. Deliberately not
 /// `Elf::parse`, which also insists on sane section headers, symbols and relocations that
 /// ld.so never looks at.
-pub(super) fn parse_elf(
-    path: &Path,
-    bytes: &[u8],
-    canonical: PathBuf,
-    id: (u64, u64),
-) -> Result<ElfInfo, ElfError> {
+pub(super) fn parse_elf(path: &Path, bytes: &[u8], canonical: PathBuf, id: (u64, u64)) -> Result<ElfInfo, ElfError> {
     if !bytes.starts_with(b"\x7fELF") {
         return Err(ElfError::NotElf { path: path.to_path_buf() });
     }
@@ -81,12 +76,11 @@ pub(super) fn parse_elf(
     let endian = header.endianness().map_err(|e| fail(e.to_string()))?;
     let ctx = Ctx::new(container, endian);
     let phoff = usize::try_from(header.e_phoff).map_err(|e| fail(e.to_string()))?;
-    let phdrs = ProgramHeader::parse(bytes, phoff, usize::from(header.e_phnum), ctx)
-        .map_err(|e| fail(e.to_string()))?;
+    let phdrs =
+        ProgramHeader::parse(bytes, phoff, usize::from(header.e_phnum), ctx).map_err(|e| fail(e.to_string()))?;
     let interp = match phdrs.iter().find(|p| p.p_type == PT_INTERP) {
         Some(ph) => {
-            let raw = range(bytes, ph.p_offset, ph.p_filesz)
-                .ok_or_else(|| fail("PT_INTERP out of range".into()))?;
+            let raw = range(bytes, ph.p_offset, ph.p_filesz).ok_or_else(|| fail("PT_INTERP out of range".into()))?;
             let raw = raw.split(|&b| b == 0).next().unwrap_or(raw);
             Some(PathBuf::from(OsStr::from_bytes(raw)))
         }
@@ -186,8 +180,7 @@ mod tests {
         for _ in 0..3000 {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1442695040888963407);
             let mut copy = bytes.get(..head).unwrap().to_vec();
-            let at = usize::try_from(state >> 33).unwrap()
-                % copy.len().min(if state & 1 == 0 { 128 } else { head });
+            let at = usize::try_from(state >> 33).unwrap() % copy.len().min(if state & 1 == 0 { 128 } else { head });
             copy[at] = u8::try_from(state >> 56).unwrap();
             let _ = parse(&copy);
         }
