@@ -12,7 +12,7 @@ use super::{
 use crate::capture::Progress;
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
-use crate::store::{CapsuleRef, StagedBlob, Store, StoreLock};
+use crate::store::{BlobBatch, CapsuleRef, StagedBlob, Store, StoreLock};
 
 /// Hashes and counts what the parser consumes (it sits above the BufReader, so read-ahead is
 /// not counted).
@@ -164,14 +164,16 @@ pub fn import(store: &Store, path: &Path, progress: &dyn Progress) -> Result<Sum
     let manifest = im.manifest()?;
     let needed = manifest.blobs();
     let mut wanted = needed.clone();
-    let mut staged = Vec::new();
+    let mut staged = BlobBatch::new(store);
     let mut records = 1u64;
     loop {
         let before = im.r.hasher.finalize();
         let (tag, len, at) = im.header("record header")?;
         match tag {
             TAG_BLOB => {
-                staged.extend(im.blob(len, at, &mut wanted)?);
+                if let Some(s) = im.blob(len, at, &mut wanted)? {
+                    staged.push(s);
+                }
                 records += 1;
             }
             TAG_END => {
@@ -185,10 +187,7 @@ pub fn import(store: &Store, path: &Path, progress: &dyn Progress) -> Result<Sum
         return Err(ArchiveError::MissingBlob { path: path.to_owned(), digest });
     }
     // Everything checked: now, and only now, change the store.
-    let blobs_moved = staged.len() as u64;
-    for s in staged {
-        store.commit_blob(s)?;
-    }
+    let blobs_moved = staged.commit()? as u64;
     let digest = store.commit_capsule(&manifest)?;
     progress.finish();
     let capsule = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };

@@ -13,19 +13,24 @@ use std::path::{Path, PathBuf};
 
 use super::scan::{S_IFDIR, S_IFLNK, S_IFREG, Stat, host_path};
 use super::{CaptureError, Progress};
+use crate::digest::Digest;
 use crate::manifest::{
     CaptureStep, Entry, EntryKind, Manifest, Origin, RelPath, relativize_symlink, symlink_destination,
 };
-use crate::store::Store;
+use crate::store::{BlobBatch, StagedBlob, Store, StoreError};
 
 /// Builds one capsule's manifest from host files under `base` (the host directory that stands
 /// for the capsule's `/`).
 pub struct Builder<'s> {
     store: &'s Store,
+    /// File contents, made durable together at [`Builder::commit`].
+    batch: BlobBatch<'s>,
     base: PathBuf,
     manifest: Manifest,
     origin: u32,
-    /// Path → position in `manifest.entries` (unsorted until `finish`).
+    /// Contents hashed ahead of `add` by [`Builder::prestage`], taken by `add`.
+    prestaged: HashMap<RelPath, StagedBlob>,
+    /// Path → position in `manifest.entries` (unsorted until `commit`).
     seen: HashMap<RelPath, usize>,
     inodes: HashMap<(u64, u64), RelPath>,
     progress: &'s dyn Progress,
@@ -45,6 +50,8 @@ impl<'s> Builder<'s> {
         manifest.origins.push(origin);
         Builder {
             store,
+            batch: BlobBatch::new(store),
+            prestaged: HashMap::new(),
             base: base.to_owned(),
             manifest,
             origin: 0,
@@ -109,9 +116,50 @@ impl<'s> Builder<'s> {
             }
             self.inodes.insert((stat.dev, stat.ino), rel.clone());
         }
-        let (digest, size) = self.store.put_file(host)?;
-        self.progress.inc(1);
+        let (digest, size) = match self.prestaged.remove(rel) {
+            Some(s) => {
+                let out = (s.digest, s.size);
+                self.batch.push(s);
+                out
+            }
+            None => {
+                self.progress.inc(1);
+                self.batch.put_file(host)?
+            }
+        };
         Ok(EntryKind::File { size, digest })
+    }
+
+    /// Hash and compress the regular files `files` on every core, ahead of the `add` calls that
+    /// will record them. Hashing and zstd are CPU-bound per file, so this scales with cores;
+    /// the manifest is still built in one thread, in order.
+    pub fn prestage(&mut self, files: &[RelPath]) -> Result<(), CaptureError> {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from).min(files.len().max(1));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (store, base, progress) = (self.store, &self.base, self.progress);
+        let results: Vec<Vec<(usize, Result<StagedBlob, StoreError>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(rel) = files.get(i) else { break };
+                            out.push((i, store.stage_file(&host_path(base, rel.as_bytes()))));
+                            progress.inc(1);
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        for (i, r) in results.into_iter().flatten() {
+            if let Some(rel) = files.get(i) {
+                self.prestaged.insert(rel.clone(), r?);
+            }
+        }
+        Ok(())
     }
 
     /// Record every ancestor directory of `rel` not recorded yet, with its host metadata.
@@ -168,10 +216,12 @@ impl<'s> Builder<'s> {
         })
     }
 
-    /// Sort, validate and return the manifest.
-    pub fn finish(mut self) -> Result<Manifest, CaptureError> {
+    /// Sort and validate the manifest, make the file blobs durable, and commit the capsule.
+    /// The caller holds a shared [`crate::store::StoreLock`] from before the first `add`.
+    pub fn commit(mut self) -> Result<Digest, CaptureError> {
         self.manifest.normalize();
         self.manifest.validate()?;
-        Ok(self.manifest)
+        self.batch.commit()?;
+        Ok(self.store.commit_capsule(&self.manifest)?)
     }
 }

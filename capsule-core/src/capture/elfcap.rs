@@ -41,6 +41,5 @@ pub fn elf_capture(
     for bin in absolute.iter().rev() {
         set_entry(b.manifest_mut(), &bin.to_string_lossy())?;
     }
-    let manifest = b.finish()?;
-    Ok(store.commit_capsule(&manifest)?)
+    b.commit()
 }

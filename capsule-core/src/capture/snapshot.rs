@@ -179,12 +179,17 @@ pub fn end(
     let origin =
         Builder::origin(CaptureStep::SnapshotDiff, format!("snapshot {snap_digest} of {}", snap.roots.join(",")));
     let mut b = Builder::new(store, &snap.base, name, tag, origin, progress);
-    let files = d.changed.iter().filter(|e| e.stat.kind() == S_IFREG).count() as u64;
-    progress.start("hashing", Some(files));
+    let mut rels = Vec::with_capacity(d.changed.len());
     for e in &d.changed {
-        let rel = RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?;
-        b.add_parents(&rel)?;
-        b.add(&rel, &e.stat)?;
+        rels.push(RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?);
+    }
+    let files: Vec<RelPath> =
+        d.changed.iter().zip(&rels).filter(|(e, _)| e.stat.kind() == S_IFREG).map(|(_, r)| r.clone()).collect();
+    progress.start("hashing", Some(files.len() as u64));
+    b.prestage(&files)?;
+    for (e, rel) in d.changed.iter().zip(&rels) {
+        b.add_parents(rel)?;
+        b.add(rel, &e.stat)?;
     }
     progress.finish();
     let m = b.manifest_mut();
@@ -198,8 +203,7 @@ pub fn end(
     if let Some(entry) = entry {
         set_entry(m, entry)?;
     }
-    let manifest = b.finish()?;
-    let digest = store.commit_capsule(&manifest)?;
+    let digest = b.commit()?;
     let _ = fs::remove_file(pending_path(store));
     Ok(digest)
 }

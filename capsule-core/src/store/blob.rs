@@ -1,31 +1,33 @@
 //! Blob I/O: content-addressed, zstd-compressed files under `blobs/xx/<digest>`.
 //!
-//! Invariant: a file under a blob's real name is a complete zstd frame whose decompressed
+//! Invariant: a file under a blob's real name is a complete zstd stream whose decompressed
 //! content hashes to that name. Writers never break it: they compress into a temporary file
-//! under `tmp/`, `fsync` it, `rename` it into place and `fsync` the directory, so a crash leaves
-//! at worst a stray temporary file (removed by `gc`), never a half blob. Readers re-hash
-//! whenever they hand out whole content, so a blob damaged on disk is reported by digest.
+//! under `tmp/` ([`StagedBlob`]), make its data durable, `rename` it into place and `fsync`
+//! the directory ([`super::BlobBatch`] does this for many blobs at once), so a crash leaves at
+//! worst a stray temporary file (removed by `gc`), never a half blob. Readers re-hash whenever
+//! they hand out whole content, so a blob damaged on disk is reported by digest.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use tempfile::{NamedTempFile, TempPath};
 
-use super::{Store, StoreError};
+use super::{BlobBatch, Store, StoreError};
 use crate::digest::Digest;
 
 /// zstd level for blobs: fast to write and read; captures are bound by hashing and I/O.
 const LEVEL: i32 = 3;
 
-/// A blob written to a temporary file, not yet under its real name.
+/// A blob written to a temporary file (closed: a capture may stage hundreds of thousands),
+/// not yet durable nor under its real name. Dropping it deletes the temporary file.
 #[derive(Debug)]
 pub struct StagedBlob {
     /// Digest of the uncompressed content.
     pub digest: Digest,
     /// Uncompressed size.
     pub size: u64,
-    file: NamedTempFile,
+    pub(super) path: TempPath,
 }
 
 /// Hashes everything written through it.
@@ -91,7 +93,7 @@ impl Store {
         io::copy(reader, &mut w).map_err(StoreError::io("failed to read", source))?;
         let (digest, size) = (Digest::from(w.hasher.finalize()), w.count);
         w.inner.finish().map_err(StoreError::io("failed to write", &tmp_path))?;
-        Ok(StagedBlob { digest, size, file: tmp })
+        Ok(StagedBlob { digest, size, path: tmp.into_temp_path() })
     }
 
     /// Stage a blob that arrives already compressed (an export record): the frame is kept as
@@ -114,26 +116,22 @@ impl Store {
         if actual != *expected {
             return Err(StoreError::Corrupt { digest: *expected, actual });
         }
-        Ok(StagedBlob { digest: actual, size: hashed.count, file: tmp })
+        Ok(StagedBlob { digest: actual, size: hashed.count, path: tmp.into_temp_path() })
     }
 
-    /// Move a staged blob under its real name (durably). Idempotent: if an identical blob is
-    /// already there the staged copy is dropped.
+    /// Move one staged blob under its real name, durably (see [`BlobBatch`] for many).
     pub fn commit_blob(&self, staged: StagedBlob) -> Result<Digest, StoreError> {
-        let dest = self.blob_path(&staged.digest);
-        if dest.is_file() {
-            return Ok(staged.digest);
-        }
-        let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
-        fs::create_dir_all(&dir).map_err(StoreError::io("failed to create", &dir))?;
-        staged.file.as_file().sync_all().map_err(StoreError::io("failed to sync", staged.file.path()))?;
-        staged.file.persist(&dest).map_err(|e| StoreError::Io {
-            action: "failed to rename a blob to",
-            path: dest.clone(),
-            source: e.error,
-        })?;
-        sync_dir(&dir)?;
-        Ok(staged.digest)
+        let digest = staged.digest;
+        let mut batch = BlobBatch::new(self);
+        batch.push(staged);
+        batch.commit()?;
+        Ok(digest)
+    }
+
+    /// Stage the content of host file `path`.
+    pub fn stage_file(&self, path: &Path) -> Result<StagedBlob, StoreError> {
+        let f = File::open(path).map_err(StoreError::io("failed to open", path))?;
+        self.stage_reader(&mut BufReader::with_capacity(256 << 10, f), path)
     }
 
     /// Store the content read from `reader` (named `source` in errors).
@@ -146,8 +144,9 @@ impl Store {
     /// Store the content of host file `path`. The size is what was read, which may differ from
     /// an earlier `stat` if the file is being written.
     pub fn put_file(&self, path: &Path) -> Result<(Digest, u64), StoreError> {
-        let f = File::open(path).map_err(StoreError::io("failed to open", path))?;
-        self.put_reader(&mut BufReader::with_capacity(256 << 10, f), path)
+        let staged = self.stage_file(path)?;
+        let size = staged.size;
+        Ok((self.commit_blob(staged)?, size))
     }
 
     /// Store `bytes`.

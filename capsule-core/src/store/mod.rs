@@ -11,6 +11,7 @@
 //! The run path reads only `refs/` and blobs: no database, no store lock. The index is opened
 //! only for short transactions (see [`index`]) and can always be rebuilt from refs and blobs.
 
+mod batch;
 mod blob;
 mod error;
 pub mod index;
@@ -20,6 +21,7 @@ mod refs;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use batch::BlobBatch;
 pub use blob::StagedBlob;
 pub use error::StoreError;
 pub use lock::StoreLock;
