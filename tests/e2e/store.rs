@@ -130,3 +130,31 @@ fn kill_9_during_import_loses_nothing() {
     env.ok(&["-q", "gc"]);
     assert_eq!(env.state().2, before.2);
 }
+
+#[test]
+fn kill_9_during_capture_leaves_the_snapshot_pending_and_retry_works() {
+    let env = two_capsules();
+    let host = env.path("host-k");
+    std::fs::create_dir_all(&host).unwrap();
+    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/usr"]);
+    let p = host.join("usr/bin/killed");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, b"payload\n").unwrap();
+    let mut end = env.cmd(&["-q", "capture", "snapshot", "end", "k"]);
+    end.env("CAPSULE_DEBUG_INDEX_HOLD_MS", "5000");
+    let mut child = end.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(env.json(&["verify"])["ok"], true);
+    // Killed after the ref was written: the capsule exists and is whole.
+    let list = env.ok(&["list"]);
+    assert!(list.contains("one") && list.contains("two"), "{list}");
+    let names = env.json(&["list"]);
+    if !names.as_array().unwrap().iter().any(|c| c["name"] == "k") {
+        // Killed before the ref: the snapshot is still pending, so `end` can simply be rerun.
+        env.ok(&["-q", "capture", "snapshot", "end", "k"]);
+    }
+    let m = env.json(&["inspect", "k"]);
+    assert!(m["files"].as_array().unwrap().iter().any(|f| f["path"] == "/usr/bin/killed"));
+}

@@ -15,10 +15,16 @@ macro_rules! require {
             if $crate::support::required() {
                 panic!("required by CAPSULE_REQUIRE_ALL=1 but missing: {why}");
             }
-            eprintln!("SKIP {why}");
+            $crate::support::skip(&why);
             return;
         }
     };
+}
+
+/// Print a skip where a person sees it: straight to fd 2, past the test harness's capture.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP {why}");
 }
 
 /// Whether skips are failures.

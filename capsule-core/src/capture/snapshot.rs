@@ -112,6 +112,7 @@ pub fn begin(
 ) -> Result<Digest, CaptureError> {
     let mut patterns = extra_noise.to_vec();
     patterns.extend(store_noise(store, base));
+    patterns.extend(user_noise(store)?);
     let noise = Noise::with_defaults(&patterns)?;
     let entries = scan(base, roots, &noise, progress)?;
     let snap = Snapshot {
@@ -135,6 +136,22 @@ pub fn begin(
     })?;
     tracing::info!(%digest, files = snap.entries.len(), "snapshot taken");
     Ok(digest)
+}
+
+/// The store's `excludes` file: one glob per line, `#` comments; the user's lasting
+/// additions to the default noise rules.
+fn user_noise(store: &Store) -> Result<Vec<String>, CaptureError> {
+    let path = store.root().join("excludes");
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CaptureError::Io { action: "failed to read", path, source: e }),
+    }
 }
 
 /// The store itself is noise when it lies under a watched root.
@@ -291,12 +308,15 @@ mod tests {
         fs::write(b.join("usr/bin/old"), b"old").unwrap();
         fs::write(b.join("etc/gone.conf"), b"x").unwrap();
         let roots = vec!["/usr".to_string(), "/etc".to_string()];
-        begin(&store, b, &roots, &[], &NoProgress).unwrap();
+        fs::write(st.path().join("excludes"), "# user rules\n/usr/share/app/*.log\n").unwrap();
+        begin(&store, b, &roots, &["/etc/skip.conf".into()], &NoProgress).unwrap();
         assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoChanges { .. })));
         fs::create_dir_all(b.join("usr/share/app")).unwrap();
         fs::write(b.join("usr/share/app/data"), b"data").unwrap();
         fs::hard_link(b.join("usr/share/app/data"), b.join("usr/share/app/data2")).unwrap();
         fs::write(b.join("etc/app.conf"), b"k = v\n").unwrap();
+        fs::write(b.join("etc/skip.conf"), b"excluded by --exclude\n").unwrap();
+        fs::write(b.join("usr/share/app/run.log"), b"excluded by the excludes file\n").unwrap();
         fs::remove_file(b.join("etc/gone.conf")).unwrap();
         std::os::unix::fs::symlink("/usr/share/app/data", b.join("usr/bin/app")).unwrap();
         let digest = end(&store, "t", "latest", Some("/usr/bin/app"), &NoProgress).unwrap();

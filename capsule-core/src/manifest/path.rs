@@ -282,3 +282,48 @@ mod tests {
         assert!(check_symlink(&p("x"), b"a/../../y").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn component() -> impl Strategy<Value = String> {
+        prop_oneof![Just("..".to_owned()), Just(".".to_owned()), Just(String::new()), "[a-z]{1,4}"]
+    }
+
+    fn raw_path() -> impl Strategy<Value = String> {
+        (any::<bool>(), prop::collection::vec(component(), 0..8)).prop_map(|(abs, c)| {
+            let p = c.join("/");
+            if abs { format!("/{p}") } else { p }
+        })
+    }
+
+    proptest! {
+        /// Whatever a host symlink says, the rewritten target is accepted by import and points
+        /// where the kernel would have resolved the original (with `..` clamped at `/`).
+        #[test]
+        fn relativized_targets_are_valid_and_equivalent(
+            link in prop::collection::vec("[a-z]{1,4}", 1..6),
+            target in raw_path(),
+        ) {
+            let link = RelPath::new(link.join("/")).unwrap();
+            prop_assume!(!target.is_empty());
+            let rel = relativize_symlink(&link, target.as_bytes());
+            prop_assert!(check_symlink(&link, &rel).is_ok(), "{:?}", String::from_utf8_lossy(&rel));
+            let (want, _) = lexical_target(link.as_bytes(), target.as_bytes());
+            let (got, escaped) = lexical_target(link.as_bytes(), &rel);
+            prop_assert!(!escaped);
+            prop_assert_eq!(want, got);
+        }
+
+        /// Validation never panics, and accepts exactly the normalised paths.
+        #[test]
+        fn relpath_accepts_only_normal_paths(p in raw_path()) {
+            let ok = RelPath::new(p.as_bytes()).is_ok();
+            let normal = !p.is_empty() && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            prop_assert_eq!(ok, normal);
+        }
+    }
+}

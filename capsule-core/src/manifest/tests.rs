@@ -84,3 +84,28 @@ fn normalize_sorts_and_dedups() {
     m.validate().unwrap();
     assert_eq!(m.entries.len(), 8);
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes never make the decoder panic or allocate without bound.
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let _ = Manifest::decode(&bytes);
+        let mut framed = MAGIC.to_vec();
+        framed.extend_from_slice(&VERSION.to_le_bytes());
+        framed.extend_from_slice(&bytes);
+        let _ = Manifest::decode(&framed);
+    }
+
+    /// Any single-byte change to a valid encoding is either rejected or decodes to a manifest
+    /// that still passes validation.
+    #[test]
+    fn mutated_manifests_stay_valid_or_fail(at in 0usize..4096, bit in 0u8..8) {
+        let bytes = sample().encode();
+        let mut b = bytes.clone();
+        let i = at % b.len();
+        b[i] ^= 1 << bit;
+        if let Ok(m) = Manifest::decode(&b) {
+            proptest::prop_assert!(m.validate().is_ok());
+        }
+    }
+}
