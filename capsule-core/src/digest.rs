@@ -4,6 +4,7 @@
 //! two capsules, is one blob whatever zstd level wrote it.
 
 use std::fmt;
+use std::io::{self, Write};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,38 @@ impl FromStr for Digest {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(|_| ParseDigestError { input: s.to_owned() })?;
         Ok(Digest(out))
+    }
+}
+
+/// A writer that hashes and counts every byte passing through to `inner`.
+pub struct HashingWriter<W: Write> {
+    /// Where the bytes go.
+    pub inner: W,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wrap `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: blake3::Hasher::new(), count: 0 }
+    }
+
+    /// The digest and length of what was written so far.
+    pub fn digest(&self) -> (Digest, u64) {
+        (Digest::from(self.hasher.finalize()), self.count)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or_default());
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

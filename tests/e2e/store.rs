@@ -158,3 +158,31 @@ fn kill_9_during_capture_leaves_the_snapshot_pending_and_retry_works() {
     let m = env.json(&["inspect", "k"]);
     assert!(m["files"].as_array().unwrap().iter().any(|f| f["path"] == "/usr/bin/killed"));
 }
+
+#[test]
+fn errors_name_what_is_wrong_with_documented_exit_codes() {
+    let env = two_capsules();
+    let o = env.fails(&["inspect", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no capsule named nope:latest"));
+    let o = env.fails(&["rm", "../etc"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"../etc\""));
+    let o = env.fails(&["capture", "snapshot", "end", "x"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot is pending"));
+    let o = env.fails(&["capture", "snapshot", "begin", "--roots", "usr"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"usr\" must be an absolute path"));
+    let o = env.fails(&["import", env.path("missing.capsule").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.capsule"));
+    let o = env.fails(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+    // rm then gc frees exactly the blobs only that capsule used; the shared one stays.
+    env.ok(&["-q", "gc"]);
+    let before = crate::support::walk(&env.store().join("blobs")).len();
+    env.ok(&["-q", "rm", "one"]);
+    assert!(!env.ok(&["list"]).contains("one "));
+    let v = env.json(&["gc"]);
+    assert_eq!(v["removed"], 2, "one's own file and its manifest: {v}");
+    assert_eq!(crate::support::walk(&env.store().join("blobs")).len(), before - 2);
+    assert_eq!(env.json(&["verify"])["ok"], true);
+}

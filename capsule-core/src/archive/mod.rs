@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use reader::import;
 
 use crate::capture::Progress;
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
 use crate::manifest::{MAX_MANIFEST_BYTES, ManifestError};
 use crate::store::{CapsuleRef, Store, StoreError};
 
@@ -173,25 +173,6 @@ fn record_header(w: &mut impl Write, tag: u8, len: u64) -> io::Result<()> {
     w.write_all(&len.to_le_bytes())
 }
 
-/// Hashes and counts what passes through to the file.
-struct Sink<W: Write> {
-    inner: W,
-    hasher: blake3::Hasher,
-    count: u64,
-}
-
-impl<W: Write> Write for Sink<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Write capsule `r` with every blob it uses to `out`, atomically (a temporary file next to
 /// it, renamed at the end), so a failed export never leaves a partial file under that name.
 pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress) -> Result<Summary, ArchiveError> {
@@ -201,8 +182,7 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
     let io_err = |action: &'static str| move |source| ArchiveError::Io { action, path: out.to_owned(), source };
     let tmp =
         tempfile::Builder::new().prefix(".capsule-export-").tempfile_in(dir).map_err(io_err("failed to create"))?;
-    let mut w =
-        Sink { inner: BufWriter::with_capacity(1 << 20, tmp.as_file()), hasher: blake3::Hasher::new(), count: 0 };
+    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
     let total: u64 = blobs.iter().map(|d| store.blob_stored_size(d).unwrap_or(0)).sum();
     progress.start("exporting", Some(total));
     (|| -> io::Result<()> {
@@ -228,7 +208,7 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
         }
         progress.inc(len);
     }
-    let sum = *w.hasher.finalize().as_bytes();
+    let sum = w.digest().0.0;
     let records = 1 + blobs.len() as u64;
     (|| -> io::Result<()> {
         record_header(&mut w, TAG_END, 40)?;
@@ -237,7 +217,7 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
         w.flush()
     })()
     .map_err(io_err("failed to write"))?;
-    let bytes = w.count;
+    let bytes = w.digest().1;
     drop(w);
     tmp.as_file().sync_all().map_err(io_err("failed to sync"))?;
     tmp.persist(out).map_err(|e| ArchiveError::Io {

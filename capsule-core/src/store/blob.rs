@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use tempfile::{NamedTempFile, TempPath};
 
 use super::{BlobBatch, Store, StoreError};
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
 
 /// zstd level for blobs: fast to write and read; captures are bound by hashing and I/O.
 const LEVEL: i32 = 3;
@@ -28,25 +28,6 @@ pub struct StagedBlob {
     /// Uncompressed size.
     pub size: u64,
     pub(super) path: TempPath,
-}
-
-/// Hashes everything written through it.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: blake3::Hasher,
-    count: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Copies every byte read through it into `copy`.
@@ -89,9 +70,9 @@ impl Store {
         let tmp_path = tmp.path().to_owned();
         let enc = zstd::Encoder::new(tmp.as_file(), LEVEL)
             .map_err(StoreError::io("failed to start compressing", &tmp_path))?;
-        let mut w = HashingWriter { inner: enc, hasher: blake3::Hasher::new(), count: 0 };
+        let mut w = HashingWriter::new(enc);
         io::copy(reader, &mut w).map_err(StoreError::io("failed to read", source))?;
-        let (digest, size) = (Digest::from(w.hasher.finalize()), w.count);
+        let (digest, size) = w.digest();
         w.inner.finish().map_err(StoreError::io("failed to write", &tmp_path))?;
         Ok(StagedBlob { digest, size, path: tmp.into_temp_path() })
     }
@@ -103,7 +84,7 @@ impl Store {
         let tmp_path = tmp.path().to_owned();
         let undecodable = |e: io::Error| StoreError::Undecodable { digest: *expected, reason: e.to_string() };
         let mut tee = TeeReader { inner: frame, copy: tmp.as_file() };
-        let mut hashed = HashingWriter { inner: io::sink(), hasher: blake3::Hasher::new(), count: 0 };
+        let mut hashed = HashingWriter::new(io::sink());
         // Decode to the end of the record: bytes after the first frame must be further valid
         // frames, or decoding fails, so the staged file is always wholly decodable.
         let mut dec = zstd::Decoder::new(&mut tee).map_err(undecodable)?;
@@ -112,11 +93,11 @@ impl Store {
         // The decoder stops at end of data; anything it did not pull is copied too, so it is
         // checked by the next decode rather than silently dropped.
         io::copy(&mut tee, &mut io::sink()).map_err(StoreError::io("failed to write", &tmp_path))?;
-        let actual = Digest::from(hashed.hasher.finalize());
+        let (actual, size) = hashed.digest();
         if actual != *expected {
             return Err(StoreError::Corrupt { digest: *expected, actual });
         }
-        Ok(StagedBlob { digest: actual, size: hashed.count, path: tmp.into_temp_path() })
+        Ok(StagedBlob { digest: actual, size, path: tmp.into_temp_path() })
     }
 
     /// Move one staged blob under its real name, durably (see [`BlobBatch`] for many).
@@ -189,14 +170,14 @@ impl Store {
 
     /// Decompress and re-hash blob `digest`; its uncompressed size if intact.
     pub fn verify_blob(&self, digest: &Digest) -> Result<u64, StoreError> {
-        let mut w = HashingWriter { inner: io::sink(), hasher: blake3::Hasher::new(), count: 0 };
+        let mut w = HashingWriter::new(io::sink());
         let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
         io::copy(&mut self.open_blob(digest)?, &mut w).map_err(undecodable)?;
-        let actual = Digest::from(w.hasher.finalize());
+        let (actual, size) = w.digest();
         if actual != *digest {
             return Err(StoreError::Corrupt { digest: *digest, actual });
         }
-        Ok(w.count)
+        Ok(size)
     }
 
     /// The compressed size of blob `digest` on disk.

@@ -12,7 +12,7 @@
 //! → empty), `meta`.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -57,12 +57,7 @@ fn damaged(path: &std::path::Path) -> impl Fn(sled::Error) -> StoreError + '_ {
 /// Take `index.lock`, waiting with exponential backoff.
 fn wait_for_lock(store: &Store) -> Result<File, StoreError> {
     let path = store.root().join("index.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(StoreError::io("failed to open", &path))?;
+    let file = super::lock::open_lock_file(&path)?;
     let start = Instant::now();
     let mut delay = Duration::from_millis(2);
     while file.try_lock_exclusive().is_err() {

@@ -15,15 +15,20 @@ pub struct StoreLock {
     _file: File,
 }
 
+/// Open (creating) a file that exists only to be flock(2)ed.
+pub(crate) fn open_lock_file(path: &std::path::Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(StoreError::io("failed to open", path))
+}
+
 impl StoreLock {
     fn take(store: &Store, exclusive: bool) -> Result<StoreLock, StoreError> {
         let path = store.root().join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(StoreError::io("failed to open", &path))?;
+        let file = open_lock_file(&path)?;
         let r = if exclusive { file.lock_exclusive() } else { file.lock_shared() };
         r.map_err(StoreError::io("failed to lock", &path))?;
         Ok(StoreLock { _file: file })
