@@ -31,7 +31,10 @@ mod error;
 #[cfg(feature = "store")]
 pub mod manifest;
 #[cfg(feature = "store")]
+pub mod run;
+#[cfg(feature = "store")]
 pub mod store;
+pub mod view;
 
 #[cfg(feature = "store")]
 pub use error::Error;

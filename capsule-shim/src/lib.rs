@@ -1,11 +1,19 @@
 //! capsule-shim: the interposition layer that runs capsules.
 //!
-//! Built as `libcapsule_shim.so` (cdylib, loaded with LD_PRELOAD: tier 1) and as an rlib (the
-//! seccomp user-notification supervisor, tier 2, runs in the launcher). It depends only on
+//! Built as `libcapsule_shim.so` (cdylib, loaded with LD_PRELOAD: tier 1). It links only
 //! capsule-core's dependency-free view format (`default-features = false`), so sled, zstd and
 //! goblin never load into an application.
 //!
-//! Status: the hooks (`preload/`), the path resolver (`resolve`) and the supervisor
-//! (`supervisor/`) arrive with issues 3 and 4; until then this library exports nothing and
-//! `capsule` does not run capsules.
+//! - [`resolve`]: the single path-resolution core: (view, virtual path) → where to go.
+//! - `preload/`: the exported hooks, one module per syscall family, and their runtime
+//!   (constructor, reentrancy guard, raw syscalls, the materialiser client).
+//!
+//! The seccomp supervisor (tier 2) arrives with issue 4.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("capsule-shim's hooks rely on the x86-64 SysV calling convention (see preload/hooks/open.rs)");
+
+pub mod path;
+pub mod preload;
+pub mod resolve;

@@ -43,7 +43,11 @@ pub enum Verb {
     Export(Export),
     /// Read a file written by `export`.
     Import(Import),
-    /// Capture the bundled demo application and show what the capsule holds.
+    /// Run a capsule's program (exit status: the program's; 125/126/127 as docker).
+    Run(Run),
+    /// Look at or discard what a capsule's programs changed.
+    Sandbox(SandboxArgs),
+    /// Capture the bundled demo application, run it from its capsule, show what it sees.
     Demo,
 }
 
@@ -139,4 +143,40 @@ pub struct Export {
 pub struct Import {
     /// The file to read.
     pub file: PathBuf,
+}
+
+/// `run`
+#[derive(Debug, Args)]
+pub struct Run {
+    /// NAME[:TAG]
+    pub name: String,
+    /// The program to run (absolute path inside the capsule, or on the host); default: the
+    /// capsule's first entry point.
+    #[arg(long, value_name = "PATH")]
+    pub entry: Option<String>,
+    /// Isolation: `merged|writecopy|full` for every path, or `/PREFIX=MODE` (repeatable).
+    #[arg(long, value_name = "RULE")]
+    pub isolation: Vec<String>,
+    /// Arguments for the program.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// `sandbox NAME diff|reset`
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// NAME[:TAG] (the sandbox is per capsule name)
+    pub name: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SandboxAction,
+}
+
+/// Sandbox actions.
+#[derive(Debug, Subcommand)]
+pub enum SandboxAction {
+    /// List what the capsule's programs added, modified and deleted.
+    Diff,
+    /// Discard it all.
+    Reset,
 }

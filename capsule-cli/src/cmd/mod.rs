@@ -5,6 +5,8 @@ mod demo;
 mod inspect;
 mod list;
 mod manage;
+mod run;
+mod sandbox;
 mod transfer;
 mod verify;
 
@@ -30,6 +32,8 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Verify(v) => verify::run(&store, out, v),
         Verb::Export(e) => transfer::export(&store, out, e),
         Verb::Import(i) => transfer::import(&store, out, i),
+        Verb::Run(r) => run::run(&store, out, r),
+        Verb::Sandbox(s) => sandbox::run(&store, out, s),
         Verb::Demo => demo::run(&store, out),
     }
 }

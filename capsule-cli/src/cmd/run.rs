@@ -1,0 +1,129 @@
+//! `run NAME [--entry PATH] [--isolation RULE]... [-- ARGS...]`: the launcher.
+//!
+//! Resolves the capsule through its ref (no index, no store lock), prepares the sandbox and
+//! the view, starts the materialiser on a thread, and starts the program once (one exec) with
+//! `LD_PRELOAD` = the shim and `CAPSULE_VIEW` = the view. The launcher stays as the parent,
+//! serving the materialiser, and returns the program's exit status (128 + signal if killed);
+//! 125 when capsule itself failed, 126 when the entry is not executable, 127 when there is no
+//! such entry.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use capsule_core::manifest::{EntryKind, RelPath};
+use capsule_core::run::{self, Prepared, Server, materialize};
+use capsule_core::store::Store;
+
+use super::capsule_ref;
+use crate::cli::Output;
+use crate::cli::args::Run;
+
+/// Exit code: capsule itself failed.
+const FAILED: u8 = 125;
+/// Exit code: the entry is not executable.
+const NOT_EXECUTABLE: u8 = 126;
+/// Exit code: no such entry.
+const NOT_FOUND: u8 = 127;
+
+/// `run`.
+pub fn run(store: &Store, _out: Output, r: Run) -> Result<ExitCode> {
+    match launch(store, &r) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("capsule: error: {e:#}");
+            Ok(ExitCode::from(FAILED))
+        }
+    }
+}
+
+/// The shim next to the capsule binary (a build tree keeps it in deps/), or `$CAPSULE_SHIM`.
+fn find_shim() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("CAPSULE_SHIM") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("cannot find the capsule executable")?;
+    let dir = exe.parent().map(Path::to_owned).unwrap_or_default();
+    for cand in [
+        dir.join("libcapsule_shim.so"),
+        dir.join("deps/libcapsule_shim.so"),
+        dir.join("../lib/capsule/libcapsule_shim.so"),
+    ] {
+        if cand.is_file() {
+            return Ok(cand);
+        }
+    }
+    bail!(
+        "libcapsule_shim.so not found next to {} (build it: cargo build -p capsule-shim), or set CAPSULE_SHIM",
+        exe.display()
+    )
+}
+
+/// The program to start: its host path (the tree for a capsule file) and argv[0].
+fn program(store: &Store, p: &Prepared, entry: &str) -> Result<Option<(PathBuf, String)>> {
+    let rel = RelPath::from_host(entry.as_bytes()).with_context(|| format!("invalid entry {entry:?}"))?;
+    let Some((resolved, e)) = p.manifest.resolve(&rel) else {
+        let host = PathBuf::from(entry);
+        return Ok(host.is_file().then(|| (host, entry.to_owned())));
+    };
+    if !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
+        return Ok(None);
+    }
+    materialize::link_entry(store, p.sandbox.tree(), &p.manifest, &resolved)?;
+    let path = p.sandbox.tree().join(std::ffi::OsStr::new(&*String::from_utf8_lossy(resolved.as_bytes())));
+    Ok(Some((path, entry.to_owned())))
+}
+
+fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
+    let cref = capsule_ref(&r.name)?;
+    let rules = r.isolation.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let socket = format!("capsule-{}-{nanos:x}", std::process::id());
+    let prepared =
+        run::prepare(store, &cref, &rules, &socket).with_context(|| format!("cannot prepare capsule {cref}"))?;
+    let entry = match (&r.entry, prepared.manifest.entry_points.first()) {
+        (Some(e), _) => e.clone(),
+        (None, Some(ep)) => ep.path.display(),
+        (None, None) => {
+            eprintln!("capsule: error: capsule {cref} has no entry point; pass --entry PATH");
+            return Ok(ExitCode::from(NOT_FOUND));
+        }
+    };
+    let Some((path, argv0)) = program(store, &prepared, &entry)? else {
+        eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
+        return Ok(ExitCode::from(NOT_FOUND));
+    };
+    let server = Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone())?;
+    std::thread::spawn(move || server.serve());
+    let mut cmd = Command::new(&path);
+    cmd.arg0(&argv0).args(&r.args);
+    cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view);
+    if !prepared.lib_dirs.is_empty() {
+        let mut lp: Vec<u8> = Vec::new();
+        for d in &prepared.lib_dirs {
+            lp.extend_from_slice(d.as_os_str().as_encoded_bytes());
+            lp.push(b':');
+        }
+        if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+            lp.extend_from_slice(old.as_encoded_bytes());
+        } else {
+            lp.pop();
+        }
+        cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!("capsule: error: {entry} is not executable: {e}");
+            return Ok(ExitCode::from(NOT_EXECUTABLE));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
+    };
+    let status = child.wait().context("cannot wait for the program")?;
+    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
+    Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
+}

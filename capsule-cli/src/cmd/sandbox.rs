@@ -1,0 +1,38 @@
+//! `sandbox NAME diff|reset`: what a capsule's programs wrote, kept across runs.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use capsule_core::run::sandbox::Sandbox;
+use capsule_core::store::Store;
+use serde_json::json;
+
+use super::capsule_ref;
+use crate::cli::Output;
+use crate::cli::args::{SandboxAction, SandboxArgs};
+
+/// `sandbox`.
+pub fn run(store: &Store, out: Output, s: SandboxArgs) -> Result<ExitCode> {
+    let r = capsule_ref(&s.name)?;
+    let sandbox = Sandbox::open(store, &r.name)?;
+    match s.action {
+        SandboxAction::Diff => {
+            let (_, m) = store.load(&r).with_context(|| format!("cannot read capsule {r}"))?;
+            let c = sandbox.diff(&m)?;
+            if out.json {
+                out.print_json(&json!({ "added": c.added, "modified": c.modified, "deleted": c.deleted }))?;
+            } else {
+                for (mark, list) in [("A", &c.added), ("M", &c.modified), ("D", &c.deleted)] {
+                    for p in list {
+                        println!("{mark} {p}");
+                    }
+                }
+            }
+        }
+        SandboxAction::Reset => {
+            sandbox.reset()?;
+            out.info(format!("sandbox of {} discarded", r.name));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,126 @@
+//! Materialisation: a capsule file becomes a real file the kernel can open.
+//!
+//! `cache/xx/<digest>-<mode>-<mtime>` holds the decompressed content once per digest, mode and
+//! mtime (the mode and mtime live in the inode, and hardlinks share it), written temp → rename
+//! so concurrent first opens from several processes are safe. A tree file is a hardlink to it
+//! (`link_entry`) until the application writes, when `copy_up` replaces the link with a private
+//! copy.
+
+use std::fs::{self, File, FileTimes};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::RunError;
+use crate::digest::{Digest, HashingWriter};
+use crate::manifest::{Entry, EntryKind, Manifest, RelPath};
+use crate::store::{Store, StoreError};
+
+/// The cache file for content `digest` with permission bits `mode` and mtime `e`.
+pub fn cache_path(store: &Store, digest: &Digest, e: &Entry) -> PathBuf {
+    let hex = digest.to_hex();
+    store.root().join("cache").join(&hex[..2]).join(format!("{hex}-{:o}-{}.{}", e.mode, e.mtime, e.mtime_nsec))
+}
+
+/// Decompress blob `digest` into the cache (once), checking its digest on the way.
+pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf, RunError> {
+    let path = cache_path(store, digest, e);
+    if path.exists() {
+        return Ok(path);
+    }
+    let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(RunError::io("failed to create a file in", &dir))?;
+    let mut w = HashingWriter::new(BufWriter::new(tmp.as_file()));
+    let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
+    io::copy(&mut store.open_blob(digest)?, &mut w).map_err(undecodable)?;
+    w.flush().map_err(RunError::io("failed to write", tmp.path()))?;
+    let (actual, _) = w.digest();
+    drop(w);
+    if actual != *digest {
+        return Err(StoreError::Corrupt { digest: *digest, actual }.into());
+    }
+    set_meta(tmp.as_file(), e).map_err(RunError::io("failed to set metadata of", tmp.path()))?;
+    tmp.persist(&path).map_err(|err| RunError::Io {
+        action: "failed to write",
+        path: path.clone(),
+        source: err.error,
+    })?;
+    Ok(path)
+}
+
+fn set_meta(f: &File, e: &Entry) -> io::Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(e.mode & 0o7777))?;
+    let secs = u64::try_from(e.mtime).unwrap_or(0);
+    let t = UNIX_EPOCH + Duration::new(secs, e.mtime_nsec);
+    f.set_times(FileTimes::new().set_modified(t).set_accessed(t))
+}
+
+/// The manifest entry holding the content of `path` (hardlinks followed), and its digest.
+fn content(m: &Manifest, path: &RelPath) -> Option<(Entry, Digest)> {
+    let e = m.get(path)?;
+    match &e.kind {
+        EntryKind::File { digest, .. } => Some((e.clone(), *digest)),
+        EntryKind::Hardlink { target } => match m.get(target)?.kind {
+            EntryKind::File { digest, .. } => Some((e.clone(), digest)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn tree_path(tree: &Path, path: &RelPath) -> PathBuf {
+    tree.join(std::ffi::OsStr::new(&*String::from_utf8_lossy(path.as_bytes())))
+}
+
+/// Link capsule file `path` into `tree` (no-op if something is there already).
+/// `Ok(false)` when `path` is not a regular file of the capsule.
+pub fn link_entry(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Result<bool, RunError> {
+    let Some((e, digest)) = content(m, path) else { return Ok(false) };
+    let dest = tree_path(tree, path);
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Ok(true);
+    }
+    let cache = ensure_cache(store, &digest, &e)?;
+    if let Some(p) = dest.parent() {
+        fs::create_dir_all(p).map_err(RunError::io("failed to create", p))?;
+    }
+    match fs::hard_link(&cache, &dest) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(true),
+        Err(err) => Err(RunError::Io { action: "failed to link", path: dest, source: err }),
+    }
+}
+
+/// Make `path` in `tree` a private file the application may write: a pristine link (or a
+/// capsule file not linked yet) is replaced by a copy. `Ok(false)` when `path` is not a
+/// capsule file and not in the tree.
+pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Result<bool, RunError> {
+    let dest = tree_path(tree, path);
+    let source = match fs::symlink_metadata(&dest) {
+        Ok(meta) if meta.is_file() && meta.nlink() == 1 => return Ok(true),
+        Ok(meta) if meta.is_file() => dest.clone(),
+        Ok(_) => return Ok(true),
+        Err(_) => match content(m, path) {
+            Some((e, digest)) => ensure_cache(store, &digest, &e)?,
+            None => return Ok(false),
+        },
+    };
+    let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
+    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".capsule-copy-")
+        .tempfile_in(&dir)
+        .map_err(RunError::io("failed to create a file in", &dir))?;
+    fs::copy(&source, tmp.path()).map_err(RunError::io("failed to copy", &source))?;
+    if let Some((e, _)) = content(m, path) {
+        set_meta(tmp.as_file(), &e).map_err(RunError::io("failed to set metadata of", tmp.path()))?;
+    }
+    tmp.persist(&dest).map_err(|err| RunError::Io {
+        action: "failed to write",
+        path: dest.clone(),
+        source: err.error,
+    })?;
+    Ok(true)
+}

@@ -1,0 +1,162 @@
+//! Running a capsule, the store side: everything `capsule run` prepares before the program
+//! starts, and the materialiser it serves while the program runs.
+//!
+//! - [`sandbox`]: the per-user, per-capsule writable tree (`sandboxes/NAME/root`). It starts
+//!   as a skeleton of the capsule's directories and symlinks; files appear in it lazily as
+//!   hardlinks to the decompressed cache, and the application's own writes land in it as
+//!   private copies, so it persists across runs and `sandbox diff/reset` work on it.
+//! - [`materialize`]: decompress a blob once into `cache/` (one inode per digest, mode and
+//!   mtime) and link it into a tree; copy-up for writes.
+//! - [`prepare`]: resolve the capsule through its ref (no index, no lock), compile or reuse the
+//!   view, build the skeleton, and link the capsule's shared libraries eagerly (the dynamic
+//!   loader opens them without libc, so no hook can materialise them on demand).
+
+pub mod materialize;
+pub mod sandbox;
+mod server;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use server::Server;
+
+use crate::digest::Digest;
+use crate::manifest::{EntryKind, Manifest};
+use crate::store::{CapsuleRef, Store, StoreError};
+use crate::view::{self, Mode, ViewOptions};
+
+/// Errors preparing or serving a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// From the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A filesystem step on a sandbox, cache or view path.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
+    #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
+    Isolation(String),
+}
+
+impl RunError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {
+        let path = path.into();
+        move |source| RunError::Io { action, path, source }
+    }
+}
+
+/// Parse one `--isolation` value: `MODE` (for "/") or `/PREFIX=MODE`.
+pub fn parse_isolation(s: &str) -> Result<(String, Mode), RunError> {
+    let (prefix, mode) = s.rsplit_once('=').unwrap_or(("/", s));
+    let mode = match mode {
+        "merged" => Mode::Merged,
+        "writecopy" => Mode::WriteCopy,
+        "full" => Mode::Full,
+        "passthrough" => Mode::Passthrough,
+        _ => return Err(RunError::Isolation(s.to_owned())),
+    };
+    if !prefix.starts_with('/') || prefix.split('/').any(|c| c == "..") {
+        return Err(RunError::Isolation(s.to_owned()));
+    }
+    Ok((prefix.to_owned(), mode))
+}
+
+/// The default rules: host paths merged, /dev, /proc, /sys and /tmp passed through untouched.
+/// The capsule's own paths are write-copy (`ViewOptions::capsule_mode`).
+pub fn default_rules() -> Vec<(String, Mode)> {
+    let mut r = vec![("/".to_owned(), Mode::Merged)];
+    for p in ["/dev", "/proc", "/sys", "/tmp", "/run"] {
+        r.push((p.to_owned(), Mode::Passthrough));
+    }
+    r
+}
+
+/// What `capsule run` needs to start the program.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The capsule's manifest digest.
+    pub digest: Digest,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The compiled view file.
+    pub view: PathBuf,
+    /// The sandbox.
+    pub sandbox: sandbox::Sandbox,
+    /// Tree directories holding the capsule's shared libraries (for the loader's search path).
+    pub lib_dirs: Vec<PathBuf>,
+}
+
+/// Prepare capsule `r` for a run with isolation `rules` (added to the defaults; later wins)
+/// and materialiser socket `socket`.
+pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)], socket: &str) -> Result<Prepared, RunError> {
+    let (digest, manifest) = store.load(r)?;
+    let sandbox = sandbox::Sandbox::open(store, &r.name)?;
+    sandbox.build_skeleton(&digest, &manifest)?;
+    let mut all_rules = default_rules();
+    all_rules.extend(rules.iter().cloned());
+    all_rules.reverse(); // a later rule for the same prefix wins
+    all_rules.dedup_by(|a, b| a.0.trim_end_matches('/') == b.0.trim_end_matches('/'));
+    let opts = ViewOptions {
+        tree: sandbox.tree().to_owned(),
+        socket: socket.to_owned(),
+        capsule_mode: Mode::WriteCopy,
+        rules: all_rules,
+        whiteouts: sandbox.whiteouts()?,
+    };
+    let bytes = view::compile(&manifest, &opts);
+    let view = write_view(store, &bytes)?;
+    let lib_dirs = link_libraries(store, &sandbox, &manifest)?;
+    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs })
+}
+
+/// Write view bytes under their digest (reused when identical), atomically.
+fn write_view(store: &Store, bytes: &[u8]) -> Result<PathBuf, RunError> {
+    let dir = store.root().join("views");
+    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    let path = dir.join(format!("{}.view", Digest::of(bytes).to_hex()));
+    if !path.exists() {
+        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(RunError::io("failed to create a view in", &dir))?;
+        fs::write(tmp.path(), bytes).map_err(RunError::io("failed to write", tmp.path()))?;
+        tmp.persist(&path).map_err(|e| RunError::Io {
+            action: "failed to write",
+            path: path.clone(),
+            source: e.error,
+        })?;
+    }
+    Ok(path)
+}
+
+/// Shared libraries are linked into the tree before the program starts: ld.so opens them with
+/// raw syscalls. Returns the directories that hold them.
+fn link_libraries(store: &Store, sandbox: &sandbox::Sandbox, m: &Manifest) -> Result<Vec<PathBuf>, RunError> {
+    let mut dirs = Vec::new();
+    for e in &m.entries {
+        let name = e.path.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default();
+        let is_lib = name.windows(3).any(|w| w == b".so") && name.starts_with(b"lib");
+        if !is_lib || !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. } | EntryKind::Symlink { .. })
+        {
+            continue;
+        }
+        if !matches!(e.kind, EntryKind::Symlink { .. }) {
+            materialize::link_entry(store, sandbox.tree(), m, &e.path)?;
+        }
+        if let Some(parent) = e.path.parent() {
+            let d = sandbox
+                .tree()
+                .join(Path::new(std::ffi::OsStr::new(&String::from_utf8_lossy(parent.as_bytes()).into_owned())));
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    Ok(dirs)
+}

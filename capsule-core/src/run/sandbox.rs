@@ -1,0 +1,194 @@
+//! [`Sandbox`]: `sandboxes/NAME/` — the tree the application sees its capsule through, and
+//! the writes it made, kept across runs.
+//!
+//! ```text
+//! sandboxes/NAME/root/        the tree: capsule dirs and symlinks (skeleton), lazily linked
+//!                             capsule files (hardlinks into cache/, nlink > 1), and the
+//!                             application's own files and copies (private, nlink == 1)
+//! sandboxes/NAME/whiteouts    one path per line: files the application deleted
+//! sandboxes/NAME/skeleton     the manifest digest the skeleton was built for
+//! ```
+//! A pristine capsule file is a hardlink to its cache inode, which is why every write goes
+//! through a copy-up first: writing through the link would change the cache for every capsule.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use super::RunError;
+use crate::digest::Digest;
+use crate::manifest::{EntryKind, Manifest, RelPath};
+use crate::store::Store;
+
+/// One capsule's sandbox.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    dir: PathBuf,
+    tree: PathBuf,
+}
+
+/// What `sandbox diff` reports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Paths the application created (not in the capsule).
+    pub added: Vec<String>,
+    /// Capsule files the application changed.
+    pub modified: Vec<String>,
+    /// Paths the application deleted.
+    pub deleted: Vec<String>,
+}
+
+fn rel_host(tree: &Path, rel: &RelPath) -> PathBuf {
+    tree.join(std::ffi::OsStr::new(&*String::from_utf8_lossy(rel.as_bytes())))
+}
+
+impl Sandbox {
+    /// The sandbox of capsule `name` (created if missing).
+    pub fn open(store: &Store, name: &str) -> Result<Sandbox, RunError> {
+        let dir = store.root().join("sandboxes").join(name);
+        let tree = dir.join("root");
+        fs::create_dir_all(&tree).map_err(RunError::io("failed to create sandbox", &tree))?;
+        Ok(Sandbox { dir, tree })
+    }
+
+    /// The tree's host path.
+    pub fn tree(&self) -> &Path {
+        &self.tree
+    }
+
+    /// Create the capsule's directories and symlinks in the tree, once per manifest digest.
+    /// When the capsule changed, pristine links of the old version are dropped first; the
+    /// application's own files stay.
+    pub fn build_skeleton(&self, digest: &Digest, m: &Manifest) -> Result<(), RunError> {
+        let stamp = self.dir.join("skeleton");
+        match fs::read_to_string(&stamp) {
+            Ok(s) if s.trim() == digest.to_hex() => return Ok(()),
+            Ok(_) => drop_pristine(&self.tree)?,
+            Err(_) => {}
+        }
+        for e in &m.entries {
+            let host = rel_host(&self.tree, &e.path);
+            match &e.kind {
+                EntryKind::Dir => {
+                    fs::create_dir_all(&host).map_err(RunError::io("failed to create", &host))?;
+                    // The owner must be able to add files (lazy links, copy-ups).
+                    let perm = fs::Permissions::from_mode((e.mode & 0o7777) | 0o700);
+                    fs::set_permissions(&host, perm).map_err(RunError::io("failed to set mode of", &host))?;
+                }
+                EntryKind::Symlink { target } => {
+                    if fs::symlink_metadata(&host).is_err() {
+                        let t = std::ffi::OsStr::new(&*String::from_utf8_lossy(target)).to_owned();
+                        if let Some(p) = host.parent() {
+                            fs::create_dir_all(p).map_err(RunError::io("failed to create", p))?;
+                        }
+                        symlink(&t, &host).map_err(RunError::io("failed to create symlink", &host))?;
+                    }
+                }
+                EntryKind::File { .. } | EntryKind::Hardlink { .. } => {}
+            }
+        }
+        fs::write(&stamp, digest.to_hex()).map_err(RunError::io("failed to write", &stamp))
+    }
+
+    /// Paths deleted in earlier runs.
+    pub fn whiteouts(&self) -> Result<Vec<RelPath>, RunError> {
+        let path = self.dir.join("whiteouts");
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RunError::Io { action: "failed to read", path, source: e }),
+        };
+        let set: BTreeSet<RelPath> = text.lines().filter_map(|l| RelPath::new(l.as_bytes()).ok()).collect();
+        // A path re-created after its deletion is no longer whited out.
+        Ok(set.into_iter().filter(|p| fs::symlink_metadata(rel_host(&self.tree, p)).is_err()).collect())
+    }
+
+    /// Record that `path` was deleted.
+    pub fn add_whiteout(&self, path: &RelPath) -> Result<(), RunError> {
+        use std::io::Write;
+        let file = self.dir.join("whiteouts");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .map_err(RunError::io("failed to open", &file))?;
+        writeln!(f, "{}", String::from_utf8_lossy(path.as_bytes())).map_err(RunError::io("failed to write", &file))
+    }
+
+    /// What the application changed relative to capsule `m`.
+    pub fn diff(&self, m: &Manifest) -> Result<Changes, RunError> {
+        let mut c = Changes::default();
+        walk(&self.tree, &self.tree, &mut |rel, meta| {
+            let Ok(path) = RelPath::from_host(rel.as_os_str().as_encoded_bytes()) else { return };
+            let in_capsule = m.get(&path).is_some();
+            if meta.is_file() && meta.nlink() > 1 && in_capsule {
+                return; // a pristine link
+            }
+            if meta.is_dir() && in_capsule {
+                return;
+            }
+            if meta.is_symlink() && in_capsule {
+                return;
+            }
+            let list = if in_capsule { &mut c.modified } else { &mut c.added };
+            list.push(path.display());
+        })?;
+        c.deleted = self.whiteouts()?.iter().map(RelPath::display).collect();
+        c.added.sort();
+        c.modified.sort();
+        Ok(c)
+    }
+
+    /// Discard everything the application did.
+    pub fn reset(&self) -> Result<(), RunError> {
+        if self.dir.exists() {
+            make_writable(&self.dir);
+            fs::remove_dir_all(&self.dir).map_err(RunError::io("failed to remove", &self.dir))?;
+        }
+        Ok(())
+    }
+}
+
+/// Directories copied from capsule modes may lack the owner's write bit inside; restore it so
+/// the tree can be removed.
+fn make_writable(dir: &Path) {
+    let _ = walk(dir, dir, &mut |_, _| {});
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o700));
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+fn walk(top: &Path, dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) -> Result<(), RunError> {
+    let rd = fs::read_dir(dir).map_err(RunError::io("failed to list", dir))?;
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(meta) = fs::symlink_metadata(&p) else { continue };
+        if let Ok(rel) = p.strip_prefix(top) {
+            f(rel, &meta);
+        }
+        if meta.is_dir() {
+            walk(top, &p, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove every pristine link (a hardlink into the cache) from the tree.
+fn drop_pristine(tree: &Path) -> Result<(), RunError> {
+    let mut victims = Vec::new();
+    walk(tree, tree, &mut |rel, meta| {
+        if meta.is_file() && meta.nlink() > 1 {
+            victims.push(tree.join(rel));
+        }
+    })?;
+    for v in victims {
+        fs::remove_file(&v).map_err(RunError::io("failed to remove", &v))?;
+    }
+    Ok(())
+}

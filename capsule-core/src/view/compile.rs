@@ -1,0 +1,134 @@
+//! [`compile`]: a capsule's manifest and run options into view bytes (see the module docs).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{ENTRY, FLAG_HOST_DIR, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode, RULE, hash};
+use crate::manifest::{EntryKind, Manifest, RelPath, symlink_destination};
+
+/// What a run adds to the manifest.
+#[derive(Debug, Clone)]
+pub struct ViewOptions {
+    /// The sandbox tree (absolute host path).
+    pub tree: PathBuf,
+    /// The materialiser's abstract socket name.
+    pub socket: String,
+    /// Isolation of the capsule's own paths.
+    pub capsule_mode: Mode,
+    /// Prefix rules for host paths ("/" allowed), any order.
+    pub rules: Vec<(String, Mode)>,
+    /// Paths whited out in the sandbox (deleted during earlier runs).
+    pub whiteouts: Vec<RelPath>,
+}
+
+struct Strings(Vec<u8>);
+
+impl Strings {
+    fn add(&mut self, s: &[u8]) -> (u32, u32) {
+        let off = self.0.len();
+        self.0.extend_from_slice(s);
+        (u32::try_from(off).unwrap_or(u32::MAX), u32::try_from(s.len()).unwrap_or(u32::MAX))
+    }
+}
+
+fn put32(out: &mut [u8], at: usize, v: u32) {
+    out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(out: &mut [u8], at: usize, v: u64) {
+    out[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The entries a view holds: the manifest's tree, its deletions and the sandbox's whiteouts
+/// (which win), with flags computed against the host.
+fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32, Vec<u8>)> {
+    let mut map = BTreeMap::new();
+    for e in &m.entries {
+        let (kind, target) = match &e.kind {
+            EntryKind::File { .. } | EntryKind::Hardlink { .. } => (Kind::File, Vec::new()),
+            EntryKind::Dir => (Kind::Dir, Vec::new()),
+            EntryKind::Symlink { target } => (Kind::Symlink, target.clone()),
+        };
+        let mut flags = 0;
+        if kind == Kind::Dir && e.path.to_absolute().is_dir() {
+            flags |= FLAG_HOST_DIR;
+        }
+        if kind == Kind::Symlink {
+            let inside = symlink_destination(&e.path, &target).is_some_and(|d| m.resolve(&d).is_some());
+            if !inside {
+                flags |= FLAG_TARGET_OUTSIDE;
+            }
+        }
+        map.insert(e.path.as_bytes().to_vec(), (kind, flags, e.mode, target));
+    }
+    for d in m.deletions.iter().chain(&opts.whiteouts) {
+        map.insert(d.as_bytes().to_vec(), (Kind::Whiteout, 0, 0, Vec::new()));
+    }
+    map
+}
+
+/// Compile `m` with `opts` into the bytes of a view file.
+pub fn compile(m: &Manifest, opts: &ViewOptions) -> Vec<u8> {
+    let map = collect(m, opts);
+    let n = map.len();
+    let n_slots = (n * 2).next_power_of_two().max(16);
+    let mut strings = Strings(Vec::new());
+    let tree = strings.add(opts.tree.as_os_str().as_encoded_bytes());
+    let socket = strings.add(opts.socket.as_bytes());
+    let mut entries = vec![0u8; n * ENTRY];
+    let mut slots = vec![0u32; n_slots];
+    for (i, (path, (kind, flags, mode, target))) in map.iter().enumerate() {
+        let p = strings.add(path);
+        let t = strings.add(target);
+        let r = &mut entries[i * ENTRY..(i + 1) * ENTRY];
+        for (k, v) in [p.0, p.1, t.0, t.1].into_iter().enumerate() {
+            put32(r, k * 4, v);
+        }
+        r[16] = kind.to_u8();
+        r[17] = *flags;
+        put32(r, 20, *mode);
+        // Truncation intended: only the low bits select the slot.
+        #[allow(clippy::cast_possible_truncation)]
+        let mut s = hash(path) as usize & (n_slots - 1);
+        while slots[s] != 0 {
+            s = (s + 1) & (n_slots - 1);
+        }
+        slots[s] = u32::try_from(i + 1).unwrap_or(0);
+    }
+    let mut rules: Vec<(Vec<u8>, Mode)> =
+        opts.rules.iter().map(|(p, m)| (p.trim_matches('/').as_bytes().to_vec(), *m)).collect();
+    rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+    let mut rule_bytes = vec![0u8; rules.len() * RULE];
+    for (i, (prefix, mode)) in rules.iter().enumerate() {
+        let (o, l) = strings.add(prefix);
+        put32(&mut rule_bytes, i * RULE, o);
+        put32(&mut rule_bytes, i * RULE + 4, l);
+        put32(&mut rule_bytes, i * RULE + 8, mode.to_u32());
+    }
+    let slots_off = HEADER;
+    let entries_off = slots_off + n_slots * 4;
+    let rules_off = entries_off + entries.len();
+    let strings_off = rules_off + rule_bytes.len();
+    let mut out = vec![0u8; strings_off];
+    out[..8].copy_from_slice(&MAGIC);
+    put32(&mut out, 8, 1);
+    let c = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    put32(&mut out, 12, c(n));
+    put32(&mut out, 16, c(n_slots));
+    put32(&mut out, 20, c(rules.len()));
+    for (at, v) in [(24, slots_off), (32, entries_off), (40, rules_off), (48, strings_off), (56, strings.0.len())] {
+        put64(&mut out, at, v as u64);
+    }
+    for (at, (o, l)) in [(64, tree), (72, socket)] {
+        put32(&mut out, at, o);
+        put32(&mut out, at + 4, l);
+    }
+    put32(&mut out, 80, opts.capsule_mode.to_u32());
+    for (i, s) in slots.iter().enumerate() {
+        put32(&mut out, slots_off + i * 4, *s);
+    }
+    out[entries_off..rules_off].copy_from_slice(&entries);
+    out[rules_off..strings_off].copy_from_slice(&rule_bytes);
+    out.extend_from_slice(&strings.0);
+    out
+}

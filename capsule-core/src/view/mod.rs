@@ -1,0 +1,293 @@
+//! The view: what the shim reads at run time. One immutable file compiled from a capsule and
+//! its run options ([`compile`](fn@compile), with the `store` feature), mmap'd read-only by every
+//! process of a run and read through [`View`], which allocates nothing, takes no lock and never
+//! panics (every read is bounds-checked; a damaged view reads as "no entry").
+//!
+//! ```text
+//! header   128 bytes: magic "CAPVIEW\x01", counts, section offsets, tree path, socket name
+//! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; FNV-1a, linear probing
+//! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode
+//! rules    12 bytes each: prefix (off, len), isolation mode; longest prefix first
+//! strings  paths (without the leading '/'), symlink targets, the tree path, the socket name
+//! ```
+//! This module has no dependencies beyond core, so the shim links it with capsule-core's
+//! default features off.
+
+#[cfg(feature = "store")]
+mod compile;
+#[cfg(test)]
+mod tests;
+
+#[cfg(feature = "store")]
+pub use compile::{ViewOptions, compile};
+
+/// Magic of a view file.
+pub const MAGIC: [u8; 8] = *b"CAPVIEW\x01";
+/// Header size.
+pub const HEADER: usize = 128;
+/// Entry record size.
+pub const ENTRY: usize = 24;
+/// Rule record size.
+pub const RULE: usize = 12;
+
+/// Kind of a view entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Regular file (or hardlink): materialised lazily into the tree.
+    File,
+    /// Directory: present in the tree from the start.
+    Dir,
+    /// Symbolic link: present in the tree from the start; `target` is relative.
+    Symlink,
+    /// Deleted by the capture or in the sandbox: reads as ENOENT.
+    Whiteout,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::File),
+            2 => Some(Kind::Dir),
+            3 => Some(Kind::Symlink),
+            4 => Some(Kind::Whiteout),
+            _ => None,
+        }
+    }
+
+    /// The byte stored in the file.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Kind::File => 1,
+            Kind::Dir => 2,
+            Kind::Symlink => 3,
+            Kind::Whiteout => 4,
+        }
+    }
+}
+
+/// Entry flag: the host has a directory at the same path, so listings must merge.
+pub const FLAG_HOST_DIR: u8 = 1;
+/// Entry flag: a symlink whose target lies outside the capsule.
+pub const FLAG_TARGET_OUTSIDE: u8 = 2;
+
+/// Isolation mode of a path prefix, as stored in rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Writes outside the capsule go to the host; no sandbox lookup for host paths.
+    Merged,
+    /// Host visible; writes land in the sandbox; host paths are looked up in the sandbox first.
+    WriteCopy,
+    /// Host invisible below the prefix.
+    Full,
+    /// Not virtualised at all (/dev, /proc, /tmp by default).
+    Passthrough,
+}
+
+impl Mode {
+    fn from_u32(v: u32) -> Mode {
+        match v {
+            1 => Mode::WriteCopy,
+            2 => Mode::Full,
+            3 => Mode::Passthrough,
+            _ => Mode::Merged,
+        }
+    }
+
+    /// The value stored in the file.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            Mode::Merged => 0,
+            Mode::WriteCopy => 1,
+            Mode::Full => 2,
+            Mode::Passthrough => 3,
+        }
+    }
+}
+
+/// One entry, borrowed from the view.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// Index in the entry table.
+    pub index: u32,
+    /// Path without the leading '/'.
+    pub path: &'a [u8],
+    /// Symlink target (relative), empty otherwise.
+    pub target: &'a [u8],
+    /// Kind.
+    pub kind: Kind,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// A view over the bytes of a view file.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    b: &'a [u8],
+    n_entries: u32,
+    n_slots: u32,
+    n_rules: u32,
+    slots: usize,
+    entries: usize,
+    rules: usize,
+    strings: usize,
+    strings_len: usize,
+}
+
+/// Why bytes are not a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewError {
+    /// Wrong magic or too short.
+    BadMagic,
+    /// A section lies outside the file, or the slot count is not a power of two.
+    BadLayout,
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+/// FNV-1a, 64-bit: tiny, no tables, good enough for path keys.
+pub fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl<'a> View<'a> {
+    /// Check the header and section bounds of `b`.
+    pub fn new(b: &'a [u8]) -> Result<View<'a>, ViewError> {
+        if b.get(..8) != Some(&MAGIC[..]) || b.len() < HEADER {
+            return Err(ViewError::BadMagic);
+        }
+        let field = |at| u32_at(b, at).ok_or(ViewError::BadLayout);
+        let off = |at| u64_at(b, at).and_then(|v| usize::try_from(v).ok()).ok_or(ViewError::BadLayout);
+        let v = View {
+            b,
+            n_entries: field(12)?,
+            n_slots: field(16)?,
+            n_rules: field(20)?,
+            slots: off(24)?,
+            entries: off(32)?,
+            rules: off(40)?,
+            strings: off(48)?,
+            strings_len: off(56)?,
+        };
+        let fits = |start: usize, count: u32, size: usize| {
+            (count as usize).checked_mul(size).and_then(|n| start.checked_add(n)).is_some_and(|end| end <= b.len())
+        };
+        let ok = v.n_slots.is_power_of_two()
+            && fits(v.slots, v.n_slots, 4)
+            && fits(v.entries, v.n_entries, ENTRY)
+            && fits(v.rules, v.n_rules, RULE)
+            && v.strings.checked_add(v.strings_len).is_some_and(|e| e <= b.len());
+        if ok { Ok(v) } else { Err(ViewError::BadLayout) }
+    }
+
+    fn string(&self, off: u32, len: u32) -> Option<&'a [u8]> {
+        let start = self.strings.checked_add(off as usize)?;
+        let end = start.checked_add(len as usize)?;
+        if end > self.strings + self.strings_len {
+            return None;
+        }
+        self.b.get(start..end)
+    }
+
+    fn header_string(&self, at: usize) -> &'a [u8] {
+        match (u32_at(self.b, at), u32_at(self.b, at + 4)) {
+            (Some(o), Some(l)) => self.string(o, l).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    /// Absolute host path of the sandbox tree (no trailing '/').
+    pub fn tree(&self) -> &'a [u8] {
+        self.header_string(64)
+    }
+
+    /// Abstract socket name of the run's materialiser.
+    pub fn socket(&self) -> &'a [u8] {
+        self.header_string(72)
+    }
+
+    /// Isolation of paths the capsule holds.
+    pub fn capsule_mode(&self) -> Mode {
+        Mode::from_u32(u32_at(self.b, 80).unwrap_or(1))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u32 {
+        self.n_entries
+    }
+
+    /// Whether the view has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.n_entries == 0
+    }
+
+    /// Entry number `i`.
+    pub fn entry(&self, i: u32) -> Option<Entry<'a>> {
+        let at = self.entries.checked_add((i as usize).checked_mul(ENTRY)?)?;
+        let r = self.b.get(at..at + ENTRY)?;
+        let w = |k: usize| u32::from_le_bytes([r[k], r[k + 1], r[k + 2], r[k + 3]]);
+        Some(Entry {
+            index: i,
+            path: self.string(w(0), w(4))?,
+            target: self.string(w(8), w(12))?,
+            kind: Kind::from_u8(r[16])?,
+            flags: r[17],
+            mode: w(20),
+        })
+    }
+
+    /// The entry at `path` (no leading '/', normalised), by one hash probe sequence.
+    pub fn lookup(&self, path: &[u8]) -> Option<Entry<'a>> {
+        let mask = self.n_slots.wrapping_sub(1) as usize;
+        // Truncation intended: the slot index only needs the low bits of the hash.
+        #[allow(clippy::cast_possible_truncation)]
+        let mut i = hash(path) as usize & mask;
+        for _ in 0..self.n_slots {
+            let slot = u32_at(self.b, self.slots.checked_add(i.checked_mul(4)?)?)?;
+            if slot == 0 {
+                return None;
+            }
+            let e = self.entry(slot - 1)?;
+            if e.path == path {
+                return Some(e);
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// The isolation mode of host path `path` (no leading '/'): the longest matching rule, or
+    /// `Merged`.
+    pub fn mode_of(&self, path: &[u8]) -> Mode {
+        for i in 0..self.n_rules {
+            let Some(at) = self.rules.checked_add(i as usize * RULE) else { break };
+            let (Some(o), Some(l), Some(m)) = (u32_at(self.b, at), u32_at(self.b, at + 4), u32_at(self.b, at + 8))
+            else {
+                break;
+            };
+            let Some(prefix) = self.string(o, l) else { continue };
+            let matches = prefix.is_empty()
+                || (path.starts_with(prefix) && (path.len() == prefix.len() || path.get(prefix.len()) == Some(&b'/')));
+            if matches {
+                return Mode::from_u32(m);
+            }
+        }
+        Mode::Merged
+    }
+}

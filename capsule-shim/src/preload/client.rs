@@ -1,0 +1,81 @@
+//! The materialiser client: asks `capsule run` (over the abstract socket the view names) to
+//! link a capsule file into the tree, copy it up, or record a whiteout. One short connection
+//! per request, built from raw syscalls on the stack: usable from any thread, after fork, and
+//! in processes that closed every inherited descriptor.
+
+use core::ffi::c_long;
+
+use super::state;
+use super::sys::{close, raw, read, write};
+
+/// Materialise (link) a capsule file.
+pub const OP_LINK: u8 = 1;
+/// Replace a pristine link by a private copy.
+pub const OP_COPY_UP: u8 = 2;
+/// Record a deletion.
+pub const OP_WHITEOUT: u8 = 3;
+/// Link every file of a capsule directory.
+pub const OP_LINK_DIR: u8 = 4;
+
+/// Send `op` for capsule path `path` (no leading '/'); the server's errno (0 = done).
+pub fn request(op: u8, path: &[u8]) -> i32 {
+    let Some(st) = state() else { return libc::ENOSYS };
+    let name = st.view.socket();
+    // AF_UNIX is 1: the narrowing to sa_family_t is lossless.
+    #[allow(clippy::cast_possible_truncation)]
+    let mut addr: libc::sockaddr_un = libc::sockaddr_un { sun_family: libc::AF_UNIX as libc::sa_family_t, sun_path: [0; 108] };
+    // Abstract address: a leading NUL, then the name (not NUL-terminated).
+    if name.is_empty() || name.len() >= addr.sun_path.len() || path.len() > usize::from(u16::MAX) {
+        return libc::ENAMETOOLONG;
+    }
+    for (d, s) in addr.sun_path.iter_mut().skip(1).zip(name) {
+        *d = *s as libc::c_char;
+    }
+    let addr_len = core::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    // SAFETY: plain integer arguments, no memory.
+    let fd = unsafe {
+        raw(
+            libc::SYS_socket,
+            c_long::from(libc::AF_UNIX),
+            c_long::from(libc::SOCK_STREAM | libc::SOCK_CLOEXEC),
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if fd < 0 {
+        return libc::EIO;
+    }
+    // Truncation intended: socket(2) returns a small descriptor.
+    #[allow(clippy::cast_possible_truncation)]
+    let fd = fd as i32;
+    let r = exchange(fd, &addr, addr_len, op, path);
+    close(fd);
+    r
+}
+
+fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, op: u8, path: &[u8]) -> i32 {
+    // SAFETY: `addr` is a valid sockaddr_un of at least `addr_len` bytes for the call.
+    let c =
+        unsafe { raw(libc::SYS_connect, c_long::from(fd), addr as *const _ as c_long, addr_len as c_long, 0, 0, 0) };
+    if c < 0 {
+        return libc::EIO;
+    }
+    // Truncation impossible: checked against u16::MAX by the caller.
+    #[allow(clippy::cast_possible_truncation)]
+    let len = (path.len() as u16).to_le_bytes();
+    let head = [op, len[0], len[1]];
+    for part in [&head[..], path] {
+        // SAFETY: `part` is readable for its length.
+        if unsafe { write(fd, part.as_ptr(), part.len()) } != part.len() as c_long {
+            return libc::EIO;
+        }
+    }
+    let mut reply = [0u8; 4];
+    // SAFETY: `reply` is writable for 4 bytes.
+    if unsafe { read(fd, reply.as_mut_ptr(), 4) } != 4 {
+        return libc::EIO;
+    }
+    i32::from_le_bytes(reply)
+}

@@ -1,0 +1,248 @@
+//! The directory family: opendir, readdir, readdir64, rewinddir, closedir.
+//!
+//! A capsule directory lives in the tree; before it is listed its files are linked there
+//! (`OP_LINK_DIR`), so the listing is complete. A capsule directory that also exists on the
+//! host (`/usr/lib/python3/dist-packages`) is listed merged: the application gets the host's
+//! `DIR`, and [`MERGED`] pairs it with the tree's. `readdir` returns the host entries first,
+//! skipping names the tree also has, then the tree's entries. The table is a fixed array of
+//! atomics (no allocation, no lock); when it is full a merged directory degrades to the
+//! capsule's entries only. `scandir` and raw getdents are not merged yet.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use core::ffi::{CStr, c_char, c_int};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+
+use capsule_core::view::{FLAG_HOST_DIR, Kind};
+
+use super::{Route, real, route};
+use crate::path::PathBuffer;
+use crate::preload::client::{self, OP_LINK_DIR};
+use crate::preload::guard::HookGuard;
+use crate::preload::state;
+use crate::preload::sys::{self, set_errno};
+use crate::resolve::Intent;
+
+/// One merged listing in progress.
+pub struct Slot {
+    busy: AtomicBool,
+    host: AtomicPtr<libc::DIR>,
+    tree: AtomicPtr<libc::DIR>,
+    phase: AtomicU8,
+}
+
+const SLOTS: usize = 64;
+#[allow(clippy::declare_interior_mutable_const)] // used only to initialise the array
+const EMPTY: Slot = Slot {
+    busy: AtomicBool::new(false),
+    host: AtomicPtr::new(core::ptr::null_mut()),
+    tree: AtomicPtr::new(core::ptr::null_mut()),
+    phase: AtomicU8::new(0),
+};
+/// Merged listings, keyed by the host `DIR` handed to the application.
+pub static MERGED: [Slot; SLOTS] = [EMPTY; SLOTS];
+
+fn find(dirp: *mut libc::DIR) -> Option<&'static Slot> {
+    if dirp.is_null() {
+        return None;
+    }
+    MERGED.iter().find(|s| s.host.load(Ordering::Acquire) == dirp)
+}
+
+fn register(host: *mut libc::DIR, tree: *mut libc::DIR) -> bool {
+    for s in &MERGED {
+        if s.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            s.tree.store(tree, Ordering::Relaxed);
+            s.phase.store(0, Ordering::Relaxed);
+            s.host.store(host, Ordering::Release);
+            return true;
+        }
+    }
+    false
+}
+
+/// A `DIR` over tree directory `rel`.
+fn open_tree_dir(tree_fd: c_int, rel: &CStr) -> *mut libc::DIR {
+    let Some(fdopendir) = real::fdopendir() else { return core::ptr::null_mut() };
+    // SAFETY: NUL-terminated relative path.
+    let fd = unsafe { sys::openat(tree_fd, rel.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) };
+    let Ok(fd) = c_int::try_from(fd) else { return core::ptr::null_mut() };
+    if fd < 0 {
+        set_errno(-fd);
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a directory descriptor we own, handed to the stream.
+    let d = unsafe { fdopendir(fd) };
+    if d.is_null() {
+        sys::close(fd);
+    }
+    d
+}
+
+/// opendir(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
+    let Some(real_open) = real::opendir() else { return core::ptr::null_mut() };
+    let plain = |p: *const c_char| {
+        // SAFETY: a NUL-terminated path.
+        unsafe { real_open(p) }
+    };
+    let Some(guard) = HookGuard::enter() else { return plain(path) };
+    let (Some(st), false) = (state(), path.is_null()) else { return plain(path) };
+    let mut buf = PathBuffer::new();
+    // SAFETY: non-null NUL-terminated.
+    match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
+        Route::Original => {
+            guard.restore_errno();
+            plain(path)
+        }
+        Route::Host(p) => plain(p.as_ptr()),
+        Route::Tree(rel, entry) => {
+            let Some(e) = entry.filter(|e| e.kind == Kind::Dir) else { return open_tree_dir(st.tree_fd, rel) };
+            let _ = client::request(OP_LINK_DIR, rel.to_bytes());
+            let tree = open_tree_dir(st.tree_fd, rel);
+            if e.flags & FLAG_HOST_DIR == 0 || tree.is_null() {
+                return tree;
+            }
+            // SAFETY: `rel` points one byte into the buffer's "/a/b", so one byte back is the
+            // buffer's start: the absolute virtual path, NUL-terminated.
+            let abs = unsafe { rel.as_ptr().sub(1) };
+            let host = plain(abs);
+            if host.is_null() || !register(host, tree) {
+                if !host.is_null()
+                    && let Some(close) = real::closedir()
+                {
+                    // SAFETY: closing the stream we just opened.
+                    unsafe { close(host) };
+                }
+                return tree;
+            }
+            host
+        }
+        Route::TreeThenHost(rel, abs) => {
+            let t = open_tree_dir(st.tree_fd, rel);
+            if t.is_null() { plain(abs.as_ptr()) } else { t }
+        }
+        Route::Deny(e) => {
+            set_errno(e);
+            core::ptr::null_mut()
+        }
+    }
+}
+
+/// Whether `name` should be skipped in a merged listing's host phase (the tree has it too).
+fn shadowed(tree: *mut libc::DIR, name: *const c_char) -> bool {
+    let Some(dirfd) = real::dirfd() else { return false };
+    // SAFETY: `tree` is a live stream owned by the slot.
+    let fd = unsafe { dirfd(tree) };
+    // SAFETY: plain struct, filled by the kernel.
+    let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `name` is a NUL-terminated d_name; `sb` writable.
+    unsafe { sys::newfstatat(fd, name, &mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+}
+
+fn hidden(name: &[u8]) -> bool {
+    name == b"." || name == b".." || name.starts_with(b".capsule-")
+}
+
+/// The merged readdir over either dirent layout (identical on x86-64).
+fn merged_next<T>(
+    slot: &Slot,
+    next: unsafe extern "C" fn(*mut libc::DIR) -> *mut T,
+    name_of: fn(*mut T) -> *const c_char,
+) -> *mut T {
+    let host = slot.host.load(Ordering::Acquire);
+    let tree = slot.tree.load(Ordering::Acquire);
+    if slot.phase.load(Ordering::Relaxed) == 0 {
+        loop {
+            // SAFETY: the application's live host stream.
+            let e = unsafe { next(host) };
+            if e.is_null() {
+                slot.phase.store(1, Ordering::Relaxed);
+                break;
+            }
+            if !shadowed(tree, name_of(e)) {
+                return e;
+            }
+        }
+    }
+    loop {
+        // SAFETY: the slot's live tree stream.
+        let e = unsafe { next(tree) };
+        if e.is_null() {
+            return e;
+        }
+        // SAFETY: d_name is NUL-terminated.
+        if !hidden(unsafe { CStr::from_ptr(name_of(e)) }.to_bytes()) {
+            return e;
+        }
+    }
+}
+
+/// readdir(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readdir(dirp: *mut libc::DIR) -> *mut libc::dirent {
+    let Some(real_fn) = real::readdir() else { return core::ptr::null_mut() };
+    match find(dirp) {
+        // SAFETY: `e` is a dirent returned by readdir, valid until the next call.
+        Some(slot) => merged_next(slot, real_fn, |e| unsafe { (*e).d_name.as_ptr() }),
+        // SAFETY: the application's stream.
+        None => unsafe { real_fn(dirp) },
+    }
+}
+
+/// readdir64(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readdir64(dirp: *mut libc::DIR) -> *mut libc::dirent64 {
+    let Some(real_fn) = real::readdir64() else { return core::ptr::null_mut() };
+    match find(dirp) {
+        // SAFETY: as in readdir.
+        Some(slot) => merged_next(slot, real_fn, |e| unsafe { (*e).d_name.as_ptr() }),
+        // SAFETY: the application's stream.
+        None => unsafe { real_fn(dirp) },
+    }
+}
+
+/// rewinddir(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rewinddir(dirp: *mut libc::DIR) {
+    let Some(real_fn) = real::rewinddir() else { return };
+    if let Some(slot) = find(dirp) {
+        slot.phase.store(0, Ordering::Relaxed);
+        // SAFETY: the slot's live tree stream.
+        unsafe { real_fn(slot.tree.load(Ordering::Acquire)) };
+    }
+    // SAFETY: the application's stream.
+    unsafe { real_fn(dirp) }
+}
+
+/// closedir(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn closedir(dirp: *mut libc::DIR) -> c_int {
+    let Some(real_fn) = real::closedir() else { return -1 };
+    if let Some(slot) = find(dirp) {
+        let tree = slot.tree.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        slot.host.store(core::ptr::null_mut(), Ordering::Release);
+        slot.busy.store(false, Ordering::Release);
+        if !tree.is_null() {
+            // SAFETY: the slot owned this stream; no one else can reach it now.
+            unsafe { real_fn(tree) };
+        }
+    }
+    // SAFETY: the application's stream.
+    unsafe { real_fn(dirp) }
+}

@@ -1,0 +1,328 @@
+//! The exec family: execve, execv, execvp, execvpe, posix_spawn, posix_spawnp.
+//!
+//! A program the capsule holds is executed from the tree (`execveat(tree_fd, rel)`), after
+//! materialising it. The environment keeps `LD_PRELOAD` and `CAPSULE_VIEW` even when the
+//! caller cleared it (`env -i`), as Bear does: the new array lives in an anonymous mapping
+//! (a syscall, not the heap), released if the exec fails. The guard is dropped before the exec
+//! so that a vfork parent sharing our thread-local state is not left "inside a hook".
+//! `execl*` are C-variadic with a variable argument count and are not hooked yet: glibc
+//! implements them with its internal execve, so a capsule program started through them runs
+//! from the host path (a known gap, see docs/architecture.md).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use core::ffi::{CStr, c_char, c_int, c_long};
+
+use super::{Route, in_tree, real, route};
+use crate::path::PathBuffer;
+use crate::preload::guard::HookGuard;
+use crate::preload::sys::{self, ret, set_errno};
+use crate::preload::{State, state};
+use crate::resolve::Intent;
+
+type Env = *const *const c_char;
+
+/// An environment with our variables present; unmaps on drop.
+struct FixedEnv {
+    ptr: Env,
+    map: Option<(*mut libc::c_void, usize)>,
+}
+
+impl Drop for FixedEnv {
+    fn drop(&mut self) {
+        if let Some((p, len)) = self.map {
+            // SAFETY: unmapping exactly the anonymous mapping we created.
+            unsafe { libc::munmap(p, len) };
+        }
+    }
+}
+
+fn has(envp: Env, var: &CStr) -> bool {
+    let prefix = var.to_bytes();
+    let name = prefix.split(|&c| c == b'=').next().unwrap_or_default();
+    let mut i = 0;
+    loop {
+        // SAFETY: envp is a NULL-terminated array of C strings (execve's contract).
+        let p = unsafe { *envp.add(i) };
+        if p.is_null() {
+            return false;
+        }
+        // SAFETY: each entry is a NUL-terminated string.
+        let e = unsafe { CStr::from_ptr(p) }.to_bytes();
+        if e.len() > name.len() && e.starts_with(name) && e.get(name.len()) == Some(&b'=') {
+            return true;
+        }
+        i += 1;
+    }
+}
+
+/// `envp` plus whichever of our variables it lacks.
+fn fix_env(st: &State, envp: Env) -> FixedEnv {
+    if envp.is_null() || st.env.iter().all(|v| has(envp, v)) {
+        return FixedEnv { ptr: envp, map: None };
+    }
+    let mut n = 0;
+    // SAFETY: NULL-terminated array (execve's contract); we only count.
+    while !unsafe { *envp.add(n) }.is_null() {
+        n += 1;
+    }
+    let len = (n + st.env.len() + 1) * core::mem::size_of::<*const c_char>();
+    // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return FixedEnv { ptr: envp, map: None };
+    }
+    let arr = p.cast::<*const c_char>();
+    // SAFETY: `arr` has room for n + extras + 1 pointers; we copy n, append, terminate.
+    unsafe {
+        core::ptr::copy_nonoverlapping(envp, arr, n);
+        let mut k = n;
+        for v in st.env {
+            if !has(envp, v) {
+                *arr.add(k) = v.as_ptr();
+                k += 1;
+            }
+        }
+        *arr.add(k) = core::ptr::null();
+    }
+    FixedEnv { ptr: arr.cast_const(), map: Some((p, len)) }
+}
+
+/// execve through the capsule; returns only on failure (kernel convention, -errno).
+///
+/// # Safety
+/// execve's contract for `path`, `argv`, `envp`.
+unsafe fn exec_routed(path: *const c_char, argv: Env, envp: Env) -> c_long {
+    let raw_execve = |p: *const c_char, e: Env| {
+        // SAFETY: execve with the caller's argv and a valid environment array.
+        unsafe { sys::raw(libc::SYS_execve, p as c_long, argv as c_long, e as c_long, 0, 0, 0) }
+    };
+    let Some(guard) = HookGuard::enter() else { return raw_execve(path, envp) };
+    let (Some(st), false) = (state(), path.is_null()) else {
+        drop(guard);
+        return raw_execve(path, envp);
+    };
+    let env = fix_env(st, envp);
+    let mut buf = PathBuffer::new();
+    // SAFETY: non-null, NUL-terminated.
+    let r = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
+        Route::Original | Route::TreeThenHost(..) => {
+            drop(guard);
+            raw_execve(path, env.ptr)
+        }
+        Route::Host(p) => {
+            drop(guard);
+            raw_execve(p.as_ptr(), env.ptr)
+        }
+        Route::Tree(rel, entry) => {
+            drop(guard);
+            in_tree(entry, rel, || {
+                // SAFETY: execveat relative to our tree descriptor, with valid arrays.
+                unsafe {
+                    sys::raw(
+                        libc::SYS_execveat,
+                        c_long::from(st.tree_fd),
+                        rel.as_ptr() as c_long,
+                        argv as c_long,
+                        env.ptr as c_long,
+                        0,
+                        0,
+                    )
+                }
+            })
+        }
+        Route::Deny(e) => -c_long::from(e),
+    };
+    drop(env);
+    r
+}
+
+/// execve(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execve(path: *const c_char, argv: Env, envp: Env) -> c_int {
+    // SAFETY: forwarded.
+    ret(unsafe { exec_routed(path, argv, envp) })
+}
+
+/// execv(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: Env) -> c_int {
+    // SAFETY: `environ` is the process environment, a valid NULL-terminated array.
+    ret(unsafe { exec_routed(path, argv, environ.cast_const()) })
+}
+
+unsafe extern "C" {
+    static environ: *mut *const c_char;
+}
+
+/// Search `PATH` for `file` as execvp does, calling `attempt` with each candidate until one
+/// does not fail with ENOENT, ENOTDIR or EACCES. Returns the last failure.
+///
+/// # Safety
+/// `file` NUL-terminated.
+unsafe fn search_path(file: *const c_char, mut attempt: impl FnMut(*const c_char) -> c_long) -> c_long {
+    // SAFETY: caller guarantees a C string.
+    let name = unsafe { CStr::from_ptr(file) }.to_bytes();
+    if name.is_empty() {
+        return -c_long::from(libc::ENOENT);
+    }
+    if name.contains(&b'/') {
+        return attempt(file);
+    }
+    // SAFETY: getenv reads the environment; the result is used before any setenv can run here.
+    let path_var = unsafe { libc::getenv(c"PATH".as_ptr()) };
+    let dirs: &[u8] = if path_var.is_null() {
+        b"/bin:/usr/bin"
+    } else {
+        // SAFETY: non-null NUL-terminated.
+        unsafe { CStr::from_ptr(path_var) }.to_bytes()
+    };
+    let mut last = -c_long::from(libc::ENOENT);
+    let mut saw_eacces = false;
+    for dir in dirs.split(|&c| c == b':') {
+        let mut cand = PathBuffer::new();
+        let dir = if dir.is_empty() { &b"."[..] } else { dir };
+        if cand.push(dir).and_then(|()| cand.push(b"/")).and_then(|()| cand.push(name)).is_err() {
+            continue;
+        }
+        let r = attempt(cand.as_cstr().as_ptr());
+        match i32::try_from(-r).unwrap_or(0) {
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            libc::EACCES => saw_eacces = true,
+            _ => return r,
+        }
+        last = r;
+    }
+    if saw_eacces { -c_long::from(libc::EACCES) } else { last }
+}
+
+/// execvpe(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Env, envp: Env) -> c_int {
+    if file.is_null() {
+        set_errno(libc::EFAULT);
+        return -1;
+    }
+    // SAFETY: forwarded; each candidate is a NUL-terminated path.
+    ret(unsafe { search_path(file, |p| exec_routed(p, argv, envp)) })
+}
+
+/// execvp(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: Env) -> c_int {
+    // SAFETY: `environ` is the process environment.
+    unsafe { execvpe(file, argv, environ.cast_const()) }
+}
+
+type Spawn = unsafe extern "C" fn(
+    *mut libc::pid_t,
+    *const c_char,
+    *const libc::posix_spawn_file_actions_t,
+    *const libc::posix_spawnattr_t,
+    *const *mut c_char,
+    *const *mut c_char,
+) -> c_int;
+
+/// posix_spawn of one candidate path, routed: a capsule program is spawned by its absolute
+/// tree path (materialised first). Returns 0 or an errno (posix_spawn's convention).
+///
+/// # Safety
+/// posix_spawn's contract.
+unsafe fn spawn_one(
+    real_fn: Spawn,
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    at: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    let call = |p: *const c_char, e: Env| {
+        // SAFETY: the caller's arguments with a routed path and a valid environment.
+        unsafe { real_fn(pid, p, fa, at, argv, e.cast()) }
+    };
+    let Some(guard) = HookGuard::enter() else { return call(path, envp.cast()) };
+    let Some(st) = state() else { return call(path, envp.cast()) };
+    let env = fix_env(st, envp.cast());
+    let mut buf = PathBuffer::new();
+    let mut abs = PathBuffer::new();
+    // SAFETY: NUL-terminated (posix_spawn's contract).
+    let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
+        Route::Original | Route::TreeThenHost(..) => path,
+        Route::Host(p) => p.as_ptr(),
+        Route::Tree(rel, entry) => {
+            // SAFETY: NUL-terminated relative path.
+            let r = in_tree(entry, rel, || unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::X_OK, 0) });
+            if r < 0 {
+                return i32::try_from(-r).unwrap_or(libc::EIO);
+            }
+            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
+                return libc::ENAMETOOLONG;
+            }
+            abs.as_cstr().as_ptr()
+        }
+        Route::Deny(e) => return e,
+    };
+    drop(guard);
+    call(target, env.ptr)
+}
+
+/// posix_spawn(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    at: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    let Some(real_fn) = real::posix_spawn() else { return libc::ENOSYS };
+    // SAFETY: forwarded.
+    unsafe { spawn_one(real_fn, pid, path, fa, at, argv, envp) }
+}
+
+/// posix_spawnp(3): PATH search with each candidate routed.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    at: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    let Some(real_fn) = real::posix_spawn() else { return libc::ENOSYS };
+    if file.is_null() {
+        return libc::EFAULT;
+    }
+    // SAFETY: forwarded; candidates are NUL-terminated.
+    let r = unsafe { search_path(file, |p| -c_long::from(spawn_one(real_fn, pid, p, fa, at, argv, envp))) };
+    i32::try_from(-r).unwrap_or(libc::EIO)
+}

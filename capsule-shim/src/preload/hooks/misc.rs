@@ -1,0 +1,297 @@
+//! Paths that come back out, and the rest: readlink, readlinkat, realpath, getcwd, chdir,
+//! dlopen, and close/close_range/closefrom (which must not close the tree descriptor).
+//!
+//! Results that name a place in the tree (`/proc/self/exe` of a program run from the
+//! capsule, the cwd after a chdir into a capsule directory) are translated back to the path
+//! the application knows, so programs that find their data from their own path keep working.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_void};
+
+use super::{Route, in_tree, real, route};
+use crate::path::PathBuffer;
+use crate::preload::guard::HookGuard;
+use crate::preload::sys::{self, ret, set_errno};
+use crate::preload::{State, state};
+use crate::resolve::Intent;
+
+/// If `buf[..len]` starts with the tree path, remove it in place; the new length.
+fn untree_in_place(st: &State, buf: *mut u8, len: usize, nul: bool) -> usize {
+    let t = st.tree;
+    if len < t.len() || buf.is_null() {
+        return len;
+    }
+    // SAFETY: `buf` holds at least `len` initialised bytes (the callee just wrote them).
+    let s = unsafe { core::slice::from_raw_parts_mut(buf, len + usize::from(nul)) };
+    let (Some(head), next) = (s.get(..t.len()), s.get(t.len()).copied()) else { return len };
+    if head != t || !(next == Some(b'/') || (len == t.len())) {
+        return len;
+    }
+    if len == t.len() {
+        if let Some(first) = s.first_mut() {
+            *first = b'/';
+        }
+        if nul && let Some(z) = s.get_mut(1) {
+            *z = 0;
+        }
+        return 1;
+    }
+    s.copy_within(t.len().., 0);
+    len - t.len()
+}
+
+/// readlinkat(2): capsule symlinks are read from the tree; any answer naming the tree is
+/// translated back.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, len: usize) -> isize {
+    let call = |d: c_int, p: *const c_char| {
+        // SAFETY: the caller's buffer and a NUL-terminated path.
+        unsafe { sys::readlinkat(d, p, buf, len) }
+    };
+    let Some(guard) = HookGuard::enter() else { return ret_size(call(dirfd, path)) };
+    let (Some(st), false) = (state(), path.is_null()) else {
+        guard.restore_errno();
+        return ret_size(call(dirfd, path));
+    };
+    let mut pb = PathBuffer::new();
+    // SAFETY: non-null NUL-terminated.
+    let r = match unsafe { route(st, dirfd, path, &mut pb, Intent { follow: false, create: false }) } {
+        Route::Original => {
+            guard.restore_errno();
+            call(dirfd, path)
+        }
+        Route::Host(p) => call(libc::AT_FDCWD, p.as_ptr()),
+        Route::Tree(rel, _) => call(st.tree_fd, rel.as_ptr()),
+        Route::TreeThenHost(rel, abs) => {
+            let r = call(st.tree_fd, rel.as_ptr());
+            if r == -c_long::from(libc::ENOENT) { call(libc::AT_FDCWD, abs.as_ptr()) } else { r }
+        }
+        Route::Deny(e) => -c_long::from(e),
+    };
+    if r > 0 {
+        let n = usize::try_from(r).unwrap_or(0);
+        return isize::try_from(untree_in_place(st, buf.cast(), n, false)).unwrap_or(-1);
+    }
+    ret_size(r)
+}
+
+fn ret_size(r: c_long) -> isize {
+    if r < 0 {
+        set_errno(i32::try_from(-r).unwrap_or(libc::EIO));
+        -1
+    } else {
+        isize::try_from(r).unwrap_or(isize::MAX)
+    }
+}
+
+/// readlink(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readlink(path: *const c_char, buf: *mut c_char, len: usize) -> isize {
+    // SAFETY: forwarded.
+    unsafe { readlinkat(libc::AT_FDCWD, path, buf, len) }
+}
+
+/// getcwd(3): the cwd as the application knows it.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: usize) -> *mut c_char {
+    let Some(real_fn) = real::getcwd() else {
+        set_errno(libc::ENOSYS);
+        return core::ptr::null_mut();
+    };
+    // SAFETY: the caller's arguments, unchanged.
+    let r = unsafe { real_fn(buf, size) };
+    if let (false, Some(st)) = (r.is_null(), state()) {
+        // SAFETY: getcwd returned a NUL-terminated string in `r`.
+        let len = unsafe { CStr::from_ptr(r) }.to_bytes().len();
+        untree_in_place(st, r.cast(), len, true);
+        if len > st.tree.len() {
+            // SAFETY: the shifted string is shorter than the original; terminate it.
+            unsafe { *r.add(len - st.tree.len()) = 0 };
+        }
+    }
+    r
+}
+
+/// chdir(2): into the tree for capsule directories.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
+    let chdir_raw = |p: *const c_char| {
+        // SAFETY: NUL-terminated path.
+        ret(unsafe { sys::raw(libc::SYS_chdir, p as c_long, 0, 0, 0, 0, 0) })
+    };
+    let Some(guard) = HookGuard::enter() else { return chdir_raw(path) };
+    let (Some(st), false) = (state(), path.is_null()) else { return chdir_raw(path) };
+    let mut buf = PathBuffer::new();
+    // SAFETY: non-null NUL-terminated.
+    match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
+        Route::Original => {
+            guard.restore_errno();
+            chdir_raw(path)
+        }
+        Route::Host(p) => chdir_raw(p.as_ptr()),
+        Route::Tree(rel, _) | Route::TreeThenHost(rel, _) => {
+            // SAFETY: NUL-terminated relative path; O_PATH descriptor closed right after use.
+            let fd =
+                unsafe { sys::openat(st.tree_fd, rel.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) };
+            if fd < 0 {
+                return ret(fd);
+            }
+            // SAFETY: fchdir on a descriptor we own.
+            let r = unsafe { sys::raw(libc::SYS_fchdir, fd, 0, 0, 0, 0, 0) };
+            sys::close(i32::try_from(fd).unwrap_or(-1));
+            ret(r)
+        }
+        Route::Deny(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// realpath(3): resolved inside the tree for capsule paths, then translated back.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) -> *mut c_char {
+    let Some(real_fn) = real::realpath() else {
+        set_errno(libc::ENOSYS);
+        return core::ptr::null_mut();
+    };
+    let Some(guard) = HookGuard::enter() else {
+        // SAFETY: unchanged arguments.
+        return unsafe { real_fn(path, resolved) };
+    };
+    let (Some(st), false) = (state(), path.is_null()) else {
+        // SAFETY: unchanged arguments.
+        return unsafe { real_fn(path, resolved) };
+    };
+    let mut buf = PathBuffer::new();
+    let mut abs = PathBuffer::new();
+    // SAFETY: non-null NUL-terminated.
+    let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
+        Route::Original => path,
+        Route::Host(p) => p.as_ptr(),
+        Route::Tree(rel, entry) => {
+            // SAFETY: NUL-terminated relative path.
+            let _ = in_tree(entry, rel, || unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::F_OK, 0) });
+            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
+                set_errno(libc::ENAMETOOLONG);
+                return core::ptr::null_mut();
+            }
+            abs.as_cstr().as_ptr()
+        }
+        Route::TreeThenHost(_, abs) => abs.as_ptr(),
+        Route::Deny(e) => {
+            set_errno(e);
+            return core::ptr::null_mut();
+        }
+    };
+    guard.restore_errno();
+    // SAFETY: a NUL-terminated path and the caller's buffer (or null: realpath allocates).
+    let r = unsafe { real_fn(target, resolved) };
+    if !r.is_null() {
+        // SAFETY: realpath returned a NUL-terminated string.
+        let len = unsafe { CStr::from_ptr(r) }.to_bytes().len();
+        let n = untree_in_place(st, r.cast(), len, true);
+        // SAFETY: n <= len, inside the same string.
+        unsafe { *r.add(n) = 0 };
+    }
+    r
+}
+
+/// dlopen(3): a library the capsule holds is loaded from the tree (materialised first).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void {
+    let Some(real_fn) = real::dlopen() else { return core::ptr::null_mut() };
+    let plain = || {
+        // SAFETY: unchanged arguments.
+        unsafe { real_fn(path, flags) }
+    };
+    // A bare name is searched by the loader (LD_LIBRARY_PATH includes the tree's library dirs).
+    // SAFETY: checked non-null first; NUL-terminated per dlopen's contract.
+    if path.is_null() || !unsafe { CStr::from_ptr(path) }.to_bytes().contains(&b'/') {
+        return plain();
+    }
+    let Some(guard) = HookGuard::enter() else { return plain() };
+    let Some(st) = state() else { return plain() };
+    let mut buf = PathBuffer::new();
+    let mut abs = PathBuffer::new();
+    // SAFETY: non-null NUL-terminated.
+    let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
+        Route::Tree(rel, entry) => {
+            // SAFETY: NUL-terminated relative path.
+            let _ = in_tree(entry, rel, || unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::F_OK, 0) });
+            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
+                return plain();
+            }
+            abs.as_cstr().as_ptr()
+        }
+        Route::Host(p) => p.as_ptr(),
+        _ => path,
+    };
+    guard.restore_errno();
+    drop(guard);
+    // SAFETY: NUL-terminated path living across the call.
+    unsafe { real_fn(target, flags) }
+}
+
+/// close(2): the tree descriptor stays open (daemons close "all" descriptors).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if state().is_some_and(|st| st.tree_fd == fd) {
+        return 0;
+    }
+    // SAFETY: closing the application's descriptor, as asked.
+    ret(unsafe { sys::raw(libc::SYS_close, c_long::from(fd), 0, 0, 0, 0, 0) })
+}
+
+/// close_range(2), skipping the tree descriptor.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let raw = |a: c_uint, b: c_uint| {
+        // SAFETY: integer arguments only.
+        unsafe { sys::raw(libc::SYS_close_range, c_long::from(a), c_long::from(b), c_long::from(flags), 0, 0, 0) }
+    };
+    let keep = state().and_then(|st| c_uint::try_from(st.tree_fd).ok()).filter(|&k| first <= k && k <= last);
+    let Some(k) = keep else { return ret(raw(first, last)) };
+    let mut r = 0;
+    if k > first {
+        r = raw(first, k - 1);
+    }
+    if r == 0 && k < last {
+        r = raw(k + 1, last);
+    }
+    ret(r)
+}
+
+/// closefrom(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn closefrom(low: c_int) {
+    // SAFETY: forwarded.
+    let _ = unsafe { close_range(c_uint::try_from(low).unwrap_or(0), c_uint::MAX, 0) };
+}

@@ -1,0 +1,103 @@
+//! The only raw-syscall wrappers. Each returns the kernel's result: `>= 0`, or `-errno`.
+//! Hooks call these rather than libc so that the real operation never re-enters a hook and
+//! works before our constructor ran.
+
+use core::ffi::{c_char, c_int, c_long};
+
+/// # Safety
+/// `path` must be NUL-terminated and live for the call.
+pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_long {
+    // SAFETY: openat(2) reads `path` up to its NUL, which the caller guarantees.
+    unsafe { raw(libc::SYS_openat, dirfd as c_long, path as c_long, flags as c_long, mode as c_long, 0, 0) }
+}
+
+/// # Safety
+/// `path` NUL-terminated; `buf` points to writable `struct stat`.
+pub unsafe fn newfstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_long {
+    // SAFETY: the kernel writes one `struct stat` to `buf` and reads `path`, both guaranteed by the caller.
+    unsafe { raw(libc::SYS_newfstatat, dirfd as c_long, path as c_long, buf as c_long, flags as c_long, 0, 0) }
+}
+
+/// # Safety
+/// `path` NUL-terminated; `buf` points to writable `struct statx`.
+pub unsafe fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: u32, buf: *mut libc::statx) -> c_long {
+    // SAFETY: as for newfstatat.
+    unsafe { raw(libc::SYS_statx, dirfd as c_long, path as c_long, flags as c_long, mask as c_long, buf as c_long, 0) }
+}
+
+/// # Safety
+/// `path` NUL-terminated.
+pub unsafe fn faccessat(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> c_long {
+    // SAFETY: faccessat2(2) only reads `path`.
+    unsafe { raw(libc::SYS_faccessat2, dirfd as c_long, path as c_long, mode as c_long, flags as c_long, 0, 0) }
+}
+
+/// # Safety
+/// `path` NUL-terminated; `buf` writable for `len` bytes.
+pub unsafe fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, len: usize) -> c_long {
+    // SAFETY: the kernel writes at most `len` bytes to `buf`.
+    unsafe { raw(libc::SYS_readlinkat, dirfd as c_long, path as c_long, buf as c_long, len as c_long, 0, 0) }
+}
+
+/// # Safety
+/// `buf` writable for `len` bytes.
+pub unsafe fn getcwd(buf: *mut u8, len: usize) -> c_long {
+    // SAFETY: the kernel writes at most `len` bytes to `buf`.
+    unsafe { raw(libc::SYS_getcwd, buf as c_long, len as c_long, 0, 0, 0, 0) }
+}
+
+/// close(2).
+pub fn close(fd: c_int) {
+    // SAFETY: closing a descriptor we opened ourselves; no memory is involved.
+    let _ = unsafe { raw(libc::SYS_close, fd as c_long, 0, 0, 0, 0, 0) };
+}
+
+/// # Safety
+/// `buf` readable for `len` bytes.
+pub unsafe fn write(fd: c_int, buf: *const u8, len: usize) -> c_long {
+    // SAFETY: the kernel reads at most `len` bytes from `buf`.
+    unsafe { raw(libc::SYS_write, fd as c_long, buf as c_long, len as c_long, 0, 0, 0) }
+}
+
+/// # Safety
+/// `buf` writable for `len` bytes.
+pub unsafe fn read(fd: c_int, buf: *mut u8, len: usize) -> c_long {
+    // SAFETY: the kernel writes at most `len` bytes to `buf`.
+    unsafe { raw(libc::SYS_read, fd as c_long, buf as c_long, len as c_long, 0, 0, 0) }
+}
+
+/// # Safety
+/// Arguments as for the syscall `nr`.
+pub unsafe fn raw(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
+    // SAFETY: forwarded; the caller upholds the syscall's contract. libc::syscall returns -1
+    // and sets errno, which we convert to the kernel's -errno convention.
+    let r = unsafe { libc::syscall(nr, a, b, c, d, e, f) };
+    if r == -1 { -c_long::from(errno()) } else { r }
+}
+
+/// The calling thread's errno.
+pub fn errno() -> c_int {
+    // SAFETY: __errno_location returns this thread's errno slot, valid for the thread's life.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Set the calling thread's errno.
+pub fn set_errno(v: c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = v }
+}
+
+/// Turn a `-errno` result into the C convention: set errno, return -1.
+pub fn ret(r: c_long) -> c_int {
+    if r < 0 {
+        // Truncation intended: errno values fit in an int.
+        #[allow(clippy::cast_possible_truncation)]
+        set_errno((-r) as c_int);
+        -1
+    } else {
+        // Results of the calls we wrap (fds, 0) fit in an int.
+        #[allow(clippy::cast_possible_truncation)]
+        let v = r as c_int;
+        v
+    }
+}

@@ -1,0 +1,79 @@
+//! From the application's (dirfd, path) to a normalised absolute virtual path.
+//!
+//! Absolute paths are normalised lexically. A relative path is joined to the directory it is
+//! relative to (the cwd, or a directory descriptor via /proc/self/fd), translated back from
+//! the tree to the virtual namespace when that directory is inside the tree. Paths that point
+//! into the tree already are left alone (idempotence).
+
+use core::ffi::c_int;
+
+use super::{State, sys};
+use crate::path::{PathBuffer, normalize_abs_into};
+
+/// The virtual form of an argument.
+pub struct Virtual {
+    /// The buffer differs from the argument (relative, or inside the tree): a pass-through
+    /// must use the buffer, not the argument.
+    pub rewritten: bool,
+}
+
+/// Strip the tree prefix of `p` if it has one: "/store/.../root/usr/x" → "/usr/x".
+fn untree<'a>(st: &State, p: &'a [u8]) -> Option<&'a [u8]> {
+    let rest = p.strip_prefix(st.tree)?;
+    if rest.is_empty() { Some(b"/") } else { rest.first().filter(|&&c| c == b'/').map(|_| rest) }
+}
+
+/// Build the virtual path of (`dirfd`, `path`) into `out` ("/a/b"). `None`: leave the call
+/// alone (a path already inside the tree, or one we cannot place).
+pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -> Option<Virtual> {
+    if path.first() == Some(&b'/') {
+        if untree(st, path).is_some() {
+            return None;
+        }
+        normalize_abs_into(b"", path, out).ok()?;
+        return Some(Virtual { rewritten: false });
+    }
+    let mut base = PathBuffer::new();
+    let n = if dirfd == libc::AT_FDCWD {
+        let storage = base.storage();
+        // SAFETY: `storage` is writable for its full length.
+        let r = unsafe { sys::getcwd(storage.as_mut_ptr(), storage.len()) };
+        usize::try_from(r).ok()?.checked_sub(1)? // the kernel counts the NUL
+    } else {
+        let mut link = PathBuffer::new();
+        link.push(b"/proc/self/fd/").ok()?;
+        let mut digits = [0u8; 12];
+        link.push(itoa(dirfd, &mut digits)).ok()?;
+        let storage = base.storage();
+        // SAFETY: `link` is NUL-terminated; `storage` writable for its length.
+        let r = unsafe {
+            sys::readlinkat(libc::AT_FDCWD, link.as_cstr().as_ptr(), storage.as_mut_ptr().cast(), storage.len() - 1)
+        };
+        usize::try_from(r).ok()?
+    };
+    base.set_len(n);
+    let (dir, in_tree) = match untree(st, base.as_bytes()) {
+        Some(v) => (v, true),
+        None => (base.as_bytes(), false),
+    };
+    normalize_abs_into(dir, path, out).ok()?;
+    Some(Virtual { rewritten: in_tree || dirfd != libc::AT_FDCWD })
+}
+
+/// Decimal digits of a non-negative `v` into `buf`.
+fn itoa(v: c_int, buf: &mut [u8; 12]) -> &[u8] {
+    let mut n = u32::try_from(v).unwrap_or(0);
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // Truncation intended: a single decimal digit.
+        #[allow(clippy::cast_possible_truncation)]
+        let d = (n % 10) as u8;
+        buf[i] = b'0' + d;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    buf.get(i..).unwrap_or_default()
+}

@@ -1,0 +1,99 @@
+use capsule_core::digest::Digest;
+use capsule_core::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use capsule_core::view::{Mode, View, ViewOptions, compile};
+
+use super::*;
+use crate::path::normalize_abs_into;
+
+fn view_bytes() -> Vec<u8> {
+    let mut m = Manifest::new("t", "latest", 0);
+    m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
+    let e = |p: &str, kind| MEntry {
+        path: RelPath::new(p).unwrap(),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        origin: 0,
+    };
+    let f = || EntryKind::File { size: 1, digest: Digest::of(b"x") };
+    m.entries = vec![
+        e("capsule-only", EntryKind::Dir),
+        e("capsule-only/f", f()),
+        e("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
+        e("usr", EntryKind::Dir),
+        e("usr/bin", EntryKind::Dir),
+        e("usr/bin/app", f()),
+        e("usr/bin/sh-link", EntryKind::Symlink { target: b"../../bin/sh".to_vec() }),
+        e("usr/lib", EntryKind::Dir),
+        e("usr/lib/libx.so", f()),
+    ];
+    m.deletions.push(RelPath::new("etc/gone").unwrap());
+    let opts = ViewOptions {
+        tree: "/store/sandboxes/t/root".into(),
+        socket: "s".into(),
+        capsule_mode: Mode::WriteCopy,
+        rules: vec![
+            ("/".into(), Mode::Merged),
+            ("/tmp".into(), Mode::Passthrough),
+            ("/opt/full".into(), Mode::Full),
+            ("/var/wc".into(), Mode::WriteCopy),
+        ],
+        whiteouts: vec![],
+    };
+    compile(&m, &opts)
+}
+
+fn run(path: &str, follow: bool, create: bool) -> (Decision, String) {
+    let bytes = view_bytes();
+    let v = View::new(&bytes).unwrap();
+    let mut abs = PathBuffer::new();
+    normalize_abs_into(b"", path.as_bytes(), &mut abs).unwrap();
+    let d = resolve(&v, &mut abs, Intent { follow, create }, false);
+    (d, String::from_utf8(abs.as_bytes().to_vec()).unwrap())
+}
+
+#[test]
+fn capsule_paths_go_to_the_tree() {
+    assert!(matches!(run("/usr/bin/app", true, false).0, Decision::Tree { entry: Some(_) }));
+    assert!(matches!(run("/usr/bin", true, false).0, Decision::Tree { entry: Some(_) }));
+    // Through the capsule's /lib -> usr/lib symlink.
+    let (d, p) = run("/lib/libx.so", true, false);
+    assert!(matches!(d, Decision::Tree { entry: Some(_) }));
+    assert_eq!(p, "/usr/lib/libx.so");
+}
+
+#[test]
+fn host_paths_pass_through() {
+    assert_eq!(run("/usr/bin/python3", true, false).0, Decision::Passthrough);
+    assert_eq!(run("/etc/passwd", true, false).0, Decision::Passthrough);
+    assert_eq!(run("/tmp/x", true, true).0, Decision::Passthrough);
+    assert_eq!(run("/usr/lib/python3/x.py", true, false).0, Decision::Passthrough);
+    // Through a capsule directory symlink to a host path: rewritten, so Host.
+    let (d, p) = run("/lib/python3/x.py", true, false);
+    assert_eq!((d, p.as_str()), (Decision::Host, "/usr/lib/python3/x.py"));
+}
+
+#[test]
+fn final_symlink_pointing_outside_is_followed_virtually() {
+    let (d, p) = run("/usr/bin/sh-link", true, false);
+    assert_eq!((d, p.as_str()), (Decision::Host, "/bin/sh"));
+    assert!(matches!(run("/usr/bin/sh-link", false, false).0, Decision::Tree { entry: Some(_) }));
+}
+
+#[test]
+fn isolation_modes() {
+    assert_eq!(run("/etc/gone", true, false).0, Decision::Deny(libc::ENOENT));
+    assert_eq!(run("/etc/gone", true, true).0, Decision::Tree { entry: None });
+    assert_eq!(run("/capsule-only/new", true, true).0, Decision::Tree { entry: None });
+    assert_eq!(run("/opt/full/x", true, false).0, Decision::Tree { entry: None });
+    assert_eq!(run("/var/wc/x", true, false).0, Decision::TreeThenHost);
+}
+
+#[test]
+fn idempotent() {
+    // A resolved path (in the tree, in the store) is not a capsule path.
+    assert_eq!(run("/store/sandboxes/t/root/usr/bin/app", true, false).0, Decision::Passthrough);
+}
