@@ -14,6 +14,8 @@
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("capsule-shim's hooks rely on the x86-64 SysV calling convention (see preload/hooks/open.rs)");
 
+#[cfg(debug_assertions)]
+mod alloc_check;
 pub mod path;
 pub mod preload;
 pub mod resolve;

@@ -87,6 +87,15 @@ fn snapshot_diff_of_an_apt_install_holds_every_packaged_file() {
         assert!(!noise.covers(p.as_bytes()), "capsule holds noise: {p}");
     }
     assert_eq!(inspect["entry_points"][0]["path"], "/usr/bin/jq");
+
+    // Issue 3: the captured jq runs from its capsule once the host no longer has it.
+    let o = apt(&["purge", "-y", "jq", "libjq1", "libonig5"]);
+    assert!(o.status.success(), "purge failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(!Path::new("/usr/bin/jq").exists() && !Path::new("/usr/lib/x86_64-linux-gnu/libjq.so.1").exists());
+    let mut run = env.cmd(&["run", "jq", "--", "-c", ".a | map(. * 2)"]);
+    let out = crate::support::with_stdin(&mut run, b"{\"a\": [1, 2, 3]}");
+    assert!(out.status.success(), "jq from its capsule failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[2,4,6]");
 }
 
 /// Follow symlinks inside the capsule's file list, as the kernel would in a root holding it.

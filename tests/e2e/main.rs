@@ -11,4 +11,5 @@ mod support;
 mod archive;
 mod capture;
 mod demo;
+mod run;
 mod store;

@@ -126,7 +126,7 @@ impl Env {
         let host = self.path(&format!("host-{name}"));
         std::fs::create_dir_all(&host).unwrap();
         let base = host.to_str().unwrap();
-        self.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc"]);
+        self.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc,/opt"]);
         for (rel, content) in files {
             let p = host.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -150,4 +150,22 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 /// blake3 of a host file, as hex.
 pub fn b3(path: &Path) -> String {
     blake3::hash(&std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))).to_hex().to_string()
+}
+
+/// Run `cmd` with `input` on its stdin; its output.
+pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// Run `capsule ARGS...` and return (exit code, stdout, stderr).
+pub fn run_capsule(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let o = env.cmd(args).output().expect("run capsule");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }

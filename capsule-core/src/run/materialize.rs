@@ -94,8 +94,8 @@ pub fn link_entry(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> R
 }
 
 /// Make `path` in `tree` a private file the application may write: a pristine link (or a
-/// capsule file not linked yet) is replaced by a copy. `Ok(false)` when `path` is not a
-/// capsule file and not in the tree.
+/// capsule file not linked yet) is replaced by a copy; a host file (write-copy isolation) is
+/// copied in; for a new file, its parent directories are created in the tree.
 pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Result<bool, RunError> {
     let dest = tree_path(tree, path);
     let source = match fs::symlink_metadata(&dest) {
@@ -104,7 +104,15 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         Ok(_) => return Ok(true),
         Err(_) => match content(m, path) {
             Some((e, digest)) => ensure_cache(store, &digest, &e)?,
-            None => return Ok(false),
+            None => {
+                let host = Path::new("/").join(std::ffi::OsStr::new(&*String::from_utf8_lossy(path.as_bytes())));
+                if !host.is_file() {
+                    let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
+                    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+                    return Ok(true);
+                }
+                host
+            }
         },
     };
     let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
@@ -114,8 +122,12 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         .tempfile_in(&dir)
         .map_err(RunError::io("failed to create a file in", &dir))?;
     fs::copy(&source, tmp.path()).map_err(RunError::io("failed to copy", &source))?;
-    if let Some((e, _)) = content(m, path) {
-        set_meta(tmp.as_file(), &e).map_err(RunError::io("failed to set metadata of", tmp.path()))?;
+    match content(m, path) {
+        Some((e, _)) => set_meta(tmp.as_file(), &e).map_err(RunError::io("failed to set metadata of", tmp.path()))?,
+        None => {
+            let perm = fs::metadata(&source).map_err(RunError::io("failed to stat", &source))?.permissions();
+            tmp.as_file().set_permissions(perm).map_err(RunError::io("failed to set mode of", tmp.path()))?;
+        }
     }
     tmp.persist(&dest).map_err(|err| RunError::Io {
         action: "failed to write",

@@ -112,6 +112,13 @@ pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)], socket: 
         rules: all_rules,
         whiteouts: sandbox.whiteouts()?,
     };
+    // Below a `full` prefix the host is invisible: the prefix itself exists, empty, in the tree.
+    for (prefix, mode) in &opts.rules {
+        if *mode == Mode::Full {
+            let dir = sandbox.tree().join(prefix.trim_start_matches('/'));
+            fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+        }
+    }
     let bytes = view::compile(&manifest, &opts);
     let view = write_view(store, &bytes)?;
     let lib_dirs = link_libraries(store, &sandbox, &manifest)?;

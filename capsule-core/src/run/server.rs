@@ -28,6 +28,8 @@ pub const OP_LINK_DIR: u8 = 4;
 
 /// The materialiser of one run.
 pub struct Server {
+    /// Paths deleted during this run: never materialised again (a later create starts empty).
+    deleted: std::cell::RefCell<std::collections::HashSet<RelPath>>,
     listener: UnixListener,
     store: Store,
     manifest: Manifest,
@@ -41,7 +43,9 @@ impl Server {
             .map_err(RunError::io("bad socket name", PathBuf::from(name)))?;
         let listener = UnixListener::bind_addr(&addr)
             .map_err(RunError::io("failed to listen on abstract socket", PathBuf::from(name)))?;
-        Ok(Server { listener, store, manifest, sandbox })
+        // Deletions of earlier runs count too: a listing must not bring them back.
+        let deleted = std::cell::RefCell::new(sandbox.whiteouts()?.into_iter().collect());
+        Ok(Server { deleted, listener, store, manifest, sandbox })
     }
 
     /// Serve until the process exits.
@@ -61,10 +65,20 @@ impl Server {
         conn.read_exact(&mut path)?;
         let Ok(path) = RelPath::new(path) else { return Ok(libc::EINVAL) };
         let tree = self.sandbox.tree();
+        let deleted = self.deleted.borrow().contains(&path);
         let r = match head[0] {
+            OP_LINK if deleted => Ok(false),
             OP_LINK => materialize::link_entry(&self.store, tree, &self.manifest, &path),
+            OP_COPY_UP if deleted => {
+                // Re-created after a deletion: it starts empty, like any new file.
+                self.deleted.borrow_mut().remove(&path);
+                Ok(true)
+            }
             OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, &path),
-            OP_WHITEOUT => self.sandbox.add_whiteout(&path).map(|()| true),
+            OP_WHITEOUT => {
+                self.deleted.borrow_mut().insert(path.clone());
+                self.sandbox.add_whiteout(&path).map(|()| true)
+            }
             OP_LINK_DIR => self.link_dir(&path),
             _ => return Ok(libc::EINVAL),
         };
@@ -82,6 +96,7 @@ impl Server {
         let tree = self.sandbox.tree();
         for e in &self.manifest.entries {
             if e.path.parent().as_ref() == Some(dir)
+                && !self.deleted.borrow().contains(&e.path)
                 && matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. })
             {
                 materialize::link_entry(&self.store, tree, &self.manifest, &e.path)?;

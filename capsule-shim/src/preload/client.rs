@@ -23,7 +23,8 @@ pub fn request(op: u8, path: &[u8]) -> i32 {
     let name = st.view.socket();
     // AF_UNIX is 1: the narrowing to sa_family_t is lossless.
     #[allow(clippy::cast_possible_truncation)]
-    let mut addr: libc::sockaddr_un = libc::sockaddr_un { sun_family: libc::AF_UNIX as libc::sa_family_t, sun_path: [0; 108] };
+    let mut addr: libc::sockaddr_un =
+        libc::sockaddr_un { sun_family: libc::AF_UNIX as libc::sa_family_t, sun_path: [0; 108] };
     // Abstract address: a leading NUL, then the name (not NUL-terminated).
     if name.is_empty() || name.len() >= addr.sun_path.len() || path.len() > usize::from(u16::MAX) {
         return libc::ENAMETOOLONG;

@@ -14,6 +14,11 @@ thread_local! {
     static IN_HOOK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether this thread is inside a hook (for the debug allocation check).
+pub fn in_hook() -> bool {
+    IN_HOOK.try_with(Cell::get).unwrap_or(false)
+}
+
 /// Proof that this thread is inside a capsule hook; dropping it leaves the hook.
 #[must_use]
 pub struct HookGuard {

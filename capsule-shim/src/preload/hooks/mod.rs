@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod exec;
+pub mod link;
 pub mod misc;
 pub mod open;
 pub mod real;

@@ -1,0 +1,384 @@
+//! The mutation family: unlink, unlinkat, rmdir, mkdir, mkdirat, rename, renameat, renameat2,
+//! link, linkat, symlink, symlinkat, chmod, fchmodat, chown, lchown, fchownat, utimensat,
+//! truncate, truncate64, mknod, mknodat, mkfifo, mkfifoat.
+//!
+//! In the tree, a capsule file is first made private (copy-up) before anything changes its
+//! inode (mode, owner, times, size, a new name), since a pristine file is a hardlink shared
+//! with the cache. Deleting a capsule path records a whiteout with the materialiser, so it
+//! stays deleted (in later runs too, and not re-materialised). A rename or link between the
+//! tree and the host answers EXDEV, as between two filesystems, so `mv` copies.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use core::ffi::{CStr, c_char, c_int, c_long, c_uint};
+
+use capsule_core::view::Kind;
+
+use super::{Route, ensure_private, route};
+use crate::path::PathBuffer;
+use crate::preload::client::{self, OP_COPY_UP, OP_LINK, OP_WHITEOUT};
+use crate::preload::guard::HookGuard;
+use crate::preload::state;
+use crate::preload::sys::{self, ret, set_errno};
+use crate::resolve::Intent;
+
+/// What a single-path mutation does to the tree before and after the call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Changes the inode (chmod, chown, utimes, truncate): copy-up first.
+    Modify,
+    /// Creates the name (mkdir, mknod, symlink): nothing to prepare.
+    Create,
+    /// Removes the name (unlink, rmdir): whiteout after.
+    Remove,
+}
+
+/// Route one single-path mutation; `call(dirfd, path)` performs it.
+///
+/// # Safety
+/// `path` null or NUL-terminated.
+unsafe fn mutate(
+    dirfd: c_int,
+    path: *const c_char,
+    op: Op,
+    follow: bool,
+    mut call: impl FnMut(c_int, *const c_char) -> c_long,
+) -> c_int {
+    let Some(guard) = HookGuard::enter() else { return ret(call(dirfd, path)) };
+    let (Some(st), false) = (state(), path.is_null()) else {
+        guard.restore_errno();
+        return ret(call(dirfd, path));
+    };
+    let mut buf = PathBuffer::new();
+    let intent = Intent { follow, create: op == Op::Create };
+    // SAFETY: non-null, NUL-terminated (caller).
+    match unsafe { route(st, dirfd, path, &mut buf, intent) } {
+        Route::Original => {
+            guard.restore_errno();
+            ret(call(dirfd, path))
+        }
+        Route::Host(p) => ret(call(libc::AT_FDCWD, p.as_ptr())),
+        Route::Tree(rel, entry) => {
+            let is_file = entry.is_some_and(|e| e.kind == Kind::File);
+            if op == Op::Modify && is_file {
+                ensure_private(st, rel);
+            }
+            let mut r = call(st.tree_fd, rel.as_ptr());
+            if op == Op::Remove && entry.is_some() {
+                // A capsule file never materialised is still removed: only the whiteout marks it.
+                if r == -c_long::from(libc::ENOENT) && is_file {
+                    r = 0;
+                }
+                if r == 0 {
+                    let _ = client::request(OP_WHITEOUT, rel.to_bytes());
+                }
+            }
+            ret(r)
+        }
+        Route::TreeThenHost(rel, abs) => {
+            // Write-copy: the host copy (or the parent directories) into the tree first.
+            if op != Op::Remove {
+                let _ = client::request(OP_COPY_UP, rel.to_bytes());
+                return ret(call(st.tree_fd, rel.as_ptr()));
+            }
+            let r = call(st.tree_fd, rel.as_ptr());
+            // SAFETY: plain struct; `abs` NUL-terminated.
+            let on_host = unsafe {
+                sys::newfstatat(libc::AT_FDCWD, abs.as_ptr(), &mut core::mem::zeroed(), libc::AT_SYMLINK_NOFOLLOW)
+            } == 0;
+            if r == 0 || on_host {
+                let _ = client::request(OP_WHITEOUT, rel.to_bytes());
+                return 0;
+            }
+            ret(r)
+        }
+        Route::Deny(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// Where one side of a two-path operation lands.
+enum Side<'b> {
+    Orig,
+    Host(&'b CStr),
+    Tree(&'b CStr, Option<Kind>),
+}
+
+/// # Safety
+/// `path` non-null, NUL-terminated.
+unsafe fn side<'b>(
+    st: &'static crate::preload::State,
+    dirfd: c_int,
+    path: *const c_char,
+    buf: &'b mut PathBuffer,
+    create: bool,
+) -> Result<Side<'b>, c_int> {
+    // SAFETY: forwarded.
+    match unsafe { route(st, dirfd, path, buf, Intent { follow: false, create }) } {
+        Route::Original => Ok(Side::Orig),
+        Route::Host(p) => Ok(Side::Host(p)),
+        Route::Tree(rel, e) => Ok(Side::Tree(rel, e.map(|e| e.kind))),
+        Route::TreeThenHost(rel, _) => {
+            let _ = client::request(OP_COPY_UP, rel.to_bytes());
+            Ok(Side::Tree(rel, None))
+        }
+        Route::Deny(e) => Err(e),
+    }
+}
+
+/// Route a two-path operation (rename, link). `call(olddirfd, old, newdirfd, new)`.
+///
+/// # Safety
+/// Paths null or NUL-terminated.
+unsafe fn two_paths(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+    is_rename: bool,
+    mut call: impl FnMut(c_int, *const c_char, c_int, *const c_char) -> c_long,
+) -> c_int {
+    let Some(_guard) = HookGuard::enter() else { return ret(call(od, old, nd, new)) };
+    let (Some(st), false, false) = (state(), old.is_null(), new.is_null()) else { return ret(call(od, old, nd, new)) };
+    let (mut b1, mut b2) = (PathBuffer::new(), PathBuffer::new());
+    // SAFETY: both non-null and NUL-terminated.
+    let sides = unsafe { (side(st, od, old, &mut b1, false), side(st, nd, new, &mut b2, true)) };
+    let (s1, s2) = match sides {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    let host = |s: &Side<'_>, fd: c_int, p: *const c_char| match s {
+        Side::Host(h) => (libc::AT_FDCWD, h.as_ptr()),
+        _ => (fd, p),
+    };
+    match (&s1, &s2) {
+        (Side::Tree(r1, k1), Side::Tree(r2, _)) => {
+            if *k1 == Some(Kind::File) {
+                // A new name must not share the cache's inode: copy-up (materialises too).
+                let _ = client::request(if is_rename { OP_COPY_UP } else { OP_LINK }, r1.to_bytes());
+                if !is_rename {
+                    ensure_private(st, r1);
+                }
+            }
+            let r = call(st.tree_fd, r1.as_ptr(), st.tree_fd, r2.as_ptr());
+            if r == 0 && is_rename && k1.is_some() {
+                let _ = client::request(OP_WHITEOUT, r1.to_bytes());
+            }
+            ret(r)
+        }
+        (Side::Tree(..), _) | (_, Side::Tree(..)) => {
+            set_errno(libc::EXDEV);
+            -1
+        }
+        _ => {
+            let (a, b) = (host(&s1, od, old), host(&s2, nd, new));
+            ret(call(a.0, a.1, b.0, b.1))
+        }
+    }
+}
+
+macro_rules! at_hook {
+    ($(#[$doc:meta] $name:ident($($arg:ident: $ty:ty),*) -> $dirfd:expr, $path:expr, $op:expr, $follow:expr, |$d:ident, $p:ident| $body:expr;)*) => {$(
+        #[$doc]
+        ///
+        /// # Safety
+        /// C ABI.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
+            // SAFETY: forwarded; each call gets a NUL-terminated path.
+            unsafe { mutate($dirfd, $path, $op, $follow, |$d, $p| $body) }
+        }
+    )*};
+}
+
+fn sc(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long) -> c_long {
+    // SAFETY: the argument values come straight from the application's call, with the path
+    // argument replaced by a NUL-terminated routed path; the syscall validates the rest.
+    unsafe { sys::raw(nr, a, b, c, d, 0, 0) }
+}
+
+at_hook! {
+    /// unlink(2).
+    unlink(path: *const c_char) -> libc::AT_FDCWD, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, 0, 0);
+    /// unlinkat(2).
+    unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> dirfd, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, flags.into(), 0);
+    /// rmdir(2).
+    rmdir(path: *const c_char) -> libc::AT_FDCWD, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, libc::AT_REMOVEDIR.into(), 0);
+    /// mkdir(2).
+    mkdir(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
+    /// mkdirat(2).
+    mkdirat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
+    /// chmod(2).
+    chmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
+    /// fchmodat(2).
+    fchmodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, _flags: c_int) -> dirfd, path, Op::Modify, true, |d, p| sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
+    /// chown(2).
+    chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| sc(libc::SYS_fchownat, d.into(), p as c_long, uid.into(), gid.into());
+    /// lchown(2).
+    lchown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, false, |d, p| lchown_at(d, p, uid, gid);
+    /// truncate(2).
+    truncate(path: *const c_char, len: libc::off_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| truncate_at(d, p, len);
+    /// truncate64.
+    truncate64(path: *const c_char, len: libc::off_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| truncate_at(d, p, len);
+    /// mknodat(2).
+    mknodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
+    /// mknod(2).
+    mknod(path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
+    /// mkfifo(3).
+    mkfifo(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
+    /// mkfifoat(3).
+    mkfifoat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
+}
+
+/// fchownat with AT_SYMLINK_NOFOLLOW.
+fn lchown_at(d: c_int, p: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> c_long {
+    // SAFETY: NUL-terminated path from the router; integer arguments.
+    unsafe {
+        sys::raw(libc::SYS_fchownat, d.into(), p as c_long, uid.into(), gid.into(), libc::AT_SYMLINK_NOFOLLOW.into(), 0)
+    }
+}
+
+/// truncate relative to a directory: open for writing, ftruncate, close.
+fn truncate_at(d: c_int, p: *const c_char, len: libc::off_t) -> c_long {
+    // SAFETY: NUL-terminated path from the router.
+    let fd = unsafe { sys::openat(d, p, libc::O_WRONLY | libc::O_CLOEXEC, 0) };
+    if fd < 0 {
+        return fd;
+    }
+    let r = sc(libc::SYS_ftruncate, fd, len, 0, 0);
+    sys::close(i32::try_from(fd).unwrap_or(-1));
+    r
+}
+
+/// fchownat(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fchownat(
+    dirfd: c_int,
+    path: *const c_char,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    flags: c_int,
+) -> c_int {
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    // SAFETY: forwarded.
+    unsafe {
+        mutate(dirfd, path, Op::Modify, follow, |d, p| {
+            sys::raw(libc::SYS_fchownat, d.into(), p as c_long, uid.into(), gid.into(), flags.into(), 0)
+        })
+    }
+}
+
+/// utimensat(2). A null path means "the descriptor itself" and is not ours.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn utimensat(
+    dirfd: c_int,
+    path: *const c_char,
+    times: *const libc::timespec,
+    flags: c_int,
+) -> c_int {
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    // SAFETY: forwarded.
+    unsafe {
+        mutate(dirfd, path, Op::Modify, follow, |d, p| {
+            sc(libc::SYS_utimensat, d.into(), p as c_long, times as c_long, flags.into())
+        })
+    }
+}
+
+/// symlinkat(2): `path` is the new link.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe {
+        mutate(dirfd, path, Op::Create, false, |d, p| {
+            sc(libc::SYS_symlinkat, target as c_long, d.into(), p as c_long, 0)
+        })
+    }
+}
+
+/// symlink(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn symlink(target: *const c_char, path: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { symlinkat(target, libc::AT_FDCWD, path) }
+}
+
+/// renameat2(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn renameat2(
+    od: c_int,
+    old: *const c_char,
+    nd: c_int,
+    new: *const c_char,
+    flags: c_uint,
+) -> c_int {
+    // SAFETY: forwarded.
+    unsafe {
+        two_paths(od, old, nd, new, true, |a, b, c, d| {
+            sys::raw(libc::SYS_renameat2, a.into(), b as c_long, c.into(), d as c_long, flags.into(), 0)
+        })
+    }
+}
+
+/// renameat(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn renameat(od: c_int, old: *const c_char, nd: c_int, new: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { renameat2(od, old, nd, new, 0) }
+}
+
+/// rename(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { renameat2(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0) }
+}
+
+/// linkat(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn linkat(od: c_int, old: *const c_char, nd: c_int, new: *const c_char, flags: c_int) -> c_int {
+    // SAFETY: forwarded.
+    unsafe {
+        two_paths(od, old, nd, new, false, |a, b, c, d| {
+            sys::raw(libc::SYS_linkat, a.into(), b as c_long, c.into(), d as c_long, flags.into(), 0)
+        })
+    }
+}
+
+/// link(2).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn link(old: *const c_char, new: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { linkat(libc::AT_FDCWD, old, libc::AT_FDCWD, new, 0) }
+}

@@ -1,0 +1,178 @@
+//! Issue 3: running capsules through the LD_PRELOAD shim — the demo, a Python package that
+//! exists only in its capsule, and where writes land under each isolation mode.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use crate::require;
+use crate::support::{Env, dpkg_lock, has, is_root, run_capsule};
+
+#[test]
+fn demo_runs_from_its_capsule() {
+    require!(has("cc") || has("gcc"), "no C compiler to build the demo application");
+    let env = Env::new();
+    env.ok(&["-q", "demo"]);
+    let (code, out, err) = run_capsule(&env, &["run", "capsule-demo"]);
+    assert_eq!(code, 0, "{err}");
+    // /etc/capsule-demo.conf, the data directory and the library exist only in the capsule.
+    assert!(!Path::new("/etc/capsule-demo.conf").exists());
+    for line in [
+        "config.color: teal",
+        "data: readme.txt 127",
+        "library: libcapsuledemo 1.0",
+        "exe: /usr/bin/capsule-demo",
+        "\nok",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // Exit codes: the program's own, or docker's for capsule's failures.
+    let (code, _, _) = run_capsule(&env, &["run", "capsule-demo", "--", "--bogus-flag"]);
+    assert_eq!(code, 2, "the demo exits 2 on bad arguments");
+    let (code, _, err) = run_capsule(&env, &["run", "capsule-demo", "--entry", "/no/such/program"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, _, _) = run_capsule(&env, &["run", "no-such-capsule"]);
+    assert_eq!(code, 125);
+}
+
+/// A capsule of a small tree under /opt/app (which the host does not have).
+fn app_capsule(env: &Env) {
+    env.small_capsule("app", &[("opt/app/data.txt", b"original\n"), ("opt/app/sub/keep.txt", b"keep\n")]);
+}
+
+fn sh(env: &Env, extra: &[&str], script: &str) -> String {
+    let mut args = vec!["run", "app"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--entry", "/bin/sh", "--", "-c", script]);
+    let (code, out, err) = run_capsule(env, &args);
+    assert_eq!(code, 0, "sh -c {script:?} failed: {err}");
+    out
+}
+
+#[test]
+fn capsule_files_are_write_copy_and_the_sandbox_persists() {
+    let env = Env::new();
+    app_capsule(&env);
+    assert!(!Path::new("/opt/app").exists(), "the host must not have /opt/app for this test");
+    let out = sh(
+        &env,
+        &[],
+        "cat /opt/app/data.txt; echo changed > /opt/app/data.txt; echo new > /opt/app/new.txt; rm /opt/app/sub/keep.txt; ls /opt/app /opt/app/sub",
+    );
+    assert_eq!(out, "original\n/opt/app:\ndata.txt\nnew.txt\nsub\n\n/opt/app/sub:\n");
+    assert!(!Path::new("/opt/app").exists(), "a capsule write reached the host");
+    // A second run sees the sandbox.
+    assert_eq!(sh(&env, &[], "cat /opt/app/data.txt /opt/app/new.txt; ls /opt/app/sub"), "changed\nnew\n");
+    let diff = env.json(&["sandbox", "app", "diff"]);
+    assert_eq!(diff["modified"], serde_json::json!(["/opt/app/data.txt"]));
+    assert_eq!(diff["added"], serde_json::json!(["/opt/app/new.txt"]));
+    assert_eq!(diff["deleted"], serde_json::json!(["/opt/app/sub/keep.txt"]));
+    // The cache the capsule shares with others was not written through.
+    assert_eq!(env.json(&["verify"])["ok"], true);
+    env.ok(&["-q", "sandbox", "app", "reset"]);
+    assert_eq!(sh(&env, &[], "cat /opt/app/data.txt; ls /opt/app/sub"), "original\nkeep.txt\n");
+}
+
+#[test]
+fn merged_writecopy_and_full_on_a_host_directory() {
+    let env = Env::new();
+    app_capsule(&env);
+    let host = env.path("hostside");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("existing.txt"), "host\n").unwrap();
+    let h = host.to_str().unwrap();
+
+    // merged: writes outside the capsule go to the host.
+    let merged = format!("{h}=merged");
+    sh(&env, &["--isolation", &merged], &format!("echo merged > {h}/merged.txt"));
+    assert_eq!(std::fs::read_to_string(host.join("merged.txt")).unwrap(), "merged\n");
+
+    // writecopy: the host stays as it was; the capsule sees its own version, across runs.
+    let wc = format!("{h}=writecopy");
+    let out = sh(
+        &env,
+        &["--isolation", &wc],
+        &format!("cat {h}/existing.txt; echo copy > {h}/existing.txt; echo fresh > {h}/wc.txt; cat {h}/existing.txt"),
+    );
+    assert_eq!(out, "host\ncopy\n");
+    assert_eq!(std::fs::read_to_string(host.join("existing.txt")).unwrap(), "host\n");
+    assert!(!host.join("wc.txt").exists());
+    assert_eq!(sh(&env, &["--isolation", &wc], &format!("cat {h}/existing.txt {h}/wc.txt")), "copy\nfresh\n");
+    env.ok(&["-q", "sandbox", "app", "reset"]);
+    assert_eq!(sh(&env, &["--isolation", &wc], &format!("cat {h}/existing.txt")), "host\n");
+
+    // full: the host is invisible below the prefix.
+    let full = format!("{h}=full");
+    let out = sh(
+        &env,
+        &["--isolation", &full],
+        &format!(
+            "ls -A {h}; cat {h}/existing.txt 2>/dev/null || echo hidden; echo mine > {h}/only-here.txt; ls -A {h}"
+        ),
+    );
+    assert_eq!(out, "hidden\nonly-here.txt\n");
+    assert!(!host.join("only-here.txt").exists());
+}
+
+/// Packages installed by `apt-get install PKG` here: what it would install, from a simulation.
+fn would_install(pkg: &str) -> Vec<String> {
+    let o = Command::new("apt-get").args(["-s", "install", "--no-install-recommends", pkg]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Inst ")?.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn apt(args: &[&str]) -> std::process::Output {
+    Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").output().expect("apt-get")
+}
+
+/// Purges `pkgs` on drop (they were not installed before the test).
+struct Purge(Vec<String>);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let mut args = vec!["purge", "-y"];
+        args.extend(self.0.iter().map(String::as_str));
+        let _ = apt(&args);
+    }
+}
+
+#[test]
+fn python_package_imports_from_its_capsule_only() {
+    require!(
+        is_root() && has("apt-get") && Path::new("/usr/bin/python3").exists(),
+        "needs root, apt-get and /usr/bin/python3"
+    );
+    let _lock = dpkg_lock();
+    let installed = String::from_utf8_lossy(
+        &Command::new("dpkg-query").args(["-W", "-f", "${Status}", "python3-requests"]).output().unwrap().stdout,
+    )
+    .contains("ok installed");
+    require!(!installed, "python3-requests is installed on the host already; the test needs a host without it");
+    let pkgs = would_install("python3-requests");
+    require!(pkgs.iter().any(|p| p == "python3-requests"), "apt cannot install python3-requests (no package lists?)");
+    let env = Env::new();
+    env.ok(&["-q", "capture", "snapshot", "begin", "--roots", "/usr"]);
+    let _purge = Purge(pkgs.clone());
+    let o = apt(&["install", "-y", "--no-install-recommends", "python3-requests"]);
+    assert!(o.status.success(), "install failed: {}", String::from_utf8_lossy(&o.stderr));
+    env.ok(&["-q", "capture", "snapshot", "end", "requests"]);
+    let mut args = vec!["purge", "-y"];
+    args.extend(pkgs.iter().map(String::as_str));
+    assert!(apt(&args).status.success());
+
+    let host = Command::new("/usr/bin/python3").args(["-c", "import requests"]).output().unwrap();
+    assert!(!host.status.success(), "the host still imports requests");
+    let script = "import requests, urllib3, idna; print(requests.__version__, requests.__file__)";
+    let (code, out, err) = run_capsule(&env, &["run", "requests", "--entry", "/usr/bin/python3", "--", "-c", script]);
+    assert_eq!(code, 0, "import inside the capsule failed: {err}");
+    assert!(out.contains("/usr/lib/python3/dist-packages/requests/__init__.py"), "{out}");
+    let files: BTreeSet<String> = env.json(&["inspect", "requests"])["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(files.contains("/usr/lib/python3/dist-packages/requests/__init__.py"));
+}
