@@ -1,8 +1,11 @@
-//! `demo`: capture the bundled demo application and show what the capsule holds.
+//! `demo`: capture the bundled demo application, show what the capsule holds, and run it
+//! from the capsule.
 //!
 //! The demo is compiled from the sources embedded in this binary ([`crate::fixture`]) and
 //! installed into an empty staging root between `snapshot begin` and `snapshot end`, exactly
-//! as an admin would capture an install, so the demo exercises the real capture path.
+//! as an admin would capture an install, so the demo exercises the real capture path. The
+//! staging root is then deleted: what the program finds (its /etc config, its data, its own
+//! library) it can only find in the capsule.
 
 use std::process::ExitCode;
 
@@ -56,6 +59,10 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         );
         print!("{}", String::from_utf8_lossy(&text));
     }
-    println!("\nnext: `capsule inspect {NAME}`, `capsule export {NAME} -o demo.capsule`");
-    Ok(ExitCode::SUCCESS)
+    drop(staging);
+    println!("\n$ capsule run {NAME}    (the staging root is gone; everything below comes from the capsule)");
+    let run = crate::cli::args::Run { name: NAME.to_owned(), entry: None, isolation: Vec::new(), args: Vec::new() };
+    let code = super::run::run(store, out, run)?;
+    println!("\nnext: `capsule inspect {NAME}`, `capsule sandbox {NAME} diff`, `capsule export {NAME} -o demo.capsule`");
+    Ok(code)
 }
