@@ -1,16 +1,20 @@
 //! [`PathBuffer`]: one fixed 4 KiB buffer per call, where hooks build NUL-terminated paths
 //! without allocating; and lexical normalisation of absolute paths.
+//!
+//! The buffer is deliberately *not* zeroed: a hook creates one or two per call, and a 4 KiB
+//! memset each time would cost more than the whole redirect. Invariant: the first `len + 1`
+//! bytes are initialised and `bytes[len] == 0`; only those are ever read.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::ffi::CStr;
+use core::mem::MaybeUninit;
 
 /// PATH_MAX, including the NUL.
 pub const PATH_CAP: usize = 4096;
 
-/// A path under construction. Invariant: `len < PATH_CAP` and `bytes[len] == 0` after every
-/// successful operation.
+/// A path under construction. See the module docs for the invariant.
 pub struct PathBuffer {
-    bytes: [u8; PATH_CAP],
+    bytes: [MaybeUninit<u8>; PATH_CAP],
     len: usize,
 }
 
@@ -22,80 +26,90 @@ impl Default for PathBuffer {
 
 impl PathBuffer {
     /// Empty.
+    #[inline]
     pub const fn new() -> Self {
-        PathBuffer { bytes: [0; PATH_CAP], len: 0 }
+        let mut bytes = [MaybeUninit::uninit(); PATH_CAP];
+        bytes[0] = MaybeUninit::new(0);
+        PathBuffer { bytes, len: 0 }
     }
 
     /// The bytes so far, without the NUL.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
+        // SAFETY: the first `len` bytes are initialised (module invariant), len < PATH_CAP.
+        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The bytes with the NUL.
+    fn with_nul(&self) -> &[u8] {
+        // SAFETY: the first `len + 1` bytes are initialised (module invariant).
+        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), self.len + 1) }
     }
 
     /// As a C string (the NUL is always there).
     pub fn as_cstr(&self) -> &CStr {
-        CStr::from_bytes_until_nul(self.bytes.get(..=self.len).unwrap_or(b"\0")).unwrap_or(c"")
+        CStr::from_bytes_until_nul(self.with_nul()).unwrap_or(c"")
     }
 
     /// The path without its leading '/', as a C string ("." for the root): the form used
     /// relative to the tree descriptor.
     pub fn rel_cstr(&self) -> &CStr {
-        match self.bytes.get(1..=self.len) {
+        match self.with_nul().get(1..) {
             Some(b) if self.len > 1 => CStr::from_bytes_until_nul(b).unwrap_or(c"."),
             _ => c".",
         }
     }
 
     /// Clear.
+    #[inline]
     pub fn clear(&mut self) {
-        self.len = 0;
-        self.bytes[0] = 0;
+        self.set_len_unchecked(0);
+    }
+
+    fn set_len_unchecked(&mut self, len: usize) {
+        self.len = len;
+        if let Some(b) = self.bytes.get_mut(len) {
+            *b = MaybeUninit::new(0);
+        }
     }
 
     /// Append `s`; `Err(ENAMETOOLONG)` if it does not fit.
+    #[inline]
     pub fn push(&mut self, s: &[u8]) -> Result<(), i32> {
         let end = self.len.checked_add(s.len()).filter(|&e| e < PATH_CAP).ok_or(libc::ENAMETOOLONG)?;
-        self.bytes.get_mut(self.len..end).ok_or(libc::ENAMETOOLONG)?.copy_from_slice(s);
-        self.len = end;
-        self.bytes[end] = 0;
+        let dst = self.bytes.get_mut(self.len..end).ok_or(libc::ENAMETOOLONG)?;
+        for (d, b) in dst.iter_mut().zip(s) {
+            *d = MaybeUninit::new(*b);
+        }
+        self.set_len_unchecked(end);
         Ok(())
     }
 
-    /// Drop the last `n` bytes.
+    /// Keep the first `len` bytes.
     pub fn truncate(&mut self, len: usize) {
         if len < self.len {
-            self.len = len;
-            self.bytes[len] = 0;
+            self.set_len_unchecked(len);
         }
     }
 
-    /// Insert a leading '/' in place (no second buffer on the stack).
-    pub fn prepend_slash(&mut self) -> Result<(), i32> {
-        if self.len + 1 >= PATH_CAP {
-            return Err(libc::ENAMETOOLONG);
-        }
-        self.bytes.copy_within(0..self.len, 1);
-        self.bytes[0] = b'/';
-        self.set_len(self.len + 1);
-        Ok(())
+    /// Raw storage for a syscall that fills it (getcwd, readlink): pointer and capacity.
+    /// Call [`set_len`](Self::set_len) with what the kernel wrote.
+    pub fn storage(&mut self) -> (*mut u8, usize) {
+        (self.bytes.as_mut_ptr().cast::<u8>(), PATH_CAP)
     }
 
-    /// The raw storage, for syscalls that fill it (getcwd, readlink); call [`set_len`] after.
-    pub fn storage(&mut self) -> &mut [u8; PATH_CAP] {
-        &mut self.bytes
-    }
-
-    /// Declare `len` bytes filled; a NUL is written after them.
+    /// Declare the first `len` bytes filled by the kernel; a NUL is written after them.
     pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(PATH_CAP - 1);
-        self.bytes[self.len] = 0;
+        self.set_len_unchecked(len.min(PATH_CAP - 1));
     }
 }
 
 /// Build the normalised absolute form of `base` + `/` + `rel` (or of `rel` alone when it is
-/// absolute) into `out`, without the leading '/': "." dropped, ".." pops (clamped at the root),
-/// repeated '/' folded. Lexical, like the capsule's manifest paths.
-pub fn normalize_into(base: &[u8], rel: &[u8], out: &mut PathBuffer) -> Result<(), i32> {
+/// absolute) into `out`: "/a/b", or "/" for the root. "." dropped, ".." pops (clamped at the
+/// root), repeated '/' folded. Lexical, like the capsule's manifest paths.
+pub fn normalize_abs_into(base: &[u8], rel: &[u8], out: &mut PathBuffer) -> Result<(), i32> {
     out.clear();
+    out.push(b"/")?;
     let parts: [&[u8]; 2] = if rel.first() == Some(&b'/') { [b"", rel] } else { [base, rel] };
     for part in parts {
         for comp in part.split(|&c| c == b'/') {
@@ -103,10 +117,10 @@ pub fn normalize_into(base: &[u8], rel: &[u8], out: &mut PathBuffer) -> Result<(
                 b"" | b"." => {}
                 b".." => {
                     let cut = out.as_bytes().iter().rposition(|&c| c == b'/').unwrap_or(0);
-                    out.truncate(cut);
+                    out.truncate(cut.max(1));
                 }
                 c => {
-                    if out.len > 0 {
+                    if out.len > 1 {
                         out.push(b"/")?;
                     }
                     out.push(c)?;
@@ -117,31 +131,35 @@ pub fn normalize_into(base: &[u8], rel: &[u8], out: &mut PathBuffer) -> Result<(
     Ok(())
 }
 
-/// [`normalize_into`], with the leading '/' kept: "/a/b", or "/" for the root.
-pub fn normalize_abs_into(base: &[u8], rel: &[u8], out: &mut PathBuffer) -> Result<(), i32> {
-    normalize_into(base, rel, out)?;
-    out.prepend_slash()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn norm(base: &str, rel: &str) -> String {
         let mut b = PathBuffer::new();
-        normalize_into(base.as_bytes(), rel.as_bytes(), &mut b).unwrap();
+        normalize_abs_into(base.as_bytes(), rel.as_bytes(), &mut b).unwrap();
+        assert_eq!(b.as_cstr().to_bytes(), b.as_bytes());
         String::from_utf8(b.as_bytes().to_vec()).unwrap()
     }
 
     #[test]
     fn normalisation() {
-        assert_eq!(norm("", "/usr//bin/./jq"), "usr/bin/jq");
-        assert_eq!(norm("usr/share", "../lib/x"), "usr/lib/x");
-        assert_eq!(norm("usr", "../../../etc"), "etc");
-        assert_eq!(norm("usr", "/etc/x"), "etc/x");
-        assert_eq!(norm("", "/"), "");
+        assert_eq!(norm("", "/usr//bin/./jq"), "/usr/bin/jq");
+        assert_eq!(norm("/usr/share", "../lib/x"), "/usr/lib/x");
+        assert_eq!(norm("/usr", "../../../etc"), "/etc");
+        assert_eq!(norm("/usr", "/etc/x"), "/etc/x");
+        assert_eq!(norm("", "/"), "/");
+        assert_eq!(norm("/a", ".."), "/");
         let mut b = PathBuffer::new();
-        assert_eq!(normalize_into(b"", &vec![b'a'; 5000], &mut b), Err(libc::ENAMETOOLONG));
-        assert_eq!(b.as_cstr().to_bytes().len(), b.as_bytes().len());
+        assert_eq!(normalize_abs_into(b"", &vec![b'a'; 5000], &mut b), Err(libc::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn rel_forms() {
+        let mut b = PathBuffer::new();
+        normalize_abs_into(b"", b"/usr/bin", &mut b).unwrap();
+        assert_eq!(b.rel_cstr().to_bytes(), b"usr/bin");
+        normalize_abs_into(b"", b"/", &mut b).unwrap();
+        assert_eq!(b.rel_cstr().to_bytes(), b".");
     }
 }

@@ -35,20 +35,18 @@ pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -
     }
     let mut base = PathBuffer::new();
     let n = if dirfd == libc::AT_FDCWD {
-        let storage = base.storage();
-        // SAFETY: `storage` is writable for its full length.
-        let r = unsafe { sys::getcwd(storage.as_mut_ptr(), storage.len()) };
+        let (ptr, cap) = base.storage();
+        // SAFETY: `ptr` is writable for `cap` bytes.
+        let r = unsafe { sys::getcwd(ptr, cap) };
         usize::try_from(r).ok()?.checked_sub(1)? // the kernel counts the NUL
     } else {
         let mut link = PathBuffer::new();
         link.push(b"/proc/self/fd/").ok()?;
         let mut digits = [0u8; 12];
         link.push(itoa(dirfd, &mut digits)).ok()?;
-        let storage = base.storage();
-        // SAFETY: `link` is NUL-terminated; `storage` writable for its length.
-        let r = unsafe {
-            sys::readlinkat(libc::AT_FDCWD, link.as_cstr().as_ptr(), storage.as_mut_ptr().cast(), storage.len() - 1)
-        };
+        let (ptr, cap) = base.storage();
+        // SAFETY: `link` is NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+        let r = unsafe { sys::readlinkat(libc::AT_FDCWD, link.as_cstr().as_ptr(), ptr.cast(), cap - 1) };
         usize::try_from(r).ok()?
     };
     base.set_len(n);
