@@ -246,3 +246,130 @@ pub unsafe extern "C" fn closedir(dirp: *mut libc::DIR) -> c_int {
     // SAFETY: the application's stream.
     unsafe { real_fn(dirp) }
 }
+
+type Filter<T> = Option<unsafe extern "C" fn(*const T) -> c_int>;
+type Compar<T> = Option<unsafe extern "C" fn(*mut *const T, *mut *const T) -> c_int>;
+
+/// scandir over our own opendir/readdir (glibc's calls its internal ones, which would list
+/// only the host). The result is malloc'd, entry by entry, because scandir(3)'s caller frees it
+/// with free(3): the one place a hook allocates, with libc's allocator, by contract.
+///
+/// # Safety
+/// scandir(3)'s contract.
+unsafe fn scan<T>(
+    path: *const c_char,
+    list: *mut *mut *mut T,
+    filter: Filter<T>,
+    compar: Compar<T>,
+    next: unsafe fn(*mut libc::DIR) -> *mut T,
+    reclen: fn(*mut T) -> usize,
+) -> c_int {
+    // SAFETY: our own opendir hook, with the caller's path.
+    let d = unsafe { opendir(path) };
+    if d.is_null() {
+        return -1;
+    }
+    let mut arr: *mut *mut T = core::ptr::null_mut();
+    let (mut n, mut cap) = (0usize, 0usize);
+    let fail = |arr: *mut *mut T, n: usize| {
+        for i in 0..n {
+            // SAFETY: entries 0..n were malloc'd below.
+            unsafe { libc::free((*arr.add(i)).cast()) };
+        }
+        // SAFETY: the array was malloc'd (or is null).
+        unsafe { libc::free(arr.cast()) };
+    };
+    loop {
+        // SAFETY: `d` is the stream opened above.
+        let e = unsafe { next(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: the application's filter, called with a live entry as scandir(3) does.
+        if let Some(f) = filter
+            && unsafe { f(e) } == 0
+        {
+            continue;
+        }
+        if n == cap {
+            cap = (cap * 2).max(16);
+            // SAFETY: growing our own malloc'd array (or allocating it).
+            let grown = unsafe { libc::realloc(arr.cast(), cap * core::mem::size_of::<*mut T>()) };
+            if grown.is_null() {
+                fail(arr, n);
+                // SAFETY: closing the stream opened above.
+                unsafe { closedir(d) };
+                set_errno(libc::ENOMEM);
+                return -1;
+            }
+            arr = grown.cast();
+        }
+        let len = reclen(e);
+        // SAFETY: a fresh allocation of the entry's own record length.
+        let copy = unsafe { libc::malloc(len) }.cast::<T>();
+        if copy.is_null() {
+            fail(arr, n);
+            // SAFETY: as above.
+            unsafe { closedir(d) };
+            set_errno(libc::ENOMEM);
+            return -1;
+        }
+        // SAFETY: `e` is valid for `len` bytes (its d_reclen); `copy` has room for them; `arr`
+        // has room for n + 1 pointers.
+        unsafe {
+            core::ptr::copy_nonoverlapping(e.cast::<u8>(), copy.cast::<u8>(), len);
+            *arr.add(n) = copy;
+        }
+        n += 1;
+    }
+    // SAFETY: closing the stream opened above.
+    unsafe { closedir(d) };
+    if let Some(c) = compar {
+        // SAFETY: sorting n pointers with the application's comparator, as scandir(3) does; the
+        // comparator's pointer type is the one qsort passes (pointers to elements).
+        unsafe {
+            libc::qsort(
+                arr.cast(),
+                n,
+                core::mem::size_of::<*mut T>(),
+                Some(core::mem::transmute::<
+                    unsafe extern "C" fn(*mut *const T, *mut *const T) -> c_int,
+                    unsafe extern "C" fn(*const libc::c_void, *const libc::c_void) -> c_int,
+                >(c)),
+            )
+        };
+    }
+    // SAFETY: the caller's out-pointer.
+    unsafe { *list = arr };
+    c_int::try_from(n).unwrap_or(c_int::MAX)
+}
+
+/// scandir(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn scandir(
+    path: *const c_char,
+    list: *mut *mut *mut libc::dirent,
+    filter: Filter<libc::dirent>,
+    compar: Compar<libc::dirent>,
+) -> c_int {
+    // SAFETY: forwarded; our readdir; d_reclen bounds each record.
+    unsafe { scan(path, list, filter, compar, |d| readdir(d), |e| usize::from((*e).d_reclen)) }
+}
+
+/// scandir64(3).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn scandir64(
+    path: *const c_char,
+    list: *mut *mut *mut libc::dirent64,
+    filter: Filter<libc::dirent64>,
+    compar: Compar<libc::dirent64>,
+) -> c_int {
+    // SAFETY: forwarded; our readdir64; d_reclen bounds each record.
+    unsafe { scan(path, list, filter, compar, |d| readdir64(d), |e| usize::from((*e).d_reclen)) }
+}

@@ -5,9 +5,8 @@
 //! caller cleared it (`env -i`), as Bear does: the new array lives in an anonymous mapping
 //! (a syscall, not the heap), released if the exec fails. The guard is dropped before the exec
 //! so that a vfork parent sharing our thread-local state is not left "inside a hook".
-//! `execl*` are C-variadic with a variable argument count and are not hooked yet: glibc
-//! implements them with its internal execve, so a capsule program started through them runs
-//! from the host path (a known gap, see docs/architecture.md).
+//! `execl`, `execlp` and `execle` are C-variadic; src/c/trampolines.c collects their arguments
+//! and calls `execve`/`execvpe` here.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::ffi::{CStr, c_char, c_int, c_long};
@@ -232,6 +231,33 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Env, envp: Env) -> c
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Env) -> c_int {
     // SAFETY: `environ` is the process environment.
     unsafe { execvpe(file, argv, environ.cast_const()) }
+}
+
+unsafe extern "C" {
+    fn capsule_execl();
+    fn capsule_execlp();
+    fn capsule_execle();
+}
+
+/// execl(3): a tail jump to the C body (variadic), which calls [`execve`].
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub extern "C" fn execl() {
+    core::arch::naked_asm!("jmp {}", sym capsule_execl)
+}
+
+/// execlp(3): a tail jump to the C body, which calls [`execvpe`].
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub extern "C" fn execlp() {
+    core::arch::naked_asm!("jmp {}", sym capsule_execlp)
+}
+
+/// execle(3): a tail jump to the C body, which calls [`execve`].
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+pub extern "C" fn execle() {
+    core::arch::naked_asm!("jmp {}", sym capsule_execle)
 }
 
 type Spawn = unsafe extern "C" fn(
