@@ -285,11 +285,12 @@ unsafe fn scan<T>(
         if e.is_null() {
             break;
         }
-        // SAFETY: the application's filter, called with a live entry as scandir(3) does.
-        if let Some(f) = filter
-            && unsafe { f(e) } == 0
-        {
-            continue;
+        if let Some(f) = filter {
+            // SAFETY: the application's filter, called with a live entry as scandir(3) does.
+            let keep = unsafe { f(e) };
+            if keep == 0 {
+                continue;
+            }
         }
         if n == cap {
             cap = (cap * 2).max(16);
