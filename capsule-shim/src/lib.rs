@@ -8,7 +8,7 @@
 //! - `preload/`: the exported hooks, one module per syscall family, and their runtime
 //!   (constructor, reentrancy guard, raw syscalls, the materialiser client).
 //!
-//! The seccomp supervisor (tier 2) arrives with issue 4.
+//! - `supervisor/`: tier 2, the seccomp user-notification supervisor (issue 4; the filter so far).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -19,3 +19,4 @@ mod alloc_check;
 pub mod path;
 pub mod preload;
 pub mod resolve;
+pub mod supervisor;

@@ -1,0 +1,130 @@
+//! The seccomp filter the launcher installs in the program before exec.
+//!
+//! Checks the architecture first (anything but x86-64, and the x32 ABI, is let through: capsule
+//! virtualises, it does not sandbox), then sends only the path syscalls we virtualise to the
+//! supervisor — unless the call carries this run's cookie in its sixth argument register,
+//! which the shim's own raw syscalls do (none of these syscalls uses a sixth argument), so a
+//! dynamically linked program pays the supervisor's round trip only for calls the preload tier
+//! could not see. Everything else is allowed.
+
+use libc::sock_filter;
+
+/// The syscalls answered by the supervisor.
+pub const TRAPPED: &[i64] = &[
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_stat,
+    libc::SYS_lstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+];
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+// Offsets in struct seccomp_data.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+const ARG5_LO: u32 = 16 + 5 * 8;
+const ARG5_HI: u32 = ARG5_LO + 4;
+
+fn stmt(code: u32, k: u32) -> sock_filter {
+    // BPF opcodes fit in 16 bits by definition.
+    #[allow(clippy::cast_possible_truncation)]
+    sock_filter { code: code as u16, jt: 0, jf: 0, k }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
+    #[allow(clippy::cast_possible_truncation)]
+    sock_filter { code: code as u16, jt, jf, k }
+}
+
+const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+const JGE_K: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+
+/// The program for cookie `cookie` (non-zero).
+pub fn program(cookie: u64) -> Vec<sock_filter> {
+    let n = TRAPPED.len();
+    // Layout: [0] ld arch, [1] jeq, [2] ld nr, [3] jge x32, [4..4+n] jeq nr_i,
+    //         [4+n] ret allow, [5+n] ld lo, [6+n] jeq lo, [7+n] ld hi, [8+n] jeq hi,
+    //         [9+n] ret allow, [10+n] ret notify
+    let allow_at = 4 + n;
+    let check_at = 5 + n;
+    let mut p = Vec::with_capacity(11 + n);
+    let off = |from: usize, to: usize| u8::try_from(to - from - 1).unwrap_or(u8::MAX);
+    p.push(stmt(LD_W_ABS, ARCH));
+    p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 0, off(1, allow_at)));
+    p.push(stmt(LD_W_ABS, NR));
+    p.push(jump(JGE_K, X32_SYSCALL_BIT, off(3, allow_at), 0));
+    for (i, nr) in TRAPPED.iter().enumerate() {
+        let at = 4 + i;
+        p.push(jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), off(at, check_at), 0));
+    }
+    p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+    // Truncations intended: the two 32-bit halves of the cookie.
+    #[allow(clippy::cast_possible_truncation)]
+    let (lo, hi) = (cookie as u32, (cookie >> 32) as u32);
+    p.push(stmt(LD_W_ABS, ARG5_LO));
+    p.push(jump(JEQ_K, lo, 0, 3));
+    p.push(stmt(LD_W_ABS, ARG5_HI));
+    p.push(jump(JEQ_K, hi, 0, 1));
+    p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
+    p.push(stmt(RET_K, libc::SECCOMP_RET_USER_NOTIF));
+    p
+}
+
+/// Interpret `prog` on one `seccomp_data` (nr, arch, args): the tests' model of the kernel.
+#[cfg(test)]
+pub fn run(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_le_bytes());
+    data[4..8].copy_from_slice(&arch.to_le_bytes());
+    for (i, a) in args.iter().enumerate() {
+        data[16 + i * 8..24 + i * 8].copy_from_slice(&a.to_le_bytes());
+    }
+    let (mut pc, mut acc) = (0usize, 0u32);
+    loop {
+        let ins = prog[pc];
+        let code = u32::from(ins.code);
+        match code {
+            LD_W_ABS => {
+                let k = ins.k as usize;
+                acc = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
+                pc += 1;
+            }
+            JEQ_K => pc += 1 + usize::from(if acc == ins.k { ins.jt } else { ins.jf }),
+            JGE_K => pc += 1 + usize::from(if acc >= ins.k { ins.jt } else { ins.jf }),
+            RET_K => return ins.k,
+            _ => panic!("unexpected opcode {code:#x}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traps_only_virtualised_calls_without_the_cookie() {
+        let cookie = 0x1234_5678_9abc_def0;
+        let p = program(cookie);
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        assert_eq!(run(&p, nr(libc::SYS_openat), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, nr(libc::SYS_openat), x86, [0, 0, 0, 0, 0, cookie]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&p, nr(libc::SYS_openat), x86, [0, 0, 0, 0, 0, cookie & 0xffff_ffff]),
+            libc::SECCOMP_RET_USER_NOTIF
+        );
+        assert_eq!(run(&p, nr(libc::SYS_readlink), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, nr(libc::SYS_read), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&p, nr(libc::SYS_openat) | X32_SYSCALL_BIT, x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&p, nr(libc::SYS_openat), 0x4000_0003, [0; 6]), libc::SECCOMP_RET_ALLOW);
+    }
+}
