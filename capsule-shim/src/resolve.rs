@@ -4,15 +4,19 @@
 //!
 //! The path buffer holds "/a/b" (leading '/'); view keys are "a/b". Resolution may rewrite the
 //! buffer when it follows a capsule symlink (a directory symlink anywhere in the path, or the
-//! final component when it must be followed and points outside the capsule).
+//! final component when it must be followed), so the decision names the symlink's destination
+//! and a capsule file reached through a symlink is materialised like any other.
+//!
+//! [`normalize`] turns an argument into that buffer the way the kernel would walk it through
+//! the capsule: ".." after a capsule symlink pops from the destination, not lexically.
 //!
 //! Idempotence: a path inside the sandbox tree is never a capsule path (the tree lives in the
 //! store, which no capsule holds), so resolving an already-resolved path passes through.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use capsule_core::view::{Entry, FLAG_HOST_DIR, FLAG_TARGET_OUTSIDE, Kind, Mode, View};
+use capsule_core::view::{Entry, FLAG_HOST_DIR, Kind, Mode, View};
 
-use crate::path::PathBuffer;
+use crate::path::{PATH_CAP, PathBuffer};
 
 /// Where an operation goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +48,7 @@ pub struct Intent {
 
 /// Replace `buf`'s prefix of `plen` bytes (a capsule symlink's path, with its leading '/') by
 /// the symlink's destination.
-fn substitute(buf: &mut PathBuffer, plen: usize, link: &Entry<'_>) -> Result<(), i32> {
+fn substitute(view: &View<'_>, buf: &mut PathBuffer, plen: usize, link: &Entry<'_>) -> Result<(), i32> {
     let mut tmp = PathBuffer::new();
     let parent =
         link.path.iter().rposition(|&c| c == b'/').map_or(&b""[..], |i| link.path.get(..i).unwrap_or_default());
@@ -53,7 +57,130 @@ fn substitute(buf: &mut PathBuffer, plen: usize, link: &Entry<'_>) -> Result<(),
     tmp.push(b"/")?;
     tmp.push(link.target)?;
     tmp.push(buf.as_bytes().get(plen..).unwrap_or_default())?;
-    crate::path::normalize_abs_into(b"", tmp.as_bytes(), buf)
+    normalize(view, b"", tmp.as_bytes(), buf).map(|_| ())
+}
+
+/// What [`normalize`] learnt about an argument besides its normalised form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// A capsule symlink followed by ".." was replaced by its destination: the result no
+    /// longer names the place the argument's text names lexically.
+    pub substituted: bool,
+    /// The argument can only name a directory: it ends in '/', "/." or "/..". The kernel
+    /// then also follows a symlink in the final component.
+    pub must_be_dir: bool,
+}
+
+/// The components still to walk: a window `start..end` of a fixed buffer, to which a symlink's
+/// destination can be prepended in place.
+struct Pending {
+    bytes: [u8; PATH_CAP],
+    start: usize,
+    end: usize,
+}
+
+impl Pending {
+    fn push(&mut self, s: &[u8]) -> Result<(), i32> {
+        let end = self.end.checked_add(s.len()).filter(|&e| e <= PATH_CAP).ok_or(libc::ENAMETOOLONG)?;
+        self.bytes.get_mut(self.end..end).ok_or(libc::ENAMETOOLONG)?.copy_from_slice(s);
+        self.end = end;
+        Ok(())
+    }
+
+    /// Put `s` in front of what is pending.
+    fn prepend(&mut self, s: &[u8]) -> Result<(), i32> {
+        if s.len() > self.start {
+            let shift = s.len() - self.start;
+            let end = self.end.checked_add(shift).filter(|&e| e <= PATH_CAP).ok_or(libc::ENAMETOOLONG)?;
+            self.bytes.copy_within(self.start..self.end, self.start + shift);
+            self.start += shift;
+            self.end = end;
+        }
+        self.start -= s.len();
+        self.bytes.get_mut(self.start..self.start + s.len()).ok_or(libc::ENAMETOOLONG)?.copy_from_slice(s);
+        Ok(())
+    }
+
+    /// The next component's range (possibly empty, for "//"), or `None` at the end.
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.start >= self.end {
+            return None;
+        }
+        let rest = self.bytes.get(self.start..self.end)?;
+        let len = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
+        let comp = (self.start, self.start + len);
+        self.start = (self.start + len + 1).min(self.end);
+        Some(comp)
+    }
+}
+
+/// Whether `path` can only name a directory: it ends in '/' or its last component is "." or
+/// "..".
+fn names_dir(path: &[u8]) -> bool {
+    path.last() == Some(&b'/') || matches!(path.rsplit(|&c| c == b'/').next(), Some(b"." | b".."))
+}
+
+/// Build the normalised absolute virtual path ("/a/b", "/" for the root) of `rel` relative to
+/// the absolute directory `base` (ignored when `rel` is absolute) into `out`, the way the
+/// kernel walks it where the capsule is concerned: "." and repeated '/' are dropped and ".."
+/// pops a component, but a ".." after a capsule symlink pops from the symlink's destination
+/// (`dirlink/..` is the parent of where `dirlink` points, not the directory holding it), and
+/// "." or ".." after a capsule file fails with ENOTDIR. Host paths stay lexical (their
+/// symlinks are the kernel's business when the call passes through).
+pub fn normalize(view: &View<'_>, base: &[u8], rel: &[u8], out: &mut PathBuffer) -> Result<Walk, i32> {
+    let mut walk = Walk { substituted: false, must_be_dir: names_dir(rel) };
+    let mut p = Pending { bytes: [0; PATH_CAP], start: 0, end: 0 };
+    if rel.first() != Some(&b'/') {
+        p.push(base)?;
+        p.push(b"/")?;
+    }
+    p.push(rel)?;
+    out.clear();
+    out.push(b"/")?;
+    let mut hops = 0;
+    while let Some((s, e)) = p.next() {
+        match p.bytes.get(s..e).unwrap_or_default() {
+            b"" => {}
+            dots @ (b"." | b"..") => {
+                let up = dots == b"..";
+                match view.lookup(out.as_bytes().get(1..).unwrap_or_default()) {
+                    Some(en) if en.kind == Kind::File => return Err(libc::ENOTDIR),
+                    Some(en) if en.kind == Kind::Whiteout => return Err(libc::ENOENT),
+                    Some(en) if en.kind == Kind::Symlink && up => {
+                        hops += 1;
+                        if hops > 40 {
+                            return Err(libc::ELOOP);
+                        }
+                        // Walk the destination, then this ".." again.
+                        p.start = s;
+                        p.prepend(b"/")?;
+                        p.prepend(en.target)?;
+                        if en.target.first() == Some(&b'/') {
+                            out.truncate(1);
+                        } else {
+                            pop(out);
+                        }
+                        walk.substituted = true;
+                    }
+                    _ if up => pop(out),
+                    _ => {}
+                }
+            }
+            name => {
+                if out.as_bytes().len() > 1 {
+                    out.push(b"/")?;
+                }
+                out.push(name)?;
+            }
+        }
+    }
+    Ok(walk)
+}
+
+/// Drop the last component of "/a/b" (the root stays "/").
+fn pop(out: &mut PathBuffer) {
+    let cut = out.as_bytes().iter().rposition(|&c| c == b'/').unwrap_or(0);
+    out.truncate(cut.max(1));
 }
 
 /// Resolve `buf` ("/a/b", normalised) through `view`. `rewritten` says whether `buf` already
@@ -67,9 +194,11 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                 Kind::File | Kind::Dir => Decision::Tree { entry: Some(e.index) },
                 Kind::Whiteout if intent.create => Decision::Tree { entry: None },
                 Kind::Whiteout => Decision::Deny(libc::ENOENT),
-                Kind::Symlink if intent.follow && e.flags & FLAG_TARGET_OUTSIDE != 0 => {
+                // Followed virtually, wherever it points: a destination inside the capsule
+                // must be materialised before the kernel can follow the tree's symlink.
+                Kind::Symlink if intent.follow => {
                     let plen = buf.as_bytes().len();
-                    if let Err(err) = substitute(buf, plen, &e) {
+                    if let Err(err) = substitute(view, buf, plen, &e) {
                         return Decision::Deny(err);
                     }
                     rewritten = true;
@@ -91,6 +220,8 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                     break;
                 }
                 Some(e) if e.kind == Kind::Whiteout => return Decision::Deny(libc::ENOENT),
+                // A capsule file used as a directory.
+                Some(e) if e.kind == Kind::File => return Decision::Deny(libc::ENOTDIR),
                 _ => {
                     parent = None;
                     break;
@@ -101,7 +232,7 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
             parent = None;
         }
         if let Some((plen, e)) = link {
-            if let Err(err) = substitute(buf, plen, &e) {
+            if let Err(err) = substitute(view, buf, plen, &e) {
                 return Decision::Deny(err);
             }
             rewritten = true;

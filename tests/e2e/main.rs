@@ -12,4 +12,5 @@ mod archive;
 mod capture;
 mod demo;
 mod run;
+mod shim;
 mod store;

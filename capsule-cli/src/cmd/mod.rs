@@ -21,6 +21,9 @@ use crate::cli::{Cli, Output};
 /// Run the verb `cli` names.
 pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
     let root = cli.store.clone().unwrap_or_else(Store::default_root);
+    // Absolute: `run` hands paths under the store (the view, the sandbox tree) to programs
+    // that may change directory, and the shim compares the tree path with absolute ones.
+    let root = std::path::absolute(&root).unwrap_or(root);
     let store = Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))?;
     match cli.verb {
         Verb::Capture(Capture::Snapshot(s)) => capture::snapshot(&store, out, s),

@@ -90,7 +90,11 @@ fn check_blobs(store: &Store, out: Output, blobs: &BTreeSet<Digest>) -> Vec<(Dig
 /// opened, nothing: the report then says so).
 fn users(store: &Store, blob: &Digest, names: &BTreeMap<Digest, Vec<String>>) -> Vec<String> {
     match Index::with(store, |idx| idx.users_of(blob)) {
-        Ok(ms) => ms.iter().flat_map(|m| names.get(m).cloned().unwrap_or_default()).collect(),
+        Ok(ms) => {
+            let mut v: Vec<String> = ms.iter().flat_map(|m| names.get(m).cloned().unwrap_or_default()).collect();
+            v.sort();
+            v
+        }
         Err(e) => vec![format!("(unknown: {e})")],
     }
 }

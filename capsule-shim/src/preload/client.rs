@@ -2,6 +2,11 @@
 //! link a capsule file into the tree, copy it up, or record a whiteout. One short connection
 //! per request, built from raw syscalls on the stack: usable from any thread, after fork, and
 //! in processes that closed every inherited descriptor.
+//!
+//! Signals are blocked for the length of a request. The materialiser serves one connection
+//! at a time, so a signal handler that opened a capsule file in the middle of a request (after
+//! connect, before the request was written) would wait for a server that is waiting for this
+//! very thread: a deadlock. Blocked, the handler runs when the request is done.
 
 use core::ffi::c_long;
 
@@ -33,6 +38,34 @@ pub fn request(op: u8, path: &[u8]) -> i32 {
         *d = *s as libc::c_char;
     }
     let addr_len = core::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    // The kernel's sigset is 64 bits on x86-64; it ignores the SIGKILL and SIGSTOP bits.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both 8-byte sigsets on our stack.
+    let masked = unsafe {
+        raw(
+            libc::SYS_rt_sigprocmask,
+            c_long::from(libc::SIG_BLOCK),
+            &all as *const u64 as c_long,
+            &mut old as *mut u64 as c_long,
+            8,
+            0,
+            0,
+        )
+    } == 0;
+    let r = connect_and_exchange(&addr, addr_len, op, path);
+    if masked {
+        // SAFETY: rt_sigprocmask reads `old`, an 8-byte sigset on our stack (the thread's
+        // own mask, put back).
+        let _ = unsafe {
+            raw(libc::SYS_rt_sigprocmask, c_long::from(libc::SIG_SETMASK), &old as *const u64 as c_long, 0, 8, 0, 0)
+        };
+    }
+    r
+}
+
+/// One connection: socket, connect, request, reply.
+fn connect_and_exchange(addr: &libc::sockaddr_un, addr_len: usize, op: u8, path: &[u8]) -> i32 {
     // SAFETY: plain integer arguments, no memory.
     let fd = unsafe {
         raw(
@@ -51,7 +84,7 @@ pub fn request(op: u8, path: &[u8]) -> i32 {
     // Truncation intended: socket(2) returns a small descriptor.
     #[allow(clippy::cast_possible_truncation)]
     let fd = fd as i32;
-    let r = exchange(fd, &addr, addr_len, op, path);
+    let r = exchange(fd, addr, addr_len, op, path);
     close(fd);
     r
 }

@@ -1,39 +1,50 @@
-//! [`HookGuard`]: one flag per thread that says "inside a capsule hook", so a hook that calls
-//! into libc (fopen, opendir, dlopen) and re-enters another hook passes straight through.
-//! A signal handler interrupting a hook sees the flag set and also passes through, untranslated:
-//! rare, safe, and documented.
+//! [`HookGuard`]: entry to a hook, and one flag per thread that says "inside a call into libc
+//! made by a hook" ([`call_out`]), so that if that libc code calls a hooked function (through
+//! another interposer, say) the inner call passes straight through instead of recursing.
+//!
+//! The flag covers only those call-outs (the real opendir, realpath, dlsym), not whole hooks:
+//! everything else a hook does is raw syscalls on stack buffers over immutable state, which is
+//! reentrant, so a signal handler that interrupts a hook and opens a file is routed like any
+//! other call. Only a handler interrupting one of the call-outs passes through untranslated.
 
 use core::cell::Cell;
-use core::sync::atomic::Ordering;
 
-use super::READY;
+use super::ready;
 use super::sys::{errno, set_errno};
 
 thread_local! {
     // const-initialised, no Drop: a plain TLS slot, no lazy registration, no allocation.
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    static IN_CALL_OUT: Cell<bool> = const { Cell::new(false) };
+    // Debug builds only: hooks entered and not yet left on this thread, for the allocation
+    // check (alloc_check.rs). Exec hooks drop their guard before the exec, so a vfork parent
+    // sharing this slot is not left counted.
+    static HOOK_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Whether this thread is inside a hook (for the debug allocation check).
 pub fn in_hook() -> bool {
-    IN_HOOK.try_with(Cell::get).unwrap_or(false)
+    HOOK_DEPTH.try_with(Cell::get).unwrap_or(0) > 0
 }
 
-/// Proof that this thread is inside a capsule hook; dropping it leaves the hook.
+/// Proof that this call is handled by the shim (initialised, and not made from inside one of
+/// our own calls into libc); it keeps the application's errno.
 #[must_use]
 pub struct HookGuard {
     saved_errno: i32,
 }
 
 impl HookGuard {
-    /// `None`: pass straight through (not initialised yet, or re-entered from our own call).
+    /// `None`: pass straight through (no view, or re-entered from one of our call-outs).
+    /// Initialises the shim if a library constructor calls in before ours ran.
     #[inline]
     pub fn enter() -> Option<HookGuard> {
-        if !READY.load(Ordering::Acquire) {
+        if IN_CALL_OUT.try_with(Cell::get).unwrap_or(true) || !ready() {
             return None;
         }
-        let entered = IN_HOOK.try_with(|f| !f.replace(true)).unwrap_or(false);
-        entered.then(|| HookGuard { saved_errno: errno() })
+        if cfg!(debug_assertions) {
+            let _ = HOOK_DEPTH.try_with(|d| d.set(d.get().saturating_add(1)));
+        }
+        Some(HookGuard { saved_errno: errno() })
     }
 
     /// Put back the application's errno before a pass-through that may succeed.
@@ -44,6 +55,17 @@ impl HookGuard {
 
 impl Drop for HookGuard {
     fn drop(&mut self) {
-        let _ = IN_HOOK.try_with(|f| f.set(false));
+        if cfg!(debug_assertions) {
+            let _ = HOOK_DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+        }
     }
+}
+
+/// Run `f`, a call into libc that might call hooked functions, with this thread's hooks
+/// passing through until it returns.
+pub fn call_out<R>(f: impl FnOnce() -> R) -> R {
+    let prev = IN_CALL_OUT.try_with(|c| c.replace(true)).unwrap_or(true);
+    let r = f();
+    let _ = IN_CALL_OUT.try_with(|c| c.set(prev));
+    r
 }

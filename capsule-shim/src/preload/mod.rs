@@ -1,9 +1,12 @@
 //! The LD_PRELOAD tier: exported hooks and their runtime.
 //!
-//! The constructor reads `CAPSULE_VIEW`, maps the view read-only, opens the sandbox tree as a
-//! directory descriptor and publishes all of it once, as a `&'static` [`State`], before setting
-//! [`READY`]. Hooks never change it, so they need no lock. Until `READY` (calls from other
-//! libraries' constructors, or a process without a view) every hook passes through.
+//! Initialisation reads `CAPSULE_VIEW`, maps the view read-only, opens the sandbox tree as a
+//! directory descriptor and publishes all of it once, as a `&'static` [`State`] in static
+//! storage, before setting [`READY`]. Hooks never change it, so they need no lock. It runs in
+//! our constructor, or earlier, on the first hooked call, when another library's constructor
+//! calls in before ours ran (ld.so initialises a program's DT_NEEDED libraries before the
+//! preloaded shim). It allocates nothing, so it is safe wherever a hook is. Without a view
+//! every hook passes through.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
@@ -12,18 +15,24 @@ pub mod hooks;
 pub mod sys;
 mod virt;
 
+use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int};
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use capsule_core::view::View;
 
 pub use virt::{Virtual, virtualize};
 
-/// Set once the constructor published [`State`].
+use crate::path::{PATH_CAP, PathBuffer};
+
+/// Set once [`State`] is published.
 pub static READY: AtomicBool = AtomicBool::new(false);
+/// Set by the one thread that initialises (successfully or not).
+static STARTED: AtomicBool = AtomicBool::new(false);
 static STATE: AtomicPtr<State> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Everything the hooks read; immutable after the constructor.
+/// Everything the hooks read; immutable after initialisation.
 pub struct State {
     /// The mapped view.
     pub view: View<'static>,
@@ -36,46 +45,91 @@ pub struct State {
     pub env: [&'static CStr; 2],
 }
 
-/// The published state, if the constructor ran.
+/// Room for one `NAME=value` environment entry and its NUL.
+const ENV_CAP: usize = PATH_CAP + 16;
+
+/// Static storage for the state and copies of our two environment entries (copied, so that a
+/// later setenv or putenv cannot change them under us). Written only by the thread that won
+/// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
+struct Storage {
+    state: UnsafeCell<MaybeUninit<State>>,
+    env: [UnsafeCell<[u8; ENV_CAP]>; 2],
+}
+
+// SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
+// reader Acquires; no writes after that.
+unsafe impl Sync for Storage {}
+
+static STORAGE: Storage = Storage {
+    state: UnsafeCell::new(MaybeUninit::uninit()),
+    env: [UnsafeCell::new([0; ENV_CAP]), UnsafeCell::new([0; ENV_CAP])],
+};
+
+/// The published state, if initialisation succeeded (initialising first, see [`ready`]).
 pub fn state() -> Option<&'static State> {
-    // SAFETY: STATE is either null or a pointer to a leaked, never-freed, never-mutated State.
+    if !ready() {
+        return None;
+    }
+    // SAFETY: STATE is either null or points to the State in STORAGE, fully written before
+    // the Release store that published the pointer, and never written again.
     unsafe { STATE.load(Ordering::Acquire).as_ref() }
 }
 
-/// `getenv(name)` as bytes, at constructor time only.
-fn env(name: &CStr) -> Option<&'static [u8]> {
-    // SAFETY: getenv returns a pointer into the environment, NUL-terminated, which lives as
-    // long as the process unless someone calls setenv on that name; we copy it right away.
+/// Whether the hooks are live: initialises first if nobody has yet (a library constructor
+/// calling in before ours). A thread that finds initialisation under way elsewhere sees
+/// `false` and passes through.
+#[inline]
+pub fn ready() -> bool {
+    if READY.load(Ordering::Acquire) {
+        return true;
+    }
+    if !STARTED.load(Ordering::Relaxed)
+        && STARTED.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    {
+        init();
+    }
+    READY.load(Ordering::Acquire)
+}
+
+/// Copy environment entry `name=value` into `slot` ("name=value\0"); the whole entry and the
+/// value's offset in it. `None` if unset or too long.
+fn env_entry(name: &CStr, slot: usize) -> Option<(&'static CStr, usize)> {
+    // SAFETY: getenv returns null or a pointer into the environment, NUL-terminated; we copy
+    // it right away.
     let p = unsafe { libc::getenv(name.as_ptr()) };
     if p.is_null() {
         return None;
     }
     // SAFETY: non-null and NUL-terminated, per getenv(3).
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    Some(Box::leak(bytes.to_vec().into_boxed_slice()))
-}
-
-fn leak_cstr(prefix: &[u8], value: &[u8]) -> &'static CStr {
-    let mut v = prefix.to_vec();
-    v.extend_from_slice(value);
-    v.push(0);
-    let leaked: &'static [u8] = Box::leak(v.into_boxed_slice());
-    CStr::from_bytes_until_nul(leaked).unwrap_or(c"")
+    let value = unsafe { CStr::from_ptr(p) }.to_bytes();
+    let name = name.to_bytes();
+    let len = name.len() + 1 + value.len();
+    if len >= ENV_CAP {
+        return None;
+    }
+    let cell = STORAGE.env.get(slot)?;
+    // SAFETY: only the initialising thread (the winner of STARTED) gets here, once per slot,
+    // and nothing reads the slot before STATE is published.
+    let buf = unsafe { &mut *cell.get() };
+    buf.get_mut(..name.len())?.copy_from_slice(name);
+    *buf.get_mut(name.len())? = b'=';
+    buf.get_mut(name.len() + 1..len)?.copy_from_slice(value);
+    *buf.get_mut(len)? = 0;
+    // SAFETY: from here on the slot is never written again, so a 'static shared view is sound.
+    let done: &'static [u8; ENV_CAP] = unsafe { &*cell.get() };
+    let entry = CStr::from_bytes_until_nul(done.get(..=len)?).ok()?;
+    Some((entry, name.len() + 1))
 }
 
 /// Map the view file at `path` read-only for the life of the process.
-fn map_view(path: &[u8]) -> Option<&'static [u8]> {
-    let mut c = path.to_vec();
-    c.push(0);
-    // SAFETY: `c` is NUL-terminated and lives across the call.
-    let fd = unsafe { libc::open(c.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
+fn map_view(path: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: NUL-terminated path; a raw syscall, so no hook sees it.
+    let fd = unsafe { sys::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
+    let fd = c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
     // SAFETY: `st` is a plain struct the kernel fills.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` writable.
-    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    // SAFETY: `fd` is open, the path is empty with AT_EMPTY_PATH, and `st` is writable.
+    let ok = unsafe { sys::newfstatat(fd, c"".as_ptr(), &mut st, libc::AT_EMPTY_PATH) } == 0;
     let len = usize::try_from(st.st_size).unwrap_or(0);
     if !ok || len == 0 {
         sys::close(fd);
@@ -92,31 +146,37 @@ fn map_view(path: &[u8]) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
+/// Called once, by the winner of [`STARTED`].
 fn init() {
-    let Some(view_path) = env(c"CAPSULE_VIEW") else { return };
+    let Some((view_entry, at)) = env_entry(c"CAPSULE_VIEW", 1) else { return };
+    let Some(view_path) = view_entry.to_bytes_with_nul().get(at..).and_then(|b| CStr::from_bytes_with_nul(b).ok())
+    else {
+        return;
+    };
     let Some(bytes) = map_view(view_path) else { return };
     let Ok(view) = View::new(bytes) else { return };
     let tree = view.tree();
-    let mut c = tree.to_vec();
-    c.push(0);
-    // SAFETY: NUL-terminated path; the descriptor is ours for the life of the process.
-    let tree_fd = unsafe { libc::open(c.as_ptr().cast(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if tree_fd < 0 {
+    let mut c = PathBuffer::new();
+    if c.push(tree).is_err() {
         return;
     }
-    let preload = env(c"LD_PRELOAD").unwrap_or_default();
-    let st = State {
-        view,
-        tree_fd,
-        tree,
-        env: [leak_cstr(b"LD_PRELOAD=", preload), leak_cstr(b"CAPSULE_VIEW=", view_path)],
+    // SAFETY: NUL-terminated path; the descriptor is ours for the life of the process.
+    let fd = unsafe {
+        sys::openat(libc::AT_FDCWD, c.as_cstr().as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
     };
-    STATE.store(Box::leak(Box::new(st)), Ordering::Release);
+    let Some(tree_fd) = c_int::try_from(fd).ok().filter(|&fd| fd >= 0) else { return };
+    let preload = env_entry(c"LD_PRELOAD", 0).map_or(c"LD_PRELOAD=", |(e, _)| e);
+    let st = State { view, tree_fd, tree, env: [preload, view_entry] };
+    // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
+    // Release store below.
+    let slot = unsafe { &mut *STORAGE.state.get() };
+    let published: *mut State = slot.write(st);
+    STATE.store(published, Ordering::Release);
     READY.store(true, Ordering::Release);
 }
 
 extern "C" fn constructor() {
-    init();
+    let _ = ready();
 }
 
 #[used]

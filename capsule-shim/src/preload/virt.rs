@@ -1,20 +1,25 @@
 //! From the application's (dirfd, path) to a normalised absolute virtual path.
 //!
-//! Absolute paths are normalised lexically. A relative path is joined to the directory it is
-//! relative to (the cwd, or a directory descriptor via /proc/self/fd), translated back from
-//! the tree to the virtual namespace when that directory is inside the tree. Paths that point
-//! into the tree already are left alone (idempotence).
+//! Absolute paths are normalised ([`crate::resolve::normalize`]: lexically, except that ".."
+//! after a capsule symlink pops from its destination, as the kernel would). A relative path is
+//! joined to the directory it is relative to (the cwd, or a directory descriptor via
+//! /proc/self/fd), translated back from the tree to the virtual namespace when that directory
+//! is inside the tree. Paths that point into the tree already are left alone (idempotence).
 
 use core::ffi::c_int;
 
 use super::{State, sys};
-use crate::path::{PathBuffer, normalize_abs_into};
+use crate::path::PathBuffer;
+use crate::resolve::normalize;
 
 /// The virtual form of an argument.
 pub struct Virtual {
-    /// The buffer differs from the argument (relative, or inside the tree): a pass-through
-    /// must use the buffer, not the argument.
+    /// The buffer differs from the argument (relative, or inside the tree, or through a capsule
+    /// symlink): a pass-through must use the buffer, not the argument.
     pub rewritten: bool,
+    /// The argument ends in '/' (or "/.", "/.."): only a directory will do, and a final
+    /// symlink is followed.
+    pub must_be_dir: bool,
 }
 
 /// Strip the tree prefix of `p` if it has one: "/store/.../root/usr/x" → "/usr/x".
@@ -24,14 +29,19 @@ fn untree<'a>(st: &State, p: &'a [u8]) -> Option<&'a [u8]> {
 }
 
 /// Build the virtual path of (`dirfd`, `path`) into `out` ("/a/b"). `None`: leave the call
-/// alone (a path already inside the tree, or one we cannot place).
-pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -> Option<Virtual> {
+/// alone (an empty path, a path already inside the tree, or one we cannot place).
+/// `Some(Err(errno))`: the walk through the capsule fails (a capsule file used as a
+/// directory, a symlink loop).
+pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -> Option<Result<Virtual, c_int>> {
+    // "" is ENOENT, or the descriptor itself with AT_EMPTY_PATH: the kernel's business.
+    if path.is_empty() {
+        return None;
+    }
     if path.first() == Some(&b'/') {
         if untree(st, path).is_some() {
             return None;
         }
-        normalize_abs_into(b"", path, out).ok()?;
-        return Some(Virtual { rewritten: false });
+        return walk(st, b"", path, out, false);
     }
     let mut base = PathBuffer::new();
     let n = if dirfd == libc::AT_FDCWD {
@@ -54,8 +64,16 @@ pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -
         Some(v) => (v, true),
         None => (base.as_bytes(), false),
     };
-    normalize_abs_into(dir, path, out).ok()?;
-    Some(Virtual { rewritten: in_tree || dirfd != libc::AT_FDCWD })
+    walk(st, dir, path, out, in_tree || dirfd != libc::AT_FDCWD)
+}
+
+/// Normalise through the view; a path too long to normalise is left to the kernel.
+fn walk(st: &State, base: &[u8], path: &[u8], out: &mut PathBuffer, rewritten: bool) -> Option<Result<Virtual, c_int>> {
+    match normalize(&st.view, base, path, out) {
+        Ok(w) => Some(Ok(Virtual { rewritten: rewritten || w.substituted, must_be_dir: w.must_be_dir })),
+        Err(libc::ENAMETOOLONG) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
 /// Decimal digits of a non-negative `v` into `buf`.

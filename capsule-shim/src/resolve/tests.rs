@@ -23,6 +23,7 @@ fn view_bytes() -> Vec<u8> {
         e("capsule-only", EntryKind::Dir),
         e("capsule-only/f", f()),
         e("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
+        e("loop", EntryKind::Symlink { target: b"loop".to_vec() }),
         e("usr", EntryKind::Dir),
         e("usr/bin", EntryKind::Dir),
         e("usr/bin/app", f()),
@@ -96,4 +97,53 @@ fn isolation_modes() {
 fn idempotent() {
     // A resolved path (in the tree, in the store) is not a capsule path.
     assert_eq!(run("/store/sandboxes/t/root/usr/bin/app", true, false).0, Decision::Passthrough);
+}
+
+fn norm(path: &str) -> Result<(String, Walk), i32> {
+    let bytes = view_bytes();
+    let v = View::new(&bytes).unwrap();
+    let mut out = PathBuffer::new();
+    let w = normalize(&v, b"/usr/share", path.as_bytes(), &mut out)?;
+    Ok((String::from_utf8(out.as_bytes().to_vec()).unwrap(), w))
+}
+
+#[test]
+fn normalize_walks_dotdot_through_capsule_symlinks() {
+    let plain = Walk { substituted: false, must_be_dir: false };
+    assert_eq!(norm("/usr//bin/./app"), Ok(("/usr/bin/app".into(), plain)));
+    assert_eq!(norm("../bin/app"), Ok(("/usr/bin/app".into(), plain)));
+    assert_eq!(norm("/../../etc"), Ok(("/etc".into(), plain)));
+    assert_eq!(norm("/"), Ok(("/".into(), Walk { must_be_dir: true, ..plain })));
+    // /lib -> usr/lib: "/lib/.." is /usr, not /.
+    assert_eq!(norm("/lib/../bin/app"), Ok(("/usr/bin/app".into(), Walk { substituted: true, ..plain })));
+    // A host path stays lexical.
+    assert_eq!(norm("/opt/x/../y"), Ok(("/opt/y".into(), plain)));
+    assert_eq!(norm("/loop/.."), Err(libc::ELOOP));
+}
+
+#[test]
+fn normalize_refuses_a_capsule_file_as_a_directory() {
+    assert_eq!(norm("/usr/bin/app/.."), Err(libc::ENOTDIR));
+    assert_eq!(norm("/usr/bin/app/."), Err(libc::ENOTDIR));
+    assert_eq!(run("/usr/bin/app/x", true, false).0, Decision::Deny(libc::ENOTDIR));
+    assert_eq!(run("/usr/bin/app/x", true, true).0, Decision::Deny(libc::ENOTDIR));
+}
+
+#[test]
+fn normalize_notes_a_trailing_slash() {
+    for p in ["/usr/bin/", "/usr/bin/.", "/usr/bin/..", "bin/"] {
+        assert!(norm(p).unwrap().1.must_be_dir, "{p}");
+    }
+    for p in ["/usr/bin", "/usr/bin/.x", "bin/..x"] {
+        assert!(!norm(p).unwrap().1.must_be_dir, "{p}");
+    }
+}
+
+#[test]
+fn final_symlink_inside_the_capsule_is_followed_virtually() {
+    // So that its destination is the entry (and gets materialised).
+    let (d, p) = run("/lib", true, false);
+    assert!(matches!(d, Decision::Tree { entry: Some(_) }));
+    assert_eq!(p, "/usr/lib");
+    assert!(matches!(run("/lib", false, false), (Decision::Tree { entry: Some(_) }, ref p) if p == "/lib"));
 }

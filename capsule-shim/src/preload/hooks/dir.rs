@@ -17,7 +17,7 @@ use capsule_core::view::{FLAG_HOST_DIR, Kind};
 use super::{Route, real, route};
 use crate::path::PathBuffer;
 use crate::preload::client::{self, OP_LINK_DIR};
-use crate::preload::guard::HookGuard;
+use crate::preload::guard::{HookGuard, call_out};
 use crate::preload::state;
 use crate::preload::sys::{self, set_errno};
 use crate::resolve::Intent;
@@ -71,7 +71,7 @@ fn open_tree_dir(tree_fd: c_int, rel: &CStr) -> *mut libc::DIR {
         return core::ptr::null_mut();
     }
     // SAFETY: a directory descriptor we own, handed to the stream.
-    let d = unsafe { fdopendir(fd) };
+    let d = call_out(|| unsafe { fdopendir(fd) });
     if d.is_null() {
         sys::close(fd);
     }
@@ -87,7 +87,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     let Some(real_open) = real::opendir() else { return core::ptr::null_mut() };
     let plain = |p: *const c_char| {
         // SAFETY: a NUL-terminated path.
-        unsafe { real_open(p) }
+        call_out(|| unsafe { real_open(p) })
     };
     let Some(guard) = HookGuard::enter() else { return plain(path) };
     let (Some(st), false) = (state(), path.is_null()) else { return plain(path) };

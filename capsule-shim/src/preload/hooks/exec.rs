@@ -1,10 +1,10 @@
 //! The exec family: execve, execv, execvp, execvpe, posix_spawn, posix_spawnp.
 //!
-//! A program the capsule holds is executed from the tree (`execveat(tree_fd, rel)`), after
+//! A program the capsule holds is executed from the tree (by its absolute tree path), after
 //! materialising it. The environment keeps `LD_PRELOAD` and `CAPSULE_VIEW` even when the
 //! caller cleared it (`env -i`), as Bear does: the new array lives in an anonymous mapping
-//! (a syscall, not the heap), released if the exec fails. The guard is dropped before the exec
-//! so that a vfork parent sharing our thread-local state is not left "inside a hook".
+//! (a syscall, not the heap), released if the exec fails. No thread-local state is set around
+//! the exec, so a vfork parent sharing ours is left as it was.
 //! `execl`, `execlp` and `execle` are C-variadic; src/c/trampolines.c collects their arguments
 //! and calls `execve`/`execvpe` here.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -105,38 +105,25 @@ unsafe fn exec_routed(path: *const c_char, argv: Env, envp: Env) -> c_long {
         unsafe { sys::raw(libc::SYS_execve, p as c_long, argv as c_long, e as c_long, 0, 0, 0) }
     };
     let Some(guard) = HookGuard::enter() else { return raw_execve(path, envp) };
-    let (Some(st), false) = (state(), path.is_null()) else {
-        drop(guard);
-        return raw_execve(path, envp);
-    };
+    let (Some(st), false) = (state(), path.is_null()) else { return raw_execve(path, envp) };
     let env = fix_env(st, envp);
     let mut buf = PathBuffer::new();
     // SAFETY: non-null, NUL-terminated.
-    let r = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
-        Route::Original | Route::TreeThenHost(..) => {
-            drop(guard);
-            raw_execve(path, env.ptr)
-        }
-        Route::Host(p) => {
-            drop(guard);
-            raw_execve(p.as_ptr(), env.ptr)
-        }
+    let route = unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) };
+    // Leave the hook before the exec: a vfork parent shares this thread's state (HOUSE-STYLE §3.5).
+    drop(guard);
+    let r = match route {
+        Route::Original | Route::TreeThenHost(..) => raw_execve(path, env.ptr),
+        Route::Host(p) => raw_execve(p.as_ptr(), env.ptr),
         Route::Tree(rel, entry) => {
-            drop(guard);
-            in_tree(entry, rel, || {
-                // SAFETY: execveat relative to our tree descriptor, with valid arrays.
-                unsafe {
-                    sys::raw(
-                        libc::SYS_execveat,
-                        c_long::from(st.tree_fd),
-                        rel.as_ptr() as c_long,
-                        argv as c_long,
-                        env.ptr as c_long,
-                        0,
-                        0,
-                    )
-                }
-            })
+            // By absolute path, not execveat(tree_fd, rel): for a script the kernel would hand
+            // the interpreter "/dev/fd/N/rel", which our close-on-exec descriptor makes
+            // unreachable (ENOENT).
+            let mut abs = PathBuffer::new();
+            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
+                return -c_long::from(libc::ENAMETOOLONG);
+            }
+            in_tree(entry, rel, || raw_execve(abs.as_cstr().as_ptr(), env.ptr))
         }
         Route::Deny(e) => -c_long::from(e),
     };
@@ -287,7 +274,7 @@ unsafe fn spawn_one(
         // SAFETY: the caller's arguments with a routed path and a valid environment.
         unsafe { real_fn(pid, p, fa, at, argv, e.cast()) }
     };
-    let Some(guard) = HookGuard::enter() else { return call(path, envp.cast()) };
+    let Some(_guard) = HookGuard::enter() else { return call(path, envp.cast()) };
     let Some(st) = state() else { return call(path, envp.cast()) };
     let env = fix_env(st, envp.cast());
     let mut buf = PathBuffer::new();
@@ -309,7 +296,6 @@ unsafe fn spawn_one(
         }
         Route::Deny(e) => return e,
     };
-    drop(guard);
     call(target, env.ptr)
 }
 

@@ -1,5 +1,6 @@
-//! Paths that come back out, and the rest: readlink, readlinkat, realpath, getcwd, chdir,
-//! dlopen, and close/close_range/closefrom (which must not close the tree descriptor).
+//! Paths that come back out, and the rest: readlink, readlinkat, realpath, getcwd,
+//! get_current_dir_name, chdir, dlopen, and close/close_range/closefrom (which must
+//! not close the tree descriptor).
 //!
 //! Results that name a place in the tree (`/proc/self/exe` of a program run from the
 //! capsule, the cwd after a chdir into a capsule directory) are translated back to the path
@@ -10,7 +11,7 @@ use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_void};
 
 use super::{Route, in_tree, real, route};
 use crate::path::PathBuffer;
-use crate::preload::guard::HookGuard;
+use crate::preload::guard::{HookGuard, call_out};
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
 use crate::resolve::Intent;
@@ -109,16 +110,37 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: usize) -> *mut c_char {
     };
     // SAFETY: the caller's arguments, unchanged.
     let r = unsafe { real_fn(buf, size) };
-    if let (false, Some(st)) = (r.is_null(), state()) {
-        // SAFETY: getcwd returned a NUL-terminated string in `r`.
-        let len = unsafe { CStr::from_ptr(r) }.to_bytes().len();
-        untree_in_place(st, r.cast(), len, true);
-        if len > st.tree.len() {
-            // SAFETY: the shifted string is shorter than the original; terminate it.
-            unsafe { *r.add(len - st.tree.len()) = 0 };
-        }
+    // SAFETY: getcwd returns null or a NUL-terminated string it owns or the caller does.
+    unsafe { untree_cstr(r) }
+}
+
+/// Translate a NUL-terminated result naming a place in the tree back, in place (the string
+/// only gets shorter, and the NUL moves with it). Returns `s`.
+///
+/// # Safety
+/// `s` is null or a writable NUL-terminated string.
+unsafe fn untree_cstr(s: *mut c_char) -> *mut c_char {
+    if let (false, Some(st)) = (s.is_null(), state()) {
+        // SAFETY: non-null and NUL-terminated (caller).
+        let len = unsafe { CStr::from_ptr(s) }.to_bytes().len();
+        untree_in_place(st, s.cast(), len, true);
     }
-    r
+    s
+}
+
+/// get_current_dir_name(3): glibc answers from `$PWD` or its internal getcwd, which the
+/// getcwd hook never sees; translated back the same way.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn get_current_dir_name() -> *mut c_char {
+    let Some(real_fn) = real::get_current_dir_name() else {
+        set_errno(libc::ENOSYS);
+        return core::ptr::null_mut();
+    };
+    // SAFETY: no arguments; the result is null or a malloc'd NUL-terminated string.
+    unsafe { untree_cstr(real_fn()) }
 }
 
 /// chdir(2): into the tree for capsule directories.
@@ -201,7 +223,7 @@ pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) ->
     };
     guard.restore_errno();
     // SAFETY: a NUL-terminated path and the caller's buffer (or null: realpath allocates).
-    let r = unsafe { real_fn(target, resolved) };
+    let r = call_out(|| unsafe { real_fn(target, resolved) });
     if !r.is_null() {
         // SAFETY: realpath returned a NUL-terminated string.
         let len = unsafe { CStr::from_ptr(r) }.to_bytes().len();
@@ -246,7 +268,6 @@ pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_voi
         _ => path,
     };
     guard.restore_errno();
-    drop(guard);
     // SAFETY: NUL-terminated path living across the call.
     unsafe { real_fn(target, flags) }
 }

@@ -47,8 +47,30 @@ pub unsafe fn route<'b>(
 ) -> Route<'b> {
     // SAFETY: guaranteed by the caller.
     let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
-    let Some(v) = virtualize(st, dirfd, bytes, buf) else { return Route::Original };
-    match resolve(&st.view, buf, intent, v.rewritten) {
+    let v = match virtualize(st, dirfd, bytes, buf) {
+        None => return Route::Original,
+        Some(Err(e)) => return Route::Deny(e),
+        Some(Ok(v)) => v,
+    };
+    // A trailing '/' follows a final symlink, whatever the call.
+    let intent = Intent { follow: intent.follow || v.must_be_dir, ..intent };
+    let decision = resolve(&st.view, buf, intent, v.rewritten);
+    if v.must_be_dir {
+        // Normalising dropped the trailing '/': put it back where the kernel will see the path
+        // (it then refuses anything but a directory), and refuse a capsule file ourselves
+        // (it may not be materialised yet). A capsule directory needs nothing.
+        if let Decision::Tree { entry: Some(i) } = decision
+            && st.view.entry(i).is_some_and(|e| e.kind != Kind::Dir)
+        {
+            return Route::Deny(libc::ENOTDIR);
+        }
+        let kernel_decides =
+            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost);
+        if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
+            return Route::Deny(libc::ENAMETOOLONG);
+        }
+    }
+    match decision {
         Decision::Passthrough => Route::Original,
         Decision::Host => Route::Host(buf.as_cstr()),
         Decision::Tree { entry } => Route::Tree(buf.rel_cstr(), entry.and_then(|i| st.view.entry(i))),

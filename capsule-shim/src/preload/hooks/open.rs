@@ -35,7 +35,9 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc::m
         return passthrough();
     }
     let mut buf = PathBuffer::new();
-    let intent = Intent { follow: flags & libc::O_NOFOLLOW == 0, create: flags & libc::O_CREAT != 0 };
+    // O_CREAT|O_EXCL never follows a final symlink (EEXIST even when it dangles).
+    let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+    let intent = Intent { follow: flags & libc::O_NOFOLLOW == 0 && !excl, create: flags & libc::O_CREAT != 0 };
     // SAFETY: non-null and NUL-terminated (caller).
     match unsafe { route(st, dirfd, path, &mut buf, intent) } {
         Route::Original => {
@@ -324,7 +326,6 @@ unsafe fn freopen_common(
         Route::Tree(..) => path,
     };
     guard.restore_errno();
-    drop(guard);
     // SAFETY: `target` is a NUL-terminated path living until the call returns.
     unsafe { real_fn(target, mode, stream) }
 }

@@ -23,8 +23,9 @@ impl Real {
         if !p.is_null() {
             return p;
         }
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; benign races store the same value.
-        let p = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) };
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; benign races store the same
+        // value. A call-out: whatever dlsym calls passes through our hooks.
+        let p = crate::preload::guard::call_out(|| unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) });
         self.ptr.store(p, Ordering::Release);
         p
     }
@@ -66,6 +67,7 @@ reals! {
     dlopen: c"dlopen" => fn(*const c_char, c_int) -> *mut c_void;
     realpath: c"realpath" => fn(*const c_char, *mut c_char) -> *mut c_char;
     getcwd: c"getcwd" => fn(*mut c_char, usize) -> *mut c_char;
+    get_current_dir_name: c"get_current_dir_name" => fn() -> *mut c_char;
     posix_spawn: c"posix_spawn" => fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
     posix_spawnp: c"posix_spawnp" => fn(*mut libc::pid_t, *const c_char, *const libc::posix_spawn_file_actions_t, *const libc::posix_spawnattr_t, *const *mut c_char, *const *mut c_char) -> c_int;
 }
