@@ -83,8 +83,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
-    let prepared =
-        run::prepare(store, &cref, &rules, &socket).with_context(|| format!("cannot prepare capsule {cref}"))?;
+    let prepared = run::prepare(store, &cref, &rules).with_context(|| format!("cannot prepare capsule {cref}"))?;
     let entry = match (&r.entry, prepared.manifest.entry_points.first()) {
         (Some(e), _) => e.clone(),
         (None, Some(ep)) => ep.path.display(),
@@ -101,7 +100,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     std::thread::spawn(move || server.serve());
     let mut cmd = Command::new(&path);
     cmd.arg0(&argv0).args(&r.args);
-    cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view);
+    cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();
         for d in &prepared.lib_dirs {

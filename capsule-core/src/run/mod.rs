@@ -95,9 +95,8 @@ pub struct Prepared {
     pub lib_dirs: Vec<PathBuf>,
 }
 
-/// Prepare capsule `r` for a run with isolation `rules` (added to the defaults; later wins)
-/// and materialiser socket `socket`.
-pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)], socket: &str) -> Result<Prepared, RunError> {
+/// Prepare capsule `r` for a run with isolation `rules` (added to the defaults; later wins).
+pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)]) -> Result<Prepared, RunError> {
     let (digest, manifest) = store.load(r)?;
     let sandbox = sandbox::Sandbox::open(store, &r.name)?;
     sandbox.build_skeleton(&digest, &manifest)?;
@@ -107,7 +106,6 @@ pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)], socket: 
     all_rules.dedup_by(|a, b| a.0.trim_end_matches('/') == b.0.trim_end_matches('/'));
     let opts = ViewOptions {
         tree: sandbox.tree().to_owned(),
-        socket: socket.to_owned(),
         capsule_mode: Mode::WriteCopy,
         rules: all_rules,
         whiteouts: sandbox.whiteouts()?,

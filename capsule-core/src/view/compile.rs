@@ -11,8 +11,6 @@ use crate::manifest::{EntryKind, Manifest, RelPath, symlink_destination};
 pub struct ViewOptions {
     /// The sandbox tree (absolute host path).
     pub tree: PathBuf,
-    /// The materialiser's abstract socket name.
-    pub socket: String,
     /// Isolation of the capsule's own paths.
     pub capsule_mode: Mode,
     /// Prefix rules for host paths ("/" allowed), any order.
@@ -74,7 +72,6 @@ pub fn compile(m: &Manifest, opts: &ViewOptions) -> Vec<u8> {
     let n_slots = (n * 2).next_power_of_two().max(16);
     let mut strings = Strings(Vec::new());
     let tree = strings.add(opts.tree.as_os_str().as_encoded_bytes());
-    let socket = strings.add(opts.socket.as_bytes());
     let mut entries = vec![0u8; n * ENTRY];
     let mut slots = vec![0u32; n_slots];
     for (i, (path, (kind, flags, mode, target))) in map.iter().enumerate() {
@@ -119,10 +116,8 @@ pub fn compile(m: &Manifest, opts: &ViewOptions) -> Vec<u8> {
     for (at, v) in [(24, slots_off), (32, entries_off), (40, rules_off), (48, strings_off), (56, strings.0.len())] {
         put64(&mut out, at, v as u64);
     }
-    for (at, (o, l)) in [(64, tree), (72, socket)] {
-        put32(&mut out, at, o);
-        put32(&mut out, at + 4, l);
-    }
+    put32(&mut out, 64, tree.0);
+    put32(&mut out, 68, tree.1);
     put32(&mut out, 80, opts.capsule_mode.to_u32());
     for (i, s) in slots.iter().enumerate() {
         put32(&mut out, slots_off + i * 4, *s);

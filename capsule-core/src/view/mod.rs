@@ -4,11 +4,15 @@
 //! panics (every read is bounds-checked; a damaged view reads as "no entry").
 //!
 //! ```text
-//! header   128 bytes: magic "CAPVIEW\x01", counts, section offsets, tree path, socket name
+//! header   128 bytes: magic "CAPVIEW\x01", counts, section offsets, tree path
 //! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; FNV-1a, linear probing
 //! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode
 //! rules    12 bytes each: prefix (off, len), isolation mode; longest prefix first
-//! strings  paths (without the leading '/'), symlink targets, the tree path, the socket name
+//! strings  paths (without the leading '/'), symlink targets, the tree path
+//! ```
+//! Nothing specific to one run (the materialiser's socket, identities of a process) goes in
+//! a view: runs with the same capsule, sandbox state and options share one view file.
+//! ```text
 //! ```
 //! This module has no dependencies beyond core, so the shim links it with capsule-core's
 //! default features off.
@@ -215,11 +219,6 @@ impl<'a> View<'a> {
     /// Absolute host path of the sandbox tree (no trailing '/').
     pub fn tree(&self) -> &'a [u8] {
         self.header_string(64)
-    }
-
-    /// Abstract socket name of the run's materialiser.
-    pub fn socket(&self) -> &'a [u8] {
-        self.header_string(72)
     }
 
     /// Isolation of paths the capsule holds.

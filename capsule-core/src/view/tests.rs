@@ -29,7 +29,6 @@ fn manifest() -> Manifest {
 fn opts() -> ViewOptions {
     ViewOptions {
         tree: "/s/root".into(),
-        socket: "capsule-1".into(),
         capsule_mode: Mode::WriteCopy,
         rules: vec![("/".into(), Mode::Merged), ("/tmp".into(), Mode::Passthrough), ("/opt/app".into(), Mode::Full)],
         whiteouts: vec![RelPath::new("usr/bin/deleted").unwrap()],
@@ -41,7 +40,6 @@ fn lookups() {
     let bytes = compile(&manifest(), &opts());
     let v = View::new(&bytes).unwrap();
     assert_eq!(v.tree(), b"/s/root");
-    assert_eq!(v.socket(), b"capsule-1");
     assert_eq!(v.capsule_mode(), Mode::WriteCopy);
     assert_eq!(v.len(), 8);
     assert_eq!(v.lookup(b"usr/bin/app").unwrap().kind, Kind::File);
@@ -75,7 +73,7 @@ fn damaged_views_never_panic() {
             for p in [&b"usr/bin/app"[..], b"lib", b"nope", b"etc/gone"] {
                 let _ = v.lookup(p);
             }
-            let _ = (v.tree(), v.socket(), v.mode_of(b"opt/app"));
+            let _ = (v.tree(), v.mode_of(b"opt/app"));
         }
     }
 }

@@ -25,7 +25,7 @@ pub const OP_LINK_DIR: u8 = 4;
 /// Send `op` for capsule path `path` (no leading '/'); the server's errno (0 = done).
 pub fn request(op: u8, path: &[u8]) -> i32 {
     let Some(st) = state() else { return libc::ENOSYS };
-    let name = st.view.socket();
+    let name = st.socket;
     // AF_UNIX is 1: the narrowing to sa_family_t is lossless.
     #[allow(clippy::cast_possible_truncation)]
     let mut addr: libc::sockaddr_un =

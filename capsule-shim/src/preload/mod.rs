@@ -40,20 +40,23 @@ pub struct State {
     pub tree_fd: c_int,
     /// The tree's host path.
     pub tree: &'static [u8],
-    /// `LD_PRELOAD=...` and `CAPSULE_VIEW=...` as found at start, NUL-terminated, re-added
-    /// to the environment of programs started with a cleared one.
-    pub env: [&'static CStr; 2],
+    /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
+    /// that runs with the same inputs reuse the same view file.
+    pub socket: &'static [u8],
+    /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...` and `CAPSULE_SOCKET=...` as found at start,
+    /// NUL-terminated, re-added to the environment of programs started with a cleared one.
+    pub env: [&'static CStr; 3],
 }
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our two environment entries (copied, so that a
+/// Static storage for the state and copies of our three environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 2],
+    env: [UnsafeCell<[u8; ENV_CAP]>; 3],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -62,7 +65,7 @@ unsafe impl Sync for Storage {}
 
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
-    env: [UnsafeCell::new([0; ENV_CAP]), UnsafeCell::new([0; ENV_CAP])],
+    env: [UnsafeCell::new([0; ENV_CAP]), UnsafeCell::new([0; ENV_CAP]), UnsafeCell::new([0; ENV_CAP])],
 };
 
 /// The published state, if initialisation succeeded (initialising first, see [`ready`]).
@@ -166,7 +169,11 @@ fn init() {
     };
     let Some(tree_fd) = c_int::try_from(fd).ok().filter(|&fd| fd >= 0) else { return };
     let preload = env_entry(c"LD_PRELOAD", 0).map_or(c"LD_PRELOAD=", |(e, _)| e);
-    let st = State { view, tree_fd, tree, env: [preload, view_entry] };
+    let (socket_entry, socket) = match env_entry(c"CAPSULE_SOCKET", 2) {
+        Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
+        None => (c"CAPSULE_SOCKET=", &b""[..]),
+    };
+    let st = State { view, tree_fd, tree, socket, env: [preload, view_entry, socket_entry] };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

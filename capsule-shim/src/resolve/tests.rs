@@ -34,7 +34,6 @@ fn view_bytes() -> Vec<u8> {
     m.deletions.push(RelPath::new("etc/gone").unwrap());
     let opts = ViewOptions {
         tree: "/store/sandboxes/t/root".into(),
-        socket: "s".into(),
         capsule_mode: Mode::WriteCopy,
         rules: vec![
             ("/".into(), Mode::Merged),
