@@ -4,8 +4,8 @@
 //! panics (every read is bounds-checked; a damaged view reads as "no entry").
 //!
 //! ```text
-//! header   128 bytes: magic "CAPVIEW\x01", counts, section offsets, tree path
-//! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; FNV-1a, linear probing
+//! header   128 bytes: magic "CAPVIEW\x02", counts, section offsets, tree path
+//! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; [`hash`], linear probing
 //! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode
 //! rules    12 bytes each: prefix (off, len), isolation mode; longest prefix first
 //! strings  paths (without the leading '/'), symlink targets, the tree path
@@ -26,7 +26,7 @@ mod tests;
 pub use compile::{ViewOptions, compile};
 
 /// Magic of a view file.
-pub const MAGIC: [u8; 8] = *b"CAPVIEW\x01";
+pub const MAGIC: [u8; 8] = *b"CAPVIEW\x02";
 /// Header size.
 pub const HEADER: usize = 128;
 /// Entry record size.
@@ -160,14 +160,29 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
-/// FNV-1a, 64-bit: tiny, no tables, good enough for path keys.
+/// The slot hash of a path: eight bytes per step (a byte-serial FNV-1a spent most of a
+/// lookup waiting on one multiply per byte), multiply-xorshift mixing, the length folded in.
+/// Changing it changes the view format: bump [`MAGIC`].
 pub fn hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (bytes.len() as u64);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut mix = |w: u64| {
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 29;
+    };
+    for c in &mut chunks {
+        mix(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
     }
-    h
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        for (d, s) in w.iter_mut().zip(rest) {
+            *d = *s;
+        }
+        mix(u64::from_le_bytes(w));
+    }
+    h ^ (h >> 32)
 }
 
 impl<'a> View<'a> {

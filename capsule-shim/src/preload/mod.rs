@@ -149,6 +149,15 @@ fn map_view(path: &CStr) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
+/// Say once, on stderr, that CAPSULE_VIEW was set but cannot be used: the program then runs
+/// unvirtualised, which must not go unnoticed (a stale shim beside a newer capsule, say).
+fn complain(why: &[u8]) {
+    for part in [&b"capsule-shim: "[..], why, b"; this program runs without its capsule\n"] {
+        // SAFETY: writing a readable buffer to stderr.
+        let _ = unsafe { sys::write(2, part.as_ptr(), part.len()) };
+    }
+}
+
 /// Called once, by the winner of [`STARTED`].
 fn init() {
     let Some((view_entry, at)) = env_entry(c"CAPSULE_VIEW", 1) else { return };
@@ -156,8 +165,8 @@ fn init() {
     else {
         return;
     };
-    let Some(bytes) = map_view(view_path) else { return };
-    let Ok(view) = View::new(bytes) else { return };
+    let Some(bytes) = map_view(view_path) else { return complain(b"cannot map the view") };
+    let Ok(view) = View::new(bytes) else { return complain(b"the view is damaged or from another capsule version") };
     let tree = view.tree();
     let mut c = PathBuffer::new();
     if c.push(tree).is_err() {
