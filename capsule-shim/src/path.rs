@@ -3,7 +3,9 @@
 //!
 //! The buffer is deliberately *not* zeroed: a hook creates one or two per call, and a 4 KiB
 //! memset each time would cost more than the whole redirect. Invariant: the first `len + 1`
-//! bytes are initialised and `bytes[len] == 0`; only those are ever read.
+//! bytes are initialised, `bytes[len] == 0`, and no byte before `len` is 0 (pushes are NUL-free
+//! by their callers' contract; a kernel fill through [`PathBuffer::storage`] is checked by
+//! `as_cstr`); only those bytes are read.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::ffi::CStr;
@@ -48,14 +50,21 @@ impl PathBuffer {
 
     /// As a C string (the NUL is always there).
     pub fn as_cstr(&self) -> &CStr {
-        CStr::from_bytes_until_nul(self.with_nul()).unwrap_or(c"")
+        if self.as_bytes().contains(&0) {
+            return c"";
+        }
+        // SAFETY: `with_nul` ends in the NUL at `len` and the check above found no other.
+        unsafe { CStr::from_bytes_with_nul_unchecked(self.with_nul()) }
     }
 
     /// The path without its leading '/', as a C string ("." for the root): the form used
-    /// relative to the tree descriptor.
+    /// relative to the tree descriptor. O(1): hooks call it on every routed call, and the
+    /// bytes came from C strings or from pushes checked in [`push`](Self::push).
     pub fn rel_cstr(&self) -> &CStr {
         match self.with_nul().get(1..) {
-            Some(b) if self.len > 1 => CStr::from_bytes_until_nul(b).unwrap_or(c"."),
+            // SAFETY: the slice ends in the NUL at `len`, and `push` never stores a NUL
+            // (invariant), so there is no interior one.
+            Some(b) if self.len > 1 => unsafe { CStr::from_bytes_with_nul_unchecked(b) },
             _ => c".",
         }
     }
@@ -73,14 +82,18 @@ impl PathBuffer {
         }
     }
 
-    /// Append `s`; `Err(ENAMETOOLONG)` if it does not fit.
+    /// Append `s`; `Err(ENAMETOOLONG)` if it does not fit. Callers push only NUL-free bytes:
+    /// pieces of C strings, and view strings (manifest paths and symlink targets, which
+    /// validation keeps NUL-free), so the buffer never holds an interior NUL (see
+    /// [`rel_cstr`](Self::rel_cstr)).
     #[inline]
     pub fn push(&mut self, s: &[u8]) -> Result<(), i32> {
         let end = self.len.checked_add(s.len()).filter(|&e| e < PATH_CAP).ok_or(libc::ENAMETOOLONG)?;
         let dst = self.bytes.get_mut(self.len..end).ok_or(libc::ENAMETOOLONG)?;
-        for (d, b) in dst.iter_mut().zip(s) {
-            *d = MaybeUninit::new(*b);
-        }
+        // SAFETY: `dst` is exactly `s.len()` elements of the buffer (checked above), and a
+        // `MaybeUninit<u8>` has the layout of a `u8`; source and destination cannot overlap
+        // (`s` is never borrowed from `self`, which is borrowed mutably here).
+        unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), dst.as_mut_ptr().cast::<u8>(), s.len()) };
         self.set_len_unchecked(end);
         Ok(())
     }

@@ -188,11 +188,25 @@ pub fn normalize(view: &View<'_>, base: &[u8], rel: &[u8], out: &mut PathBuffer)
 /// Whether `p` is "/a/b" with no empty, "." or ".." component and no trailing '/' (the root,
 /// which names a directory, takes the general path).
 fn is_normal_abs(p: &[u8]) -> bool {
-    if p.first() != Some(&b'/') || p.last() == Some(&b'/') {
+    // One pass: at each '/', the component that ended must be non-empty and not "." or "..".
+    // (A split iterator spent more than the lookup did.)
+    if p.len() < 2 || p.first() != Some(&b'/') || p.last() == Some(&b'/') {
         return false;
     }
-    // After the leading '/', every component must be non-empty and not "." or "..".
-    p.get(1..).unwrap_or_default().split(|&c| c == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..")
+    let mut comp_start = 1;
+    for (i, &c) in p.iter().enumerate().skip(1) {
+        if c == b'/' {
+            if matches!(i - comp_start, 0..=2) && bad_component(p.get(comp_start..i).unwrap_or_default()) {
+                return false;
+            }
+            comp_start = i + 1;
+        }
+    }
+    !bad_component(p.get(comp_start..).unwrap_or_default())
+}
+
+fn bad_component(c: &[u8]) -> bool {
+    c.is_empty() || c == b"." || c == b".."
 }
 
 /// Drop the last component of "/a/b" (the root stays "/").

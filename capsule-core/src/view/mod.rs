@@ -266,7 +266,9 @@ impl<'a> View<'a> {
         })
     }
 
-    /// The entry at `path` (no leading '/', normalised), by one hash probe sequence.
+    /// The entry at `path` (no leading '/', normalised), by one hash probe sequence. Each
+    /// probe compares the stored path's length, then its bytes, before decoding anything else
+    /// of the record: most probes end at the length.
     pub fn lookup(&self, path: &[u8]) -> Option<Entry<'a>> {
         let mask = self.n_slots.wrapping_sub(1) as usize;
         // Truncation intended: the slot index only needs the low bits of the hash.
@@ -277,9 +279,10 @@ impl<'a> View<'a> {
             if slot == 0 {
                 return None;
             }
-            let e = self.entry(slot - 1)?;
-            if e.path == path {
-                return Some(e);
+            let rec = self.entries.checked_add(((slot - 1) as usize).checked_mul(ENTRY)?)?;
+            let (off, len) = (u32_at(self.b, rec)?, u32_at(self.b, rec + 4)?);
+            if len as usize == path.len() && self.string(off, len)? == path {
+                return self.entry(slot - 1);
             }
             i = (i + 1) & mask;
         }
