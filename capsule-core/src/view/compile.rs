@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{ENTRY, FLAG_HOST_DIR, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode, RULE, hash};
+use super::{ENTRY, FLAG_HOST_DIR, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode, PROBE, PROBE_AT, RULE, hash};
 use crate::manifest::{EntryKind, Manifest, RelPath, symlink_destination};
 
 /// What a run adds to the manifest.
@@ -119,6 +119,7 @@ pub fn compile(m: &Manifest, opts: &ViewOptions) -> Vec<u8> {
     put32(&mut out, 64, tree.0);
     put32(&mut out, 68, tree.1);
     put32(&mut out, 80, opts.capsule_mode.to_u32());
+    put64(&mut out, PROBE_AT, hash(PROBE));
     for (i, s) in slots.iter().enumerate() {
         put32(&mut out, slots_off + i * 4, *s);
     }

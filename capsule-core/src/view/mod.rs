@@ -4,7 +4,7 @@
 //! panics (every read is bounds-checked; a damaged view reads as "no entry").
 //!
 //! ```text
-//! header   128 bytes: magic "CAPVIEW\x02", counts, section offsets, tree path
+//! header   128 bytes: magic "CAPVIEW\x02", counts, section offsets, tree path, hash probe
 //! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; [`hash`], linear probing
 //! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode
 //! rules    12 bytes each: prefix (off, len), isolation mode; longest prefix first
@@ -132,11 +132,24 @@ pub struct View<'a> {
     n_entries: u32,
     n_slots: u32,
     n_rules: u32,
-    slots: usize,
-    entries: usize,
-    rules: usize,
-    strings: usize,
-    strings_len: usize,
+    /// The sections, cut out once by [`View::new`] so that every access is one `get` on a
+    /// section rather than offset arithmetic on the whole file (this is the shim's hot path).
+    slots: &'a [u8],
+    entries: &'a [u8],
+    rules: &'a [u8],
+    strings: &'a [u8],
+}
+
+/// `len` bytes of `b` from `at`, if they are all there.
+fn section(b: &[u8], at: usize, len: usize) -> Option<&[u8]> {
+    b.get(at..at.checked_add(len)?)
+}
+
+/// Little-endian u32 at `at` of a slice.
+#[inline]
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Why bytes are not a view.
@@ -160,9 +173,17 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// Header offset of the hash probe: [`hash`] of [`PROBE`] as the writer computed it. A reader
+/// whose `hash` differs (a shim and a `capsule` from different builds) refuses the view instead
+/// of silently missing every lookup.
+pub const PROBE_AT: usize = 88;
+/// The string the probe hashes.
+pub const PROBE: &[u8] = b"capsule view hash probe: /usr/lib/x86_64-linux-gnu";
+
 /// The slot hash of a path: eight bytes per step (a byte-serial FNV-1a spent most of a
 /// lookup waiting on one multiply per byte), multiply-xorshift mixing, the length folded in.
 /// Changing it changes the view format: bump [`MAGIC`].
+#[inline]
 pub fn hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ (bytes.len() as u64);
@@ -193,35 +214,31 @@ impl<'a> View<'a> {
         }
         let field = |at| u32_at(b, at).ok_or(ViewError::BadLayout);
         let off = |at| u64_at(b, at).and_then(|v| usize::try_from(v).ok()).ok_or(ViewError::BadLayout);
-        let v = View {
+        let (n_entries, n_slots, n_rules) = (field(12)?, field(16)?, field(20)?);
+        if u64_at(b, PROBE_AT) != Some(hash(PROBE)) {
+            return Err(ViewError::BadMagic);
+        }
+        if !n_slots.is_power_of_two() {
+            return Err(ViewError::BadLayout);
+        }
+        let cut = |at: usize, count: u32, size: usize| {
+            (count as usize).checked_mul(size).and_then(|n| section(b, at, n)).ok_or(ViewError::BadLayout)
+        };
+        Ok(View {
             b,
-            n_entries: field(12)?,
-            n_slots: field(16)?,
-            n_rules: field(20)?,
-            slots: off(24)?,
-            entries: off(32)?,
-            rules: off(40)?,
-            strings: off(48)?,
-            strings_len: off(56)?,
-        };
-        let fits = |start: usize, count: u32, size: usize| {
-            (count as usize).checked_mul(size).and_then(|n| start.checked_add(n)).is_some_and(|end| end <= b.len())
-        };
-        let ok = v.n_slots.is_power_of_two()
-            && fits(v.slots, v.n_slots, 4)
-            && fits(v.entries, v.n_entries, ENTRY)
-            && fits(v.rules, v.n_rules, RULE)
-            && v.strings.checked_add(v.strings_len).is_some_and(|e| e <= b.len());
-        if ok { Ok(v) } else { Err(ViewError::BadLayout) }
+            n_entries,
+            n_slots,
+            n_rules,
+            slots: cut(off(24)?, n_slots, 4)?,
+            entries: cut(off(32)?, n_entries, ENTRY)?,
+            rules: cut(off(40)?, n_rules, RULE)?,
+            strings: section(b, off(48)?, off(56)?).ok_or(ViewError::BadLayout)?,
+        })
     }
 
+    #[inline]
     fn string(&self, off: u32, len: u32) -> Option<&'a [u8]> {
-        let start = self.strings.checked_add(off as usize)?;
-        let end = start.checked_add(len as usize)?;
-        if end > self.strings + self.strings_len {
-            return None;
-        }
-        self.b.get(start..end)
+        section(self.strings, off as usize, len as usize)
     }
 
     fn header_string(&self, at: usize) -> &'a [u8] {
@@ -253,16 +270,14 @@ impl<'a> View<'a> {
 
     /// Entry number `i`.
     pub fn entry(&self, i: u32) -> Option<Entry<'a>> {
-        let at = self.entries.checked_add((i as usize).checked_mul(ENTRY)?)?;
-        let r = self.b.get(at..at + ENTRY)?;
-        let w = |k: usize| u32::from_le_bytes([r[k], r[k + 1], r[k + 2], r[k + 3]]);
+        let r = section(self.entries, (i as usize).checked_mul(ENTRY)?, ENTRY)?;
         Some(Entry {
             index: i,
-            path: self.string(w(0), w(4))?,
-            target: self.string(w(8), w(12))?,
-            kind: Kind::from_u8(r[16])?,
-            flags: r[17],
-            mode: w(20),
+            path: self.string(le32(r, 0)?, le32(r, 4)?)?,
+            target: self.string(le32(r, 8)?, le32(r, 12)?)?,
+            kind: Kind::from_u8(*r.get(16)?)?,
+            flags: *r.get(17)?,
+            mode: le32(r, 20)?,
         })
     }
 
@@ -275,13 +290,13 @@ impl<'a> View<'a> {
         #[allow(clippy::cast_possible_truncation)]
         let mut i = hash(path) as usize & mask;
         for _ in 0..self.n_slots {
-            let slot = u32_at(self.b, self.slots.checked_add(i.checked_mul(4)?)?)?;
+            let slot = le32(self.slots, i * 4)?;
             if slot == 0 {
                 return None;
             }
-            let rec = self.entries.checked_add(((slot - 1) as usize).checked_mul(ENTRY)?)?;
-            let (off, len) = (u32_at(self.b, rec)?, u32_at(self.b, rec + 4)?);
-            if len as usize == path.len() && self.string(off, len)? == path {
+            let rec = section(self.entries, ((slot - 1) as usize).checked_mul(ENTRY)?, ENTRY)?;
+            let len = le32(rec, 4)?;
+            if len as usize == path.len() && self.string(le32(rec, 0)?, len)? == path {
                 return self.entry(slot - 1);
             }
             i = (i + 1) & mask;
@@ -292,9 +307,10 @@ impl<'a> View<'a> {
     /// The isolation mode of host path `path` (no leading '/'): the longest matching rule, or
     /// `Merged`.
     pub fn mode_of(&self, path: &[u8]) -> Mode {
-        for i in 0..self.n_rules {
-            let Some(at) = self.rules.checked_add(i as usize * RULE) else { break };
-            let (Some(o), Some(l), Some(m)) = (u32_at(self.b, at), u32_at(self.b, at + 4), u32_at(self.b, at + 8))
+        for i in 0..self.n_rules as usize {
+            let at = i * RULE;
+            let (Some(o), Some(l), Some(m)) =
+                (le32(self.rules, at), le32(self.rules, at + 4), le32(self.rules, at + 8))
             else {
                 break;
             };

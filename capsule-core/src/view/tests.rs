@@ -77,3 +77,10 @@ fn damaged_views_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_view_from_another_hash_is_refused() {
+    let mut bytes = compile(&manifest(), &opts());
+    bytes[PROBE_AT] ^= 1;
+    assert_eq!(View::new(&bytes).err(), Some(ViewError::BadMagic));
+}
