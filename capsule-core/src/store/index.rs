@@ -71,6 +71,24 @@ fn wait_for_lock(store: &Store) -> Result<File, StoreError> {
     Ok(file)
 }
 
+/// Open sled at `path`. sled's own exclusive file lock can outlive the previous holder's
+/// `Db` for a moment (its background threads release the file last), so "could not acquire
+/// lock" while we hold `index.lock` is retried with backoff, not reported as damage.
+fn open_sled(path: &std::path::Path) -> Result<sled::Db, StoreError> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match sled::Config::new().path(path).cache_capacity(4 << 20).flush_every_ms(None).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && start.elapsed() < WAIT => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(damaged(path)(e)),
+        }
+    }
+}
+
 impl Index {
     /// Open the index (waiting for other processes), run `f`, flush and close it.
     pub fn with<T>(store: &Store, f: impl FnOnce(&Index) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -78,12 +96,7 @@ impl Index {
         let path = store.root().join("index");
         // No background flusher: we flush once at the end of the transaction, and a flusher
         // thread would keep the database (and its file lock) alive after we drop it.
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(4 << 20)
-            .flush_every_ms(None)
-            .open()
-            .map_err(damaged(&path))?;
+        let db = open_sled(&path)?;
         let idx = Index {
             capsules: db.open_tree("capsules").map_err(damaged(&path))?,
             users: db.open_tree("users").map_err(damaged(&path))?,

@@ -86,56 +86,26 @@ stat_hooks! {
     __lxstat64(_ver: c_int) => libc::AT_FDCWD, libc::AT_SYMLINK_NOFOLLOW;
 }
 
-/// fstatat(2).
-///
-/// # Safety
-/// C ABI.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
-    // SAFETY: forwarded.
-    unsafe { stat_at(dirfd, path, buf, flags) }
+macro_rules! statat_hooks {
+    ($($name:ident($($ver:ident)?);)*) => {$(
+        /// An fstatat(2) spelling, routed through the capsule.
+        ///
+        /// # Safety
+        /// C ABI: `path` NUL-terminated, `buf` writable `struct stat`.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($ver: c_int,)? dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
+            $(let _ = $ver;)?
+            // SAFETY: forwarded from the C caller.
+            unsafe { stat_at(dirfd, path, buf, flags) }
+        }
+    )*};
 }
 
-/// fstatat64.
-///
-/// # Safety
-/// C ABI.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int {
-    // SAFETY: forwarded.
-    unsafe { stat_at(dirfd, path, buf, flags) }
-}
-
-/// `__fxstatat`.
-///
-/// # Safety
-/// C ABI.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __fxstatat(
-    _ver: c_int,
-    dirfd: c_int,
-    path: *const c_char,
-    buf: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: forwarded.
-    unsafe { stat_at(dirfd, path, buf, flags) }
-}
-
-/// `__fxstatat64`.
-///
-/// # Safety
-/// C ABI.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn __fxstatat64(
-    _ver: c_int,
-    dirfd: c_int,
-    path: *const c_char,
-    buf: *mut libc::stat,
-    flags: c_int,
-) -> c_int {
-    // SAFETY: forwarded.
-    unsafe { stat_at(dirfd, path, buf, flags) }
+statat_hooks! {
+    fstatat();
+    fstatat64();
+    __fxstatat(ver);
+    __fxstatat64(ver);
 }
 
 /// statx(2).
