@@ -215,6 +215,17 @@ fn pop(out: &mut PathBuffer) {
     out.truncate(cut.max(1));
 }
 
+/// The resolver's fast path, for both tiers: an absolute argument that is, exactly as written,
+/// the path of a capsule file or directory goes to the tree as it is. View keys are normal (no
+/// "//", ".", "..", trailing '/'), so such an argument needs no normalising, and it resolves to
+/// exactly what [`normalize`] + [`resolve`] would give (`Decision::Tree` with this entry).
+/// `None`: take the general path.
+#[inline]
+pub fn literal<'v>(view: &View<'v>, arg: &[u8]) -> Option<Entry<'v>> {
+    let e = view.lookup(arg.strip_prefix(b"/")?)?;
+    matches!(e.kind, Kind::File | Kind::Dir).then_some(e)
+}
+
 /// Resolve `buf` ("/a/b", normalised) through `view`. `rewritten` says whether `buf` already
 /// differs from the application's argument.
 pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewritten: bool) -> Decision {

@@ -146,3 +146,29 @@ fn final_symlink_inside_the_capsule_is_followed_virtually() {
     assert_eq!(p, "/usr/lib");
     assert!(matches!(run("/lib", false, false), (Decision::Tree { entry: Some(_) }, ref p) if p == "/lib"));
 }
+
+#[test]
+fn literal_agrees_with_the_general_path() {
+    let bytes = view_bytes();
+    let v = View::new(&bytes).unwrap();
+    // Taken: capsule files and directories written exactly as their keys; the general path
+    // must give the same decision.
+    for p in ["/usr/bin/app", "/usr/bin", "/usr/lib/libx.so", "/capsule-only/f"] {
+        let e = super::literal(&v, p.as_bytes()).unwrap_or_else(|| panic!("{p} not taken"));
+        assert_eq!(run(p, true, false).0, Decision::Tree { entry: Some(e.index) }, "{p}");
+    }
+    // Left to the general path: symlinks, whiteouts, host paths, unnormalised spellings.
+    for p in [
+        "/lib/libx.so",
+        "/usr/bin/sh-link",
+        "/lib",
+        "/etc/gone",
+        "/etc/passwd",
+        "/usr//bin/app",
+        "/usr/bin/",
+        "/",
+        "usr/bin/app",
+    ] {
+        assert!(super::literal(&v, p.as_bytes()).is_none(), "{p} taken");
+    }
+}

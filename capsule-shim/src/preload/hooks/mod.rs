@@ -47,14 +47,9 @@ pub unsafe fn route<'b>(
 ) -> Route<'b> {
     // SAFETY: guaranteed by the caller.
     let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
-    // Fast path, the hot case: an absolute argument that is, exactly as written, the path of a
-    // capsule file or directory. View keys are normal (no "//", ".", "..", trailing '/'), so
-    // the argument needs no normalising, and its relative form is the argument itself minus
-    // the leading '/': no copy. Everything else takes the general path below.
-    if let Some(rest) = bytes.strip_prefix(b"/")
-        && let Some(e) = st.view.lookup(rest)
-        && matches!(e.kind, Kind::File | Kind::Dir)
-    {
+    // The resolver's fast path (the hot case); the relative form is then the argument itself
+    // minus its leading '/': no copy.
+    if let Some(e) = crate::resolve::literal(&st.view, bytes) {
         // SAFETY: `path` is NUL-terminated and at least one byte long ('/'), so `path + 1` is
         // a NUL-terminated string living as long as the argument, i.e. for this call.
         return Route::Tree(unsafe { CStr::from_ptr(path.add(1)) }, Some(e));
