@@ -97,7 +97,6 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         return Ok(ExitCode::from(NOT_FOUND));
     };
     let server = Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone())?;
-    std::thread::spawn(move || server.serve());
     let mut cmd = Command::new(&path);
     cmd.arg0(&argv0).args(&r.args);
     cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
@@ -122,6 +121,9 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
     };
+    // Serving starts once the program runs: the socket already listens (early connections
+    // wait in its backlog), and the thread's creation is off the program's start-up path.
+    std::thread::spawn(move || server.serve());
     let status = child.wait().context("cannot wait for the program")?;
     let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))

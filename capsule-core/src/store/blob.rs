@@ -155,9 +155,30 @@ impl Store {
 
     /// The whole content of blob `digest`, at most `limit` bytes, checked against its digest.
     pub fn read_blob(&self, digest: &Digest, limit: u64, what: &'static str) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob { digest: *digest }),
+            Err(e) => return Err(StoreError::Io { action: "failed to open", path, source: e }),
+        };
+        // Whole-blob reads are small records (manifests): read the frame into memory and
+        // decode from the slice, without the stream decoder's 128 KiB read buffer. zstd never
+        // stores more than a few bytes per block beyond the raw size, so `limit` plus 1/64 of
+        // it bounds any valid frame.
+        let mut compressed = Vec::new();
+        let bound = limit + limit / 64 + 4096;
+        f.take(bound).read_to_end(&mut compressed).map_err(|e| StoreError::Io {
+            action: "failed to read",
+            path,
+            source: e,
+        })?;
         let mut out = Vec::new();
         let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
-        self.open_blob(digest)?.take(limit + 1).read_to_end(&mut out).map_err(undecodable)?;
+        zstd::Decoder::with_buffer(&compressed[..])
+            .map_err(undecodable)?
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(undecodable)?;
         if out.len() as u64 > limit {
             return Err(StoreError::BlobTooLarge { digest: *digest, what, limit });
         }
