@@ -4,11 +4,13 @@
 //! capsule-core's dependency-free view format (`default-features = false`), so sled, zstd and
 //! goblin never load into an application.
 //!
-//! - [`resolve`]: the single path-resolution core: (view, virtual path) → where to go.
 //! - `preload/`: the exported hooks, one module per syscall family, and their runtime
 //!   (constructor, reentrancy guard, raw syscalls, the materialiser client).
 //!
-//! - `supervisor/`: tier 2, the seccomp user-notification supervisor (issue 4; the filter so far).
+//! Path resolution (`capsule_core::resolve`) and tier 2 (`capsule_core::supervisor`, the
+//! seccomp user-notification supervisor) live in capsule-core: both tiers call the same
+//! resolver, and the supervisor runs in `capsule run`, which must not link this crate's
+//! exported libc symbols into itself.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -16,7 +18,4 @@ compile_error!("capsule-shim's hooks rely on the x86-64 SysV calling convention 
 
 #[cfg(debug_assertions)]
 mod alloc_check;
-pub mod path;
 pub mod preload;
-pub mod resolve;
-pub mod supervisor;

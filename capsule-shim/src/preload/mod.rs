@@ -24,7 +24,7 @@ use capsule_core::view::View;
 
 pub use virt::{Virtual, virtualize};
 
-use crate::path::{PATH_CAP, PathBuffer};
+use capsule_core::resolve::path::{PATH_CAP, PathBuffer};
 
 /// Set once [`State`] is published.
 pub static READY: AtomicBool = AtomicBool::new(false);

@@ -1,6 +1,6 @@
 //! From the application's (dirfd, path) to a normalised absolute virtual path.
 //!
-//! Absolute paths are normalised ([`crate::resolve::normalize`]: lexically, except that ".."
+//! Absolute paths are normalised ([`capsule_core::resolve::normalize`]: lexically, except that ".."
 //! after a capsule symlink pops from its destination, as the kernel would). A relative path is
 //! joined to the directory it is relative to (the cwd, or a directory descriptor via
 //! /proc/self/fd), translated back from the tree to the virtual namespace when that directory
@@ -9,8 +9,8 @@
 use core::ffi::c_int;
 
 use super::{State, sys};
-use crate::path::PathBuffer;
-use crate::resolve::normalize;
+use capsule_core::resolve::path::PathBuffer;
+use capsule_core::resolve::normalize;
 
 /// The virtual form of an argument.
 pub struct Virtual {

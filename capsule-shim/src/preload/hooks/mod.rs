@@ -1,6 +1,6 @@
 //! The exported hooks, one module per family. Each follows HOUSE-STYLE §3: enter through
 //! [`HookGuard`], keep errno, no allocation, no lock, no panic; all path logic is in
-//! [`route`] and [`crate::resolve`].
+//! [`route`] and [`capsule_core::resolve`].
 
 pub mod dir;
 pub mod exec;
@@ -17,8 +17,8 @@ use capsule_core::view::{Entry, Kind};
 use super::client::{self, OP_COPY_UP, OP_LINK};
 use super::sys;
 use super::{State, virtualize};
-use crate::path::PathBuffer;
-use crate::resolve::{Decision, Intent, resolve};
+use capsule_core::resolve::path::PathBuffer;
+use capsule_core::resolve::{Decision, Intent, resolve};
 
 /// Where one call goes, borrowing the caller's [`PathBuffer`].
 pub enum Route<'b> {
@@ -49,7 +49,7 @@ pub unsafe fn route<'b>(
     let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
     // The resolver's fast path (the hot case); the relative form is then the argument itself
     // minus its leading '/': no copy.
-    if let Some(e) = crate::resolve::literal(&st.view, bytes) {
+    if let Some(e) = capsule_core::resolve::literal(&st.view, bytes) {
         // SAFETY: `path` is NUL-terminated and at least one byte long ('/'), so `path + 1` is
         // a NUL-terminated string living as long as the argument, i.e. for this call.
         return Route::Tree(unsafe { CStr::from_ptr(path.add(1)) }, Some(e));

@@ -1,9 +1,9 @@
-use capsule_core::digest::Digest;
-use capsule_core::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
-use capsule_core::view::{Mode, View, ViewOptions, compile};
+use crate::digest::Digest;
+use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use crate::view::{Mode, View, ViewOptions, compile};
 
 use super::*;
-use crate::path::normalize_abs_into;
+use super::path::normalize_abs_into;
 
 fn view_bytes() -> Vec<u8> {
     let mut m = Manifest::new("t", "latest", 0);

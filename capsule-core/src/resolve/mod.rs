@@ -14,9 +14,11 @@
 //! store, which no capsule holds), so resolving an already-resolved path passes through.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use capsule_core::view::{Entry, FLAG_HOST_DIR, Kind, Mode, View};
+pub mod path;
 
-use crate::path::{PATH_CAP, PathBuffer};
+use crate::view::{Entry, FLAG_HOST_DIR, Kind, Mode, View};
+
+use path::{PATH_CAP, PathBuffer};
 
 /// Where an operation goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //! by their callers' contract; a kernel fill through [`PathBuffer::storage`] is checked by
 //! `as_cstr`); only those bytes are read.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unsafe_code)] // MaybeUninit storage, see the invariant above
 
 use core::ffi::CStr;
 use core::mem::MaybeUninit;

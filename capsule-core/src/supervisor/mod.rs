@@ -1,0 +1,2 @@
+//! Tier 2: the seccomp user-notification supervisor.
+pub mod filter;
