@@ -13,7 +13,8 @@
 //! The `store` feature (on by default) carries every heavy dependency. With it off only the
 //! dependency-free parts remain, which is what the shim links.
 #![deny(missing_docs)]
-#![deny(unsafe_code)] // allowed per module, at the FFI boundary only: resolve::path (the uninitialised
+#![deny(unsafe_code)]
+// allowed per module, at the FFI boundary only: resolve::path (the uninitialised
 // path buffer) and the supervisor's syscalls
 // Errors carry the failing path and digest by value; they are built on cold paths only, so
 // their size costs nothing measurable and boxing them would only obscure the types.
@@ -31,11 +32,11 @@ pub mod digest;
 mod error;
 #[cfg(feature = "store")]
 pub mod manifest;
+pub mod resolve;
 #[cfg(feature = "store")]
 pub mod run;
 #[cfg(feature = "store")]
 pub mod store;
-pub mod resolve;
 #[cfg(feature = "store")]
 pub mod supervisor;
 pub mod view;

@@ -14,3 +14,4 @@ mod demo;
 mod run;
 mod shim;
 mod store;
+mod supervisor;

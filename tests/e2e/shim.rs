@@ -64,6 +64,8 @@ fn fixtures() -> &'static Path {
             gcc(&dir.join(name), &["-O0", &format!("{name}.c"), "-pthread"])?;
         }
         gcc(&dir.join("open-fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "open.c"])?;
+        // Static: no shim can load, the seccomp supervisor serves it (tests/e2e/supervisor.rs).
+        gcc(&dir.join("static_fork"), &["-O0", "-static", "static_fork.c", "-pthread"])?;
         gcc(&dir.join("libearly.so"), &["-shared", "-fPIC", "early_ctor_lib.c"])?;
         let lib = dir.to_str().ok_or("non-UTF-8 target dir")?;
         gcc(&dir.join("early_ctor"), &["early_ctor.c", "-L", lib, "-learly", "-Wl,-rpath,$ORIGIN"])?;
@@ -112,7 +114,7 @@ fn run(mut cmd: Command, scratch: &Path, tag: &str) -> Outcome {
 }
 
 /// One staging tree and the capsule captured from it.
-struct Diff {
+pub struct Diff {
     env: Env,
     /// STAGE/opt/difftest, canonical (what realpath prints natively).
     root: PathBuf,
@@ -121,7 +123,7 @@ struct Diff {
 }
 
 impl Diff {
-    fn new() -> Diff {
+    pub fn new() -> Diff {
         let fx = fixtures();
         let env = Env::new();
         let stage = env.path("stage");
@@ -188,7 +190,7 @@ impl Diff {
     }
 
     /// Run `fixture` both ways; assert the same output and exit code. Returns the output.
-    fn compare(&self, fixture: &str) -> String {
+    pub fn compare(&self, fixture: &str) -> String {
         let bin = fixtures().join(fixture);
         let shim = Path::new(env!("CARGO_BIN_EXE_capsule")).with_file_name("libcapsule_shim.so");
         let shim_dep = shim.parent().unwrap().join("deps/libcapsule_shim.so");

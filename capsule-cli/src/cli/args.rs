@@ -157,9 +157,27 @@ pub struct Run {
     /// Isolation: `merged|writecopy|full` for every path, or `/PREFIX=MODE` (repeatable).
     #[arg(long, value_name = "RULE")]
     pub isolation: Vec<String>,
+    /// Tier 2, the seccomp supervisor: `auto` turns it on for static and Go programs and for
+    /// capsules that carry /etc/passwd, /etc/hosts (and friends) or their own libc.
+    #[arg(long, value_enum, default_value_t = Seccomp::Auto)]
+    pub seccomp: Seccomp,
+    /// Print, on exit, how many calls each tier served.
+    #[arg(long)]
+    pub stats: bool,
     /// Arguments for the program.
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// `--seccomp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Seccomp {
+    /// When the program or the capsule needs it.
+    Auto,
+    /// Always.
+    Always,
+    /// Never; a program the preload shim cannot load into is refused.
+    Never,
 }
 
 /// `sandbox NAME diff|reset`

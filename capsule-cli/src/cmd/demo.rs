@@ -61,7 +61,14 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
     }
     drop(staging);
     println!("\n$ capsule run {NAME}    (the staging root is gone; everything below comes from the capsule)");
-    let run = crate::cli::args::Run { name: NAME.to_owned(), entry: None, isolation: Vec::new(), args: Vec::new() };
+    let run = crate::cli::args::Run {
+        name: NAME.to_owned(),
+        entry: None,
+        isolation: Vec::new(),
+        seccomp: crate::cli::args::Seccomp::Auto,
+        stats: false,
+        args: Vec::new(),
+    };
     let code = super::run::run(store, out, run)?;
     println!(
         "\nnext: `capsule inspect {NAME}`, `capsule sandbox {NAME} diff`, `capsule export {NAME} -o demo.capsule`"

@@ -1,9 +1,12 @@
-//! `run NAME [--entry PATH] [--isolation RULE]... [-- ARGS...]`: the launcher.
+//! `run NAME [--entry PATH] [--isolation RULE]... [--seccomp MODE] [--stats] [-- ARGS...]`:
+//! the launcher.
 //!
 //! Resolves the capsule through its ref (no index, no store lock), prepares the sandbox and
-//! the view, starts the materialiser on a thread, and starts the program once (one exec) with
-//! `LD_PRELOAD` = the shim and `CAPSULE_VIEW` = the view. The launcher stays as the parent,
-//! serving the materialiser, and returns the program's exit status (128 + signal if killed);
+//! the view, and starts the program once (one exec) with `LD_PRELOAD` = the shim and
+//! `CAPSULE_VIEW` = the view; with tier 2 on, the program installs the seccomp filter just
+//! before exec and sends its listener back, and `CAPSULE_COOKIE` lets the shim's own calls
+//! past it. The launcher stays as the parent, serving the materialiser (and the supervisor)
+//! on one thread, and returns the program's exit status (128 + signal if killed);
 //! 125 when capsule itself failed, 126 when the entry is not executable, 127 when there is no
 //! such entry.
 
@@ -17,10 +20,11 @@ use anyhow::{Context, Result, bail};
 use capsule_core::manifest::{EntryKind, RelPath};
 use capsule_core::run::{self, Prepared, Server, materialize};
 use capsule_core::store::Store;
+use capsule_core::supervisor::{self, Supervisor, auto};
 
 use super::capsule_ref;
 use crate::cli::Output;
-use crate::cli::args::Run;
+use crate::cli::args::{Run, Seccomp};
 
 /// Exit code: capsule itself failed.
 const FAILED: u8 = 125;
@@ -96,6 +100,22 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
+    let linkage = auto::linkage(&path).unwrap_or(auto::Linkage::Dynamic);
+    let tier2 = match r.seccomp {
+        Seccomp::Always => true,
+        Seccomp::Never if linkage != auto::Linkage::Dynamic => {
+            eprintln!(
+                "capsule: error: {entry} is {}: the preload shim cannot virtualise it and --seccomp never \
+                 refuses to run it unvirtualised (use --seccomp auto)",
+                if linkage == auto::Linkage::Go { "a Go binary" } else { "statically linked" }
+            );
+            return Ok(ExitCode::from(FAILED));
+        }
+        Seccomp::Never => false,
+        Seccomp::Auto => {
+            auto::reason(linkage, &prepared.manifest).inspect(|why| tracing::info!(%why, "seccomp on")).is_some()
+        }
+    };
     let server = Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone())?;
     let mut cmd = Command::new(&path);
     cmd.arg0(&argv0).args(&r.args);
@@ -113,7 +133,16 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         }
         cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
     }
-    let mut child = match cmd.spawn() {
+    let armed = if tier2 {
+        let cookie = cookie()?;
+        cmd.env("CAPSULE_COOKIE", format!("{cookie:x}"));
+        Some(supervisor::launch::arm(&mut cmd, cookie)?)
+    } else {
+        None
+    };
+    let spawned = cmd.spawn();
+    drop(cmd); // closes our copy of the child's end of the listener socket
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             eprintln!("capsule: error: {entry} is not executable: {e}");
@@ -123,8 +152,39 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     };
     // Serving starts once the program runs: the socket already listens (early connections
     // wait in its backlog), and the thread's creation is off the program's start-up path.
-    std::thread::spawn(move || server.serve());
+    let sup = match armed {
+        Some(a) => {
+            let listener = a.listener().context("cannot start the seccomp supervisor")?;
+            Some(
+                Supervisor::new(listener, &prepared.view, prepared.sandbox.tree())
+                    .context("cannot start the seccomp supervisor")?,
+            )
+        }
+        None => None,
+    };
+    let stats = sup.as_ref().map(Supervisor::stats);
+    std::thread::spawn(move || server.serve(sup));
     let status = child.wait().context("cannot wait for the program")?;
+    if r.stats {
+        let (served, continued) = stats.map_or((0, 0), |s| {
+            (
+                s.served.load(std::sync::atomic::Ordering::Relaxed),
+                s.continued.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        });
+        eprintln!(
+            "capsule: stats: tier 2 (supervisor): {served} served, {continued} passed through{}",
+            if tier2 { "" } else { " (off)" }
+        );
+    }
     let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
+}
+
+/// A per-run cookie for the filter: 64 random bits, never 0.
+fn cookie() -> Result<u64> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).context("cannot read /dev/urandom")?;
+    Ok(u64::from_le_bytes(b) | 1)
 }

@@ -2,8 +2,8 @@ use crate::digest::Digest;
 use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
 use crate::view::{Mode, View, ViewOptions, compile};
 
-use super::*;
 use super::path::normalize_abs_into;
+use super::*;
 
 fn view_bytes() -> Vec<u8> {
     let mut m = Manifest::new("t", "latest", 0);

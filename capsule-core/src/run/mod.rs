@@ -18,7 +18,7 @@ mod server;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use server::Server;
+pub use server::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, Server};
 
 use crate::digest::Digest;
 use crate::manifest::{EntryKind, Manifest};

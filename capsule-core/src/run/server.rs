@@ -6,16 +6,25 @@
 //! `i32 LE` (0 = done). Ops: 1 link (materialise), 2 copy-up (make private for writing),
 //! 3 whiteout (record a deletion), 4 link every file of a directory (before a listing).
 //! Requests are served one at a time, which also serialises concurrent first opens.
+//!
+//! With tier 2 on, the same thread also answers the seccomp supervisor's notifications
+//! ([`crate::supervisor`]): one `poll` over both descriptors, one [`Materialiser`] for both
+//! tiers, so a file materialised for one is there for the other.
 
 use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::AsFd;
+
 use super::sandbox::Sandbox;
 use super::{RunError, materialize};
 use crate::manifest::{EntryKind, Manifest, RelPath};
 use crate::store::Store;
+use crate::supervisor::Supervisor;
+use crate::supervisor::handlers::Materialise;
 
 /// Request codes.
 pub const OP_LINK: u8 = 1;
@@ -26,14 +35,19 @@ pub const OP_WHITEOUT: u8 = 3;
 /// Link a directory's files.
 pub const OP_LINK_DIR: u8 = 4;
 
-/// The materialiser of one run.
-pub struct Server {
+/// The materialiser of one run: the tree operations both tiers ask for.
+pub struct Materialiser {
     /// Paths deleted during this run: never materialised again (a later create starts empty).
-    deleted: std::cell::RefCell<std::collections::HashSet<RelPath>>,
-    listener: UnixListener,
+    deleted: std::collections::HashSet<RelPath>,
     store: Store,
     manifest: Manifest,
     sandbox: Sandbox,
+}
+
+/// The materialiser's socket, served by `capsule run` while the program runs.
+pub struct Server {
+    listener: UnixListener,
+    mat: Materialiser,
 }
 
 impl Server {
@@ -44,59 +58,98 @@ impl Server {
         let listener = UnixListener::bind_addr(&addr)
             .map_err(RunError::io("failed to listen on abstract socket", PathBuf::from(name)))?;
         // Deletions of earlier runs count too: a listing must not bring them back.
-        let deleted = std::cell::RefCell::new(sandbox.whiteouts()?.into_iter().collect());
-        Ok(Server { deleted, listener, store, manifest, sandbox })
+        let deleted = sandbox.whiteouts()?.into_iter().collect();
+        Ok(Server { listener, mat: Materialiser { deleted, store, manifest, sandbox } })
     }
 
-    /// Serve until the process exits.
-    pub fn serve(self) {
-        for conn in self.listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let errno = self.handle(&mut conn).unwrap_or(libc::EIO);
-            let _ = conn.write_all(&errno.to_le_bytes());
+    /// Serve until the process exits; with `sup`, answer its notifications too until no
+    /// tracee is left.
+    pub fn serve(mut self, mut sup: Option<Supervisor>) {
+        loop {
+            let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            if let Some(s) = &sup {
+                fds.push(PollFd::new(s.fd(), PollFlags::POLLIN));
+            }
+            if poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue; // EINTR
+            }
+            let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
+            let (conn, notif) = (ready(0), ready(1));
+            if notif.contains(PollFlags::POLLIN)
+                && let Some(s) = &mut sup
+                && let Err(e) = s.serve_one(&mut self.mat)
+            {
+                tracing::warn!(error = %e, "supervisor");
+            }
+            if notif.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) && !notif.contains(PollFlags::POLLIN) {
+                sup = None; // no tracee left
+            }
+            if conn.contains(PollFlags::POLLIN)
+                && let Ok((mut conn, _)) = self.listener.accept()
+            {
+                let errno = self.mat.request(&mut conn).unwrap_or(libc::EIO);
+                let _ = conn.write_all(&errno.to_le_bytes());
+            }
         }
     }
+}
 
-    fn handle(&self, conn: &mut UnixStream) -> std::io::Result<i32> {
+impl Materialise for Materialiser {
+    fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
+        match RelPath::new(rel.to_vec()) {
+            Ok(path) => self.run(op, &path),
+            Err(_) => libc::EINVAL,
+        }
+    }
+}
+
+impl Materialiser {
+    /// One request from the shim's socket.
+    fn request(&mut self, conn: &mut UnixStream) -> std::io::Result<i32> {
         let mut head = [0u8; 3];
         conn.read_exact(&mut head)?;
         let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
         let mut path = vec![0u8; len];
         conn.read_exact(&mut path)?;
         let Ok(path) = RelPath::new(path) else { return Ok(libc::EINVAL) };
+        Ok(self.run(head[0], &path))
+    }
+
+    /// Run operation `op` on `path`: 0, or an errno.
+    fn run(&mut self, op: u8, path: &RelPath) -> i32 {
         let tree = self.sandbox.tree();
-        let deleted = self.deleted.borrow().contains(&path);
-        let r = match head[0] {
+        let deleted = self.deleted.contains(path);
+        let r = match op {
             OP_LINK if deleted => Ok(false),
-            OP_LINK => materialize::link_entry(&self.store, tree, &self.manifest, &path),
+            OP_LINK => materialize::link_entry(&self.store, tree, &self.manifest, path),
             OP_COPY_UP if deleted => {
                 // Re-created after a deletion: it starts empty, like any new file.
-                self.deleted.borrow_mut().remove(&path);
+                self.deleted.remove(path);
                 Ok(true)
             }
-            OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, &path),
+            OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, path),
             OP_WHITEOUT => {
-                self.deleted.borrow_mut().insert(path.clone());
-                self.sandbox.add_whiteout(&path).map(|()| true)
+                self.deleted.insert(path.clone());
+                self.sandbox.add_whiteout(path).map(|()| true)
             }
-            OP_LINK_DIR => self.link_dir(&path),
-            _ => return Ok(libc::EINVAL),
+            OP_LINK_DIR => self.link_dir(path),
+            _ => return libc::EINVAL,
         };
-        Ok(match r {
+        match r {
             Ok(true) => 0,
             Ok(false) => libc::ENOENT,
             Err(e) => {
                 tracing::warn!(path = %path, error = %e, "materialise failed");
                 libc::EIO
             }
-        })
+        }
     }
 
     fn link_dir(&self, dir: &RelPath) -> Result<bool, super::RunError> {
         let tree = self.sandbox.tree();
         for e in &self.manifest.entries {
             if e.path.parent().as_ref() == Some(dir)
-                && !self.deleted.borrow().contains(&e.path)
+                && !self.deleted.contains(&e.path)
                 && matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. })
             {
                 materialize::link_entry(&self.store, tree, &self.manifest, &e.path)?;

@@ -46,25 +46,41 @@ fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
 const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
 const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 const JGE_K: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+const JSET_K: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
 const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
+
+/// `fstat` spelled as a path call: glibc's fstat is `newfstatat(fd, "", AT_EMPTY_PATH)` (and
+/// statx likewise). With AT_EMPTY_PATH these act on a descriptor, so the filter lets them
+/// through without a round trip (syscall, argument index of its flags).
+const EMPTY_PATH_FLAGS: &[(i64, u32)] = &[(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)];
 
 /// The program for cookie `cookie` (non-zero).
 pub fn program(cookie: u64) -> Vec<sock_filter> {
     let n = TRAPPED.len();
-    // Layout: [0] ld arch, [1] jeq, [2] ld nr, [3] jge x32, [4..4+n] jeq nr_i,
-    //         [4+n] ret allow, [5+n] ld lo, [6+n] jeq lo, [7+n] ld hi, [8+n] jeq hi,
-    //         [9+n] ret allow, [10+n] ret notify
-    let allow_at = 4 + n;
-    let check_at = 5 + n;
-    let mut p = Vec::with_capacity(11 + n);
+    let e = EMPTY_PATH_FLAGS.len();
+    // Layout: [0] ld arch, [1] jeq x86-64, [2] ld nr, [3] jge x32,
+    //         per EMPTY_PATH_FLAGS (4 each): jeq nr, ld flags, jset AT_EMPTY_PATH, ld nr;
+    //         [t..t+n] jeq nr_i, [t+n] ret allow, [t+n+1] ld lo, jeq lo, ld hi, jeq hi,
+    //         ret allow, ret notify
+    let t = 4 + 4 * e;
+    let allow_at = t + n;
+    let check_at = allow_at + 1;
+    let mut p = Vec::with_capacity(check_at + 6);
     let off = |from: usize, to: usize| u8::try_from(to - from - 1).unwrap_or(u8::MAX);
     p.push(stmt(LD_W_ABS, ARCH));
     p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 0, off(1, allow_at)));
     p.push(stmt(LD_W_ABS, NR));
     p.push(jump(JGE_K, X32_SYSCALL_BIT, off(3, allow_at), 0));
+    for (i, (nr, arg)) in EMPTY_PATH_FLAGS.iter().enumerate() {
+        let at = 4 + 4 * i;
+        p.push(jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), 0, 3));
+        p.push(stmt(LD_W_ABS, 16 + arg * 8));
+        #[allow(clippy::cast_sign_loss)] // a flag bit
+        p.push(jump(JSET_K, libc::AT_EMPTY_PATH as u32, off(at + 2, allow_at), 0));
+        p.push(stmt(LD_W_ABS, NR));
+    }
     for (i, nr) in TRAPPED.iter().enumerate() {
-        let at = 4 + i;
-        p.push(jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), off(at, check_at), 0));
+        p.push(jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), off(t + i, check_at), 0));
     }
     p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
     // Truncations intended: the two 32-bit halves of the cookie.
@@ -100,6 +116,7 @@ pub fn run(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
             }
             JEQ_K => pc += 1 + usize::from(if acc == ins.k { ins.jt } else { ins.jf }),
             JGE_K => pc += 1 + usize::from(if acc >= ins.k { ins.jt } else { ins.jf }),
+            JSET_K => pc += 1 + usize::from(if acc & ins.k != 0 { ins.jt } else { ins.jf }),
             RET_K => return ins.k,
             _ => panic!("unexpected opcode {code:#x}"),
         }
@@ -126,5 +143,21 @@ mod tests {
         assert_eq!(run(&p, nr(libc::SYS_read), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&p, nr(libc::SYS_openat) | X32_SYSCALL_BIT, x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&p, nr(libc::SYS_openat), 0x4000_0003, [0; 6]), libc::SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn descriptor_stats_pass_path_stats_trap() {
+        let p = program(7);
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        let empty = u64::try_from(libc::AT_EMPTY_PATH).unwrap();
+        let nofollow = u64::try_from(libc::AT_SYMLINK_NOFOLLOW).unwrap();
+        assert_eq!(run(&p, nr(libc::SYS_newfstatat), x86, [3, 0, 0, empty, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&p, nr(libc::SYS_newfstatat), x86, [3, 0, 0, nofollow, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, nr(libc::SYS_statx), x86, [3, 0, empty, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&p, nr(libc::SYS_statx), x86, [3, 0, 0, empty, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        // AT_EMPTY_PATH in another syscall's argument means nothing.
+        assert_eq!(run(&p, nr(libc::SYS_openat), x86, [0, 0, 0, empty, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, nr(libc::SYS_stat), x86, [0, 0, 0, 0, 0, 7]), libc::SECCOMP_RET_ALLOW);
     }
 }

@@ -1,2 +1,89 @@
 //! Tier 2: the seccomp user-notification supervisor.
+//!
+//! The launcher installs [`filter::program`] in the program before exec ([`launch`]); the
+//! filter sends the virtualised path calls here unless they carry the run's cookie (the
+//! shim's own calls). [`Supervisor::serve_one`] receives one notification, reads the path
+//! from the tracee ([`memory`]), checks that the notification is still valid, places it with
+//! the same resolver as the shim ([`place`]) and answers ([`handlers`]): opens are performed
+//! here and the descriptor injected (`ADDFD` + `SEND`); stat, access and readlink are
+//! performed here and their results written into the tracee; anything not the capsule's is
+//! `CONTINUE`d. It serves the whole process tree: children inherit the filter.
+//!
+//! `CONTINUE` is not a security boundary (the kernel re-reads the tracee's memory after our
+//! check): capsule virtualises, it does not sandbox. See docs/security.md.
+
+pub mod auto;
 pub mod filter;
+pub mod handlers;
+pub mod launch;
+pub mod memory;
+pub mod notify;
+pub mod place;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use handlers::{Context, Materialise};
+use memory::Process;
+use notify::{Listener, Reply};
+
+use crate::view::View;
+
+/// How many calls each answer took (for `capsule run --stats`), readable from any thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Calls the supervisor performed itself (opens injected, stats emulated, errors).
+    pub served: AtomicU64,
+    /// Calls let through unchanged (not the capsule's).
+    pub continued: AtomicU64,
+}
+
+/// One run's supervisor.
+pub struct Supervisor {
+    listener: Listener,
+    view: Vec<u8>,
+    tree: OwnedFd,
+    stats: Arc<Stats>,
+}
+
+impl Supervisor {
+    /// Serve `listener` for the run whose view file is `view` and sandbox tree `tree`.
+    pub fn new(listener: OwnedFd, view: &Path, tree: &Path) -> io::Result<Supervisor> {
+        let bytes = std::fs::read(view)?;
+        View::new(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e:?}", view.display())))?;
+        let tree = std::fs::File::open(tree)?.into();
+        Ok(Supervisor { listener: Listener::new(listener)?, view: bytes, tree, stats: Arc::default() })
+    }
+
+    /// The counters, shared.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The descriptor to poll: readable when a call waits, hung up when no tracee is left.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// Receive and answer one notification.
+    pub fn serve_one(&mut self, mat: &mut dyn Materialise) -> io::Result<()> {
+        let Some(n) = self.listener.recv()? else { return Ok(()) };
+        let view = View::new(&self.view).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
+        let listener = &self.listener;
+        let valid = || listener.id_valid(n.id);
+        let mem = Process { pid: n.pid, valid: &valid };
+        let mut cx = Context { view, tree: self.tree.as_fd(), mat };
+        let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);
+        if matches!(reply, Reply::Continue) {
+            self.stats.continued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.served.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::trace!(nr = n.nr, pid = n.pid, ?reply, "supervisor");
+        self.listener.reply(n.id, reply)
+    }
+}

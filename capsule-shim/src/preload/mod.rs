@@ -43,20 +43,21 @@ pub struct State {
     /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
     /// that runs with the same inputs reuse the same view file.
     pub socket: &'static [u8],
-    /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...` and `CAPSULE_SOCKET=...` as found at start,
-    /// NUL-terminated, re-added to the environment of programs started with a cleared one.
-    pub env: [&'static CStr; 3],
+    /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...` and `CAPSULE_COOKIE=...`
+    /// as found at start, NUL-terminated, re-added to the environment of programs started
+    /// with a cleared one.
+    pub env: [&'static CStr; 4],
 }
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our three environment entries (copied, so that a
+/// Static storage for the state and copies of our four environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 3],
+    env: [UnsafeCell<[u8; ENV_CAP]>; 4],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -65,7 +66,12 @@ unsafe impl Sync for Storage {}
 
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
-    env: [UnsafeCell::new([0; ENV_CAP]), UnsafeCell::new([0; ENV_CAP]), UnsafeCell::new([0; ENV_CAP])],
+    env: [
+        UnsafeCell::new([0; ENV_CAP]),
+        UnsafeCell::new([0; ENV_CAP]),
+        UnsafeCell::new([0; ENV_CAP]),
+        UnsafeCell::new([0; ENV_CAP]),
+    ],
 };
 
 /// The published state, if initialisation succeeded (initialising first, see [`ready`]).
@@ -182,7 +188,15 @@ fn init() {
         Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
         None => (c"CAPSULE_SOCKET=", &b""[..]),
     };
-    let st = State { view, tree_fd, tree, socket, env: [preload, view_entry, socket_entry] };
+    // The supervisor's cookie (tier 2): our own raw syscalls carry it past the filter.
+    let cookie_entry = match env_entry(c"CAPSULE_COOKIE", 3) {
+        Some((e, at)) => {
+            sys::set_cookie(e.to_bytes().get(at..).unwrap_or_default());
+            e
+        }
+        None => c"CAPSULE_COOKIE=",
+    };
+    let st = State { view, tree_fd, tree, socket, env: [preload, view_entry, socket_entry, cookie_entry] };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

@@ -3,6 +3,30 @@
 //! works before our constructor ran.
 
 use core::ffi::{c_char, c_int, c_long};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// This run's supervisor cookie (`CAPSULE_COOKIE`, hex), 0 without one. The seccomp filter
+/// lets a trapped path syscall through when its sixth argument is the cookie; none of those
+/// syscalls uses a sixth argument, and for the others the kernel ignores it.
+static COOKIE: AtomicU64 = AtomicU64::new(0);
+
+/// Set the cookie from its hex digits (ignored unless 1 to 16 hex digits).
+pub fn set_cookie(hex: &[u8]) {
+    let mut v: u64 = 0;
+    if hex.is_empty() || hex.len() > 16 {
+        return;
+    }
+    for &c in hex {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return,
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    COOKIE.store(v, Ordering::Relaxed);
+}
 
 /// # Safety
 /// `path` must be NUL-terminated and live for the call.
@@ -71,6 +95,9 @@ pub unsafe fn read(fd: c_int, buf: *mut u8, len: usize) -> c_long {
 pub unsafe fn raw(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
     // SAFETY: forwarded; the caller upholds the syscall's contract. libc::syscall returns -1
     // and sets errno, which we convert to the kernel's -errno convention.
+    #[allow(clippy::cast_possible_wrap)] // the cookie's bits, as the register holds them
+    let f = if f == 0 { COOKIE.load(Ordering::Relaxed) as c_long } else { f };
+    // SAFETY: as above; a sixth argument the syscall does not use is ignored by the kernel.
     let r = unsafe { libc::syscall(nr, a, b, c, d, e, f) };
     if r == -1 { -c_long::from(errno()) } else { r }
 }

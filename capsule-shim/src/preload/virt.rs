@@ -9,8 +9,8 @@
 use core::ffi::c_int;
 
 use super::{State, sys};
-use capsule_core::resolve::path::PathBuffer;
 use capsule_core::resolve::normalize;
+use capsule_core::resolve::path::PathBuffer;
 
 /// The virtual form of an argument.
 pub struct Virtual {

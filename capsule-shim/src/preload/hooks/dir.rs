@@ -15,12 +15,12 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 use capsule_core::view::{FLAG_HOST_DIR, Kind};
 
 use super::{Route, real, route};
-use capsule_core::resolve::path::PathBuffer;
 use crate::preload::client::{self, OP_LINK_DIR};
 use crate::preload::guard::{HookGuard, call_out};
 use crate::preload::state;
 use crate::preload::sys::{self, set_errno};
 use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
 
 /// One merged listing in progress.
 pub struct Slot {

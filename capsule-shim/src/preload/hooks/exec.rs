@@ -12,11 +12,11 @@
 use core::ffi::{CStr, c_char, c_int, c_long};
 
 use super::{Route, in_tree, real, route};
-use capsule_core::resolve::path::PathBuffer;
 use crate::preload::guard::HookGuard;
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
 use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
 
 type Env = *const *const c_char;
 

@@ -14,12 +14,12 @@ use core::ffi::{CStr, c_char, c_int, c_long, c_uint};
 use capsule_core::view::Kind;
 
 use super::{Route, ensure_private, route};
-use capsule_core::resolve::path::PathBuffer;
 use crate::preload::client::{self, OP_COPY_UP, OP_LINK, OP_WHITEOUT};
 use crate::preload::guard::HookGuard;
 use crate::preload::state;
 use crate::preload::sys::{self, ret, set_errno};
 use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
 
 /// What a single-path mutation does to the tree before and after the call.
 #[derive(Clone, Copy, PartialEq, Eq)]

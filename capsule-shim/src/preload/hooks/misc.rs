@@ -10,11 +10,11 @@
 use core::ffi::{CStr, c_char, c_int, c_long, c_uint, c_void};
 
 use super::{Route, in_tree, real, route};
-use capsule_core::resolve::path::PathBuffer;
 use crate::preload::guard::{HookGuard, call_out};
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
 use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
 
 /// If `buf[..len]` starts with the tree path, remove it in place; the new length.
 fn untree_in_place(st: &State, buf: *mut u8, len: usize, nul: bool) -> usize {

@@ -11,12 +11,12 @@
 use core::ffi::{c_char, c_int, c_long};
 
 use super::{Route, ensure_private, in_tree, real, route, writes};
-use capsule_core::resolve::path::PathBuffer;
 use crate::preload::client::{self, OP_COPY_UP, OP_LINK_DIR};
 use crate::preload::guard::HookGuard;
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
 use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
 use capsule_core::view::Kind;
 
 /// openat(2) through the capsule. Returns the kernel convention (fd or -errno).

@@ -6,11 +6,11 @@
 use core::ffi::{c_char, c_int, c_long};
 
 use super::{Route, in_tree, route};
-use capsule_core::resolve::path::PathBuffer;
 use crate::preload::guard::HookGuard;
 use crate::preload::state;
 use crate::preload::sys::{self, ret, set_errno};
 use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
 
 /// Route one path-taking call: `call(dirfd, path)` is made with the application's arguments,
 /// a host path, or the tree descriptor and a relative path (materialising on ENOENT).

@@ -1,0 +1,269 @@
+//! The handlers: one trapped call in, one [`Reply`] out. Opens are performed here and the
+//! descriptor injected; stat, access and readlink are performed here and their results
+//! written into the tracee. What is not the capsule's is `CONTINUE`d.
+//!
+//! Handlers take the tracee as a [`TraceeMemory`] and the materialiser as a [`Materialise`],
+//! so the tests drive them with in-memory implementations of both.
+#![allow(unsafe_code)] // fstatat/statx/readlinkat/faccessat on our own buffers
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::memory::TraceeMemory;
+use super::notify::Reply;
+use super::place::{Place, place};
+use crate::resolve::Intent;
+use crate::run::{OP_COPY_UP, OP_LINK, OP_LINK_DIR};
+use crate::view::{Entry, Kind, View};
+
+/// The materialiser, as the handlers need it: run one operation on a tree path (no leading
+/// '/'), returning 0 or an errno.
+pub trait Materialise {
+    /// Run materialiser operation `op` (`run::OP_*`) on `rel`.
+    fn op(&mut self, op: u8, rel: &[u8]) -> i32;
+}
+
+/// What a run's supervisor knows.
+pub struct Context<'v, 'm> {
+    /// The run's view.
+    pub view: View<'v>,
+    /// The sandbox tree, open (`O_PATH`).
+    pub tree: BorrowedFd<'v>,
+    /// The materialiser.
+    pub mat: &'m mut dyn Materialise,
+}
+
+/// Answer one trapped call `nr` with `args`.
+pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Reply {
+    #[allow(clippy::cast_possible_truncation)] // int arguments travel in 64-bit registers
+    let int = |v: u64| v as i32;
+    match nr {
+        libc::SYS_open => open(cx, mem, libc::AT_FDCWD, a[0], int(a[1]), a[2]),
+        libc::SYS_openat => open(cx, mem, int(a[0]), a[1], int(a[2]), a[3]),
+        libc::SYS_stat => stat(cx, mem, libc::AT_FDCWD, a[0], a[1], 0),
+        libc::SYS_lstat => stat(cx, mem, libc::AT_FDCWD, a[0], a[1], libc::AT_SYMLINK_NOFOLLOW),
+        libc::SYS_newfstatat => stat(cx, mem, int(a[0]), a[1], a[2], int(a[3])),
+        libc::SYS_statx => statx(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3]), a[4]),
+        libc::SYS_access => access(cx, mem, libc::AT_FDCWD, a[0], int(a[1]), 0),
+        libc::SYS_faccessat => access(cx, mem, int(a[0]), a[1], int(a[2]), 0),
+        libc::SYS_faccessat2 => access(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3])),
+        libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
+        libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
+        _ => Reply::Continue,
+    }
+}
+
+fn writes(flags: i32) -> bool {
+    flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND) != 0
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, flags: i32, mode: u64) -> Reply {
+    let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+    let intent = Intent { follow: flags & libc::O_NOFOLLOW == 0 && !excl, create: flags & libc::O_CREAT != 0 };
+    #[allow(clippy::cast_possible_truncation)] // mode_t is 32 bits
+    let mode = mode as libc::mode_t;
+    let view = cx.view;
+    let r = match place(&view, mem, dirfd, addr, intent) {
+        Place::Original => return Reply::Continue,
+        Place::Deny(e) => return Reply::Error(e),
+        Place::Host(p) => open_at(libc::AT_FDCWD, &p, flags, mode),
+        Place::Tree(rel, entry) => open_tree(cx, &rel, entry, flags, mode),
+        Place::TreeThenHost(rel, abs) => {
+            if writes(flags) {
+                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
+                open_tree(cx, &rel, None, flags, mode)
+            } else {
+                match open_tree(cx, &rel, None, flags & !libc::O_CREAT, mode) {
+                    Err(libc::ENOENT) => open_at(libc::AT_FDCWD, &abs, flags, mode),
+                    r => r,
+                }
+            }
+        }
+    };
+    match r {
+        Ok(fd) => Reply::Fd { fd, cloexec: flags & libc::O_CLOEXEC != 0 },
+        Err(e) => Reply::Error(e),
+    }
+}
+
+/// Open in the supervisor, always close-on-exec here (the tracee's own flag travels with
+/// the injection).
+fn open_at(dirfd: RawFd, path: &CStr, flags: i32, mode: libc::mode_t) -> Result<OwnedFd, i32> {
+    // SAFETY: `path` is NUL-terminated; the kernel returns a new descriptor or -1.
+    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open `rel` in the tree, as the shim does: copy-up before a write to a capsule file, the
+/// directory's files linked before it is listed, lazy materialisation on first open.
+fn open_tree(
+    cx: &mut Context<'_, '_>,
+    rel: &CStr,
+    entry: Option<Entry<'_>>,
+    flags: i32,
+    mode: libc::mode_t,
+) -> Result<OwnedFd, i32> {
+    match entry.map(|e| e.kind) {
+        Some(Kind::File) if (writes(flags) || flags & libc::O_CREAT != 0) && !private(cx.tree, rel) => {
+            let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
+        }
+        Some(Kind::Dir) if !writes(flags) => {
+            let _ = cx.mat.op(OP_LINK_DIR, rel.to_bytes());
+        }
+        _ => {}
+    }
+    let tree = cx.tree.as_raw_fd();
+    in_tree(cx, entry, rel, || open_at(tree, rel, flags, mode))
+}
+
+/// A tree file the sandbox owns alone (not a link to the shared cache).
+fn private(tree: BorrowedFd<'_>, rel: &CStr) -> bool {
+    // SAFETY: `rel` NUL-terminated; `sb` is a plain struct the kernel fills.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe { libc::fstatat(tree.as_raw_fd(), rel.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+    r == 0 && sb.st_mode & libc::S_IFMT == libc::S_IFREG && sb.st_nlink == 1
+}
+
+/// Run `op` on the tree; a capsule file not materialised yet is materialised and `op` run
+/// once more.
+fn in_tree<T>(
+    cx: &mut Context<'_, '_>,
+    entry: Option<Entry<'_>>,
+    rel: &CStr,
+    mut op: impl FnMut() -> Result<T, i32>,
+) -> Result<T, i32> {
+    match op() {
+        Err(libc::ENOENT) if entry.is_some_and(|e| e.kind == Kind::File) && cx.mat.op(OP_LINK, rel.to_bytes()) == 0 => {
+            op()
+        }
+        r => r,
+    }
+}
+
+/// Run a path operation at its place: `op(dirfd, path)`. `None`: not ours.
+fn at<T>(
+    cx: &mut Context<'_, '_>,
+    placed: Place<'_>,
+    mut op: impl FnMut(RawFd, &CStr) -> Result<T, i32>,
+) -> Option<Result<T, i32>> {
+    let tree = cx.tree.as_raw_fd();
+    Some(match placed {
+        Place::Original => return None,
+        Place::Deny(e) => Err(e),
+        Place::Host(p) => op(libc::AT_FDCWD, &p),
+        Place::Tree(rel, entry) => in_tree(cx, entry, &rel, || op(tree, &rel)),
+        Place::TreeThenHost(rel, abs) => match op(tree, &rel) {
+            Err(libc::ENOENT) => op(libc::AT_FDCWD, &abs),
+            r => r,
+        },
+    })
+}
+
+/// Write `v`'s bytes at `addr` in the tracee and answer 0.
+fn write_struct<T: Copy>(mem: &impl TraceeMemory, addr: u64, v: &T) -> Reply {
+    // SAFETY: `T` is a plain C struct (stat, statx) fully initialised by the kernel; viewing
+    // it as bytes reads exactly size_of::<T>() initialised bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), size_of::<T>()) };
+    match mem.write(addr, bytes) {
+        Ok(()) => Reply::Value(0),
+        Err(_) => Reply::Error(libc::EFAULT),
+    }
+}
+
+fn stat(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, flags: i32) -> Reply {
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let view = cx.view;
+    let placed = place(&view, mem, dirfd, addr, Intent { follow, create: false });
+    let r = at(cx, placed, |d, p| {
+        // SAFETY: plain struct, filled by the kernel on success.
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `p` NUL-terminated, `sb` writable.
+        let r = unsafe { libc::fstatat(d, p.as_ptr(), &raw mut sb, flags & libc::AT_SYMLINK_NOFOLLOW) };
+        if r == 0 { Ok(sb) } else { Err(errno()) }
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(sb)) => write_struct(mem, out, &sb),
+        Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+fn statx(
+    cx: &mut Context<'_, '_>,
+    mem: &impl TraceeMemory,
+    dirfd: i32,
+    addr: u64,
+    flags: i32,
+    mask: i32,
+    out: u64,
+) -> Reply {
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let view = cx.view;
+    let placed = place(&view, mem, dirfd, addr, Intent { follow, create: false });
+    #[allow(clippy::cast_sign_loss)] // a bit mask
+    let mask = mask as u32;
+    let r = at(cx, placed, |d, p| {
+        // SAFETY: plain struct, filled by the kernel on success.
+        let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+        let keep = flags & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_TYPE | libc::AT_NO_AUTOMOUNT);
+        // SAFETY: `p` NUL-terminated, `sx` writable.
+        let r = unsafe { libc::statx(d, p.as_ptr(), keep, mask, &raw mut sx) };
+        if r == 0 { Ok(sx) } else { Err(errno()) }
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(sx)) => write_struct(mem, out, &sx),
+        Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+fn access(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, mode: i32, flags: i32) -> Reply {
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let view = cx.view;
+    let placed = place(&view, mem, dirfd, addr, Intent { follow, create: false });
+    let r = at(cx, placed, |d, p| {
+        // SAFETY: `p` NUL-terminated; faccessat2 only reads it.
+        let r = unsafe { libc::syscall(libc::SYS_faccessat2, d, p.as_ptr(), mode, flags) };
+        if r == 0 { Ok(()) } else { Err(errno()) }
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(())) => Reply::Value(0),
+        Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, size: u64) -> Reply {
+    let view = cx.view;
+    let placed = place(&view, mem, dirfd, addr, Intent { follow: false, create: false });
+    let cap = usize::try_from(size).unwrap_or(usize::MAX).min(super::memory::PATH_MAX);
+    let r = at(cx, placed, |d, p| {
+        let mut buf = vec![0u8; cap];
+        // SAFETY: `p` NUL-terminated; the kernel writes at most `cap` bytes to `buf`.
+        let n = unsafe { libc::readlinkat(d, p.as_ptr(), buf.as_mut_ptr().cast(), cap) };
+        let n = usize::try_from(n).map_err(|_| errno())?;
+        buf.truncate(n);
+        Ok(buf)
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(_)) if size == 0 => Reply::Error(libc::EINVAL),
+        Some(Ok(target)) => match mem.write(out, &target) {
+            Ok(()) => Reply::Value(i64::try_from(target.len()).unwrap_or(0)),
+            Err(_) => Reply::Error(libc::EFAULT),
+        },
+        Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! The handlers against an in-memory tracee and a recording materialiser (HOUSE-STYLE §4):
+//! no seccomp, no second process; the tree is a temporary directory.
+
+use std::cell::RefCell;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+
+use super::*;
+use crate::digest::Digest;
+use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use crate::view::{Mode, ViewOptions, compile};
+
+const BASE: u64 = 0x10_0000;
+const PATH_AT: u64 = BASE;
+const OUT_AT: u64 = BASE + 0x1000;
+
+/// A tracee whose memory is one vector mapped at `BASE`.
+struct Fake {
+    mem: RefCell<Vec<u8>>,
+    cwd: Vec<u8>,
+    valid: bool,
+}
+
+impl Fake {
+    fn with_path(p: &str) -> Fake {
+        let mut mem = vec![0xAAu8; 0x3000];
+        mem[..p.len()].copy_from_slice(p.as_bytes());
+        mem[p.len()] = 0;
+        Fake { mem: RefCell::new(mem), cwd: b"/".to_vec(), valid: true }
+    }
+    fn out(&self, n: usize) -> Vec<u8> {
+        let at = usize::try_from(OUT_AT - BASE).unwrap();
+        self.mem.borrow()[at..at + n].to_vec()
+    }
+}
+
+impl TraceeMemory for Fake {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let m = self.mem.borrow();
+        let at = addr.checked_sub(BASE).and_then(|a| usize::try_from(a).ok()).filter(|&a| a < m.len());
+        let Some(at) = at else { return Err(io::Error::from_raw_os_error(libc::EFAULT)) };
+        let n = buf.len().min(m.len() - at);
+        buf[..n].copy_from_slice(&m[at..at + n]);
+        Ok(n)
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> io::Result<()> {
+        let mut m = self.mem.borrow_mut();
+        let at = usize::try_from(addr - BASE).unwrap();
+        m.get_mut(at..at + data.len()).ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?.copy_from_slice(data);
+        Ok(())
+    }
+    fn still_valid(&self) -> bool {
+        self.valid
+    }
+    fn cwd(&self) -> io::Result<Vec<u8>> {
+        Ok(self.cwd.clone())
+    }
+    fn fd_path(&self, _fd: i32) -> io::Result<Vec<u8>> {
+        Err(io::Error::from_raw_os_error(libc::EBADF))
+    }
+}
+
+/// Records operations; OP_LINK of the capsule file writes its content into the tree.
+struct Mat {
+    tree: std::path::PathBuf,
+    ops: Vec<(u8, String)>,
+}
+
+impl Materialise for Mat {
+    fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
+        let rel = String::from_utf8(rel.to_vec()).unwrap();
+        if op == OP_LINK && rel == "opt/capp/data.txt" {
+            std::fs::write(self.tree.join(&rel), b"capsule data").unwrap();
+        }
+        self.ops.push((op, rel));
+        0
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    tree: std::path::PathBuf,
+    view: Vec<u8>,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("root");
+    std::fs::create_dir_all(tree.join("opt/capp")).unwrap();
+    std::os::unix::fs::symlink("data.txt", tree.join("opt/capp/link")).unwrap();
+    let mut m = Manifest::new("t", "latest", 0);
+    m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
+    let e = |p: &str, kind| MEntry {
+        path: RelPath::new(p).unwrap(),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        origin: 0,
+    };
+    m.entries = vec![
+        e("opt", EntryKind::Dir),
+        e("opt/capp", EntryKind::Dir),
+        e("opt/capp/data.txt", EntryKind::File { size: 12, digest: Digest::of(b"capsule data") }),
+        e("opt/capp/link", EntryKind::Symlink { target: b"data.txt".to_vec() }),
+    ];
+    let opts = ViewOptions {
+        tree: tree.clone(),
+        capsule_mode: Mode::WriteCopy,
+        rules: vec![("/".into(), Mode::Merged), ("/tmp".into(), Mode::Passthrough)],
+        whiteouts: vec![],
+    };
+    Setup { view: compile(&m, &opts), tree, _dir: dir }
+}
+
+fn call(s: &Setup, t: &Fake, nr: i64, args: [u64; 6]) -> (Reply, Vec<(u8, String)>) {
+    let tree_dir = std::fs::File::open(&s.tree).unwrap();
+    let mut mat = Mat { tree: s.tree.clone(), ops: Vec::new() };
+    let mut cx = Context { view: View::new(&s.view).unwrap(), tree: tree_dir.as_fd(), mat: &mut mat };
+    let r = handle(&mut cx, t, nr, &args);
+    (r, mat.ops)
+}
+
+#[allow(clippy::cast_sign_loss)] // the register holds the int's bits
+const AT_FDCWD: u64 = libc::AT_FDCWD as u64;
+
+#[test]
+fn open_of_a_capsule_file_materialises_it_and_injects_a_descriptor() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/data.txt");
+    let (r, ops) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, PATH_AT, libc::O_RDONLY as u64, 0, 0, 0]);
+    let Reply::Fd { fd, cloexec: false } = r else { panic!("{r:?}") };
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "capsule data");
+    assert_eq!(ops, vec![(OP_LINK, "opt/capp/data.txt".to_owned())]);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_tracee_cwd() {
+    let s = setup();
+    let mut t = Fake::with_path("data.txt");
+    t.cwd = b"/opt/capp".to_vec();
+    let (r, _) = call(&s, &t, libc::SYS_open, [PATH_AT, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Fd { cloexec: true, .. }), "{r:?}");
+}
+
+#[test]
+fn host_paths_and_tree_paths_continue() {
+    let s = setup();
+    for p in ["/etc/hostname", "/tmp/x", &format!("{}/opt/capp/data.txt", s.tree.display())] {
+        let t = Fake::with_path(p);
+        let (r, ops) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, PATH_AT, 0, 0, 0, 0]);
+        assert!(matches!(r, Reply::Continue), "{p}: {r:?}");
+        assert!(ops.is_empty());
+    }
+}
+
+#[test]
+fn a_stale_notification_or_bad_pointer_is_left_to_the_kernel() {
+    let s = setup();
+    let mut t = Fake::with_path("/opt/capp/data.txt");
+    t.valid = false;
+    let (r, ops) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, PATH_AT, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Continue) && ops.is_empty(), "{r:?}");
+    let t = Fake::with_path("/opt/capp/data.txt");
+    let (r, _) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, 0, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Continue), "{r:?}");
+}
+
+#[test]
+fn stat_is_emulated_into_tracee_memory() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/data.txt");
+    let (r, _) = call(&s, &t, libc::SYS_newfstatat, [AT_FDCWD, PATH_AT, OUT_AT, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(0)), "{r:?}");
+    let bytes = t.out(size_of::<libc::stat>());
+    // SAFETY: test: reinterpret the written bytes as the struct they were written from.
+    let sb: libc::stat = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+    assert_eq!(sb.st_size, 12);
+    assert_eq!(sb.st_mode & libc::S_IFMT, libc::S_IFREG);
+}
+
+#[test]
+fn statx_and_lstat_see_the_symlink_or_its_target() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/link");
+    let (r, _) = call(&s, &t, libc::SYS_lstat, [PATH_AT, OUT_AT, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(0)), "{r:?}");
+    // SAFETY: as above.
+    let sb: libc::stat = unsafe { std::ptr::read_unaligned(t.out(size_of::<libc::stat>()).as_ptr().cast()) };
+    assert_eq!(sb.st_mode & libc::S_IFMT, libc::S_IFLNK);
+    let (r, _) = call(&s, &t, libc::SYS_statx, [AT_FDCWD, PATH_AT, 0, u64::from(libc::STATX_BASIC_STATS), OUT_AT, 0]);
+    assert!(matches!(r, Reply::Value(0)), "{r:?}");
+    // SAFETY: as above.
+    let sx: libc::statx = unsafe { std::ptr::read_unaligned(t.out(size_of::<libc::statx>()).as_ptr().cast()) };
+    assert_eq!(sx.stx_size, 12);
+}
+
+#[test]
+fn readlink_and_access() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/link");
+    let (r, _) = call(&s, &t, libc::SYS_readlink, [PATH_AT, OUT_AT, 100, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(8)), "{r:?}");
+    assert_eq!(t.out(8), b"data.txt");
+    let t = Fake::with_path("/opt/capp/missing");
+    let (r, _) = call(&s, &t, libc::SYS_access, [PATH_AT, libc::F_OK as u64, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ENOENT)), "{r:?}");
+    let t = Fake::with_path("/opt/capp/data.txt/x");
+    let (r, _) = call(&s, &t, libc::SYS_faccessat, [AT_FDCWD, PATH_AT, libc::F_OK as u64, 0, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ENOTDIR)), "{r:?}");
+}
+
+#[test]
+fn opening_a_capsule_directory_links_its_files_first() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp");
+    let flags = (libc::O_RDONLY | libc::O_DIRECTORY) as u64;
+    let (r, ops) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, PATH_AT, flags, 0, 0, 0]);
+    assert!(matches!(r, Reply::Fd { .. }), "{r:?}");
+    assert_eq!(ops, vec![(OP_LINK_DIR, "opt/capp".to_owned())]);
+}
+
+#[test]
+fn untrapped_calls_continue() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/data.txt");
+    let (r, _) = call(&s, &t, libc::SYS_getpid, [0; 6]);
+    assert!(matches!(r, Reply::Continue));
+}

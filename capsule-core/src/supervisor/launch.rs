@@ -1,0 +1,123 @@
+//! Installing the filter in the program: [`arm`] a `Command` before spawning it, then take
+//! the listener from [`Armed::listener`] once it has started.
+//!
+//! Between fork and exec the child only makes async-signal-safe calls on memory prepared
+//! before the fork: `prctl`, `seccomp`, `sendmsg`, `close`. A failure there is returned
+//! as an `io::Error`, which std carries to the parent (its exec-error pipe): `spawn` fails
+//! with the child's errno instead of a program running unsupervised.
+#![allow(unsafe_code)] // pre_exec, seccomp(2), sendmsg(2)/recvmsg(2) with SCM_RIGHTS
+
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+
+use super::filter;
+
+/// A command whose child will install the filter and send back its listener.
+#[derive(Debug)]
+pub struct Armed {
+    parent: UnixStream,
+}
+
+/// Make `cmd`'s child install the supervisor filter for `cookie` just before exec.
+/// Drop `cmd` after spawning it (its copy of the child's socket end must close, so that a
+/// child that died before sending is an error, not a hang).
+pub fn arm(cmd: &mut Command, cookie: u64) -> io::Result<Armed> {
+    let (parent, child) = UnixStream::pair()?;
+    let prog = filter::program(cookie);
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // async-signal-safe functions on memory allocated before the fork (`prog`, `child`).
+    unsafe {
+        cmd.pre_exec(move || install(&prog, child.as_raw_fd()));
+    }
+    Ok(Armed { parent })
+}
+
+impl Armed {
+    /// The listener the child sent. Call after `spawn` returned (the child has exec'd).
+    pub fn listener(self) -> io::Result<OwnedFd> {
+        let mut byte = [0u8; 1];
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!(RawFd);
+        let msg = recvmsg::<()>(self.parent.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = c
+                && let Some(&fd) = fds.first()
+            {
+                // SAFETY: SCM_RIGHTS just installed `fd` in this process; nobody else owns it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the program did not send its seccomp listener"))
+    }
+}
+
+/// In the child: install the filter with a listener and send the listener over `sock`.
+fn install(prog: &[libc::sock_filter], sock: RawFd) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    let set = || {
+        // SAFETY: `fprog` points to `prog`, alive for the call; the kernel copies it.
+        unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &raw const fprog,
+            )
+        }
+    };
+    let mut fd = set();
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
+        // Without CAP_SYS_ADMIN the kernel wants no_new_privs (setuid programs then run
+        // without their privileges inside the capsule: docs/security.md).
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        fd = set();
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::last_os_error())?;
+    let r = send_fd(sock, fd);
+    // SAFETY: closing the listener we just got; the parent has its own copy now.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// sendmsg(2) one byte with `fd` as SCM_RIGHTS, on stack memory only.
+fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+    #[repr(C)]
+    union Cmsg {
+        buf: [u8; 64],
+        _align: libc::cmsghdr,
+    }
+    const FD_LEN: u32 = 4; // size_of::<RawFd>()
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cbuf = Cmsg { buf: [0; 64] };
+    // SAFETY: a zeroed msghdr is valid; we fill the fields below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(FD_LEN) } as usize;
+    msg.msg_control = (&raw mut cbuf).cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg_control points to `space` (<= 64) aligned bytes, so CMSG_FIRSTHDR is
+    // non-null and the header and its one-fd payload fit.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(FD_LEN) as usize;
+        libc::CMSG_DATA(c).cast::<RawFd>().write_unaligned(fd);
+    }
+    // SAFETY: `msg` and everything it points to live across the call.
+    if unsafe { libc::sendmsg(sock, &raw const msg, 0) } == 1 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
