@@ -164,6 +164,10 @@ pub struct Run {
     /// Print, on exit, how many calls each tier served.
     #[arg(long)]
     pub stats: bool,
+    /// Benchmarks only: do not give the shim the supervisor's cookie, so that every path call
+    /// goes through tier 2 (docs/bench/tier2.sh measures what the cookie saves).
+    #[arg(long, hide = true)]
+    pub no_cookie: bool,
     /// Arguments for the program.
     #[arg(last = true)]
     pub args: Vec<String>,

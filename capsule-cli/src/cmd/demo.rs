@@ -67,6 +67,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         isolation: Vec::new(),
         seccomp: crate::cli::args::Seccomp::Auto,
         stats: false,
+        no_cookie: false,
         args: Vec::new(),
     };
     let code = super::run::run(store, out, run)?;

@@ -135,7 +135,9 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     }
     let armed = if tier2 {
         let cookie = cookie()?;
-        cmd.env("CAPSULE_COOKIE", format!("{cookie:x}"));
+        if !r.no_cookie {
+            cmd.env("CAPSULE_COOKIE", format!("{cookie:x}"));
+        }
         Some(supervisor::launch::arm(&mut cmd, cookie)?)
     } else {
         None

@@ -7,17 +7,16 @@
 //! 3 whiteout (record a deletion), 4 link every file of a directory (before a listing).
 //! Requests are served one at a time, which also serialises concurrent first opens.
 //!
-//! With tier 2 on, the same thread also answers the seccomp supervisor's notifications
-//! ([`crate::supervisor`]): one `poll` over both descriptors, one [`Materialiser`] for both
-//! tiers, so a file materialised for one is there for the other.
+//! With tier 2 on, a second thread answers the seccomp supervisor's notifications
+//! ([`crate::supervisor`]); one [`Materialiser`] serves both tiers, so a file materialised for
+//! one is there for the other.
 
 use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
 
 use super::sandbox::Sandbox;
 use super::{RunError, materialize};
@@ -62,35 +61,54 @@ impl Server {
         Ok(Server { listener, mat: Materialiser { deleted, store, manifest, sandbox } })
     }
 
-    /// Serve until the process exits; with `sup`, answer its notifications too until no
-    /// tracee is left.
-    pub fn serve(mut self, mut sup: Option<Supervisor>) {
-        loop {
-            let mut fds = vec![PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
-            if let Some(s) = &sup {
-                fds.push(PollFd::new(s.fd(), PollFlags::POLLIN));
-            }
-            if poll(&mut fds, PollTimeout::NONE).is_err() {
-                continue; // EINTR
-            }
-            let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).unwrap_or(PollFlags::empty());
-            let (conn, notif) = (ready(0), ready(1));
-            if notif.contains(PollFlags::POLLIN)
-                && let Some(s) = &mut sup
-                && let Err(e) = s.serve_one(&mut self.mat)
-            {
-                tracing::warn!(error = %e, "supervisor");
-            }
-            if notif.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) && !notif.contains(PollFlags::POLLIN) {
-                sup = None; // no tracee left
-            }
-            if conn.contains(PollFlags::POLLIN)
-                && let Ok((mut conn, _)) = self.listener.accept()
-            {
-                let errno = self.mat.request(&mut conn).unwrap_or(libc::EIO);
-                let _ = conn.write_all(&errno.to_le_bytes());
-            }
+    /// Serve until the process exits; with `sup`, its notifications too, on a thread of its
+    /// own blocked in `NOTIF_RECV` (a tracee's call then wakes it on the tracee's CPU, with
+    /// SYNC_WAKE_UP, rather than through a poll and a second system call). Both share the
+    /// materialiser, locked per operation.
+    pub fn serve(self, sup: Option<Supervisor>) {
+        let shared = Shared(Arc::new(Mutex::new(self.mat)));
+        if let Some(mut sup) = sup {
+            let mut mat = Shared(Arc::clone(&shared.0));
+            std::thread::spawn(move || {
+                loop {
+                    match sup.serve_one(&mut mat) {
+                        Ok(true) => {}
+                        Ok(false) if sup.finished() => break,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "supervisor stopped");
+                            break;
+                        }
+                    }
+                }
+            });
         }
+        for conn in self.listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let errno = shared.request(&mut conn).unwrap_or(libc::EIO);
+            let _ = conn.write_all(&errno.to_le_bytes());
+        }
+    }
+}
+
+/// The materialiser shared by the socket thread and the supervisor thread.
+struct Shared(Arc<Mutex<Materialiser>>);
+
+impl Shared {
+    fn request(&self, conn: &mut UnixStream) -> std::io::Result<i32> {
+        let mut head = [0u8; 3];
+        conn.read_exact(&mut head)?;
+        let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
+        let mut path = vec![0u8; len];
+        conn.read_exact(&mut path)?;
+        let Ok(path) = RelPath::new(path) else { return Ok(libc::EINVAL) };
+        Ok(self.0.lock().map_or(libc::EIO, |mut m| m.run(head[0], &path)))
+    }
+}
+
+impl Materialise for Shared {
+    fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
+        self.0.lock().map_or(libc::EIO, |mut m| m.op(op, rel))
     }
 }
 
@@ -104,17 +122,6 @@ impl Materialise for Materialiser {
 }
 
 impl Materialiser {
-    /// One request from the shim's socket.
-    fn request(&mut self, conn: &mut UnixStream) -> std::io::Result<i32> {
-        let mut head = [0u8; 3];
-        conn.read_exact(&mut head)?;
-        let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
-        let mut path = vec![0u8; len];
-        conn.read_exact(&mut path)?;
-        let Ok(path) = RelPath::new(path) else { return Ok(libc::EINVAL) };
-        Ok(self.run(head[0], &path))
-    }
-
     /// Run operation `op` on `path`: 0, or an errno.
     fn run(&mut self, op: u8, path: &RelPath) -> i32 {
         let tree = self.sandbox.tree();

@@ -30,11 +30,14 @@ pub fn read_path(mem: &impl TraceeMemory, addr: u64) -> Result<Vec<u8>, i32> {
     }
     let mut out = Vec::with_capacity(256);
     let mut at = addr;
+    // Most paths are short: a first read of 256 bytes, then up to a page at a time.
+    let mut step = 256;
     while out.len() < PATH_MAX {
-        // Read up to the next page boundary: the following page may not be mapped.
+        // Never across a page boundary: the following page may not be mapped.
         let page_left = 4096 - usize::try_from(at % 4096).unwrap_or(0);
         let mut chunk = [0u8; 4096];
-        let want = page_left.min(PATH_MAX - out.len());
+        let want = page_left.min(PATH_MAX - out.len()).min(step);
+        step = 4096;
         let n = mem.read(at, &mut chunk[..want]).map_err(|_| libc::EFAULT)?;
         if n == 0 {
             return Err(libc::EFAULT);

@@ -69,9 +69,10 @@ impl Supervisor {
         self.listener.as_fd()
     }
 
-    /// Receive and answer one notification.
-    pub fn serve_one(&mut self, mat: &mut dyn Materialise) -> io::Result<()> {
-        let Some(n) = self.listener.recv()? else { return Ok(()) };
+    /// Receive and answer one notification. `Ok(false)`: nothing was received (interrupted,
+    /// or the calling thread died meanwhile).
+    pub fn serve_one(&mut self, mat: &mut dyn Materialise) -> io::Result<bool> {
+        let Some(n) = self.listener.recv()? else { return Ok(false) };
         let view = View::new(&self.view).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
         let listener = &self.listener;
         let valid = || listener.id_valid(n.id);
@@ -84,6 +85,15 @@ impl Supervisor {
             self.stats.served.fetch_add(1, Ordering::Relaxed);
         }
         tracing::trace!(nr = n.nr, pid = n.pid, ?reply, "supervisor");
-        self.listener.reply(n.id, reply)
+        self.listener.reply(n.id, reply)?;
+        Ok(true)
+    }
+
+    /// Every tracee is gone (the listener hangs up): nothing more will come.
+    pub fn finished(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok()
+            && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN))
     }
 }

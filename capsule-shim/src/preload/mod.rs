@@ -166,6 +166,15 @@ fn complain(why: &[u8]) {
 
 /// Called once, by the winner of [`STARTED`].
 fn init() {
+    // The supervisor's cookie (tier 2) first: from here on our raw syscalls carry it past the
+    // filter, the view's and the tree's opens included.
+    let cookie_entry = match env_entry(c"CAPSULE_COOKIE", 3) {
+        Some((e, at)) => {
+            sys::set_cookie(e.to_bytes().get(at..).unwrap_or_default());
+            e
+        }
+        None => c"CAPSULE_COOKIE=",
+    };
     let Some((view_entry, at)) = env_entry(c"CAPSULE_VIEW", 1) else { return };
     let Some(view_path) = view_entry.to_bytes_with_nul().get(at..).and_then(|b| CStr::from_bytes_with_nul(b).ok())
     else {
@@ -187,14 +196,6 @@ fn init() {
     let (socket_entry, socket) = match env_entry(c"CAPSULE_SOCKET", 2) {
         Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
         None => (c"CAPSULE_SOCKET=", &b""[..]),
-    };
-    // The supervisor's cookie (tier 2): our own raw syscalls carry it past the filter.
-    let cookie_entry = match env_entry(c"CAPSULE_COOKIE", 3) {
-        Some((e, at)) => {
-            sys::set_cookie(e.to_bytes().get(at..).unwrap_or_default());
-            e
-        }
-        None => c"CAPSULE_COOKIE=",
     };
     let st = State { view, tree_fd, tree, socket, env: [preload, view_entry, socket_entry, cookie_entry] };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the

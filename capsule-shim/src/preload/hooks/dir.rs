@@ -62,9 +62,15 @@ fn register(host: *mut libc::DIR, tree: *mut libc::DIR) -> bool {
 
 /// A `DIR` over tree directory `rel`.
 fn open_tree_dir(tree_fd: c_int, rel: &CStr) -> *mut libc::DIR {
+    open_dir_at(tree_fd, rel.as_ptr())
+}
+
+/// A `DIR` over (`dirfd`, `path`): our own raw openat, which carries the supervisor's cookie
+/// (libc's opendir would open without it and cost a tier-2 round trip), then fdopendir.
+fn open_dir_at(dirfd: c_int, path: *const c_char) -> *mut libc::DIR {
     let Some(fdopendir) = real::fdopendir() else { return core::ptr::null_mut() };
-    // SAFETY: NUL-terminated relative path.
-    let fd = unsafe { sys::openat(tree_fd, rel.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) };
+    // SAFETY: NUL-terminated path (callers).
+    let fd = unsafe { sys::openat(dirfd, path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) };
     let Ok(fd) = c_int::try_from(fd) else { return core::ptr::null_mut() };
     if fd < 0 {
         set_errno(-fd);
@@ -85,11 +91,11 @@ fn open_tree_dir(tree_fd: c_int, rel: &CStr) -> *mut libc::DIR {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     let Some(real_open) = real::opendir() else { return core::ptr::null_mut() };
-    let plain = |p: *const c_char| {
-        // SAFETY: a NUL-terminated path.
-        call_out(|| unsafe { real_open(p) })
+    let Some(guard) = HookGuard::enter() else {
+        // SAFETY: the application's argument, unchanged (a re-entered hook).
+        return call_out(|| unsafe { real_open(path) });
     };
-    let Some(guard) = HookGuard::enter() else { return plain(path) };
+    let plain = |p: *const c_char| open_dir_at(libc::AT_FDCWD, p);
     let (Some(st), false) = (state(), path.is_null()) else { return plain(path) };
     let mut buf = PathBuffer::new();
     // SAFETY: non-null NUL-terminated.

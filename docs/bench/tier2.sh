@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Tier-2 benchmarks for docs/benchmarks.md: what a call answered by the seccomp supervisor
+# costs beside native and proot, and how many of a dynamic program's path calls reach the
+# supervisor with the shim's cookie on and off. Prints a Markdown section.
+#
+#   bash docs/bench/tier2.sh       # N=20000 iterations of stat+open+close, RUNS=11,
+#                                  # PROOT_DIV=10 (proot runs N/10, time scaled up)
+#
+# The loop is fixtures/bench/statloop.c built with -static, so no shim can load: under
+# `capsule run --seccomp always` each stat is emulated (process_vm_writev) and each open is
+# performed by the supervisor and injected (ADDFD + SEND); close is not trapped. Native runs
+# the same binary on the staging copy of the tree; proot binds it at /opt/benchtree.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${N:-20000}
+RUNS=${RUNS:-11}
+PROOT_DIV=${PROOT_DIV:-10}
+PY=/usr/bin/python3
+have() { command -v "$1" >/dev/null 2>&1; }
+have hyperfine || { echo "tier2.sh: needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
+
+cargo build --release -q -p capsule-cli -p capsule-shim
+CAP=$PWD/target/release/capsule
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+S=$work/store
+STAGE=$work/stage
+cc -O2 -static -o "$work/statloop" fixtures/bench/statloop.c
+LOOP=$work/statloop
+mkdir -p "$STAGE/opt"
+"$CAP" --store "$S" -q capture snapshot begin --base "$STAGE" --roots /opt
+mkdir -p "$STAGE/opt/benchtree"
+for i in $(seq -w 0 49); do head -c $((200 + 10#$i * 97)) /dev/urandom >"$STAGE/opt/benchtree/file$i.dat"; done
+"$CAP" --store "$S" -q capture snapshot end benchtree
+TREE=$STAGE/opt/benchtree
+
+cd "$STAGE"
+want=$("$LOOP" opt/benchtree 1000)
+got=$("$CAP" --store "$S" run benchtree --seccomp always --entry "$LOOP" -- /opt/benchtree 1000)
+[ "$got" = "$want" ] || { echo "tier2.sh: capsule printed '$got', native '$want'" >&2; exit 1; }
+args=(-n native "$LOOP opt/benchtree $N" -n capsule "$CAP --store $S run benchtree --seccomp always --entry $LOOP -- /opt/benchtree $N")
+if have proot; then args+=(-n proot "proot -b $TREE:/opt/benchtree $LOOP /opt/benchtree $((N / PROOT_DIV))"); fi
+hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$work/t2.json" "${args[@]}" >/dev/null 2>&1
+read -r -a med < <(python3 -c 'import json, statistics, sys
+r = json.load(open(sys.argv[1]))["results"]
+print(" ".join(str(statistics.median(x["times"]) * 1e6) for x in r))' "$work/t2.json")
+
+# Fractions: the supervisor's counts (--stats) for python3 with the cookie on and off; with
+# it off every path call is trapped (fstat-style AT_EMPTY_PATH calls aside), which is the total.
+count() { "$CAP" --store "$S" run benchtree --seccomp always --stats "$@" --entry "$PY" -- -c 'import json, email' 2>&1 >/dev/null |
+    sed -n 's/.*supervisor): \([0-9]*\) served, \([0-9]*\) passed.*/\1 \2/p' | awk '{ print $1 + $2 }'; }
+on=$(count); off=$(count --no-cookie)
+
+per() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.2f µs", t / n }'; }
+extra() { awk -v t="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%+.2f µs", (t - b) / n / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f×", a / b }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
+cat <<MD
+### Tier 2: calls answered by the supervisor ($(date -u +%Y-%m-%d), $(nproc) cores, hyperfine -N, medians of $RUNS runs)
+
+$N iterations of stat + open + close on capsule files, by a static binary (no shim: the
+supervisor answers every stat and open). Per iteration, and per trapped call beyond native
+(two trapped calls per iteration):
+
+| | per iteration | per trapped call beyond native | ratio to native |
+| --- | --- | --- | --- |
+| native | $(per "${med[0]}" "$N") | | 1.0× |
+| capsule, tier 2 | $(per "${med[1]}" "$N") | $(extra "${med[1]}" "${med[0]}" "$N") | $(ratio "${med[1]}" "${med[0]}") |
+MD
+if [ ${#med[@]} -gt 2 ]; then
+    p=$(awk -v t="${med[2]}" -v d="$PROOT_DIV" 'BEGIN { print t * d }')
+    echo "| proot | $(per "$p" "$N") | $(extra "$p" "${med[0]}" "$N") | $(ratio "$p" "${med[0]}") |"
+fi
+cat <<MD
+
+\`python3 -c 'import json, email'\` (dynamic, shim loaded) under \`--seccomp always\`: calls
+that reached the supervisor, with the shim's cookie on and off (off = every trapped path call).
+
+| cookie | calls to the supervisor | fraction of path calls |
+| --- | --- | --- |
+| on | $on | $(pct "$on" "$off") |
+| off | $off | 100 % |
+MD
