@@ -11,6 +11,7 @@ mod support;
 mod archive;
 mod capture;
 mod demo;
+mod install;
 mod run;
 mod shim;
 mod store;

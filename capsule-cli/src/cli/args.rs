@@ -59,6 +59,23 @@ pub enum Capture {
     Snapshot(Snapshot),
     /// Pack binaries with their loader and library closure.
     Elf(CaptureElf),
+    /// Run an installer with write-copy over `/` and make a capsule of what it wrote; the
+    /// host is not changed.
+    Install(CaptureInstall),
+}
+
+/// `capture install NAME [--entry PATH] -- CMD...`
+#[derive(Debug, Args)]
+pub struct CaptureInstall {
+    /// NAME[:TAG] of the new capsule.
+    pub name: String,
+    /// The capsule's default program (absolute path inside the capsule); default: every new
+    /// program in a bin or sbin directory becomes an entry point.
+    #[arg(long, value_name = "PATH")]
+    pub entry: Option<String>,
+    /// The installer and its arguments (`apt-get install -y PKG`, `make install`, a script).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// `capture snapshot begin|end`

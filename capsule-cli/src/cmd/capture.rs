@@ -1,4 +1,4 @@
-//! `capture snapshot begin|end` and `capture elf`.
+//! `capture snapshot begin|end`, `capture elf` and `capture install`.
 
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::capsule_ref;
 use crate::cli::Output;
-use crate::cli::args::{CaptureElf, Snapshot};
+use crate::cli::args::{CaptureElf, CaptureInstall, Seccomp, Snapshot};
 use crate::cli::progress::Bars;
 
 /// `capture snapshot begin|end`.
@@ -48,6 +48,64 @@ pub fn elf(store: &Store, out: Output, e: CaptureElf) -> Result<ExitCode> {
         .with_context(|| format!("capture elf for capsule {r} failed"))?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `capture install NAME [--entry PATH] -- CMD...`: run the installer in a fresh sandbox
+/// with write-copy over `/` (and over /tmp and /run, which runs normally pass through), both
+/// tiers on, then make a capsule of the sandbox. The sandbox is removed either way.
+pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode> {
+    use capsule_core::capture::builder::Builder;
+    use capsule_core::capture::install;
+    use capsule_core::manifest::{CaptureStep, Manifest};
+    use capsule_core::run::{self, sandbox::Sandbox};
+
+    let r = capsule_ref(&i.name)?;
+    let command = i.command.join(" ");
+    let program = which(&i.command[0]).with_context(|| format!("{} is not a program on PATH", i.command[0]))?;
+    let scratch = format!(".install-{}-{}", r.name, std::process::id());
+    let sandbox = Sandbox::open(store, &scratch)?;
+    let dir = store.root().join("sandboxes").join(&scratch);
+    let _cleanup = RemoveOnDrop(dir);
+    let mut empty = Manifest::new(&r.name, &r.tag, 0);
+    empty.origins.push(Builder::origin(CaptureStep::Install, command.clone()));
+    let digest = capsule_core::digest::Digest::of(&empty.encode());
+    let rules: Vec<_> = ["/=writecopy", "/tmp=writecopy", "/var/tmp=writecopy", "/run=writecopy"]
+        .iter()
+        .map(|s| run::parse_isolation(s))
+        .collect::<Result<_, _>>()?;
+    let tree = sandbox.tree().to_owned();
+    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules)?;
+    let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false };
+    let code = super::run::start(store, &prepared, &program, &i.command[0], &i.command[1..], opts)?;
+    if code != ExitCode::SUCCESS {
+        eprintln!("capsule: error: the installer ({command}) failed; nothing was captured and the host is unchanged");
+        return Ok(code);
+    }
+    let bars = Bars::new(out.bars());
+    let whiteouts = sandbox.whiteouts()?;
+    let digest = install::from_sandbox(store, &tree, &whiteouts, &r.name, &r.tag, i.entry.as_deref(), &command, &bars)
+        .with_context(|| format!("capture install for capsule {r} failed"))?;
+    report_capsule(store, out, &r, &digest)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `prog` as the shell would find it on PATH.
+fn which(prog: &str) -> Option<std::path::PathBuf> {
+    if prog.contains('/') {
+        return Some(prog.into());
+    }
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
+}
+
+/// Removes a scratch directory when dropped (success, failure or error).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn report_capsule(

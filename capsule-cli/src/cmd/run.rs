@@ -84,24 +84,63 @@ fn program(store: &Store, p: &Prepared, entry: &str) -> Result<Option<(PathBuf, 
 fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     let cref = capsule_ref(&r.name)?;
     let rules = r.isolation.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let socket = format!("capsule-{}-{nanos:x}", std::process::id());
     let prepared = run::prepare(store, &cref, &rules).with_context(|| format!("cannot prepare capsule {cref}"))?;
-    let entry = match (&r.entry, prepared.manifest.entry_points.first()) {
+    let mut args = r.args.as_slice();
+    let entry = match (&r.entry, args.first().and_then(|a| named_entry(&prepared, a))) {
         (Some(e), _) => e.clone(),
-        (None, Some(ep)) => ep.path.display(),
-        (None, None) => {
-            eprintln!("capsule: error: capsule {cref} has no entry point; pass --entry PATH");
-            return Ok(ExitCode::from(NOT_FOUND));
+        // `run NAME -- PROGRAM ARGS...`: PROGRAM names one of the capsule's entry points.
+        (None, Some(e)) => {
+            args = &args[1..];
+            e
         }
+        (None, None) => match prepared.manifest.entry_points.first() {
+            Some(ep) => ep.path.display(),
+            None => {
+                eprintln!("capsule: error: capsule {cref} has no entry point; pass --entry PATH");
+                return Ok(ExitCode::from(NOT_FOUND));
+            }
+        },
     };
     let Some((path, argv0)) = program(store, &prepared, &entry)? else {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
-    let linkage = auto::linkage(&path).unwrap_or(auto::Linkage::Dynamic);
-    let tier2 = match r.seccomp {
+    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie };
+    start(store, &prepared, &path, &argv0, args, opts)
+}
+
+/// The entry point called `name` (its name, or its path), if the capsule has one.
+fn named_entry(p: &Prepared, name: &str) -> Option<String> {
+    p.manifest.entry_points.iter().find(|ep| ep.name == name || ep.path.display() == name).map(|ep| ep.path.display())
+}
+
+/// How to start a prepared program.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// `--seccomp`.
+    pub seccomp: Seccomp,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--no-cookie`.
+    pub no_cookie: bool,
+}
+
+/// Start `path` (argv[0] `argv0`, then `args`) in `prepared`, serve it, and return its exit
+/// status as ours.
+pub fn start(
+    store: &Store,
+    prepared: &Prepared,
+    path: &Path,
+    argv0: &str,
+    args: &[String],
+    opts: Start,
+) -> Result<ExitCode> {
+    let entry = argv0;
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let socket = format!("capsule-{}-{nanos:x}", std::process::id());
+    let linkage = auto::linkage(path).unwrap_or(auto::Linkage::Dynamic);
+    let tier2 = match opts.seccomp {
         Seccomp::Always => true,
         Seccomp::Never if linkage != auto::Linkage::Dynamic => {
             eprintln!(
@@ -117,8 +156,8 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         }
     };
     let server = Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone())?;
-    let mut cmd = Command::new(&path);
-    cmd.arg0(&argv0).args(&r.args);
+    let mut cmd = Command::new(path);
+    cmd.arg0(argv0).args(args);
     cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();
@@ -133,9 +172,17 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         }
         cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
     }
+    // The view and the tree as inherited descriptors too, for processes that change user.
+    let view_fd = supervisor::launch::inheritable(&prepared.view, false).context("cannot open the view")?;
+    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true).context("cannot open the sandbox")?;
+    {
+        use std::os::fd::AsRawFd;
+        cmd.env("CAPSULE_VIEW_FD", view_fd.as_raw_fd().to_string());
+        cmd.env("CAPSULE_TREE_FD", tree_fd.as_raw_fd().to_string());
+    }
     let armed = if tier2 {
         let cookie = cookie()?;
-        if !r.no_cookie {
+        if !opts.no_cookie {
             cmd.env("CAPSULE_COOKIE", format!("{cookie:x}"));
         }
         Some(supervisor::launch::arm(&mut cmd, cookie)?)
@@ -144,6 +191,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     };
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
+    drop((view_fd, tree_fd));
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -167,7 +215,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     let stats = sup.as_ref().map(Supervisor::stats);
     std::thread::spawn(move || server.serve(sup));
     let status = child.wait().context("cannot wait for the program")?;
-    if r.stats {
+    if opts.stats {
         let (served, continued) = stats.map_or((0, 0), |s| {
             (
                 s.served.load(std::sync::atomic::Ordering::Relaxed),

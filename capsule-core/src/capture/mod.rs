@@ -12,6 +12,7 @@
 pub mod builder;
 pub mod elf;
 mod elfcap;
+pub mod install;
 pub mod ldcache;
 pub mod noise;
 pub mod scan;

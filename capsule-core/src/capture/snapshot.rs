@@ -226,7 +226,7 @@ pub fn end(
 }
 
 /// Every /etc file the capture added, changed or deleted becomes a registry entry.
-fn record_etc(m: &mut crate::manifest::Manifest) {
+pub(crate) fn record_etc(m: &mut crate::manifest::Manifest) {
     for e in &m.entries {
         if let (true, EntryKind::File { digest, .. }) = (e.path.as_bytes().starts_with(b"etc/"), &e.kind) {
             m.registry.push((format!("machine/files{}", e.path), RegValue::File { digest: *digest, mode: e.mode }));

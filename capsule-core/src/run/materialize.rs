@@ -71,7 +71,39 @@ fn content(m: &Manifest, path: &RelPath) -> Option<(Entry, Digest)> {
 }
 
 fn tree_path(tree: &Path, path: &RelPath) -> PathBuf {
-    tree.join(std::ffi::OsStr::new(&*String::from_utf8_lossy(path.as_bytes())))
+    use std::os::unix::ffi::OsStrExt;
+    tree.join(std::ffi::OsStr::from_bytes(path.as_bytes()))
+}
+
+/// Create the directories `dir` (relative, "a/b") and its ancestors in `tree` where missing,
+/// each with the mode and owner of the host directory of the same path when there is one (a
+/// program that drops privileges, like apt's `_apt` downloader, must find the permissions it
+/// would find on the host), else 0755. Ownership is copied only where the kernel lets us
+/// (as root); otherwise the directory is ours, as everything in the sandbox.
+pub fn mirror_dirs(tree: &Path, dir: &[u8]) -> Result<(), RunError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut end = 0;
+    while end < dir.len() {
+        end = dir[end..].iter().position(|&c| c == b'/').map_or(dir.len(), |i| end + i);
+        let rel = std::ffi::OsStr::from_bytes(&dir[..end]);
+        let dest = tree.join(rel);
+        end += 1;
+        if fs::symlink_metadata(&dest).is_ok() {
+            continue;
+        }
+        match fs::create_dir(&dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(RunError::Io { action: "failed to create", path: dest, source: e }),
+        }
+        if let Ok(host) = fs::metadata(Path::new("/").join(rel))
+            && host.is_dir()
+        {
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(host.mode() & 0o7777));
+            let _ = std::os::unix::fs::lchown(&dest, Some(host.uid()), Some(host.gid()));
+        }
+    }
+    Ok(())
 }
 
 /// Link capsule file `path` into `tree` (no-op if something is there already).
@@ -105,10 +137,15 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         Err(_) => match content(m, path) {
             Some((e, digest)) => ensure_cache(store, &digest, &e)?,
             None => {
-                let host = Path::new("/").join(std::ffi::OsStr::new(&*String::from_utf8_lossy(path.as_bytes())));
+                let host = Path::new("/").join(tree_path(Path::new(""), path));
+                // A host directory is mirrored (chmod, chown and new entries then act on the
+                // tree's copy); for a new name, its parents are.
+                if host.is_dir() {
+                    mirror_dirs(tree, path.as_bytes())?;
+                    return Ok(true);
+                }
                 if !host.is_file() {
-                    let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
-                    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+                    mirror_dirs(tree, path.parent().as_ref().map_or(&b""[..], RelPath::as_bytes))?;
                     return Ok(true);
                 }
                 host
@@ -116,7 +153,7 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         },
     };
     let dir = dest.parent().map(Path::to_owned).unwrap_or_default();
-    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    mirror_dirs(tree, path.parent().as_ref().map_or(&b""[..], RelPath::as_bytes))?;
     let tmp = tempfile::Builder::new()
         .prefix(".capsule-copy-")
         .tempfile_in(&dir)
@@ -125,8 +162,13 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
     match content(m, path) {
         Some((e, _)) => set_meta(tmp.as_file(), &e).map_err(RunError::io("failed to set metadata of", tmp.path()))?,
         None => {
-            let perm = fs::metadata(&source).map_err(RunError::io("failed to stat", &source))?.permissions();
-            tmp.as_file().set_permissions(perm).map_err(RunError::io("failed to set mode of", tmp.path()))?;
+            let meta = fs::metadata(&source).map_err(RunError::io("failed to stat", &source))?;
+            // The host file's owner where we may (as root), as for directories; before the
+            // mode, since chown clears set-id bits.
+            let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid()));
+            tmp.as_file()
+                .set_permissions(meta.permissions())
+                .map_err(RunError::io("failed to set mode of", tmp.path()))?;
         }
     }
     tmp.persist(&dest).map_err(|err| RunError::Io {

@@ -99,6 +99,18 @@ pub struct Prepared {
 pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)]) -> Result<Prepared, RunError> {
     let (digest, manifest) = store.load(r)?;
     let sandbox = sandbox::Sandbox::open(store, &r.name)?;
+    prepare_with(store, digest, manifest, sandbox, rules)
+}
+
+/// Prepare a run of `manifest` (digest `digest`, not necessarily in the store: `capture
+/// install` runs its installer over an empty one) in `sandbox`.
+pub fn prepare_with(
+    store: &Store,
+    digest: Digest,
+    manifest: Manifest,
+    sandbox: sandbox::Sandbox,
+    rules: &[(String, Mode)],
+) -> Result<Prepared, RunError> {
     sandbox.build_skeleton(&digest, &manifest)?;
     let mut all_rules = default_rules();
     all_rules.extend(rules.iter().cloned());

@@ -56,6 +56,20 @@ impl Armed {
     }
 }
 
+/// Open `path` (a directory with `O_PATH`) for the program to inherit: a descriptor without
+/// close-on-exec, numbered 1000 or above, out of the way of the numbers programs pick
+/// themselves. The shim uses it (`CAPSULE_VIEW_FD`, `CAPSULE_TREE_FD`) where a process that
+/// changed its user (apt's `_apt`, man-db's `man`, a server's worker) could not open the
+/// store's paths. Close it after spawning.
+pub fn inheritable(path: &std::path::Path, dir: bool) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = if dir { libc::O_PATH | libc::O_DIRECTORY } else { 0 };
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
+    let high = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(1000))?;
+    // SAFETY: F_DUPFD just returned this new descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}
+
 /// In the child: install the filter with a listener and send the listener over `sock`.
 fn install(prog: &[libc::sock_filter], sock: RawFd) -> io::Result<()> {
     let fprog = libc::sock_fprog {

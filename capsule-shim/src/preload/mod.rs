@@ -16,7 +16,7 @@ pub mod sys;
 mod virt;
 
 use core::cell::UnsafeCell;
-use core::ffi::{CStr, c_int};
+use core::ffi::{CStr, c_int, c_long};
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
@@ -40,24 +40,26 @@ pub struct State {
     pub tree_fd: c_int,
     /// The tree's host path.
     pub tree: &'static [u8],
+    /// The inherited view descriptor (`CAPSULE_VIEW_FD`), kept open for our children; -1.
+    pub view_fd: c_int,
     /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
     /// that runs with the same inputs reuse the same view file.
     pub socket: &'static [u8],
-    /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...` and `CAPSULE_COOKIE=...`
-    /// as found at start, NUL-terminated, re-added to the environment of programs started
-    /// with a cleared one.
-    pub env: [&'static CStr; 4],
+    /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
+    /// `CAPSULE_VIEW_FD=...` and `CAPSULE_TREE_FD=...` as found at start, NUL-terminated,
+    /// re-added to the environment of programs started with a cleared one.
+    pub env: [&'static CStr; 6],
 }
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our four environment entries (copied, so that a
+/// Static storage for the state and copies of our six environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 4],
+    env: [UnsafeCell<[u8; ENV_CAP]>; 6],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -67,6 +69,8 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -130,23 +134,71 @@ fn env_entry(name: &CStr, slot: usize) -> Option<(&'static CStr, usize)> {
     Some((entry, name.len() + 1))
 }
 
+/// An inherited descriptor named by environment variable `name` (decimal), with its entry
+/// (copied into slot `slot`); -1 when absent, malformed or not open.
+fn inherited(name: &CStr, slot: usize) -> (&'static CStr, c_int) {
+    let Some((entry, at)) = env_entry(name, slot) else { return (c"CAPSULE_UNSET=", -1) };
+    let digits = entry.to_bytes().get(at..).unwrap_or_default();
+    let mut v: c_int = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() || v > 1 << 20 {
+            return (entry, -1);
+        }
+        v = v * 10 + c_int::from(d - b'0');
+    }
+    // SAFETY: F_GETFD on an integer; fails with EBADF when the descriptor is not open.
+    let open = unsafe { sys::raw(libc::SYS_fcntl, v.into(), libc::F_GETFD.into(), 0, 0, 0, 0) } >= 0;
+    (entry, if digits.is_empty() || !open { -1 } else { v })
+}
+
+/// Open `path` with `flags` (inheritable) at the number environment entry `entry`
+/// ("NAME=N") names, if that number is free; the descriptor, or -1.
+fn reopen_at(entry: &CStr, path: &CStr, flags: c_int) -> c_int {
+    let digits = entry.to_bytes().rsplit(|&c| c == b'=').next().unwrap_or_default();
+    let mut n: c_int = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() || n > 1 << 20 {
+            return -1;
+        }
+        n = n * 10 + c_int::from(d - b'0');
+    }
+    if digits.is_empty() || n < 3 {
+        return -1;
+    }
+    // SAFETY: NUL-terminated path; a raw syscall.
+    let fd = unsafe { sys::openat(libc::AT_FDCWD, path.as_ptr(), flags, 0) };
+    let Some(fd) = c_int::try_from(fd).ok().filter(|&fd| fd >= 0) else { return -1 };
+    if fd == n {
+        return n;
+    }
+    // SAFETY: integer arguments; `n` is free (the caller found it closed).
+    let r = unsafe { sys::raw(libc::SYS_dup3, fd.into(), n.into(), 0, 0, 0, 0) };
+    sys::close(fd);
+    if r == c_long::from(n) { n } else { -1 }
+}
+
 /// Map the view file at `path` read-only for the life of the process.
 fn map_view(path: &CStr) -> Option<&'static [u8]> {
     // SAFETY: NUL-terminated path; a raw syscall, so no hook sees it.
     let fd = unsafe { sys::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
     let fd = c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    let r = map_fd(fd);
+    sys::close(fd);
+    r
+}
+
+/// Map the view open on `fd` read-only for the life of the process (`fd` stays open).
+fn map_fd(fd: c_int) -> Option<&'static [u8]> {
     // SAFETY: `st` is a plain struct the kernel fills.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: `fd` is open, the path is empty with AT_EMPTY_PATH, and `st` is writable.
     let ok = unsafe { sys::newfstatat(fd, c"".as_ptr(), &mut st, libc::AT_EMPTY_PATH) } == 0;
     let len = usize::try_from(st.st_size).unwrap_or(0);
     if !ok || len == 0 {
-        sys::close(fd);
         return None;
     }
     // SAFETY: a fresh private read-only mapping of `len` bytes of an open file.
     let p = unsafe { libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, fd, 0) };
-    sys::close(fd);
     if p == libc::MAP_FAILED {
         return None;
     }
@@ -180,30 +232,67 @@ fn init() {
     else {
         return;
     };
-    let Some(bytes) = map_view(view_path) else { return complain(b"cannot map the view") };
+    // Inherited descriptors first: they work after the program changed its user.
+    let (view_fd_entry, view_fd) = inherited(c"CAPSULE_VIEW_FD", 4);
+    let (tree_fd_entry, inherited_tree) = inherited(c"CAPSULE_TREE_FD", 5);
+    let mapped = if view_fd >= 0 { map_fd(view_fd) } else { None };
+    let Some(bytes) = mapped.or_else(|| map_view(view_path)) else { return complain(b"cannot map the view") };
+    // A parent closed or marked close-on-exec what it inherited (apt marks every descriptor
+    // before it execs dpkg): put them back at the same numbers, while we still can open the
+    // paths, so that our own children that change user inherit them.
+    let view_fd = if view_fd < 0 { reopen_at(view_fd_entry, view_path, libc::O_RDONLY) } else { view_fd };
     let Ok(view) = View::new(bytes) else { return complain(b"the view is damaged or from another capsule version") };
     let tree = view.tree();
     let mut c = PathBuffer::new();
     if c.push(tree).is_err() {
         return;
     }
-    // SAFETY: NUL-terminated path; the descriptor is ours for the life of the process.
-    let fd = unsafe {
-        sys::openat(libc::AT_FDCWD, c.as_cstr().as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+    let inherited_tree = if inherited_tree < 0 {
+        reopen_at(tree_fd_entry, c.as_cstr(), libc::O_PATH | libc::O_DIRECTORY)
+    } else {
+        inherited_tree
     };
-    let Some(tree_fd) = c_int::try_from(fd).ok().filter(|&fd| fd >= 0) else { return };
+    let tree_fd = if inherited_tree >= 0 {
+        inherited_tree
+    } else {
+        // SAFETY: NUL-terminated path; the descriptor is ours for the life of the process.
+        let fd = unsafe {
+            sys::openat(libc::AT_FDCWD, c.as_cstr().as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+        };
+        let Some(low) = c_int::try_from(fd).ok().filter(|&fd| fd >= 0) else { return };
+        out_of_the_way(low)
+    };
     let preload = env_entry(c"LD_PRELOAD", 0).map_or(c"LD_PRELOAD=", |(e, _)| e);
     let (socket_entry, socket) = match env_entry(c"CAPSULE_SOCKET", 2) {
         Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
         None => (c"CAPSULE_SOCKET=", &b""[..]),
     };
-    let st = State { view, tree_fd, tree, socket, env: [preload, view_entry, socket_entry, cookie_entry] };
+    let env = [preload, view_entry, socket_entry, cookie_entry, view_fd_entry, tree_fd_entry];
+    let st = State { view, tree_fd, tree, view_fd, socket, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };
     let published: *mut State = slot.write(st);
     STATE.store(published, Ordering::Release);
     READY.store(true, Ordering::Release);
+}
+
+/// Where the tree descriptor lives: the lowest free number from [`HIGH_FD`], away from the
+/// small numbers programs pick themselves (a shell's `exec 3<file`, debconf's fd 3 in
+/// maintainer scripts) with dup2, which would silently replace it. Falls back to `fd` when the
+/// descriptor limit is lower.
+const HIGH_FD: c_int = 1000;
+
+fn out_of_the_way(fd: c_int) -> c_int {
+    // SAFETY: fcntl on a descriptor we own; integer arguments only.
+    let high = unsafe { sys::raw(libc::SYS_fcntl, fd.into(), libc::F_DUPFD_CLOEXEC.into(), HIGH_FD.into(), 0, 0, 0) };
+    match c_int::try_from(high) {
+        Ok(h) if h >= 0 => {
+            sys::close(fd);
+            h
+        }
+        _ => fd,
+    }
 }
 
 extern "C" fn constructor() {

@@ -113,7 +113,11 @@ unsafe fn exec_routed(path: *const c_char, argv: Env, envp: Env) -> c_long {
     // Leave the hook before the exec: a vfork parent shares this thread's state (HOUSE-STYLE §3.5).
     drop(guard);
     let r = match route {
-        Route::Original | Route::TreeThenHost(..) => raw_execve(path, env.ptr),
+        Route::Original => raw_execve(path, env.ptr),
+        Route::TreeThenHost(rel, abs) => {
+            let mut t = PathBuffer::new();
+            raw_execve(tree_or_host(st, rel, abs, &mut t), env.ptr)
+        }
         Route::Host(p) => raw_execve(p.as_ptr(), env.ptr),
         Route::Tree(rel, entry) => {
             // By absolute path, not execveat(tree_fd, rel): for a script the kernel would hand
@@ -281,7 +285,8 @@ unsafe fn spawn_one(
     let mut abs = PathBuffer::new();
     // SAFETY: NUL-terminated (posix_spawn's contract).
     let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
-        Route::Original | Route::TreeThenHost(..) => path,
+        Route::Original => path,
+        Route::TreeThenHost(rel, host) => tree_or_host(st, rel, host, &mut abs),
         Route::Host(p) => p.as_ptr(),
         Route::Tree(rel, entry) => {
             // SAFETY: NUL-terminated relative path.
@@ -337,4 +342,15 @@ pub unsafe extern "C" fn posix_spawnp(
     // SAFETY: forwarded; candidates are NUL-terminated.
     let r = unsafe { search_path(file, |p| -c_long::from(spawn_one(real_fn, pid, p, fa, at, argv, envp))) };
     i32::try_from(-r).unwrap_or(libc::EIO)
+}
+
+/// Write-copy: the tree's copy of a program when there is one (a file the application wrote,
+/// such as dpkg's maintainer scripts), else the host's. The tree path is built in `out`.
+fn tree_or_host(st: &crate::preload::State, rel: &CStr, host: &CStr, out: &mut PathBuffer) -> *const c_char {
+    // SAFETY: NUL-terminated relative path; F_OK only.
+    let in_tree = unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::F_OK, 0) } == 0;
+    if in_tree && out.push(st.tree).and_then(|()| out.push(b"/")).and_then(|()| out.push(rel.to_bytes())).is_ok() {
+        return out.as_cstr().as_ptr();
+    }
+    host.as_ptr()
 }

@@ -85,7 +85,8 @@ unsafe fn mutate(
             let on_host = unsafe {
                 sys::newfstatat(libc::AT_FDCWD, abs.as_ptr(), &mut core::mem::zeroed(), libc::AT_SYMLINK_NOFOLLOW)
             } == 0;
-            if r == 0 || on_host {
+            // Only a host file needs hiding; a file the application made in the tree is gone.
+            if on_host {
                 let _ = client::request(OP_WHITEOUT, rel.to_bytes());
                 return 0;
             }
@@ -232,6 +233,45 @@ at_hook! {
     mkfifo(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
     /// mkfifoat(3).
     mkfifoat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
+    /// utimes(2): glibc implements it with the utimensat syscall, not through utimensat(3).
+    utimes(path: *const c_char, tv: *const libc::timeval) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| utimes_at(d, p, tv, 0);
+    /// lutimes(3).
+    lutimes(path: *const c_char, tv: *const libc::timeval) -> libc::AT_FDCWD, path, Op::Modify, false, |d, p| utimes_at(d, p, tv, libc::AT_SYMLINK_NOFOLLOW);
+    /// futimesat(2).
+    futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::timeval) -> dirfd, path, Op::Modify, true, |d, p| utimes_at(d, p, tv, 0);
+    /// utime(2).
+    utime(path: *const c_char, times: *const libc::utimbuf) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| utime_at(d, p, times);
+}
+
+/// The utimensat syscall with `timeval` times (null: now).
+fn utimes_at(d: c_int, p: *const c_char, tv: *const libc::timeval, flags: c_int) -> c_long {
+    let mut ts = [libc::timespec { tv_sec: 0, tv_nsec: 0 }; 2];
+    let times = if tv.is_null() {
+        core::ptr::null()
+    } else {
+        for (i, t) in ts.iter_mut().enumerate() {
+            // SAFETY: utimes' contract: a non-null `tv` points to two timevals.
+            let v = unsafe { *tv.add(i) };
+            *t = libc::timespec { tv_sec: v.tv_sec, tv_nsec: v.tv_usec * 1000 };
+        }
+        ts.as_ptr()
+    };
+    sc(libc::SYS_utimensat, d.into(), p as c_long, times as c_long, flags.into())
+}
+
+/// The utimensat syscall with `utimbuf` times (null: now).
+fn utime_at(d: c_int, p: *const c_char, times: *const libc::utimbuf) -> c_long {
+    let mut ts = [libc::timespec { tv_sec: 0, tv_nsec: 0 }; 2];
+    let t = if times.is_null() {
+        core::ptr::null()
+    } else {
+        // SAFETY: utime's contract: a non-null `times` points to one utimbuf.
+        let u = unsafe { *times };
+        ts[0].tv_sec = u.actime;
+        ts[1].tv_sec = u.modtime;
+        ts.as_ptr()
+    };
+    sc(libc::SYS_utimensat, d.into(), p as c_long, t as c_long, 0)
 }
 
 /// fchownat with AT_SYMLINK_NOFOLLOW.

@@ -272,20 +272,21 @@ pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_voi
     unsafe { real_fn(target, flags) }
 }
 
-/// close(2): the tree descriptor stays open (daemons close "all" descriptors).
+/// close(2): our descriptors (the tree, the inherited view) stay open (daemons close "all"
+/// descriptors).
 ///
 /// # Safety
 /// C ABI.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if state().is_some_and(|st| st.tree_fd == fd) {
+    if state().is_some_and(|st| st.tree_fd == fd || st.view_fd == fd) {
         return 0;
     }
     // SAFETY: closing the application's descriptor, as asked.
     ret(unsafe { sys::raw(libc::SYS_close, c_long::from(fd), 0, 0, 0, 0, 0) })
 }
 
-/// close_range(2), skipping the tree descriptor.
+/// close_range(2), skipping our descriptors.
 ///
 /// # Safety
 /// C ABI.
@@ -295,14 +296,26 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
         // SAFETY: integer arguments only.
         unsafe { sys::raw(libc::SYS_close_range, c_long::from(a), c_long::from(b), c_long::from(flags), 0, 0, 0) }
     };
-    let keep = state().and_then(|st| c_uint::try_from(st.tree_fd).ok()).filter(|&k| first <= k && k <= last);
-    let Some(k) = keep else { return ret(raw(first, last)) };
+    let Some(st) = state() else { return ret(raw(first, last)) };
+    let (a, b) = (st.tree_fd.min(st.view_fd), st.tree_fd.max(st.view_fd));
+    // The kept descriptors inside [first, last], ascending.
+    let keep = [a, b].map(|k| c_uint::try_from(k).ok().filter(|&k| first <= k && k <= last));
+    let mut from = Some(first); // None: past c_uint::MAX
     let mut r = 0;
-    if k > first {
-        r = raw(first, k - 1);
+    for k in keep.into_iter().flatten() {
+        if let Some(f) = from
+            && r == 0
+            && k > f
+        {
+            r = raw(f, k - 1);
+        }
+        from = k.checked_add(1);
     }
-    if r == 0 && k < last {
-        r = raw(k + 1, last);
+    if let Some(f) = from
+        && r == 0
+        && f <= last
+    {
+        r = raw(f, last);
     }
     ret(r)
 }

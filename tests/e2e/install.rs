@@ -1,0 +1,71 @@
+//! `capture install` (issue 4, done-when 3): an installer runs with write-copy over `/`; the
+//! host is not changed; what it wrote becomes the capsule.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::require;
+use crate::support::{Env, dpkg_lock, has, is_root, run_capsule};
+
+#[test]
+fn a_script_installer_becomes_a_capsule_and_the_host_is_untouched() {
+    let env = Env::new();
+    assert!(!Path::new("/opt/capinst").exists(), "/opt/capinst exists on this host");
+    let script = "mkdir -p /opt/capinst && echo payload > /opt/capinst/data && \
+                  printf '#!/bin/sh\\ncat /opt/capinst/data\\n' > /usr/local/bin/capinst-show && \
+                  chmod 755 /usr/local/bin/capinst-show && echo scratch > /tmp/capinst-scratch";
+    let (code, _, err) = run_capsule(&env, &["capture", "install", "capinst", "--", "sh", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    for p in ["/opt/capinst", "/usr/local/bin/capinst-show", "/tmp/capinst-scratch"] {
+        assert!(!Path::new(p).exists(), "{p} reached the host");
+    }
+    let m = env.json(&["inspect", "capinst"]);
+    let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"/opt/capinst/data") && paths.contains(&"/usr/local/bin/capinst-show"), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("/tmp")), "/tmp is not part of a capsule: {paths:?}");
+    // The new program is an entry point, and `run NAME -- PROGRAM` picks it by name.
+    let (code, out, err) = run_capsule(&env, &["run", "capinst", "--", "capinst-show"]);
+    assert_eq!((code, out.as_str()), (0, "payload\n"), "{err}");
+    // The install sandbox is gone.
+    let left: Vec<_> = std::fs::read_dir(env.store().join("sandboxes"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|n| !n.starts_with(".install-")), "{left:?}");
+}
+
+#[test]
+fn a_failing_installer_captures_nothing() {
+    let env = Env::new();
+    let (code, _, err) =
+        run_capsule(&env, &["capture", "install", "broken", "--", "sh", "-c", "mkdir -p /opt/capbroken; exit 3"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("failed; nothing was captured"), "{err}");
+    assert!(!Path::new("/opt/capbroken").exists());
+    assert!(env.fails(&["inspect", "broken"]).status.code() == Some(1));
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+#[test]
+fn apt_get_install_nginx_light_into_a_capsule() {
+    require!(is_root() && has("apt-get"), "root and apt-get (capture install runs apt-get install)");
+    let _lock = dpkg_lock();
+    require!(!installed("nginx-light"), "nginx-light not installed on the host (it is)");
+    let env = Env::new();
+    let (code, out, err) =
+        run_capsule(&env, &["capture", "install", "nginx", "--", "apt-get", "install", "-y", "nginx-light"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // The host did not change at all.
+    assert!(!installed("nginx-light"), "dpkg on the host reports nginx-light installed");
+    assert!(!Path::new("/etc/nginx").exists(), "/etc/nginx appeared on the host");
+    assert!(!Path::new("/usr/sbin/nginx").exists(), "/usr/sbin/nginx appeared on the host");
+    // Inside, nginx finds its configuration, modules and directories.
+    let (code, out, err) = run_capsule(&env, &["run", "nginx", "--", "nginx", "-t"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("test is successful"), "{err}");
+}
