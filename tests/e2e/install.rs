@@ -1,5 +1,6 @@
-//! `capture install` (issue 4, done-when 3): an installer runs with write-copy over `/`; the
-//! host is not changed; what it wrote becomes the capsule.
+//! `capture install` and `capture trace` (issue 4, done-when 3 and 4): an installer runs with
+//! write-copy over `/`, the host is not changed, what it wrote becomes the capsule; a traced
+//! program's files become a capsule that runs with the host hidden.
 
 use std::path::Path;
 use std::process::Command;
@@ -68,4 +69,27 @@ fn apt_get_install_nginx_light_into_a_capsule() {
     let (code, out, err) = run_capsule(&env, &["run", "nginx", "--", "nginx", "-t"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("test is successful"), "{err}");
+}
+
+#[test]
+fn a_traced_python_runs_with_full_isolation() {
+    require!(Path::new("/usr/bin/python3").exists(), "Debian's python3");
+    let env = Env::new();
+    let script = "import json, sqlite3; print(json.dumps({'sqlite': sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0]}))";
+    let (code, out, err) = run_capsule(&env, &["capture", "trace", "py", "--", "/usr/bin/python3", "-c", script]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let m = env.json(&["inspect", "py"]);
+    let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    for want in ["/usr/bin/python3", "/usr/lib/python3.11/json/__init__.py", "/etc/ld.so.cache"] {
+        assert!(paths.iter().any(|p| p.starts_with(want)), "{want} not traced: {paths:?}");
+    }
+    assert!(paths.iter().any(|p| p.contains("_sqlite3")), "the sqlite3 extension was not traced: {paths:?}");
+    assert!(paths.iter().any(|p| p.contains("ld-linux")), "the ELF interpreter was not packed: {paths:?}");
+    // With the host hidden below /, the traced program still runs...
+    let (code, out, err) = run_capsule(&env, &["run", "py", "--isolation", "full", "--", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "{\"sqlite\": 42}\n"), "{err}");
+    // ...and a module it never touched is not there (the host's copy is hidden).
+    let (code, _, err) = run_capsule(&env, &["run", "py", "--isolation", "full", "--", "-c", "import csv"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("No module named 'csv'"), "{err}");
 }

@@ -62,6 +62,19 @@ pub enum Capture {
     /// Run an installer with write-copy over `/` and make a capsule of what it wrote; the
     /// host is not changed.
     Install(CaptureInstall),
+    /// Run a program and pack every file it touched (CDE/ReproZip-style); the capsule runs
+    /// with `--isolation full`.
+    Trace(CaptureTrace),
+}
+
+/// `capture trace NAME -- CMD...`
+#[derive(Debug, Args)]
+pub struct CaptureTrace {
+    /// NAME[:TAG] of the new capsule.
+    pub name: String,
+    /// The program and its arguments; the program becomes the capsule's entry point.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// `capture install NAME [--entry PATH] -- CMD...`

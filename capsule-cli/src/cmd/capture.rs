@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::capsule_ref;
 use crate::cli::Output;
-use crate::cli::args::{CaptureElf, CaptureInstall, Seccomp, Snapshot};
+use crate::cli::args::{CaptureElf, CaptureInstall, CaptureTrace, Seccomp, Snapshot};
 use crate::cli::progress::Bars;
 
 /// `capture snapshot begin|end`.
@@ -75,7 +75,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         .collect::<Result<_, _>>()?;
     let tree = sandbox.tree().to_owned();
     let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules)?;
-    let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false };
+    let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false, record: None };
     let code = super::run::start(store, &prepared, &program, &i.command[0], &i.command[1..], opts)?;
     if code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the installer ({command}) failed; nothing was captured and the host is unchanged");
@@ -85,6 +85,42 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
     let whiteouts = sandbox.whiteouts()?;
     let digest = install::from_sandbox(store, &tree, &whiteouts, &r.name, &r.tag, i.entry.as_deref(), &command, &bars)
         .with_context(|| format!("capture install for capsule {r} failed"))?;
+    report_capsule(store, out, &r, &digest)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `capture trace NAME -- CMD...`: run CMD over an empty capsule (host paths merged, as a
+/// normal run sees them) with the supervisor in record mode, then pack what it named.
+pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
+    use capsule_core::capture::builder::Builder;
+    use capsule_core::capture::trace;
+    use capsule_core::manifest::{CaptureStep, Manifest};
+    use capsule_core::run::{self, sandbox::Sandbox};
+
+    let r = capsule_ref(&t.name)?;
+    let command = t.command.join(" ");
+    let program = which(&t.command[0]).with_context(|| format!("{} is not a program on PATH", t.command[0]))?;
+    let program = std::path::absolute(&program).unwrap_or(program);
+    let scratch = format!(".trace-{}-{}", r.name, std::process::id());
+    let sandbox = Sandbox::open(store, &scratch)?;
+    let _cleanup = RemoveOnDrop(store.root().join("sandboxes").join(&scratch));
+    let mut empty = Manifest::new(&r.name, &r.tag, 0);
+    empty.origins.push(Builder::origin(CaptureStep::Trace, command.clone()));
+    let digest = capsule_core::digest::Digest::of(&empty.encode());
+    let tree = sandbox.tree().to_owned();
+    let prepared = run::prepare_with(store, digest, empty, sandbox, &[])?;
+    let rec = capsule_core::supervisor::Recorder::default();
+    let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: true, record: Some(rec.clone()) };
+    let code = super::run::start(store, &prepared, &program, &t.command[0], &t.command[1..], opts)?;
+    if code != ExitCode::SUCCESS {
+        eprintln!("capsule: error: the traced program ({command}) failed; nothing was captured");
+        return Ok(code);
+    }
+    let paths: Vec<Vec<u8>> = rec.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    let bars = Bars::new(out.bars());
+    let entry = program.to_string_lossy().into_owned();
+    let digest = trace::from_paths(store, &paths, &tree, &r.name, &r.tag, &entry, &command, &bars)
+        .with_context(|| format!("capture trace for capsule {r} failed"))?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Capture(Capture::Snapshot(s)) => capture::snapshot(&store, out, s),
         Verb::Capture(Capture::Elf(e)) => capture::elf(&store, out, e),
         Verb::Capture(Capture::Install(i)) => capture::install(&store, out, i),
+        Verb::Capture(Capture::Trace(t)) => capture::trace(&store, out, t),
         Verb::List => list::run(&store, out),
         Verb::Inspect(i) => inspect::run(&store, out, &i.name),
         Verb::Rm(r) => manage::rm(&store, out, &r.name),

@@ -105,7 +105,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
-    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie };
+    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None };
     start(store, &prepared, &path, &argv0, args, opts)
 }
 
@@ -115,7 +115,7 @@ fn named_entry(p: &Prepared, name: &str) -> Option<String> {
 }
 
 /// How to start a prepared program.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Start {
     /// `--seccomp`.
     pub seccomp: Seccomp,
@@ -123,6 +123,9 @@ pub struct Start {
     pub stats: bool,
     /// `--no-cookie`.
     pub no_cookie: bool,
+    /// Record mode (`capture trace`): every path the program names goes here; implies tier 2
+    /// without the cookie, so the shim's own calls are seen too.
+    pub record: Option<supervisor::Recorder>,
 }
 
 /// Start `path` (argv[0] `argv0`, then `args`) in `prepared`, serve it, and return its exit
@@ -141,6 +144,7 @@ pub fn start(
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
     let linkage = auto::linkage(path).unwrap_or(auto::Linkage::Dynamic);
     let tier2 = match opts.seccomp {
+        _ if opts.record.is_some() => true,
         Seccomp::Always => true,
         Seccomp::Never if linkage != auto::Linkage::Dynamic => {
             eprintln!(
@@ -182,13 +186,39 @@ pub fn start(
     }
     let armed = if tier2 {
         let cookie = cookie()?;
-        if !opts.no_cookie {
+        if !opts.no_cookie && opts.record.is_none() {
             cmd.env("CAPSULE_COOKIE", format!("{cookie:x}"));
         }
-        Some(supervisor::launch::arm(&mut cmd, cookie)?)
+        Some(supervisor::launch::arm(&mut cmd, cookie, opts.record.is_some())?)
     } else {
         None
     };
+    // With tier 2, the supervisor starts on its own thread as soon as the child sends its
+    // listener, before exec: the child's calls from then on (its own execve in record mode,
+    // the loader's opens) wait for it, so it must not wait for `spawn` to return.
+    let (stats_tx, stats_rx) = std::sync::mpsc::channel();
+    let mut server = Some(server);
+    if let Some(a) = armed {
+        let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
+        let server = server.take();
+        std::thread::spawn(move || {
+            let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
+            let mut sup = match sup {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("capsule: error: cannot start the seccomp supervisor: {e}");
+                    return;
+                }
+            };
+            if let Some(rec) = record {
+                sup.record_into(rec);
+            }
+            let _ = stats_tx.send(sup.stats());
+            if let Some(server) = server {
+                server.serve(Some(sup));
+            }
+        });
+    }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
     drop((view_fd, tree_fd));
@@ -200,20 +230,12 @@ pub fn start(
         }
         Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
     };
-    // Serving starts once the program runs: the socket already listens (early connections
-    // wait in its backlog), and the thread's creation is off the program's start-up path.
-    let sup = match armed {
-        Some(a) => {
-            let listener = a.listener().context("cannot start the seccomp supervisor")?;
-            Some(
-                Supervisor::new(listener, &prepared.view, prepared.sandbox.tree())
-                    .context("cannot start the seccomp supervisor")?,
-            )
-        }
-        None => None,
-    };
-    let stats = sup.as_ref().map(Supervisor::stats);
-    std::thread::spawn(move || server.serve(sup));
+    // Without tier 2, serving starts once the program runs: the socket already listens (early
+    // connections wait in its backlog), and the thread's creation is off the start-up path.
+    if let Some(server) = server {
+        std::thread::spawn(move || server.serve(None));
+    }
+    let stats = if tier2 { stats_rx.recv().ok() } else { None };
     let status = child.wait().context("cannot wait for the program")?;
     if opts.stats {
         let (served, continued) = stats.map_or((0, 0), |s| {

@@ -17,6 +17,7 @@ pub mod ldcache;
 pub mod noise;
 pub mod scan;
 pub mod snapshot;
+pub mod trace;
 
 use std::path::PathBuf;
 

@@ -66,6 +66,21 @@ pub fn linkage_of(head: &[u8]) -> Linkage {
     }
 }
 
+/// The ELF interpreter (PT_INTERP) named in the file's first bytes, if any.
+pub fn interpreter_of(head: &[u8]) -> Option<Vec<u8>> {
+    if !head.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let h = Elf::parse_header(head).ok()?;
+    let ctx = Ctx::new(h.container().ok()?, h.endianness().ok()?);
+    let phs = ProgramHeader::parse(head, usize::try_from(h.e_phoff).ok()?, usize::from(h.e_phnum), ctx).ok()?;
+    let p = phs.iter().find(|p| p.p_type == PT_INTERP)?;
+    let at = usize::try_from(p.p_offset).ok()?;
+    let n = usize::try_from(p.p_filesz).ok()?;
+    let raw = head.get(at..at.checked_add(n)?)?;
+    Some(raw.split(|&c| c == 0).next().unwrap_or_default().to_vec())
+}
+
 /// A note named "Go" (the Go build ID note, type 4).
 fn has_go_note(notes: &[u8]) -> bool {
     notes

@@ -54,9 +54,22 @@ const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
 /// through without a round trip (syscall, argument index of its flags).
 const EMPTY_PATH_FLAGS: &[(i64, u32)] = &[(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)];
 
+/// What record mode (`capture trace`) traps besides [`TRAPPED`]: executions, whose files the
+/// kernel opens itself.
+pub const RECORDED: &[i64] = &[libc::SYS_execve, libc::SYS_execveat];
+
 /// The program for cookie `cookie` (non-zero).
 pub fn program(cookie: u64) -> Vec<sock_filter> {
-    let n = TRAPPED.len();
+    build(cookie, TRAPPED)
+}
+
+/// The program for record mode: [`TRAPPED`] and [`RECORDED`].
+pub fn recording_program(cookie: u64) -> Vec<sock_filter> {
+    build(cookie, &[TRAPPED, RECORDED].concat())
+}
+
+fn build(cookie: u64, trapped: &[i64]) -> Vec<sock_filter> {
+    let n = trapped.len();
     let e = EMPTY_PATH_FLAGS.len();
     // Layout: [0] ld arch, [1] jeq x86-64, [2] ld nr, [3] jge x32,
     //         per EMPTY_PATH_FLAGS (4 each): jeq nr, ld flags, jset AT_EMPTY_PATH, ld nr;
@@ -79,7 +92,7 @@ pub fn program(cookie: u64) -> Vec<sock_filter> {
         p.push(jump(JSET_K, libc::AT_EMPTY_PATH as u32, off(at + 2, allow_at), 0));
         p.push(stmt(LD_W_ABS, NR));
     }
-    for (i, nr) in TRAPPED.iter().enumerate() {
+    for (i, nr) in trapped.iter().enumerate() {
         p.push(jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), off(t + i, check_at), 0));
     }
     p.push(stmt(RET_K, libc::SECCOMP_RET_ALLOW));
@@ -143,6 +156,17 @@ mod tests {
         assert_eq!(run(&p, nr(libc::SYS_read), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&p, nr(libc::SYS_openat) | X32_SYSCALL_BIT, x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&p, nr(libc::SYS_openat), 0x4000_0003, [0; 6]), libc::SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn record_mode_also_traps_execs() {
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        let x86 = AUDIT_ARCH_X86_64;
+        assert_eq!(run(&program(7), nr(libc::SYS_execve), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        let rec = recording_program(7);
+        assert_eq!(run(&rec, nr(libc::SYS_execve), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&rec, nr(libc::SYS_openat), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&rec, nr(libc::SYS_read), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
     }
 
     #[test]

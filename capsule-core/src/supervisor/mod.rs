@@ -19,6 +19,7 @@ pub mod launch;
 pub mod memory;
 pub mod notify;
 pub mod place;
+pub mod record;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -47,7 +48,11 @@ pub struct Supervisor {
     view: Vec<u8>,
     tree: OwnedFd,
     stats: Arc<Stats>,
+    record: Option<Recorder>,
 }
+
+/// Record mode's log: every absolute path a traced program named in a trapped call.
+pub type Recorder = Arc<std::sync::Mutex<std::collections::BTreeSet<Vec<u8>>>>;
 
 impl Supervisor {
     /// Serve `listener` for the run whose view file is `view` and sandbox tree `tree`.
@@ -56,7 +61,13 @@ impl Supervisor {
         View::new(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e:?}", view.display())))?;
         let tree = std::fs::File::open(tree)?.into();
-        Ok(Supervisor { listener: Listener::new(listener)?, view: bytes, tree, stats: Arc::default() })
+        Ok(Supervisor { listener: Listener::new(listener)?, view: bytes, tree, stats: Arc::default(), record: None })
+    }
+
+    /// Record mode: log every path named in a trapped call into `rec` (the filter must be
+    /// [`filter::recording_program`], and the shim must not have the cookie).
+    pub fn record_into(&mut self, rec: Recorder) {
+        self.record = Some(rec);
     }
 
     /// The counters, shared.
@@ -77,6 +88,12 @@ impl Supervisor {
         let listener = &self.listener;
         let valid = || listener.id_valid(n.id);
         let mem = Process { pid: n.pid, valid: &valid };
+        if let Some(rec) = &self.record
+            && let Some(p) = record::path_of(&mem, n.nr, &n.args)
+            && let Ok(mut set) = rec.lock()
+        {
+            set.insert(p);
+        }
         let mut cx = Context { view, tree: self.tree.as_fd(), mat };
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);
         if matches!(reply, Reply::Continue) {
