@@ -48,6 +48,55 @@ fn a_static_program_reads_and_lists_capsule_only_files() {
 }
 
 #[test]
+fn a_static_program_changes_the_sandbox_not_the_host() {
+    require!(static_busybox(), "{BUSYBOX} from busybox-static (apt-get install busybox-static)");
+    let env = Env::new();
+    env.small_capsule("mut", &[("opt/capmut/data.txt", b"data\n"), ("opt/capmut/sub/b", b"b\n")]);
+    let script = "mkdir /opt/capmut/newdir && echo new > /opt/capmut/newdir/f && rm /opt/capmut/sub/b && \
+                  mv /opt/capmut/data.txt /opt/capmut/moved.txt && chmod 600 /opt/capmut/moved.txt && \
+                  ln -s moved.txt /opt/capmut/sl && cat /opt/capmut/newdir/f /opt/capmut/sl && ls /opt/capmut";
+    let (code, out, err) = run_capsule(&env, &["run", "mut", "--entry", BUSYBOX, "--", "sh", "-c", script]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out, "new\ndata\nmoved.txt\nnewdir\nsl\nsub\n");
+    assert!(!Path::new("/opt/capmut").exists(), "a write reached the host");
+    let diff = env.ok(&["sandbox", "mut", "diff"]);
+    for want in [
+        "A /opt/capmut/moved.txt",
+        "A /opt/capmut/newdir/f",
+        "A /opt/capmut/sl",
+        "D /opt/capmut/data.txt",
+        "D /opt/capmut/sub/b",
+    ] {
+        assert!(diff.lines().any(|l| l == want), "{want} missing from:\n{diff}");
+    }
+    // The changes persist into the next run, which sees them through the supervisor again.
+    let (code, out, err) = run_capsule(
+        &env,
+        &["run", "mut", "--entry", BUSYBOX, "--", "sh", "-c", "ls -l /opt/capmut/moved.txt; ls /opt/capmut/sub"],
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.starts_with("-rw-------"), "{out}");
+    // Write-copy over a host directory: the host file is not created.
+    let (code, out, err) = run_capsule(
+        &env,
+        &[
+            "run",
+            "mut",
+            "--entry",
+            BUSYBOX,
+            "--isolation",
+            "/var/tmp=writecopy",
+            "--",
+            "sh",
+            "-c",
+            "echo hi > /var/tmp/capsule-static-wc && cat /var/tmp/capsule-static-wc",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    assert!(!Path::new("/var/tmp/capsule-static-wc").exists(), "a write-copy write reached the host");
+}
+
+#[test]
 fn getent_answers_from_the_capsule_passwd_and_hosts() {
     require!(Path::new("/usr/bin/getent").exists(), "getent (libc-bin)");
     let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap();

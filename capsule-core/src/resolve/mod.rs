@@ -267,10 +267,8 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                 Some(e) if e.kind == Kind::Whiteout => return Decision::Deny(libc::ENOENT),
                 // A capsule file used as a directory.
                 Some(e) if e.kind == Kind::File => return Decision::Deny(libc::ENOTDIR),
-                _ => {
-                    parent = None;
-                    break;
-                }
+                // The first miss ends the search; `parent` stays the deepest capsule directory.
+                _ => break,
             }
         }
         if rel.iter().all(|&c| c != b'/') && !rel.is_empty() {
@@ -283,13 +281,12 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
             rewritten = true;
             continue;
         }
-        // A new name in a directory only the capsule has lives in the tree.
-        if let Some(p) = parent {
-            let is_direct_parent =
-                rel.len() > p.path.len() && !rel.get(p.path.len() + 1..).unwrap_or_default().contains(&b'/');
-            if is_direct_parent && p.flags & FLAG_HOST_DIR == 0 {
-                return Decision::Tree { entry: None };
-            }
+        // Below a directory only the capsule has, nothing can be on the host: a new name (or
+        // a directory the application made there, and what it put in it) lives in the tree.
+        if let Some(p) = parent
+            && p.flags & FLAG_HOST_DIR == 0
+        {
+            return Decision::Tree { entry: None };
         }
         return match view.mode_of(rel) {
             Mode::Merged | Mode::Passthrough => host,

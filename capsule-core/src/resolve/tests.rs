@@ -88,6 +88,9 @@ fn isolation_modes() {
     assert_eq!(run("/etc/gone", true, false).0, Decision::Deny(libc::ENOENT));
     assert_eq!(run("/etc/gone", true, true).0, Decision::Tree { entry: None });
     assert_eq!(run("/capsule-only/new", true, true).0, Decision::Tree { entry: None });
+    // Deeper too: a directory the application made below a capsule-only one, and its files.
+    assert_eq!(run("/capsule-only/newdir/f", true, true).0, Decision::Tree { entry: None });
+    assert_eq!(run("/capsule-only/newdir/sub/g", true, false).0, Decision::Tree { entry: None });
     assert_eq!(run("/opt/full/x", true, false).0, Decision::Tree { entry: None });
     assert_eq!(run("/var/wc/x", true, false).0, Decision::TreeThenHost);
 }

@@ -9,7 +9,7 @@
 
 use libc::sock_filter;
 
-/// The syscalls answered by the supervisor.
+/// The path lookups answered by the supervisor (the mutations are `mutate::MUTATIONS`).
 pub const TRAPPED: &[i64] = &[
     libc::SYS_open,
     libc::SYS_openat,
@@ -60,12 +60,12 @@ pub const RECORDED: &[i64] = &[libc::SYS_execve, libc::SYS_execveat];
 
 /// The program for cookie `cookie` (non-zero).
 pub fn program(cookie: u64) -> Vec<sock_filter> {
-    build(cookie, TRAPPED)
+    build(cookie, &[TRAPPED, super::mutate::MUTATIONS].concat())
 }
 
 /// The program for record mode: [`TRAPPED`] and [`RECORDED`].
 pub fn recording_program(cookie: u64) -> Vec<sock_filter> {
-    build(cookie, &[TRAPPED, RECORDED].concat())
+    build(cookie, &[TRAPPED, super::mutate::MUTATIONS, RECORDED].concat())
 }
 
 fn build(cookie: u64, trapped: &[i64]) -> Vec<sock_filter> {

@@ -49,7 +49,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_faccessat2 => access(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3])),
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
-        _ => Reply::Continue,
+        _ => super::mutate::handle(cx, mem, nr, a).unwrap_or(Reply::Continue),
     }
 }
 
@@ -125,7 +125,7 @@ fn open_tree(
 }
 
 /// A tree file the sandbox owns alone (not a link to the shared cache).
-fn private(tree: BorrowedFd<'_>, rel: &CStr) -> bool {
+pub(crate) fn private(tree: BorrowedFd<'_>, rel: &CStr) -> bool {
     // SAFETY: `rel` NUL-terminated; `sb` is a plain struct the kernel fills.
     let mut sb: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod handlers;
 pub mod launch;
 pub mod memory;
+pub mod mutate;
 pub mod notify;
 pub mod place;
 pub mod record;

@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use super::*;
 use crate::digest::Digest;
 use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use crate::run::OP_WHITEOUT;
 use crate::view::{Mode, ViewOptions, compile};
 
 const BASE: u64 = 0x10_0000;
@@ -230,4 +231,21 @@ fn untrapped_calls_continue() {
     let t = Fake::with_path("/opt/capp/data.txt");
     let (r, _) = call(&s, &t, libc::SYS_getpid, [0; 6]);
     assert!(matches!(r, Reply::Continue));
+}
+
+#[test]
+fn mutations_land_in_the_tree_and_deletions_are_whiteouts() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/newdir");
+    let (r, _) = call(&s, &t, libc::SYS_mkdir, [PATH_AT, 0o755, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(0)), "{r:?}");
+    assert!(s.tree.join("opt/capp/newdir").is_dir());
+    let t = Fake::with_path("/opt/capp/data.txt");
+    let (r, ops) = call(&s, &t, libc::SYS_unlinkat, [AT_FDCWD, PATH_AT, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(0)), "{r:?}");
+    assert_eq!(ops, vec![(OP_WHITEOUT, "opt/capp/data.txt".to_owned())]);
+    // A host path under the default merged rule is the kernel's.
+    let t = Fake::with_path("/var/tmp/not-ours");
+    let (r, ops) = call(&s, &t, libc::SYS_mkdir, [PATH_AT, 0o755, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Continue) && ops.is_empty(), "{r:?}");
 }

@@ -1,0 +1,343 @@
+//! Mutations for programs without the shim (static, Go): mkdir, unlink, rename, link,
+//! symlink, chmod, chown, truncate, utimensat, mknod — with the same isolation as tier 1's
+//! `preload/hooks/link.rs`: write-copy and capsule paths change the sandbox (copy-up first,
+//! whiteouts for deletions), merged host paths change the host, one side in the tree and one
+//! on the host is EXDEV.
+#![allow(unsafe_code)] // the *at syscalls on our own buffers
+
+use std::ffi::{CStr, CString};
+use std::os::fd::AsRawFd;
+
+use super::handlers::{Context, private};
+use super::memory::{TraceeMemory, read_path};
+use super::notify::Reply;
+use super::place::{Place, place};
+use crate::resolve::Intent;
+use crate::run::{OP_COPY_UP, OP_LINK, OP_WHITEOUT};
+use crate::view::Kind;
+
+/// What a single-path mutation does to its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Changes an existing node (chmod, chown, truncate, times): copy-up first.
+    Modify,
+    /// Creates the name (mkdir, mknod, symlink's link path): parents into the tree first.
+    Create,
+    /// Removes the name (unlink, rmdir): whiteout after.
+    Remove,
+}
+
+/// Answer mutation `nr`, or `None` when `nr` is not one.
+pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    #[allow(clippy::cast_possible_truncation)] // int arguments travel in 64-bit registers
+    let int = |v: u64| v as i32;
+    #[allow(clippy::cast_possible_wrap)] // the register's bits, handed back to the kernel
+    let reg = |v: u64| v as libc::c_long;
+    let cwd = libc::AT_FDCWD;
+    // `nr(dirfd, path, a2, a3, a4)` at the placed path.
+    let sys2 = |nr: libc::c_long, a2: libc::c_long, a3: libc::c_long, a4: libc::c_long| {
+        move |d: i32, p: &CStr| {
+            check(unsafe_syscall(nr, libc::c_long::from(d), p.as_ptr() as libc::c_long, a2, a3, a4, 0))
+        }
+    };
+    Some(match nr {
+        libc::SYS_mkdir => single(cx, mem, cwd, a[0], Op::Create, false, sys2(libc::SYS_mkdirat, reg(a[1]), 0, 0)),
+        libc::SYS_mkdirat => {
+            single(cx, mem, int(a[0]), a[1], Op::Create, false, sys2(libc::SYS_mkdirat, reg(a[2]), 0, 0))
+        }
+        libc::SYS_mknod => {
+            single(cx, mem, cwd, a[0], Op::Create, false, sys2(libc::SYS_mknodat, reg(a[1]), reg(a[2]), 0))
+        }
+        libc::SYS_mknodat => {
+            single(cx, mem, int(a[0]), a[1], Op::Create, false, sys2(libc::SYS_mknodat, reg(a[2]), reg(a[3]), 0))
+        }
+        libc::SYS_unlink => single(cx, mem, cwd, a[0], Op::Remove, false, sys2(libc::SYS_unlinkat, 0, 0, 0)),
+        libc::SYS_rmdir => {
+            let flag = libc::c_long::from(libc::AT_REMOVEDIR);
+            single(cx, mem, cwd, a[0], Op::Remove, false, sys2(libc::SYS_unlinkat, flag, 0, 0))
+        }
+        libc::SYS_unlinkat => {
+            single(cx, mem, int(a[0]), a[1], Op::Remove, false, sys2(libc::SYS_unlinkat, reg(a[2]), 0, 0))
+        }
+        libc::SYS_chmod => single(cx, mem, cwd, a[0], Op::Modify, true, sys2(libc::SYS_fchmodat, reg(a[1]), 0, 0)),
+        libc::SYS_fchmodat => {
+            single(cx, mem, int(a[0]), a[1], Op::Modify, true, sys2(libc::SYS_fchmodat, reg(a[2]), 0, 0))
+        }
+        libc::SYS_chown => {
+            single(cx, mem, cwd, a[0], Op::Modify, true, sys2(libc::SYS_fchownat, reg(a[1]), reg(a[2]), 0))
+        }
+        libc::SYS_lchown => {
+            let nofollow = libc::c_long::from(libc::AT_SYMLINK_NOFOLLOW);
+            single(cx, mem, cwd, a[0], Op::Modify, false, sys2(libc::SYS_fchownat, reg(a[1]), reg(a[2]), nofollow))
+        }
+        libc::SYS_fchownat => {
+            let follow = int(a[4]) & libc::AT_SYMLINK_NOFOLLOW == 0;
+            single(
+                cx,
+                mem,
+                int(a[0]),
+                a[1],
+                Op::Modify,
+                follow,
+                sys2(libc::SYS_fchownat, reg(a[2]), reg(a[3]), reg(a[4])),
+            )
+        }
+        libc::SYS_truncate => single(cx, mem, cwd, a[0], Op::Modify, true, |d, p| truncate_at(d, p, reg(a[1]))),
+        // utimensat(fd, NULL, ...) is futimens: a descriptor, not a path.
+        libc::SYS_utimensat if a[1] == 0 => Reply::Continue,
+        libc::SYS_utimensat => {
+            let follow = int(a[3]) & libc::AT_SYMLINK_NOFOLLOW == 0;
+            let times = times(mem, a[2]);
+            let Ok(times) = times else { return Some(Reply::Error(libc::EFAULT)) };
+            single(cx, mem, int(a[0]), a[1], Op::Modify, follow, move |d, p| {
+                let t = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+                check(unsafe_syscall(
+                    libc::SYS_utimensat,
+                    d.into(),
+                    p.as_ptr() as libc::c_long,
+                    t as libc::c_long,
+                    reg(a[3]),
+                    0,
+                    0,
+                ))
+            })
+        }
+        libc::SYS_rename => two(cx, mem, (cwd, a[0]), (cwd, a[1]), true, 0),
+        libc::SYS_renameat => two(cx, mem, (int(a[0]), a[1]), (int(a[2]), a[3]), true, 0),
+        libc::SYS_renameat2 => two(cx, mem, (int(a[0]), a[1]), (int(a[2]), a[3]), true, reg(a[4])),
+        libc::SYS_link => two(cx, mem, (cwd, a[0]), (cwd, a[1]), false, 0),
+        libc::SYS_linkat => two(cx, mem, (int(a[0]), a[1]), (int(a[2]), a[3]), false, reg(a[4])),
+        libc::SYS_symlink | libc::SYS_symlinkat => {
+            let (target, dirfd, addr) =
+                if nr == libc::SYS_symlink { (a[0], cwd, a[1]) } else { (a[0], int(a[1]), a[2]) };
+            let Ok(target) = read_path(mem, target).map(|t| CString::new(t).unwrap_or_default()) else {
+                return Some(Reply::Error(libc::EFAULT));
+            };
+            single(cx, mem, dirfd, addr, Op::Create, false, move |d, p| {
+                check(unsafe_syscall(
+                    libc::SYS_symlinkat,
+                    target.as_ptr() as libc::c_long,
+                    d.into(),
+                    p.as_ptr() as libc::c_long,
+                    0,
+                    0,
+                    0,
+                ))
+            })
+        }
+        _ => return None,
+    })
+}
+
+/// The syscalls [`handle`] answers (trapped in addition to the open/stat family).
+pub const MUTATIONS: &[i64] = &[
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rmdir,
+    libc::SYS_chmod,
+    libc::SYS_fchmodat,
+    libc::SYS_chown,
+    libc::SYS_lchown,
+    libc::SYS_fchownat,
+    libc::SYS_truncate,
+    libc::SYS_utimensat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+];
+
+/// A raw syscall in the supervisor: its result or -errno.
+fn unsafe_syscall(
+    nr: libc::c_long,
+    a: libc::c_long,
+    b: libc::c_long,
+    c: libc::c_long,
+    d: libc::c_long,
+    e: libc::c_long,
+    f: libc::c_long,
+) -> libc::c_long {
+    // SAFETY: every caller passes NUL-terminated paths it owns and integer arguments taken
+    // from the tracee's registers, which the kernel validates.
+    unsafe { libc::syscall(nr, a, b, c, d, e, f) }
+}
+
+fn check(r: libc::c_long) -> Result<(), i32> {
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) }
+}
+
+fn truncate_at(d: i32, p: &CStr, len: libc::c_long) -> Result<(), i32> {
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe { libc::openat(d, p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    }
+    // SAFETY: `fd` was just opened by us.
+    let r = unsafe { libc::ftruncate(fd, len) };
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(fd) };
+    check(libc::c_long::from(r))
+}
+
+/// The two timespecs at `addr` (null: now).
+fn times(mem: &impl TraceeMemory, addr: u64) -> Result<Option<[libc::timespec; 2]>, ()> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 2 * size_of::<libc::timespec>()];
+    if mem.read(addr, &mut b).map_err(|_| ())? != b.len() {
+        return Err(());
+    }
+    // SAFETY: 32 initialised bytes read as two plain timespecs (unaligned read).
+    Ok(Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<[libc::timespec; 2]>()) }))
+}
+
+fn reply(r: Result<(), i32>) -> Reply {
+    match r {
+        Ok(()) => Reply::Value(0),
+        Err(e) => Reply::Error(e),
+    }
+}
+
+/// One path, as tier 1's `mutate`.
+fn single(
+    cx: &mut Context<'_, '_>,
+    mem: &impl TraceeMemory,
+    dirfd: i32,
+    addr: u64,
+    op: Op,
+    follow: bool,
+    mut call: impl FnMut(i32, &CStr) -> Result<(), i32>,
+) -> Reply {
+    let view = cx.view;
+    let tree = cx.tree.as_raw_fd();
+    match place(&view, mem, dirfd, addr, Intent { follow, create: op == Op::Create }) {
+        Place::Original => Reply::Continue,
+        Place::Deny(e) => Reply::Error(e),
+        Place::Host(p) => reply(call(libc::AT_FDCWD, &p)),
+        Place::Tree(rel, entry) => {
+            let is_file = entry.is_some_and(|e| e.kind == Kind::File);
+            if op == Op::Modify && is_file && !private(cx.tree, &rel) {
+                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
+            }
+            let mut r = call(tree, &rel);
+            if op == Op::Remove && entry.is_some() {
+                // A capsule file never materialised is still removed: the whiteout marks it.
+                if r == Err(libc::ENOENT) && is_file {
+                    r = Ok(());
+                }
+                if r.is_ok() {
+                    let _ = cx.mat.op(OP_WHITEOUT, rel.to_bytes());
+                }
+            }
+            reply(r)
+        }
+        Place::TreeThenHost(rel, abs) => {
+            if op != Op::Remove {
+                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
+                return reply(call(tree, &rel));
+            }
+            let r = call(tree, &rel);
+            // SAFETY: plain struct; `abs` NUL-terminated.
+            let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            let on_host =
+                unsafe { libc::fstatat(libc::AT_FDCWD, abs.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) } == 0;
+            if on_host {
+                let _ = cx.mat.op(OP_WHITEOUT, rel.to_bytes());
+                return Reply::Value(0);
+            }
+            reply(r)
+        }
+    }
+}
+
+/// Two paths (rename, link), as tier 1's `two_paths`.
+fn two(
+    cx: &mut Context<'_, '_>,
+    mem: &impl TraceeMemory,
+    old: (i32, u64),
+    new: (i32, u64),
+    is_rename: bool,
+    flags: libc::c_long,
+) -> Reply {
+    let view = cx.view;
+    let tree = cx.tree.as_raw_fd();
+    let p1 = place(&view, mem, old.0, old.1, Intent { follow: false, create: false });
+    let p2 = place(&view, mem, new.0, new.1, Intent { follow: false, create: true });
+    let mut side = |p: Place<'_>| -> Result<Option<(CString, bool, Option<Kind>)>, i32> {
+        Ok(match p {
+            Place::Original => None,
+            Place::Deny(e) => return Err(e),
+            Place::Host(h) => Some((h, false, None)),
+            Place::Tree(rel, e) => Some((rel, true, e.map(|e| e.kind))),
+            Place::TreeThenHost(rel, _) => {
+                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
+                Some((rel, true, None))
+            }
+        })
+    };
+    let (s1, s2) = match (side(p1), side(p2)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Reply::Error(e),
+    };
+    let nr = if is_rename { libc::SYS_renameat2 } else { libc::SYS_linkat };
+    let go = |d1: i32, a: &CStr, d2: i32, b: &CStr| {
+        reply(check(unsafe_syscall(
+            nr,
+            d1.into(),
+            a.as_ptr() as libc::c_long,
+            d2.into(),
+            b.as_ptr() as libc::c_long,
+            flags,
+            0,
+        )))
+    };
+    match (s1, s2) {
+        (None, None) => Reply::Continue,
+        (Some((r1, true, k1)), Some((r2, true, _))) => {
+            if k1 == Some(Kind::File) {
+                // A new name must not share the cache's inode: copy-up (materialises too).
+                let _ = cx.mat.op(if is_rename { OP_COPY_UP } else { OP_LINK }, r1.to_bytes());
+                if !is_rename && !private(cx.tree, &r1) {
+                    let _ = cx.mat.op(OP_COPY_UP, r1.to_bytes());
+                }
+            }
+            let r = go(tree, &r1, tree, &r2);
+            if matches!(r, Reply::Value(0)) && is_rename && k1.is_some() {
+                let _ = cx.mat.op(OP_WHITEOUT, r1.to_bytes());
+            }
+            r
+        }
+        (Some((_, true, _)), _) | (_, Some((_, true, _))) => Reply::Error(libc::EXDEV),
+        (a, b) => {
+            // Host on both sides, one of them rewritten: perform it here with absolute paths.
+            let (Some(pa), Some(pb)) =
+                (a.map(|s| s.0).or_else(|| read_abs(mem, old)), b.map(|s| s.0).or_else(|| read_abs(mem, new)))
+            else {
+                return Reply::Continue;
+            };
+            go(libc::AT_FDCWD, &pa, libc::AT_FDCWD, &pb)
+        }
+    }
+}
+
+/// The argument as an absolute path (joined to the tracee's cwd or directory descriptor), for
+/// a side that is the host's own.
+fn read_abs(mem: &impl TraceeMemory, (dirfd, addr): (i32, u64)) -> Option<CString> {
+    let p = read_path(mem, addr).ok()?;
+    if p.first() == Some(&b'/') {
+        return CString::new(p).ok();
+    }
+    let mut base = if dirfd == libc::AT_FDCWD { mem.cwd() } else { mem.fd_path(dirfd) }.ok()?;
+    base.push(b'/');
+    base.extend_from_slice(&p);
+    CString::new(base).ok()
+}
