@@ -32,6 +32,8 @@ pub mod digest;
 mod error;
 #[cfg(feature = "store")]
 pub mod manifest;
+#[cfg(feature = "store")]
+pub mod registry;
 pub mod resolve;
 #[cfg(feature = "store")]
 pub mod run;

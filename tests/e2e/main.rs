@@ -10,6 +10,7 @@ mod support;
 
 mod archive;
 mod capture;
+mod config;
 mod demo;
 mod install;
 mod run;

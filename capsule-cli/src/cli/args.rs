@@ -47,6 +47,8 @@ pub enum Verb {
     Run(Run),
     /// Look at or discard what a capsule's programs changed.
     Sandbox(SandboxArgs),
+    /// A capsule's registry: get, set, unset, list, export, import.
+    Config(ConfigArgs),
     /// Capture the bundled demo application, run it from its capsule, show what it sees.
     Demo,
 }
@@ -212,6 +214,54 @@ pub enum Seccomp {
     Always,
     /// Never; a program the preload shim cannot load into is refused.
     Never,
+}
+
+/// `config NAME get|set|unset|list|export|import`
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// NAME[:TAG] (the writable layer is per capsule name, in its sandbox)
+    pub name: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+/// Registry actions. Values: "text" (or bare text for `set`), int:N, file:DIGEST:MODE, deleted.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print one key's effective value.
+    Get {
+        /// machine/… or user/…
+        key: String,
+    },
+    /// Set a key in the sandbox's layer (over the capsule's value, if any).
+    Set {
+        /// machine/… or user/…
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Remove a key from the sandbox's layer.
+    Unset {
+        /// machine/… or user/…
+        key: String,
+    },
+    /// Every effective key (under PREFIX), `KEY = VALUE`.
+    List {
+        /// Only keys starting with this.
+        prefix: Option<String>,
+    },
+    /// The effective registry as text, on stdout or into a file.
+    Export {
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Merge a text registry into the sandbox's layer (all or nothing).
+    Import {
+        /// The file (`export`'s format).
+        file: PathBuf,
+    },
 }
 
 /// `sandbox NAME diff|reset`

@@ -1,6 +1,7 @@
 //! One module per verb: argument glue around capsule-core, and output.
 
 mod capture;
+mod config;
 mod demo;
 mod inspect;
 mod list;
@@ -39,6 +40,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Import(i) => transfer::import(&store, out, i),
         Verb::Run(r) => run::run(&store, out, r),
         Verb::Sandbox(s) => sandbox::run(&store, out, s),
+        Verb::Config(c) => config::run(&store, out, c),
         Verb::Demo => demo::run(&store, out),
     }
 }

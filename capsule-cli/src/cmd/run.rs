@@ -162,6 +162,7 @@ pub fn start(
     let server = Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone())?;
     let mut cmd = Command::new(path);
     cmd.arg0(argv0).args(args);
+    cmd.envs(&prepared.env); // the registry's machine/env and user/env keys
     cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();

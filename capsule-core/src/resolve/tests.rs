@@ -42,6 +42,7 @@ fn view_bytes() -> Vec<u8> {
             ("/var/wc".into(), Mode::WriteCopy),
         ],
         whiteouts: vec![],
+        files: vec![],
     };
     compile(&m, &opts)
 }

@@ -11,6 +11,7 @@
 //!   view, build the skeleton, and link the capsule's shared libraries eagerly (the dynamic
 //!   loader opens them without libc, so no hook can materialise them on demand).
 
+pub mod config;
 pub mod materialize;
 pub mod sandbox;
 mod server;
@@ -93,6 +94,8 @@ pub struct Prepared {
     pub sandbox: sandbox::Sandbox,
     /// Tree directories holding the capsule's shared libraries (for the loader's search path).
     pub lib_dirs: Vec<PathBuf>,
+    /// Environment variables from the registry (`machine/env/…`, `user/env/…`).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Prepare capsule `r` for a run with isolation `rules` (added to the defaults; later wins).
@@ -116,12 +119,15 @@ pub fn prepare_with(
     all_rules.extend(rules.iter().cloned());
     all_rules.reverse(); // a later rule for the same prefix wins
     all_rules.dedup_by(|a, b| a.0.trim_end_matches('/') == b.0.trim_end_matches('/'));
-    let opts = ViewOptions {
+    let mut opts = ViewOptions {
         tree: sandbox.tree().to_owned(),
         capsule_mode: Mode::WriteCopy,
         rules: all_rules,
         whiteouts: sandbox.whiteouts()?,
+        files: Vec::new(),
     };
+    let projected = config::project(store, &sandbox, &manifest)?;
+    opts.files.clone_from(&projected.files);
     // Below a `full` prefix the host is invisible: the prefix itself exists, empty, in the tree.
     for (prefix, mode) in &opts.rules {
         if *mode == Mode::Full {
@@ -132,7 +138,7 @@ pub fn prepare_with(
     let bytes = view::compile(&manifest, &opts);
     let view = write_view(store, &bytes)?;
     let lib_dirs = link_libraries(store, &sandbox, &manifest)?;
-    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs })
+    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs, env: projected.env })
 }
 
 /// Write view bytes under their digest (reused when identical), atomically.

@@ -52,6 +52,11 @@ impl Sandbox {
         Ok(Sandbox { dir, tree })
     }
 
+    /// The sandbox's own directory (tree, whiteouts, registry layer).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The tree's host path.
     pub fn tree(&self) -> &Path {
         &self.tree

@@ -17,6 +17,9 @@ pub struct ViewOptions {
     pub rules: Vec<(String, Mode)>,
     /// Paths whited out in the sandbox (deleted during earlier runs).
     pub whiteouts: Vec<RelPath>,
+    /// Files the run itself put in the tree, which the program must see there (configuration
+    /// files edited through the registry), even where the capsule has no such file.
+    pub files: Vec<RelPath>,
 }
 
 struct Strings(Vec<u8>);
@@ -58,6 +61,9 @@ fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32
             }
         }
         map.insert(e.path.as_bytes().to_vec(), (kind, flags, e.mode, target));
+    }
+    for f in &opts.files {
+        map.insert(f.as_bytes().to_vec(), (Kind::File, 0, 0o644, Vec::new()));
     }
     for d in m.deletions.iter().chain(&opts.whiteouts) {
         map.insert(d.as_bytes().to_vec(), (Kind::Whiteout, 0, 0, Vec::new()));

@@ -32,6 +32,7 @@ fn opts() -> ViewOptions {
         capsule_mode: Mode::WriteCopy,
         rules: vec![("/".into(), Mode::Merged), ("/tmp".into(), Mode::Passthrough), ("/opt/app".into(), Mode::Full)],
         whiteouts: vec![RelPath::new("usr/bin/deleted").unwrap()],
+        files: vec![],
     }
 }
 

@@ -112,6 +112,7 @@ fn setup() -> Setup {
         capsule_mode: Mode::WriteCopy,
         rules: vec![("/".into(), Mode::Merged), ("/tmp".into(), Mode::Passthrough)],
         whiteouts: vec![],
+        files: vec![],
     };
     Setup { view: compile(&m, &opts), tree, _dir: dir }
 }

@@ -1,0 +1,79 @@
+//! The registry's projection into a run ([`crate::registry`]): environment variables, and
+//! configuration files edited key by key. An edited file is written into the sandbox tree
+//! (from the capsule's pristine copy, or the host's file) on every run, so the program reads the
+//! edited content while the host's file and the shared cache stay as they are; files edited by
+//! an earlier run and no longer are removed again (`sandboxes/NAME/projected` lists them).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::sandbox::Sandbox;
+use super::{RunError, materialize};
+use crate::manifest::{EntryKind, Manifest, RelPath};
+use crate::registry;
+use crate::store::Store;
+
+/// What the registry adds to a run.
+#[derive(Debug, Default)]
+pub struct Projected {
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Files written into the tree (the view must route them there).
+    pub files: Vec<RelPath>,
+}
+
+/// Project the effective registry of `m` in `sandbox` (see the module docs).
+pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest) -> Result<Projected, RunError> {
+    let layer_path = sandbox.dir().join("registry");
+    let layer = registry::load_layer(&layer_path).map_err(|e| RunError::Io {
+        action: "failed to read the registry",
+        path: layer_path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })?;
+    let p = registry::project(&registry::merged(m, &layer));
+    let list = sandbox.dir().join("projected");
+    let before: Vec<String> = fs::read_to_string(&list).unwrap_or_default().lines().map(str::to_owned).collect();
+    let mut files = Vec::new();
+    for (abs, sets) in &p.edits {
+        let Ok(rel) = RelPath::from_host(abs.as_bytes()) else { continue };
+        let dest = sandbox.tree().join(Path::new(&String::from_utf8_lossy(rel.as_bytes()).into_owned()));
+        let (source, mode) = match m.get(&rel) {
+            Some(e @ crate::manifest::Entry { kind: EntryKind::File { digest, .. }, .. }) => {
+                (materialize::ensure_cache(store, digest, e)?, e.mode & 0o7777)
+            }
+            _ => {
+                let host = Path::new(abs);
+                let mode = fs::metadata(host).map(|md| md.permissions().mode() & 0o7777).unwrap_or(0o644);
+                (host.to_owned(), mode)
+            }
+        };
+        let base = fs::read_to_string(&source).unwrap_or_default();
+        let edited = registry::edit(&base, sets);
+        if let Some(dir) = dest.parent() {
+            materialize::mirror_dirs(sandbox.tree(), rel.parent().as_ref().map_or(&b""[..], RelPath::as_bytes))?;
+            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(RunError::io("failed to create a file in", dir))?;
+            fs::write(tmp.path(), edited).map_err(RunError::io("failed to write", tmp.path()))?;
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+                .map_err(RunError::io("failed to set mode of", tmp.path()))?;
+            tmp.persist(&dest).map_err(|e| RunError::Io {
+                action: "failed to write",
+                path: dest.clone(),
+                source: e.error,
+            })?;
+        }
+        files.push(rel);
+    }
+    // Edits withdrawn since the last run: the file goes back to the capsule's or the host's.
+    for old in before.iter().filter(|o| !p.edits.contains_key(*o)) {
+        let _ = fs::remove_file(sandbox.tree().join(old.trim_start_matches('/')));
+    }
+    let now: String = p.edits.keys().map(|k| format!("{k}\n")).collect();
+    if now.is_empty() {
+        let _ = fs::remove_file(&list);
+    } else {
+        fs::write(&list, now).map_err(RunError::io("failed to write", &list))?;
+    }
+    Ok(Projected { env: p.env, files })
+}
