@@ -12,6 +12,7 @@ mod archive;
 mod capture;
 mod config;
 mod demo;
+mod identity;
 mod install;
 mod run;
 mod shim;

@@ -196,6 +196,16 @@ pub struct Run {
     /// Print, on exit, how many calls each tier served.
     #[arg(long)]
     pub stats: bool,
+    /// The host name the program sees (uname, gethostname, /etc/hostname); default: the
+    /// capsule's, else the machine's.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// The NIS/DNS domain name the program sees.
+    #[arg(long, value_name = "NAME")]
+    pub domain: Option<String>,
+    /// The machine-id the program sees (/etc/machine-id, /var/lib/dbus/machine-id).
+    #[arg(long, value_name = "32HEX")]
+    pub machine_id: Option<String>,
     /// Benchmarks only: do not give the shim the supervisor's cookie, so that every path call
     /// goes through tier 2 (docs/bench/tier2.sh measures what the cookie saves).
     #[arg(long, hide = true)]

@@ -74,7 +74,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         .map(|s| run::parse_isolation(s))
         .collect::<Result<_, _>>()?;
     let tree = sandbox.tree().to_owned();
-    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules)?;
+    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules, &Default::default())?;
     let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false, record: None };
     let code = super::run::start(store, &prepared, &program, &i.command[0], &i.command[1..], opts)?;
     if code != ExitCode::SUCCESS {
@@ -108,7 +108,7 @@ pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
     empty.origins.push(Builder::origin(CaptureStep::Trace, command.clone()));
     let digest = capsule_core::digest::Digest::of(&empty.encode());
     let tree = sandbox.tree().to_owned();
-    let prepared = run::prepare_with(store, digest, empty, sandbox, &[])?;
+    let prepared = run::prepare_with(store, digest, empty, sandbox, &[], &Default::default())?;
     let rec = capsule_core::supervisor::Recorder::default();
     let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: true, record: Some(rec.clone()) };
     let code = super::run::start(store, &prepared, &program, &t.command[0], &t.command[1..], opts)?;

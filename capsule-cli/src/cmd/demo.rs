@@ -68,6 +68,9 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         seccomp: crate::cli::args::Seccomp::Auto,
         stats: false,
         no_cookie: false,
+        hostname: None,
+        domain: None,
+        machine_id: None,
         args: Vec::new(),
     };
     let code = super::run::run(store, out, run)?;

@@ -84,7 +84,14 @@ fn program(store: &Store, p: &Prepared, entry: &str) -> Result<Option<(PathBuf, 
 fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     let cref = capsule_ref(&r.name)?;
     let rules = r.isolation.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
-    let prepared = run::prepare(store, &cref, &rules).with_context(|| format!("cannot prepare capsule {cref}"))?;
+    let ident = capsule_core::manifest::Identity {
+        hostname: r.hostname.clone(),
+        domain: r.domain.clone(),
+        machine_id: r.machine_id.clone(),
+        ..Default::default()
+    };
+    let prepared =
+        run::prepare(store, &cref, &rules, &ident).with_context(|| format!("cannot prepare capsule {cref}"))?;
     let mut args = r.args.as_slice();
     let entry = match (&r.entry, args.first().and_then(|a| named_entry(&prepared, a))) {
         (Some(e), _) => e.clone(),
@@ -163,6 +170,12 @@ pub fn start(
     let mut cmd = Command::new(path);
     cmd.arg0(argv0).args(args);
     cmd.envs(&prepared.env); // the registry's machine/env and user/env keys
+    if let Some(h) = &prepared.identity.hostname {
+        cmd.env("CAPSULE_HOSTNAME", h);
+    }
+    if let Some(d) = &prepared.identity.domain {
+        cmd.env("CAPSULE_DOMAIN", d);
+    }
     cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();
@@ -201,9 +214,11 @@ pub fn start(
     let mut server = Some(server);
     if let Some(a) = armed {
         let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
+        let identity = prepared.identity.clone();
         let server = server.take();
         std::thread::spawn(move || {
             let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
+            let sup = sup.map(|s| s.with_identity(&identity));
             let mut sup = match sup {
                 Ok(s) => s,
                 Err(e) => {

@@ -12,6 +12,7 @@
 //!   loader opens them without libc, so no hook can materialise them on demand).
 
 pub mod config;
+pub mod identity;
 pub mod materialize;
 pub mod sandbox;
 mod server;
@@ -43,6 +44,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A bad identity value.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
     /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
     #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
     Isolation(String),
@@ -96,13 +100,20 @@ pub struct Prepared {
     pub lib_dirs: Vec<PathBuf>,
     /// Environment variables from the registry (`machine/env/…`, `user/env/…`).
     pub env: std::collections::BTreeMap<String, String>,
+    /// The run's identity (checked).
+    pub identity: crate::manifest::Identity,
 }
 
 /// Prepare capsule `r` for a run with isolation `rules` (added to the defaults; later wins).
-pub fn prepare(store: &Store, r: &CapsuleRef, rules: &[(String, Mode)]) -> Result<Prepared, RunError> {
+pub fn prepare(
+    store: &Store,
+    r: &CapsuleRef,
+    rules: &[(String, Mode)],
+    ident: &crate::manifest::Identity,
+) -> Result<Prepared, RunError> {
     let (digest, manifest) = store.load(r)?;
     let sandbox = sandbox::Sandbox::open(store, &r.name)?;
-    prepare_with(store, digest, manifest, sandbox, rules)
+    prepare_with(store, digest, manifest, sandbox, rules, ident)
 }
 
 /// Prepare a run of `manifest` (digest `digest`, not necessarily in the store: `capture
@@ -113,7 +124,9 @@ pub fn prepare_with(
     manifest: Manifest,
     sandbox: sandbox::Sandbox,
     rules: &[(String, Mode)],
+    ident: &crate::manifest::Identity,
 ) -> Result<Prepared, RunError> {
+    let identity = identity::effective(&manifest.identity, ident)?;
     sandbox.build_skeleton(&digest, &manifest)?;
     let mut all_rules = default_rules();
     all_rules.extend(rules.iter().cloned());
@@ -128,6 +141,7 @@ pub fn prepare_with(
     };
     let projected = config::project(store, &sandbox, &manifest)?;
     opts.files.clone_from(&projected.files);
+    opts.files.extend(identity::write_files(sandbox.tree(), &identity)?);
     // Below a `full` prefix the host is invisible: the prefix itself exists, empty, in the tree.
     for (prefix, mode) in &opts.rules {
         if *mode == Mode::Full {
@@ -138,7 +152,7 @@ pub fn prepare_with(
     let bytes = view::compile(&manifest, &opts);
     let view = write_view(store, &bytes)?;
     let lib_dirs = link_libraries(store, &sandbox, &manifest)?;
-    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs, env: projected.env })
+    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs, env: projected.env, identity })
 }
 
 /// Write view bytes under their digest (reused when identical), atomically.

@@ -31,6 +31,10 @@ pub struct Context<'v, 'm> {
     pub tree: BorrowedFd<'v>,
     /// The materialiser.
     pub mat: &'m mut dyn Materialise,
+    /// The run's host name, if it has its own.
+    pub hostname: Option<&'m str>,
+    /// The run's domain name, if it has its own.
+    pub domain: Option<&'m str>,
 }
 
 /// Answer one trapped call `nr` with `args`.
@@ -49,8 +53,35 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_faccessat2 => access(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3])),
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
+        libc::SYS_uname => uname(cx, mem, a[0]),
         _ => super::mutate::handle(cx, mem, nr, a).unwrap_or(Reply::Continue),
     }
+}
+
+/// uname(2) with the run's host and domain names.
+fn uname(cx: &Context<'_, '_>, mem: &impl TraceeMemory, out: u64) -> Reply {
+    if cx.hostname.is_none() && cx.domain.is_none() {
+        return Reply::Continue;
+    }
+    // SAFETY: a plain struct the kernel fills.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is writable.
+    if unsafe { libc::uname(&raw mut u) } != 0 {
+        return Reply::Error(errno());
+    }
+    let put = |field: &mut [libc::c_char; 65], v: &str| {
+        field.fill(0);
+        for (d, s) in field.iter_mut().zip(v.bytes().take(64)) {
+            *d = s.cast_signed();
+        }
+    };
+    if let Some(h) = cx.hostname {
+        put(&mut u.nodename, h);
+    }
+    if let Some(d) = cx.domain {
+        put(&mut u.domainname, d);
+    }
+    write_struct(mem, out, &u)
 }
 
 fn writes(flags: i32) -> bool {

@@ -50,6 +50,8 @@ pub struct Supervisor {
     tree: OwnedFd,
     stats: Arc<Stats>,
     record: Option<Recorder>,
+    hostname: Option<String>,
+    domain: Option<String>,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -62,7 +64,23 @@ impl Supervisor {
         View::new(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e:?}", view.display())))?;
         let tree = std::fs::File::open(tree)?.into();
-        Ok(Supervisor { listener: Listener::new(listener)?, view: bytes, tree, stats: Arc::default(), record: None })
+        Ok(Supervisor {
+            listener: Listener::new(listener)?,
+            view: bytes,
+            tree,
+            stats: Arc::default(),
+            record: None,
+            hostname: None,
+            domain: None,
+        })
+    }
+
+    /// Answer `uname` with this identity's host and domain names.
+    #[must_use]
+    pub fn with_identity(mut self, id: &crate::manifest::Identity) -> Supervisor {
+        self.hostname.clone_from(&id.hostname);
+        self.domain.clone_from(&id.domain);
+        self
     }
 
     /// Record mode: log every path named in a trapped call into `rec` (the filter must be
@@ -95,7 +113,13 @@ impl Supervisor {
         {
             set.insert(p);
         }
-        let mut cx = Context { view, tree: self.tree.as_fd(), mat };
+        let mut cx = Context {
+            view,
+            tree: self.tree.as_fd(),
+            mat,
+            hostname: self.hostname.as_deref(),
+            domain: self.domain.as_deref(),
+        };
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);
         if matches!(reply, Reply::Continue) {
             self.stats.continued.fetch_add(1, Ordering::Relaxed);

@@ -42,24 +42,29 @@ pub struct State {
     pub tree: &'static [u8],
     /// The inherited view descriptor (`CAPSULE_VIEW_FD`), kept open for our children; -1.
     pub view_fd: c_int,
+    /// The run's host name (`CAPSULE_HOSTNAME`), empty when the machine's is kept.
+    pub hostname: &'static [u8],
+    /// The run's domain name (`CAPSULE_DOMAIN`), empty when the machine's is kept.
+    pub domain: &'static [u8],
     /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
     /// that runs with the same inputs reuse the same view file.
     pub socket: &'static [u8],
     /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
-    /// `CAPSULE_VIEW_FD=...` and `CAPSULE_TREE_FD=...` as found at start, NUL-terminated,
-    /// re-added to the environment of programs started with a cleared one.
-    pub env: [&'static CStr; 6],
+    /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...` and
+    /// `CAPSULE_DOMAIN=...` as found at start, NUL-terminated, re-added to the environment of
+    /// programs started with a cleared one.
+    pub env: [&'static CStr; 8],
 }
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our six environment entries (copied, so that a
+/// Static storage for the state and copies of our eight environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 6],
+    env: [UnsafeCell<[u8; ENV_CAP]>; 8],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -69,6 +74,8 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -267,8 +274,14 @@ fn init() {
         Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
         None => (c"CAPSULE_SOCKET=", &b""[..]),
     };
-    let env = [preload, view_entry, socket_entry, cookie_entry, view_fd_entry, tree_fd_entry];
-    let st = State { view, tree_fd, tree, view_fd, socket, env };
+    let value = |name: &CStr, slot: usize, unset: &'static CStr| match env_entry(name, slot) {
+        Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
+        None => (unset, &b""[..]),
+    };
+    let (host_entry, hostname) = value(c"CAPSULE_HOSTNAME", 6, c"CAPSULE_HOSTNAME=");
+    let (domain_entry, domain) = value(c"CAPSULE_DOMAIN", 7, c"CAPSULE_DOMAIN=");
+    let env = [preload, view_entry, socket_entry, cookie_entry, view_fd_entry, tree_fd_entry, host_entry, domain_entry];
+    let st = State { view, tree_fd, tree, view_fd, hostname, domain, socket, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

@@ -120,7 +120,13 @@ fn setup() -> Setup {
 fn call(s: &Setup, t: &Fake, nr: i64, args: [u64; 6]) -> (Reply, Vec<(u8, String)>) {
     let tree_dir = std::fs::File::open(&s.tree).unwrap();
     let mut mat = Mat { tree: s.tree.clone(), ops: Vec::new() };
-    let mut cx = Context { view: View::new(&s.view).unwrap(), tree: tree_dir.as_fd(), mat: &mut mat };
+    let mut cx = Context {
+        view: View::new(&s.view).unwrap(),
+        tree: tree_dir.as_fd(),
+        mat: &mut mat,
+        hostname: Some("capsulehost"),
+        domain: None,
+    };
     let r = handle(&mut cx, t, nr, &args);
     (r, mat.ops)
 }
@@ -249,4 +255,17 @@ fn mutations_land_in_the_tree_and_deletions_are_whiteouts() {
     let t = Fake::with_path("/var/tmp/not-ours");
     let (r, ops) = call(&s, &t, libc::SYS_mkdir, [PATH_AT, 0o755, 0, 0, 0, 0]);
     assert!(matches!(r, Reply::Continue) && ops.is_empty(), "{r:?}");
+}
+
+#[test]
+fn uname_reports_the_capsule_hostname() {
+    let s = setup();
+    let t = Fake::with_path("");
+    let (r, _) = call(&s, &t, libc::SYS_uname, [OUT_AT, 0, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(0)), "{r:?}");
+    // SAFETY: test: the bytes were written from a utsname.
+    let u: libc::utsname = unsafe { std::ptr::read_unaligned(t.out(size_of::<libc::utsname>()).as_ptr().cast()) };
+    let node: Vec<u8> = u.nodename.iter().take_while(|&&c| c != 0).map(|&c| c.cast_unsigned()).collect();
+    assert_eq!(node, b"capsulehost");
+    assert!(u.sysname.iter().take_while(|&&c| c != 0).count() > 0, "the rest comes from the kernel");
 }

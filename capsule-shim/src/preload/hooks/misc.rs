@@ -329,3 +329,74 @@ pub unsafe extern "C" fn closefrom(low: c_int) {
     // SAFETY: forwarded.
     let _ = unsafe { close_range(c_uint::try_from(low).unwrap_or(0), c_uint::MAX, 0) };
 }
+
+/// Copy `v` into the `utsname` field `field` (65 bytes), NUL-terminated.
+fn put_field(field: &mut [core::ffi::c_char; 65], v: &[u8]) {
+    for (i, d) in field.iter_mut().enumerate() {
+        *d = v.get(i).filter(|_| i < 64).map_or(0, |&c| c.cast_signed());
+    }
+}
+
+/// uname(2): the run's host and domain names (issue 5's identity), the kernel's the rest.
+///
+/// # Safety
+/// C ABI: `buf` points to a writable `struct utsname`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uname(buf: *mut libc::utsname) -> c_int {
+    // SAFETY: the caller's buffer, filled by the kernel.
+    let r = ret(unsafe { sys::raw(libc::SYS_uname, buf as c_long, 0, 0, 0, 0, 0) });
+    if r == 0
+        && !buf.is_null()
+        && let Some(st) = state()
+    {
+        // SAFETY: non-null and writable (the kernel just wrote it).
+        let u = unsafe { &mut *buf };
+        if !st.hostname.is_empty() {
+            put_field(&mut u.nodename, st.hostname);
+        }
+        if !st.domain.is_empty() {
+            put_field(&mut u.domainname, st.domain);
+        }
+    }
+    r
+}
+
+/// Copy the name `pick` chooses from our `uname` into `name` (`len` bytes), as glibc's
+/// gethostname/getdomainname do: ENAMETOOLONG when it does not fit with its NUL.
+fn name_into(name: *mut c_char, len: usize, pick: impl Fn(&libc::utsname) -> &[core::ffi::c_char; 65]) -> c_int {
+    // SAFETY: a plain struct, filled by our uname.
+    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: `u` is writable.
+    if unsafe { uname(&mut u) } != 0 {
+        return -1;
+    }
+    let field = pick(&u);
+    let n = field.iter().position(|&c| c == 0).unwrap_or(64);
+    if name.is_null() || len <= n {
+        set_errno(libc::ENAMETOOLONG);
+        return -1;
+    }
+    for (i, &c) in field.iter().take(n + 1).enumerate() {
+        // SAFETY: `i <= n < len`, inside the caller's buffer.
+        unsafe { *name.add(i) = c };
+    }
+    0
+}
+
+/// gethostname(2): glibc's calls uname internally, out of our hook's sight.
+///
+/// # Safety
+/// C ABI: `name` writable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gethostname(name: *mut c_char, len: usize) -> c_int {
+    name_into(name, len, |u| &u.nodename)
+}
+
+/// getdomainname(2).
+///
+/// # Safety
+/// C ABI: `name` writable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getdomainname(name: *mut c_char, len: usize) -> c_int {
+    name_into(name, len, |u| &u.domainname)
+}

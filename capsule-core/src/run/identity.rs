@@ -1,0 +1,119 @@
+//! A run's identity (host name, domain, machine-id): the capsule's defaults with the run's
+//! options over them, checked before the program starts, and the files that carry it written
+//! into the sandbox tree (`/etc/hostname`, `/etc/machine-id`, `/var/lib/dbus/machine-id`,
+//! `/proc/sys/kernel/hostname`), where both tiers route those paths. `uname` and
+//! `gethostname` are answered by the shim's hooks and the supervisor's handler.
+
+use std::fs;
+use std::path::Path;
+
+use super::RunError;
+use crate::manifest::{Identity, RelPath};
+
+/// Identity errors, naming the value.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Not a usable host name.
+    #[error("invalid hostname {0:?}: 1 to 64 bytes of letters, digits, '-' and '.'")]
+    Hostname(String),
+    /// Not a usable domain name.
+    #[error("invalid domain {0:?}: 1 to 64 bytes of letters, digits, '-' and '.'")]
+    Domain(String),
+    /// Not 32 hex digits.
+    #[error("invalid machine-id {0:?}: 32 lowercase hex digits")]
+    MachineId(String),
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+}
+
+/// The effective identity: `over` wins over `base`; every value is checked.
+pub fn effective(base: &Identity, over: &Identity) -> Result<Identity, IdentityError> {
+    let mut id = base.clone();
+    if over.hostname.is_some() {
+        id.hostname.clone_from(&over.hostname);
+    }
+    if over.domain.is_some() {
+        id.domain.clone_from(&over.domain);
+    }
+    if over.machine_id.is_some() {
+        id.machine_id.clone_from(&over.machine_id);
+    }
+    if let Some(h) = &id.hostname
+        && !name_ok(h)
+    {
+        return Err(IdentityError::Hostname(h.clone()));
+    }
+    if let Some(d) = &id.domain
+        && !name_ok(d)
+    {
+        return Err(IdentityError::Domain(d.clone()));
+    }
+    if let Some(m) = &id.machine_id
+        && (m.len() != 32 || !m.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)))
+    {
+        return Err(IdentityError::MachineId(m.clone()));
+    }
+    Ok(id)
+}
+
+/// Write the identity's files into `tree`; the paths written (for the view).
+pub fn write_files(tree: &Path, id: &Identity) -> Result<Vec<RelPath>, RunError> {
+    let mut files: Vec<(&str, String)> = Vec::new();
+    if let Some(h) = &id.hostname {
+        files.push(("etc/hostname", format!("{h}\n")));
+        files.push(("proc/sys/kernel/hostname", format!("{h}\n")));
+    }
+    if let Some(d) = &id.domain {
+        files.push(("proc/sys/kernel/domainname", format!("{d}\n")));
+    }
+    if let Some(m) = &id.machine_id {
+        files.push(("etc/machine-id", format!("{m}\n")));
+        files.push(("var/lib/dbus/machine-id", format!("{m}\n")));
+    }
+    let mut out = Vec::new();
+    for (rel, content) in files {
+        let dest = tree.join(rel);
+        let dir = dest.parent().unwrap_or(tree);
+        // Plain directories: mirroring /proc's read-only modes would lock us out of our own tree.
+        fs::create_dir_all(dir).map_err(RunError::io("failed to create", dir))?;
+        if fs::read_to_string(&dest).ok().as_deref() != Some(content.as_str()) {
+            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(RunError::io("failed to create a file in", dir))?;
+            fs::write(tmp.path(), content).map_err(RunError::io("failed to write", tmp.path()))?;
+            fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(RunError::io("failed to set mode of", tmp.path()))?;
+            tmp.persist(&dest).map_err(|e| RunError::Io {
+                action: "failed to write",
+                path: dest.clone(),
+                source: e.error,
+            })?;
+        }
+        out.push(
+            RelPath::new(rel).map_err(|_| RunError::io("bad path", &dest)(std::io::ErrorKind::InvalidInput.into()))?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_by_name() {
+        let over = |h: &str| Identity { hostname: Some(h.to_owned()), ..Identity::default() };
+        assert!(effective(&Identity::default(), &over("db1")).is_ok());
+        let long = "x".repeat(65);
+        assert_eq!(
+            effective(&Identity::default(), &over(&long)).unwrap_err().to_string(),
+            format!("invalid hostname {long:?}: 1 to 64 bytes of letters, digits, '-' and '.'")
+        );
+        assert!(effective(&Identity::default(), &over("a b")).is_err());
+        let mid = |m: &str| Identity { machine_id: Some(m.to_owned()), ..Identity::default() };
+        assert!(effective(&Identity::default(), &mid("0123456789abcdef0123456789abcdef")).is_ok());
+        assert!(effective(&Identity::default(), &mid("xyz")).is_err());
+        let base = Identity { hostname: Some("base".into()), ..Identity::default() };
+        assert_eq!(effective(&base, &Identity::default()).unwrap().hostname.as_deref(), Some("base"));
+    }
+}

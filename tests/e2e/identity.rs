@@ -1,0 +1,101 @@
+//! Identity (issue 5, done-when 3 and the error cases): host name, domain and machine-id as
+//! the program sees them, through the shim (dynamic programs) and the supervisor (static).
+
+use std::path::Path;
+
+use crate::require;
+use crate::support::{Env, run_capsule};
+
+const MID: &str = "0123456789abcdef0123456789abcdef";
+
+fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+}
+
+#[test]
+fn busybox_static_sees_the_capsule_hostname_and_machine_id() {
+    require!(
+        std::fs::read("/bin/busybox")
+            .is_ok_and(|b| capsule_core::supervisor::auto::linkage_of(&b[..b.len().min(65536)])
+                == capsule_core::supervisor::auto::Linkage::Static),
+        "/bin/busybox from busybox-static"
+    );
+    assert_ne!(host_hostname(), "capsule-db1", "the host is called capsule-db1");
+    let env = Env::new();
+    env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
+    let (code, out, err) = run_capsule(
+        &env,
+        &[
+            "run",
+            "ident",
+            "--hostname",
+            "capsule-db1",
+            "--machine-id",
+            MID,
+            "--entry",
+            "/bin/busybox",
+            "--",
+            "sh",
+            "-c",
+            "hostname; cat /etc/machine-id; uname -n",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("capsule-db1\n{MID}\ncapsule-db1\n"));
+    assert_ne!(
+        std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
+        MID,
+        "the host's machine-id changed"
+    );
+}
+
+#[test]
+fn dynamic_programs_see_it_through_the_shim() {
+    require!(Path::new("/usr/bin/python3").exists(), "python3");
+    let env = Env::new();
+    env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
+    let (code, out, err) = run_capsule(
+        &env,
+        &[
+            "run",
+            "ident",
+            "--hostname",
+            "web1",
+            "--domain",
+            "example.org",
+            "--machine-id",
+            MID,
+            "--entry",
+            "/bin/sh",
+            "--",
+            "-c",
+            "hostname; uname -n; cat /etc/hostname /proc/sys/kernel/hostname /var/lib/dbus/machine-id; \
+           python3 -c 'import socket; print(socket.gethostname())'",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("web1\nweb1\nweb1\nweb1\n{MID}\nweb1\n"));
+    // Without options the machine's own name shows.
+    let (_, out, _) = run_capsule(&env, &["run", "ident", "--entry", "/bin/hostname"]);
+    assert_eq!(out.trim(), host_hostname());
+}
+
+#[test]
+fn bad_identity_values_are_refused_before_the_program_starts() {
+    let env = Env::new();
+    env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
+    let long = "h".repeat(65);
+    for (args, want) in [
+        (vec!["--hostname", long.as_str()], format!("invalid hostname {long:?}")),
+        (vec!["--machine-id", "nothex"], "invalid machine-id \"nothex\"".to_owned()),
+        (vec!["--domain", "bad domain"], "invalid domain \"bad domain\"".to_owned()),
+    ] {
+        let mut a = vec!["run", "ident"];
+        a.extend(args);
+        a.extend(["--entry", "/bin/sh", "--", "-c", "echo started"]);
+        let (code, out, err) = run_capsule(&env, &a);
+        assert_eq!(code, 125, "{err}");
+        assert!(err.contains(&want), "{err}");
+        assert!(out.is_empty(), "the program ran: {out}");
+    }
+}
