@@ -93,3 +93,20 @@ fn a_traced_python_runs_with_full_isolation() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("No module named 'csv'"), "{err}");
 }
+
+#[test]
+fn gc_removes_the_scratch_sandbox_of_a_killed_capture() {
+    let env = Env::new();
+    env.small_capsule("keep", &[("opt/keep/x", b"x\n")]);
+    // What a capture killed with -9 leaves: a scratch sandbox named after a dead process,
+    // next to a live one (this test's own pid) that must stay.
+    let dead = env.store().join("sandboxes/.install-app-999999999");
+    let live = env.store().join(format!("sandboxes/.trace-app-{}", std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("root/etc")).unwrap();
+    }
+    env.ok(&["-q", "gc"]);
+    assert!(!dead.exists(), "the dead capture's sandbox is still there");
+    assert!(live.exists(), "a running capture's sandbox was removed");
+    assert!(env.store().join("sandboxes").exists());
+}

@@ -176,3 +176,30 @@ fn python_package_imports_from_its_capsule_only() {
         .collect();
     assert!(files.contains("/usr/lib/python3/dist-packages/requests/__init__.py"));
 }
+
+#[test]
+fn sigterm_to_capsule_run_reaches_the_program() {
+    let env = Env::new();
+    env.small_capsule("sig", &[("opt/sig/x", b"x\n")]);
+    let mut child = env
+        .cmd(&[
+            "run",
+            "sig",
+            "--entry",
+            "/bin/sh",
+            "--",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo ready; i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap(); // "ready\n": the trap is set
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!((status.code(), rest.as_str()), (Some(7), "got TERM\n"));
+}

@@ -22,7 +22,8 @@ pub fn rm(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
 }
 
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
-/// commit), remove every blob that no capsule, and no pending snapshot, uses; and empty tmp/.
+/// commit), remove every blob that no capsule, and no pending snapshot, uses; empty tmp/; and
+/// remove the scratch sandboxes of captures whose process died.
 pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     let _lock = StoreLock::exclusive(store)?;
     let mut live: BTreeSet<Digest> = BTreeSet::new();
@@ -43,6 +44,18 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
             freed += store.blob_stored_size(&d).unwrap_or(0);
             store.remove_blob(&d)?;
             removed += 1;
+        }
+    }
+    // Scratch sandboxes of `capture install/trace` whose capsule process is gone (killed).
+    let sandboxes = store.root().join("sandboxes");
+    for e in std::fs::read_dir(&sandboxes).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let scratch = name.strip_prefix(".install-").or_else(|| name.strip_prefix(".trace-"));
+        let pid = scratch.and_then(|s| s.rsplit_once('-')).map(|(_, pid)| pid.to_owned());
+        if let Some(pid) = pid
+            && !std::path::Path::new("/proc").join(&pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
     let tmp = store.root().join("tmp");

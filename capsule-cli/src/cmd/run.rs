@@ -146,6 +146,8 @@ pub fn start(
     opts: Start,
 ) -> Result<ExitCode> {
     let entry = argv0;
+    // Before any thread starts: `kill <capsule pid>` reaches the program (docker's behaviour).
+    let held = supervisor::launch::hold_signals().context("cannot set up signal forwarding")?;
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
@@ -246,6 +248,7 @@ pub fn start(
         }
         Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
     };
+    supervisor::launch::forward_signals(held, child.id());
     // Without tier 2, serving starts once the program runs: the socket already listens (early
     // connections wait in its backlog), and the thread's creation is off the start-up path.
     if let Some(server) = server {
