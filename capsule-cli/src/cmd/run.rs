@@ -193,12 +193,16 @@ pub fn start(
         cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
     }
     // The view and the tree as inherited descriptors too, for processes that change user.
-    let view_fd = supervisor::launch::inheritable(&prepared.view, false).context("cannot open the view")?;
-    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true).context("cannot open the sandbox")?;
-    {
-        use std::os::fd::AsRawFd;
-        cmd.env("CAPSULE_VIEW_FD", view_fd.as_raw_fd().to_string());
-        cmd.env("CAPSULE_TREE_FD", tree_fd.as_raw_fd().to_string());
+    // Optional: under a descriptor limit of 1000 or less they are skipped (paths still work).
+    let view_fd = supervisor::launch::inheritable(&prepared.view, false);
+    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true);
+    match (&view_fd, &tree_fd) {
+        (Ok(v), Ok(t)) => {
+            use std::os::fd::AsRawFd;
+            cmd.env("CAPSULE_VIEW_FD", v.as_raw_fd().to_string());
+            cmd.env("CAPSULE_TREE_FD", t.as_raw_fd().to_string());
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::info!(error = %e, "no inherited view and tree descriptors"),
     }
     let armed = if tier2 {
         let cookie = cookie()?;
