@@ -3,12 +3,12 @@
 # costs beside native and proot, and how many of a dynamic program's path calls reach the
 # supervisor with the shim's cookie on and off. Prints a Markdown section.
 #
-#   bash docs/bench/tier2.sh       # N=20000 iterations of stat+open+close, RUNS=11,
+#   bash docs/bench/tier2.sh       # N=20000 iterations of stat, then of open+close, RUNS=11,
 #                                  # PROOT_DIV=10 (proot runs N/10, time scaled up)
 #
-# The loop is fixtures/bench/statloop.c built with -static, so no shim can load: under
-# `capsule run --seccomp always` each stat is emulated (process_vm_writev) and each open is
-# performed by the supervisor and injected (ADDFD + SEND); close is not trapped. Native runs
+# The loop is fixtures/bench/statloop.c (modes stat and open) built with -static, so no shim
+# can load: under `capsule run --seccomp always` each stat is emulated (process_vm_writev) and
+# each open is performed by the supervisor and injected (ADDFD + SEND); close is not trapped. Native runs
 # the same binary on the staging copy of the tree; proot binds it at /opt/benchtree.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,12 +38,20 @@ cd "$STAGE"
 want=$("$LOOP" opt/benchtree 1000)
 got=$("$CAP" --store "$S" run benchtree --seccomp always --entry "$LOOP" -- /opt/benchtree 1000)
 [ "$got" = "$want" ] || { echo "tier2.sh: capsule printed '$got', native '$want'" >&2; exit 1; }
-args=(-n native "$LOOP opt/benchtree $N" -n capsule "$CAP --store $S run benchtree --seccomp always --entry $LOOP -- /opt/benchtree $N")
-if have proot; then args+=(-n proot "proot -b $TREE:/opt/benchtree $LOOP /opt/benchtree $((N / PROOT_DIV))"); fi
-hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$work/t2.json" "${args[@]}" >/dev/null 2>&1
-read -r -a med < <(python3 -c 'import json, statistics, sys
+# One hyperfine run per call kind: the loop doing only stat, then only open + close.
+declare -A MED
+for mode in stat open; do
+    args=(-n native "$LOOP opt/benchtree $N $mode"
+          -n capsule "$CAP --store $S run benchtree --seccomp always --entry $LOOP -- /opt/benchtree $N $mode")
+    if have proot; then args+=(-n proot "proot -b $TREE:/opt/benchtree $LOOP /opt/benchtree $((N / PROOT_DIV)) $mode"); fi
+    hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$work/$mode.json" "${args[@]}" >/dev/null 2>&1
+    read -r -a med < <(python3 -c 'import json, statistics, sys
 r = json.load(open(sys.argv[1]))["results"]
-print(" ".join(str(statistics.median(x["times"]) * 1e6) for x in r))' "$work/t2.json")
+print(" ".join(str(statistics.median(x["times"]) * 1e6) for x in r))' "$work/$mode.json")
+    MED[$mode.native]=${med[0]}
+    MED[$mode.capsule]=${med[1]}
+    [ ${#med[@]} -gt 2 ] && MED[$mode.proot]=$(awk -v t="${med[2]}" -v d="$PROOT_DIV" 'BEGIN { print t * d }')
+done
 
 # Fractions: the supervisor's counts (--stats) for python3 with the cookie on and off; with
 # it off every path call is trapped (fstat-style AT_EMPTY_PATH calls aside), which is the total.
@@ -51,26 +59,30 @@ count() { "$CAP" --store "$S" run benchtree --seccomp always --stats "$@" --entr
     sed -n 's/.*supervisor): \([0-9]*\) served, \([0-9]*\) passed.*/\1 \2/p' | awk '{ print $1 + $2 }'; }
 on=$(count); off=$(count --no-cookie)
 
-per() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.2f µs", t / n }'; }
-extra() { awk -v t="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%+.2f µs", (t - b) / n / 2 }'; }
+per() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%.2f µs", t / n }'; }
+extra() { awk -v t="$1" -v b="$2" -v n="$N" 'BEGIN { printf "%+.2f µs", (t - b) / n }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f×", a / b }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f %%", 100 * a / b }'; }
 cat <<MD
 ### Tier 2: calls answered by the supervisor ($(date -u +%Y-%m-%d), $(nproc) cores, hyperfine -N, medians of $RUNS runs)
 
-$N iterations of stat + open + close on capsule files, by a static binary (no shim: the
-supervisor answers every stat and open). Per iteration, and per trapped call beyond native
-(two trapped calls per iteration):
+$N iterations of one call on files inside the capsule, by a static binary (no shim: the
+supervisor answers every stat, by \`process_vm_writev\`, and every open, by \`ADDFD\` + \`SEND\`;
+close is not trapped). Per call, and beyond native:
 
-| | per iteration | per trapped call beyond native | ratio to native |
-| --- | --- | --- | --- |
-| native | $(per "${med[0]}" "$N") | | 1.0× |
-| capsule, tier 2 | $(per "${med[1]}" "$N") | $(extra "${med[1]}" "${med[0]}" "$N") | $(ratio "${med[1]}" "${med[0]}") |
+| call | native | capsule, tier 2 | beyond native | proot | beyond native |
+| --- | --- | --- | --- | --- | --- |
 MD
-if [ ${#med[@]} -gt 2 ]; then
-    p=$(awk -v t="${med[2]}" -v d="$PROOT_DIV" 'BEGIN { print t * d }')
-    echo "| proot | $(per "$p" "$N") | $(extra "$p" "${med[0]}" "$N") | $(ratio "$p" "${med[0]}") |"
-fi
+for mode in stat open; do
+    label=$([ "$mode" = stat ] && echo "stat" || echo "open + close")
+    row="| $label | $(per "${MED[$mode.native]}") | $(per "${MED[$mode.capsule]}") | $(extra "${MED[$mode.capsule]}" "${MED[$mode.native]}")"
+    if [ -n "${MED[$mode.proot]:-}" ]; then
+        row+=" | $(per "${MED[$mode.proot]}") | $(extra "${MED[$mode.proot]}" "${MED[$mode.native]}") |"
+    else
+        row+=" | not installed | |"
+    fi
+    echo "$row"
+done
 cat <<MD
 
 \`python3 -c 'import json, email'\` (dynamic, shim loaded) under \`--seccomp always\`: calls
