@@ -206,6 +206,14 @@ pub struct Run {
     /// The machine-id the program sees (/etc/machine-id, /var/lib/dbus/machine-id).
     #[arg(long, value_name = "32HEX")]
     pub machine_id: Option<String>,
+    /// The capsule's IPv4 address: binds to 0.0.0.0 or 127.0.0.1 land on it, and its host
+    /// name resolves to it. A loopback address (127.0.0.0/8) or one of this machine's.
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The sandbox to use (default: the capsule's name): two instances of one server each
+    /// keep their own files.
+    #[arg(long, value_name = "NAME")]
+    pub sandbox: Option<String>,
     /// Benchmarks only: do not give the shim the supervisor's cookie, so that every path call
     /// goes through tier 2 (docs/bench/tier2.sh measures what the cookie saves).
     #[arg(long, hide = true)]

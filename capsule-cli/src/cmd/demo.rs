@@ -71,6 +71,8 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         hostname: None,
         domain: None,
         machine_id: None,
+        ip: None,
+        sandbox: None,
         args: Vec::new(),
     };
     let code = super::run::run(store, out, run)?;

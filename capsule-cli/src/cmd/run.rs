@@ -88,10 +88,14 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         hostname: r.hostname.clone(),
         domain: r.domain.clone(),
         machine_id: r.machine_id.clone(),
+        ipv4: r.ip,
         ..Default::default()
     };
-    let prepared =
-        run::prepare(store, &cref, &rules, &ident).with_context(|| format!("cannot prepare capsule {cref}"))?;
+    if let Some(s) = &r.sandbox {
+        capsule_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
+    }
+    let prepared = run::prepare(store, &cref, &rules, &ident, r.sandbox.as_deref())
+        .with_context(|| format!("cannot prepare capsule {cref}"))?;
     let mut args = r.args.as_slice();
     let entry = match (&r.entry, args.first().and_then(|a| named_entry(&prepared, a))) {
         (Some(e), _) => e.clone(),
@@ -164,6 +168,8 @@ pub fn start(
             return Ok(ExitCode::from(FAILED));
         }
         Seccomp::Never => false,
+        // A run with its own host name has its own /etc/hosts, which glibc reads internally.
+        Seccomp::Auto if prepared.identity.hostname.is_some() => true,
         Seccomp::Auto => {
             auto::reason(linkage, &prepared.manifest).inspect(|why| tracing::info!(%why, "seccomp on")).is_some()
         }
@@ -177,6 +183,9 @@ pub fn start(
     }
     if let Some(d) = &prepared.identity.domain {
         cmd.env("CAPSULE_DOMAIN", d);
+    }
+    if let Some(ip) = &prepared.identity.ipv4 {
+        cmd.env("CAPSULE_IP", ip.to_string());
     }
     cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
     if !prepared.lib_dirs.is_empty() {

@@ -92,7 +92,14 @@ fn programs(m: &crate::manifest::Manifest) -> Vec<EntryPoint> {
     let mut out: Vec<EntryPoint> = m
         .entries
         .iter()
-        .filter(|e| e.mode & 0o111 != 0 && matches!(e.kind, crate::manifest::EntryKind::File { .. }))
+        // Programs, and symlinks to programs (Debian's /usr/bin/redis-server -> redis-check-rdb).
+        .filter(|e| match &e.kind {
+            crate::manifest::EntryKind::File { .. } => e.mode & 0o111 != 0,
+            crate::manifest::EntryKind::Symlink { .. } => m
+                .resolve(&e.path)
+                .is_some_and(|(_, t)| t.mode & 0o111 != 0 && matches!(t.kind, crate::manifest::EntryKind::File { .. })),
+            _ => false,
+        })
         .filter(|e| DIRS.iter().any(|d| e.path.as_bytes().strip_prefix(*d).is_some_and(|n| !n.contains(&b'/'))))
         .map(|e| EntryPoint {
             name: String::from_utf8_lossy(e.path.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default())

@@ -22,6 +22,18 @@ pub enum IdentityError {
     /// Not 32 hex digits.
     #[error("invalid machine-id {0:?}: 32 lowercase hex digits")]
     MachineId(String),
+    /// An address the capsule cannot have without a network namespace.
+    #[error(
+        "invalid --ip {0}: without --netns a capsule's address is a loopback address (127.0.0.0/8) or one of this machine's"
+    )]
+    Address(std::net::Ipv4Addr),
+}
+
+/// Whether `ip` is loopback or already on one of this machine's interfaces.
+fn usable(ip: std::net::Ipv4Addr) -> bool {
+    ip.is_loopback()
+        || nix::ifaddrs::getifaddrs()
+            .is_ok_and(|mut all| all.any(|a| a.address.and_then(|s| s.as_sockaddr_in().map(|v| v.ip())) == Some(ip)))
 }
 
 fn name_ok(s: &str) -> bool {
@@ -39,6 +51,14 @@ pub fn effective(base: &Identity, over: &Identity) -> Result<Identity, IdentityE
     }
     if over.machine_id.is_some() {
         id.machine_id.clone_from(&over.machine_id);
+    }
+    if over.ipv4.is_some() {
+        id.ipv4 = over.ipv4;
+    }
+    if let Some(ip) = id.ipv4
+        && !usable(ip)
+    {
+        return Err(IdentityError::Address(ip));
     }
     if let Some(h) = &id.hostname
         && !name_ok(h)
@@ -58,8 +78,9 @@ pub fn effective(base: &Identity, over: &Identity) -> Result<Identity, IdentityE
     Ok(id)
 }
 
-/// Write the identity's files into `tree`; the paths written (for the view).
-pub fn write_files(tree: &Path, id: &Identity) -> Result<Vec<RelPath>, RunError> {
+/// Write the identity's files into `tree`; the paths written (for the view). `hosts_base` is
+/// the capsule's own /etc/hosts, when it has one (else the host's is the base).
+pub fn write_files(tree: &Path, id: &Identity, hosts_base: Option<&str>) -> Result<Vec<RelPath>, RunError> {
     let mut files: Vec<(&str, String)> = Vec::new();
     if let Some(h) = &id.hostname {
         files.push(("etc/hostname", format!("{h}\n")));
@@ -71,6 +92,15 @@ pub fn write_files(tree: &Path, id: &Identity) -> Result<Vec<RelPath>, RunError>
     if let Some(m) = &id.machine_id {
         files.push(("etc/machine-id", format!("{m}\n")));
         files.push(("var/lib/dbus/machine-id", format!("{m}\n")));
+    }
+    // The capsule's own name resolves to its own address (Debian's 127.0.1.1 convention
+    // without one), on top of the hosts file the program would otherwise read.
+    if let Some(h) = &id.hostname {
+        let base = hosts_base.map_or_else(|| fs::read_to_string("/etc/hosts").unwrap_or_default(), str::to_owned);
+        let ip = id.ipv4.map_or_else(|| "127.0.1.1".to_owned(), |ip| ip.to_string());
+        let fqdn = id.domain.as_ref().map(|d| format!("{h}.{d} ")).unwrap_or_default();
+        let sep = if base.is_empty() || base.ends_with('\n') { "" } else { "\n" };
+        files.push(("etc/hosts", format!("{base}{sep}{ip}\t{fqdn}{h}\n")));
     }
     let mut out = Vec::new();
     for (rel, content) in files {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub use server::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, Server};
 
 use crate::digest::Digest;
-use crate::manifest::{EntryKind, Manifest};
+use crate::manifest::{EntryKind, Manifest, RelPath};
 use crate::store::{CapsuleRef, Store, StoreError};
 use crate::view::{self, Mode, ViewOptions};
 
@@ -110,9 +110,10 @@ pub fn prepare(
     r: &CapsuleRef,
     rules: &[(String, Mode)],
     ident: &crate::manifest::Identity,
+    sandbox_name: Option<&str>,
 ) -> Result<Prepared, RunError> {
     let (digest, manifest) = store.load(r)?;
-    let sandbox = sandbox::Sandbox::open(store, &r.name)?;
+    let sandbox = sandbox::Sandbox::open(store, sandbox_name.unwrap_or(&r.name))?;
     prepare_with(store, digest, manifest, sandbox, rules, ident)
 }
 
@@ -141,7 +142,13 @@ pub fn prepare_with(
     };
     let projected = config::project(store, &sandbox, &manifest)?;
     opts.files.clone_from(&projected.files);
-    opts.files.extend(identity::write_files(sandbox.tree(), &identity)?);
+    let hosts = RelPath::new("etc/hosts").ok().and_then(|p| match manifest.get(&p) {
+        Some(e @ crate::manifest::Entry { kind: EntryKind::File { digest, .. }, .. }) => {
+            materialize::ensure_cache(store, digest, e).ok().and_then(|c| fs::read_to_string(c).ok())
+        }
+        _ => None,
+    });
+    opts.files.extend(identity::write_files(sandbox.tree(), &identity, hosts.as_deref())?);
     // Below a `full` prefix the host is invisible: the prefix itself exists, empty, in the tree.
     for (prefix, mode) in &opts.rules {
         if *mode == Mode::Full {

@@ -71,8 +71,17 @@ pub fn inheritable(path: &std::path::Path, dir: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
 
-/// In the child: install the filter with a listener and send the listener over `sock`.
+/// In the child: install the filter with a listener and send the listener over `sock`. The
+/// signal mask is emptied first: the launcher holds the signals it forwards ([`hold_signals`]),
+/// and std's fork path (taken with `pre_exec`) leaves the mask as it was.
 fn install(prog: &[libc::sock_filter], sock: RawFd) -> io::Result<()> {
+    // SAFETY: a zeroed sigset_t is a valid argument for sigemptyset, which fills it; both calls
+    // are async-signal-safe and touch only this stack variable.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut());
+    }
     let fprog = libc::sock_fprog {
         len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
         filter: prog.as_ptr().cast_mut(),

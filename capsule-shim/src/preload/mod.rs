@@ -46,25 +46,27 @@ pub struct State {
     pub hostname: &'static [u8],
     /// The run's domain name (`CAPSULE_DOMAIN`), empty when the machine's is kept.
     pub domain: &'static [u8],
+    /// The capsule's IPv4 address in network byte order (`CAPSULE_IP`), 0 without one.
+    pub ipv4: u32,
     /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
     /// that runs with the same inputs reuse the same view file.
     pub socket: &'static [u8],
     /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
-    /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...` and
-    /// `CAPSULE_DOMAIN=...` as found at start, NUL-terminated, re-added to the environment of
-    /// programs started with a cleared one.
-    pub env: [&'static CStr; 8],
+    /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...`,
+    /// `CAPSULE_DOMAIN=...` and `CAPSULE_IP=...` as found at start, NUL-terminated, re-added to
+    /// the environment of programs started with a cleared one.
+    pub env: [&'static CStr; 9],
 }
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our eight environment entries (copied, so that a
+/// Static storage for the state and copies of our nine environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 8],
+    env: [UnsafeCell<[u8; ENV_CAP]>; 9],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -74,6 +76,7 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -156,6 +159,24 @@ fn inherited(name: &CStr, slot: usize) -> (&'static CStr, c_int) {
     // SAFETY: F_GETFD on an integer; fails with EBADF when the descriptor is not open.
     let open = unsafe { sys::raw(libc::SYS_fcntl, v.into(), libc::F_GETFD.into(), 0, 0, 0, 0) } >= 0;
     (entry, if digits.is_empty() || !open { -1 } else { v })
+}
+
+/// "a.b.c.d" as a host-order u32, without allocating.
+fn parse_ipv4(s: &[u8]) -> Option<u32> {
+    let mut out: u32 = 0;
+    let mut parts = 0;
+    for part in s.split(|&c| c == b'.') {
+        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let v = part.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
+        if v > 255 {
+            return None;
+        }
+        out = (out << 8) | v;
+        parts += 1;
+    }
+    (parts == 4).then_some(out)
 }
 
 /// Open `path` with `flags` (inheritable) at the number environment entry `entry`
@@ -280,8 +301,20 @@ fn init() {
     };
     let (host_entry, hostname) = value(c"CAPSULE_HOSTNAME", 6, c"CAPSULE_HOSTNAME=");
     let (domain_entry, domain) = value(c"CAPSULE_DOMAIN", 7, c"CAPSULE_DOMAIN=");
-    let env = [preload, view_entry, socket_entry, cookie_entry, view_fd_entry, tree_fd_entry, host_entry, domain_entry];
-    let st = State { view, tree_fd, tree, view_fd, hostname, domain, socket, env };
+    let (ip_entry, ip) = value(c"CAPSULE_IP", 8, c"CAPSULE_IP=");
+    let ipv4 = parse_ipv4(ip).map_or(0, u32::to_be);
+    let env = [
+        preload,
+        view_entry,
+        socket_entry,
+        cookie_entry,
+        view_fd_entry,
+        tree_fd_entry,
+        host_entry,
+        domain_entry,
+        ip_entry,
+    ];
+    let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, socket, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

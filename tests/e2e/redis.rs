@@ -1,0 +1,108 @@
+//! Two copies of one server on one machine (issue 5, done-when 1): Debian's redis-server,
+//! installed into a capsule, runs twice on port 6379 with its own address, host name and
+//! sandbox; data and dump files stay apart.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::require;
+use crate::support::{Env, dpkg_lock, has, is_root, run_capsule};
+
+/// A `capsule run` child, stopped with SIGTERM (forwarded to redis) and reaped on drop.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn cli(env: &Env, args: &[&str]) -> String {
+    let mut a = vec!["run", "redis", "--entry", "/usr/bin/redis-cli", "--"];
+    a.extend(args);
+    let (_, out, _) = run_capsule(env, &a);
+    out
+}
+
+#[test]
+fn two_redis_servers_with_their_own_addresses() {
+    require!(is_root() && has("apt-get"), "root and apt-get (capture install runs apt-get install)");
+    let env = Env::new();
+    {
+        let _lock = dpkg_lock();
+        require!(!installed("redis-server"), "redis-server not installed on the host (it is)");
+        let (code, out, err) =
+            run_capsule(&env, &["capture", "install", "redis", "--", "apt-get", "install", "-y", "redis-server"]);
+        assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+        assert!(!installed("redis-server") && !Path::new("/etc/redis").exists(), "the install reached the host");
+    }
+    let start = |n: u8| {
+        let ip = format!("127.0.0.{}", n + 1);
+        let (host, sandbox) = (format!("db{n}"), format!("db{n}"));
+        let child = env
+            .cmd(&[
+                "run",
+                "redis",
+                "--ip",
+                &ip,
+                "--hostname",
+                &host,
+                "--sandbox",
+                &sandbox,
+                "--",
+                "redis-server",
+                "/etc/redis/redis.conf",
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Server(child)
+    };
+    let (_a, _b) = (start(1), start(2));
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cli(&env, &["-h", ip, "PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis at {ip} did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(cli(&env, &["-h", "127.0.0.2", "SET", "k", "v"]).trim(), "OK");
+    assert_eq!(cli(&env, &["-h", "127.0.0.3", "GET", "k"]).trim(), "", "the key leaked to the other instance");
+    assert_eq!(cli(&env, &["-h", "127.0.0.2", "GET", "k"]).trim(), "v");
+    let info = |ip: &str| cli(&env, &["-h", ip, "INFO", "server"]);
+    let (i2, i3) = (info("127.0.0.2"), info("127.0.0.3"));
+    let field = |i: &str, f: &str| i.lines().find_map(|l| l.strip_prefix(f).map(|v| v.trim().to_owned()));
+    assert_eq!(field(&i2, "tcp_port:").as_deref(), Some("6379"));
+    assert_eq!(field(&i3, "tcp_port:").as_deref(), Some("6379"));
+    assert_ne!(field(&i2, "run_id:"), field(&i3, "run_id:"), "one server answered both addresses");
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        assert_eq!(cli(&env, &["-h", ip, "SAVE"]).trim(), "OK");
+    }
+    for n in ["db1", "db2"] {
+        let dump = env.store().join(format!("sandboxes/{n}/root/var/lib/redis/dump.rdb"));
+        assert!(dump.is_file(), "{} missing", dump.display());
+    }
+    assert!(!Path::new("/var/lib/redis/dump.rdb").exists(), "a dump reached the host");
+}
