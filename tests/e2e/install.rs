@@ -69,6 +69,66 @@ fn apt_get_install_nginx_light_into_a_capsule() {
     let (code, out, err) = run_capsule(&env, &["run", "nginx", "--", "nginx", "-t"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("test is successful"), "{err}");
+    // nginx -t creates its (empty) pid file: /run is write-copy, so it is in the sandbox.
+    assert!(!Path::new("/run/nginx.pid").exists(), "nginx -t wrote /run/nginx.pid on the host");
+    serve_own_hostname(&env);
+}
+
+/// Issue 5, done-when 2: with `--hostname web1 --ip 127.0.0.4`, the captured nginx answers
+/// on that address with a page showing `$hostname`. The site is written from inside the
+/// capsule (into its sandbox); nginx is stopped through `capsule run`'s PID (SIGTERM forwarded).
+fn serve_own_hostname(env: &Env) {
+    require!(has("curl"), "curl");
+    let site = "printf 'server {\\n listen 80;\\n location / { return 200 \"hostname=$hostname\"; }\\n}\\n' \
+                > /etc/nginx/sites-enabled/host.conf && rm /etc/nginx/sites-enabled/default";
+    let (code, _, err) =
+        run_capsule(env, &["run", "nginx", "--sandbox", "web1", "--entry", "/bin/sh", "--", "-c", site]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!Path::new("/etc/nginx").exists(), "the site reached the host");
+    let mut server = env
+        .cmd(&[
+            "run",
+            "nginx",
+            "--sandbox",
+            "web1",
+            "--hostname",
+            "web1",
+            "--ip",
+            "127.0.0.4",
+            "--",
+            "nginx",
+            "-g",
+            "daemon off;",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let page = loop {
+        let o = Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.4/"]).output().unwrap();
+        if o.status.success() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        if std::time::Instant::now() > deadline || server.try_wait().unwrap().is_some() {
+            let _ = server.kill();
+            let out = server.wait_with_output().unwrap();
+            panic!("nginx did not answer on 127.0.0.4:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = server.wait();
+    assert_eq!(page, "hostname=web1");
+    assert!(!Path::new("/run/nginx.pid").exists(), "nginx wrote /run/nginx.pid on the host");
 }
 
 #[test]

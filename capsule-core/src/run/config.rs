@@ -26,7 +26,8 @@ pub struct Projected {
 
 /// Project the effective registry of `m` in `sandbox` (see the module docs).
 pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest) -> Result<Projected, RunError> {
-    let layer_path = sandbox.dir().join("registry");
+    // The capsule's layer (`capsule config NAME`), whichever sandbox this run uses.
+    let layer_path = registry::sandbox_file(store.root(), &m.name);
     let layer = registry::load_layer(&layer_path).map_err(|e| RunError::Io {
         action: "failed to read the registry",
         path: layer_path.clone(),

@@ -75,13 +75,16 @@ pub fn parse_isolation(s: &str) -> Result<(String, Mode), RunError> {
     Ok((prefix.to_owned(), mode))
 }
 
-/// The default rules: host paths merged, /dev, /proc, /sys and /tmp passed through untouched.
-/// The capsule's own paths are write-copy (`ViewOptions::capsule_mode`).
+/// The default rules: host paths merged, /dev, /proc, /sys and /tmp passed through untouched,
+/// /run write-copy (a server's pid file or lock lands in the sandbox, never on the host; the
+/// host's sockets there stay reachable, `connect` is not redirected). The capsule's own paths
+/// are write-copy (`ViewOptions::capsule_mode`).
 pub fn default_rules() -> Vec<(String, Mode)> {
     let mut r = vec![("/".to_owned(), Mode::Merged)];
-    for p in ["/dev", "/proc", "/sys", "/tmp", "/run"] {
+    for p in ["/dev", "/proc", "/sys", "/tmp"] {
         r.push((p.to_owned(), Mode::Passthrough));
     }
+    r.push(("/run".to_owned(), Mode::WriteCopy));
     r
 }
 
