@@ -14,6 +14,7 @@ mod config;
 mod demo;
 mod identity;
 mod install;
+mod netns;
 mod redis;
 mod run;
 mod shim;

@@ -210,6 +210,14 @@ pub struct Run {
     /// name resolves to it. A loopback address (127.0.0.0/8) or one of this machine's.
     #[arg(long, value_name = "ADDR")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// A network namespace of the capsule's own (root): `--ip` on one end of a veth pair, a
+    /// UTS namespace with `--hostname`; the other end per `--netns-peer`.
+    #[arg(long, requires = "ip", requires = "netns_peer")]
+    pub netns: bool,
+    /// With `--netns`: where the veth's other end goes and its address: `NETNS:ADDR/PREFIX`
+    /// (a namespace made with `ip netns add`) or `ADDR/PREFIX` (this machine's namespace).
+    #[arg(long, value_name = "[NETNS:]ADDR/PREFIX", requires = "netns")]
+    pub netns_peer: Option<String>,
     /// The sandbox to use (default: the capsule's name): two instances of one server each
     /// keep their own files.
     #[arg(long, value_name = "NAME")]

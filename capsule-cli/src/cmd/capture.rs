@@ -75,7 +75,8 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         .collect::<Result<_, _>>()?;
     let tree = sandbox.tree().to_owned();
     let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules, &Default::default())?;
-    let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false, record: None };
+    let opts =
+        super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false, record: None, netns: None };
     let code = super::run::start(store, &prepared, &program, &i.command[0], &i.command[1..], opts)?;
     if code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the installer ({command}) failed; nothing was captured and the host is unchanged");
@@ -110,7 +111,13 @@ pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
     let tree = sandbox.tree().to_owned();
     let prepared = run::prepare_with(store, digest, empty, sandbox, &[], &Default::default())?;
     let rec = capsule_core::supervisor::Recorder::default();
-    let opts = super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: true, record: Some(rec.clone()) };
+    let opts = super::run::Start {
+        seccomp: Seccomp::Always,
+        stats: false,
+        no_cookie: true,
+        record: Some(rec.clone()),
+        netns: None,
+    };
     let code = super::run::start(store, &prepared, &program, &t.command[0], &t.command[1..], opts)?;
     if code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the traced program ({command}) failed; nothing was captured");

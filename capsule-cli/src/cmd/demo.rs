@@ -72,6 +72,8 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         domain: None,
         machine_id: None,
         ip: None,
+        netns: false,
+        netns_peer: None,
         sandbox: None,
         args: Vec::new(),
     };

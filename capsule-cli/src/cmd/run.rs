@@ -88,8 +88,13 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         hostname: r.hostname.clone(),
         domain: r.domain.clone(),
         machine_id: r.machine_id.clone(),
-        ipv4: r.ip,
+        // In a network namespace the address is real: no bind rewriting, no host check.
+        ipv4: if r.netns { None } else { r.ip },
         ..Default::default()
+    };
+    let netns = match (&r.netns_peer, r.ip) {
+        (Some(p), Some(ip)) if r.netns => Some((ip, run::netns::parse_peer(p)?)),
+        _ => None,
     };
     if let Some(s) = &r.sandbox {
         capsule_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
@@ -116,7 +121,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
-    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None };
+    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns };
     start(store, &prepared, &path, &argv0, args, opts)
 }
 
@@ -137,6 +142,8 @@ pub struct Start {
     /// Record mode (`capture trace`): every path the program names goes here; implies tier 2
     /// without the cookie, so the shim's own calls are seen too.
     pub record: Option<supervisor::Recorder>,
+    /// `--netns`: the capsule's address and the veth's other end.
+    pub netns: Option<(std::net::Ipv4Addr, run::netns::Peer)>,
 }
 
 /// Start `path` (argv[0] `argv0`, then `args`) in `prepared`, serve it, and return its exit
@@ -174,9 +181,28 @@ pub fn start(
             auto::reason(linkage, &prepared.manifest).inspect(|why| tracing::info!(%why, "seccomp on")).is_some()
         }
     };
-    let server = Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone())?;
+    // The namespace lives until the program has exited (dropped at the end of this function).
+    let netns = match &opts.netns {
+        Some((ip, peer)) => {
+            let prefix = peer.addr.rsplit_once('/').and_then(|(_, p)| p.parse().ok()).unwrap_or(24);
+            let ns = run::netns::Netns::create(*ip, prefix, prepared.identity.mac, peer)
+                .context("cannot set up the capsule's network namespace")?;
+            Some(ns)
+        }
+        None => None,
+    };
+    // The materialiser's abstract socket belongs to a network namespace: bind it in the
+    // program's.
+    let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
+    let server = match &netns {
+        Some(ns) => ns.inside(bind).context("cannot enter the capsule's network namespace")??,
+        None => bind()?,
+    };
     let mut cmd = Command::new(path);
     cmd.arg0(argv0).args(args);
+    if let Some(ns) = &netns {
+        ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
+    }
     cmd.envs(&prepared.env); // the registry's machine/env and user/env keys
     if let Some(h) = &prepared.identity.hostname {
         cmd.env("CAPSULE_HOSTNAME", h);
@@ -281,6 +307,7 @@ pub fn start(
             if tier2 { "" } else { " (off)" }
         );
     }
+    drop(netns);
     let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
 }

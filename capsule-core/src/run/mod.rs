@@ -14,6 +14,7 @@
 pub mod config;
 pub mod identity;
 pub mod materialize;
+pub mod netns;
 pub mod sandbox;
 mod server;
 
