@@ -99,3 +99,49 @@ fn bad_identity_values_are_refused_before_the_program_starts() {
         assert!(out.is_empty(), "the program ran: {out}");
     }
 }
+
+#[test]
+fn interface_queries_show_the_capsule_address_and_mac() {
+    require!(crate::support::has("gcc"), "gcc");
+    let iface = capsule_core::run::identity::primary_interface();
+    require!(iface.is_some(), "a network interface other than lo");
+    let iface = iface.unwrap();
+    let env = Env::new();
+    env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
+    let bin = env.path("ifaddr");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/c/ifaddr.c");
+    let o = std::process::Command::new("gcc").arg("-O0").arg("-o").arg(&bin).arg(&src).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, out, err) = run_capsule(
+        &env,
+        &[
+            "run",
+            "ident",
+            "--ip",
+            "127.0.0.9",
+            "--mac",
+            "02:42:ac:11:00:09",
+            "--entry",
+            bin.to_str().unwrap(),
+            "--",
+            &iface,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "getifaddrs inet 127.0.0.9",
+        "getifaddrs mac 02:42:ac:11:00:09",
+        "SIOCGIFADDR 127.0.0.9",
+        "SIOCGIFHWADDR 02:42:ac:11:00:09",
+        "SIOCGIFCONF 127.0.0.9",
+    ] {
+        assert!(out.lines().any(|l| l == want), "{want} missing from:\n{out}");
+    }
+    let sys = format!("/sys/class/net/{iface}/address");
+    let (_, out, _) =
+        run_capsule(&env, &["run", "ident", "--mac", "02:42:ac:11:00:09", "--entry", "/bin/cat", "--", &sys]);
+    assert_eq!(out, "02:42:ac:11:00:09\n");
+    let (code, _, err) = run_capsule(&env, &["run", "ident", "--mac", "02:42:zz", "--entry", "/bin/true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid MAC address \"02:42:zz\""), "{err}");
+}

@@ -210,6 +210,10 @@ pub struct Run {
     /// name resolves to it. A loopback address (127.0.0.0/8) or one of this machine's.
     #[arg(long, value_name = "ADDR")]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// The capsule's MAC address (getifaddrs, SIOCGIFHWADDR, /sys/class/net/IF/address, or its
+    /// veth with `--netns`), e.g. 02:42:ac:11:00:02.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
     /// A network namespace of the capsule's own (root): `--ip` on one end of a veth pair, a
     /// UTS namespace with `--hostname`; the other end per `--netns-peer`.
     #[arg(long, requires = "ip", requires = "netns_peer")]

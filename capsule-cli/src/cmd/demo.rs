@@ -72,6 +72,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         domain: None,
         machine_id: None,
         ip: None,
+        mac: None,
         netns: false,
         netns_peer: None,
         sandbox: None,

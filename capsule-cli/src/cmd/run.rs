@@ -90,6 +90,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         machine_id: r.machine_id.clone(),
         // In a network namespace the address is real: no bind rewriting, no host check.
         ipv4: if r.netns { None } else { r.ip },
+        mac: r.mac.as_deref().map(run::identity::parse_mac).transpose()?,
         ..Default::default()
     };
     let netns = match (&r.netns_peer, r.ip) {
@@ -212,6 +213,14 @@ pub fn start(
     }
     if let Some(ip) = &prepared.identity.ipv4 {
         cmd.env("CAPSULE_IP", ip.to_string());
+    }
+    // The interface the address and MAC are shown on (getifaddrs, SIOCGIF*), outside --netns.
+    if opts.netns.is_none()
+        && (prepared.identity.ipv4.is_some() || prepared.identity.mac.is_some())
+        && let Some(ifname) = run::identity::primary_interface()
+    {
+        let mac = prepared.identity.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        cmd.env("CAPSULE_IFACE", format!("{ifname}/{}", mac.unwrap_or_default()));
     }
     cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
     if !prepared.lib_dirs.is_empty() {

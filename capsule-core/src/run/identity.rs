@@ -22,11 +22,44 @@ pub enum IdentityError {
     /// Not 32 hex digits.
     #[error("invalid machine-id {0:?}: 32 lowercase hex digits")]
     MachineId(String),
+    /// Not six colon-separated hex bytes.
+    #[error("invalid MAC address {0:?}: six hex bytes, colon-separated (02:42:ac:11:00:02)")]
+    Mac(String),
     /// An address the capsule cannot have without a network namespace.
     #[error(
         "invalid --ip {0}: without --netns a capsule's address is a loopback address (127.0.0.0/8) or one of this machine's"
     )]
     Address(std::net::Ipv4Addr),
+}
+
+/// Parse "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Result<[u8; 6], IdentityError> {
+    let bad = || IdentityError::Mac(s.to_owned());
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// The interface the capsule's address and MAC are shown on: `eth0` if the machine has one,
+/// else its first interface other than `lo` (by name).
+pub fn primary_interface() -> Option<String> {
+    let mut names: Vec<String> = fs::read_dir("/sys/class/net")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    names.iter().find(|n| *n == "eth0").or(names.first()).cloned()
 }
 
 /// Whether `ip` is loopback or already on one of this machine's interfaces.
@@ -54,6 +87,9 @@ pub fn effective(base: &Identity, over: &Identity) -> Result<Identity, IdentityE
     }
     if over.ipv4.is_some() {
         id.ipv4 = over.ipv4;
+    }
+    if over.mac.is_some() {
+        id.mac = over.mac;
     }
     if let Some(ip) = id.ipv4
         && !usable(ip)
@@ -93,6 +129,10 @@ pub fn write_files(tree: &Path, id: &Identity, hosts_base: Option<&str>) -> Resu
         files.push(("etc/machine-id", format!("{m}\n")));
         files.push(("var/lib/dbus/machine-id", format!("{m}\n")));
     }
+    let sys_address = id.mac.zip(primary_interface()).map(|(m, ifname)| {
+        let text = m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        (format!("sys/class/net/{ifname}/address"), format!("{text}\n"))
+    });
     // The capsule's own name resolves to its own address (Debian's 127.0.1.1 convention
     // without one), on top of the hosts file the program would otherwise read.
     if let Some(h) = &id.hostname {
@@ -103,7 +143,9 @@ pub fn write_files(tree: &Path, id: &Identity, hosts_base: Option<&str>) -> Resu
         files.push(("etc/hosts", format!("{base}{sep}{ip}\t{fqdn}{h}\n")));
     }
     let mut out = Vec::new();
+    let files = files.into_iter().map(|(r, c)| (r.to_owned(), c)).chain(sys_address);
     for (rel, content) in files {
+        let rel = rel.as_str();
         let dest = tree.join(rel);
         let dir = dest.parent().unwrap_or(tree);
         // Plain directories: mirroring /proc's read-only modes would lock us out of our own tree.

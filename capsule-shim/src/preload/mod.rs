@@ -48,25 +48,30 @@ pub struct State {
     pub domain: &'static [u8],
     /// The capsule's IPv4 address in network byte order (`CAPSULE_IP`), 0 without one.
     pub ipv4: u32,
+    /// The interface that shows the capsule's address and MAC (`CAPSULE_IFACE` = "NAME/HEX"),
+    /// empty without one.
+    pub iface: &'static [u8],
+    /// The capsule's MAC, if it has one.
+    pub mac: Option<[u8; 6]>,
     /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
     /// that runs with the same inputs reuse the same view file.
     pub socket: &'static [u8],
     /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
     /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...`,
-    /// `CAPSULE_DOMAIN=...` and `CAPSULE_IP=...` as found at start, NUL-terminated, re-added to
-    /// the environment of programs started with a cleared one.
-    pub env: [&'static CStr; 9],
+    /// `CAPSULE_DOMAIN=...`, `CAPSULE_IP=...` and `CAPSULE_IFACE=...` as found at start,
+    /// NUL-terminated, re-added to the environment of programs started with a cleared one.
+    pub env: [&'static CStr; 10],
 }
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our nine environment entries (copied, so that a
+/// Static storage for the state and copies of our ten environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 9],
+    env: [UnsafeCell<[u8; ENV_CAP]>; 10],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -76,6 +81,7 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -159,6 +165,23 @@ fn inherited(name: &CStr, slot: usize) -> (&'static CStr, c_int) {
     // SAFETY: F_GETFD on an integer; fails with EBADF when the descriptor is not open.
     let open = unsafe { sys::raw(libc::SYS_fcntl, v.into(), libc::F_GETFD.into(), 0, 0, 0, 0) } >= 0;
     (entry, if digits.is_empty() || !open { -1 } else { v })
+}
+
+/// Twelve hex digits as a MAC address.
+fn parse_mac_hex(s: &[u8]) -> Option<[u8; 6]> {
+    if s.len() != 12 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 6];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = digit(*s.get(2 * i)?)? << 4 | digit(*s.get(2 * i + 1)?)?;
+    }
+    Some(out)
 }
 
 /// "a.b.c.d" as a host-order u32, without allocating.
@@ -303,6 +326,12 @@ fn init() {
     let (domain_entry, domain) = value(c"CAPSULE_DOMAIN", 7, c"CAPSULE_DOMAIN=");
     let (ip_entry, ip) = value(c"CAPSULE_IP", 8, c"CAPSULE_IP=");
     let ipv4 = parse_ipv4(ip).map_or(0, u32::to_be);
+    let (iface_entry, iface_value) = value(c"CAPSULE_IFACE", 9, c"CAPSULE_IFACE=");
+    let (iface, mac_hex) = match iface_value.iter().position(|&c| c == b'/') {
+        Some(i) => (iface_value.get(..i).unwrap_or_default(), iface_value.get(i + 1..).unwrap_or_default()),
+        None => (iface_value, &b""[..]),
+    };
+    let mac = parse_mac_hex(mac_hex);
     let env = [
         preload,
         view_entry,
@@ -313,8 +342,9 @@ fn init() {
         host_entry,
         domain_entry,
         ip_entry,
+        iface_entry,
     ];
-    let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, socket, env };
+    let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, iface, mac, socket, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

@@ -6,6 +6,7 @@ pub mod dir;
 pub mod exec;
 pub mod link;
 pub mod misc;
+pub mod net;
 pub mod open;
 pub mod real;
 pub mod stat;

@@ -65,6 +65,7 @@ reals! {
     rewinddir: c"rewinddir" => fn(*mut libc::DIR) -> ();
     dirfd: c"dirfd" => fn(*mut libc::DIR) -> c_int;
     dlopen: c"dlopen" => fn(*const c_char, c_int) -> *mut c_void;
+    getifaddrs: c"getifaddrs" => fn(*mut *mut libc::ifaddrs) -> c_int;
     realpath: c"realpath" => fn(*const c_char, *mut c_char) -> *mut c_char;
     getcwd: c"getcwd" => fn(*mut c_char, usize) -> *mut c_char;
     get_current_dir_name: c"get_current_dir_name" => fn() -> *mut c_char;
