@@ -145,3 +145,18 @@ fn interface_queries_show_the_capsule_address_and_mac() {
     assert_eq!(code, 125);
     assert!(err.contains("invalid MAC address \"02:42:zz\""), "{err}");
 }
+
+#[test]
+fn a_static_program_binds_on_the_capsule_address() {
+    require!(Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists(), "libc.a (libc6-dev) for a static fixture");
+    let env = Env::new();
+    env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
+    let bin = env.path("bind");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/c/bind.c");
+    let o = std::process::Command::new("gcc").arg("-static").arg("-o").arg(&bin).arg(&src).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, out, err) = run_capsule(&env, &["run", "ident", "--ip", "127.0.0.7", "--entry", bin.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (0, "bound 127.0.0.7\nbind ::1 refused\n"), "{err}");
+    let (_, out, _) = run_capsule(&env, &["run", "ident", "--entry", bin.to_str().unwrap()]);
+    assert!(out.starts_with("bound 0.0.0.0\n"), "{out}");
+}

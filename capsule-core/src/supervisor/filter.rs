@@ -23,6 +23,7 @@ pub const TRAPPED: &[i64] = &[
     libc::SYS_readlink,
     libc::SYS_readlinkat,
     libc::SYS_uname,
+    libc::SYS_bind,
 ];
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;

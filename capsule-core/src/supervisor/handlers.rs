@@ -35,6 +35,10 @@ pub struct Context<'v, 'm> {
     pub hostname: Option<&'m str>,
     /// The run's domain name, if it has its own.
     pub domain: Option<&'m str>,
+    /// The capsule's address (`--ip`, outside `--netns`).
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The calling thread.
+    pub pid: u32,
 }
 
 /// Answer one trapped call `nr` with `args`.
@@ -54,6 +58,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
         libc::SYS_uname => uname(cx, mem, a[0]),
+        libc::SYS_bind => bind(cx, mem, int(a[0]), a[1], a[2]),
         _ => super::mutate::handle(cx, mem, nr, a).unwrap_or(Reply::Continue),
     }
 }
@@ -82,6 +87,58 @@ fn uname(cx: &Context<'_, '_>, mem: &impl TraceeMemory, out: u64) -> Reply {
         put(&mut u.domainname, d);
     }
     write_struct(mem, out, &u)
+}
+
+/// bind(2) for programs without the shim, as the shim's hook does: 0.0.0.0 and 127.0.0.1 land
+/// on the capsule's address, ::1 is unavailable. The supervisor binds a duplicate of the
+/// tracee's socket (`pidfd_getfd`): the socket itself is shared.
+fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+    let Some(ip) = cx.ipv4 else { return Reply::Continue };
+    let mut buf = [0u8; size_of::<libc::sockaddr_in6>()];
+    let n = usize::try_from(len).unwrap_or(0).min(buf.len());
+    if n < 2 || mem.read(addr, &mut buf[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
+        return Reply::Continue;
+    }
+    let family = i32::from(u16::from_ne_bytes([buf[0], buf[1]]));
+    if family == libc::AF_INET6 && n >= 24 && buf[8..24] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] {
+        return Reply::Error(libc::EADDRNOTAVAIL);
+    }
+    if family != libc::AF_INET || n < size_of::<libc::sockaddr_in>() {
+        return Reply::Continue;
+    }
+    // SAFETY: `buf` holds at least a sockaddr_in; read unaligned.
+    let mut sin: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let a = u32::from_be(sin.sin_addr.s_addr);
+    if a != 0 && a != 0x7f00_0001 {
+        return Reply::Continue;
+    }
+    sin.sin_addr.s_addr = u32::from(ip).to_be();
+    // SAFETY: pidfd_open and pidfd_getfd with integer arguments; each returns a new descriptor.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, cx.pid, 0) };
+    let Ok(pidfd) = i32::try_from(pidfd) else { return Reply::Continue };
+    if pidfd < 0 {
+        return Reply::Continue;
+    }
+    // SAFETY: as above.
+    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
+    // SAFETY: closing our own descriptor.
+    unsafe { libc::close(pidfd) };
+    let Ok(dup) = i32::try_from(dup) else { return Reply::Continue };
+    if dup < 0 {
+        return Reply::Continue;
+    }
+    // SAFETY: `sin` is a complete sockaddr_in; `dup` is ours.
+    let r = unsafe {
+        libc::bind(
+            dup,
+            (&raw const sin).cast(),
+            libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap_or(16),
+        )
+    };
+    let e = errno();
+    // SAFETY: closing our duplicate; the tracee's descriptor stays.
+    unsafe { libc::close(dup) };
+    if r == 0 { Reply::Value(0) } else { Reply::Error(e) }
 }
 
 fn writes(flags: i32) -> bool {

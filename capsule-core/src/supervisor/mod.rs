@@ -52,6 +52,7 @@ pub struct Supervisor {
     record: Option<Recorder>,
     hostname: Option<String>,
     domain: Option<String>,
+    ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -72,6 +73,7 @@ impl Supervisor {
             record: None,
             hostname: None,
             domain: None,
+            ipv4: None,
         })
     }
 
@@ -80,6 +82,7 @@ impl Supervisor {
     pub fn with_identity(mut self, id: &crate::manifest::Identity) -> Supervisor {
         self.hostname.clone_from(&id.hostname);
         self.domain.clone_from(&id.domain);
+        self.ipv4 = id.ipv4;
         self
     }
 
@@ -119,6 +122,8 @@ impl Supervisor {
             mat,
             hostname: self.hostname.as_deref(),
             domain: self.domain.as_deref(),
+            ipv4: self.ipv4,
+            pid: n.pid,
         };
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);
         if matches!(reply, Reply::Continue) {

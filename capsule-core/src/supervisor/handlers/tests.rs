@@ -126,6 +126,8 @@ fn call(s: &Setup, t: &Fake, nr: i64, args: [u64; 6]) -> (Reply, Vec<(u8, String
         mat: &mut mat,
         hostname: Some("capsulehost"),
         domain: None,
+        ipv4: None,
+        pid: std::process::id(),
     };
     let r = handle(&mut cx, t, nr, &args);
     (r, mat.ops)
