@@ -52,24 +52,8 @@ fi
 have() { command -v "$1" >/dev/null 2>&1; }
 use_hyperfine() { [ -z "${NO_HYPERFINE:-}" ] && have hyperfine; }
 
-cargo build --release -q -p capsule-cli -p capsule-shim
-CAP=$PWD/target/release/capsule
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-S=$work/store
-STAGE=$work/stage
-cc -O2 -o "$work/statloop" fixtures/bench/statloop.c
-LOOP=$work/statloop
-
 # --- the capsule: ~50 small files under /opt/benchtree, captured from a staging root --------
-mkdir -p "$STAGE/opt"
-"$CAP" --store "$S" -q capture snapshot begin --base "$STAGE" --roots /opt
-mkdir -p "$STAGE/opt/benchtree"
-for i in $(seq -w 0 49); do
-    head -c $((200 + 10#$i * 97)) /dev/urandom >"$STAGE/opt/benchtree/file$i.dat"
-done
-"$CAP" --store "$S" -q capture snapshot end benchtree
-TREE=$STAGE/opt/benchtree
+. docs/bench/benchtree.sh
 
 # --- each tool's command prefix -------------------------------------------------------------
 declare -A PRE

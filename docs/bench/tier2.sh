@@ -19,20 +19,7 @@ PY=/usr/bin/python3
 have() { command -v "$1" >/dev/null 2>&1; }
 have hyperfine || { echo "tier2.sh: needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
 
-cargo build --release -q -p capsule-cli -p capsule-shim
-CAP=$PWD/target/release/capsule
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-S=$work/store
-STAGE=$work/stage
-cc -O2 -static -o "$work/statloop" fixtures/bench/statloop.c
-LOOP=$work/statloop
-mkdir -p "$STAGE/opt"
-"$CAP" --store "$S" -q capture snapshot begin --base "$STAGE" --roots /opt
-mkdir -p "$STAGE/opt/benchtree"
-for i in $(seq -w 0 49); do head -c $((200 + 10#$i * 97)) /dev/urandom >"$STAGE/opt/benchtree/file$i.dat"; done
-"$CAP" --store "$S" -q capture snapshot end benchtree
-TREE=$STAGE/opt/benchtree
+STATLOOP_CFLAGS=-static . docs/bench/benchtree.sh
 
 cd "$STAGE"
 want=$("$LOOP" opt/benchtree 1000)

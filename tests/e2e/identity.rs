@@ -8,6 +8,15 @@ use crate::support::{Env, run_capsule};
 
 const MID: &str = "0123456789abcdef0123456789abcdef";
 
+/// fixtures/c/NAME.c built with gcc `flags` into the test's directory.
+fn fixture(env: &Env, name: &str, flags: &[&str]) -> std::path::PathBuf {
+    let bin = env.path(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/c/{name}.c"));
+    let o = std::process::Command::new("gcc").args(flags).arg("-o").arg(&bin).arg(&src).output().unwrap();
+    assert!(o.status.success(), "gcc {name}.c: {}", String::from_utf8_lossy(&o.stderr));
+    bin
+}
+
 fn host_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
 }
@@ -108,10 +117,7 @@ fn interface_queries_show_the_capsule_address_and_mac() {
     let iface = iface.unwrap();
     let env = Env::new();
     env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
-    let bin = env.path("ifaddr");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/c/ifaddr.c");
-    let o = std::process::Command::new("gcc").arg("-O0").arg("-o").arg(&bin).arg(&src).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bin = fixture(&env, "ifaddr", &[]);
     let (code, out, err) = run_capsule(
         &env,
         &[
@@ -151,10 +157,7 @@ fn a_static_program_binds_on_the_capsule_address() {
     require!(Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists(), "libc.a (libc6-dev) for a static fixture");
     let env = Env::new();
     env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
-    let bin = env.path("bind");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/c/bind.c");
-    let o = std::process::Command::new("gcc").arg("-static").arg("-o").arg(&bin).arg(&src).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bin = fixture(&env, "bind", &["-static"]);
     let (code, out, err) = run_capsule(&env, &["run", "ident", "--ip", "127.0.0.7", "--entry", bin.to_str().unwrap()]);
     assert_eq!((code, out.as_str()), (0, "bound 127.0.0.7\nbind ::1 refused\n"), "{err}");
     let (_, out, _) = run_capsule(&env, &["run", "ident", "--entry", bin.to_str().unwrap()]);

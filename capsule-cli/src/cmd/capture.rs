@@ -50,84 +50,105 @@ pub fn elf(store: &Store, out: Output, e: CaptureElf) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `capture install NAME [--entry PATH] -- CMD...`: run the installer in a fresh sandbox
-/// with write-copy over `/` (and over /tmp and /run, which runs normally pass through), both
-/// tiers on, then make a capsule of the sandbox. The sandbox is removed either way.
-pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode> {
+/// What `capture install` and `capture trace` share: CMD run like `capsule run` over an
+/// *empty* capsule, in a scratch sandbox (`sandboxes/.KIND-NAME-PID`, removed on drop; `gc`
+/// removes one a killed capture left), with both tiers on.
+struct Scratch {
+    sandbox: capsule_core::run::sandbox::Sandbox,
+    program: std::path::PathBuf,
+    code: ExitCode,
+    _cleanup: RemoveOnDrop,
+}
+
+fn run_scratch(
+    store: &Store,
+    r: &capsule_core::store::CapsuleRef,
+    step: capsule_core::manifest::CaptureStep,
+    command: &[String],
+    rules: &[&str],
+    record: Option<capsule_core::supervisor::Recorder>,
+) -> Result<Scratch> {
     use capsule_core::capture::builder::Builder;
-    use capsule_core::capture::install;
     use capsule_core::manifest::{CaptureStep, Manifest};
     use capsule_core::run::{self, sandbox::Sandbox};
 
+    let program = which(&command[0]).with_context(|| format!("{} is not a program on PATH", command[0]))?;
+    let program = std::path::absolute(&program).unwrap_or(program);
+    let kind = if step == CaptureStep::Trace { "trace" } else { "install" };
+    let scratch = format!(".{kind}-{}-{}", r.name, std::process::id());
+    let sandbox = Sandbox::open(store, &scratch)?;
+    let cleanup = RemoveOnDrop(store.root().join("sandboxes").join(&scratch));
+    let mut empty = Manifest::new(&r.name, &r.tag, 0);
+    empty.origins.push(Builder::origin(step, command.join(" ")));
+    let digest = capsule_core::digest::Digest::of(&empty.encode());
+    let rules = rules.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
+    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules, &Default::default())?;
+    // Record mode leaves the shim without the cookie, so the supervisor sees every path call.
+    let opts =
+        super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: record.is_some(), record, netns: None };
+    let code = super::run::start(store, &prepared, &program, &command[0], &command[1..], opts)?;
+    Ok(Scratch { sandbox, program, code, _cleanup: cleanup })
+}
+
+/// `capture install NAME [--entry PATH] -- CMD...`: run the installer with write-copy over `/`
+/// (and over /tmp, /var/tmp and /run), then make a capsule of what it wrote. The host is not
+/// changed.
+pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode> {
+    use capsule_core::manifest::CaptureStep;
+
     let r = capsule_ref(&i.name)?;
     let command = i.command.join(" ");
-    let program = which(&i.command[0]).with_context(|| format!("{} is not a program on PATH", i.command[0]))?;
-    let scratch = format!(".install-{}-{}", r.name, std::process::id());
-    let sandbox = Sandbox::open(store, &scratch)?;
-    let dir = store.root().join("sandboxes").join(&scratch);
-    let _cleanup = RemoveOnDrop(dir);
-    let mut empty = Manifest::new(&r.name, &r.tag, 0);
-    empty.origins.push(Builder::origin(CaptureStep::Install, command.clone()));
-    let digest = capsule_core::digest::Digest::of(&empty.encode());
-    let rules: Vec<_> = ["/=writecopy", "/tmp=writecopy", "/var/tmp=writecopy", "/run=writecopy"]
-        .iter()
-        .map(|s| run::parse_isolation(s))
-        .collect::<Result<_, _>>()?;
-    let tree = sandbox.tree().to_owned();
-    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules, &Default::default())?;
-    let opts =
-        super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: false, record: None, netns: None };
-    let code = super::run::start(store, &prepared, &program, &i.command[0], &i.command[1..], opts)?;
-    if code != ExitCode::SUCCESS {
+    let rules = ["/=writecopy", "/tmp=writecopy", "/var/tmp=writecopy", "/run=writecopy"];
+    let run = run_scratch(store, &r, CaptureStep::Install, &i.command, &rules, None)?;
+    if run.code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the installer ({command}) failed; nothing was captured and the host is unchanged");
-        return Ok(code);
+        return Ok(run.code);
     }
     let bars = Bars::new(out.bars());
-    let whiteouts = sandbox.whiteouts()?;
-    let digest = install::from_sandbox(store, &tree, &whiteouts, &r.name, &r.tag, i.entry.as_deref(), &command, &bars)
-        .with_context(|| format!("capture install for capsule {r} failed"))?;
+    let whiteouts = run.sandbox.whiteouts()?;
+    let tree = run.sandbox.tree();
+    let digest = capsule_core::capture::install::from_sandbox(
+        store,
+        tree,
+        &whiteouts,
+        &r.name,
+        &r.tag,
+        i.entry.as_deref(),
+        &command,
+        &bars,
+    )
+    .with_context(|| format!("capture install for capsule {r} failed"))?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `capture trace NAME -- CMD...`: run CMD over an empty capsule (host paths merged, as a
-/// normal run sees them) with the supervisor in record mode, then pack what it named.
+/// `capture trace NAME -- CMD...`: run CMD (host paths merged, as a normal run sees them)
+/// with the supervisor in record mode, then pack what it named.
 pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
-    use capsule_core::capture::builder::Builder;
-    use capsule_core::capture::trace;
-    use capsule_core::manifest::{CaptureStep, Manifest};
-    use capsule_core::run::{self, sandbox::Sandbox};
+    use capsule_core::manifest::CaptureStep;
 
     let r = capsule_ref(&t.name)?;
     let command = t.command.join(" ");
-    let program = which(&t.command[0]).with_context(|| format!("{} is not a program on PATH", t.command[0]))?;
-    let program = std::path::absolute(&program).unwrap_or(program);
-    let scratch = format!(".trace-{}-{}", r.name, std::process::id());
-    let sandbox = Sandbox::open(store, &scratch)?;
-    let _cleanup = RemoveOnDrop(store.root().join("sandboxes").join(&scratch));
-    let mut empty = Manifest::new(&r.name, &r.tag, 0);
-    empty.origins.push(Builder::origin(CaptureStep::Trace, command.clone()));
-    let digest = capsule_core::digest::Digest::of(&empty.encode());
-    let tree = sandbox.tree().to_owned();
-    let prepared = run::prepare_with(store, digest, empty, sandbox, &[], &Default::default())?;
     let rec = capsule_core::supervisor::Recorder::default();
-    let opts = super::run::Start {
-        seccomp: Seccomp::Always,
-        stats: false,
-        no_cookie: true,
-        record: Some(rec.clone()),
-        netns: None,
-    };
-    let code = super::run::start(store, &prepared, &program, &t.command[0], &t.command[1..], opts)?;
-    if code != ExitCode::SUCCESS {
+    let run = run_scratch(store, &r, CaptureStep::Trace, &t.command, &[], Some(rec.clone()))?;
+    if run.code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the traced program ({command}) failed; nothing was captured");
-        return Ok(code);
+        return Ok(run.code);
     }
     let paths: Vec<Vec<u8>> = rec.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
     let bars = Bars::new(out.bars());
-    let entry = program.to_string_lossy().into_owned();
-    let digest = trace::from_paths(store, &paths, &tree, &r.name, &r.tag, &entry, &command, &bars)
-        .with_context(|| format!("capture trace for capsule {r} failed"))?;
+    let entry = run.program.to_string_lossy().into_owned();
+    let digest = capsule_core::capture::trace::from_paths(
+        store,
+        &paths,
+        run.sandbox.tree(),
+        &r.name,
+        &r.tag,
+        &entry,
+        &command,
+        &bars,
+    )
+    .with_context(|| format!("capture trace for capsule {r} failed"))?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -291,3 +291,27 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+impl Manifest {
+    /// A manifest for unit tests: capsule `t:latest`, one snapshot origin, and `entries`
+    /// (path, kind), root-owned with permission bits `mode`.
+    pub(crate) fn for_tests(entries: Vec<(&str, EntryKind)>, mode: u32) -> Manifest {
+        let mut m = Manifest::new("t", "latest", 0);
+        m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
+        m.entries = entries
+            .into_iter()
+            .map(|(p, kind)| Entry {
+                path: RelPath::new(p).unwrap_or_else(|e| panic!("test path {p}: {e}")),
+                kind,
+                mode,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                mtime_nsec: 0,
+                origin: 0,
+            })
+            .collect();
+        m
+    }
+}

@@ -228,6 +228,35 @@ pub fn literal<'v>(view: &View<'v>, arg: &[u8]) -> Option<Entry<'v>> {
     matches!(e.kind, Kind::File | Kind::Dir).then_some(e)
 }
 
+/// `p` without the tree prefix ("/" for the tree itself), when `p` is inside the sandbox tree:
+/// how both tiers recognise a path the shim already resolved, or a directory of the tree.
+pub fn untree<'a>(tree: &[u8], p: &'a [u8]) -> Option<&'a [u8]> {
+    let rest = p.strip_prefix(tree)?;
+    if rest.is_empty() { Some(b"/") } else { rest.first().filter(|&&c| c == b'/').map(|_| rest) }
+}
+
+/// The decision for a normalised `buf`, as both tiers take it: [`resolve`], then what a
+/// trailing '/' (`must_be_dir`, from [`normalize`]) demands — a final symlink is followed, a
+/// capsule file is ENOTDIR (it may not be materialised yet, so the kernel cannot say so), and
+/// where the kernel will walk the path itself the '/' is put back on the buffer.
+pub fn decide(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, rewritten: bool, must_be_dir: bool) -> Decision {
+    let intent = Intent { follow: intent.follow || must_be_dir, ..intent };
+    let decision = resolve(view, buf, intent, rewritten);
+    if must_be_dir {
+        if let Decision::Tree { entry: Some(i) } = decision
+            && view.entry(i).is_some_and(|e| e.kind != Kind::Dir)
+        {
+            return Decision::Deny(libc::ENOTDIR);
+        }
+        let kernel_decides =
+            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost);
+        if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
+            return Decision::Deny(libc::ENAMETOOLONG);
+        }
+    }
+    decision
+}
+
 /// Resolve `buf` ("/a/b", normalised) through `view`. `rewritten` says whether `buf` already
 /// differs from the application's argument.
 pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewritten: bool) -> Decision {

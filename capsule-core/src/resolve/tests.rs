@@ -1,36 +1,27 @@
 use crate::digest::Digest;
-use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use crate::manifest::{EntryKind, Manifest, RelPath};
 use crate::view::{Mode, View, ViewOptions, compile};
 
 use super::path::normalize_abs_into;
 use super::*;
 
 fn view_bytes() -> Vec<u8> {
-    let mut m = Manifest::new("t", "latest", 0);
-    m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
-    let e = |p: &str, kind| MEntry {
-        path: RelPath::new(p).unwrap(),
-        kind,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        origin: 0,
-    };
     let f = || EntryKind::File { size: 1, digest: Digest::of(b"x") };
-    m.entries = vec![
-        e("capsule-only", EntryKind::Dir),
-        e("capsule-only/f", f()),
-        e("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
-        e("loop", EntryKind::Symlink { target: b"loop".to_vec() }),
-        e("usr", EntryKind::Dir),
-        e("usr/bin", EntryKind::Dir),
-        e("usr/bin/app", f()),
-        e("usr/bin/sh-link", EntryKind::Symlink { target: b"../../bin/sh".to_vec() }),
-        e("usr/lib", EntryKind::Dir),
-        e("usr/lib/libx.so", f()),
-    ];
+    let mut m = Manifest::for_tests(
+        vec![
+            ("capsule-only", EntryKind::Dir),
+            ("capsule-only/f", f()),
+            ("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
+            ("loop", EntryKind::Symlink { target: b"loop".to_vec() }),
+            ("usr", EntryKind::Dir),
+            ("usr/bin", EntryKind::Dir),
+            ("usr/bin/app", f()),
+            ("usr/bin/sh-link", EntryKind::Symlink { target: b"../../bin/sh".to_vec() }),
+            ("usr/lib", EntryKind::Dir),
+            ("usr/lib/libx.so", f()),
+        ],
+        0o755,
+    );
     m.deletions.push(RelPath::new("etc/gone").unwrap());
     let opts = ViewOptions {
         tree: "/store/sandboxes/t/root".into(),

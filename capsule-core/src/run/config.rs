@@ -52,18 +52,8 @@ pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest) -> Result<Project
         };
         let base = fs::read_to_string(&source).unwrap_or_default();
         let edited = registry::edit(&base, sets);
-        if let Some(dir) = dest.parent() {
-            materialize::mirror_dirs(sandbox.tree(), rel.parent().as_ref().map_or(&b""[..], RelPath::as_bytes))?;
-            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(RunError::io("failed to create a file in", dir))?;
-            fs::write(tmp.path(), edited).map_err(RunError::io("failed to write", tmp.path()))?;
-            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
-                .map_err(RunError::io("failed to set mode of", tmp.path()))?;
-            tmp.persist(&dest).map_err(|e| RunError::Io {
-                action: "failed to write",
-                path: dest.clone(),
-                source: e.error,
-            })?;
-        }
+        materialize::mirror_dirs(sandbox.tree(), rel.parent().as_ref().map_or(&b""[..], RelPath::as_bytes))?;
+        materialize::write_atomic(&dest, edited.as_bytes(), Some(mode))?;
         files.push(rel);
     }
     // Edits withdrawn since the last run: the file goes back to the capsule's or the host's.

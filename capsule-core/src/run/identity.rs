@@ -151,15 +151,7 @@ pub fn write_files(tree: &Path, id: &Identity, hosts_base: Option<&str>) -> Resu
         // Plain directories: mirroring /proc's read-only modes would lock us out of our own tree.
         fs::create_dir_all(dir).map_err(RunError::io("failed to create", dir))?;
         if fs::read_to_string(&dest).ok().as_deref() != Some(content.as_str()) {
-            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(RunError::io("failed to create a file in", dir))?;
-            fs::write(tmp.path(), content).map_err(RunError::io("failed to write", tmp.path()))?;
-            fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644))
-                .map_err(RunError::io("failed to set mode of", tmp.path()))?;
-            tmp.persist(&dest).map_err(|e| RunError::Io {
-                action: "failed to write",
-                path: dest.clone(),
-                source: e.error,
-            })?;
+            super::materialize::write_atomic(&dest, content.as_bytes(), Some(0o644))?;
         }
         out.push(
             RelPath::new(rel).map_err(|_| RunError::io("bad path", &dest)(std::io::ErrorKind::InvalidInput.into()))?,

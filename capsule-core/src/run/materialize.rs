@@ -75,6 +75,24 @@ fn tree_path(tree: &Path, path: &RelPath) -> PathBuf {
     tree.join(std::ffi::OsStr::from_bytes(path.as_bytes()))
 }
 
+/// Write `content` to `dest` atomically (a temporary file beside it, then rename), with
+/// permission bits `mode` if given: a reader sees the old file or the new one, never a part.
+pub fn write_atomic(dest: &Path, content: &[u8], mode: Option<u32>) -> Result<(), RunError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(RunError::io("failed to create a file in", dir))?;
+    fs::write(tmp.path(), content).map_err(RunError::io("failed to write", tmp.path()))?;
+    if let Some(m) = mode {
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(m))
+            .map_err(RunError::io("failed to set mode of", tmp.path()))?;
+    }
+    tmp.persist(dest).map_err(|e| RunError::Io {
+        action: "failed to write",
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
 /// Create the directories `dir` (relative, "a/b") and its ancestors in `tree` where missing,
 /// each with the mode and owner of the host directory of the same path when there is one (a
 /// program that drops privileges, like apt's `_apt` downloader, must find the permissions it

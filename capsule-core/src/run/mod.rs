@@ -172,13 +172,7 @@ fn write_view(store: &Store, bytes: &[u8]) -> Result<PathBuf, RunError> {
     fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
     let path = dir.join(format!("{}.view", Digest::of(bytes).to_hex()));
     if !path.exists() {
-        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(RunError::io("failed to create a view in", &dir))?;
-        fs::write(tmp.path(), bytes).map_err(RunError::io("failed to write", tmp.path()))?;
-        tmp.persist(&path).map_err(|e| RunError::Io {
-            action: "failed to write",
-            path: path.clone(),
-            source: e.error,
-        })?;
+        materialize::write_atomic(&path, bytes, None)?;
     }
     Ok(path)
 }

@@ -140,27 +140,27 @@ impl Store {
         Ok(self.put_reader(&mut r, Path::new("(memory)"))?.0)
     }
 
+    /// The compressed file of blob `digest` and its path; a missing one is `MissingBlob`.
+    fn blob_file(&self, digest: &Digest) -> Result<(File, std::path::PathBuf), StoreError> {
+        let path = self.blob_path(digest);
+        match File::open(&path) {
+            Ok(f) => Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::MissingBlob { digest: *digest }),
+            Err(e) => Err(StoreError::Io { action: "failed to open", path, source: e }),
+        }
+    }
+
     /// Open blob `digest` for streaming decompression. The content is not re-hashed: use
     /// [`read_blob`](Self::read_blob) or [`verify_blob`](Self::verify_blob) where it must be.
     pub fn open_blob(&self, digest: &Digest) -> Result<impl Read + use<>, StoreError> {
-        let path = self.blob_path(digest);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob { digest: *digest }),
-            Err(e) => return Err(StoreError::Io { action: "failed to open", path, source: e }),
-        };
+        let (f, _) = self.blob_file(digest)?;
         let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
         zstd::Decoder::new(f).map_err(undecodable)
     }
 
     /// The whole content of blob `digest`, at most `limit` bytes, checked against its digest.
     pub fn read_blob(&self, digest: &Digest, limit: u64, what: &'static str) -> Result<Vec<u8>, StoreError> {
-        let path = self.blob_path(digest);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::MissingBlob { digest: *digest }),
-            Err(e) => return Err(StoreError::Io { action: "failed to open", path, source: e }),
-        };
+        let (f, path) = self.blob_file(digest)?;
         // Whole-blob reads are small records (manifests): read the frame into memory and
         // decode from the slice, without the stream decoder's 128 KiB read buffer. zstd never
         // stores more than a few bytes per block beyond the raw size, so `limit` plus 1/64 of

@@ -9,8 +9,8 @@ use std::ffi::CString;
 
 use super::memory::{TraceeMemory, read_path};
 use crate::resolve::path::PathBuffer;
-use crate::resolve::{Decision, Intent, normalize, resolve};
-use crate::view::{Entry, Kind, View};
+use crate::resolve::{Decision, Intent, decide, normalize, untree};
+use crate::view::{Entry, View};
 
 /// Where a call goes.
 #[derive(Debug)]
@@ -25,12 +25,6 @@ pub enum Place<'v> {
     TreeThenHost(CString, CString),
     /// Fail with this errno.
     Deny(i32),
-}
-
-/// `p` without the tree prefix, when it is inside the tree.
-fn untree<'a>(tree: &[u8], p: &'a [u8]) -> Option<&'a [u8]> {
-    let rest = p.strip_prefix(tree)?;
-    if rest.is_empty() { Some(b"/") } else { rest.first().filter(|&&c| c == b'/').map(|_| rest) }
 }
 
 /// Place the tracee's (`dirfd`, path at `addr`) for `intent`. An unreadable path, or a
@@ -61,21 +55,7 @@ pub fn place<'v>(view: &View<'v>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
         Err(libc::ENAMETOOLONG) => return Place::Original,
         Err(e) => return Place::Deny(e),
     };
-    let intent = Intent { follow: intent.follow || walk.must_be_dir, ..intent };
-    let decision = resolve(view, &mut buf, intent, in_tree || walk.substituted);
-    if walk.must_be_dir {
-        if let Decision::Tree { entry: Some(i) } = decision
-            && view.entry(i).is_some_and(|e| e.kind != Kind::Dir)
-        {
-            return Place::Deny(libc::ENOTDIR);
-        }
-        let kernel_decides =
-            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost);
-        if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
-            return Place::Deny(libc::ENAMETOOLONG);
-        }
-    }
-    match decision {
+    match decide(view, &mut buf, intent, in_tree || walk.substituted, walk.must_be_dir) {
         Decision::Passthrough => Place::Original,
         Decision::Host => Place::Host(buf.as_cstr().to_owned()),
         Decision::Tree { entry } => Place::Tree(buf.rel_cstr().to_owned(), entry.and_then(|i| view.entry(i))),

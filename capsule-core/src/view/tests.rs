@@ -1,27 +1,18 @@
 use super::*;
-use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use crate::manifest::{EntryKind, Manifest, RelPath};
 
 fn manifest() -> Manifest {
-    let mut m = Manifest::new("t", "latest", 0);
-    m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
-    let e = |p: &str, kind| MEntry {
-        path: RelPath::new(p).unwrap(),
-        kind,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        origin: 0,
-    };
-    m.entries = vec![
-        e("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
-        e("usr", EntryKind::Dir),
-        e("usr/bin", EntryKind::Dir),
-        e("usr/bin/app", EntryKind::File { size: 1, digest: crate::digest::Digest::of(b"x") }),
-        e("usr/bin/py", EntryKind::Symlink { target: b"python3.11".to_vec() }),
-        e("usr/lib", EntryKind::Dir),
-    ];
+    let mut m = Manifest::for_tests(
+        vec![
+            ("lib", EntryKind::Symlink { target: b"usr/lib".to_vec() }),
+            ("usr", EntryKind::Dir),
+            ("usr/bin", EntryKind::Dir),
+            ("usr/bin/app", EntryKind::File { size: 1, digest: crate::digest::Digest::of(b"x") }),
+            ("usr/bin/py", EntryKind::Symlink { target: b"python3.11".to_vec() }),
+            ("usr/lib", EntryKind::Dir),
+        ],
+        0o755,
+    );
     m.deletions.push(RelPath::new("etc/gone").unwrap());
     m
 }

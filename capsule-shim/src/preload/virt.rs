@@ -9,8 +9,8 @@
 use core::ffi::c_int;
 
 use super::{State, sys};
-use capsule_core::resolve::normalize;
 use capsule_core::resolve::path::PathBuffer;
+use capsule_core::resolve::{normalize, untree};
 
 /// The virtual form of an argument.
 pub struct Virtual {
@@ -20,12 +20,6 @@ pub struct Virtual {
     /// The argument ends in '/' (or "/.", "/.."): only a directory will do, and a final
     /// symlink is followed.
     pub must_be_dir: bool,
-}
-
-/// Strip the tree prefix of `p` if it has one: "/store/.../root/usr/x" → "/usr/x".
-fn untree<'a>(st: &State, p: &'a [u8]) -> Option<&'a [u8]> {
-    let rest = p.strip_prefix(st.tree)?;
-    if rest.is_empty() { Some(b"/") } else { rest.first().filter(|&&c| c == b'/').map(|_| rest) }
 }
 
 /// Build the virtual path of (`dirfd`, `path`) into `out` ("/a/b"). `None`: leave the call
@@ -38,7 +32,7 @@ pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -
         return None;
     }
     if path.first() == Some(&b'/') {
-        if untree(st, path).is_some() {
+        if untree(st.tree, path).is_some() {
             return None;
         }
         return walk(st, b"", path, out, false);
@@ -60,7 +54,7 @@ pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -
         usize::try_from(r).ok()?
     };
     base.set_len(n);
-    let (dir, in_tree) = match untree(st, base.as_bytes()) {
+    let (dir, in_tree) = match untree(st.tree, base.as_bytes()) {
         Some(v) => (v, true),
         None => (base.as_bytes(), false),
     };

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 
 use super::*;
 use crate::digest::Digest;
-use crate::manifest::{CaptureStep, Entry as MEntry, EntryKind, Manifest, Origin, RelPath};
+use crate::manifest::{EntryKind, Manifest};
 use crate::run::OP_WHITEOUT;
 use crate::view::{Mode, ViewOptions, compile};
 
@@ -89,24 +89,15 @@ fn setup() -> Setup {
     let tree = dir.path().join("root");
     std::fs::create_dir_all(tree.join("opt/capp")).unwrap();
     std::os::unix::fs::symlink("data.txt", tree.join("opt/capp/link")).unwrap();
-    let mut m = Manifest::new("t", "latest", 0);
-    m.origins.push(Origin { step: CaptureStep::SnapshotDiff, detail: String::new(), at: 0 });
-    let e = |p: &str, kind| MEntry {
-        path: RelPath::new(p).unwrap(),
-        kind,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        origin: 0,
-    };
-    m.entries = vec![
-        e("opt", EntryKind::Dir),
-        e("opt/capp", EntryKind::Dir),
-        e("opt/capp/data.txt", EntryKind::File { size: 12, digest: Digest::of(b"capsule data") }),
-        e("opt/capp/link", EntryKind::Symlink { target: b"data.txt".to_vec() }),
-    ];
+    let m = Manifest::for_tests(
+        vec![
+            ("opt", EntryKind::Dir),
+            ("opt/capp", EntryKind::Dir),
+            ("opt/capp/data.txt", EntryKind::File { size: 12, digest: Digest::of(b"capsule data") }),
+            ("opt/capp/link", EntryKind::Symlink { target: b"data.txt".to_vec() }),
+        ],
+        0o644,
+    );
     let opts = ViewOptions {
         tree: tree.clone(),
         capsule_mode: Mode::WriteCopy,

@@ -19,7 +19,7 @@ use super::client::{self, OP_COPY_UP, OP_LINK};
 use super::sys;
 use super::{State, virtualize};
 use capsule_core::resolve::path::PathBuffer;
-use capsule_core::resolve::{Decision, Intent, resolve};
+use capsule_core::resolve::{Decision, Intent, decide};
 
 /// Where one call goes, borrowing the caller's [`PathBuffer`].
 pub enum Route<'b> {
@@ -60,24 +60,7 @@ pub unsafe fn route<'b>(
         Some(Err(e)) => return Route::Deny(e),
         Some(Ok(v)) => v,
     };
-    // A trailing '/' follows a final symlink, whatever the call.
-    let intent = Intent { follow: intent.follow || v.must_be_dir, ..intent };
-    let decision = resolve(&st.view, buf, intent, v.rewritten);
-    if v.must_be_dir {
-        // Normalising dropped the trailing '/': put it back where the kernel will see the path
-        // (it then refuses anything but a directory), and refuse a capsule file ourselves
-        // (it may not be materialised yet). A capsule directory needs nothing.
-        if let Decision::Tree { entry: Some(i) } = decision
-            && st.view.entry(i).is_some_and(|e| e.kind != Kind::Dir)
-        {
-            return Route::Deny(libc::ENOTDIR);
-        }
-        let kernel_decides =
-            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost);
-        if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
-            return Route::Deny(libc::ENAMETOOLONG);
-        }
-    }
+    let decision = decide(&st.view, buf, intent, v.rewritten, v.must_be_dir);
     match decision {
         Decision::Passthrough => Route::Original,
         Decision::Host => Route::Host(buf.as_cstr()),
