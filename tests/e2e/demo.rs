@@ -1,4 +1,5 @@
-//! Done-when 1 (part): `capsule demo` captures the bundled application.
+//! `capsule demo` captures the bundled application and runs it with its own host name,
+//! address, MAC and machine-id, which it sees.
 
 use crate::require;
 use crate::support::{Env, has};
@@ -24,4 +25,20 @@ fn demo_captures_the_fixture_application() {
     let key = m["registry"].as_array().unwrap().iter().find(|r| r["key"] == "machine/files/etc/capsule-demo.conf");
     assert_eq!(key.unwrap()["value"]["file"], conf["digest"]);
     assert_eq!(env.json(&["verify"])["ok"], true);
+    // It runs with an identity of its own, and sees it.
+    for line in [
+        "hostname: demo-host",
+        "uname.nodename: demo-host",
+        "domain: capsule.test",
+        "machine-id: c0ffee00c0ffee00c0ffee00c0ffee00",
+        "resolve.self: 127.0.0.42",
+        "ok",
+    ] {
+        assert!(out.lines().any(|l| l == line), "demo output lacks {line:?}:\n{out}");
+    }
+    if let Some(iface) = capsule_core::run::identity::primary_interface() {
+        for line in [format!("address: {iface} inet 127.0.0.42"), format!("mac: {iface} 02:ca:95:00:00:01")] {
+            assert!(out.lines().any(|l| l == line), "demo output lacks {line:?}:\n{out}");
+        }
+    }
 }

@@ -20,6 +20,12 @@ use crate::fixture;
 
 /// The capsule the demo makes.
 const NAME: &str = "capsule-demo";
+/// The identity the demo runs with: its own host name, domain, address, MAC and machine-id.
+const HOST: &str = "demo-host";
+const DOMAIN: &str = "capsule.test";
+const IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 42);
+const MAC: &str = "02:ca:95:00:00:01";
+const MID: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
 
 /// `demo`.
 pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
@@ -60,7 +66,10 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         print!("{}", String::from_utf8_lossy(&text));
     }
     drop(staging);
-    println!("\n$ capsule run {NAME}    (the staging root is gone; everything below comes from the capsule)");
+    println!(
+        "\n$ capsule run {NAME} --hostname {HOST} --domain {DOMAIN} --ip {IP} --mac {MAC} --machine-id {MID}\n  \
+         (the staging root is gone; everything below comes from the capsule and its identity)"
+    );
     let run = crate::cli::args::Run {
         name: NAME.to_owned(),
         entry: None,
@@ -68,11 +77,11 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         seccomp: crate::cli::args::Seccomp::Auto,
         stats: false,
         no_cookie: false,
-        hostname: None,
-        domain: None,
-        machine_id: None,
-        ip: None,
-        mac: None,
+        hostname: Some(HOST.to_owned()),
+        domain: Some(DOMAIN.to_owned()),
+        machine_id: Some(MID.to_owned()),
+        ip: Some(IP),
+        mac: Some(MAC.to_owned()),
         netns: false,
         netns_peer: None,
         sandbox: None,
