@@ -171,9 +171,13 @@ pub fn save_layer(path: &Path, layer: &BTreeMap<String, RegValue>) -> Result<(),
     Ok(())
 }
 
-/// The effective registry: the capsule's keys, then the sandbox layer over them.
-pub fn merged(m: &Manifest, layer: &BTreeMap<String, RegValue>) -> BTreeMap<String, RegValue> {
+/// The effective registry: the capsule's keys, the keys of the shared capsules it links to
+/// over them (in link order), then the sandbox layer over all.
+pub fn merged(m: &Manifest, shared: &[&Manifest], layer: &BTreeMap<String, RegValue>) -> BTreeMap<String, RegValue> {
     let mut out: BTreeMap<String, RegValue> = m.registry.iter().cloned().collect();
+    for s in shared {
+        out.extend(s.registry.iter().cloned());
+    }
     out.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
     out
 }

@@ -17,6 +17,7 @@ mod install;
 mod netns;
 mod redis;
 mod run;
+mod shared;
 mod shim;
 mod store;
 mod supervisor;

@@ -67,6 +67,32 @@ pub enum Capture {
     /// Run a program and pack every file it touched (CDE/ReproZip-style); the capsule runs
     /// with `--isolation full`.
     Trace(CaptureTrace),
+    /// A shared capsule holding state only: the paths given with `--state` become one real
+    /// directory each in its sandbox, seen by every capsule that links to it (`run --with`).
+    Shared(CaptureShared),
+}
+
+/// What any capture may declare besides its files.
+#[derive(Debug, Args, Default)]
+pub struct Declare {
+    /// An absolute path the capsule keeps as shared state (repeatable): one directory in its
+    /// sandbox, seeded from the capsule's files there, seen by every capsule linked to it.
+    #[arg(long, value_name = "PATH")]
+    pub state: Vec<String>,
+    /// A shared capsule this one links to (repeatable): its state and registry are this
+    /// capsule's at every run.
+    #[arg(long, value_name = "SHARED")]
+    pub link: Vec<String>,
+}
+
+/// `capture shared NAME --state PATH...`
+#[derive(Debug, Args)]
+pub struct CaptureShared {
+    /// NAME[:TAG] of the new capsule.
+    pub name: String,
+    /// What it declares (at least one `--state`).
+    #[command(flatten)]
+    pub declare: Declare,
 }
 
 /// `capture trace NAME -- CMD...`
@@ -74,6 +100,9 @@ pub enum Capture {
 pub struct CaptureTrace {
     /// NAME[:TAG] of the new capsule.
     pub name: String,
+    /// Shared state and links.
+    #[command(flatten)]
+    pub declare: Declare,
     /// The program and its arguments; the program becomes the capsule's entry point.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -84,6 +113,9 @@ pub struct CaptureTrace {
 pub struct CaptureInstall {
     /// NAME[:TAG] of the new capsule.
     pub name: String,
+    /// Shared state and links.
+    #[command(flatten)]
+    pub declare: Declare,
     /// The capsule's default program (absolute path inside the capsule); default: every new
     /// program in a bin or sbin directory becomes an entry point.
     #[arg(long, value_name = "PATH")]
@@ -121,6 +153,9 @@ pub struct SnapshotBegin {
 pub struct SnapshotEnd {
     /// NAME[:TAG] of the new capsule.
     pub name: String,
+    /// Shared state and links.
+    #[command(flatten)]
+    pub declare: Declare,
     /// The capsule's default program (absolute path inside the capsule).
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
@@ -131,6 +166,9 @@ pub struct SnapshotEnd {
 pub struct CaptureElf {
     /// NAME[:TAG] of the new capsule.
     pub name: String,
+    /// Shared state and links.
+    #[command(flatten)]
+    pub declare: Declare,
     /// The binaries; the first is the entry point.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -148,6 +186,10 @@ pub struct Inspect {
 pub struct Rm {
     /// NAME[:TAG]
     pub name: String,
+    /// Remove a shared capsule even though capsules still link to it (its state stays in its
+    /// sandbox).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `verify`
@@ -222,6 +264,10 @@ pub struct Run {
     /// (a namespace made with `ip netns add`) or `ADDR/PREFIX` (this machine's namespace).
     #[arg(long, value_name = "[NETNS:]ADDR/PREFIX", requires = "netns")]
     pub netns_peer: Option<String>,
+    /// Link shared capsule NAME[:TAG] for this run (repeatable), besides the capsule's own
+    /// links: the paths it declares as state are its sandbox's, for every app that links it.
+    #[arg(long, value_name = "SHARED")]
+    pub with: Vec<String>,
     /// The sandbox to use (default: the capsule's name): two instances of one server each
     /// keep their own files.
     #[arg(long, value_name = "NAME")]

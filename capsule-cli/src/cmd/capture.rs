@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::capsule_ref;
 use crate::cli::Output;
-use crate::cli::args::{CaptureElf, CaptureInstall, CaptureTrace, Seccomp, Snapshot};
+use crate::cli::args::{CaptureElf, CaptureInstall, CaptureShared, CaptureTrace, Declare, Seccomp, Snapshot};
 use crate::cli::progress::Bars;
 
 /// `capture snapshot begin|end`.
@@ -34,6 +34,7 @@ pub fn snapshot(store: &Store, out: Output, s: Snapshot) -> Result<ExitCode> {
             let r = capsule_ref(&e.name)?;
             let digest = snapshot::end(store, &r.name, &r.tag, e.entry.as_deref(), &bars)
                 .with_context(|| format!("snapshot end for capsule {r} failed"))?;
+            let digest = declare(store, &r, &e.declare, digest)?;
             report_capsule(store, out, &r, &digest)?;
         }
     }
@@ -46,6 +47,7 @@ pub fn elf(store: &Store, out: Output, e: CaptureElf) -> Result<ExitCode> {
     let bars = Bars::new(out.bars());
     let digest = elf_capture(store, &r.name, &r.tag, &e.paths, &bars)
         .with_context(|| format!("capture elf for capsule {r} failed"))?;
+    let digest = declare(store, &r, &e.declare, digest)?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,7 +84,8 @@ fn run_scratch(
     empty.origins.push(Builder::origin(step, command.join(" ")));
     let digest = capsule_core::digest::Digest::of(&empty.encode());
     let rules = rules.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
-    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &rules, &Default::default())?;
+    let opts = run::RunOptions { rules, ..Default::default() };
+    let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &opts)?;
     // Record mode leaves the shim without the cookie, so the supervisor sees every path call.
     let opts =
         super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: record.is_some(), record, netns: None };
@@ -118,6 +121,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         &bars,
     )
     .with_context(|| format!("capture install for capsule {r} failed"))?;
+    let digest = declare(store, &r, &i.declare, digest)?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -149,6 +153,38 @@ pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
         &bars,
     )
     .with_context(|| format!("capture trace for capsule {r} failed"))?;
+    let digest = declare(store, &r, &t.declare, digest)?;
+    report_capsule(store, out, &r, &digest)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn declarations(d: &Declare) -> capsule_core::capture::declare::Declarations {
+    capsule_core::capture::declare::Declarations { state: d.state.clone(), links: d.link.clone() }
+}
+
+/// Add `--state`/`--link` to capsule `r`, just committed as `digest`.
+fn declare(
+    store: &Store,
+    r: &capsule_core::store::CapsuleRef,
+    d: &Declare,
+    digest: capsule_core::digest::Digest,
+) -> Result<capsule_core::digest::Digest> {
+    let d = declarations(d);
+    if d.is_empty() {
+        return Ok(digest);
+    }
+    capsule_core::capture::declare::redeclare(store, r, &d)
+        .with_context(|| format!("cannot declare state or links of {r}"))
+}
+
+/// `capture shared NAME --state PATH... [--link SHARED]...`.
+pub fn shared(store: &Store, out: Output, c: CaptureShared) -> Result<ExitCode> {
+    let r = capsule_ref(&c.name)?;
+    if c.declare.state.is_empty() {
+        anyhow::bail!("capture shared {r}: give at least one --state PATH");
+    }
+    let digest = capsule_core::capture::declare::shared(store, &r, &declarations(&c.declare))
+        .with_context(|| format!("capture shared for capsule {r} failed"))?;
     report_capsule(store, out, &r, &digest)?;
     Ok(ExitCode::SUCCESS)
 }

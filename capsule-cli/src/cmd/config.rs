@@ -1,5 +1,6 @@
 //! `config NAME get|set|unset|list|export|import`: the registry (capsule_core::registry).
-//! Reads show the effective registry (the capsule's keys under the sandbox's layer); writes go
+//! Reads show the effective registry (the capsule's keys, under its linked shared capsules'
+//! keys, under the sandbox's layer); writes go
 //! to the sandbox's layer, which the next run projects (environment, edited /etc files).
 
 use std::process::ExitCode;
@@ -17,12 +18,16 @@ use crate::cli::args::{ConfigAction, ConfigArgs};
 pub fn run(store: &Store, out: Output, c: ConfigArgs) -> Result<ExitCode> {
     let r = capsule_ref(&c.name)?;
     let (_, m) = store.load(&r).with_context(|| format!("cannot load capsule {r}"))?;
+    // The shared capsules the manifest links to layer their keys over the capsule's.
+    let links =
+        capsule_core::run::shared::linked(store, &m, &[]).with_context(|| format!("cannot load the links of {r}"))?;
+    let shared: Vec<&capsule_core::manifest::Manifest> = links.iter().map(|l| &l.manifest).collect();
     let layer_path = registry::sandbox_file(store.root(), &r.name);
     let mut layer = registry::load_layer(&layer_path)?;
     match c.action {
         ConfigAction::Get { key } => {
             registry::check_key(&key)?;
-            let merged = registry::merged(&m, &layer);
+            let merged = registry::merged(&m, &shared, &layer);
             let Some(v) = merged.get(&key) else { bail!("capsule {r} has no registry key {key}") };
             println!("{}", registry::format_value(v));
         }
@@ -44,7 +49,7 @@ pub fn run(store: &Store, out: Output, c: ConfigArgs) -> Result<ExitCode> {
             registry::save_layer(&layer_path, &layer)?;
         }
         ConfigAction::List { prefix } => {
-            let merged = registry::merged(&m, &layer);
+            let merged = registry::merged(&m, &shared, &layer);
             let p = prefix.unwrap_or_default();
             if out.json {
                 let items: Vec<_> = merged
@@ -60,7 +65,7 @@ pub fn run(store: &Store, out: Output, c: ConfigArgs) -> Result<ExitCode> {
             }
         }
         ConfigAction::Export { output } => {
-            let text = registry::format(&registry::merged(&m, &layer));
+            let text = registry::format(&registry::merged(&m, &shared, &layer));
             match output {
                 Some(f) => std::fs::write(&f, text).with_context(|| format!("cannot write {}", f.display()))?,
                 None => print!("{text}"),

@@ -85,6 +85,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         netns: false,
         netns_peer: None,
         sandbox: None,
+        with: Vec::new(),
         args: Vec::new(),
     };
     let code = super::run::run(store, out, run)?;

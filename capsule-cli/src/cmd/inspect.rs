@@ -16,10 +16,13 @@ use crate::cli::{Output, human_bytes};
 pub fn run(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
     let r = capsule_ref(name)?;
     let (digest, m) = store.load(&r).with_context(|| format!("cannot inspect capsule {r}"))?;
+    let used_by = capsule_core::run::shared::linked_by(store, &r.name)?;
     if out.json {
-        out.print_json(&to_json(&digest, &m))?;
+        let mut v = to_json(&digest, &m);
+        v["used_by"] = used_by.iter().map(|(c, how)| json!({ "capsule": c, "how": how })).collect();
+        out.print_json(&v)?;
     } else {
-        print_text(&digest, &m)?;
+        print_text(&digest, &m, &used_by)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,7 +82,7 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
     })
 }
 
-fn print_text(digest: &Digest, m: &Manifest) -> Result<()> {
+fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Result<()> {
     let mut w = std::io::stdout().lock();
     writeln!(w, "capsule   {}:{}", m.name, m.tag)?;
     writeln!(w, "digest    {digest}")?;
@@ -92,6 +95,17 @@ fn print_text(digest: &Digest, m: &Manifest) -> Result<()> {
     }
     for (k, v) in &m.registry {
         writeln!(w, "registry  {k} = {}", reg_json(v))?;
+    }
+    for i in &m.isolation {
+        writeln!(w, "isolation {} {}", i.prefix, format!("{:?}", i.mode).to_lowercase())?;
+    }
+    for l in &m.links {
+        let pin = l.digest.map(|d| format!(" @{}", d.short())).unwrap_or_default();
+        writeln!(w, "links-to  {}{pin}", l.name)?;
+    }
+    for (c, how) in used_by {
+        let how = if *how == "link" { "links to it" } else { "ran with --with" };
+        writeln!(w, "used-by   {c} ({how})")?;
     }
     writeln!(w)?;
     for e in &m.entries {

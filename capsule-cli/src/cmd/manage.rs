@@ -13,8 +13,19 @@ use super::capsule_ref;
 use crate::cli::{Output, human_bytes};
 
 /// `rm NAME`: drop the ref (the truth), then the index record.
-pub fn rm(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
+pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCode> {
     let r = capsule_ref(name)?;
+    // A shared capsule still in use keeps its version: its users need it to run. (Its state,
+    // in its sandbox, is kept in any case.)
+    let users = capsule_core::run::shared::linked_by(store, &r.name)?;
+    let last_version = store.list_refs()?.iter().filter(|(x, _)| x.name == r.name).count() <= 1;
+    if !users.is_empty() && last_version && !force {
+        let list: Vec<String> = users.iter().map(|(c, how)| format!("{c} ({how})")).collect();
+        anyhow::bail!(
+            "capsule {r} is a shared capsule still used by {}; pass --force to remove it anyway",
+            list.join(", ")
+        );
+    }
     store.remove_ref(&r).with_context(|| format!("cannot remove capsule {r}"))?;
     Index::with(store, |idx| idx.forget(&r, store))?;
     out.info(format!("removed {r}; run `capsule gc` to free its blobs"));
@@ -34,6 +45,13 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
             .with_context(|| format!("gc refused: capsule {r} cannot be read; run `capsule verify`"))?;
         live.insert(digest);
         live.extend(m.blobs());
+        // A link pinned to a version keeps that version's manifest (and so its blobs, below).
+        for d in m.links.iter().filter_map(|l| l.digest) {
+            if let Ok(linked) = store.load_manifest(&d) {
+                live.insert(d);
+                live.extend(linked.blobs());
+            }
+        }
     }
     if let Ok((snap, _)) = capsule_core::capture::snapshot::pending(store) {
         live.insert(snap);

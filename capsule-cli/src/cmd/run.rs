@@ -100,7 +100,9 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     if let Some(s) = &r.sandbox {
         capsule_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
     }
-    let prepared = run::prepare(store, &cref, &rules, &ident, r.sandbox.as_deref())
+    let with = r.with.iter().map(|w| capsule_ref(w)).collect::<Result<Vec<_>>>()?;
+    let run_opts = run::RunOptions { rules, ident, with };
+    let prepared = run::prepare(store, &cref, &run_opts, r.sandbox.as_deref())
         .with_context(|| format!("cannot prepare capsule {cref}"))?;
     let mut args = r.args.as_slice();
     let entry = match (&r.entry, args.first().and_then(|a| named_entry(&prepared, a))) {

@@ -82,6 +82,16 @@ pub enum ManifestError {
         /// How many origins there are.
         count: usize,
     },
+    /// An isolation rule whose prefix is not an absolute, normal path (or `/` for state).
+    #[error(
+        "isolation rule {prefix:?} ({mode:?}) is not acceptable: use an absolute path without '.', '..' or '//' (state cannot be '/')"
+    )]
+    Rule {
+        /// The prefix.
+        prefix: String,
+        /// The mode.
+        mode: Isolation,
+    },
     /// A capsule name or tag that is not acceptable.
     #[error("invalid capsule {what} {value:?}: use 1-128 of a-z A-Z 0-9 . _ - (names start with a letter or digit)")]
     Name {
@@ -199,6 +209,15 @@ impl Manifest {
         for (index, d) in self.deletions.iter().enumerate() {
             d.check().map_err(|source| ManifestError::Path { index, source })?;
         }
+        for r in &self.isolation {
+            let root_ok = r.prefix == "/" && r.mode != Isolation::State;
+            if !root_ok && (!r.prefix.starts_with('/') || RelPath::from_host(r.prefix.as_bytes()).is_err()) {
+                return Err(ManifestError::Rule { prefix: r.prefix.clone(), mode: r.mode });
+            }
+        }
+        for l in &self.links {
+            check_name("name", &l.name)?;
+        }
         self.check_strings()
     }
 
@@ -218,6 +237,14 @@ impl Manifest {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// The prefixes this capsule declares as shared state ([`Isolation::State`]).
+    pub fn state_prefixes(&self) -> impl Iterator<Item = RelPath> + '_ {
+        self.isolation
+            .iter()
+            .filter(|r| r.mode == Isolation::State)
+            .filter_map(|r| RelPath::from_host(r.prefix.as_bytes()).ok())
     }
 
     /// The digest of the encoded manifest: the capsule's identity.

@@ -82,6 +82,11 @@ pub enum Isolation {
     WriteCopy,
     /// Host invisible below the prefix.
     Full,
+    /// State of a shared capsule: the prefix is one real directory in this capsule's sandbox
+    /// (seeded from the capsule's files below it on first use), and every capsule that links
+    /// to this one sees that same directory there. (Appended last: manifests written before
+    /// it decode unchanged.)
+    State,
 }
 
 /// One isolation rule.
@@ -150,6 +155,9 @@ pub enum CaptureStep {
     Install,
     /// `capture trace`.
     Trace,
+    /// `capture shared`, or `--state`/`--link` on another capture: declarations, no files.
+    /// (Appended last: manifests written before it decode unchanged.)
+    Declared,
 }
 
 impl CaptureStep {
@@ -160,6 +168,7 @@ impl CaptureStep {
             CaptureStep::ElfClosure => "elf-closure",
             CaptureStep::Install => "install",
             CaptureStep::Trace => "trace",
+            CaptureStep::Declared => "declared",
         }
     }
 }

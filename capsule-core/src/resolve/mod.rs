@@ -62,6 +62,16 @@ fn substitute(view: &View<'_>, buf: &mut PathBuffer, plen: usize, link: &Entry<'
     normalize(view, b"", tmp.as_bytes(), buf).map(|_| ())
 }
 
+/// Replace `buf`'s prefix of `plen` bytes (a redirect's path, with its leading '/') by the
+/// redirect's host directory.
+fn redirect(buf: &mut PathBuffer, plen: usize, dir: &[u8]) -> Result<(), i32> {
+    let mut tmp = PathBuffer::new();
+    tmp.push(dir)?;
+    tmp.push(buf.as_bytes().get(plen..).unwrap_or_default())?;
+    buf.clear();
+    buf.push(tmp.as_bytes())
+}
+
 /// What [`normalize`] learnt about an argument besides its normalised form.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Walk {
@@ -266,6 +276,13 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
         if let Some(e) = view.lookup(rel) {
             return match e.kind {
                 Kind::File | Kind::Dir => Decision::Tree { entry: Some(e.index) },
+                Kind::Redirect => {
+                    let plen = buf.as_bytes().len();
+                    match redirect(buf, plen, e.target) {
+                        Ok(()) => Decision::Host,
+                        Err(err) => Decision::Deny(err),
+                    }
+                }
                 Kind::Whiteout if intent.create => Decision::Tree { entry: None },
                 Kind::Whiteout => Decision::Deny(libc::ENOENT),
                 // Followed virtually, wherever it points: a destination inside the capsule
@@ -294,6 +311,13 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                     break;
                 }
                 Some(e) if e.kind == Kind::Whiteout => return Decision::Deny(libc::ENOENT),
+                // Below shared state: the host directory it stands for, whatever the mode.
+                Some(e) if e.kind == Kind::Redirect => {
+                    return match redirect(buf, i + 1, e.target) {
+                        Ok(()) => Decision::Host,
+                        Err(err) => Decision::Deny(err),
+                    };
+                }
                 // A capsule file used as a directory.
                 Some(e) if e.kind == Kind::File => return Decision::Deny(libc::ENOTDIR),
                 // The first miss ends the search; `parent` stays the deepest capsule directory.

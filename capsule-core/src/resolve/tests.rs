@@ -19,10 +19,13 @@ fn view_bytes() -> Vec<u8> {
             ("usr/bin/sh-link", EntryKind::Symlink { target: b"../../bin/sh".to_vec() }),
             ("usr/lib", EntryKind::Dir),
             ("usr/lib/libx.so", f()),
+            ("capsule-only/shared", EntryKind::Dir),
+            ("capsule-only/shared/hidden", f()),
         ],
         0o755,
     );
     m.deletions.push(RelPath::new("etc/gone").unwrap());
+    m.deletions.push(RelPath::new("srv/state/gone").unwrap());
     let opts = ViewOptions {
         tree: "/store/sandboxes/t/root".into(),
         capsule_mode: Mode::WriteCopy,
@@ -34,6 +37,10 @@ fn view_bytes() -> Vec<u8> {
         ],
         whiteouts: vec![],
         files: vec![],
+        redirects: vec![
+            (RelPath::new("srv/state").unwrap(), "/store/sandboxes/db/state/srv/state".into()),
+            (RelPath::new("capsule-only/shared").unwrap(), "/elsewhere".into()),
+        ],
     };
     compile(&m, &opts)
 }
@@ -166,4 +173,28 @@ fn literal_agrees_with_the_general_path() {
     ] {
         assert!(super::literal(&v, p.as_bytes()).is_none(), "{p} taken");
     }
+}
+
+#[test]
+fn shared_state_goes_to_its_host_directory() {
+    // The prefix itself, and any depth below it, whatever the prefix's parent is.
+    assert_eq!(run("/srv/state", true, false), (Decision::Host, "/store/sandboxes/db/state/srv/state".into()));
+    assert_eq!(
+        run("/srv/state/db/x.sqlite", false, true),
+        (Decision::Host, "/store/sandboxes/db/state/srv/state/db/x.sqlite".into())
+    );
+    // The capsule's own entries and deletions below the prefix give way to the redirect.
+    assert_eq!(
+        run("/srv/state/gone", true, false),
+        (Decision::Host, "/store/sandboxes/db/state/srv/state/gone".into())
+    );
+    assert_eq!(run("/capsule-only/shared/hidden", true, false), (Decision::Host, "/elsewhere/hidden".into()));
+    // A sibling name is not below the prefix.
+    assert_eq!(run("/srv/statefile", true, false).0, Decision::Passthrough);
+    // The capsule-only parent still goes to the tree.
+    assert!(matches!(run("/capsule-only/f", true, false).0, Decision::Tree { entry: Some(_) }));
+    // Not a literal capsule path (the fast path must not send it to the tree).
+    let bytes = view_bytes();
+    let v = View::new(&bytes).unwrap();
+    assert!(literal(&v, b"/srv/state").is_none());
 }

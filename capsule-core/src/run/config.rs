@@ -24,8 +24,9 @@ pub struct Projected {
     pub files: Vec<RelPath>,
 }
 
-/// Project the effective registry of `m` in `sandbox` (see the module docs).
-pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest) -> Result<Projected, RunError> {
+/// Project the effective registry of `m`, with the registries of the shared capsules it links
+/// to (`shared`, in order) layered over its own, in `sandbox` (see the module docs).
+pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest, shared: &[&Manifest]) -> Result<Projected, RunError> {
     // The capsule's layer (`capsule config NAME`), whichever sandbox this run uses.
     let layer_path = registry::sandbox_file(store.root(), &m.name);
     let layer = registry::load_layer(&layer_path).map_err(|e| RunError::Io {
@@ -33,7 +34,7 @@ pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest) -> Result<Project
         path: layer_path.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     })?;
-    let p = registry::project(&registry::merged(m, &layer));
+    let p = registry::project(&registry::merged(m, shared, &layer));
     let list = sandbox.dir().join("projected");
     let before: Vec<String> = fs::read_to_string(&list).unwrap_or_default().lines().map(str::to_owned).collect();
     let mut files = Vec::new();

@@ -17,6 +17,7 @@ pub mod materialize;
 pub mod netns;
 pub mod sandbox;
 mod server;
+pub mod shared;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,9 @@ pub enum RunError {
     /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
     #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
     Isolation(String),
+    /// A link to a shared capsule that cannot be followed.
+    #[error(transparent)]
+    Link(#[from] shared::LinkError),
 }
 
 impl RunError {
@@ -108,17 +112,37 @@ pub struct Prepared {
     pub identity: crate::manifest::Identity,
 }
 
-/// Prepare capsule `r` for a run with isolation `rules` (added to the defaults; later wins).
+/// What a run asks for besides the capsule.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Isolation rules (over the defaults and the capsule's own; a later rule wins).
+    pub rules: Vec<(String, Mode)>,
+    /// Identity overrides.
+    pub ident: crate::manifest::Identity,
+    /// Shared capsules linked for this run (`--with`), besides the manifest's links.
+    pub with: Vec<CapsuleRef>,
+}
+
+/// Prepare capsule `r` for a run in sandbox `sandbox_name` (default: the capsule's name).
 pub fn prepare(
     store: &Store,
     r: &CapsuleRef,
-    rules: &[(String, Mode)],
-    ident: &crate::manifest::Identity,
+    opts: &RunOptions,
     sandbox_name: Option<&str>,
 ) -> Result<Prepared, RunError> {
     let (digest, manifest) = store.load(r)?;
     let sandbox = sandbox::Sandbox::open(store, sandbox_name.unwrap_or(&r.name))?;
-    prepare_with(store, digest, manifest, sandbox, rules, ident)
+    prepare_with(store, digest, manifest, sandbox, opts)
+}
+
+fn mode_of(i: crate::manifest::Isolation) -> Option<Mode> {
+    use crate::manifest::Isolation;
+    match i {
+        Isolation::Merged => Some(Mode::Merged),
+        Isolation::WriteCopy => Some(Mode::WriteCopy),
+        Isolation::Full => Some(Mode::Full),
+        Isolation::State => None,
+    }
 }
 
 /// Prepare a run of `manifest` (digest `digest`, not necessarily in the store: `capture
@@ -128,13 +152,19 @@ pub fn prepare_with(
     digest: Digest,
     manifest: Manifest,
     sandbox: sandbox::Sandbox,
-    rules: &[(String, Mode)],
-    ident: &crate::manifest::Identity,
+    run: &RunOptions,
 ) -> Result<Prepared, RunError> {
-    let identity = identity::effective(&manifest.identity, ident)?;
+    let identity = identity::effective(&manifest.identity, &run.ident)?;
     sandbox.build_skeleton(&digest, &manifest)?;
+    let links = shared::linked(store, &manifest, &run.with)?;
+    let own_sandbox = sandbox.dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let state = shared::state_dirs(store, &manifest, &own_sandbox, &links)?;
+    for l in &links {
+        shared::record_user(store, &l.manifest.name, &manifest.name)?;
+    }
     let mut all_rules = default_rules();
-    all_rules.extend(rules.iter().cloned());
+    all_rules.extend(manifest.isolation.iter().filter_map(|r| Some((r.prefix.clone(), mode_of(r.mode)?))));
+    all_rules.extend(run.rules.iter().cloned());
     all_rules.reverse(); // a later rule for the same prefix wins
     all_rules.dedup_by(|a, b| a.0.trim_end_matches('/') == b.0.trim_end_matches('/'));
     let mut opts = ViewOptions {
@@ -143,8 +173,15 @@ pub fn prepare_with(
         rules: all_rules,
         whiteouts: sandbox.whiteouts()?,
         files: Vec::new(),
+        redirects: state.iter().map(|s| (s.prefix.clone(), s.dir.clone())).collect(),
     };
-    let projected = config::project(store, &sandbox, &manifest)?;
+    // The prefix also exists in the tree, so that listings of its parent show it.
+    for s in &state {
+        let dir = sandbox.tree().join(std::ffi::OsStr::new(&*String::from_utf8_lossy(s.prefix.as_bytes())));
+        fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    }
+    let shared_layers: Vec<&Manifest> = links.iter().map(|l| &l.manifest).collect();
+    let projected = config::project(store, &sandbox, &manifest, &shared_layers)?;
     opts.files.clone_from(&projected.files);
     let hosts = RelPath::new("etc/hosts").ok().and_then(|p| match manifest.get(&p) {
         Some(e @ crate::manifest::Entry { kind: EntryKind::File { digest, .. }, .. }) => {

@@ -20,6 +20,9 @@ pub struct ViewOptions {
     /// Files the run itself put in the tree, which the program must see there (configuration
     /// files edited through the registry), even where the capsule has no such file.
     pub files: Vec<RelPath>,
+    /// Shared state: each prefix, and everything below it, is the host directory given
+    /// (absolute). The capsule's own entries and whiteouts below a prefix give way to it.
+    pub redirects: Vec<(RelPath, PathBuf)>,
 }
 
 struct Strings(Vec<u8>);
@@ -67,6 +70,27 @@ fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32
     }
     for d in m.deletions.iter().chain(&opts.whiteouts) {
         map.insert(d.as_bytes().to_vec(), (Kind::Whiteout, 0, 0, Vec::new()));
+    }
+    for (prefix, dir) in &opts.redirects {
+        let p = prefix.as_bytes();
+        map.retain(|k, _| !(k.starts_with(p) && (k.len() == p.len() || k.get(p.len()) == Some(&b'/'))));
+        // Every ancestor of a view path is in the view (the resolver's walk stops at the first
+        // miss), as a directory the host may also have.
+        let mut anc = prefix.parent();
+        while let Some(a) = anc {
+            let key = a.as_bytes().to_vec();
+            let host = a.to_absolute().is_dir();
+            let e = map.entry(key).or_insert((Kind::Dir, 0, 0o755, Vec::new()));
+            if e.0 != Kind::Dir {
+                // A capsule symlink or file on the way: the redirect wins, as a directory.
+                *e = (Kind::Dir, 0, 0o755, Vec::new());
+            }
+            if host {
+                e.1 |= FLAG_HOST_DIR;
+            }
+            anc = a.parent();
+        }
+        map.insert(p.to_vec(), (Kind::Redirect, 0, 0o755, dir.as_os_str().as_encoded_bytes().to_vec()));
     }
     map
 }

@@ -4,9 +4,10 @@
 //! panics (every read is bounds-checked; a damaged view reads as "no entry").
 //!
 //! ```text
-//! header   128 bytes: magic "CAPVIEW\x02", counts, section offsets, tree path, hash probe
+//! header   128 bytes: magic "CAPVIEW\x03", counts, section offsets, tree path, hash probe
 //! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; [`hash`], linear probing
-//! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode
+//! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode; the target
+//!          is a symlink's (relative) or a redirect's (absolute host directory)
 //! rules    12 bytes each: prefix (off, len), isolation mode; longest prefix first
 //! strings  paths (without the leading '/'), symlink targets, the tree path
 //! ```
@@ -26,7 +27,7 @@ mod tests;
 pub use compile::{ViewOptions, compile};
 
 /// Magic of a view file.
-pub const MAGIC: [u8; 8] = *b"CAPVIEW\x02";
+pub const MAGIC: [u8; 8] = *b"CAPVIEW\x03";
 /// Header size.
 pub const HEADER: usize = 128;
 /// Entry record size.
@@ -45,6 +46,10 @@ pub enum Kind {
     Symlink,
     /// Deleted by the capture or in the sandbox: reads as ENOENT.
     Whiteout,
+    /// A shared capsule's state directory: this path and everything below it is the host
+    /// directory `target` (absolute), as a bind mount would make it. Every linked app sees
+    /// the same directory, so writes, `flock` and `fcntl` locks are shared.
+    Redirect,
 }
 
 impl Kind {
@@ -54,6 +59,7 @@ impl Kind {
             2 => Some(Kind::Dir),
             3 => Some(Kind::Symlink),
             4 => Some(Kind::Whiteout),
+            5 => Some(Kind::Redirect),
             _ => None,
         }
     }
@@ -65,6 +71,7 @@ impl Kind {
             Kind::Dir => 2,
             Kind::Symlink => 3,
             Kind::Whiteout => 4,
+            Kind::Redirect => 5,
         }
     }
 }

@@ -24,6 +24,7 @@ fn opts() -> ViewOptions {
         rules: vec![("/".into(), Mode::Merged), ("/tmp".into(), Mode::Passthrough), ("/opt/app".into(), Mode::Full)],
         whiteouts: vec![RelPath::new("usr/bin/deleted").unwrap()],
         files: vec![],
+        redirects: vec![],
     }
 }
 

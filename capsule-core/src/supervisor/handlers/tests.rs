@@ -104,6 +104,7 @@ fn setup() -> Setup {
         rules: vec![("/".into(), Mode::Merged), ("/tmp".into(), Mode::Passthrough)],
         whiteouts: vec![],
         files: vec![],
+        redirects: vec![],
     };
     Setup { view: compile(&m, &opts), tree, _dir: dir }
 }
