@@ -171,12 +171,23 @@ pub fn save_layer(path: &Path, layer: &BTreeMap<String, RegValue>) -> Result<(),
     Ok(())
 }
 
-/// The effective registry: the capsule's keys, the keys of the shared capsules it links to
-/// over them (in link order), then the sandbox layer over all.
-pub fn merged(m: &Manifest, shared: &[&Manifest], layer: &BTreeMap<String, RegValue>) -> BTreeMap<String, RegValue> {
+/// What a shared capsule `m` contributes to the capsules linked to it: its own keys with its
+/// sandbox layer over them (so `config SHARED set` reaches every linked app).
+pub fn shared_layer(store_root: &Path, m: &Manifest) -> Result<BTreeMap<String, RegValue>, RegistryError> {
+    let own = load_layer(&sandbox_file(store_root, &m.name))?;
+    Ok(merged(m, &[], &own))
+}
+
+/// The effective registry: the capsule's keys, the layers of the shared capsules it links to
+/// over them (in link order, see [`shared_layer`]), then the sandbox layer over all.
+pub fn merged(
+    m: &Manifest,
+    shared: &[BTreeMap<String, RegValue>],
+    layer: &BTreeMap<String, RegValue>,
+) -> BTreeMap<String, RegValue> {
     let mut out: BTreeMap<String, RegValue> = m.registry.iter().cloned().collect();
     for s in shared {
-        out.extend(s.registry.iter().cloned());
+        out.extend(s.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     out.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
     out

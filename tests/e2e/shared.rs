@@ -102,14 +102,19 @@ fn two_capsules_appending_under_flock_lose_no_line() {
     for app in ["app-a", "app-b"] {
         env.ok(&["-q", "capture", "elf", app, "/bin/dash", "/usr/bin/flock", "/usr/bin/wc", "--link", "logs"]);
     }
+    // The shared capsule's registry reaches the apps linked to it: the log's path is a key of
+    // `logs`, seen by both apps as an environment variable (layered capsule < shared < sandbox).
+    let log = format!("{state}/log.txt");
+    env.ok(&["config", "logs", "set", "machine/env/SHARED_LOG", &log]);
+    assert_eq!(env.ok(&["config", "app-a", "get", "machine/env/SHARED_LOG"]).trim(), format!("{log:?}"));
     // Each line carries the number of lines before it, read and appended under the lock: two
     // writers that overlapped would write the same number twice.
     const N: usize = 60;
-    let log = format!("{state}/log.txt");
     let script = |who: &str| {
         format!(
-            ": >> {log}; i=0; while [ $i -lt {N} ]; do \
-             flock {log} dash -c 'n=$(wc -l < {log}); echo \"$n {who}\" >> {log}' || exit 1; i=$((i+1)); done"
+            ": >> \"$SHARED_LOG\"; i=0; while [ $i -lt {N} ]; do \
+             flock \"$SHARED_LOG\" dash -c 'n=$(wc -l < \"$SHARED_LOG\"); echo \"$n {who}\" >> \"$SHARED_LOG\"' || exit 1; \
+             i=$((i+1)); done"
         )
     };
     let spawn = |app: &str, who: &str| {

@@ -21,7 +21,8 @@ pub fn run(store: &Store, out: Output, c: ConfigArgs) -> Result<ExitCode> {
     // The shared capsules the manifest links to layer their keys over the capsule's.
     let links =
         capsule_core::run::shared::linked(store, &m, &[]).with_context(|| format!("cannot load the links of {r}"))?;
-    let shared: Vec<&capsule_core::manifest::Manifest> = links.iter().map(|l| &l.manifest).collect();
+    let shared =
+        links.iter().map(|l| registry::shared_layer(store.root(), &l.manifest)).collect::<Result<Vec<_>, _>>()?;
     let layer_path = registry::sandbox_file(store.root(), &r.name);
     let mut layer = registry::load_layer(&layer_path)?;
     match c.action {

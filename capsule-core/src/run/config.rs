@@ -34,7 +34,17 @@ pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest, shared: &[&Manife
         path: layer_path.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     })?;
-    let p = registry::project(&registry::merged(m, shared, &layer));
+    let shared = shared
+        .iter()
+        .map(|s| {
+            registry::shared_layer(store.root(), s).map_err(|e| RunError::Io {
+                action: "failed to read the registry of shared capsule",
+                path: registry::sandbox_file(store.root(), &s.name),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let p = registry::project(&registry::merged(m, &shared, &layer));
     let list = sandbox.dir().join("projected");
     let before: Vec<String> = fs::read_to_string(&list).unwrap_or_default().lines().map(str::to_owned).collect();
     let mut files = Vec::new();
