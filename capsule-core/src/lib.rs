@@ -3,7 +3,7 @@
 //! Principal types: [`store::Store`] (content-addressed blobs plus the sled index that caches
 //! what they say), [`manifest::Manifest`] (one capsule: its file tree, entry points, env,
 //! isolation rules, registry, identity and links), [`capture`] (snapshot diff and ELF closure)
-//! and [`archive`] (the self-contained export file).
+//! [`archive`] (the self-contained export file) and [`sign`] (its ed25519 keys).
 //!
 //! Invariants: blobs are the truth and are immutable once renamed into place; every decode of
 //! bytes that came from disk or the network goes through [`codec`] with a size limit; paths in a
@@ -37,6 +37,8 @@ pub mod registry;
 pub mod resolve;
 #[cfg(feature = "store")]
 pub mod run;
+#[cfg(feature = "store")]
+pub mod sign;
 #[cfg(feature = "store")]
 pub mod store;
 #[cfg(feature = "store")]

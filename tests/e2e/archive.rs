@@ -1,5 +1,6 @@
 //! Done-when 4: bad export files are refused with an error naming the problem, and the store
-//! (`list`, `verify`, its blob files) is exactly as before.
+//! (`list`, `verify`, its blob files) is exactly as before. Signed exports: `keygen`,
+//! `export --sign`, `import --trust`.
 
 use std::fs;
 
@@ -31,10 +32,17 @@ fn setup() -> Setup {
 
 /// Import `bytes` and require refusal with a message containing every one of `needles`.
 fn refused(s: &Setup, name: &str, bytes: &[u8], needles: &[&str]) {
+    refused_with(s, name, bytes, &[], needles);
+}
+
+/// As [`refused`], with more arguments for `import` (`--trust ...`).
+fn refused_with(s: &Setup, name: &str, bytes: &[u8], extra: &[&str], needles: &[&str]) {
     let before = s.env.state();
     let path = s.env.path(name);
     fs::write(&path, bytes).unwrap();
-    let o = s.env.fails(&["import", path.to_str().unwrap()]);
+    let mut args = vec!["import", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = s.env.fails(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(name), "error does not name the file {name}: {err}");
     for n in needles {
@@ -63,18 +71,24 @@ fn truncated_export_is_refused() {
     }
 }
 
-#[test]
-fn flipped_byte_in_a_blob_is_refused_naming_the_digest() {
-    let s = setup();
-    let bytes = fs::read(&s.file).unwrap();
-    // The largest blob record is data.bin's; flip a byte in the middle of its frame.
+/// `bytes` with one bit flipped inside data.bin's blob frame; and data.bin's digest.
+fn flip_in_data_blob(bytes: &[u8]) -> (Vec<u8>, String) {
     let data_digest =
         blake3::hash(&(0..200_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).to_hex().to_string();
     let raw = hex_to_bytes(&data_digest);
     // The digest also appears in the manifest; the blob record is the last occurrence.
     let at = bytes.windows(32).rposition(|w| w == raw).expect("blob record of data.bin");
-    let mut b = bytes.clone();
+    let mut b = bytes.to_vec();
     b[at + 32 + 200] ^= 0x01;
+    (b, data_digest)
+}
+
+#[test]
+fn flipped_byte_in_a_blob_is_refused_naming_the_digest() {
+    let s = setup();
+    let bytes = fs::read(&s.file).unwrap();
+    // The largest blob record is data.bin's; flip a byte in the middle of its frame.
+    let (b, data_digest) = flip_in_data_blob(&bytes);
     refused(&s, "flipped.capsule", &b, &[&data_digest]);
     // A flip anywhere else is refused too (checksum, manifest, header).
     for at in [3, 18, 30, bytes.len() - 20] {
@@ -133,6 +147,110 @@ fn oversize_records_are_refused() {
     patched.extend_from_slice(&enc[at + 9..]);
     enc = patched;
     refused(&s, "longpath.capsule", &forge(&enc, &[b"secret"]), &["too long"]);
+}
+
+/// `capsule keygen -o DIR/NAME` in `env`'s scratch directory; (secret file, public file, hex key).
+fn keygen(env: &Env, name: &str) -> (String, String, String) {
+    let prefix = env.path(name);
+    let v = env.json(&["keygen", "-o", prefix.to_str().unwrap()]);
+    let key = v["public_key"].as_str().unwrap().to_owned();
+    assert_eq!(v["fingerprint"].as_str().unwrap(), &key[..16]);
+    (v["secret_key_file"].as_str().unwrap().to_owned(), v["public_key_file"].as_str().unwrap().to_owned(), key)
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (secret, public, key) = keygen(&env, "me");
+    assert_eq!(fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::read_to_string(&public).unwrap(), format!("capsule-ed25519 {key}\n"));
+    assert!(fs::read_to_string(&secret).unwrap().starts_with("capsule-ed25519-secret "));
+    let before = fs::read(&secret).unwrap();
+    let o = env.fails(&["keygen", "-o", env.path("me").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("me.key"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read(&secret).unwrap(), before);
+    // keygen needs no store and makes none.
+    assert!(!env.store().exists());
+}
+
+#[test]
+fn signed_and_trusted_imports_and_inspects() {
+    let s = setup();
+    let source = Env::new();
+    source.small_capsule("app", &[("usr/bin/app", b"#!/bin/sh\necho app\n")]);
+    let (secret, public, key) = keygen(&source, "signer");
+    let file = source.path("signed.capsule");
+    let o = source.cmd(&["--json", "export", "app", "-o", file.to_str().unwrap(), "--sign", &secret]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let exported: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(exported["signer"], key.as_str());
+    // No warning for a 0600 key.
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"));
+    let got = s.env.json(&["import", file.to_str().unwrap(), "--trust", &public]);
+    assert_eq!(got["signer"], key.as_str());
+    let inspect = s.env.json(&["inspect", "app"]);
+    assert_eq!(inspect["digest"], exported["digest"]);
+    assert_eq!(s.env.json(&["verify"])["ok"], true);
+    // The bare hex form of --trust, and no --trust at all, accept it too.
+    let other = Env::new();
+    other.ok(&["-q", "import", file.to_str().unwrap(), "--trust", &key]);
+    let third = Env::new();
+    third.ok(&["-q", "import", file.to_str().unwrap()]);
+}
+
+#[test]
+fn wrong_key_unsigned_and_tampered_files_are_refused_with_trust() {
+    let s = setup();
+    let (secret, _, signer) = keygen(&s.env, "signer");
+    let (_, trusted_pub, trusted) = keygen(&s.env, "trusted");
+    let source = Env::new();
+    source.small_capsule("app", &[("usr/bin/app", b"#!/bin/sh\necho app\n")]);
+    let signed = source.path("signed.capsule");
+    source.ok(&["-q", "export", "app", "-o", signed.to_str().unwrap(), "--sign", &secret]);
+    let bytes = fs::read(&signed).unwrap();
+    let trust = ["--trust", trusted_pub.as_str()];
+    refused_with(&s, "other-key.capsule", &bytes, &trust, &["signed by key", &signer, "not trusted", &trusted]);
+    // Unsigned (the setup's export) with --trust.
+    let unsigned = fs::read(&s.file).unwrap();
+    refused_with(&s, "unsigned.capsule", &unsigned, &trust, &["not signed", &trusted]);
+    // A signed file with one byte changed inside a blob: the blob check names the digest
+    // first, with or without --trust.
+    let (sec2, _, _) = keygen(&s.env, "big");
+    let big = Env::new();
+    let data: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    big.small_capsule("app", &[("usr/share/app/data.bin", &data)]);
+    let big_file = big.path("big.capsule");
+    big.ok(&["-q", "export", "app", "-o", big_file.to_str().unwrap(), "--sign", &sec2]);
+    let (b, digest) = flip_in_data_blob(&fs::read(&big_file).unwrap());
+    refused_with(&s, "tampered.capsule", &b, &trust, &[&digest]);
+    refused(&s, "tampered2.capsule", &b, &[&digest]);
+    // The signature itself changed: refused even without --trust, naming key and manifest.
+    let mut b = bytes.clone();
+    let sig_at = b.len() - 49 - 64 + 10;
+    b[sig_at] ^= 0x01;
+    refused(&s, "badsig.capsule", &b, &["does not verify", &signer, "manifest"]);
+}
+
+#[test]
+fn export_sign_names_a_bad_key_file_and_warns_when_it_is_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.small_capsule("app", &[("usr/bin/app", b"#!/bin/sh\necho app\n")]);
+    let out = env.path("x.capsule");
+    let missing = env.path("nope.key");
+    let o = env.fails(&["export", "app", "-o", out.to_str().unwrap(), "--sign", missing.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.key"));
+    let (secret, public, _) = keygen(&env, "k");
+    let o = env.fails(&["export", "app", "-o", out.to_str().unwrap(), "--sign", &public]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("k.pub") && err.contains("not a capsule secret key"), "{err}");
+    assert!(!out.exists());
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = env.cmd(&["-q", "export", "app", "-o", out.to_str().unwrap(), "--sign", &secret]).output().unwrap();
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("warning") && err.contains("k.key") && err.contains("0644"), "{err}");
 }
 
 fn hex_to_bytes(h: &str) -> Vec<u8> {

@@ -12,6 +12,7 @@ mod archive;
 mod capture;
 mod config;
 mod demo;
+mod df;
 mod identity;
 mod install;
 mod netns;

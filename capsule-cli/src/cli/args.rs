@@ -43,6 +43,10 @@ pub enum Verb {
     Export(Export),
     /// Read a file written by `export`.
     Import(Import),
+    /// Make an ed25519 key pair for `export --sign` and `import --trust`.
+    Keygen(Keygen),
+    /// Disk usage: each capsule's logical and stored bytes, what they share, the dedup ratio.
+    Df,
     /// Run a capsule's program (exit status: the program's; 125/126/127 as docker).
     Run(Run),
     /// Look at or discard what a capsule's programs changed.
@@ -210,6 +214,9 @@ pub struct Export {
     /// The file to write.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Sign the file with this secret key file (made by `capsule keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 /// `import`
@@ -217,6 +224,18 @@ pub struct Export {
 pub struct Import {
     /// The file to read.
     pub file: PathBuf,
+    /// Accept the file only if signed by this key: a `.pub` file or 64 hex digits
+    /// (repeatable: any one of them).
+    #[arg(long, value_name = "PUBKEY")]
+    pub trust: Vec<String>,
+}
+
+/// `keygen`
+#[derive(Debug, Args)]
+pub struct Keygen {
+    /// Write PREFIX.key (secret, mode 0600) and PREFIX.pub; existing files are never replaced.
+    #[arg(short, long, value_name = "PREFIX", default_value = "capsule-signing")]
+    pub output: PathBuf,
 }
 
 /// `run`

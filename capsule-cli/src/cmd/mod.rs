@@ -3,7 +3,9 @@
 mod capture;
 mod config;
 mod demo;
+mod df;
 mod inspect;
+mod keygen;
 mod list;
 mod manage;
 mod run;
@@ -21,6 +23,10 @@ use crate::cli::{Cli, Output};
 
 /// Run the verb `cli` names.
 pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
+    // keygen needs no store: do not create one as a side effect.
+    if let Verb::Keygen(k) = &cli.verb {
+        return keygen::run(out, k);
+    }
     let root = cli.store.clone().unwrap_or_else(Store::default_root);
     // Absolute: `run` hands paths under the store (the view, the sandbox tree) to programs
     // that may change directory, and the shim compares the tree path with absolute ones.
@@ -39,6 +45,8 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Verify(v) => verify::run(&store, out, v),
         Verb::Export(e) => transfer::export(&store, out, e),
         Verb::Import(i) => transfer::import(&store, out, i),
+        Verb::Keygen(k) => keygen::run(out, &k),
+        Verb::Df => df::run(&store, out),
         Verb::Run(r) => run::run(&store, out, r),
         Verb::Sandbox(s) => sandbox::run(&store, out, s),
         Verb::Config(c) => config::run(&store, out, c),

@@ -1,9 +1,10 @@
-//! `export` and `import`.
+//! `export` (optionally signed) and `import` (optionally only from trusted keys).
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use capsule_core::archive;
+use capsule_core::sign::{PublicKey, SecretKey};
 use capsule_core::store::Store;
 use serde_json::json;
 
@@ -17,10 +18,12 @@ fn print(out: Output, verb: &str, s: &archive::Summary) -> Result<()> {
         out.print_json(&json!({
             "capsule": s.capsule.to_string(), "digest": s.digest.to_hex(),
             "blobs_moved": s.blobs_moved, "blobs_present": s.blobs_present, "bytes": s.bytes,
+            "signer": s.signer.map(|k| k.to_hex()),
         }))?;
     } else {
+        let signed = s.signer.map(|k| format!(", signed by key {}", k.fingerprint())).unwrap_or_default();
         out.info(format!(
-            "{verb} {} {} ({} blobs, {} present already, {})",
+            "{verb} {} {} ({} blobs, {} present already, {}{signed})",
             s.capsule,
             s.digest.short(),
             s.blobs_moved,
@@ -31,18 +34,36 @@ fn print(out: Output, verb: &str, s: &archive::Summary) -> Result<()> {
     Ok(())
 }
 
-/// `export NAME -o FILE`.
+/// `export NAME -o FILE [--sign KEY]`.
 pub fn export(store: &Store, out: Output, e: Export) -> Result<ExitCode> {
     let r = capsule_ref(&e.name)?;
-    let s = archive::export(store, &r, &e.output, &Bars::new(out.bars()))
+    let key = match &e.sign {
+        Some(path) => {
+            let loaded = SecretKey::load(path).context("cannot sign the export")?;
+            if let Some(mode) = loaded.loose_mode {
+                eprintln!(
+                    "capsule: warning: secret key file {} has mode {mode:04o}: others can read it (chmod 600 it)",
+                    path.display()
+                );
+            }
+            Some(loaded.key)
+        }
+        None => None,
+    };
+    let s = archive::export(store, &r, &e.output, key.as_ref(), &Bars::new(out.bars()))
         .with_context(|| format!("cannot export capsule {r} to {}", e.output.display()))?;
     print(out, "exported", &s)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `import FILE`.
+/// `import FILE [--trust PUBKEY]...`.
 pub fn import(store: &Store, out: Output, i: Import) -> Result<ExitCode> {
-    let s = archive::import(store, &i.file, &Bars::new(out.bars()))
+    let trusted = i
+        .trust
+        .iter()
+        .map(|t| PublicKey::from_arg(t).with_context(|| format!("invalid --trust {t}")))
+        .collect::<Result<Vec<_>>>()?;
+    let s = archive::import(store, &i.file, &trusted, &Bars::new(out.bars()))
         .with_context(|| format!("import of {} refused; the store is unchanged", i.file.display()))?;
     print(out, "imported", &s)?;
     Ok(ExitCode::SUCCESS)

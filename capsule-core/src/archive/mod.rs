@@ -1,18 +1,23 @@
-//! Export and import: one self-contained file holding a capsule's manifest and its blobs.
+//! Export and import: one self-contained file holding a capsule's manifest and its blobs,
+//! optionally signed.
 //!
 //! ```text
-//! header  "CAPSULEX" · u16 version · 6 zero bytes                          16 bytes
+//! header  "CAPSULEX" · u16 version (2; 1 is still read) · 6 zero bytes     16 bytes
 //! record  u8 tag · u64 length (LE) · payload
-//!   1 MANIFEST  zstd frame of the encoded manifest            (first, exactly once)
-//!   2 BLOB      32-byte digest · zstd frame of the content    (one per blob, sorted)
-//!   255 END     blake3 of every byte before this record · u64 record count
+//!   1 MANIFEST   zstd frame of the encoded manifest            (first, exactly once)
+//!   2 BLOB       32-byte digest · zstd frame of the content    (one per blob, sorted)
+//!   3 SIGNATURE  32-byte ed25519 public key · 64-byte signature (v2 only, optional, last
+//!                before END): see [`crate::sign`] for what is signed
+//!   255 END      blake3 of every byte before this record · u64 record count
 //! ```
 //! Blob frames are copied from the store as they are (no recompression), and checked on import
 //! by decompressing and hashing. Import trusts nothing: every length is checked against a limit
 //! before anything is read or allocated, the manifest is validated (no `..`, no escaping
-//! symlinks), every blob must hash to its digest and be one the manifest uses, and the END
-//! checksum must match. Blobs are staged in `tmp/` and nothing is moved into the store until
-//! all of that passed, so a truncated or damaged file leaves the store exactly as it was.
+//! symlinks), every blob must hash to its digest and be one the manifest uses, a signature must
+//! verify for the manifest's digest (and come from a trusted key, when the caller names any),
+//! and the END checksum must match. Blobs are staged in `tmp/` and nothing is moved into the
+//! store until all of that passed, so a truncated, damaged or untrusted file leaves the store
+//! exactly as it was.
 
 mod reader;
 
@@ -26,12 +31,17 @@ pub use reader::import;
 use crate::capture::Progress;
 use crate::digest::{Digest, HashingWriter};
 use crate::manifest::{MAX_MANIFEST_BYTES, ManifestError};
+use crate::sign::{PublicKey, SIGNATURE_LEN, SecretKey};
 use crate::store::{CapsuleRef, Store, StoreError};
 
 const MAGIC: &[u8; 8] = b"CAPSULEX";
-const VERSION: u16 = 1;
+/// The version written. Version 1 is version 2 without the SIGNATURE record.
+const VERSION: u16 = 2;
 const TAG_MANIFEST: u8 = 1;
 const TAG_BLOB: u8 = 2;
+const TAG_SIGNATURE: u8 = 3;
+/// Public key and signature.
+const SIGNATURE_RECORD: u64 = 32 + SIGNATURE_LEN as u64;
 const TAG_END: u8 = 255;
 /// Largest compressed manifest record.
 const MAX_MANIFEST_RECORD: u64 = MAX_MANIFEST_BYTES;
@@ -69,7 +79,7 @@ pub enum ArchiveError {
         path: PathBuf,
     },
     /// Written by a newer capsule.
-    #[error("export file {} has format version {found}; this capsule reads version {VERSION}", path.display())]
+    #[error("export file {} has format version {found}; this capsule reads versions 1 to {VERSION}", path.display())]
     Version {
         /// The file.
         path: PathBuf,
@@ -142,6 +152,52 @@ pub enum ArchiveError {
         /// The file.
         path: PathBuf,
     },
+    /// A SIGNATURE record whose length is not that of a key and a signature.
+    #[error("export file {} is corrupt: the signature record at byte {offset} is {len} bytes, not {SIGNATURE_RECORD}", path.display())]
+    SignatureLength {
+        /// The file.
+        path: PathBuf,
+        /// Its claimed length.
+        len: u64,
+        /// Where.
+        offset: u64,
+    },
+    /// A SIGNATURE record whose 32 key bytes are not an ed25519 public key.
+    #[error("export file {} is corrupt: the signature record at byte {offset} holds an invalid public key", path.display())]
+    SignatureKey {
+        /// The file.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+    },
+    /// A signature that does not verify: the file was changed after signing, or forged.
+    #[error("export file {} is refused: its signature by key {key} does not verify for manifest {digest}", path.display())]
+    BadSignature {
+        /// The file.
+        path: PathBuf,
+        /// The key the record names.
+        key: PublicKey,
+        /// The manifest digest the signature should cover.
+        digest: Digest,
+    },
+    /// Trusted keys were given and the file carries no signature.
+    #[error("export file {} is not signed; only files signed by a trusted key are accepted (trusted: {})", path.display(), key_list(trusted))]
+    NotSigned {
+        /// The file.
+        path: PathBuf,
+        /// The keys the caller trusts.
+        trusted: Vec<PublicKey>,
+    },
+    /// A valid signature by a key the caller does not trust.
+    #[error("export file {} is signed by key {key}, which is not trusted (trusted: {})", path.display(), key_list(trusted))]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// The signer.
+        key: PublicKey,
+        /// The keys the caller trusts.
+        trusted: Vec<PublicKey>,
+    },
     /// Bytes after the END record.
     #[error("export file {} is corrupt: data follows the end record", path.display())]
     Trailing {
@@ -166,6 +222,12 @@ pub struct Summary {
     pub blobs_present: u64,
     /// Bytes of the export file.
     pub bytes: u64,
+    /// The key that signed the file (export: with `--sign`; import: a verified signature).
+    pub signer: Option<PublicKey>,
+}
+
+fn key_list(keys: &[PublicKey]) -> String {
+    keys.iter().map(PublicKey::to_hex).collect::<Vec<_>>().join(", ")
 }
 
 fn record_header(w: &mut impl Write, tag: u8, len: u64) -> io::Result<()> {
@@ -173,9 +235,16 @@ fn record_header(w: &mut impl Write, tag: u8, len: u64) -> io::Result<()> {
     w.write_all(&len.to_le_bytes())
 }
 
-/// Write capsule `r` with every blob it uses to `out`, atomically (a temporary file next to
-/// it, renamed at the end), so a failed export never leaves a partial file under that name.
-pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress) -> Result<Summary, ArchiveError> {
+/// Write capsule `r` with every blob it uses to `out`, signed by `signer` if given, atomically
+/// (a temporary file next to it, renamed at the end), so a failed export never leaves a partial
+/// file under that name.
+pub fn export(
+    store: &Store,
+    r: &CapsuleRef,
+    out: &Path,
+    signer: Option<&SecretKey>,
+    progress: &dyn Progress,
+) -> Result<Summary, ArchiveError> {
     let (digest, manifest) = store.load(r)?;
     let blobs: BTreeSet<Digest> = manifest.blobs();
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -185,11 +254,14 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
     let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
     let total: u64 = blobs.iter().map(|d| store.blob_stored_size(d).unwrap_or(0)).sum();
     progress.start("exporting", Some(total));
+    let encoded = manifest.encode();
+    // What the importer hashes: the manifest bytes in the file (the same as the stored ones).
+    let signed_digest = Digest::of(&encoded);
     (|| -> io::Result<()> {
         w.write_all(MAGIC)?;
         w.write_all(&VERSION.to_le_bytes())?;
         w.write_all(&[0; 6])?;
-        let frame = zstd::encode_all(&manifest.encode()[..], 3)?;
+        let frame = zstd::encode_all(&encoded[..], 3)?;
         record_header(&mut w, TAG_MANIFEST, frame.len() as u64)?;
         w.write_all(&frame)
     })()
@@ -208,8 +280,17 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
         }
         progress.inc(len);
     }
+    let mut records = 1 + blobs.len() as u64;
+    if let Some(key) = signer {
+        (|| -> io::Result<()> {
+            record_header(&mut w, TAG_SIGNATURE, SIGNATURE_RECORD)?;
+            w.write_all(&key.public().to_bytes())?;
+            w.write_all(&key.sign(&signed_digest))
+        })()
+        .map_err(io_err("failed to write"))?;
+        records += 1;
+    }
     let sum = w.digest().0.0;
-    let records = 1 + blobs.len() as u64;
     (|| -> io::Result<()> {
         record_header(&mut w, TAG_END, 40)?;
         w.write_all(&sum)?;
@@ -226,7 +307,8 @@ pub fn export(store: &Store, r: &CapsuleRef, out: &Path, progress: &dyn Progress
         source: e.error,
     })?;
     progress.finish();
-    Ok(Summary { capsule: r.clone(), digest, blobs_moved: blobs.len() as u64, blobs_present: 0, bytes })
+    let signer = signer.map(SecretKey::public);
+    Ok(Summary { capsule: r.clone(), digest, blobs_moved: blobs.len() as u64, blobs_present: 0, bytes, signer })
 }
 
 /// Read exactly `len` bytes of the current record, reporting EOF as truncation.

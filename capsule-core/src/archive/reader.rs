@@ -6,12 +6,13 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use super::{
-    ArchiveError, MAGIC, MAX_BLOB_RECORD, MAX_MANIFEST_RECORD, Summary, TAG_BLOB, TAG_END, TAG_MANIFEST, VERSION,
-    read_exact_or_truncated,
+    ArchiveError, MAGIC, MAX_BLOB_RECORD, MAX_MANIFEST_RECORD, SIGNATURE_RECORD, Summary, TAG_BLOB, TAG_END,
+    TAG_MANIFEST, TAG_SIGNATURE, VERSION, read_exact_or_truncated,
 };
 use crate::capture::Progress;
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
+use crate::sign::{PublicKey, SIGNATURE_LEN};
 use crate::store::{BlobBatch, CapsuleRef, StagedBlob, Store, StoreLock};
 
 /// Hashes and counts what the parser consumes (it sits above the BufReader, so read-ahead is
@@ -60,7 +61,8 @@ impl Import<'_> {
         Ok(())
     }
 
-    fn manifest(&mut self) -> Result<Manifest, ArchiveError> {
+    /// The manifest and the digest of its encoded bytes (what a signature covers).
+    fn manifest(&mut self) -> Result<(Manifest, Digest), ArchiveError> {
         let (tag, len, at) = self.header("manifest record")?;
         if tag != TAG_MANIFEST {
             return Err(ArchiveError::UnexpectedRecord { path: self.path.to_owned(), tag, offset: at });
@@ -83,7 +85,7 @@ impl Import<'_> {
                 .into())
             },
         )?;
-        Manifest::decode(&bytes).map_err(bad)
+        Ok((Manifest::decode(&bytes).map_err(bad)?, Digest::of(&bytes)))
     }
 
     /// Stage one blob record (or skip it when the store has the blob already).
@@ -118,6 +120,39 @@ impl Import<'_> {
         Ok(staged)
     }
 
+    /// Read a SIGNATURE record and verify it for manifest `digest`; the signer.
+    fn signature(&mut self, len: u64, at: u64, digest: &Digest) -> Result<PublicKey, ArchiveError> {
+        if len != SIGNATURE_RECORD {
+            return Err(ArchiveError::SignatureLength { path: self.path.to_owned(), len, offset: at });
+        }
+        self.check_len("signature", len, SIGNATURE_RECORD, at)?;
+        let mut key = [0u8; 32];
+        let mut sig = [0u8; SIGNATURE_LEN];
+        read_exact_or_truncated(&mut self.r, &mut key, self.path, "signature record", at)?;
+        read_exact_or_truncated(&mut self.r, &mut sig, self.path, "signature record", at)?;
+        let key = PublicKey::from_bytes(&key)
+            .ok_or_else(|| ArchiveError::SignatureKey { path: self.path.to_owned(), offset: at })?;
+        if !key.verifies(digest, &sig) {
+            return Err(ArchiveError::BadSignature { path: self.path.to_owned(), key, digest: *digest });
+        }
+        Ok(key)
+    }
+
+    /// With `trusted` keys given, the file must be signed by one of them.
+    fn check_trust(&self, signer: Option<PublicKey>, trusted: &[PublicKey]) -> Result<(), ArchiveError> {
+        if trusted.is_empty() {
+            return Ok(());
+        }
+        let trusted = trusted.to_vec();
+        match signer {
+            None => Err(ArchiveError::NotSigned { path: self.path.to_owned(), trusted }),
+            Some(key) if !trusted.contains(&key) => {
+                Err(ArchiveError::Untrusted { path: self.path.to_owned(), key, trusted })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Check the END record against everything read before it, and that nothing follows.
     fn end(&mut self, before: blake3::Hash, len: u64, at: u64, records: u64) -> Result<(), ArchiveError> {
         if len != 40 {
@@ -140,8 +175,14 @@ impl Import<'_> {
 }
 
 /// Import the export file at `path` into `store`. Nothing in the store changes unless the
-/// whole file is valid.
-pub fn import(store: &Store, path: &Path, progress: &dyn Progress) -> Result<Summary, ArchiveError> {
+/// whole file is valid, any signature in it verifies, and, when `trusted` is not empty, it is
+/// signed by one of those keys.
+pub fn import(
+    store: &Store,
+    path: &Path,
+    trusted: &[PublicKey],
+    progress: &dyn Progress,
+) -> Result<Summary, ArchiveError> {
     let io_err = |action| move |source| ArchiveError::Io { action, path: path.to_owned(), source };
     let file = File::open(path).map_err(io_err("failed to open"))?;
     let size = file.metadata().map_err(io_err("failed to stat"))?.len();
@@ -158,22 +199,28 @@ pub fn import(store: &Store, path: &Path, progress: &dyn Progress) -> Result<Sum
         return Err(ArchiveError::BadMagic { path: path.to_owned() });
     }
     let found = u16::from_le_bytes([head[8], head[9]]);
-    if found != VERSION {
+    if !(1..=VERSION).contains(&found) {
         return Err(ArchiveError::Version { path: path.to_owned(), found });
     }
-    let manifest = im.manifest()?;
+    let (manifest, manifest_digest) = im.manifest()?;
     let needed = manifest.blobs();
     let mut wanted = needed.clone();
     let mut staged = BlobBatch::new(store);
     let mut records = 1u64;
+    let mut signer = None;
     loop {
         let before = im.r.hasher.finalize();
         let (tag, len, at) = im.header("record header")?;
         match tag {
-            TAG_BLOB => {
+            // Blobs come before the signature; one signature, in version 2 only.
+            TAG_BLOB if signer.is_none() => {
                 if let Some(s) = im.blob(len, at, &mut wanted)? {
                     staged.push(s);
                 }
+                records += 1;
+            }
+            TAG_SIGNATURE if found >= 2 && signer.is_none() => {
+                signer = Some(im.signature(len, at, &manifest_digest)?);
                 records += 1;
             }
             TAG_END => {
@@ -183,6 +230,7 @@ pub fn import(store: &Store, path: &Path, progress: &dyn Progress) -> Result<Sum
             _ => return Err(ArchiveError::UnexpectedRecord { path: path.to_owned(), tag, offset: at }),
         }
     }
+    im.check_trust(signer, trusted)?;
     if let Some(digest) = wanted.into_iter().find(|d| !store.has_blob(d)) {
         return Err(ArchiveError::MissingBlob { path: path.to_owned(), digest });
     }
@@ -191,5 +239,5 @@ pub fn import(store: &Store, path: &Path, progress: &dyn Progress) -> Result<Sum
     let digest = store.commit_capsule(&manifest)?;
     progress.finish();
     let capsule = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };
-    Ok(Summary { capsule, digest, blobs_moved, blobs_present: needed.len() as u64 - blobs_moved, bytes: size })
+    Ok(Summary { capsule, digest, blobs_moved, blobs_present: needed.len() as u64 - blobs_moved, bytes: size, signer })
 }

@@ -17,6 +17,7 @@ mod error;
 pub mod index;
 mod lock;
 mod refs;
+mod usage;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use blob::StagedBlob;
 pub use error::StoreError;
 pub use lock::StoreLock;
 pub use refs::CapsuleRef;
+pub use usage::{CapsuleUsage, Usage};
 
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
