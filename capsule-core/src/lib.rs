@@ -22,6 +22,7 @@
 
 #[cfg(feature = "store")]
 pub mod archive;
+pub mod bindaddr;
 #[cfg(feature = "store")]
 pub mod capture;
 #[cfg(feature = "store")]

@@ -85,50 +85,69 @@ fn serve_own_hostname(env: &Env) {
         run_capsule(env, &["run", "nginx", "--sandbox", "web1", "--entry", "/bin/sh", "--", "-c", site]);
     assert_eq!(code, 0, "{err}");
     assert!(!Path::new("/etc/nginx").exists(), "the site reached the host");
-    let mut server = env
-        .cmd(&[
+    let server = Nginx::start(env, "web1", "127.0.0.4");
+    assert_eq!(server.get("127.0.0.4"), "hostname=web1");
+    drop(server);
+    assert!(!Path::new("/run/nginx.pid").exists(), "nginx wrote /run/nginx.pid on the host");
+    // Two more copies with Debian's default site, which listens on 80 and on [::]:80 (an
+    // IPv6-only wildcard socket): both run at once, each answering on its own address.
+    let a = Nginx::start(env, "web2", "127.0.0.5");
+    let b = Nginx::start(env, "web3", "127.0.0.6");
+    for (server, ip) in [(&a, "127.0.0.5"), (&b, "127.0.0.6")] {
+        let page = server.get(ip);
+        assert!(page.contains("Welcome to nginx"), "{ip}: {page}");
+    }
+}
+
+/// `capsule run nginx` in the foreground, stopped by SIGTERM to its PID when dropped.
+struct Nginx(std::process::Child);
+
+impl Nginx {
+    fn start(env: &Env, sandbox: &str, ip: &str) -> Nginx {
+        let args = [
             "run",
             "nginx",
             "--sandbox",
-            "web1",
+            sandbox,
             "--hostname",
-            "web1",
+            sandbox,
             "--ip",
-            "127.0.0.4",
+            ip,
             "--",
             "nginx",
             "-g",
             "daemon off;",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let page = loop {
-        let o = Command::new("curl").args(["-s", "--max-time", "2", "http://127.0.0.4/"]).output().unwrap();
-        if o.status.success() {
-            break String::from_utf8_lossy(&o.stdout).into_owned();
-        }
-        if std::time::Instant::now() > deadline || server.try_wait().unwrap().is_some() {
-            let _ = server.kill();
-            let out = server.wait_with_output().unwrap();
-            panic!("nginx did not answer on 127.0.0.4:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while server.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = server.kill();
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        ];
+        Nginx(env.cmd(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap())
     }
-    let _ = server.wait();
-    assert_eq!(page, "hostname=web1");
-    assert!(!Path::new("/run/nginx.pid").exists(), "nginx wrote /run/nginx.pid on the host");
+
+    /// The page at http://IP/, waiting up to 20 s for the server.
+    fn get(&self, ip: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let o = Command::new("curl").args(["-s", "--max-time", "2", &format!("http://{ip}/")]).output().unwrap();
+            if o.status.success() {
+                return String::from_utf8_lossy(&o.stdout).into_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "nginx did not answer on {ip}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.0.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.0.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -89,56 +89,55 @@ fn uname(cx: &Context<'_, '_>, mem: &impl TraceeMemory, out: u64) -> Reply {
     write_struct(mem, out, &u)
 }
 
-/// bind(2) for programs without the shim, as the shim's hook does: 0.0.0.0 and 127.0.0.1 land
-/// on the capsule's address, ::1 is unavailable. The supervisor binds a duplicate of the
-/// tracee's socket (`pidfd_getfd`): the socket itself is shared.
+/// bind(2) for programs without the shim, by the shim's rules (`crate::bindaddr`). The
+/// supervisor binds a duplicate of the tracee's socket (`pidfd_getfd`): the socket is shared.
 fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
     let Some(ip) = cx.ipv4 else { return Reply::Continue };
-    let mut buf = [0u8; size_of::<libc::sockaddr_in6>()];
-    let n = usize::try_from(len).unwrap_or(0).min(buf.len());
-    if n < 2 || mem.read(addr, &mut buf[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
+    let mut sa = [0u8; crate::bindaddr::IN6_LEN];
+    let n = usize::try_from(len).unwrap_or(0).min(sa.len());
+    if n < 2 || mem.read(addr, &mut sa[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
         return Reply::Continue;
     }
-    let family = i32::from(u16::from_ne_bytes([buf[0], buf[1]]));
-    if family == libc::AF_INET6 && n >= 24 && buf[8..24] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1] {
-        return Reply::Error(libc::EADDRNOTAVAIL);
-    }
-    if family != libc::AF_INET || n < size_of::<libc::sockaddr_in>() {
-        return Reply::Continue;
-    }
-    // SAFETY: `buf` holds at least a sockaddr_in; read unaligned.
-    let mut sin: libc::sockaddr_in = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-    let a = u32::from_be(sin.sin_addr.s_addr);
-    if a != 0 && a != 0x7f00_0001 {
-        return Reply::Continue;
-    }
-    sin.sin_addr.s_addr = u32::from(ip).to_be();
-    // SAFETY: pidfd_open and pidfd_getfd with integer arguments; each returns a new descriptor.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, cx.pid, 0) };
-    let Ok(pidfd) = i32::try_from(pidfd) else { return Reply::Continue };
-    if pidfd < 0 {
-        return Reply::Continue;
-    }
-    // SAFETY: as above.
-    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) };
-    // SAFETY: closing our own descriptor.
-    unsafe { libc::close(pidfd) };
-    let Ok(dup) = i32::try_from(dup) else { return Reply::Continue };
-    if dup < 0 {
-        return Reply::Continue;
-    }
-    // SAFETY: `sin` is a complete sockaddr_in; `dup` is ours.
-    let r = unsafe {
-        libc::bind(
-            dup,
-            (&raw const sin).cast(),
-            libc::socklen_t::try_from(size_of::<libc::sockaddr_in>()).unwrap_or(16),
-        )
+    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let v6only = || {
+        let mut v: libc::c_int = 0;
+        let mut vlen = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+        // SAFETY: our duplicate of the socket; `v` and `vlen` are ours and sized.
+        let r =
+            unsafe { libc::getsockopt(dup.0, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw mut v).cast(), &mut vlen) };
+        r == 0 && v != 0
     };
-    let e = errno();
-    // SAFETY: closing our duplicate; the tracee's descriptor stays.
-    unsafe { libc::close(dup) };
-    if r == 0 { Reply::Value(0) } else { Reply::Error(e) }
+    match crate::bindaddr::rewrite(&mut sa, n, ip.octets(), v6only) {
+        Ok(false) => Reply::Continue,
+        Err(e) => Reply::Error(e),
+        Ok(true) => {
+            let slen = libc::socklen_t::try_from(n).unwrap_or(16);
+            // SAFETY: `sa` holds `n` bytes of a socket address; `dup` is ours.
+            let r = unsafe { libc::bind(dup.0, sa.as_ptr().cast(), slen) };
+            if r == 0 { Reply::Value(0) } else { Reply::Error(errno()) }
+        }
+    }
+}
+
+/// A descriptor of ours, closed on drop.
+struct OwnedRaw(i32);
+
+impl Drop for OwnedRaw {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptor; the tracee's stays.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`).
+fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedRaw> {
+    // SAFETY: pidfd_open with integer arguments; returns a new descriptor or -1.
+    let pidfd = i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).ok().filter(|&p| p >= 0)?;
+    let pidfd = OwnedRaw(pidfd);
+    // SAFETY: pidfd_getfd with integer arguments; returns a new descriptor or -1.
+    let dup =
+        i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.0, fd, 0) }).ok().filter(|&d| d >= 0)?;
+    Some(OwnedRaw(dup))
 }
 
 fn writes(flags: i32) -> bool {

@@ -401,11 +401,9 @@ pub unsafe extern "C" fn getdomainname(name: *mut c_char, len: usize) -> c_int {
     name_into(name, len, |u| &u.domainname)
 }
 
-/// bind(2): with a capsule address (`--ip`), a bind to 0.0.0.0 or 127.0.0.1 lands on it, so
-/// two copies of one server share a machine; getsockname then reports it (the kernel's own
-/// answer). A bind to ::1 fails with EADDRNOTAVAIL, as on a machine without IPv6 loopback (the
-/// capsule has no IPv6 address of its own; servers treat that as "no IPv6", as redis's
-/// `bind 127.0.0.1 -::1` does). Other addresses are the program's.
+/// bind(2): with a capsule address (`--ip`), wildcard and loopback binds land on it (rules in
+/// `capsule_core::bindaddr`, shared with the supervisor), so two copies of one server share a
+/// machine; getsockname then reports it (the kernel's own answer).
 ///
 /// # Safety
 /// C ABI: `addr` points to `len` readable bytes.
@@ -416,30 +414,36 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const libc::sockaddr, len: libc:
         ret(unsafe { sys::raw(libc::SYS_bind, fd.into(), a as c_long, c_long::from(len), 0, 0, 0) })
     };
     let Some(st) = state().filter(|st| st.ipv4 != 0) else { return raw(addr) };
-    let in6_len = core::mem::size_of::<libc::sockaddr_in6>();
-    if !addr.is_null() && (len as usize) >= in6_len {
-        // SAFETY: non-null and at least a sockaddr_in6 long (checked); read unaligned.
-        let sin6: libc::sockaddr_in6 = unsafe { core::ptr::read_unaligned(addr.cast()) };
-        let loopback6 = {
-            let mut l = [0u8; 16];
-            l[15] = 1;
-            l
+    if addr.is_null() {
+        return raw(addr);
+    }
+    let mut sa = [0u8; capsule_core::bindaddr::IN6_LEN];
+    let n = (len as usize).min(sa.len());
+    // SAFETY: `addr` is non-null with `len` readable bytes (caller); we copy at most `len`.
+    unsafe { core::ptr::copy_nonoverlapping(addr.cast::<u8>(), sa.as_mut_ptr(), n) };
+    let v6only = || {
+        let mut v: c_int = 0;
+        let mut vlen: libc::socklen_t = 4; // size_of::<c_int>()
+        // SAFETY: the caller's socket; `v` and `vlen` are ours and sized.
+        let r = unsafe {
+            sys::raw(
+                libc::SYS_getsockopt,
+                fd.into(),
+                libc::IPPROTO_IPV6.into(),
+                libc::IPV6_V6ONLY.into(),
+                (&raw mut v) as c_long,
+                (&raw mut vlen) as c_long,
+                0,
+            )
         };
-        if c_int::from(sin6.sin6_family) == libc::AF_INET6 && sin6.sin6_addr.s6_addr == loopback6 {
-            set_errno(libc::EADDRNOTAVAIL);
-            return -1;
+        r == 0 && v != 0
+    };
+    match capsule_core::bindaddr::rewrite(&mut sa, n, st.ipv4.to_ne_bytes(), v6only) {
+        Ok(true) => raw(sa.as_ptr().cast()),
+        Ok(false) => raw(addr),
+        Err(e) => {
+            set_errno(e);
+            -1
         }
     }
-    let in_len = core::mem::size_of::<libc::sockaddr_in>();
-    if addr.is_null() || (len as usize) < in_len {
-        return raw(addr);
-    }
-    // SAFETY: non-null and at least a sockaddr_in long (checked); read unaligned.
-    let mut sin: libc::sockaddr_in = unsafe { core::ptr::read_unaligned(addr.cast()) };
-    let any_or_loopback = sin.sin_addr.s_addr == 0 || sin.sin_addr.s_addr == u32::to_be(0x7f00_0001);
-    if c_int::from(sin.sin_family) != libc::AF_INET || !any_or_loopback {
-        return raw(addr);
-    }
-    sin.sin_addr.s_addr = st.ipv4;
-    raw((&raw const sin).cast())
 }

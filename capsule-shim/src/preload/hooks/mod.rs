@@ -4,12 +4,14 @@
 
 pub mod dir;
 pub mod exec;
+pub mod glob;
 pub mod link;
 pub mod misc;
 pub mod net;
 pub mod open;
 pub mod real;
 pub mod stat;
+pub mod xattr;
 
 use core::ffi::{CStr, c_char, c_int};
 
