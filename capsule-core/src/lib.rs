@@ -31,6 +31,7 @@ pub mod codec;
 pub mod digest;
 #[cfg(feature = "store")]
 mod error;
+pub mod ifreq;
 #[cfg(feature = "store")]
 pub mod manifest;
 #[cfg(feature = "store")]

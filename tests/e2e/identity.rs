@@ -140,8 +140,55 @@ fn interface_queries_show_the_capsule_address_and_mac() {
         "SIOCGIFADDR 127.0.0.9",
         "SIOCGIFHWADDR 02:42:ac:11:00:09",
         "SIOCGIFCONF 127.0.0.9",
+        // glibc's derivation from 127.0.0.9 (s_addr 0x0900007f, 16-bit halves swapped).
+        "gethostid 007f0900",
     ] {
         assert!(out.lines().any(|l| l == want), "{want} missing from:\n{out}");
+    }
+    // The same program linked statically (tier 2: the supervisor traps the three ioctls; its
+    // getifaddrs speaks netlink, which is not virtualised), and busybox-static's ifconfig.
+    if Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
+        let bin = fixture(&env, "ifaddr", &["-static"]);
+        let args = [
+            "run",
+            "ident",
+            "--ip",
+            "127.0.0.9",
+            "--mac",
+            "02:42:ac:11:00:09",
+            "--entry",
+            bin.to_str().unwrap(),
+            "--",
+            &iface,
+        ];
+        let (code, out, err) = run_capsule(&env, &args);
+        assert_eq!(code, 0, "{err}");
+        for want in ["SIOCGIFADDR 127.0.0.9", "SIOCGIFHWADDR 02:42:ac:11:00:09", "SIOCGIFCONF 127.0.0.9"] {
+            assert!(out.lines().any(|l| l == want), "static: {want} missing from:\n{out}");
+        }
+    } else {
+        crate::support::require_or_skip("libc.a (libc6-dev) for the static interface fixture");
+    }
+    if crate::support::has("busybox") {
+        let args = [
+            "run",
+            "ident",
+            "--ip",
+            "127.0.0.9",
+            "--mac",
+            "02:42:ac:11:00:09",
+            "--entry",
+            "/bin/busybox",
+            "--",
+            "ifconfig",
+            &iface,
+        ];
+        let (code, out, err) = run_capsule(&env, &args);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("inet addr:127.0.0.9 ") && out.to_lowercase().contains("hwaddr 02:42:ac:11:00:09"),
+            "{out}"
+        );
     }
     let sys = format!("/sys/class/net/{iface}/address");
     let (_, out, _) =

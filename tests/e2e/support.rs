@@ -27,6 +27,13 @@ pub fn skip(why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIP {why}");
 }
 
+/// A skip in the middle of a test (the rest of it still runs), or a failure under
+/// `CAPSULE_REQUIRE_ALL=1`.
+pub fn require_or_skip(why: &str) {
+    assert!(!required(), "required by CAPSULE_REQUIRE_ALL=1 but missing: {why}");
+    skip(why);
+}
+
 /// Whether skips are failures.
 pub fn required() -> bool {
     std::env::var("CAPSULE_REQUIRE_ALL").is_ok_and(|v| v == "1")

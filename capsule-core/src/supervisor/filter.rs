@@ -70,14 +70,19 @@ pub fn recording_program(cookie: u64) -> Vec<sock_filter> {
     build(cookie, &[TRAPPED, super::mutate::MUTATIONS, RECORDED].concat())
 }
 
+/// The interface queries trapped (ioctl's second argument): `crate::ifreq` edits their answers.
+const IOCTLS: [u64; 3] = [crate::ifreq::SIOCGIFCONF, crate::ifreq::SIOCGIFADDR, crate::ifreq::SIOCGIFHWADDR];
+
 fn build(cookie: u64, trapped: &[i64]) -> Vec<sock_filter> {
     let n = trapped.len();
     let e = EMPTY_PATH_FLAGS.len();
     // Layout: [0] ld arch, [1] jeq x86-64, [2] ld nr, [3] jge x32,
     //         per EMPTY_PATH_FLAGS (4 each): jeq nr, ld flags, jset AT_EMPTY_PATH, ld nr;
+    //         ioctl (5): jeq ioctl, ld request, jeq SIOCGIF* (3, the last falls to allow);
     //         [t..t+n] jeq nr_i, [t+n] ret allow, [t+n+1] ld lo, jeq lo, ld hi, jeq hi,
     //         ret allow, ret notify
-    let t = 4 + 4 * e;
+    let io = 4 + 4 * e;
+    let t = io + 2 + IOCTLS.len();
     let allow_at = t + n;
     let check_at = allow_at + 1;
     let mut p = Vec::with_capacity(check_at + 6);
@@ -93,6 +98,13 @@ fn build(cookie: u64, trapped: &[i64]) -> Vec<sock_filter> {
         #[allow(clippy::cast_sign_loss)] // a flag bit
         p.push(jump(JSET_K, libc::AT_EMPTY_PATH as u32, off(at + 2, allow_at), 0));
         p.push(stmt(LD_W_ABS, NR));
+    }
+    p.push(jump(JEQ_K, u32::try_from(libc::SYS_ioctl).unwrap_or(u32::MAX), 0, off(io, t)));
+    p.push(stmt(LD_W_ABS, 16 + 8));
+    for (i, req) in IOCTLS.iter().enumerate() {
+        let at = io + 2 + i;
+        let miss = if i + 1 == IOCTLS.len() { off(at, allow_at) } else { 0 };
+        p.push(jump(JEQ_K, u32::try_from(*req).unwrap_or(u32::MAX), off(at, check_at), miss));
     }
     for (i, nr) in trapped.iter().enumerate() {
         p.push(jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), off(t + i, check_at), 0));
@@ -185,5 +197,20 @@ mod tests {
         // AT_EMPTY_PATH in another syscall's argument means nothing.
         assert_eq!(run(&p, nr(libc::SYS_openat), x86, [0, 0, 0, empty, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(run(&p, nr(libc::SYS_stat), x86, [0, 0, 0, 0, 0, 7]), libc::SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn interface_queries_trap_other_ioctls_pass() {
+        let p = program(7);
+        let x86 = AUDIT_ARCH_X86_64;
+        let io = u32::try_from(libc::SYS_ioctl).unwrap();
+        for req in IOCTLS {
+            assert_eq!(run(&p, io, x86, [3, req, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF, "{req:#x}");
+            assert_eq!(run(&p, io, x86, [3, req, 0, 0, 0, 7]), libc::SECCOMP_RET_ALLOW, "{req:#x} with the cookie");
+        }
+        assert_eq!(run(&p, io, x86, [1, libc::TCGETS, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        // The block does not disturb what follows it.
+        assert_eq!(run(&p, u32::try_from(libc::SYS_openat).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&p, u32::try_from(libc::SYS_write).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
     }
 }

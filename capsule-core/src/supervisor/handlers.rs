@@ -37,6 +37,8 @@ pub struct Context<'v, 'm> {
     pub domain: Option<&'m str>,
     /// The capsule's address (`--ip`, outside `--netns`).
     pub ipv4: Option<std::net::Ipv4Addr>,
+    /// The interface that shows the capsule's address and MAC (outside `--netns`).
+    pub iface: Option<crate::ifreq::Iface<'m>>,
     /// The calling thread.
     pub pid: u32,
 }
@@ -58,7 +60,8 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
         libc::SYS_uname => uname(cx, mem, a[0]),
-        libc::SYS_bind => bind(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_bind => super::netcalls::bind(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_ioctl => super::netcalls::ioctl(cx, mem, int(a[0]), a[1], a[2]),
         _ => super::mutate::handle(cx, mem, nr, a).unwrap_or(Reply::Continue),
     }
 }
@@ -89,62 +92,11 @@ fn uname(cx: &Context<'_, '_>, mem: &impl TraceeMemory, out: u64) -> Reply {
     write_struct(mem, out, &u)
 }
 
-/// bind(2) for programs without the shim, by the shim's rules (`crate::bindaddr`). The
-/// supervisor binds a duplicate of the tracee's socket (`pidfd_getfd`): the socket is shared.
-fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
-    let Some(ip) = cx.ipv4 else { return Reply::Continue };
-    let mut sa = [0u8; crate::bindaddr::IN6_LEN];
-    let n = usize::try_from(len).unwrap_or(0).min(sa.len());
-    if n < 2 || mem.read(addr, &mut sa[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
-        return Reply::Continue;
-    }
-    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
-    let v6only = || {
-        let mut v: libc::c_int = 0;
-        let mut vlen = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
-        // SAFETY: our duplicate of the socket; `v` and `vlen` are ours and sized.
-        let r =
-            unsafe { libc::getsockopt(dup.0, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw mut v).cast(), &mut vlen) };
-        r == 0 && v != 0
-    };
-    match crate::bindaddr::rewrite(&mut sa, n, ip.octets(), v6only) {
-        Ok(false) => Reply::Continue,
-        Err(e) => Reply::Error(e),
-        Ok(true) => {
-            let slen = libc::socklen_t::try_from(n).unwrap_or(16);
-            // SAFETY: `sa` holds `n` bytes of a socket address; `dup` is ours.
-            let r = unsafe { libc::bind(dup.0, sa.as_ptr().cast(), slen) };
-            if r == 0 { Reply::Value(0) } else { Reply::Error(errno()) }
-        }
-    }
-}
-
-/// A descriptor of ours, closed on drop.
-struct OwnedRaw(i32);
-
-impl Drop for OwnedRaw {
-    fn drop(&mut self) {
-        // SAFETY: closing our own descriptor; the tracee's stays.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`).
-fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedRaw> {
-    // SAFETY: pidfd_open with integer arguments; returns a new descriptor or -1.
-    let pidfd = i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).ok().filter(|&p| p >= 0)?;
-    let pidfd = OwnedRaw(pidfd);
-    // SAFETY: pidfd_getfd with integer arguments; returns a new descriptor or -1.
-    let dup =
-        i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.0, fd, 0) }).ok().filter(|&d| d >= 0)?;
-    Some(OwnedRaw(dup))
-}
-
 fn writes(flags: i32) -> bool {
     flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND) != 0
 }
 
-fn errno() -> i32 {
+pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 

@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod launch;
 pub mod memory;
 pub mod mutate;
+mod netcalls;
 pub mod notify;
 pub mod place;
 pub mod record;
@@ -53,6 +54,8 @@ pub struct Supervisor {
     hostname: Option<String>,
     domain: Option<String>,
     ipv4: Option<std::net::Ipv4Addr>,
+    iface: Vec<u8>,
+    mac: Option<[u8; 6]>,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -74,6 +77,8 @@ impl Supervisor {
             hostname: None,
             domain: None,
             ipv4: None,
+            iface: Vec::new(),
+            mac: None,
         })
     }
 
@@ -83,6 +88,10 @@ impl Supervisor {
         self.hostname.clone_from(&id.hostname);
         self.domain.clone_from(&id.domain);
         self.ipv4 = id.ipv4;
+        self.mac = id.mac;
+        if id.ipv4.is_some() || id.mac.is_some() {
+            self.iface = crate::run::identity::primary_interface().map(String::into_bytes).unwrap_or_default();
+        }
         self
     }
 
@@ -123,6 +132,11 @@ impl Supervisor {
             hostname: self.hostname.as_deref(),
             domain: self.domain.as_deref(),
             ipv4: self.ipv4,
+            iface: (!self.iface.is_empty()).then(|| crate::ifreq::Iface {
+                name: &self.iface,
+                ipv4: self.ipv4.map(|a| a.octets()),
+                mac: self.mac,
+            }),
             pid: n.pid,
         };
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);

@@ -119,6 +119,7 @@ fn call(s: &Setup, t: &Fake, nr: i64, args: [u64; 6]) -> (Reply, Vec<(u8, String
         hostname: Some("capsulehost"),
         domain: None,
         ipv4: None,
+        iface: None,
         pid: std::process::id(),
     };
     let r = handle(&mut cx, t, nr, &args);

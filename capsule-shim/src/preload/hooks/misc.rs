@@ -401,6 +401,22 @@ pub unsafe extern "C" fn getdomainname(name: *mut c_char, len: usize) -> c_int {
     name_into(name, len, |u| &u.domainname)
 }
 
+/// gethostid(3): with a capsule address, what glibc derives when there is no /etc/hostid —
+/// the address of the host's own name with its 16-bit halves swapped — from the capsule's
+/// address (glibc looks up the name through its internal uname, which no hook sees).
+#[unsafe(no_mangle)]
+pub extern "C" fn gethostid() -> c_long {
+    if let Some(st) = state().filter(|st| st.ipv4 != 0) {
+        let a = st.ipv4; // s_addr, as glibc holds it
+        return c_long::from(a.rotate_left(16).cast_signed());
+    }
+    match real::gethostid() {
+        // SAFETY: no arguments.
+        Some(f) => unsafe { f() },
+        None => 0,
+    }
+}
+
 /// bind(2): with a capsule address (`--ip`), wildcard and loopback binds land on it (rules in
 /// `capsule_core::bindaddr`, shared with the supervisor), so two copies of one server share a
 /// machine; getsockname then reports it (the kernel's own answer).

@@ -7,14 +7,12 @@
 
 use core::ffi::{c_int, c_long, c_ulong, c_void};
 
+use capsule_core::ifreq;
+
 use super::real;
 use crate::preload::guard::call_out;
 use crate::preload::sys::{self, ret};
 use crate::preload::{State, state};
-
-const SIOCGIFCONF: c_ulong = 0x8912;
-const SIOCGIFADDR: c_ulong = 0x8915;
-const SIOCGIFHWADDR: c_ulong = 0x8927;
 
 /// Whether the NUL-terminated interface name `name` is the capsule's interface.
 fn ours(st: &State, name: &[core::ffi::c_char]) -> bool {
@@ -76,7 +74,8 @@ pub unsafe extern "C" fn getifaddrs(out: *mut *mut libc::ifaddrs) -> c_int {
 }
 
 /// ioctl(2) (three-argument form, as every caller on x86-64 passes it): the kernel's answer,
-/// then SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF edited for the capsule's interface.
+/// then SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF edited for the capsule's interface
+/// (`capsule_core::ifreq`, shared with the supervisor).
 ///
 /// # Safety
 /// C ABI: `arg` as the request requires.
@@ -85,51 +84,26 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
     #[allow(clippy::cast_possible_wrap)] // the request's bits, as the register holds them
     // SAFETY: forwarded unchanged.
     let r = ret(unsafe { sys::raw(libc::SYS_ioctl, fd.into(), request as c_long, arg as c_long, 0, 0, 0) });
-    if r < 0 || arg.is_null() || !matches!(request, SIOCGIFADDR | SIOCGIFHWADDR | SIOCGIFCONF) {
+    if r < 0 || arg.is_null() || !ifreq::edited(request) {
         return r;
     }
     let Some(st) = state().filter(|st| !st.iface.is_empty()) else { return r };
-    match request {
-        SIOCGIFADDR => {
-            // SAFETY: SIOCGIFADDR's argument is a struct ifreq, just filled by the kernel.
-            let ifr = unsafe { &mut *arg.cast::<libc::ifreq>() };
-            if ours(st, &ifr.ifr_name) {
-                // SAFETY: the union holds ifr_addr for this request.
-                unsafe { patch_inet(st, &raw mut ifr.ifr_ifru.ifru_addr) };
-            }
+    let ifc = ifreq::Iface { name: st.iface, ipv4: (st.ipv4 != 0).then(|| st.ipv4.to_ne_bytes()), mac: st.mac };
+    if request == ifreq::SIOCGIFCONF {
+        // SAFETY: SIOCGIFCONF's argument is a struct ifconf whose buffer the kernel filled
+        // with ifc_len bytes of ifreq records.
+        let ifc_arg = unsafe { &mut *arg.cast::<libc::ifconf>() };
+        // SAFETY: the union holds ifc_buf for a filled buffer.
+        let base = unsafe { ifc_arg.ifc_ifcu.ifcu_buf };
+        let len = usize::try_from(ifc_arg.ifc_len).unwrap_or(0);
+        if !base.is_null() {
+            // SAFETY: the kernel wrote `len` bytes there.
+            ifreq::patch_ifconf(unsafe { core::slice::from_raw_parts_mut(base.cast::<u8>(), len) }, &ifc);
         }
-        SIOCGIFHWADDR => {
-            // SAFETY: as above, ifr_hwaddr for this request.
-            let ifr = unsafe { &mut *arg.cast::<libc::ifreq>() };
-            if let Some(m) = st.mac
-                && ours(st, &ifr.ifr_name)
-            {
-                // SAFETY: the union holds ifr_hwaddr for this request.
-                let hw = unsafe { &mut ifr.ifr_ifru.ifru_hwaddr };
-                for (d, s) in hw.sa_data.iter_mut().zip(m) {
-                    *d = s.cast_signed();
-                }
-            }
-        }
-        _ => {
-            // SAFETY: SIOCGIFCONF's argument is a struct ifconf whose buffer the kernel filled
-            // with ifc_len bytes of ifreq records.
-            let ifc = unsafe { &mut *arg.cast::<libc::ifconf>() };
-            // SAFETY: the union holds ifc_req for a filled buffer.
-            let base = unsafe { ifc.ifc_ifcu.ifcu_req };
-            let n = usize::try_from(ifc.ifc_len).unwrap_or(0) / core::mem::size_of::<libc::ifreq>();
-            for i in 0..n {
-                if base.is_null() {
-                    break;
-                }
-                // SAFETY: `i` < the number of records the kernel wrote.
-                let ifr = unsafe { &mut *base.add(i) };
-                if ours(st, &ifr.ifr_name) {
-                    // SAFETY: SIOCGIFCONF records carry ifr_addr.
-                    unsafe { patch_inet(st, &raw mut ifr.ifr_ifru.ifru_addr) };
-                }
-            }
-        }
+    } else {
+        // SAFETY: these requests' argument is a struct ifreq, just filled by the kernel.
+        let rec = unsafe { core::slice::from_raw_parts_mut(arg.cast::<u8>(), ifreq::IFREQ_LEN) };
+        ifreq::patch_ifreq(request, rec, &ifc);
     }
     r
 }

@@ -68,6 +68,7 @@ reals! {
     getifaddrs: c"getifaddrs" => fn(*mut *mut libc::ifaddrs) -> c_int;
     realpath: c"realpath" => fn(*const c_char, *mut c_char) -> *mut c_char;
     getcwd: c"getcwd" => fn(*mut c_char, usize) -> *mut c_char;
+    gethostid: c"gethostid" => fn() -> core::ffi::c_long;
     glob: c"glob" => fn(*const c_char, c_int, Option<unsafe extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
     glob64: c"glob64" => fn(*const c_char, c_int, Option<unsafe extern "C" fn(*const c_char, c_int) -> c_int>, *mut c_void) -> c_int;
     get_current_dir_name: c"get_current_dir_name" => fn() -> *mut c_char;

@@ -1,0 +1,108 @@
+//! The network calls the supervisor answers for programs without the shim, by the same rules
+//! as the shim's hooks: `bind` (`crate::bindaddr`) and the interface ioctls
+//! (`crate::ifreq`). Both act on a duplicate of the tracee's socket (`pidfd_getfd`): the
+//! socket itself is shared, so binding or querying the duplicate is binding or querying it.
+#![allow(unsafe_code)] // pidfd_open/pidfd_getfd, bind, getsockopt, ioctl on our own duplicate
+
+use super::handlers::{Context, errno};
+use super::memory::TraceeMemory;
+use super::notify::Reply;
+use crate::ifreq;
+
+/// bind(2) for programs without the shim, by the shim's rules (`crate::bindaddr`). The
+/// supervisor binds a duplicate of the tracee's socket (`pidfd_getfd`): the socket is shared.
+pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+    let Some(ip) = cx.ipv4 else { return Reply::Continue };
+    let mut sa = [0u8; crate::bindaddr::IN6_LEN];
+    let n = usize::try_from(len).unwrap_or(0).min(sa.len());
+    if n < 2 || mem.read(addr, &mut sa[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
+        return Reply::Continue;
+    }
+    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let v6only = || {
+        let mut v: libc::c_int = 0;
+        let mut vlen = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+        // SAFETY: our duplicate of the socket; `v` and `vlen` are ours and sized.
+        let r =
+            unsafe { libc::getsockopt(dup.0, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw mut v).cast(), &mut vlen) };
+        r == 0 && v != 0
+    };
+    match crate::bindaddr::rewrite(&mut sa, n, ip.octets(), v6only) {
+        Ok(false) => Reply::Continue,
+        Err(e) => Reply::Error(e),
+        Ok(true) => {
+            let slen = libc::socklen_t::try_from(n).unwrap_or(16);
+            // SAFETY: `sa` holds `n` bytes of a socket address; `dup` is ours.
+            let r = unsafe { libc::bind(dup.0, sa.as_ptr().cast(), slen) };
+            if r == 0 { Reply::Value(0) } else { Reply::Error(errno()) }
+        }
+    }
+}
+
+/// A descriptor of ours, closed on drop.
+struct OwnedRaw(i32);
+
+impl Drop for OwnedRaw {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptor; the tracee's stays.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`).
+fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedRaw> {
+    // SAFETY: pidfd_open with integer arguments; returns a new descriptor or -1.
+    let pidfd = i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).ok().filter(|&p| p >= 0)?;
+    let pidfd = OwnedRaw(pidfd);
+    // SAFETY: pidfd_getfd with integer arguments; returns a new descriptor or -1.
+    let dup =
+        i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.0, fd, 0) }).ok().filter(|&d| d >= 0)?;
+    Some(OwnedRaw(dup))
+}
+
+/// ioctl(2) SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF (the only ioctls the filter traps): the
+/// kernel's answer for the tracee's socket, edited for the capsule's interface, written back.
+pub fn ioctl(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, request: u64, arg: u64) -> Reply {
+    let Some(ifc) = cx.iface else { return Reply::Continue };
+    if arg == 0 || !ifreq::edited(request) {
+        return Reply::Continue;
+    }
+    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    if request != ifreq::SIOCGIFCONF {
+        let mut rec = [0u8; ifreq::IFREQ_LEN];
+        if mem.read(arg, &mut rec).map_or(true, |n| n < rec.len()) || !mem.still_valid() {
+            return Reply::Error(libc::EFAULT);
+        }
+        // SAFETY: `rec` is a struct ifreq of ours, as these requests take.
+        if unsafe { libc::ioctl(dup.0, request, rec.as_mut_ptr()) } < 0 {
+            return Reply::Error(errno());
+        }
+        ifreq::patch_ifreq(request, &mut rec, &ifc);
+        return if mem.write(arg, &rec).is_ok() { Reply::Value(0) } else { Reply::Error(libc::EFAULT) };
+    }
+    // struct ifconf: int ifc_len, (padding), char *ifc_buf.
+    let mut conf = [0u8; 16];
+    if mem.read(arg, &mut conf).map_or(true, |n| n < conf.len()) || !mem.still_valid() {
+        return Reply::Error(libc::EFAULT);
+    }
+    let len = i32::from_ne_bytes([conf[0], conf[1], conf[2], conf[3]]);
+    let buf_addr = u64::from_ne_bytes([conf[8], conf[9], conf[10], conf[11], conf[12], conf[13], conf[14], conf[15]]);
+    if buf_addr == 0 {
+        return Reply::Continue; // the length query: nothing to edit
+    }
+    // At most 64 KiB of records (1638 interfaces): the tracee's length is not trusted.
+    let len = usize::try_from(len).unwrap_or(0).min(64 << 10);
+    let mut buf = vec![0u8; len];
+    let mut local = libc::ifconf {
+        ifc_len: i32::try_from(len).unwrap_or(0),
+        ifc_ifcu: libc::__c_anonymous_ifc_ifcu { ifcu_buf: buf.as_mut_ptr().cast() },
+    };
+    // SAFETY: `local` describes `buf`, ours, of `len` bytes.
+    if unsafe { libc::ioctl(dup.0, request, &raw mut local) } < 0 {
+        return Reply::Error(errno());
+    }
+    let n = usize::try_from(local.ifc_len).unwrap_or(0).min(len);
+    ifreq::patch_ifconf(&mut buf[..n], &ifc);
+    let ok = mem.write(buf_addr, &buf[..n]).is_ok() && mem.write(arg, &local.ifc_len.to_ne_bytes()).is_ok();
+    if ok { Reply::Value(0) } else { Reply::Error(libc::EFAULT) }
+}
