@@ -46,11 +46,13 @@ fn busybox_static_sees_the_capsule_hostname_and_machine_id() {
             "--",
             "sh",
             "-c",
-            "hostname; cat /etc/machine-id; uname -n",
+            "hostname; cat /etc/machine-id; uname -n; hostname capsule-db2 && hostname",
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, format!("capsule-db1\n{MID}\ncapsule-db1\n"));
+    // sethostname inside the capsule renames the capsule, never the machine.
+    assert_eq!(out, format!("capsule-db1\n{MID}\ncapsule-db1\ncapsule-db2\n"));
+    assert_ne!(host_hostname(), "capsule-db2", "the machine was renamed");
     assert_ne!(
         std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
         MID,
@@ -79,11 +81,12 @@ fn dynamic_programs_see_it_through_the_shim() {
             "--",
             "-c",
             "hostname; uname -n; cat /etc/hostname /proc/sys/kernel/hostname /var/lib/dbus/machine-id; \
-           python3 -c 'import socket; print(socket.gethostname())'",
+           python3 -c 'import socket; print(socket.gethostname()); socket.sethostname(\"web9\"); print(socket.gethostname())'",
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, format!("web1\nweb1\nweb1\nweb1\n{MID}\nweb1\n"));
+    assert_eq!(out, format!("web1\nweb1\nweb1\nweb1\n{MID}\nweb1\nweb9\n"));
+    assert_ne!(host_hostname(), "web9", "the machine was renamed");
     // Without options the machine's own name shows.
     let (_, out, _) = run_capsule(&env, &["run", "ident", "--entry", "/bin/hostname"]);
     assert_eq!(out.trim(), host_hostname());

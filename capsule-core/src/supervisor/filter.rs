@@ -23,6 +23,8 @@ pub const TRAPPED: &[i64] = &[
     libc::SYS_readlink,
     libc::SYS_readlinkat,
     libc::SYS_uname,
+    libc::SYS_sethostname,
+    libc::SYS_setdomainname,
     libc::SYS_bind,
 ];
 

@@ -125,6 +125,11 @@ impl Supervisor {
         {
             set.insert(p);
         }
+        if let Some(reply) = rename(&mut self.hostname, &mut self.domain, &mem, n.nr, &n.args) {
+            self.stats.served.fetch_add(1, Ordering::Relaxed);
+            self.listener.reply(n.id, reply)?;
+            return Ok(true);
+        }
         let mut cx = Context {
             view,
             tree: self.tree.as_fd(),
@@ -157,4 +162,31 @@ impl Supervisor {
         poll(&mut fds, PollTimeout::ZERO).is_ok()
             && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN))
     }
+}
+
+/// sethostname/setdomainname in a capsule with its own name: the capsule is renamed (every
+/// later uname the supervisor answers), never the machine. `None`: not ours (the kernel's call).
+fn rename(
+    hostname: &mut Option<String>,
+    domain: &mut Option<String>,
+    mem: &impl memory::TraceeMemory,
+    nr: i64,
+    a: &[u64; 6],
+) -> Option<Reply> {
+    let own = hostname.is_some();
+    let slot = match nr {
+        libc::SYS_sethostname if own => hostname,
+        libc::SYS_setdomainname if own || domain.is_some() => domain,
+        _ => return None,
+    };
+    let len = usize::try_from(a[1]).unwrap_or(usize::MAX);
+    if len > 64 {
+        return Some(Reply::Error(libc::EINVAL));
+    }
+    let mut buf = vec![0u8; len];
+    if mem.read(a[0], &mut buf).map_or(true, |n| n < len) || !mem.still_valid() {
+        return Some(Reply::Error(libc::EFAULT));
+    }
+    *slot = Some(String::from_utf8_lossy(&buf).into_owned());
+    Some(Reply::Value(0))
 }

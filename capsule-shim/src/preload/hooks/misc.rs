@@ -337,6 +337,85 @@ fn put_field(field: &mut [core::ffi::c_char; 65], v: &[u8]) {
     }
 }
 
+/// A name set inside the capsule (sethostname, setdomainname): this process's, lock-free
+/// (a racing reader may see a mix of two names, as with the kernel's own uname).
+struct Renamed {
+    bytes: [core::sync::atomic::AtomicU8; 65],
+    /// Length + 1; 0 while unset.
+    len: core::sync::atomic::AtomicUsize,
+}
+
+impl Renamed {
+    const fn new() -> Self {
+        Renamed {
+            bytes: [const { core::sync::atomic::AtomicU8::new(0) }; 65],
+            len: core::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    fn set(&self, v: &[u8]) {
+        use core::sync::atomic::Ordering;
+        for (d, s) in self.bytes.iter().zip(v.iter().chain(core::iter::repeat(&0))) {
+            d.store(*s, Ordering::Relaxed);
+        }
+        self.len.store(v.len().min(64) + 1, Ordering::Release);
+    }
+
+    /// Copy into a utsname field if set; whether it was.
+    fn put(&self, field: &mut [core::ffi::c_char; 65]) -> bool {
+        use core::sync::atomic::Ordering;
+        let n = self.len.load(Ordering::Acquire);
+        if n == 0 {
+            return false;
+        }
+        for (i, (d, s)) in field.iter_mut().zip(&self.bytes).enumerate() {
+            *d = if i + 1 < n { s.load(Ordering::Relaxed).cast_signed() } else { 0 };
+        }
+        true
+    }
+}
+
+static HOSTNAME: Renamed = Renamed::new();
+static DOMAIN: Renamed = Renamed::new();
+
+/// sethostname/setdomainname inside a capsule with its own name: the capsule is renamed (this
+/// process and what it asks uname from now on), never the machine. Without a capsule name the
+/// call is the kernel's, as outside.
+fn rename(which: &Renamed, own: bool, nr: c_long, name: *const c_char, len: usize) -> c_int {
+    if !own {
+        // SAFETY: the caller's arguments, unchanged.
+        return ret(unsafe { sys::raw(nr, name as c_long, len as c_long, 0, 0, 0, 0) });
+    }
+    if len > 64 || (name.is_null() && len > 0) {
+        set_errno(if len > 64 { libc::EINVAL } else { libc::EFAULT });
+        return -1;
+    }
+    // SAFETY: `len` readable bytes at `name` (C contract), non-null when len > 0.
+    let v = if len == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(name.cast::<u8>(), len) } };
+    which.set(v);
+    0
+}
+
+/// sethostname(2).
+///
+/// # Safety
+/// C ABI: `name` readable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sethostname(name: *const c_char, len: usize) -> c_int {
+    let own = state().is_some_and(|st| !st.hostname.is_empty());
+    rename(&HOSTNAME, own, libc::SYS_sethostname, name, len)
+}
+
+/// setdomainname(2).
+///
+/// # Safety
+/// C ABI: `name` readable for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setdomainname(name: *const c_char, len: usize) -> c_int {
+    let own = state().is_some_and(|st| !st.hostname.is_empty() || !st.domain.is_empty());
+    rename(&DOMAIN, own, libc::SYS_setdomainname, name, len)
+}
+
 /// uname(2): the run's host and domain names (issue 5's identity), the kernel's the rest.
 ///
 /// # Safety
@@ -351,10 +430,10 @@ pub unsafe extern "C" fn uname(buf: *mut libc::utsname) -> c_int {
     {
         // SAFETY: non-null and writable (the kernel just wrote it).
         let u = unsafe { &mut *buf };
-        if !st.hostname.is_empty() {
+        if !HOSTNAME.put(&mut u.nodename) && !st.hostname.is_empty() {
             put_field(&mut u.nodename, st.hostname);
         }
-        if !st.domain.is_empty() {
+        if !DOMAIN.put(&mut u.domainname) && !st.domain.is_empty() {
             put_field(&mut u.domainname, st.domain);
         }
     }
