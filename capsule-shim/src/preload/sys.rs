@@ -92,14 +92,32 @@ pub unsafe fn read(fd: c_int, buf: *mut u8, len: usize) -> c_long {
 
 /// # Safety
 /// Arguments as for the syscall `nr`.
+#[inline]
 pub unsafe fn raw(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
-    // SAFETY: forwarded; the caller upholds the syscall's contract. libc::syscall returns -1
-    // and sets errno, which we convert to the kernel's -errno convention.
     #[allow(clippy::cast_possible_wrap)] // the cookie's bits, as the register holds them
     let f = if f == 0 { COOKIE.load(Ordering::Relaxed) as c_long } else { f };
-    // SAFETY: as above; a sixth argument the syscall does not use is ignored by the kernel.
-    let r = unsafe { libc::syscall(nr, a, b, c, d, e, f) };
-    if r == -1 { -c_long::from(errno()) } else { r }
+    let r: c_long;
+    // SAFETY: the x86-64 system call convention (number in rax, arguments in rdi, rsi, rdx,
+    // r10, r8, r9; the kernel clobbers rcx and r11 and returns in rax); the caller upholds the
+    // syscall's own contract. A sixth argument the syscall does not use is ignored by the
+    // kernel. Inline rather than libc's variadic `syscall()`: no wrapper call, no errno
+    // round trip (the result is the kernel's `-errno` already), on the hot path of every hook.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr => r,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            in("r10") d,
+            in("r8") e,
+            in("r9") f,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    r
 }
 
 /// The calling thread's errno.
