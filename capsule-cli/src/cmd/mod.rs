@@ -6,6 +6,7 @@ mod demo;
 mod inspect;
 mod list;
 mod manage;
+mod oci;
 mod run;
 mod sandbox;
 mod transfer;
@@ -38,6 +39,9 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Verify(v) => verify::run(&store, out, v),
         Verb::Export(e) => transfer::export(&store, out, e),
         Verb::Import(i) => transfer::import(&store, out, i),
+        Verb::Push(p) => oci::push(&store, out, p),
+        Verb::Pull(p) => oci::pull(&store, out, p),
+        Verb::Fetch(f) => oci::fetch(&store, out, f),
         Verb::Run(r) => run::run(&store, out, r),
         Verb::Sandbox(s) => sandbox::run(&store, out, s),
         Verb::Config(c) => config::run(&store, out, c),

@@ -34,6 +34,9 @@ pub enum RunError {
     /// From the store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A lazily pulled blob could not be fetched.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
     /// A filesystem step on a sandbox, cache or view path.
     #[error("{action} {}", path.display())]
     Io {
