@@ -150,3 +150,6 @@ impl OciError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
