@@ -15,6 +15,7 @@ mod demo;
 mod identity;
 mod install;
 mod netns;
+mod oci;
 mod redis;
 mod run;
 mod shim;
