@@ -185,7 +185,11 @@ fn push_pull_and_run_on_a_second_machine_and_push_only_what_changed() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("https://10.231.97.1:5000"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("https://10.231.97.1:5000"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Lazy: v2 into the same store needs only the changed blob, fetched when the file opens.
     let lazy = json_in(&ns_b.0, &s2, &["pull", "--lazy", "--plain-http", &from("v2"), "app2"]);

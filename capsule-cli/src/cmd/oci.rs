@@ -65,8 +65,11 @@ pub fn pull(store: &Store, out: Output, p: Pull) -> Result<ExitCode> {
             "blobs_deferred": s.blobs_deferred, "bytes_downloaded": s.bytes_downloaded,
         }))?;
     } else {
-        let deferred =
-            if s.blobs_deferred > 0 { format!(", {} left in the registry until used", s.blobs_deferred) } else { String::new() };
+        let deferred = if s.blobs_deferred > 0 {
+            format!(", {} left in the registry until used", s.blobs_deferred)
+        } else {
+            String::new()
+        };
         out.info(format!(
             "pulled {} as {} {} ({} blobs downloaded, {} present already{deferred}, {})",
             s.reference,

@@ -239,7 +239,12 @@ impl Client {
             source,
         })?;
         if out.len() as u64 > limit {
-            return Err(OciError::invalid(&self.reference, "OCI manifest", self.reference.target_str(), format!("over the {limit}-byte limit")));
+            return Err(OciError::invalid(
+                &self.reference,
+                "OCI manifest",
+                self.reference.target_str(),
+                format!("over the {limit}-byte limit"),
+            ));
         }
         Ok(out)
     }

@@ -122,7 +122,9 @@ pub enum OciError {
         source: StoreError,
     },
     /// The capsule has blobs a lazy pull did not fetch yet.
-    #[error("capsule {capsule} was pulled lazily and {missing} of its blobs are not fetched; run `capsule fetch {capsule}`")]
+    #[error(
+        "capsule {capsule} was pulled lazily and {missing} of its blobs are not fetched; run `capsule fetch {capsule}`"
+    )]
     NotFetched {
         /// `name:tag`.
         capsule: String,
@@ -141,7 +143,12 @@ pub enum OciError {
 }
 
 impl OciError {
-    pub(crate) fn invalid(reference: &Reference, what: &'static str, digest: impl ToString, reason: impl ToString) -> Self {
+    pub(crate) fn invalid(
+        reference: &Reference,
+        what: &'static str,
+        digest: impl ToString,
+        reason: impl ToString,
+    ) -> Self {
         OciError::Invalid {
             reference: reference.to_string(),
             what,

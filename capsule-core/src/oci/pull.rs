@@ -155,8 +155,11 @@ fn fetch_meta(client: &Client) -> Result<Remote, OciError> {
     check_oci(r, &oci, &oci_digest)?;
     let config_sha = sha(r, "config", &oci.config.digest)?;
     let config = get_small(client, "capsule manifest", &config_sha, oci.config.size, MAX_MANIFEST_BYTES)?;
-    let manifest = Manifest::decode(&config)
-        .map_err(|source| OciError::Capsule { reference: r.to_string(), digest: config_sha.to_string(), source })?;
+    let manifest = Manifest::decode(&config).map_err(|source| OciError::Capsule {
+        reference: r.to_string(),
+        digest: config_sha.to_string(),
+        source,
+    })?;
     if manifest.encode() != config {
         return Err(OciError::invalid(r, "capsule manifest", config_sha, "not in canonical encoding"));
     }
@@ -176,7 +179,9 @@ pub(crate) fn stage_blob(store: &Store, client: &Client, e: &MapEntry) -> Result
     let mut reader = Sha256Reader { inner: body.take(e.stored + 1), hasher: sha2::Sha256::new(), count: 0 };
     let staged = store.stage_compressed(&mut reader, &e.blake3).map_err(|source| match source {
         StoreError::Io { .. } => OciError::Store(source),
-        source => OciError::BadBlob { reference: r.to_string(), sha256: e.sha256.to_string(), blake3: e.blake3, source },
+        source => {
+            OciError::BadBlob { reference: r.to_string(), sha256: e.sha256.to_string(), blake3: e.blake3, source }
+        }
     })?;
     let actual = Sha256(reader.hasher.finalize().into());
     if reader.count != e.stored || actual != e.sha256 {
@@ -203,10 +208,9 @@ pub fn pull(
 ) -> Result<PullSummary, OciError> {
     let client = Client::new(reference, opts.plain_http, false);
     let remote = fetch_meta(&client)?;
-    let capsule = name.cloned().unwrap_or_else(|| CapsuleRef {
-        name: remote.manifest.name.clone(),
-        tag: remote.manifest.tag.clone(),
-    });
+    let capsule = name
+        .cloned()
+        .unwrap_or_else(|| CapsuleRef { name: remote.manifest.name.clone(), tag: remote.manifest.tag.clone() });
     let _lock = StoreLock::shared(store)?;
     let wanted: Vec<MapEntry> = remote.map.entries.iter().filter(|e| !store.has_blob(&e.blake3)).copied().collect();
     let present = (remote.map.entries.len() - wanted.len()) as u64;

@@ -138,7 +138,12 @@ pub fn plan(store: &Store, r: &CapsuleRef, progress: &dyn Progress) -> Result<Pl
 
 impl OciError {
     fn invalid_plan(r: &CapsuleRef, reason: impl ToString) -> OciError {
-        OciError::Invalid { reference: r.to_string(), what: "capsule", digest: String::new(), reason: reason.to_string() }
+        OciError::Invalid {
+            reference: r.to_string(),
+            what: "capsule",
+            digest: String::new(),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -124,7 +124,10 @@ impl FromStr for Reference {
             match rest[last..].split_once(':') {
                 Some((_, tag)) => {
                     if !valid_tag(tag) {
-                        return Err(bad(input, "a tag is 1-128 of a-z A-Z 0-9 _ . - and starts with a letter, digit or _"));
+                        return Err(bad(
+                            input,
+                            "a tag is 1-128 of a-z A-Z 0-9 _ . - and starts with a letter, digit or _",
+                        ));
                     }
                     (&rest[..last + rest[last..].len() - tag.len() - 1], Target::Tag(tag.to_owned()))
                 }

@@ -86,7 +86,7 @@ fn setup() -> (tempfile::TempDir, Plan, Content, Reference) {
 /// Replace the bytes served for the big blob by another valid zstd frame.
 fn tamper(plan: &Plan, content: &Content) -> (Sha256, Digest) {
     let e = plan.map.entries.iter().max_by_key(|e| e.size).unwrap();
-    let other = zstd::encode_all(&vec![9u8; e.size as usize][..], 3).unwrap();
+    let other = zstd::encode_all(&vec![9u8; usize::try_from(e.size).unwrap()][..], 3).unwrap();
     content.lock().unwrap().insert(format!("/v2/team/app/blobs/{}", e.sha256), other);
     (e.sha256, e.blake3)
 }
@@ -138,8 +138,7 @@ fn a_lazy_fetch_of_a_tampered_blob_is_refused() {
     lazy::fetch_missing(&dst, &small.blake3).unwrap();
     dst.verify_blob(&small.blake3).unwrap();
     // A lie in the OCI manifest (a digest reference that does not match) is refused too.
-    let wrong: Reference = format!("{}/{}@sha256:{}", reference.registry, reference.repository, "0".repeat(64))
-        .parse()
-        .unwrap();
+    let wrong: Reference =
+        format!("{}/{}@sha256:{}", reference.registry, reference.repository, "0".repeat(64)).parse().unwrap();
     assert!(pull(&dst, &wrong, None, PullOptions::default(), &NoProgress).is_err());
 }

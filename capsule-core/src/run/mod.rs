@@ -34,9 +34,10 @@ pub enum RunError {
     /// From the store.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A lazily pulled blob could not be fetched.
+    /// A lazily pulled blob could not be fetched (boxed: it is large and rare, and every
+    /// `RunError` would otherwise carry its size).
     #[error(transparent)]
-    Oci(#[from] crate::oci::OciError),
+    Oci(Box<crate::oci::OciError>),
     /// A filesystem step on a sandbox, cache or view path.
     #[error("{action} {}", path.display())]
     Io {
@@ -54,6 +55,12 @@ pub enum RunError {
     /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
     #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
     Isolation(String),
+}
+
+impl From<crate::oci::OciError> for RunError {
+    fn from(e: crate::oci::OciError) -> Self {
+        RunError::Oci(Box::new(e))
+    }
 }
 
 impl RunError {
