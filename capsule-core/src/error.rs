@@ -15,4 +15,7 @@ pub enum Error {
     /// From export or import.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// From push, pull or lazy fetch.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
 }

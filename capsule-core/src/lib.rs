@@ -3,7 +3,8 @@
 //! Principal types: [`store::Store`] (content-addressed blobs plus the sled index that caches
 //! what they say), [`manifest::Manifest`] (one capsule: its file tree, entry points, env,
 //! isolation rules, registry, identity and links), [`capture`] (snapshot diff and ELF closure)
-//! [`archive`] (the self-contained export file) and [`sign`] (its ed25519 keys).
+//! [`archive`] (the self-contained export file), [`sign`] (its ed25519 keys) and [`oci`] (push
+//! and pull through OCI registries, and lazy fetch).
 //!
 //! Invariants: blobs are the truth and are immutable once renamed into place; every decode of
 //! bytes that came from disk or the network goes through [`codec`] with a size limit; paths in a
@@ -34,6 +35,8 @@ mod error;
 pub mod ifreq;
 #[cfg(feature = "store")]
 pub mod manifest;
+#[cfg(feature = "store")]
+pub mod oci;
 #[cfg(feature = "store")]
 pub mod registry;
 pub mod resolve;

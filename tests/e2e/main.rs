@@ -16,6 +16,7 @@ mod df;
 mod identity;
 mod install;
 mod netns;
+mod oci;
 mod redis;
 mod run;
 mod shared;

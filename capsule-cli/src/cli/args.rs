@@ -47,6 +47,12 @@ pub enum Verb {
     Keygen(Keygen),
     /// Disk usage: each capsule's logical and stored bytes, what they share, the dedup ratio.
     Df,
+    /// Upload a capsule to an OCI registry (only the blobs it lacks).
+    Push(Push),
+    /// Download a capsule from an OCI registry (only the blobs the store lacks).
+    Pull(Pull),
+    /// Download every blob a lazy pull left in the registry (for offline use).
+    Fetch(Fetch),
     /// Run a capsule's program (exit status: the program's; 125/126/127 as docker).
     Run(Run),
     /// Look at or discard what a capsule's programs changed.
@@ -236,6 +242,40 @@ pub struct Keygen {
     /// Write PREFIX.key (secret, mode 0600) and PREFIX.pub; existing files are never replaced.
     #[arg(short, long, value_name = "PREFIX", default_value = "capsule-signing")]
     pub output: PathBuf,
+}
+
+/// `push NAME HOST[:PORT]/REPO:TAG`
+#[derive(Debug, Args)]
+pub struct Push {
+    /// NAME[:TAG] of the capsule.
+    pub name: String,
+    /// Where: HOST[:PORT]/REPO:TAG (loopback hosts are spoken to over HTTP, others HTTPS).
+    pub reference: String,
+    /// HTTP even for a host that is not loopback (a test registry; never for real ones).
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+/// `pull HOST[:PORT]/REPO[:TAG|@sha256:…] [NAME]`
+#[derive(Debug, Args)]
+pub struct Pull {
+    /// HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]
+    pub reference: String,
+    /// NAME[:TAG] to store it under (default: the capsule's own name and tag).
+    pub name: Option<String>,
+    /// Record the manifest only: `run` fetches each blob on first open, `fetch` the rest.
+    #[arg(long)]
+    pub lazy: bool,
+    /// HTTP even for a host that is not loopback.
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+/// `fetch NAME`
+#[derive(Debug, Args)]
+pub struct Fetch {
+    /// NAME[:TAG] of a capsule pulled with `--lazy`.
+    pub name: String,
 }
 
 /// `run`

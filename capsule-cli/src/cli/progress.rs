@@ -22,7 +22,9 @@ impl Progress for Bars {
     fn start(&self, phase: &str, len: Option<u64>) {
         self.bar.reset();
         let template = match (len, phase) {
-            (Some(_), "exporting" | "importing") => "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            (Some(_), "exporting" | "importing" | "pushing" | "pulling" | "fetching") => {
+                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"
+            }
             (Some(_), _) => "{msg:>10} [{bar:30}] {pos}/{len} {per_sec}",
             (None, _) => "{msg:>10} {spinner} {pos} files {per_sec}",
         };

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use capsule_core::digest::Digest;
+use capsule_core::oci::lazy;
 use capsule_core::store::index::Index;
 use capsule_core::store::{Store, StoreLock};
 use serde_json::json;
@@ -33,8 +34,9 @@ pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCod
 }
 
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
-/// commit), remove every blob that no capsule, and no pending snapshot, uses; empty tmp/; and
-/// remove the scratch sandboxes of captures whose process died.
+/// commit), remove every blob that no capsule, and no pending snapshot, uses; empty tmp/;
+/// remove the scratch sandboxes of captures whose process died; and remove the remote records
+/// (lazy pulls) of capsules no ref names any more; those of live capsules stay.
 pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     let _lock = StoreLock::exclusive(store)?;
     let mut live: BTreeSet<Digest> = BTreeSet::new();
@@ -55,6 +57,11 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     }
     if let Ok((snap, _)) = capsule_core::capture::snapshot::pending(store) {
         live.insert(snap);
+    }
+    for d in lazy::records(store) {
+        if !live.contains(&d) {
+            lazy::remove_record(store, &d).with_context(|| format!("cannot remove the remote record of {d}"))?;
+        }
     }
     let (mut removed, mut freed) = (0u64, 0u64);
     for d in store.list_blobs()? {

@@ -8,6 +8,7 @@ mod inspect;
 mod keygen;
 mod list;
 mod manage;
+mod oci;
 mod run;
 mod sandbox;
 mod transfer;
@@ -47,6 +48,9 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Import(i) => transfer::import(&store, out, i),
         Verb::Keygen(k) => keygen::run(out, &k),
         Verb::Df => df::run(&store, out),
+        Verb::Push(p) => oci::push(&store, out, p),
+        Verb::Pull(p) => oci::pull(&store, out, p),
+        Verb::Fetch(f) => oci::fetch(&store, out, f),
         Verb::Run(r) => run::run(&store, out, r),
         Verb::Sandbox(s) => sandbox::run(&store, out, s),
         Verb::Config(c) => config::run(&store, out, c),

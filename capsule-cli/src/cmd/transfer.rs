@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use capsule_core::archive;
 use capsule_core::sign::{PublicKey, SecretKey};
+use capsule_core::oci::lazy;
 use capsule_core::store::Store;
 use serde_json::json;
 
@@ -50,6 +51,16 @@ pub fn export(store: &Store, out: Output, e: Export) -> Result<ExitCode> {
         }
         None => None,
     };
+    // A lazily pulled capsule is refused rather than fetched behind the user's back: export
+    // must work offline and say what it needs.
+    let (digest, manifest) = store.load(&r).with_context(|| format!("cannot export capsule {r}"))?;
+    let missing = lazy::unfetched(store, &digest, &manifest)?;
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "cannot export capsule {r}: it was pulled lazily and {} of its blobs are not fetched; run `capsule fetch {r}` first",
+            missing.len()
+        );
+    }
     let s = archive::export(store, &r, &e.output, key.as_ref(), &Bars::new(out.bars()))
         .with_context(|| format!("cannot export capsule {r} to {}", e.output.display()))?;
     print(out, "exported", &s)?;

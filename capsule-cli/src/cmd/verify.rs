@@ -3,7 +3,9 @@
 //! A damaged blob is reported by digest with the capsules that use it, found through the
 //! index's reverse refs. `--repair` rebuilds the index from refs and manifests, and moves
 //! damaged blobs aside (into tmp/, which gc empties) so that a re-import or capture of the
-//! same content can put a good copy back. Exit 1 while any capsule stays damaged.
+//! same content can put a good copy back. Exit 1 while any capsule stays damaged. Blobs of a
+//! lazily pulled capsule that are still in the registry are "not fetched", not damage: they
+//! are counted (`not_fetched`) and not checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use capsule_core::capture::Progress;
 use capsule_core::digest::Digest;
+use capsule_core::oci::lazy;
 use capsule_core::store::index::Index;
 use capsule_core::store::{CapsuleRef, Store, StoreError};
 use serde_json::json;
@@ -46,10 +49,21 @@ pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
     };
     let mut blobs: BTreeSet<Digest> = BTreeSet::new();
     let mut names: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    let mut not_fetched: BTreeSet<Digest> = BTreeSet::new();
     for (r, d) in &refs {
         names.entry(*d).or_default().push(r.to_string());
         match store.load_manifest(d) {
-            Ok(m) => blobs.extend(m.blobs()),
+            Ok(m) => {
+                match lazy::unfetched(store, d, &m) {
+                    Ok(missing) => not_fetched.extend(missing),
+                    Err(e) => problems.push(Problem {
+                        what: format!("capsule {r}: {e}"),
+                        digest: Some(*d),
+                        used_by: vec![r.to_string()],
+                    }),
+                }
+                blobs.extend(m.blobs());
+            }
             Err(e) => problems.push(Problem {
                 what: format!("capsule {r}: {e}"),
                 digest: Some(*d),
@@ -60,6 +74,7 @@ pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
     if v.name.is_none() {
         blobs.extend(store.list_blobs()?);
     }
+    blobs.retain(|b| !not_fetched.contains(b));
     let bad = check_blobs(store, out, &blobs);
     for (digest, err) in bad {
         let used_by = users(store, &digest, &names);
@@ -68,7 +83,7 @@ pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
         }
         problems.push(Problem { what: err.to_string(), digest: Some(digest), used_by });
     }
-    report(out, &problems, &repaired, refs.len(), blobs.len())?;
+    report(out, &problems, &repaired, refs.len(), blobs.len(), not_fetched.len())?;
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -106,13 +121,20 @@ fn quarantine(store: &Store, digest: &Digest, repaired: &mut Vec<String>) {
     }
 }
 
-fn report(out: Output, problems: &[Problem], repaired: &[String], capsules: usize, blobs: usize) -> Result<()> {
+fn report(
+    out: Output,
+    problems: &[Problem],
+    repaired: &[String],
+    capsules: usize,
+    blobs: usize,
+    not_fetched: usize,
+) -> Result<()> {
     if out.json {
         let p: Vec<_> = problems
             .iter()
             .map(|p| json!({ "problem": p.what, "digest": p.digest.map(|d| d.to_hex()), "used_by": p.used_by }))
             .collect();
-        return out.print_json(&json!({ "ok": problems.is_empty(), "capsules": capsules, "blobs": blobs, "problems": p, "repaired": repaired }));
+        return out.print_json(&json!({ "ok": problems.is_empty(), "capsules": capsules, "blobs": blobs, "problems": p, "repaired": repaired, "not_fetched": not_fetched }));
     }
     for r in repaired {
         eprintln!("repaired: {r}");
@@ -123,6 +145,9 @@ fn report(out: Output, problems: &[Problem], repaired: &[String], capsules: usiz
     }
     if problems.is_empty() {
         out.info(format!("ok: {capsules} capsules, {blobs} blobs verified"));
+    }
+    if not_fetched > 0 {
+        out.info(format!("{not_fetched} blobs of lazily pulled capsules are not fetched yet (`capsule fetch NAME`)"));
     }
     Ok(())
 }

@@ -23,11 +23,16 @@ pub fn cache_path(store: &Store, digest: &Digest, e: &Entry) -> PathBuf {
     store.root().join("cache").join(&hex[..2]).join(format!("{hex}-{:o}-{}.{}", e.mode, e.mtime, e.mtime_nsec))
 }
 
-/// Decompress blob `digest` into the cache (once), checking its digest on the way.
+/// Decompress blob `digest` into the cache (once), checking its digest on the way. A blob
+/// not in the store is fetched first from the registry a lazy pull recorded
+/// ([`crate::oci::lazy::fetch_missing`]): this is the one place both tiers' first opens reach.
 pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf, RunError> {
     let path = cache_path(store, digest, e);
     if path.exists() {
         return Ok(path);
+    }
+    if !store.has_blob(digest) {
+        crate::oci::lazy::fetch_missing(store, digest)?;
     }
     let dir = path.parent().map(Path::to_owned).unwrap_or_default();
     fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;

@@ -35,6 +35,10 @@ pub enum RunError {
     /// From the store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A lazily pulled blob could not be fetched (boxed: it is large and rare, and every
+    /// `RunError` would otherwise carry its size).
+    #[error(transparent)]
+    Oci(Box<crate::oci::OciError>),
     /// A filesystem step on a sandbox, cache or view path.
     #[error("{action} {}", path.display())]
     Io {
@@ -55,6 +59,12 @@ pub enum RunError {
     /// A link to a shared capsule that cannot be followed.
     #[error(transparent)]
     Link(#[from] shared::LinkError),
+}
+
+impl From<crate::oci::OciError> for RunError {
+    fn from(e: crate::oci::OciError) -> Self {
+        RunError::Oci(Box::new(e))
+    }
 }
 
 impl RunError {

@@ -4,6 +4,7 @@
 //! blobs/xx/<digest>   content-addressed, zstd (see `blob`)     the truth for content
 //! refs/<name>/<tag>   one line: a manifest digest (see `refs`)  the truth for names
 //! snapshots/<id>      one line: a snapshot blob digest          pending `capture snapshot`
+//! remotes/<digest>    where a lazily pulled capsule's blobs are  (see `oci::lazy`)
 //! index/              sled: names, tags, reverse refs           a cache, rebuilt from the above
 //! tmp/                temporary files of writers in progress
 //! lock                flock: writers share it, gc takes it exclusively
@@ -83,16 +84,28 @@ impl Store {
     /// holds a [`StoreLock::shared`] from before it wrote the first blob, so `gc` cannot take
     /// them away in between.
     pub fn commit_capsule(&self, manifest: &Manifest) -> Result<Digest, StoreError> {
+        let r = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };
+        self.commit_capsule_as(manifest, &r, &|_| false)
+    }
+
+    /// [`commit_capsule`](Self::commit_capsule) under ref `r` (a pull may store a capsule under
+    /// another name). A blob may be missing only where `remote(blob)` says a remote record
+    /// covers it (a lazy pull, see `oci::lazy`), which the caller wrote before.
+    pub fn commit_capsule_as(
+        &self,
+        manifest: &Manifest,
+        r: &CapsuleRef,
+        remote: &dyn Fn(&Digest) -> bool,
+    ) -> Result<Digest, StoreError> {
         for d in manifest.blobs() {
-            if !self.has_blob(&d) {
+            if !self.has_blob(&d) && !remote(&d) {
                 return Err(StoreError::MissingBlob { digest: d });
             }
         }
         let digest = self.put_bytes(&manifest.encode())?;
-        let r = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };
-        self.set_ref(&r, &digest)?;
+        self.set_ref(r, &digest)?;
         // The ref is the truth; an index left behind by a crash here is reconciled on next use.
-        index::Index::with(self, |idx| idx.record(&r, &digest, manifest))?;
+        index::Index::with(self, |idx| idx.record(r, &digest, manifest))?;
         tracing::info!(capsule = %r, %digest, files = manifest.entries.len(), "committed");
         Ok(digest)
     }
