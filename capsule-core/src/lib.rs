@@ -37,6 +37,7 @@ pub mod manifest;
 #[cfg(feature = "store")]
 pub mod registry;
 pub mod resolve;
+pub mod rtnl;
 #[cfg(feature = "store")]
 pub mod run;
 #[cfg(feature = "store")]
