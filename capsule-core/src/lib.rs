@@ -40,6 +40,7 @@ pub mod oci;
 #[cfg(feature = "store")]
 pub mod registry;
 pub mod resolve;
+pub mod rtnl;
 #[cfg(feature = "store")]
 pub mod run;
 #[cfg(feature = "store")]

@@ -145,11 +145,13 @@ fn interface_queries_show_the_capsule_address_and_mac() {
         "SIOCGIFCONF 127.0.0.9",
         // glibc's derivation from 127.0.0.9 (s_addr 0x0900007f, 16-bit halves swapped).
         "gethostid 007f0900",
+        "recvmsg unix ping",
     ] {
         assert!(out.lines().any(|l| l == want), "{want} missing from:\n{out}");
     }
-    // The same program linked statically (tier 2: the supervisor traps the three ioctls; its
-    // getifaddrs speaks netlink, which is not virtualised), and busybox-static's ifconfig.
+    // The same program linked statically (tier 2: the supervisor traps the three ioctls, and
+    // recvmsg for its getifaddrs' netlink reads; a unix socket's recvmsg still works), and
+    // busybox-static's ifconfig.
     if Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
         let bin = fixture(&env, "ifaddr", &["-static"]);
         let args = [
@@ -166,7 +168,14 @@ fn interface_queries_show_the_capsule_address_and_mac() {
         ];
         let (code, out, err) = run_capsule(&env, &args);
         assert_eq!(code, 0, "{err}");
-        for want in ["SIOCGIFADDR 127.0.0.9", "SIOCGIFHWADDR 02:42:ac:11:00:09", "SIOCGIFCONF 127.0.0.9"] {
+        for want in [
+            "getifaddrs inet 127.0.0.9",
+            "getifaddrs mac 02:42:ac:11:00:09",
+            "SIOCGIFADDR 127.0.0.9",
+            "SIOCGIFHWADDR 02:42:ac:11:00:09",
+            "SIOCGIFCONF 127.0.0.9",
+            "recvmsg unix ping",
+        ] {
             assert!(out.lines().any(|l| l == want), "static: {want} missing from:\n{out}");
         }
     } else {

@@ -255,7 +255,15 @@ pub fn start(
         if !opts.no_cookie && opts.record.is_none() {
             cmd.env("CAPSULE_COOKIE", format!("{cookie:x}"));
         }
-        Some(supervisor::launch::arm(&mut cmd, cookie, opts.record.is_some())?)
+        // A static program's getifaddrs reads netlink with recvmsg: trapped for it alone (a
+        // dynamic program has the shim's getifaddrs; filter::Traps), and outside --netns only
+        // (there the interfaces are the namespace's, and so are their indexes).
+        let netlink = linkage == auto::Linkage::Static
+            && opts.netns.is_none()
+            && opts.record.is_none()
+            && (prepared.identity.ipv4.is_some() || prepared.identity.mac.is_some());
+        let traps = supervisor::filter::Traps { record: opts.record.is_some(), netlink };
+        Some(supervisor::launch::arm(&mut cmd, cookie, traps)?)
     } else {
         None
     };

@@ -6,6 +6,14 @@
 //! which the shim's own raw syscalls do (none of these syscalls uses a sixth argument), so a
 //! dynamically linked program pays the supervisor's round trip only for calls the preload tier
 //! could not see. Everything else is allowed.
+//!
+//! The filter is built per run ([`Traps`]): `recvmsg` is trapped only for a static program of a
+//! run with an address or MAC identity (glibc's getifaddrs reads netlink with it: see
+//! `supervisor::netlink`). A dynamic program gets getifaddrs from the shim, and glibc's own
+//! `recvmsg` carries no cookie, so trapping it there would cost every receive a round trip; the
+//! one case that pays anyway is a dynamic program exec'd by such a static one (the filter is
+//! inherited as it was built): each of its `recvmsg` calls is a round trip, `CONTINUE`d unless
+//! it reads a route netlink socket.
 
 use libc::sock_filter;
 
@@ -62,14 +70,38 @@ const EMPTY_PATH_FLAGS: &[(i64, u32)] = &[(libc::SYS_newfstatat, 3), (libc::SYS_
 /// kernel opens itself.
 pub const RECORDED: &[i64] = &[libc::SYS_execve, libc::SYS_execveat];
 
+/// What a run traps besides the path calls, mutations and interface ioctls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traps {
+    /// Record mode: [`RECORDED`] too.
+    pub record: bool,
+    /// `recvmsg` ([`NETLINK`]): the run has an address or MAC identity and its program is static.
+    pub netlink: bool,
+}
+
+/// What [`Traps::netlink`] traps: the route netlink reads of glibc's getifaddrs.
+pub const NETLINK: &[i64] = &[libc::SYS_recvmsg];
+
 /// The program for cookie `cookie` (non-zero).
 pub fn program(cookie: u64) -> Vec<sock_filter> {
-    build(cookie, &[TRAPPED, super::mutate::MUTATIONS].concat())
+    program_for(cookie, Traps::default())
 }
 
 /// The program for record mode: [`TRAPPED`] and [`RECORDED`].
 pub fn recording_program(cookie: u64) -> Vec<sock_filter> {
-    build(cookie, &[TRAPPED, super::mutate::MUTATIONS, RECORDED].concat())
+    program_for(cookie, Traps { record: true, ..Traps::default() })
+}
+
+/// The program for cookie `cookie` (non-zero) that also traps what `traps` asks for.
+pub fn program_for(cookie: u64, traps: Traps) -> Vec<sock_filter> {
+    let mut trapped = [TRAPPED, super::mutate::MUTATIONS].concat();
+    if traps.record {
+        trapped.extend_from_slice(RECORDED);
+    }
+    if traps.netlink {
+        trapped.extend_from_slice(NETLINK);
+    }
+    build(cookie, &trapped)
 }
 
 /// The interface queries trapped (ioctl's second argument): `crate::ifreq` edits their answers.
@@ -214,5 +246,37 @@ mod tests {
         // The block does not disturb what follows it.
         assert_eq!(run(&p, u32::try_from(libc::SYS_openat).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(run(&p, u32::try_from(libc::SYS_write).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn recvmsg_traps_only_when_enabled() {
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        let off = program(7);
+        let on = program_for(7, Traps { netlink: true, ..Traps::default() });
+        assert_eq!(run(&off, nr(libc::SYS_recvmsg), x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&on, nr(libc::SYS_recvmsg), x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&on, nr(libc::SYS_recvmsg), x86, [3, 0, 0, 0, 0, 7]), libc::SECCOMP_RET_ALLOW, "cookie");
+        // Other syscalls are as without it, the other receives and the other path calls too.
+        for (n, args) in [
+            (libc::SYS_recvfrom, [0; 6]),
+            (libc::SYS_recvmmsg, [0; 6]),
+            (libc::SYS_read, [0; 6]),
+            (libc::SYS_sendmsg, [0; 6]),
+            (libc::SYS_openat, [0; 6]),
+            (libc::SYS_openat, [0, 0, 0, 0, 0, 7]),
+            (libc::SYS_execve, [0; 6]),
+            (libc::SYS_ioctl, [3, crate::ifreq::SIOCGIFADDR, 0, 0, 0, 0]),
+            (libc::SYS_ioctl, [1, libc::TCGETS, 0, 0, 0, 0]),
+            (libc::SYS_newfstatat, [3, 0, 0, u64::try_from(libc::AT_EMPTY_PATH).unwrap(), 0, 0]),
+        ] {
+            assert_eq!(run(&on, nr(n), x86, args), run(&off, nr(n), x86, args), "syscall {n}");
+        }
+        assert_eq!(run(&on, nr(libc::SYS_recvmsg) | X32_SYSCALL_BIT, x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        let both = program_for(7, Traps { record: true, netlink: true });
+        assert_eq!(run(&both, nr(libc::SYS_recvmsg), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&both, nr(libc::SYS_execve), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        let words = |p: Vec<sock_filter>| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect::<Vec<_>>();
+        assert_eq!(words(recording_program(7)), words(program_for(7, Traps { record: true, ..Traps::default() })));
     }
 }

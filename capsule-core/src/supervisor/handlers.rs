@@ -39,6 +39,8 @@ pub struct Context<'v, 'm> {
     pub ipv4: Option<std::net::Ipv4Addr>,
     /// The interface that shows the capsule's address and MAC (outside `--netns`).
     pub iface: Option<crate::ifreq::Iface<'m>>,
+    /// That interface's index (0: unknown), as route netlink names it.
+    pub ifindex: u32,
     /// The calling thread.
     pub pid: u32,
 }
@@ -62,6 +64,13 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_uname => uname(cx, mem, a[0]),
         libc::SYS_bind => super::netcalls::bind(cx, mem, int(a[0]), a[1], a[2]),
         libc::SYS_ioctl => super::netcalls::ioctl(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_recvmsg => match cx.iface {
+            Some(i) => {
+                let id = crate::rtnl::Identity { index: cx.ifindex, ipv4: i.ipv4, mac: i.mac };
+                super::netlink::recvmsg(cx.pid, &id, mem, int(a[0]), a[1], int(a[2]))
+            }
+            None => Reply::Continue,
+        },
         _ => super::mutate::handle(cx, mem, nr, a).unwrap_or(Reply::Continue),
     }
 }

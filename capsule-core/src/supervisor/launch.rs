@@ -23,13 +23,13 @@ pub struct Armed {
     parent: UnixStream,
 }
 
-/// Make `cmd`'s child install the supervisor filter for `cookie` just before exec (the
-/// record-mode filter with `record`).
+/// Make `cmd`'s child install the supervisor filter for `cookie` just before exec, trapping
+/// what `traps` adds (record mode's execs, route netlink reads).
 /// Drop `cmd` after spawning it (its copy of the child's socket end must close, so that a
 /// child that died before sending is an error, not a hang).
-pub fn arm(cmd: &mut Command, cookie: u64, record: bool) -> io::Result<Armed> {
+pub fn arm(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<Armed> {
     let (parent, child) = UnixStream::pair()?;
-    let prog = if record { filter::recording_program(cookie) } else { filter::program(cookie) };
+    let prog = filter::program_for(cookie, traps);
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe functions on memory allocated before the fork (`prog`, `child`).
     unsafe {

@@ -19,6 +19,7 @@ pub mod launch;
 pub mod memory;
 pub mod mutate;
 mod netcalls;
+mod netlink;
 pub mod notify;
 pub mod place;
 pub mod record;
@@ -55,6 +56,7 @@ pub struct Supervisor {
     domain: Option<String>,
     ipv4: Option<std::net::Ipv4Addr>,
     iface: Vec<u8>,
+    ifindex: u32,
     mac: Option<[u8; 6]>,
 }
 
@@ -78,11 +80,13 @@ impl Supervisor {
             domain: None,
             ipv4: None,
             iface: Vec::new(),
+            ifindex: 0,
             mac: None,
         })
     }
 
-    /// Answer `uname` with this identity's host and domain names.
+    /// Answer `uname` with this identity's host and domain names, and the interface queries
+    /// (ioctls, route netlink) with its address and MAC.
     #[must_use]
     pub fn with_identity(mut self, id: &crate::manifest::Identity) -> Supervisor {
         self.hostname.clone_from(&id.hostname);
@@ -91,6 +95,11 @@ impl Supervisor {
         self.mac = id.mac;
         if id.ipv4.is_some() || id.mac.is_some() {
             self.iface = crate::run::identity::primary_interface().map(String::into_bytes).unwrap_or_default();
+            // Once, here: route netlink answers name interfaces by index.
+            self.ifindex = std::ffi::CString::new(self.iface.clone())
+                .ok()
+                .and_then(|n| nix::net::if_::if_nametoindex(n.as_c_str()).ok())
+                .unwrap_or(0);
         }
         self
     }
@@ -142,6 +151,7 @@ impl Supervisor {
                 ipv4: self.ipv4.map(|a| a.octets()),
                 mac: self.mac,
             }),
+            ifindex: self.ifindex,
             pid: n.pid,
         };
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);

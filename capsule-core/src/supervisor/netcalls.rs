@@ -40,7 +40,7 @@ pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, l
 }
 
 /// A descriptor of ours, closed on drop.
-struct OwnedRaw(i32);
+pub(super) struct OwnedRaw(pub(super) i32);
 
 impl Drop for OwnedRaw {
     fn drop(&mut self) {
@@ -50,7 +50,7 @@ impl Drop for OwnedRaw {
 }
 
 /// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`).
-fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedRaw> {
+pub(super) fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedRaw> {
     // SAFETY: pidfd_open with integer arguments; returns a new descriptor or -1.
     let pidfd = i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).ok().filter(|&p| p >= 0)?;
     let pidfd = OwnedRaw(pidfd);

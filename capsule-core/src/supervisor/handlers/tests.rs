@@ -120,6 +120,7 @@ fn call(s: &Setup, t: &Fake, nr: i64, args: [u64; 6]) -> (Reply, Vec<(u8, String
         domain: None,
         ipv4: None,
         iface: None,
+        ifindex: 0,
         pid: std::process::id(),
     };
     let r = handle(&mut cx, t, nr, &args);
