@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use capsule_core::archive;
-use capsule_core::sign::{PublicKey, SecretKey};
 use capsule_core::oci::lazy;
+use capsule_core::sign::{PublicKey, SecretKey};
 use capsule_core::store::Store;
 use serde_json::json;
 
