@@ -3,7 +3,9 @@
 # package; started here with its own config on a free 127.0.0.1 port, stopped by PID):
 #  - time to the first output of `capsule run` after `pull --lazy` vs after a full pull, for a
 #    capsule with a big payload the program never reads (BIG_MIB of random data beside cat);
-#  - bytes uploaded by the first push vs a push of a version that changes one small file.
+#  - bytes uploaded by the first push vs a push of a version that changes one small file;
+#  - stored vs logical size (`capsule df`) of two python3 applications captured by tracing
+#    (`capture trace`), which share the interpreter and the standard library they both load.
 # Prints a Markdown section.
 #
 #   bash docs/bench/oci.sh              # RUNS=5, BIG_MIB=200 by default
@@ -71,6 +73,16 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 full=$(for _ in $(seq "$RUNS"); do first_output; done | median)
 lazy=$(for _ in $(seq "$RUNS"); do first_output --lazy; done | median)
 
+# Dedup: two applications that share their libraries, in one store.
+D=$work/dedup
+"$CAP" --store "$D" -q capture trace app-json -- /usr/bin/python3 -c 'import json, email; print(json.dumps({"ok": 1}))' >/dev/null
+"$CAP" --store "$D" -q capture trace app-sqlite -- /usr/bin/python3 -c 'import sqlite3, csv; sqlite3.connect(":memory:")' >/dev/null
+dfjson=$("$CAP" --store "$D" --json df)
+dfrow() { echo "$dfjson" | python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+dedup_rows=$(dfrow 'print("\n".join("| %s | %.1f MiB | %.1f MiB | %d of %d |" % (c["name"], c["logical"]/2**20, c["stored"]/2**20, c["shared_blobs"], c["blobs"]) for c in d["capsules"]))')
+dedup_sum=$(dfrow 'print("%.1f MiB" % (sum(c["stored"] for c in d["capsules"])/2**20))')
+dedup_total=$(dfrow 't=d["total"]; print("| both, in the store | %.1f MiB | %.1f MiB (each blob once) | ratio %.2f |" % (t["logical"]/2**20, t["stored"]/2**20, t["dedup_ratio"]))')
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f×", a / b }'; }
 cat <<MD
 ### OCI push/pull: lazy start and one-file updates ($(date +%F), $(nproc) cores, local docker-registry $(dpkg-query -W -f '${Version}' docker-registry 2>/dev/null || echo '?'), median of $RUNS runs)
@@ -92,6 +104,18 @@ manifest):
 | first push of v1 | $up1 | all |
 | v2, one changed file (the greeting) | $up2 | $blobs2 |
 | ratio | $(ratio "$up1" "$up2") less for the update | |
+
+Dedup (\`capsule --json df\`): two applications captured by \`capture trace\` from the same
+python3, one importing json and email, the other sqlite3 and csv; each capsule holds the
+interpreter, its libraries and the modules its run loaded, and the blobs they have in common
+are stored once:
+
+| capsule | logical | stored (its blobs) | blobs shared with the other |
+| --- | --- | --- | --- |
+$dedup_rows
+$dedup_total
+
+(The two capsules' own stored sizes add up to $dedup_sum; the store holds each shared blob once.)
 
 Reproduce: \`RUNS=$RUNS BIG_MIB=$BIG_MIB bash docs/bench/oci.sh\` (needs \`docker-registry\`).
 MD
