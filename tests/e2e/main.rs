@@ -17,6 +17,7 @@ mod identity;
 mod install;
 mod netns;
 mod oci;
+mod oci_tls;
 mod redis;
 mod run;
 mod shared;

@@ -1,8 +1,9 @@
 //! OCI push and pull (issue 6) against Debian's docker-registry: push over loopback, pull on a
 //! second "machine" (a store in network namespace B, the registry in namespace A, joined by a
 //! veth pair whose addresses exist only in those namespaces), run there, push a one-file
-//! update and count what moved, lazy pull + fetch, and a client this project did not write
-//! (the `oras` Python package) reading the artifact. Registries are stopped by PID and the
+//! update and count what moved, lazy pull (the first open from a dynamic program, tier 1, and
+//! from static busybox under the seccomp supervisor, tier 2) + fetch, and a client this
+//! project did not write (the `oras` Python package) reading the artifact. Registries are stopped by PID and the
 //! namespaces deleted on drop, also when an assertion fails.
 
 use std::net::TcpListener;
@@ -11,25 +12,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::require;
-use crate::support::{Env, has, is_root};
+use crate::supervisor::{BUSYBOX, static_busybox};
+use crate::support::{Env, has, is_root, require_or_skip};
 
 /// A docker-registry process with its own config file; killed by PID on drop.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     log: PathBuf,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Registry {
-    /// Serve filesystem storage `storage` on `addr`, inside network namespace `netns` if given.
-    fn start(storage: &Path, addr: &str, netns: Option<&str>, scratch: &Path) -> Registry {
+    /// Serve filesystem storage `storage` on `addr`, inside network namespace `netns` if given;
+    /// `extra` is appended to the YAML config (which ends inside its `http:` section).
+    pub(crate) fn start(storage: &Path, addr: &str, netns: Option<&str>, scratch: &Path, extra: &str) -> Registry {
         let tag = addr.replace([':', '.'], "-");
         let config = scratch.join(format!("registry-{tag}.yml"));
         let log = scratch.join(format!("registry-{tag}.log"));
         let yaml = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: capsule-test\n",
             storage.display()
-        );
+        ) + extra;
         std::fs::write(&config, yaml).unwrap();
         let mut cmd = match netns {
             Some(ns) => {
@@ -64,10 +67,10 @@ impl Drop for Registry {
 }
 
 /// A named network namespace, deleted on drop (with the veth end inside it).
-struct Ns(String);
+pub(crate) struct Ns(pub(crate) String);
 
 impl Ns {
-    fn new(name: String) -> Ns {
+    pub(crate) fn new(name: String) -> Ns {
         let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         ip(&["netns", "add", &name]);
         let ns = Ns(name);
@@ -82,7 +85,7 @@ impl Drop for Ns {
     }
 }
 
-fn ip(args: &[&str]) {
+pub(crate) fn ip(args: &[&str]) {
     let o = Command::new("ip").args(args).output().unwrap();
     assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
@@ -93,7 +96,7 @@ fn free_port() -> u16 {
 
 /// A capsule "app" holding a copy of /usr/bin/cat (mode 0755) and /opt/app/greeting,
 /// captured by snapshot diff of a scratch root (no root needed, nothing installed).
-fn app(env: &Env, greeting: &str) {
+pub(crate) fn app(env: &Env, greeting: &str) {
     use std::os::unix::fs::PermissionsExt;
     let host = env.path("host-app");
     std::fs::create_dir_all(host.join("usr/bin")).unwrap();
@@ -148,7 +151,7 @@ fn push_pull_and_run_on_a_second_machine_and_push_only_what_changed() {
     let v1 = Env::new();
     app(&v1, "hello v1\n");
     let storage = v1.path("registry-storage");
-    let local = Registry::start(&storage, &format!("127.0.0.1:{}", free_port()), None, v1.dir.path());
+    let local = Registry::start(&storage, &format!("127.0.0.1:{}", free_port()), None, v1.dir.path(), "");
     let to = |tag: &str| format!("{}/team/app:{tag}", local.addr);
     let first = v1.json(&["push", "app", &to("v1")]);
     assert_eq!((first["blobs_uploaded"].as_u64(), first["blobs_present"].as_u64()), (Some(2), Some(0)), "{first}");
@@ -169,7 +172,7 @@ fn push_pull_and_run_on_a_second_machine_and_push_only_what_changed() {
     assert!(second["bytes_uploaded"].as_u64().unwrap() < 8_000 && cat_frame > 10_000, "{first} {second}");
 
     // The second machine: the registry in A serves the same storage; a store in B pulls.
-    let remote = Registry::start(&storage, "10.231.97.1:5000", Some(&ns_a.0), v1.dir.path());
+    let remote = Registry::start(&storage, "10.231.97.1:5000", Some(&ns_a.0), v1.dir.path(), "");
     let from = |tag: &str| format!("{}/team/app:{tag}", remote.addr);
     let s2 = v1.path("machine-b-store");
     let pulled = json_in(&ns_b.0, &s2, &["pull", "--plain-http", &from("v1")]);
@@ -185,11 +188,8 @@ fn push_pull_and_run_on_a_second_machine_and_push_only_what_changed() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("https://10.231.97.1:5000"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("https://10.231.97.1:5000") && err.contains("--plain-http"), "{err}");
 
     // Lazy: v2 into the same store needs only the changed blob, fetched when the file opens.
     let lazy = json_in(&ns_b.0, &s2, &["pull", "--lazy", "--plain-http", &from("v2"), "app2"]);
@@ -212,8 +212,42 @@ fn push_pull_and_run_on_a_second_machine_and_push_only_what_changed() {
         .output()
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("capsule fetch app:latest"));
+    // Tier 2: the first open of the greeting comes from a static program under the seccomp
+    // supervisor, which fetches that blob (and only it) through the same ensure_cache.
+    if static_busybox() {
+        let greeting = blake3::hash(b"hello v1\n").to_hex().to_string();
+        let has_greeting = || s3.join("blobs").join(&greeting[..2]).join(&greeting).is_file();
+        assert!(!has_greeting());
+        assert_eq!(json_in(&ns_b.0, &s3, &["verify"])["not_fetched"], 2);
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns_b.0, env!("CARGO_BIN_EXE_capsule"), "--store"])
+            .arg(&s3)
+            .args([
+                "run",
+                "app",
+                "--seccomp",
+                "always",
+                "--stats",
+                "--entry",
+                BUSYBOX,
+                "--",
+                "cat",
+                "/opt/app/greeting",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "hello v1\n");
+        assert!(err.contains("tier 2 (supervisor): ") && !err.contains("(off)"), "{err}");
+        assert!(has_greeting());
+        assert_eq!(json_in(&ns_b.0, &s3, &["verify"])["not_fetched"], 1, "the cat blob is still deferred");
+    } else {
+        require_or_skip(&format!("{BUSYBOX} from busybox-static: the lazy tier 2 case"));
+    }
     let fetched = json_in(&ns_b.0, &s3, &["fetch", "app"]);
-    assert_eq!((fetched["blobs_downloaded"].as_u64(), fetched["blobs_present"].as_u64()), (Some(2), Some(0)));
+    let want = if static_busybox() { (Some(1), Some(1)) } else { (Some(2), Some(0)) };
+    assert_eq!((fetched["blobs_downloaded"].as_u64(), fetched["blobs_present"].as_u64()), want, "{fetched}");
     let verify = json_in(&ns_b.0, &s3, &["verify"]);
     assert_eq!((verify["ok"].as_bool(), verify["not_fetched"].as_u64()), (Some(true), Some(0)), "{verify}");
     drop(remote);
@@ -229,7 +263,7 @@ fn oras_lists_the_tag_and_reads_the_capsule_manifest() {
     require!(!python.is_empty(), "CAPSULE_ORAS_PYTHON (a python3 with the oras package; .ci/run makes one)");
     let env = Env::new();
     app(&env, "hello oras\n");
-    let reg = Registry::start(&env.path("storage"), &format!("127.0.0.1:{}", free_port()), None, env.dir.path());
+    let reg = Registry::start(&env.path("storage"), &format!("127.0.0.1:{}", free_port()), None, env.dir.path(), "");
     let pushed = env.json(&["push", "app", &format!("{}/team/app:v1", reg.addr)]);
     let script = "import json, sys, oras.client\n\
                   host = sys.argv[1]\n\

@@ -7,10 +7,10 @@ use crate::require;
 use crate::shim::Diff;
 use crate::support::{Env, run_capsule};
 
-const BUSYBOX: &str = "/bin/busybox";
+pub const BUSYBOX: &str = "/bin/busybox";
 
 /// Debian's busybox-static (the busybox package is dynamic and has no static binary).
-fn static_busybox() -> bool {
+pub fn static_busybox() -> bool {
     std::fs::read(BUSYBOX).is_ok_and(|b| {
         capsule_core::supervisor::auto::linkage_of(&b[..b.len().min(65536)])
             == capsule_core::supervisor::auto::Linkage::Static

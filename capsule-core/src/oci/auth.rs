@@ -29,6 +29,8 @@ pub struct Credentials {
     pub user: String,
     /// Password or access token.
     pub password: String,
+    /// Where they came from (the environment, or a config.json path), for error messages.
+    pub origin: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -48,16 +50,20 @@ impl Credentials {
 pub fn credentials(registry: &str) -> Option<Credentials> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let (Some(user), Some(password)) = (env("CAPSULE_REGISTRY_USER"), env("CAPSULE_REGISTRY_PASSWORD")) {
-        return Some(Credentials { user, password });
+        return Some(Credentials {
+            user,
+            password,
+            origin: "CAPSULE_REGISTRY_USER/CAPSULE_REGISTRY_PASSWORD".to_owned(),
+        });
     }
     let path = match env("DOCKER_CONFIG") {
         Some(dir) => PathBuf::from(dir).join("config.json"),
         None => PathBuf::from(env("HOME")?).join(".docker/config.json"),
     };
-    let text = std::fs::File::open(path).ok()?;
+    let text = std::fs::File::open(&path).ok()?;
     let mut body = String::new();
     text.take(MAX_TOKEN_BODY).read_to_string(&mut body).ok()?;
-    from_docker_config(&body, registry)
+    from_docker_config(&body, registry).map(|c| Credentials { origin: path.display().to_string(), ..c })
 }
 
 /// The entry for `registry` in a docker `config.json`.
@@ -71,7 +77,7 @@ fn from_docker_config(json: &str, registry: &str) -> Option<Credentials> {
     })?;
     let raw = STANDARD.decode(entry.get("auth")?.as_str()?).ok()?;
     let (user, password) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
-    Some(Credentials { user: user.to_owned(), password: password.to_owned() })
+    Some(Credentials { user: user.to_owned(), password: password.to_owned(), origin: "config.json".to_owned() })
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -140,7 +146,13 @@ pub fn fetch_token(
     }
     let resp = match req.call() {
         Ok(r) => r,
-        Err(ureq::Error::Status(code, _)) => return Err(fail(format!("token service {realm} answered {code}"))),
+        Err(ureq::Error::Status(code, _)) => {
+            let to = creds.map_or_else(
+                || "an anonymous request".to_owned(),
+                |c| format!("the credentials of user {:?} (from {})", c.user, c.origin),
+            );
+            return Err(fail(format!("token service {realm} answered {code} to {to}")));
+        }
         Err(e) => return Err(fail(format!("token service {realm}: {e}"))),
     };
     let mut body = String::new();

@@ -72,31 +72,26 @@ impl Client {
         self.authorization.lock().ok().and_then(|a| a.clone())
     }
 
-    /// Answer a 401's challenge: the `Authorization` value to retry with.
-    fn authenticate(&self, resp: &ureq::Response) -> Result<String, OciError> {
+    /// Answer the 401 that `method url` got: the `Authorization` value to retry with.
+    fn authenticate(&self, method: &'static str, url: &str, resp: &ureq::Response) -> Result<String, OciError> {
         let registry = &self.reference.registry;
+        let fail = |reason: String| OciError::Auth { registry: registry.clone(), reason };
         let header = resp.header("www-authenticate").unwrap_or_default();
         let value = match auth::parse_challenge(header) {
             Some(Challenge::Basic) => match &self.creds {
                 Some(c) => c.basic(),
                 None => {
-                    return Err(OciError::Auth {
-                        registry: registry.clone(),
-                        reason: "it asks for a password and none is configured (CAPSULE_REGISTRY_USER/\
-                                 CAPSULE_REGISTRY_PASSWORD or ~/.docker/config.json)"
-                            .into(),
-                    });
+                    return Err(fail(format!(
+                        "{method} {url} answered 401 (it asks for a user name and password) and no credentials \
+                         are configured: set CAPSULE_REGISTRY_USER and CAPSULE_REGISTRY_PASSWORD, or add an \
+                         `auths` entry for {registry} to ~/.docker/config.json"
+                    )));
                 }
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
                 auth::fetch_token(&self.agent, registry, &realm, service.as_deref(), &self.scope, self.creds.as_ref())?
             }
-            None => {
-                return Err(OciError::Auth {
-                    registry: registry.clone(),
-                    reason: format!("401 with an unsupported challenge {header:?}"),
-                });
-            }
+            None => return Err(fail(format!("{method} {url} answered 401 with an unsupported challenge {header:?}"))),
         };
         if let Ok(mut a) = self.authorization.lock() {
             *a = Some(value.clone());
@@ -104,8 +99,21 @@ impl Client {
         Ok(value)
     }
 
-    /// Send `method url` with `headers` and `body`; a 401 is answered once. Returns the response
-    /// whatever its status (callers decide which ones are fine).
+    /// The error for a 401 that the answer to the challenge got too.
+    fn refused(&self, method: &'static str, url: &str) -> OciError {
+        let reason = match &self.creds {
+            Some(c) => format!(
+                "{method} {url} answered 401 to the credentials of user {:?} (from {}): wrong user name or password?",
+                c.user, c.origin
+            ),
+            None => format!("{method} {url} answered 401 to an anonymous token: credentials are needed"),
+        };
+        OciError::Auth { registry: self.reference.registry.clone(), reason }
+    }
+
+    /// Send `method url` with `headers` and `body`; a 401 is answered once, and a second one is
+    /// an [`OciError::Auth`] naming the credentials. Returns any other response whatever its
+    /// status (callers decide which ones are fine).
     pub fn send(
         &self,
         method: &'static str,
@@ -117,7 +125,8 @@ impl Client {
         // Location header.
         let same_origin = url.starts_with(&format!("{}/", self.origin));
         let mut auth = if same_origin { self.current_auth() } else { None };
-        for attempt in 0..2 {
+        let mut answered = false;
+        loop {
             let mut req = self.agent.request(method, url);
             for (k, v) in headers {
                 req = req.set(k, v);
@@ -139,16 +148,19 @@ impl Client {
             let resp = match result {
                 Ok(r) | Err(ureq::Error::Status(_, r)) => r,
                 Err(ureq::Error::Transport(t)) => {
-                    return Err(OciError::Transport { method, url: url.to_owned(), source: Box::new(t) });
+                    return Err(OciError::transport(method, url, t));
                 }
             };
-            if resp.status() == 401 && attempt == 0 && same_origin {
-                auth = Some(self.authenticate(&resp)?);
+            if resp.status() == 401 && same_origin {
+                if answered {
+                    return Err(self.refused(method, url));
+                }
+                auth = Some(self.authenticate(method, url, &resp)?);
+                answered = true;
                 continue;
             }
             return Ok(resp);
         }
-        Err(OciError::Auth { registry: self.reference.registry.clone(), reason: format!("{method} {url}: 401 again") })
     }
 
     /// The error for an unexpected response.
@@ -247,5 +259,100 @@ impl Client {
             ));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// A registry on 127.0.0.1 that wants a bearer token from its own `/token` realm, which hands
+    /// out `tok` for `Basic u:p` only; every manifest is `{}`. Returns the port and the requests
+    /// seen (path, Authorization).
+    fn bearer_registry() -> (u16, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(20) {
+                let Ok(mut conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let mut auth = String::new();
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        auth = v.trim().to_owned();
+                    }
+                }
+                let basic = Credentials { user: "u".into(), password: "p".into(), origin: String::new() }.basic();
+                let (status, extra, body) = if path.starts_with("/token?") {
+                    if auth == basic {
+                        ("200 OK", String::new(), r#"{"token":"tok"}"#)
+                    } else {
+                        ("401 No", String::new(), "")
+                    }
+                } else if auth == "Bearer tok" {
+                    ("200 OK", String::new(), "{}")
+                } else {
+                    let challenge = format!(
+                        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\"\r\n"
+                    );
+                    ("401 Unauthorized", challenge, "")
+                };
+                log.lock().unwrap().push((path, auth));
+                let head =
+                    format!("HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(body.as_bytes()));
+            }
+        });
+        (port, seen)
+    }
+
+    #[test]
+    fn the_bearer_flow_gets_a_token_once_and_a_refused_password_is_an_auth_error() {
+        let (port, seen) = bearer_registry();
+        let r: Reference = format!("127.0.0.1:{port}/team/app:v1").parse().unwrap();
+        let mut c = Client::new(&r, false, false);
+        c.creds = Some(Credentials { user: "u".into(), password: "p".into(), origin: "test".into() });
+        assert_eq!(c.get_manifest("v1", 100).unwrap(), b"{}");
+        assert_eq!(c.get_manifest("v1", 100).unwrap(), b"{}");
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen[0], ("/v2/team/app/manifests/v1".to_owned(), String::new()));
+        assert!(seen[1].0.starts_with("/token?") && seen[1].0.contains("service=fake"), "{seen:?}");
+        assert!(seen[1].0.contains("scope=repository") && seen[1].0.contains("pull"), "{seen:?}");
+        assert_eq!(seen[1].1, "Basic dTpw");
+        // The token is kept for the next request.
+        for s in &seen[2..] {
+            assert_eq!(s, &("/v2/team/app/manifests/v1".to_owned(), "Bearer tok".to_owned()));
+        }
+
+        c = Client::new(&r, false, false);
+        c.creds = Some(Credentials { user: "u".into(), password: "wrong".into(), origin: "test".into() });
+        match c.get_manifest("v1", 100) {
+            Err(OciError::Auth { registry, reason }) => {
+                assert_eq!(registry, format!("127.0.0.1:{port}"));
+                assert!(
+                    reason.contains("token service") && reason.contains("401 to the credentials of user \"u\""),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -44,12 +44,14 @@ pub enum OciError {
         reason: &'static str,
     },
     /// The connection failed (DNS, TCP, TLS, timeout).
-    #[error("{method} {url} failed")]
+    #[error("{method} {url} failed{hint}")]
     Transport {
         /// HTTP method.
         method: &'static str,
         /// The URL.
         url: String,
+        /// What to check, for the TLS failures a user can fix ("" otherwise).
+        hint: &'static str,
         /// ureq's reason.
         #[source]
         source: Box<ureq::Transport>,
@@ -143,6 +145,20 @@ pub enum OciError {
 }
 
 impl OciError {
+    /// A transport failure of `method url`, with a hint when TLS failed in a way a user can fix.
+    pub(crate) fn transport(method: &'static str, url: &str, source: ureq::Transport) -> Self {
+        let text = source.to_string();
+        let hint = if text.contains("invalid peer certificate") {
+            ": the registry's TLS certificate is not valid for this host or not signed by a CA in the \
+             system's store (/etc/ssl/certs, or the file SSL_CERT_FILE names)"
+        } else if text.contains("corrupt message") {
+            ": the registry did not answer TLS; if it serves plain HTTP on a private address, use --plain-http"
+        } else {
+            ""
+        };
+        OciError::Transport { method, url: url.to_owned(), hint, source: Box::new(source) }
+    }
+
     pub(crate) fn invalid(
         reference: &Reference,
         what: &'static str,
