@@ -3,14 +3,24 @@
 //! sandbox; data and dump files stay apart.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::require;
 use crate::support::{Env, dpkg_lock, has, is_root, run_capsule};
 
-/// A `capsule run` child, stopped with SIGTERM (forwarded to redis) and reaped on drop.
-struct Server(Child);
+/// A `capsule run` child (its output in a file), stopped with SIGTERM (forwarded to redis)
+/// and reaped on drop.
+struct Server(Child, std::path::PathBuf);
+
+impl Server {
+    /// Why it is not answering: whether it exited, and what it printed.
+    fn why(&mut self) -> String {
+        let status = self.0.try_wait().ok().flatten();
+        let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+        format!("capsule run exited: {status:?}; its output:\n{log}")
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -56,6 +66,8 @@ fn two_redis_servers_with_their_own_addresses() {
     let start = |n: u8| {
         let ip = format!("127.0.0.{}", n + 1);
         let (host, sandbox) = (format!("db{n}"), format!("db{n}"));
+        let log = env.path(&format!("redis-db{n}.log"));
+        let out = std::fs::File::create(&log).unwrap();
         let child = env
             .cmd(&[
                 "run",
@@ -73,18 +85,21 @@ fn two_redis_servers_with_their_own_addresses() {
                 "no",
                 "--logfile",
                 "",
+                "--loglevel",
+                "warning",
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .unwrap();
-        Server(child)
+        Server(child, log)
     };
-    let (_a, _b) = (start(1), start(2));
-    for ip in ["127.0.0.2", "127.0.0.3"] {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    let mut servers = [start(1), start(2)];
+    for (ip, server) in ["127.0.0.2", "127.0.0.3"].into_iter().zip(&mut servers) {
+        // Generous: under CI every test runs at once on two cores.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while cli(&env, &["-h", ip, "PING"]).trim() != "PONG" {
-            assert!(Instant::now() < deadline, "redis at {ip} did not come up");
+            assert!(Instant::now() < deadline, "redis at {ip} did not come up; {}", server.why());
             std::thread::sleep(Duration::from_millis(100));
         }
     }

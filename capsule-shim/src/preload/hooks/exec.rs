@@ -46,17 +46,27 @@ fn has(envp: Env, var: &CStr) -> bool {
             return false;
         }
         // SAFETY: each entry is a NUL-terminated string.
-        let e = unsafe { CStr::from_ptr(p) }.to_bytes();
-        if e.len() > name.len() && e.starts_with(name) && e.get(name.len()) == Some(&b'=') {
+        if sets(unsafe { CStr::from_ptr(p) }.to_bytes(), name) {
             return true;
         }
         i += 1;
     }
 }
 
-/// `envp` plus whichever of our variables it lacks.
+/// The names of the variables that carry a renamed host and domain name.
+const RENAMED: [&[u8]; 2] = [b"CAPSULE_HOSTNAME", b"CAPSULE_DOMAIN"];
+
+/// Whether entry `e` (`NAME=value`) sets variable `name`.
+fn sets(e: &[u8], name: &[u8]) -> bool {
+    e.len() > name.len() && e.starts_with(name) && e.get(name.len()) == Some(&b'=')
+}
+
+/// `envp` plus whichever of our variables it lacks, with the capsule's host and domain names
+/// as this process renamed them (sethostname), if it did.
 fn fix_env(st: &State, envp: Env) -> FixedEnv {
-    if envp.is_null() || st.env.iter().all(|v| has(envp, v)) {
+    let renamed = super::misc::renamed();
+    let any_renamed = renamed.iter().any(Option::is_some);
+    if envp.is_null() || (!any_renamed && st.env.iter().all(|v| has(envp, v))) {
         return FixedEnv { ptr: envp, map: None };
     }
     let mut n = 0;
@@ -64,7 +74,9 @@ fn fix_env(st: &State, envp: Env) -> FixedEnv {
     while !unsafe { *envp.add(n) }.is_null() {
         n += 1;
     }
-    let len = (n + st.env.len() + 1) * core::mem::size_of::<*const c_char>();
+    // Pointers, then room for the two renamed entries ("CAPSULE_HOSTNAME=" + 64 + NUL each).
+    let ptrs = (n + st.env.len() + RENAMED.len() + 1) * core::mem::size_of::<*const c_char>();
+    let len = ptrs + RENAMED.len() * 96;
     // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
     let p = unsafe {
         libc::mmap(
@@ -80,15 +92,34 @@ fn fix_env(st: &State, envp: Env) -> FixedEnv {
         return FixedEnv { ptr: envp, map: None };
     }
     let arr = p.cast::<*const c_char>();
-    // SAFETY: `arr` has room for n + extras + 1 pointers; we copy n, append, terminate.
+    let is_renamed = |e: &[u8]| RENAMED.iter().zip(&renamed).any(|(name, r)| r.is_some() && sets(e, name));
+    let mut k = 0;
+    // SAFETY: `arr` has room for n + extras + 2 + 1 pointers and the strings live past them,
+    // inside the mapping (`ptrs` bytes in); we copy, append, terminate.
     unsafe {
-        core::ptr::copy_nonoverlapping(envp, arr, n);
-        let mut k = n;
+        for i in 0..n {
+            let e = *envp.add(i);
+            if !is_renamed(CStr::from_ptr(e).to_bytes()) {
+                *arr.add(k) = e;
+                k += 1;
+            }
+        }
         for v in st.env {
-            if !has(envp, v) {
+            if !has(envp, v) && !is_renamed(v.to_bytes()) {
                 *arr.add(k) = v.as_ptr();
                 k += 1;
             }
+        }
+        let mut at = p.cast::<u8>().add(ptrs);
+        for (name, r) in RENAMED.iter().zip(&renamed) {
+            let Some((bytes, blen)) = r else { continue };
+            let start = at;
+            for &c in name.iter().chain(b"=").chain(bytes.iter().take(*blen)).chain(b"\0") {
+                *at = c;
+                at = at.add(1);
+            }
+            *arr.add(k) = start.cast::<c_char>().cast_const();
+            k += 1;
         }
         *arr.add(k) = core::ptr::null();
     }

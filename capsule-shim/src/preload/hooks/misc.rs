@@ -378,10 +378,73 @@ impl Renamed {
 static HOSTNAME: Renamed = Renamed::new();
 static DOMAIN: Renamed = Renamed::new();
 
+impl Renamed {
+    /// The name set, if any: (bytes, length).
+    fn get(&self) -> Option<([u8; 64], usize)> {
+        use core::sync::atomic::Ordering;
+        let n = self.len.load(Ordering::Acquire).checked_sub(1)?;
+        let mut out = [0u8; 64];
+        for (d, s) in out.iter_mut().zip(&self.bytes).take(n) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        Some((out, n))
+    }
+}
+
+unsafe extern "C" {
+    /// The process's environment (glibc's `environ`).
+    static mut environ: *mut *mut c_char;
+}
+
+/// `NAME=value` entries for the renamed names, which `environ` points to once set.
+static HOST_ENTRY: [core::sync::atomic::AtomicU8; 96] = [const { core::sync::atomic::AtomicU8::new(0) }; 96];
+static DOMAIN_ENTRY: [core::sync::atomic::AtomicU8; 96] = [const { core::sync::atomic::AtomicU8::new(0) }; 96];
+
+/// Point the process's `NAME=` environment entry at `NAME=value` in `slot`, so that programs
+/// this one starts by any route (glibc's `system` spawns internally, past our hooks) inherit
+/// the new name. In place: no allocation, no lock; only an entry that exists is replaced (ours
+/// always does: the capsule's name came in it).
+fn publish(slot: &'static [core::sync::atomic::AtomicU8; 96], name: &[u8], value: &[u8]) {
+    use core::sync::atomic::Ordering;
+    let mut bytes = name.iter().chain(b"=").chain(value.iter().take(64)).chain(core::iter::repeat(&0u8));
+    for d in slot {
+        d.store(*bytes.next().unwrap_or(&0), Ordering::Relaxed);
+    }
+    // SAFETY: `environ` is glibc's NULL-terminated array of NUL-terminated strings; we read
+    // it and swap one pointer for one to a static NUL-terminated string of the same form
+    // (AtomicU8 has u8's layout), which lives for the whole process.
+    unsafe {
+        let env = environ;
+        if env.is_null() {
+            return;
+        }
+        let mut i = 0;
+        loop {
+            let e = *env.add(i);
+            if e.is_null() {
+                return;
+            }
+            let entry = core::ffi::CStr::from_ptr(e).to_bytes();
+            if entry.len() > name.len() && entry.starts_with(name) && entry.get(name.len()) == Some(&b'=') {
+                *env.add(i) = slot.as_ptr().cast::<c_char>().cast_mut();
+                return;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// The capsule's host and domain names as renamed in this process (sethostname,
+/// setdomainname), for the exec hooks to hand on to children.
+pub fn renamed() -> [Option<([u8; 64], usize)>; 2] {
+    [HOSTNAME.get(), DOMAIN.get()]
+}
+
 /// sethostname/setdomainname inside a capsule with its own name: the capsule is renamed (this
-/// process and what it asks uname from now on), never the machine. Without a capsule name the
+/// process, and the programs it executes from now on: the exec hooks pass the new name on in
+/// `CAPSULE_HOSTNAME`/`CAPSULE_DOMAIN`), never the machine. Without a capsule name the
 /// call is the kernel's, as outside.
-fn rename(which: &Renamed, own: bool, nr: c_long, name: *const c_char, len: usize) -> c_int {
+fn rename(which: &'static Renamed, own: bool, nr: c_long, name: *const c_char, len: usize) -> c_int {
     if !own {
         // SAFETY: the caller's arguments, unchanged.
         return ret(unsafe { sys::raw(nr, name as c_long, len as c_long, 0, 0, 0, 0) });
@@ -393,6 +456,11 @@ fn rename(which: &Renamed, own: bool, nr: c_long, name: *const c_char, len: usiz
     // SAFETY: `len` readable bytes at `name` (C contract), non-null when len > 0.
     let v = if len == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(name.cast::<u8>(), len) } };
     which.set(v);
+    if core::ptr::eq(which, &HOSTNAME) {
+        publish(&HOST_ENTRY, b"CAPSULE_HOSTNAME", v);
+    } else {
+        publish(&DOMAIN_ENTRY, b"CAPSULE_DOMAIN", v);
+    }
     0
 }
 
