@@ -315,12 +315,15 @@ pub struct Run {
     /// veth with `--netns`), e.g. 02:42:ac:11:00:02.
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
-    /// A network namespace of the capsule's own (root): `--ip` on one end of a veth pair, a
-    /// UTS namespace with `--hostname`; the other end per `--netns-peer`.
-    #[arg(long, requires = "ip", requires = "netns_peer")]
+    /// A network namespace of the capsule's own: `--ip` (and `--mac`) on one end of a veth
+    /// pair, a UTS namespace with `--hostname`. As root, the other end goes per `--netns-peer`;
+    /// without root (an unprivileged user namespace), both ends stay inside and only the
+    /// capsule's own processes reach the address.
+    #[arg(long, requires = "ip")]
     pub netns: bool,
-    /// With `--netns`: where the veth's other end goes and its address: `NETNS:ADDR/PREFIX`
-    /// (a namespace made with `ip netns add`) or `ADDR/PREFIX` (this machine's namespace).
+    /// With `--netns` as root: where the veth's other end goes and its address:
+    /// `NETNS:ADDR/PREFIX` (a namespace made with `ip netns add`) or `ADDR/PREFIX` (this
+    /// machine's namespace).
     #[arg(long, value_name = "[NETNS:]ADDR/PREFIX", requires = "netns")]
     pub netns_peer: Option<String>,
     /// Link shared capsule NAME[:TAG] for this run (repeatable), besides the capsule's own

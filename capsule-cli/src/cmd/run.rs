@@ -93,9 +93,17 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         mac: r.mac.as_deref().map(run::identity::parse_mac).transpose()?,
         ..Default::default()
     };
-    let netns = match (&r.netns_peer, r.ip) {
-        (Some(p), Some(ip)) if r.netns => Some((ip, run::netns::parse_peer(p)?)),
-        _ => None,
+    let netns = match (r.netns, r.ip, &r.netns_peer) {
+        (false, _, _) | (true, None, _) => None,
+        (true, Some(ip), Some(p)) if !run::userns::needed() => Some(NetnsMode::Root(ip, run::netns::parse_peer(p)?)),
+        (true, Some(_), None) if !run::userns::needed() => {
+            anyhow::bail!("--netns as root needs --netns-peer [NETNS:]ADDR/PREFIX (where the veth's other end goes)")
+        }
+        (true, Some(ip), None) => Some(NetnsMode::Rootless(ip)),
+        (true, Some(_), Some(_)) => anyhow::bail!(
+            "--netns-peer needs root (a veth end outside the capsule's namespace); without root, --netns \
+             gives the capsule a namespace of its own that only its own processes reach"
+        ),
     };
     if let Some(s) = &r.sandbox {
         capsule_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
@@ -145,8 +153,36 @@ pub struct Start {
     /// Record mode (`capture trace`): every path the program names goes here; implies tier 2
     /// without the cookie, so the shim's own calls are seen too.
     pub record: Option<supervisor::Recorder>,
-    /// `--netns`: the capsule's address and the veth's other end.
-    pub netns: Option<(std::net::Ipv4Addr, run::netns::Peer)>,
+    /// `--netns`.
+    pub netns: Option<NetnsMode>,
+}
+
+/// How `--netns` is made.
+#[derive(Clone)]
+pub enum NetnsMode {
+    /// As root: a named namespace and a veth pair to a peer (`run::netns`).
+    Root(std::net::Ipv4Addr, run::netns::Peer),
+    /// Without root: user, network and UTS namespaces of the program's own (`run::userns`).
+    Rootless(std::net::Ipv4Addr),
+}
+
+/// The materialiser's listening socket: bound now, or (rootless `--netns`) made by the child
+/// inside its namespace and handed back over this stream.
+enum Listening {
+    Now(Box<Server>),
+    FromChild(
+        std::os::unix::net::UnixStream,
+        Box<dyn FnOnce(std::os::unix::net::UnixListener) -> Result<Server> + Send>,
+    ),
+}
+
+impl Listening {
+    fn server(self) -> Result<Server> {
+        match self {
+            Listening::Now(s) => Ok(*s),
+            Listening::FromChild(end, make) => make(run::userns::listener(&end)?),
+        }
+    }
 }
 
 /// Start `path` (argv[0] `argv0`, then `args`) in `prepared`, serve it, and return its exit
@@ -186,26 +222,34 @@ pub fn start(
     };
     // The namespace lives until the program has exited (dropped at the end of this function).
     let netns = match &opts.netns {
-        Some((ip, peer)) => {
+        Some(NetnsMode::Root(ip, peer)) => {
             let prefix = peer.addr.rsplit_once('/').and_then(|(_, p)| p.parse().ok()).unwrap_or(24);
             let ns = run::netns::Netns::create(*ip, prefix, prepared.identity.mac, peer)
                 .context("cannot set up the capsule's network namespace")?;
             Some(ns)
         }
-        None => None,
+        _ => None,
     };
     // The materialiser's abstract socket belongs to a network namespace: bind it in the
     // program's.
     let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
-    let server = match &netns {
-        Some(ns) => ns.inside(bind).context("cannot enter the capsule's network namespace")??,
-        None => bind()?,
-    };
     let mut cmd = Command::new(path);
     cmd.arg0(argv0).args(args);
-    if let Some(ns) = &netns {
-        ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
-    }
+    let server = match (&netns, &opts.netns) {
+        (Some(ns), _) => {
+            ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
+            Listening::Now(Box::new(ns.inside(bind).context("cannot enter the capsule's network namespace")??))
+        }
+        (None, Some(NetnsMode::Rootless(ip))) => {
+            let plan =
+                run::userns::Plan::new(*ip, 24, prepared.identity.mac, prepared.identity.hostname.as_deref(), &socket)
+                    .context("cannot prepare the capsule's namespaces")?;
+            let end = plan.enter(&mut cmd);
+            let (st, m, sb) = (store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
+            Listening::FromChild(end, Box::new(move |l| Ok(Server::on(l, st, m, sb)?)))
+        }
+        _ => Listening::Now(Box::new(bind()?)),
+    };
     cmd.envs(&prepared.env); // the registry's machine/env and user/env keys
     if let Some(h) = &prepared.identity.hostname {
         cmd.env("CAPSULE_HOSTNAME", h);
@@ -290,8 +334,10 @@ pub fn start(
                 sup.record_into(rec);
             }
             let _ = stats_tx.send(sup.stats());
-            if let Some(server) = server {
-                server.serve(Some(sup));
+            match server.map(Listening::server) {
+                Some(Ok(server)) => server.serve(Some(sup)),
+                Some(Err(e)) => eprintln!("capsule: error: no materialiser: {e:#}"),
+                None => {}
             }
         });
     }
@@ -310,6 +356,7 @@ pub fn start(
     // Without tier 2, serving starts once the program runs: the socket already listens (early
     // connections wait in its backlog), and the thread's creation is off the start-up path.
     if let Some(server) = server {
+        let server = server.server().context("cannot serve the capsule's namespace")?;
         std::thread::spawn(move || server.serve(None));
     }
     let stats = if tier2 { stats_rx.recv().ok() } else { None };

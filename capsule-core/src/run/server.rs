@@ -56,6 +56,11 @@ impl Server {
             .map_err(RunError::io("bad socket name", PathBuf::from(name)))?;
         let listener = UnixListener::bind_addr(&addr)
             .map_err(RunError::io("failed to listen on abstract socket", PathBuf::from(name)))?;
+        Server::on(listener, store, manifest, sandbox)
+    }
+
+    /// Serve on a socket already listening (made in the program's network namespace).
+    pub fn on(listener: UnixListener, store: Store, manifest: Manifest, sandbox: Sandbox) -> Result<Server, RunError> {
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
         Ok(Server { listener, mat: Materialiser { deleted, store, manifest, sandbox } })
