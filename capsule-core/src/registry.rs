@@ -200,7 +200,13 @@ pub struct Projection {
     pub env: BTreeMap<String, String>,
     /// Per configuration file (absolute path), the lines to set: KEY → value.
     pub edits: BTreeMap<String, BTreeMap<String, String>>,
+    /// Identity defaults (`identity/hostname`, `domain`, `ip`, `mac`, `machine-id`): the
+    /// capsule's own, over which `run`'s options win.
+    pub identity: BTreeMap<String, String>,
 }
+
+/// The identity keys the registry carries (under `machine/identity/` or `user/identity/`).
+pub const IDENTITY_KEYS: [&str; 5] = ["hostname", "domain", "ip", "mac", "machine-id"];
 
 /// Project `reg` (see the module docs).
 pub fn project(reg: &BTreeMap<String, RegValue>) -> Projection {
@@ -219,6 +225,8 @@ pub fn project(reg: &BTreeMap<String, RegValue>) -> Projection {
                 p.env.insert(var.to_owned(), value);
             } else if let Some((file, key)) = rest.strip_prefix("files").and_then(|f| f.split_once('#')) {
                 p.edits.entry(file.to_owned()).or_default().insert(key.to_owned(), value);
+            } else if let Some(field) = rest.strip_prefix("identity/").filter(|f| IDENTITY_KEYS.contains(f)) {
+                p.identity.insert(field.to_owned(), value);
             }
         }
     }

@@ -62,3 +62,27 @@ fn set_get_export_import_round_trip() {
     let o = env.fails(&["config", "b", "set", "system/x", "1"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid registry key \"system/x\""));
 }
+
+/// Identity defaults kept in the registry (`machine/identity/…`, `user/identity/…`) reach the
+/// program; `run`'s options win over them; a value that does not parse is refused naming its
+/// key.
+#[test]
+fn identity_keys_in_the_registry_are_the_capsules_defaults() {
+    let env = Env::new();
+    env.small_capsule("idapp", &[("opt/idapp/x", b"x\n")]);
+    env.ok(&["config", "idapp", "set", "machine/identity/hostname", "from-registry"]);
+    env.ok(&["config", "idapp", "set", "machine/identity/machine-id", "0123456789abcdef0123456789abcdef"]);
+    let script = "hostname; cat /etc/machine-id";
+    let (code, out, err) = run_capsule(&env, &["run", "idapp", "--entry", "/bin/sh", "--", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "from-registry\n0123456789abcdef0123456789abcdef\n"), "{err}");
+    // The user's layer over the machine's, the command line over both.
+    env.ok(&["config", "idapp", "set", "user/identity/hostname", "users-name"]);
+    let (_, out, _) = run_capsule(&env, &["run", "idapp", "--entry", "/bin/hostname"]);
+    assert_eq!(out, "users-name\n");
+    let (_, out, _) = run_capsule(&env, &["run", "idapp", "--hostname", "flag-name", "--entry", "/bin/hostname"]);
+    assert_eq!(out, "flag-name\n");
+    env.ok(&["config", "idapp", "set", "machine/identity/ip", "not-an-address"]);
+    let (code, _, err) = run_capsule(&env, &["run", "idapp", "--entry", "/bin/true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("identity/ip") && err.contains("not-an-address"), "{err}");
+}

@@ -22,6 +22,26 @@ pub struct Projected {
     pub env: BTreeMap<String, String>,
     /// Files written into the tree (the view must route them there).
     pub files: Vec<RelPath>,
+    /// Identity defaults from `*/identity/…` keys (unchecked: `identity::effective` checks).
+    pub identity: crate::manifest::Identity,
+}
+
+/// The identity the registry's `identity/…` values describe; a value that does not parse is
+/// an error naming its key.
+fn identity_of(values: &BTreeMap<String, String>) -> Result<crate::manifest::Identity, RunError> {
+    let bad = |key: &str, v: &str, why| RunError::Registry { key: format!("identity/{key}"), value: v.to_owned(), why };
+    let mut id = crate::manifest::Identity::default();
+    for (k, v) in values {
+        match k.as_str() {
+            "hostname" => id.hostname = Some(v.clone()),
+            "domain" => id.domain = Some(v.clone()),
+            "machine-id" => id.machine_id = Some(v.clone()),
+            "ip" => id.ipv4 = Some(v.parse().map_err(|_| bad(k, v, "an IPv4 address"))?),
+            "mac" => id.mac = Some(super::identity::parse_mac(v).map_err(|_| bad(k, v, "a MAC address"))?),
+            _ => {}
+        }
+    }
+    Ok(id)
 }
 
 /// Project the effective registry of `m`, with the registries of the shared capsules it links
@@ -77,5 +97,5 @@ pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest, shared: &[&Manife
     } else {
         fs::write(&list, now).map_err(RunError::io("failed to write", &list))?;
     }
-    Ok(Projected { env: p.env, files })
+    Ok(Projected { env: p.env, files, identity: identity_of(&p.identity)? })
 }

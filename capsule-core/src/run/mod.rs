@@ -57,6 +57,16 @@ pub enum RunError {
     /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
     #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
     Isolation(String),
+    /// A registry value a run cannot use.
+    #[error("registry key {key} = {value:?} is not valid: {why}")]
+    Registry {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        why: &'static str,
+    },
     /// A link to a shared capsule that cannot be followed.
     #[error(transparent)]
     Link(#[from] shared::LinkError),
@@ -165,7 +175,6 @@ pub fn prepare_with(
     sandbox: sandbox::Sandbox,
     run: &RunOptions,
 ) -> Result<Prepared, RunError> {
-    let identity = identity::effective(&manifest.identity, &run.ident)?;
     sandbox.build_skeleton(&digest, &manifest)?;
     let links = shared::linked(store, &manifest, &run.with)?;
     let own_sandbox = sandbox.dir().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -193,6 +202,10 @@ pub fn prepare_with(
     }
     let shared_layers: Vec<&Manifest> = links.iter().map(|l| &l.manifest).collect();
     let projected = config::project(store, &sandbox, &manifest, &shared_layers)?;
+    // Identity: the manifest's defaults, the registry's identity keys over them, then the
+    // run's options; every value checked.
+    let defaults = identity::effective(&manifest.identity, &projected.identity)?;
+    let identity = identity::effective(&defaults, &run.ident)?;
     opts.files.clone_from(&projected.files);
     let hosts = RelPath::new("etc/hosts").ok().and_then(|p| match manifest.get(&p) {
         Some(e @ crate::manifest::Entry { kind: EntryKind::File { digest, .. }, .. }) => {
