@@ -69,6 +69,22 @@ fn capsule_files_are_write_copy_and_the_sandbox_persists() {
     assert_eq!(diff["deleted"], serde_json::json!(["/opt/app/sub/keep.txt"]));
     // The cache the capsule shares with others was not written through.
     assert_eq!(env.json(&["verify"])["ok"], true);
+    // `sandbox commit`: a new capsule of the capsule, its changes and its registry layer.
+    env.ok(&["config", "app", "set", "user/env/COMMITTED", "yes"]);
+    env.ok(&["config", "app", "set", "machine/identity/hostname", "committed-host"]);
+    let committed = env.json(&["sandbox", "app", "commit", "app2:v1"]);
+    assert_eq!(committed["capsule"], "app2:v1");
+    let files: Vec<String> = env.json(&["inspect", "app2:v1"])["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "file")
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(files, ["/opt/app/data.txt", "/opt/app/new.txt"], "kept, changed and added files; not the deleted one");
+    let script = "cat /opt/app/data.txt /opt/app/new.txt; ls /opt/app/sub; echo $COMMITTED; hostname";
+    let (code, out, err) = run_capsule(&env, &["run", "app2:v1", "--entry", "/bin/sh", "--", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "changed\nnew\nyes\ncommitted-host\n"), "{err}");
     env.ok(&["-q", "sandbox", "app", "reset"]);
     assert_eq!(sh(&env, &[], "cat /opt/app/data.txt; ls /opt/app/sub"), "original\nkeep.txt\n");
 }

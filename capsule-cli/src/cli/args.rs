@@ -419,4 +419,10 @@ pub enum SandboxAction {
     Diff,
     /// Discard it all.
     Reset,
+    /// Make a new capsule of this one and what its programs changed (files, deletions, the
+    /// sandbox's registry layer); this capsule and its sandbox stay as they are.
+    Commit {
+        /// NAME[:TAG] of the new capsule.
+        new: String,
+    },
 }

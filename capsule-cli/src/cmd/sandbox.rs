@@ -1,4 +1,4 @@
-//! `sandbox NAME diff|reset`: what a capsule's programs wrote, kept across runs.
+//! `sandbox NAME diff|reset|commit NEWNAME`: what a capsule's programs wrote, kept across runs.
 
 use std::process::ExitCode;
 
@@ -32,6 +32,29 @@ pub fn run(store: &Store, out: Output, s: SandboxArgs) -> Result<ExitCode> {
         SandboxAction::Reset => {
             sandbox.reset()?;
             out.info(format!("sandbox of {} discarded", r.name));
+        }
+        SandboxAction::Commit { new } => {
+            let new = capsule_ref(&new)?;
+            let (_, m) = store.load(&r).with_context(|| format!("cannot read capsule {r}"))?;
+            let whiteouts = sandbox.whiteouts()?;
+            let bars = crate::cli::progress::Bars::new(out.bars());
+            let digest = capsule_core::capture::commit::from_sandbox_changes(
+                store,
+                &m,
+                sandbox.dir(),
+                sandbox.tree(),
+                &whiteouts,
+                &new,
+                &bars,
+            )
+            .with_context(|| format!("cannot commit the sandbox of {r} as {new}"))?;
+            if out.json {
+                out.print_json(
+                    &json!({ "capsule": new.to_string(), "digest": digest.to_hex(), "from": r.to_string() }),
+                )?;
+            } else {
+                out.info(format!("committed the sandbox of {r} as {new} {}", digest.short()));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@
 //! - [`noise`]: the exclusion rules (caches, logs, /tmp, the store itself).
 
 pub mod builder;
+pub mod commit;
 pub mod declare;
 pub mod elf;
 mod elfcap;

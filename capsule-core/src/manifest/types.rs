@@ -158,6 +158,8 @@ pub enum CaptureStep {
     /// `capture shared`, or `--state`/`--link` on another capture: declarations, no files.
     /// (Appended last: manifests written before it decode unchanged.)
     Declared,
+    /// `sandbox NAME commit NEWNAME`: a capsule and what its programs changed.
+    Commit,
 }
 
 impl CaptureStep {
@@ -169,6 +171,7 @@ impl CaptureStep {
             CaptureStep::Install => "install",
             CaptureStep::Trace => "trace",
             CaptureStep::Declared => "declared",
+            CaptureStep::Commit => "sandbox-commit",
         }
     }
 }
