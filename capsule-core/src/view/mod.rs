@@ -159,6 +159,13 @@ fn le32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
+/// Little-endian u32 at constant offset `at` of an entry record.
+#[inline]
+#[allow(clippy::indexing_slicing)] // constant offsets into a fixed-size array: checked at compile time
+fn field(r: &[u8; ENTRY], at: usize) -> u32 {
+    u32::from_le_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]])
+}
+
 /// Why bytes are not a view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewError {
@@ -277,14 +284,25 @@ impl<'a> View<'a> {
 
     /// Entry number `i`.
     pub fn entry(&self, i: u32) -> Option<Entry<'a>> {
-        let r = section(self.entries, (i as usize).checked_mul(ENTRY)?, ENTRY)?;
+        self.decode(i, self.record(i)?)
+    }
+
+    /// The record of entry `i`, as a fixed-size array (field reads need no bounds checks).
+    #[inline]
+    fn record(&self, i: u32) -> Option<&'a [u8; ENTRY]> {
+        self.entries.get((i as usize).checked_mul(ENTRY)?..)?.first_chunk::<ENTRY>()
+    }
+
+    /// Entry `i` from its record `r`.
+    #[inline]
+    fn decode(&self, i: u32, r: &'a [u8; ENTRY]) -> Option<Entry<'a>> {
         Some(Entry {
             index: i,
-            path: self.string(le32(r, 0)?, le32(r, 4)?)?,
-            target: self.string(le32(r, 8)?, le32(r, 12)?)?,
-            kind: Kind::from_u8(*r.get(16)?)?,
-            flags: *r.get(17)?,
-            mode: le32(r, 20)?,
+            path: self.string(field(r, 0), field(r, 4))?,
+            target: self.string(field(r, 8), field(r, 12))?,
+            kind: Kind::from_u8(r[16])?,
+            flags: r[17],
+            mode: field(r, 20),
         })
     }
 
@@ -301,10 +319,10 @@ impl<'a> View<'a> {
             if slot == 0 {
                 return None;
             }
-            let rec = section(self.entries, ((slot - 1) as usize).checked_mul(ENTRY)?, ENTRY)?;
-            let len = le32(rec, 4)?;
-            if len as usize == path.len() && self.string(le32(rec, 0)?, len)? == path {
-                return self.entry(slot - 1);
+            let rec = self.record(slot - 1)?;
+            let len = field(rec, 4);
+            if len as usize == path.len() && self.string(field(rec, 0), len)? == path {
+                return self.decode(slot - 1, rec);
             }
             i = (i + 1) & mask;
         }

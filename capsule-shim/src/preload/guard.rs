@@ -8,6 +8,7 @@
 //! other call. Only a handler interrupting one of the call-outs passes through untranslated.
 
 use core::cell::Cell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::ready;
 use super::sys::{errno, set_errno};
@@ -19,6 +20,25 @@ thread_local! {
     // check (alloc_check.rs). Exec hooks drop their guard before the exec, so a vfork parent
     // sharing this slot is not left counted.
     static HOOK_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Call-outs in progress in the whole process. Zero (almost always): no thread can be inside
+/// one, and a hook skips the thread-local check, which in a shared library costs a
+/// `__tls_get_addr` call on every hooked call.
+static CALL_OUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether this thread is inside one of our call-outs.
+#[inline]
+fn in_call_out() -> bool {
+    CALL_OUTS.load(Ordering::Relaxed) != 0 && this_thread_in_call_out()
+}
+
+/// The thread-local half, out of line so that the compiler cannot hoist the TLS address
+/// computation (a `__tls_get_addr` call) above the cheap check.
+#[cold]
+#[inline(never)]
+fn this_thread_in_call_out() -> bool {
+    IN_CALL_OUT.try_with(Cell::get).unwrap_or(true)
 }
 
 /// Whether this thread is inside a hook (for the debug allocation check).
@@ -38,7 +58,7 @@ impl HookGuard {
     /// Initialises the shim if a library constructor calls in before ours ran.
     #[inline]
     pub fn enter() -> Option<HookGuard> {
-        if IN_CALL_OUT.try_with(Cell::get).unwrap_or(true) || !ready() {
+        if in_call_out() || !ready() {
             return None;
         }
         if cfg!(debug_assertions) {
@@ -64,8 +84,12 @@ impl Drop for HookGuard {
 /// Run `f`, a call into libc that might call hooked functions, with this thread's hooks
 /// passing through until it returns.
 pub fn call_out<R>(f: impl FnOnce() -> R) -> R {
+    // Counted before the flag is set, uncounted after it is cleared: a thread whose flag is
+    // set always sees a non-zero count (its own).
+    CALL_OUTS.fetch_add(1, Ordering::SeqCst);
     let prev = IN_CALL_OUT.try_with(|c| c.replace(true)).unwrap_or(true);
     let r = f();
     let _ = IN_CALL_OUT.try_with(|c| c.set(prev));
+    CALL_OUTS.fetch_sub(1, Ordering::SeqCst);
     r
 }

@@ -53,9 +53,13 @@ pub unsafe fn route<'b>(
     // The resolver's fast path (the hot case); the relative form is then the argument itself
     // minus its leading '/': no copy.
     if let Some(e) = capsule_core::resolve::literal(&st.view, bytes) {
-        // SAFETY: `path` is NUL-terminated and at least one byte long ('/'), so `path + 1` is
-        // a NUL-terminated string living as long as the argument, i.e. for this call.
-        return Route::Tree(unsafe { CStr::from_ptr(path.add(1)) }, Some(e));
+        // SAFETY: `path` holds `bytes` (at least one byte, '/') and then a NUL, so the
+        // `bytes.len()` bytes from `path + 1` are the rest and its NUL, living as long as the
+        // argument, i.e. for this call. (No second strlen.)
+        return Route::Tree(
+            unsafe { CStr::from_bytes_with_nul_unchecked(core::slice::from_raw_parts(path.add(1).cast(), bytes.len())) },
+            Some(e),
+        );
     }
     let v = match virtualize(st, dirfd, bytes, buf) {
         None => return Route::Original,
