@@ -57,7 +57,9 @@ pub unsafe fn route<'b>(
         // `bytes.len()` bytes from `path + 1` are the rest and its NUL, living as long as the
         // argument, i.e. for this call. (No second strlen.)
         return Route::Tree(
-            unsafe { CStr::from_bytes_with_nul_unchecked(core::slice::from_raw_parts(path.add(1).cast(), bytes.len())) },
+            unsafe {
+                CStr::from_bytes_with_nul_unchecked(core::slice::from_raw_parts(path.add(1).cast(), bytes.len()))
+            },
             Some(e),
         );
     }
