@@ -28,7 +28,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
     if let Verb::Keygen(k) = &cli.verb {
         return keygen::run(out, k);
     }
-    let root = cli.store.clone().unwrap_or_else(Store::default_root);
+    let root = cli.globals.store.clone().unwrap_or_else(Store::default_root);
     // Absolute: `run` hands paths under the store (the view, the sandbox tree) to programs
     // that may change directory, and the shim compares the tree path with absolute ones.
     let root = std::path::absolute(&root).unwrap_or(root);
