@@ -66,10 +66,21 @@ impl Store {
 
     /// Compress everything `reader` yields into a staged blob.
     pub fn stage_reader(&self, reader: &mut impl Read, source: &Path) -> Result<StagedBlob, StoreError> {
+        self.stage_sized(reader, source, None)
+    }
+
+    /// As [`stage_reader`](Self::stage_reader); with `size` (exactly what `reader` yields) the
+    /// frame records its content size, so a reader of the whole blob decodes it in one call
+    /// into a buffer of that size, without a streaming window (the run path's manifest read).
+    fn stage_sized(&self, reader: &mut impl Read, source: &Path, size: Option<u64>) -> Result<StagedBlob, StoreError> {
         let tmp = self.temp_file()?;
         let tmp_path = tmp.path().to_owned();
-        let enc = zstd::Encoder::new(tmp.as_file(), LEVEL)
+        let mut enc = zstd::Encoder::new(tmp.as_file(), LEVEL)
             .map_err(StoreError::io("failed to start compressing", &tmp_path))?;
+        if size.is_some() {
+            enc.set_pledged_src_size(size).map_err(StoreError::io("failed to start compressing", &tmp_path))?;
+            enc.include_contentsize(true).map_err(StoreError::io("failed to start compressing", &tmp_path))?;
+        }
         let mut w = HashingWriter::new(enc);
         io::copy(reader, &mut w).map_err(StoreError::io("failed to read", source))?;
         let (digest, size) = w.digest();
@@ -137,7 +148,8 @@ impl Store {
             return Ok(digest);
         }
         let mut r = bytes;
-        Ok(self.put_reader(&mut r, Path::new("(memory)"))?.0)
+        let staged = self.stage_sized(&mut r, Path::new("(memory)"), Some(bytes.len() as u64))?;
+        self.commit_blob(staged)
     }
 
     /// The compressed file of blob `digest` and its path; a missing one is `MissingBlob`.
@@ -172,13 +184,24 @@ impl Store {
             path,
             source: e,
         })?;
-        let mut out = Vec::new();
         let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
-        zstd::Decoder::with_buffer(&compressed[..])
-            .map_err(undecodable)?
-            .take(limit + 1)
-            .read_to_end(&mut out)
-            .map_err(undecodable)?;
+        // A single frame that records its size (what `put_bytes` writes) decodes in one call;
+        // anything else (older blobs, several frames) streams.
+        let known = zstd::zstd_safe::get_frame_content_size(&compressed).ok().flatten().filter(|&n| {
+            n <= limit && zstd::zstd_safe::find_frame_compressed_size(&compressed) == Ok(compressed.len())
+        });
+        let out = match known.and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => zstd::bulk::decompress(&compressed, n).map_err(undecodable)?,
+            None => {
+                let mut out = Vec::new();
+                zstd::Decoder::with_buffer(&compressed[..])
+                    .map_err(undecodable)?
+                    .take(limit + 1)
+                    .read_to_end(&mut out)
+                    .map_err(undecodable)?;
+                out
+            }
+        };
         if out.len() as u64 > limit {
             return Err(StoreError::BlobTooLarge { digest: *digest, what, limit });
         }
