@@ -38,6 +38,8 @@ pub mod manifest;
 #[cfg(feature = "store")]
 pub mod oci;
 #[cfg(feature = "store")]
+pub mod probe;
+#[cfg(feature = "store")]
 pub mod registry;
 pub mod resolve;
 pub mod rtnl;

@@ -186,3 +186,24 @@ fn errors_name_what_is_wrong_with_documented_exit_codes() {
     assert_eq!(crate::support::walk(&env.store().join("blobs")).len(), before - 2);
     assert_eq!(env.json(&["verify"])["ok"], true);
 }
+
+/// `doctor` (the CLI contract's verb): the store, the shim and the kernel's features, each
+/// named; a missing shim makes it fail.
+#[test]
+fn doctor_names_what_this_machine_offers() {
+    let env = Env::new();
+    let report = env.json(&["doctor"]);
+    assert_eq!(report["ok"], true, "{report}");
+    let checks = report["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for want in ["store", "preload shim", "seccomp user notification", "pidfd_getfd", "user namespaces", "landlock"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    // This machine kind has seccomp user notification (tier 2's tests need it too).
+    let notif = checks.iter().find(|c| c["name"] == "seccomp user notification").unwrap();
+    assert_eq!(notif["ok"], true, "{notif}");
+    let o = env.cmd(&["doctor"]).env("CAPSULE_SHIM", env.path("no-such-shim.so")).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("MISSING preload shim") && text.contains("no-such-shim.so does not exist"), "{text}");
+}

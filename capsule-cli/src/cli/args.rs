@@ -104,6 +104,8 @@ pub enum Verb {
     Config(ConfigArgs),
     /// Capture the bundled demo application, run it from its capsule, show what it sees.
     Demo,
+    /// What capsule can do on this machine: the store, the shim, the kernel's features.
+    Doctor,
 }
 
 /// `capture ...`

@@ -4,6 +4,7 @@ mod capture;
 mod config;
 mod demo;
 mod df;
+mod doctor;
 mod inspect;
 mod keygen;
 mod list;
@@ -55,6 +56,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Sandbox(s) => sandbox::run(&store, out, s),
         Verb::Config(c) => config::run(&store, out, c),
         Verb::Demo => demo::run(&store, out),
+        Verb::Doctor => doctor::run(&store, out),
     }
 }
 

@@ -45,7 +45,7 @@ pub fn run(store: &Store, _out: Output, r: Run) -> Result<ExitCode> {
 }
 
 /// The shim next to the capsule binary (a build tree keeps it in deps/), or `$CAPSULE_SHIM`.
-fn find_shim() -> Result<PathBuf> {
+pub(crate) fn find_shim() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("CAPSULE_SHIM") {
         return Ok(PathBuf::from(p));
     }
