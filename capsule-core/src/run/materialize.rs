@@ -47,12 +47,14 @@ pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf
         return Err(StoreError::Corrupt { digest: *digest, actual }.into());
     }
     set_meta(tmp.as_file(), e).map_err(RunError::io("failed to set metadata of", tmp.path()))?;
-    tmp.persist(&path).map_err(|err| RunError::Io {
-        action: "failed to write",
-        path: path.clone(),
-        source: err.error,
-    })?;
-    Ok(path)
+    // Never over an existing cache file: another first open may be linking that inode right
+    // now, and an inode replaced by a rename can no longer be linked (ENOENT). The same
+    // content is there already, so ours is dropped.
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => Ok(path),
+        Err(err) if err.error.kind() == io::ErrorKind::AlreadyExists => Ok(path),
+        Err(err) => Err(RunError::Io { action: "failed to write", path: path.clone(), source: err.error }),
+    }
 }
 
 fn set_meta(f: &File, e: &Entry) -> io::Result<()> {
@@ -63,7 +65,7 @@ fn set_meta(f: &File, e: &Entry) -> io::Result<()> {
 }
 
 /// The manifest entry holding the content of `path` (hardlinks followed), and its digest.
-fn content(m: &Manifest, path: &RelPath) -> Option<(Entry, Digest)> {
+pub(crate) fn content(m: &Manifest, path: &RelPath) -> Option<(Entry, Digest)> {
     let e = m.get(path)?;
     match &e.kind {
         EntryKind::File { digest, .. } => Some((e.clone(), *digest)),

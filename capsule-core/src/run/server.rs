@@ -34,10 +34,15 @@ pub const OP_WHITEOUT: u8 = 3;
 /// Link a directory's files.
 pub const OP_LINK_DIR: u8 = 4;
 
-/// The materialiser of one run: the tree operations both tiers ask for.
+/// The materialiser of one run: the tree operations both tiers ask for. Requests are served
+/// concurrently; what changes the tree (linking, copy-up, whiteouts) happens one at a time
+/// under `tree_lock`, while the slow part of a first open — extracting a blob into the cache,
+/// or fetching it from a registry after a lazy pull — runs outside it, so one download does
+/// not hold up every other first open.
 pub struct Materialiser {
-    /// Paths deleted during this run: never materialised again (a later create starts empty).
-    deleted: std::collections::HashSet<RelPath>,
+    /// Serialises changes to the tree, and holds the paths deleted during this run (never
+    /// materialised again; a later create starts empty).
+    tree_lock: Mutex<std::collections::HashSet<RelPath>>,
     store: Store,
     manifest: Manifest,
     sandbox: Sandbox,
@@ -63,7 +68,7 @@ impl Server {
     pub fn on(listener: UnixListener, store: Store, manifest: Manifest, sandbox: Sandbox) -> Result<Server, RunError> {
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
-        Ok(Server { listener, mat: Materialiser { deleted, store, manifest, sandbox } })
+        Ok(Server { listener, mat: Materialiser { tree_lock: Mutex::new(deleted), store, manifest, sandbox } })
     }
 
     /// Serve until the process exits; with `sup`, its notifications too, on a thread of its
@@ -71,7 +76,7 @@ impl Server {
     /// SYNC_WAKE_UP, rather than through a poll and a second system call). Both share the
     /// materialiser, locked per operation.
     pub fn serve(self, sup: Option<Supervisor>) {
-        let shared = Shared(Arc::new(Mutex::new(self.mat)));
+        let shared = Shared(Arc::new(self.mat));
         if let Some(mut sup) = sup {
             let mut mat = Shared(Arc::clone(&shared.0));
             std::thread::spawn(move || {
@@ -88,16 +93,21 @@ impl Server {
                 }
             });
         }
+        // One thread per request: each is a first open (or a copy-up), and a slow one (a blob
+        // fetched from a registry) must not hold up the others.
         for conn in self.listener.incoming() {
             let Ok(mut conn) = conn else { continue };
-            let errno = shared.request(&mut conn).unwrap_or(libc::EIO);
-            let _ = conn.write_all(&errno.to_le_bytes());
+            let mat = Shared(Arc::clone(&shared.0));
+            std::thread::spawn(move || {
+                let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
+                let _ = conn.write_all(&errno.to_le_bytes());
+            });
         }
     }
 }
 
-/// The materialiser shared by the socket thread and the supervisor thread.
-struct Shared(Arc<Mutex<Materialiser>>);
+/// The materialiser shared by the socket's request threads and the supervisor thread.
+struct Shared(Arc<Materialiser>);
 
 impl Shared {
     fn request(&self, conn: &mut UnixStream) -> std::io::Result<i32> {
@@ -107,20 +117,14 @@ impl Shared {
         let mut path = vec![0u8; len];
         conn.read_exact(&mut path)?;
         let Ok(path) = RelPath::new(path) else { return Ok(libc::EINVAL) };
-        Ok(self.0.lock().map_or(libc::EIO, |mut m| m.run(head[0], &path)))
+        Ok(self.0.run(head[0], &path))
     }
 }
 
 impl Materialise for Shared {
     fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
-        self.0.lock().map_or(libc::EIO, |mut m| m.op(op, rel))
-    }
-}
-
-impl Materialise for Materialiser {
-    fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
         match RelPath::new(rel.to_vec()) {
-            Ok(path) => self.run(op, &path),
+            Ok(path) => self.0.run(op, &path),
             Err(_) => libc::EINVAL,
         }
     }
@@ -128,23 +132,31 @@ impl Materialise for Materialiser {
 
 impl Materialiser {
     /// Run operation `op` on `path`: 0, or an errno.
-    fn run(&mut self, op: u8, path: &RelPath) -> i32 {
+    fn run(&self, op: u8, path: &RelPath) -> i32 {
+        // The slow part of a first open, outside the lock: the blob into the cache (from the
+        // store, or from the registry after a lazy pull). Failures surface below.
+        if op == OP_LINK
+            && let Some((e, digest)) = materialize::content(&self.manifest, path)
+        {
+            let _ = materialize::ensure_cache(&self.store, &digest, &e);
+        }
+        let Ok(mut deleted) = self.tree_lock.lock() else { return libc::EIO };
         let tree = self.sandbox.tree();
-        let deleted = self.deleted.contains(path);
+        let is_deleted = deleted.contains(path);
         let r = match op {
-            OP_LINK if deleted => Ok(false),
+            OP_LINK if is_deleted => Ok(false),
             OP_LINK => materialize::link_entry(&self.store, tree, &self.manifest, path),
-            OP_COPY_UP if deleted => {
+            OP_COPY_UP if is_deleted => {
                 // Re-created after a deletion: it starts empty, like any new file.
-                self.deleted.remove(path);
+                deleted.remove(path);
                 Ok(true)
             }
             OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, path),
             OP_WHITEOUT => {
-                self.deleted.insert(path.clone());
+                deleted.insert(path.clone());
                 self.sandbox.add_whiteout(path).map(|()| true)
             }
-            OP_LINK_DIR => self.link_dir(path),
+            OP_LINK_DIR => self.link_dir(path, &deleted),
             _ => return libc::EINVAL,
         };
         match r {
@@ -157,11 +169,11 @@ impl Materialiser {
         }
     }
 
-    fn link_dir(&self, dir: &RelPath) -> Result<bool, super::RunError> {
+    fn link_dir(&self, dir: &RelPath, deleted: &std::collections::HashSet<RelPath>) -> Result<bool, super::RunError> {
         let tree = self.sandbox.tree();
         for e in &self.manifest.entries {
             if e.path.parent().as_ref() == Some(dir)
-                && !self.deleted.contains(&e.path)
+                && !deleted.contains(&e.path)
                 && matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. })
             {
                 materialize::link_entry(&self.store, tree, &self.manifest, &e.path)?;
