@@ -120,87 +120,49 @@ fn interface_queries_show_the_capsule_address_and_mac() {
     let iface = iface.unwrap();
     let env = Env::new();
     env.small_capsule("ident", &[("opt/ident/x", b"x\n")]);
-    let bin = fixture(&env, "ifaddr", &[]);
-    let (code, out, err) = run_capsule(
-        &env,
-        &[
-            "run",
-            "ident",
-            "--ip",
-            "127.0.0.9",
-            "--mac",
-            "02:42:ac:11:00:09",
-            "--entry",
-            bin.to_str().unwrap(),
-            "--",
-            &iface,
-        ],
-    );
-    assert_eq!(code, 0, "{err}");
-    for want in [
+    // PROGRAM ARGS... run in the capsule with the address and MAC; its output.
+    let with_identity = |program: &str, args: &[&str]| {
+        let mut a = vec!["run", "ident", "--ip", "127.0.0.9", "--mac", "02:42:ac:11:00:09", "--entry", program, "--"];
+        a.extend_from_slice(args);
+        let (code, out, err) = run_capsule(&env, &a);
+        assert_eq!(code, 0, "{program}: {err}");
+        out
+    };
+    let expect = |out: &str, wants: &[&str], what: &str| {
+        for want in wants {
+            assert!(out.lines().any(|l| l == *want), "{what}: {want} missing from:\n{out}");
+        }
+    };
+    let seen = [
         "getifaddrs inet 127.0.0.9",
         "getifaddrs mac 02:42:ac:11:00:09",
         "SIOCGIFADDR 127.0.0.9",
         "SIOCGIFHWADDR 02:42:ac:11:00:09",
         "SIOCGIFCONF 127.0.0.9",
-        // glibc's derivation from 127.0.0.9 (s_addr 0x0900007f, 16-bit halves swapped).
-        "gethostid 007f0900",
         "recvmsg unix ping",
-    ] {
-        assert!(out.lines().any(|l| l == want), "{want} missing from:\n{out}");
-    }
+    ];
+    let bin = fixture(&env, "ifaddr", &[]);
+    let out = with_identity(bin.to_str().unwrap(), &[&iface]);
+    expect(&out, &seen, "dynamic");
+    // glibc's derivation from 127.0.0.9 (s_addr 0x0900007f, 16-bit halves swapped).
+    expect(&out, &["gethostid 007f0900"], "dynamic");
     // The same program linked statically (tier 2: the supervisor traps the three ioctls, and
     // recvmsg for its getifaddrs' netlink reads; a unix socket's recvmsg still works), and
     // busybox-static's ifconfig.
     if Path::new("/usr/lib/x86_64-linux-gnu/libc.a").exists() {
         let bin = fixture(&env, "ifaddr", &["-static"]);
-        let args = [
-            "run",
-            "ident",
-            "--ip",
-            "127.0.0.9",
-            "--mac",
-            "02:42:ac:11:00:09",
-            "--entry",
-            bin.to_str().unwrap(),
-            "--",
-            &iface,
-        ];
-        let (code, out, err) = run_capsule(&env, &args);
-        assert_eq!(code, 0, "{err}");
-        for want in [
-            "getifaddrs inet 127.0.0.9",
-            "getifaddrs mac 02:42:ac:11:00:09",
-            "SIOCGIFADDR 127.0.0.9",
-            "SIOCGIFHWADDR 02:42:ac:11:00:09",
-            "SIOCGIFCONF 127.0.0.9",
-            "recvmsg unix ping",
-        ] {
-            assert!(out.lines().any(|l| l == want), "static: {want} missing from:\n{out}");
-        }
+        expect(&with_identity(bin.to_str().unwrap(), &[&iface]), &seen, "static");
     } else {
         crate::support::require_or_skip("libc.a (libc6-dev) for the static interface fixture");
     }
     if crate::support::has("busybox") {
-        let args = [
-            "run",
-            "ident",
-            "--ip",
-            "127.0.0.9",
-            "--mac",
-            "02:42:ac:11:00:09",
-            "--entry",
-            "/bin/busybox",
-            "--",
-            "ifconfig",
-            &iface,
-        ];
-        let (code, out, err) = run_capsule(&env, &args);
-        assert_eq!(code, 0, "{err}");
+        let out = with_identity("/bin/busybox", &["ifconfig", &iface]);
         assert!(
             out.contains("inet addr:127.0.0.9 ") && out.to_lowercase().contains("hwaddr 02:42:ac:11:00:09"),
             "{out}"
         );
+    } else {
+        crate::support::require_or_skip("busybox (busybox-static) for ifconfig");
     }
     let sys = format!("/sys/class/net/{iface}/address");
     let (_, out, _) =

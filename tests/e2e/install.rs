@@ -137,16 +137,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.0.try_wait().ok().flatten().is_none() {
-            if std::time::Instant::now() > deadline {
-                let _ = self.0.kill();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.0.wait();
+        crate::support::stop(&mut self.0);
     }
 }
 

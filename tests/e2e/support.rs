@@ -176,3 +176,18 @@ pub fn run_capsule(env: &Env, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// Stop a `capsule run` child by its PID: SIGTERM (which `capsule run` forwards to the
+/// program), up to 10 s for it to exit, then SIGKILL; reaped either way.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.wait();
+}

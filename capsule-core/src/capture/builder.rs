@@ -162,6 +162,21 @@ impl<'s> Builder<'s> {
         Ok(())
     }
 
+    /// Record host nodes `nodes` (capsule path, `lstat`) with their parents: the regular files
+    /// hashed on every core first ([`prestage`](Self::prestage)), then each recorded in order.
+    /// What every capture kind that picked its nodes from a scan does.
+    pub fn add_all(&mut self, nodes: &[(RelPath, &Stat)]) -> Result<(), CaptureError> {
+        let files: Vec<RelPath> = nodes.iter().filter(|(_, st)| st.kind() == S_IFREG).map(|(r, _)| r.clone()).collect();
+        self.progress.start("hashing", Some(files.len() as u64));
+        self.prestage(&files)?;
+        for (rel, st) in nodes {
+            self.add_parents(rel)?;
+            self.add(rel, st)?;
+        }
+        self.progress.finish();
+        Ok(())
+    }
+
     /// Record every ancestor directory of `rel` not recorded yet, with its host metadata.
     pub fn add_parents(&mut self, rel: &RelPath) -> Result<(), CaptureError> {
         for dir in rel.ancestors() {

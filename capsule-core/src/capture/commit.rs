@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::builder::Builder;
 use super::noise::Noise;
-use super::scan::{ScanEntry, scan};
+use super::scan::{ScanEntry, Stat, scan};
 use super::{CaptureError, Progress};
 use crate::digest::Digest;
 use crate::manifest::{CaptureStep, EntryKind, Manifest, RelPath};
@@ -58,15 +58,8 @@ pub fn from_sandbox_changes(
         }
         chosen.push((rel, e));
     }
-    let files: Vec<RelPath> =
-        chosen.iter().filter(|(_, e)| e.stat.kind() == super::scan::S_IFREG).map(|(r, _)| r.clone()).collect();
-    progress.start("hashing", Some(files.len() as u64));
-    b.prestage(&files)?;
-    for (rel, e) in &chosen {
-        b.add_parents(rel)?;
-        b.add(rel, &e.stat)?;
-    }
-    progress.finish();
+    let nodes: Vec<(RelPath, &Stat)> = chosen.iter().map(|(r, e)| (r.clone(), &e.stat)).collect();
+    b.add_all(&nodes)?;
     let deleted: BTreeSet<&RelPath> = whiteouts.iter().collect();
     let gone = |p: &RelPath| deleted.contains(p) || p.ancestors().any(|a| deleted.contains(&a));
     let kept: Vec<_> = base.entries.iter().filter(|e| !b.contains(&e.path) && !gone(&e.path)).cloned().collect();

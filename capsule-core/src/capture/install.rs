@@ -64,14 +64,8 @@ pub fn from_sandbox(
     if chosen.is_empty() && whiteouts.is_empty() {
         return Err(CaptureError::NoChanges { roots: "/".to_owned() });
     }
-    let files: Vec<RelPath> = chosen.iter().filter(|(_, e)| e.stat.kind() == S_IFREG).map(|(r, _)| r.clone()).collect();
-    progress.start("hashing", Some(files.len() as u64));
-    b.prestage(&files)?;
-    for (rel, e) in &chosen {
-        b.add_parents(rel)?;
-        b.add(rel, &e.stat)?;
-    }
-    progress.finish();
+    let nodes: Vec<(RelPath, &Stat)> = chosen.iter().map(|(r, e)| (r.clone(), &e.stat)).collect();
+    b.add_all(&nodes)?;
     let m = b.manifest_mut();
     for w in whiteouts {
         if !noise.covers(&[b"/", w.as_bytes()].concat()) {

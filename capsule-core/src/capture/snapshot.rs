@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::builder::Builder;
 use super::noise::Noise;
-use super::scan::{S_IFDIR, S_IFREG, ScanEntry, scan};
+use super::scan::{S_IFDIR, ScanEntry, scan};
 use super::{CaptureError, Progress};
 use crate::codec;
 use crate::digest::Digest;
@@ -196,19 +196,12 @@ pub fn end(
     let origin =
         Builder::origin(CaptureStep::SnapshotDiff, format!("snapshot {snap_digest} of {}", snap.roots.join(",")));
     let mut b = Builder::new(store, &snap.base, name, tag, origin, progress);
-    let mut rels = Vec::with_capacity(d.changed.len());
+    let mut nodes = Vec::with_capacity(d.changed.len());
     for e in &d.changed {
-        rels.push(RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?);
+        let rel = RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?;
+        nodes.push((rel, &e.stat));
     }
-    let files: Vec<RelPath> =
-        d.changed.iter().zip(&rels).filter(|(e, _)| e.stat.kind() == S_IFREG).map(|(_, r)| r.clone()).collect();
-    progress.start("hashing", Some(files.len() as u64));
-    b.prestage(&files)?;
-    for (e, rel) in d.changed.iter().zip(&rels) {
-        b.add_parents(rel)?;
-        b.add(rel, &e.stat)?;
-    }
-    progress.finish();
+    b.add_all(&nodes)?;
     let m = b.manifest_mut();
     for p in &d.deleted {
         m.deletions.push(RelPath::new(p.clone()).map_err(|source| CaptureError::Path {
@@ -260,7 +253,7 @@ impl ScanEntry {
 mod tests {
     use super::*;
     use crate::capture::NoProgress;
-    use crate::capture::scan::Stat;
+    use crate::capture::scan::{S_IFREG, Stat};
 
     fn e(p: &str, mode: u32, size: u64) -> ScanEntry {
         let stat = Stat {

@@ -75,7 +75,20 @@ fn name_ok(s: &str) -> bool {
 
 /// The effective identity: `over` wins over `base`; every value is checked.
 pub fn effective(base: &Identity, over: &Identity) -> Result<Identity, IdentityError> {
-    let mut id = base.clone();
+    effective_of(&[base, over])
+}
+
+/// The effective identity of `layers`, a later layer winning; every value is checked once.
+pub fn effective_of(layers: &[&Identity]) -> Result<Identity, IdentityError> {
+    let Some((first, rest)) = layers.split_first() else { return check(Identity::default()) };
+    let mut id = (*first).clone();
+    for over in rest {
+        overlay(&mut id, over);
+    }
+    check(id)
+}
+
+fn overlay(id: &mut Identity, over: &Identity) {
     if over.hostname.is_some() {
         id.hostname.clone_from(&over.hostname);
     }
@@ -91,6 +104,9 @@ pub fn effective(base: &Identity, over: &Identity) -> Result<Identity, IdentityE
     if over.mac.is_some() {
         id.mac = over.mac;
     }
+}
+
+fn check(id: Identity) -> Result<Identity, IdentityError> {
     if let Some(ip) = id.ipv4
         && !usable(ip)
     {

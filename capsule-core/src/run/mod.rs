@@ -204,8 +204,7 @@ pub fn prepare_with(
     let projected = config::project(store, &sandbox, &manifest, &shared_layers)?;
     // Identity: the manifest's defaults, the registry's identity keys over them, then the
     // run's options; every value checked.
-    let defaults = identity::effective(&manifest.identity, &projected.identity)?;
-    let identity = identity::effective(&defaults, &run.ident)?;
+    let identity = identity::effective_of(&[&manifest.identity, &projected.identity, &run.ident])?;
     opts.files.clone_from(&projected.files);
     let hosts = RelPath::new("etc/hosts").ok().and_then(|p| match manifest.get(&p) {
         Some(e @ crate::manifest::Entry { kind: EntryKind::File { digest, .. }, .. }) => {

@@ -4,6 +4,8 @@
 //! socket itself is shared, so binding or querying the duplicate is binding or querying it.
 #![allow(unsafe_code)] // pidfd_open/pidfd_getfd, bind, getsockopt, ioctl on our own duplicate
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use super::handlers::{Context, errno};
 use super::memory::TraceeMemory;
 use super::notify::Reply;
@@ -23,8 +25,9 @@ pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, l
         let mut v: libc::c_int = 0;
         let mut vlen = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
         // SAFETY: our duplicate of the socket; `v` and `vlen` are ours and sized.
-        let r =
-            unsafe { libc::getsockopt(dup.0, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw mut v).cast(), &mut vlen) };
+        let r = unsafe {
+            libc::getsockopt(dup.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw mut v).cast(), &mut vlen)
+        };
         r == 0 && v != 0
     };
     match crate::bindaddr::rewrite(&mut sa, n, ip.octets(), v6only) {
@@ -33,31 +36,23 @@ pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, l
         Ok(true) => {
             let slen = libc::socklen_t::try_from(n).unwrap_or(16);
             // SAFETY: `sa` holds `n` bytes of a socket address; `dup` is ours.
-            let r = unsafe { libc::bind(dup.0, sa.as_ptr().cast(), slen) };
+            let r = unsafe { libc::bind(dup.as_raw_fd(), sa.as_ptr().cast(), slen) };
             if r == 0 { Reply::Value(0) } else { Reply::Error(errno()) }
         }
     }
 }
 
-/// A descriptor of ours, closed on drop.
-pub(super) struct OwnedRaw(pub(super) i32);
-
-impl Drop for OwnedRaw {
-    fn drop(&mut self) {
-        // SAFETY: closing our own descriptor; the tracee's stays.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`).
-pub(super) fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedRaw> {
+/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`), ours to close.
+pub(super) fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with integer arguments; returns a new descriptor or -1.
     let pidfd = i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).ok().filter(|&p| p >= 0)?;
-    let pidfd = OwnedRaw(pidfd);
+    // SAFETY: a descriptor pidfd_open just returned, owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     // SAFETY: pidfd_getfd with integer arguments; returns a new descriptor or -1.
-    let dup =
-        i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.0, fd, 0) }).ok().filter(|&d| d >= 0)?;
-    Some(OwnedRaw(dup))
+    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let dup = i32::try_from(dup).ok().filter(|&d| d >= 0)?;
+    // SAFETY: as above, from pidfd_getfd.
+    Some(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
 /// ioctl(2) SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF (the only ioctls the filter traps): the
@@ -74,7 +69,7 @@ pub fn ioctl(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, request: u6
             return Reply::Error(libc::EFAULT);
         }
         // SAFETY: `rec` is a struct ifreq of ours, as these requests take.
-        if unsafe { libc::ioctl(dup.0, request, rec.as_mut_ptr()) } < 0 {
+        if unsafe { libc::ioctl(dup.as_raw_fd(), request, rec.as_mut_ptr()) } < 0 {
             return Reply::Error(errno());
         }
         ifreq::patch_ifreq(request, &mut rec, &ifc);
@@ -98,7 +93,7 @@ pub fn ioctl(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, request: u6
         ifc_ifcu: libc::__c_anonymous_ifc_ifcu { ifcu_buf: buf.as_mut_ptr().cast() },
     };
     // SAFETY: `local` describes `buf`, ours, of `len` bytes.
-    if unsafe { libc::ioctl(dup.0, request, &raw mut local) } < 0 {
+    if unsafe { libc::ioctl(dup.as_raw_fd(), request, &raw mut local) } < 0 {
         return Reply::Error(errno());
     }
     let n = usize::try_from(local.ifc_len).unwrap_or(0).min(len);

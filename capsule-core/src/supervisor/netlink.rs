@@ -19,6 +19,8 @@
 //! `pidfd_getfd` and two `getsockopt` before a `CONTINUE` for the other sockets.
 #![allow(unsafe_code)] // getsockopt and recvmsg on our own duplicate and buffers
 
+use std::os::fd::AsRawFd;
+
 use super::memory::TraceeMemory;
 use super::netcalls::tracee_fd;
 use super::notify::Reply;
@@ -99,7 +101,7 @@ pub fn recvmsg(pid: u32, id: &rtnl::Identity, mem: &impl TraceeMemory, fd: i32, 
         return Reply::Continue;
     }
     let Some(dup) = tracee_fd(pid, fd) else { return Reply::Continue };
-    if !route_socket(dup.0) {
+    if !route_socket(dup.as_raw_fd()) {
         return Reply::Continue;
     }
     let Some(hdr) = read_msghdr(mem, msg) else { return Reply::Continue };
@@ -120,7 +122,7 @@ pub fn recvmsg(pid: u32, id: &rtnl::Identity, mem: &impl TraceeMemory, fd: i32, 
     }
     // SAFETY: `dup` is our duplicate; `local` describes `buf` and `name`, ours, alive across
     // the call, with no control buffer.
-    let r = unsafe { libc::recvmsg(dup.0, &raw mut local, flags | libc::MSG_DONTWAIT) };
+    let r = unsafe { libc::recvmsg(dup.as_raw_fd(), &raw mut local, flags | libc::MSG_DONTWAIT) };
     let Ok(n) = usize::try_from(r) else {
         let e = super::handlers::errno();
         // Would block (or the tracee's own MSG_DONTWAIT/O_NONBLOCK says so): the kernel's call.

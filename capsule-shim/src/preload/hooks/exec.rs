@@ -57,7 +57,7 @@ fn has(envp: Env, var: &CStr) -> bool {
 const RENAMED: [&[u8]; 2] = [b"CAPSULE_HOSTNAME", b"CAPSULE_DOMAIN"];
 
 /// Whether entry `e` (`NAME=value`) sets variable `name`.
-fn sets(e: &[u8], name: &[u8]) -> bool {
+pub(super) fn sets(e: &[u8], name: &[u8]) -> bool {
     e.len() > name.len() && e.starts_with(name) && e.get(name.len()) == Some(&b'=')
 }
 

@@ -424,8 +424,7 @@ fn publish(slot: &'static [core::sync::atomic::AtomicU8; 96], name: &[u8], value
             if e.is_null() {
                 return;
             }
-            let entry = core::ffi::CStr::from_ptr(e).to_bytes();
-            if entry.len() > name.len() && entry.starts_with(name) && entry.get(name.len()) == Some(&b'=') {
+            if super::exec::sets(core::ffi::CStr::from_ptr(e).to_bytes(), name) {
                 *env.add(i) = slot.as_ptr().cast::<c_char>().cast_mut();
                 return;
             }
