@@ -1,5 +1,6 @@
 //! Links the static unwinder (../capsule-shim/static_unwinder.rs): one shared library fewer
-//! to load on `capsule run`'s start-up path.
+//! to load on `capsule run`'s start-up path, and asks link-gcc (the workspace's linker driver, set
+//! in .cargo/config.toml) to link the `capsule` binary as a static PIE.
 
 #[path = "../capsule-shim/static_unwinder.rs"]
 mod static_unwinder;
@@ -7,4 +8,6 @@ mod static_unwinder;
 fn main() {
     println!("cargo:rerun-if-changed=../capsule-shim/static_unwinder.rs");
     static_unwinder::link();
+    println!("cargo:rerun-if-changed=link-gcc");
+    println!("cargo:rustc-env=CAPSULE_STATIC_BIN=capsule");
 }

@@ -14,14 +14,7 @@ use cli::{Cli, Output};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
-    // An EnvFilter (directive parsing) only when asked for: a plain level is much cheaper on
-    // every start.
-    match tracing_subscriber::EnvFilter::try_from_env("CAPSULE_LOG") {
-        Ok(filter) => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
-        Err(_) => {
-            tracing_subscriber::fmt().with_max_level(tracing::Level::WARN).with_writer(std::io::stderr).init();
-        }
-    }
+    cli::log::init();
     let out = Output { json: cli.globals.json, quiet: cli.globals.quiet };
     match cmd::dispatch(cli, out) {
         Ok(code) => code,

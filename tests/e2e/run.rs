@@ -219,3 +219,34 @@ fn sigterm_to_capsule_run_reaches_the_program() {
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert_eq!((status.code(), rest.as_str()), (Some(7), "got TERM\n"));
 }
+
+/// A program that neither handles nor unblocks SIGTERM (`sleep`) starts with no signal
+/// blocked, whatever capsule itself does with signals while it waits, and a `kill` of
+/// `capsule run` ends it: capsule returns 128 + 15.
+#[test]
+fn a_program_starts_with_no_signal_blocked_and_dies_of_a_forwarded_term() {
+    let env = Env::new();
+    env.small_capsule("sig2", &[("opt/sig/x", b"x\n")]);
+    let (code, out, err) =
+        run_capsule(&env, &["run", "sig2", "--entry", "/bin/grep", "--", "^SigBlk", "/proc/self/status"]);
+    assert_eq!((code, out.as_str()), (0, "SigBlk:\t0000000000000000\n"), "{err}");
+    let mut child = env.cmd(&["run", "sig2", "--entry", "/bin/sleep", "--", "30"]).spawn().unwrap();
+    // Bounded wait until sleep runs (a child of capsule whose name is sleep).
+    let children = format!("/proc/{}/task/{}/children", child.id(), child.id());
+    let started = std::time::Instant::now();
+    let running = loop {
+        let pids = std::fs::read_to_string(&children).unwrap_or_default();
+        let is_sleep = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sleep\n");
+        if pids.split_whitespace().any(is_sleep) {
+            break true;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(running, "sleep did not start within 20 s");
+    assert_eq!(status.code(), Some(128 + 15), "{status:?}");
+}

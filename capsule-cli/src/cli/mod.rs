@@ -1,6 +1,7 @@
 //! Command-line definitions and the output helpers every verb shares.
 
 pub mod args;
+pub mod log;
 pub mod progress;
 
 use std::io::IsTerminal;

@@ -196,8 +196,8 @@ pub fn start(
     opts: Start,
 ) -> Result<ExitCode> {
     let entry = argv0;
-    // Before any thread starts: `kill <capsule pid>` reaches the program (docker's behaviour).
-    let held = supervisor::launch::hold_signals().context("cannot set up signal forwarding")?;
+    // Before the program starts: `kill <capsule pid>` reaches it (docker's behaviour).
+    let caught = run::signals::Caught::install().context("cannot set up signal forwarding")?;
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
@@ -352,15 +352,20 @@ pub fn start(
         }
         Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
     };
-    supervisor::launch::forward_signals(held, child.id());
-    // Without tier 2, serving starts once the program runs: the socket already listens (early
-    // connections wait in its backlog), and the thread's creation is off the start-up path.
-    if let Some(server) = server {
-        let server = server.server().context("cannot serve the capsule's namespace")?;
-        std::thread::spawn(move || server.serve(None));
-    }
+    // Without tier 2, this thread serves the materialiser's socket while it waits: early
+    // connections wait in the socket's backlog, and a run that needs nothing materialised
+    // starts no thread at all.
+    let server = server.map(|s| s.server().and_then(|s| Ok(s.polled()?))).transpose();
+    let server = server.context("cannot serve the capsule's namespace")?;
     let stats = if tier2 { stats_rx.recv().ok() } else { None };
-    let status = child.wait().context("cannot wait for the program")?;
+    let status = match &server {
+        Some(s) => {
+            let mut accept = || s.accept_waiting();
+            caught.wait(&mut child, Some((s.fd(), &mut accept)))
+        }
+        None => caught.wait(&mut child, None),
+    };
+    let status = status.context("cannot wait for the program")?;
     if opts.stats {
         let (served, continued) = stats.map_or((0, 0), |s| {
             (

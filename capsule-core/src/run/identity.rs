@@ -145,7 +145,8 @@ pub fn write_files(tree: &Path, id: &Identity, hosts_base: Option<&str>) -> Resu
         files.push(("etc/machine-id", format!("{m}\n")));
         files.push(("var/lib/dbus/machine-id", format!("{m}\n")));
     }
-    let sys_address = id.mac.zip(primary_interface()).map(|(m, ifname)| {
+    // (`and_then`, not `zip`: the interface listing only when there is a MAC to show.)
+    let sys_address = id.mac.and_then(|m| primary_interface().map(|ifname| (m, ifname))).map(|(m, ifname)| {
         let text = m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         (format!("sys/class/net/{ifname}/address"), format!("{text}\n"))
     });

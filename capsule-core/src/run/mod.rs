@@ -18,6 +18,7 @@ pub mod netns;
 pub mod sandbox;
 mod server;
 pub mod shared;
+pub mod signals;
 pub mod userns;
 
 use std::fs;

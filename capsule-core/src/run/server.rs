@@ -51,7 +51,7 @@ pub struct Materialiser {
 /// The materialiser's socket, served by `capsule run` while the program runs.
 pub struct Server {
     listener: UnixListener,
-    mat: Materialiser,
+    mat: Shared,
 }
 
 impl Server {
@@ -68,7 +68,8 @@ impl Server {
     pub fn on(listener: UnixListener, store: Store, manifest: Manifest, sandbox: Sandbox) -> Result<Server, RunError> {
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
-        Ok(Server { listener, mat: Materialiser { tree_lock: Mutex::new(deleted), store, manifest, sandbox } })
+        let mat = Materialiser { tree_lock: Mutex::new(deleted), store, manifest, sandbox };
+        Ok(Server { listener, mat: Shared(Arc::new(mat)) })
     }
 
     /// Serve until the process exits; with `sup`, its notifications too, on a thread of its
@@ -76,9 +77,8 @@ impl Server {
     /// SYNC_WAKE_UP, rather than through a poll and a second system call). Both share the
     /// materialiser, locked per operation.
     pub fn serve(self, sup: Option<Supervisor>) {
-        let shared = Shared(Arc::new(self.mat));
         if let Some(mut sup) = sup {
-            let mut mat = Shared(Arc::clone(&shared.0));
+            let mut mat = Shared(Arc::clone(&self.mat.0));
             std::thread::spawn(move || {
                 loop {
                     match sup.serve_one(&mut mat) {
@@ -93,16 +93,43 @@ impl Server {
                 }
             });
         }
-        // One thread per request: each is a first open (or a copy-up), and a slow one (a blob
-        // fetched from a registry) must not hold up the others.
         for conn in self.listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mat = Shared(Arc::clone(&shared.0));
-            std::thread::spawn(move || {
-                let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
-                let _ = conn.write_all(&errno.to_le_bytes());
-            });
+            let Ok(conn) = conn else { continue };
+            self.answer(conn);
         }
+    }
+
+    /// Make the socket non-blocking, to be served from the caller's poll loop: poll
+    /// [`Server::fd`], then call [`Server::accept_waiting`].
+    pub fn polled(self) -> Result<Server, RunError> {
+        self.listener
+            .set_nonblocking(true)
+            .map_err(RunError::io("cannot poll", PathBuf::from("materialiser socket")))?;
+        Ok(self)
+    }
+
+    /// The listening socket.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.listener.as_fd()
+    }
+
+    /// Answer every connection waiting on a [`Server::polled`] socket, without blocking.
+    pub fn accept_waiting(&self) {
+        while let Ok((conn, _)) = self.listener.accept() {
+            self.answer(conn);
+        }
+    }
+
+    /// One thread per request: each is a first open (or a copy-up), and a slow one (a blob
+    /// fetched from a registry) must not hold up the others. (Accepted sockets block, whatever
+    /// the listener: Linux does not pass O_NONBLOCK on.)
+    fn answer(&self, mut conn: UnixStream) {
+        let mat = Shared(Arc::clone(&self.mat.0));
+        std::thread::spawn(move || {
+            let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
+            let _ = conn.write_all(&errno.to_le_bytes());
+        });
     }
 }
 

@@ -145,32 +145,3 @@ fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
     // SAFETY: `msg` and everything it points to live across the call.
     if unsafe { libc::sendmsg(sock, &raw const msg, 0) } == 1 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
-
-/// The signals `capsule run` passes on to the program: those a service manager or a user sends
-/// to the process it started (`kill PID`), not the terminal's (SIGINT and SIGQUIT reach the
-/// program directly, through its process group; forwarding them would deliver them twice).
-const FORWARDED: &[nix::sys::signal::Signal] = {
-    use nix::sys::signal::Signal::{SIGHUP, SIGTERM, SIGUSR1, SIGUSR2};
-    &[SIGTERM, SIGHUP, SIGUSR1, SIGUSR2]
-};
-
-/// Block the forwarded signals in this thread, and so in every thread it starts from now on
-/// (the program itself starts with an empty mask: std resets it). Call before starting threads.
-pub fn hold_signals() -> io::Result<nix::sys::signal::SigSet> {
-    let mut set = nix::sys::signal::SigSet::empty();
-    for s in FORWARDED {
-        set.add(*s);
-    }
-    set.thread_block()?;
-    Ok(set)
-}
-
-/// Pass every signal of `set` (held by [`hold_signals`]) to process `pid`, from a thread.
-pub fn forward_signals(set: nix::sys::signal::SigSet, pid: u32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
-    std::thread::spawn(move || {
-        while let Ok(sig) = set.wait() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-        }
-    });
-}

@@ -1,0 +1,135 @@
+//! Signals while `capsule run` waits for its program: the ones a service manager or a user
+//! sends to the process it started (`kill PID`) are passed on to the program, and the wait
+//! ends when the program exits.
+//!
+//! The signals are caught, not blocked: a handler writes each one's number to a pipe (the
+//! self-pipe trick) that the waiting thread polls beside the materialiser's socket. Blocking
+//! them (for a signalfd) would block them in the program too: std's `Command` hands the
+//! parent's signal mask on to the child (so that `nohup` works), and a program started with
+//! SIGTERM blocked ignores `kill`. A caught signal, by contrast, is back to its default
+//! action in the program (posix_spawn resets handled signals; exec does in any case), and the
+//! mask the program starts with is the one capsule was given.
+#![allow(unsafe_code)] // sigaction(2), and write(2) in the handler
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
+
+/// Passed on to the program. Not SIGINT and SIGQUIT: the terminal sends those to the whole
+/// foreground process group, program included; passing them on would deliver them twice.
+const FORWARDED: &[Signal] = &[Signal::SIGTERM, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// The pipe's write end, for the handler (-1 until [`Caught::install`]).
+static PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // SAFETY: errno is this thread's; it is restored below so that the interrupted code's
+    // errno survives the write.
+    let saved = unsafe { *libc::__errno_location() };
+    let byte = u8::try_from(sig).unwrap_or(0);
+    let fd = PIPE.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; `byte` lives across the call; a full pipe
+    // (O_NONBLOCK) drops the byte, and a dropped SIGCHLD is recovered by the wait loop's
+    // `try_wait` on any other wake-up.
+    unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = saved };
+}
+
+/// The forwarded signals and SIGCHLD, caught into a pipe.
+pub struct Caught {
+    read: OwnedFd,
+    _write: OwnedFd,
+}
+
+impl Caught {
+    /// Install the handlers (once per process: `capsule run` starts one program). Call before
+    /// the program starts, so that a `kill` from then on reaches it.
+    pub fn install() -> io::Result<Caught> {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
+        // SA_RESTART: a thread interrupted in a blocking call (a materialiser request, the
+        // supervisor's NOTIF_RECV) resumes it.
+        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+        for sig in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+            // SAFETY: the handler only makes async-signal-safe calls (write, errno) on a
+            // descriptor that stays open for the life of the process (`Caught` is kept until
+            // the program has exited, and the process ends soon after).
+            unsafe { nix::sys::signal::sigaction(*sig, &action) }?;
+        }
+        Ok(Caught { read, _write: write })
+    }
+
+    /// Wait on this thread for `child` to exit, passing it every forwarded signal;
+    /// meanwhile `on_ready` runs whenever `socket` (a non-blocking listening socket) has
+    /// connections waiting. No thread of its own, and none for the socket until a request
+    /// comes.
+    pub fn wait(
+        &self,
+        child: &mut Child,
+        mut socket: Option<(BorrowedFd<'_>, &mut dyn FnMut())>,
+    ) -> io::Result<ExitStatus> {
+        let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?);
+        loop {
+            // A SIGCHLD after this check is in the pipe and wakes the poll.
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+            if let Some((fd, _)) = &socket {
+                fds.push(PollFd::new(*fd, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let socket_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
+                for &b in &buf[..n] {
+                    if let Ok(sig) = Signal::try_from(i32::from(b))
+                        && FORWARDED.contains(&sig)
+                    {
+                        let _ = nix::sys::signal::kill(pid, sig);
+                    }
+                }
+            }
+            if socket_ready && let Some((_, on_ready)) = &mut socket {
+                on_ready();
+            }
+        }
+    }
+}
+
+impl Drop for Caught {
+    fn drop(&mut self) {
+        PIPE.store(-1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The program starts with the caller's mask (nothing blocked here), a forwarded signal
+    /// reaches it and ends it with that signal's default action, and the wait returns.
+    #[test]
+    fn a_forwarded_term_ends_a_program_that_does_not_handle_it() {
+        let caught = Caught::install().unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let status = std::process::Command::new("grep")
+            .args(["-E", "^SigBlk", &format!("/proc/{}/status", child.id())])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&status.stdout).contains("0000000000000000"), "{status:?}");
+        nix::sys::signal::kill(nix::unistd::getpid(), Signal::SIGTERM).unwrap();
+        let st = caught.wait(&mut child, None).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGTERM));
+    }
+}
