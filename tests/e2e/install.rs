@@ -155,6 +155,7 @@ fn a_traced_python_runs_with_full_isolation() {
     }
     assert!(paths.iter().any(|p| p.contains("_sqlite3")), "the sqlite3 extension was not traced: {paths:?}");
     assert!(paths.iter().any(|p| p.contains("ld-linux")), "the ELF interpreter was not packed: {paths:?}");
+    assert!(!paths.iter().any(|p| p.contains("libcapsule_shim")), "capsule's own shim was packed: {paths:?}");
     // With the host hidden below /, the traced program still runs...
     let (code, out, err) = run_capsule(&env, &["run", "py", "--isolation", "full", "--", "-c", script]);
     assert_eq!((code, out.as_str()), (0, "{\"sqlite\": 42}\n"), "{err}");

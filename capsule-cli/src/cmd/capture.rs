@@ -139,7 +139,16 @@ pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
         eprintln!("capsule: error: the traced program ({command}) failed; nothing was captured");
         return Ok(run.code);
     }
-    let paths: Vec<Vec<u8>> = rec.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    let mut paths: Vec<Vec<u8>> = rec.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    // The loader opened capsule's own shim (LD_PRELOAD): not part of the application.
+    if let Ok(shim) = super::run::find_shim() {
+        let own: Vec<Vec<u8>> = [shim.canonicalize().ok(), Some(shim)]
+            .into_iter()
+            .flatten()
+            .map(|p| p.into_os_string().into_encoded_bytes())
+            .collect();
+        paths.retain(|p| !own.contains(p));
+    }
     let bars = Bars::new(out.bars());
     let entry = run.program.to_string_lossy().into_owned();
     let digest = capsule_core::capture::trace::from_paths(

@@ -374,8 +374,9 @@ pub fn start(
             )
         });
         eprintln!(
-            "capsule: stats: tier 2 (supervisor): {served} served, {continued} passed through{}",
-            if tier2 { "" } else { " (off)" }
+            "capsule: stats: tier 2 (supervisor): {served} served, {continued} passed through{}; materialiser: {} requests",
+            if tier2 { "" } else { " (off)" },
+            run::requests_served()
         );
     }
     drop(netns);

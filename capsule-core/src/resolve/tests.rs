@@ -41,6 +41,7 @@ fn view_bytes() -> Vec<u8> {
             (RelPath::new("srv/state").unwrap(), "/store/sandboxes/db/state/srv/state".into()),
             (RelPath::new("capsule-only/shared").unwrap(), "/elsewhere".into()),
         ],
+        linked: vec![],
     };
     compile(&m, &opts)
 }

@@ -24,7 +24,7 @@ pub mod userns;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use server::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, Server};
+pub use server::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, Server, requests_served};
 
 use crate::digest::Digest;
 use crate::manifest::{EntryKind, Manifest, RelPath};
@@ -195,6 +195,7 @@ pub fn prepare_with(
         whiteouts: sandbox.whiteouts()?,
         files: Vec::new(),
         redirects: state.iter().map(|s| (s.prefix.clone(), s.dir.clone())).collect(),
+        linked: sandbox.linked_dirs()?,
     };
     // The prefix also exists in the tree, so that listings of its parent show it.
     for s in &state {

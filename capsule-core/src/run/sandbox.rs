@@ -7,6 +7,8 @@
 //!                             application's own files and copies (private, nlink == 1)
 //! sandboxes/NAME/whiteouts    one path per line: files the application deleted
 //! sandboxes/NAME/skeleton     the manifest digest the skeleton was built for
+//! sandboxes/NAME/linked       one path per line: capsule directories whose files are all
+//!                             linked in the tree (listings skip the materialiser)
 //! ```
 //! A pristine capsule file is a hardlink to its cache inode, which is why every write goes
 //! through a copy-up first: writing through the link would change the cache for every capsule.
@@ -72,6 +74,14 @@ impl Sandbox {
             Ok(_) => drop_pristine(&self.tree)?,
             Err(_) => {}
         }
+        // Another manifest (or none recorded): no directory is known to be complete.
+        let linked = self.dir.join("linked");
+        match fs::remove_file(&linked) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RunError::Io { action: "failed to remove", path: linked, source: e });
+            }
+            _ => {}
+        }
         for e in &m.entries {
             let host = rel_host(&self.tree, &e.path);
             match &e.kind {
@@ -111,14 +121,36 @@ impl Sandbox {
 
     /// Record that `path` was deleted.
     pub fn add_whiteout(&self, path: &RelPath) -> Result<(), RunError> {
+        self.append("whiteouts", path)
+    }
+
+    /// Capsule directories whose every file is linked in the tree (recorded by
+    /// [`Sandbox::mark_linked`] for this skeleton's manifest).
+    pub fn linked_dirs(&self) -> Result<Vec<RelPath>, RunError> {
+        let path = self.dir.join("linked");
+        match fs::read_to_string(&path) {
+            Ok(t) => Ok(t.lines().filter_map(|l| RelPath::new(l.as_bytes()).ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(RunError::Io { action: "failed to read", path, source: e }),
+        }
+    }
+
+    /// Record that every capsule file of `dir` is linked in the tree. (One `write` of one
+    /// line with O_APPEND: concurrent runs of the sandbox do not interleave lines.)
+    pub fn mark_linked(&self, dir: &RelPath) -> Result<(), RunError> {
+        self.append("linked", dir)
+    }
+
+    fn append(&self, name: &str, path: &RelPath) -> Result<(), RunError> {
         use std::io::Write;
-        let file = self.dir.join("whiteouts");
+        let file = self.dir.join(name);
         let mut f = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&file)
             .map_err(RunError::io("failed to open", &file))?;
-        writeln!(f, "{}", String::from_utf8_lossy(path.as_bytes())).map_err(RunError::io("failed to write", &file))
+        let line = format!("{}\n", String::from_utf8_lossy(path.as_bytes()));
+        f.write_all(line.as_bytes()).map_err(RunError::io("failed to write", &file))
     }
 
     /// What the application changed relative to capsule `m`.
@@ -196,4 +228,27 @@ fn drop_pristine(tree: &Path) -> Result<(), RunError> {
         fs::remove_file(&v).map_err(RunError::io("failed to remove", &v))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Directories recorded as linked are forgotten when the skeleton is rebuilt for another
+    /// manifest (an upgrade may add files to them), and kept while it is the same one.
+    #[test]
+    fn linked_directories_last_as_long_as_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let sb = Sandbox::open(&store, "t").unwrap();
+        let m = Manifest::for_tests(vec![("opt", EntryKind::Dir), ("opt/d", EntryKind::Dir)], 0o755);
+        let (v1, v2) = (Digest::of(b"v1"), Digest::of(b"v2"));
+        sb.build_skeleton(&v1, &m).unwrap();
+        let d = RelPath::new("opt/d").unwrap();
+        sb.mark_linked(&d).unwrap();
+        sb.build_skeleton(&v1, &m).unwrap();
+        assert_eq!(sb.linked_dirs().unwrap(), vec![d.clone()]);
+        sb.build_skeleton(&v2, &m).unwrap();
+        assert_eq!(sb.linked_dirs().unwrap(), Vec::<RelPath>::new());
+    }
 }

@@ -34,6 +34,15 @@ pub const OP_WHITEOUT: u8 = 3;
 /// Link a directory's files.
 pub const OP_LINK_DIR: u8 = 4;
 
+/// Requests served in this process (both tiers), for `capsule run --stats`: a launcher serves
+/// one program.
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many materialiser requests this process has served.
+pub fn requests_served() -> u64 {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The materialiser of one run: the tree operations both tiers ask for. Requests are served
 /// concurrently; what changes the tree (linking, copy-up, whiteouts) happens one at a time
 /// under `tree_lock`, while the slow part of a first open — extracting a blob into the cache,
@@ -160,6 +169,7 @@ impl Materialise for Shared {
 impl Materialiser {
     /// Run operation `op` on `path`: 0, or an errno.
     fn run(&self, op: u8, path: &RelPath) -> i32 {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The slow part of a first open, outside the lock: the blob into the cache (from the
         // store, or from the registry after a lazy pull). Failures surface below.
         if op == OP_LINK
@@ -206,6 +216,7 @@ impl Materialiser {
                 materialize::link_entry(&self.store, tree, &self.manifest, &e.path)?;
             }
         }
+        self.sandbox.mark_linked(dir)?;
         Ok(true)
     }
 }

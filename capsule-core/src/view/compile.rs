@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{ENTRY, FLAG_HOST_DIR, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode, PROBE, PROBE_AT, RULE, hash};
+use super::{
+    ENTRY, FLAG_HOST_DIR, FLAG_LINKED, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode, PROBE, PROBE_AT, RULE, hash,
+};
 use crate::manifest::{EntryKind, Manifest, RelPath, symlink_destination};
 
 /// What a run adds to the manifest.
@@ -23,6 +25,9 @@ pub struct ViewOptions {
     /// Shared state: each prefix, and everything below it, is the host directory given
     /// (absolute). The capsule's own entries and whiteouts below a prefix give way to it.
     pub redirects: Vec<(RelPath, PathBuf)>,
+    /// Capsule directories whose files are all linked in the tree already
+    /// ([`crate::run::sandbox::Sandbox::linked_dirs`]): marked [`FLAG_LINKED`].
+    pub linked: Vec<RelPath>,
 }
 
 struct Strings(Vec<u8>);
@@ -47,6 +52,7 @@ fn put64(out: &mut [u8], at: usize, v: u64) {
 /// (which win), with flags computed against the host.
 fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32, Vec<u8>)> {
     let mut map = BTreeMap::new();
+    let linked: std::collections::HashSet<&RelPath> = opts.linked.iter().collect();
     for e in &m.entries {
         let (kind, target) = match &e.kind {
             EntryKind::File { .. } | EntryKind::Hardlink { .. } => (Kind::File, Vec::new()),
@@ -56,6 +62,9 @@ fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32
         let mut flags = 0;
         if kind == Kind::Dir && e.path.to_absolute().is_dir() {
             flags |= FLAG_HOST_DIR;
+        }
+        if kind == Kind::Dir && linked.contains(&e.path) {
+            flags |= FLAG_LINKED;
         }
         if kind == Kind::Symlink {
             let inside = symlink_destination(&e.path, &target).is_some_and(|d| m.resolve(&d).is_some());

@@ -80,6 +80,9 @@ impl Kind {
 pub const FLAG_HOST_DIR: u8 = 1;
 /// Entry flag: a symlink whose target lies outside the capsule.
 pub const FLAG_TARGET_OUTSIDE: u8 = 2;
+/// Entry flag: a directory whose every capsule file was already linked into the tree when the
+/// view was made, so a listing needs no materialiser request first.
+pub const FLAG_LINKED: u8 = 4;
 
 /// Isolation mode of a path prefix, as stored in rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,7 @@ fn opts() -> ViewOptions {
         whiteouts: vec![RelPath::new("usr/bin/deleted").unwrap()],
         files: vec![],
         redirects: vec![],
+        linked: Vec::new(),
     }
 }
 

@@ -105,6 +105,7 @@ fn setup() -> Setup {
         whiteouts: vec![],
         files: vec![],
         redirects: vec![],
+        linked: Vec::new(),
     };
     Setup { view: compile(&m, &opts), tree, _dir: dir }
 }
