@@ -17,13 +17,17 @@ pub fn init() {
         Ok(filter) => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
         Err(_) => {
             // Fails only if a subscriber is already set, which main never does.
-            let _ = tracing::subscriber::set_global_default(Warnings);
+            let _ = tracing::subscriber::set_global_default(Warnings::default());
         }
     }
 }
 
 /// Warnings and errors to stderr, `capsule: warning: MESSAGE key=value...`; nothing else.
-pub struct Warnings;
+#[derive(Default)]
+pub struct Warnings {
+    /// Lines kept here instead of printed (tests).
+    kept: Option<std::sync::Mutex<Vec<String>>>,
+}
 
 impl Warnings {
     fn wanted(meta: &Metadata<'_>) -> bool {
@@ -57,7 +61,11 @@ impl Subscriber for Warnings {
         let mut line = Line::default();
         event.record(&mut line);
         let kind = if *event.metadata().level() == Level::ERROR { "error" } else { "warning" };
-        eprintln!("capsule: {kind}: {}{}", line.message, line.fields);
+        let text = format!("capsule: {kind}: {}{}", line.message, line.fields);
+        match &self.kept {
+            Some(kept) => kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(text),
+            None => eprintln!("{text}"),
+        }
     }
 
     fn enter(&self, _: &Id) {}
@@ -94,37 +102,17 @@ impl Visit for Line {
 mod tests {
     use super::*;
 
-    /// Records each line `Warnings` would print, through the same filter and formatting.
-    struct Capture(std::sync::Mutex<Vec<String>>);
-
-    impl Subscriber for Capture {
-        fn enabled(&self, meta: &Metadata<'_>) -> bool {
-            Warnings::wanted(meta)
-        }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut l = Line::default();
-            event.record(&mut l);
-            self.0.lock().unwrap().push(format!("{}{}", l.message, l.fields));
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
-    }
-
     #[test]
     fn warnings_and_errors_only_with_fields_after_the_message() {
-        let cap = std::sync::Arc::new(Capture(std::sync::Mutex::new(Vec::new())));
-        tracing::subscriber::with_default(cap.clone(), || {
+        let w = std::sync::Arc::new(Warnings { kept: Some(std::sync::Mutex::new(Vec::new())) });
+        tracing::subscriber::with_default(w.clone(), || {
             tracing::info!("not shown");
             let _span = tracing::warn_span!("not an event").entered();
             tracing::warn!(path = "/etc/x", code = 3, "materialise failed");
             tracing::error!("plain");
         });
-        let got = cap.0.lock().unwrap().clone();
-        assert_eq!(got, vec!["materialise failed path=/etc/x code=3".to_owned(), "plain".to_owned()]);
+        let got = w.kept.as_ref().map(|k| k.lock().unwrap().clone()).unwrap_or_default();
+        let want = ["capsule: warning: materialise failed path=/etc/x code=3", "capsule: error: plain"];
+        assert_eq!(got, want);
     }
 }
