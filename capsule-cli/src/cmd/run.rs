@@ -321,6 +321,7 @@ pub fn start(
         let identity = prepared.identity.clone();
         let server = server.take();
         std::thread::spawn(move || {
+            run::signals::keep_off_this_thread();
             let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
             let sup = sup.map(|s| s.with_identity(&identity));
             let mut sup = match sup {

@@ -89,6 +89,7 @@ impl Server {
         if let Some(mut sup) = sup {
             let mut mat = Shared(Arc::clone(&self.mat.0));
             std::thread::spawn(move || {
+                super::signals::keep_off_this_thread();
                 loop {
                     match sup.serve_one(&mut mat) {
                         Ok(true) => {}
@@ -136,6 +137,7 @@ impl Server {
     fn answer(&self, mut conn: UnixStream) {
         let mat = Shared(Arc::clone(&self.mat.0));
         std::thread::spawn(move || {
+            super::signals::keep_off_this_thread();
             let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
             let _ = conn.write_all(&errno.to_le_bytes());
         });

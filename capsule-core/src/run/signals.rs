@@ -8,7 +8,9 @@
 //! parent's signal mask on to the child (so that `nohup` works), and a program started with
 //! SIGTERM blocked ignores `kill`. A caught signal, by contrast, is back to its default
 //! action in the program (posix_spawn resets handled signals; exec does in any case), and the
-//! mask the program starts with is the one capsule was given.
+//! mask the program starts with is the one capsule was given. The launcher's other threads
+//! block them ([`keep_off_this_thread`]), so the main thread, which spawned the program with
+//! nothing blocked, is the one that runs the handler.
 #![allow(unsafe_code)] // sigaction(2), and write(2) in the handler
 
 use std::io;
@@ -104,6 +106,18 @@ impl Caught {
             }
         }
     }
+}
+
+/// Keep the caught signals off the calling thread (a thread the launcher starts: the supervisor,
+/// a materialiser request), so that the waiting main thread is the one that takes them and no
+/// blocking call elsewhere is cut short by the handler. Best effort: the handler is harmless on
+/// any thread.
+pub fn keep_off_this_thread() {
+    let mut set = SigSet::empty();
+    for sig in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
+        set.add(*sig);
+    }
+    let _ = set.thread_block();
 }
 
 impl Drop for Caught {

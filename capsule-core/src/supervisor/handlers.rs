@@ -14,7 +14,7 @@ use super::notify::Reply;
 use super::place::{Place, place};
 use crate::resolve::Intent;
 use crate::run::{OP_COPY_UP, OP_LINK, OP_LINK_DIR};
-use crate::view::{Entry, FLAG_LINKED, Kind, View};
+use crate::view::{Entry, Kind, View};
 
 /// The materialiser, as the handlers need it: run one operation on a tree path (no leading
 /// '/'), returning 0 or an errno.
@@ -159,11 +159,11 @@ fn open_tree(
     flags: i32,
     mode: libc::mode_t,
 ) -> Result<OwnedFd, i32> {
-    match entry.map(|e| (e.kind, e.flags & FLAG_LINKED != 0)) {
-        Some((Kind::File, _)) if (writes(flags) || flags & libc::O_CREAT != 0) && !private(cx.tree, rel) => {
+    match entry {
+        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) && !private(cx.tree, rel) => {
             let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
         }
-        Some((Kind::Dir, false)) if !writes(flags) => {
+        Some(e) if e.needs_linking() && !writes(flags) => {
             let _ = cx.mat.op(OP_LINK_DIR, rel.to_bytes());
         }
         _ => {}

@@ -135,6 +135,14 @@ pub struct Entry<'a> {
     pub mode: u32,
 }
 
+impl Entry<'_> {
+    /// A capsule directory whose files may not all be in the tree yet: before listing it, both
+    /// tiers ask the materialiser to link them (`OP_LINK_DIR`).
+    pub fn needs_linking(&self) -> bool {
+        self.kind == Kind::Dir && self.flags & FLAG_LINKED == 0
+    }
+}
+
 /// A view over the bytes of a view file.
 #[derive(Clone, Copy)]
 pub struct View<'a> {

@@ -12,7 +12,7 @@
 use core::ffi::{CStr, c_char, c_int};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
-use capsule_core::view::{FLAG_HOST_DIR, FLAG_LINKED, Kind};
+use capsule_core::view::{FLAG_HOST_DIR, Kind};
 
 use super::{Route, real, route};
 use crate::preload::client::{self, OP_LINK_DIR};
@@ -107,7 +107,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         Route::Host(p) => plain(p.as_ptr()),
         Route::Tree(rel, entry) => {
             let Some(e) = entry.filter(|e| e.kind == Kind::Dir) else { return open_tree_dir(st.tree_fd, rel) };
-            if e.flags & FLAG_LINKED == 0 {
+            if e.needs_linking() {
                 let _ = client::request(OP_LINK_DIR, rel.to_bytes());
             }
             let tree = open_tree_dir(st.tree_fd, rel);

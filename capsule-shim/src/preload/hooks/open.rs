@@ -17,7 +17,7 @@ use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
-use capsule_core::view::{FLAG_LINKED, Kind};
+use capsule_core::view::Kind;
 
 /// openat(2) through the capsule. Returns the kernel convention (fd or -errno).
 ///
@@ -75,9 +75,9 @@ fn open_tree(
     flags: c_int,
     mode: libc::mode_t,
 ) -> c_long {
-    match entry.map(|e| (e.kind, e.flags & FLAG_LINKED != 0)) {
-        Some((Kind::File, _)) if writes(flags) || flags & libc::O_CREAT != 0 => ensure_private(st, rel),
-        Some((Kind::Dir, false)) if flags & libc::O_DIRECTORY != 0 => {
+    match entry {
+        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) => ensure_private(st, rel),
+        Some(e) if e.needs_linking() && flags & libc::O_DIRECTORY != 0 => {
             let _ = client::request(OP_LINK_DIR, rel.to_bytes());
         }
         _ => {}
