@@ -60,7 +60,7 @@ fn fixtures() -> &'static Path {
     let r = BUILT.get_or_init(|| {
         let dir = fixture_dir();
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        for name in ["open", "stat", "dir", "exec", "threads"] {
+        for name in ["open", "stat", "dir", "exec", "threads", "windows"] {
             gcc(&dir.join(name), &["-O0", &format!("{name}.c"), "-pthread"])?;
         }
         gcc(&dir.join("open-fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "open.c"])?;
@@ -178,8 +178,11 @@ impl Diff {
         run(c, self.env.dir.path(), "native")
     }
 
-    fn capsule(&self, bin: &Path) -> Outcome {
-        let mut c = self.env.cmd(&["run", "difftest", "--entry", bin.to_str().unwrap(), "--", VROOT]);
+    fn capsule(&self, bin: &Path, options: &[&str]) -> Outcome {
+        let mut args = vec!["run", "difftest"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&["--entry", bin.to_str().unwrap(), "--", VROOT]);
+        let mut c = self.env.cmd(&args);
         c.current_dir(&self.cwd);
         run(c, self.env.dir.path(), "capsule")
     }
@@ -191,19 +194,24 @@ impl Diff {
 
     /// Run `fixture` both ways; assert the same output and exit code. Returns the output.
     pub fn compare(&self, fixture: &str) -> String {
+        self.compare_with(fixture, &[]).0
+    }
+
+    /// [`Diff::compare`] with `capsule run` options; the output and the capsule run's stderr.
+    pub fn compare_with(&self, fixture: &str, options: &[&str]) -> (String, String) {
         let bin = fixtures().join(fixture);
         let shim = Path::new(env!("CARGO_BIN_EXE_capsule")).with_file_name("libcapsule_shim.so");
         let shim_dep = shim.parent().unwrap().join("deps/libcapsule_shim.so");
         assert!(shim.is_file() || shim_dep.is_file(), "no {}: run `cargo build -p capsule-shim` first", shim.display());
         let n = self.native(&bin);
-        let c = self.capsule(&bin);
+        let c = self.capsule(&bin, options);
         let (nout, cout) = (self.canon(&n.stdout, self.root.to_str().unwrap()), self.canon(&c.stdout, VROOT));
         assert_same(fixture, &nout, &cout, &n, &c);
         self.assert_cache_intact(fixture);
         // The fixture itself must have worked natively: otherwise equal outputs prove nothing.
         assert_eq!(n.code, Some(0), "{fixture} failed natively:\n{nout}\nstderr:\n{}", n.stderr);
         assert!(nout.ends_with("done\n"), "{fixture} did not finish natively:\n{nout}\nstderr:\n{}", n.stderr);
-        nout
+        (nout, c.stderr)
     }
 }
 

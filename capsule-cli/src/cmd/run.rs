@@ -294,6 +294,7 @@ pub fn start(
         }
         (Err(e), _) | (_, Err(e)) => tracing::info!(error = %e, "no inherited view and tree descriptors"),
     }
+    let mut arm_end = None;
     let armed = if tier2 {
         let cookie = cookie()?;
         if !opts.no_cookie && opts.record.is_none() {
@@ -307,7 +308,18 @@ pub fn start(
             && opts.record.is_none()
             && (prepared.identity.ipv4.is_some() || prepared.identity.mac.is_some());
         let traps = supervisor::filter::Traps { record: opts.record.is_some(), netlink };
-        Some(supervisor::launch::arm(&mut cmd, cookie, traps)?)
+        // A dynamic program's shim installs the filter itself, after the loader: its library
+        // search (an open and a stat per directory per library) is then not a round trip
+        // each. Record mode wants exactly those calls, and a launcher already under a filter
+        // (a container's) cannot tell the shim's "not yet filtered" apart.
+        let filtered = supervisor::launch::already_filtered();
+        if traps == supervisor::filter::Traps::default() && !filtered && auto::shim_arms(path) {
+            let (armed, end) = supervisor::launch::arm_in_shim(&mut cmd, cookie, traps)?;
+            arm_end = Some(end);
+            Some(armed)
+        } else {
+            Some(supervisor::launch::arm(&mut cmd, cookie, traps)?)
+        }
     } else {
         None
     };
@@ -344,7 +356,7 @@ pub fn start(
     }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
-    drop((view_fd, tree_fd));
+    drop((view_fd, tree_fd, arm_end));
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

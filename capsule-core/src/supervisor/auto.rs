@@ -66,6 +66,25 @@ pub fn linkage_of(head: &[u8]) -> Linkage {
     }
 }
 
+/// Whether the shim will load into `program` and can install the filter itself (tier 2 armed
+/// from the shim's constructor, after the loader has mapped the libraries): a 64-bit x86-64
+/// ELF with an interpreter, not Go, not setuid or setgid (the loader ignores LD_PRELOAD in
+/// secure mode). Scripts and everything else are armed before exec.
+pub fn shim_arms(program: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(program) else { return false };
+    if meta.permissions().mode() & 0o6000 != 0 {
+        return false;
+    }
+    let mut head = Vec::with_capacity(65536);
+    let read = std::fs::File::open(program).and_then(|f| f.take(65536).read_to_end(&mut head));
+    read.is_ok()
+        && head.starts_with(b"\x7fELF")
+        && Elf::parse_header(&head)
+            .is_ok_and(|h| h.e_machine == goblin::elf::header::EM_X86_64 && h.container().is_ok_and(|c| c.is_big()))
+        && linkage_of(&head) == Linkage::Dynamic
+}
+
 /// The ELF interpreter (PT_INTERP) named in the file's first bytes, if any.
 pub fn interpreter_of(head: &[u8]) -> Option<Vec<u8>> {
     if !head.starts_with(b"\x7fELF") {
@@ -116,6 +135,11 @@ mod tests {
     fn host_programs() {
         assert_eq!(linkage(Path::new("/bin/sh")).unwrap(), Linkage::Dynamic);
         assert_eq!(linkage_of(b"#!/bin/sh\necho hi\n"), Linkage::Dynamic);
+        assert!(shim_arms(Path::new("/bin/sh")));
+        assert!(
+            !shim_arms(Path::new("/bin/busybox")) || linkage(Path::new("/bin/busybox")).unwrap() == Linkage::Dynamic
+        );
+        assert!(!shim_arms(Path::new("/usr/bin/passwd")), "setuid");
         assert!(has_go_note(&[3, 0, 0, 0, 20, 0, 0, 0, 4, 0, 0, 0, b'G', b'o', 0, 0]));
     }
 }

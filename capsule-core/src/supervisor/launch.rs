@@ -38,6 +38,42 @@ pub fn arm(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<A
     Ok(Armed { parent })
 }
 
+/// Make `cmd`'s program install the filter itself, from the preload shim's constructor: the
+/// loader's opens of the program's libraries happen before it, unsupervised (tier 1's library
+/// path finds the capsule's), and its later calls are supervised as with [`arm`]. For
+/// programs the shim is known to load into ([`super::auto::shim_arms`]) only.
+///
+/// The filter goes into the socket now; the program's end is inherited at a high number and
+/// named, with our pid, in `CAPSULE_ARM` (the shim checks both, so that neither its children
+/// nor a later image of the process arm again). Keep the returned descriptor until `spawn`
+/// has returned, then drop it, as [`arm`]'s `cmd`.
+pub fn arm_in_shim(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<(Armed, OwnedFd)> {
+    use std::io::Write;
+    let (parent, child) = UnixStream::pair()?;
+    let prog = filter::program_for(cookie, traps);
+    let mut msg = Vec::with_capacity(4 + prog.len() * 8);
+    msg.extend_from_slice(
+        &u32::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?.to_le_bytes(),
+    );
+    for i in &prog {
+        msg.extend_from_slice(&i.code.to_le_bytes());
+        msg.extend_from_slice(&[i.jt, i.jf]);
+        msg.extend_from_slice(&i.k.to_le_bytes());
+    }
+    (&parent).write_all(&msg)?;
+    let high = nix::fcntl::fcntl(child.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(1000))?;
+    // SAFETY: F_DUPFD just returned this new descriptor (inheritable); nobody else owns it.
+    let high = unsafe { OwnedFd::from_raw_fd(high) };
+    cmd.env("CAPSULE_ARM", format!("{}:{}", high.as_raw_fd(), std::process::id()));
+    Ok((Armed { parent }, high))
+}
+
+/// Whether this process already runs under a seccomp filter (a container's, say).
+pub fn already_filtered() -> bool {
+    // SAFETY: prctl(PR_GET_SECCOMP) takes no pointers; it reads this thread's mode.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP) != 0 }
+}
+
 impl Armed {
     /// The listener the child sent. Call after `spawn` returned (the child has exec'd).
     pub fn listener(self) -> io::Result<OwnedFd> {

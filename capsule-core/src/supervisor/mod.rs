@@ -160,7 +160,10 @@ impl Supervisor {
         } else {
             self.stats.served.fetch_add(1, Ordering::Relaxed);
         }
-        tracing::trace!(nr = n.nr, pid = n.pid, ?reply, "supervisor");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let path = record::path_of(&mem, n.nr, &n.args);
+            tracing::trace!(nr = n.nr, pid = n.pid, ?path, ?reply, "supervisor");
+        }
         self.listener.reply(n.id, reply)?;
         Ok(true)
     }

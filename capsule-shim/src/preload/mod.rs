@@ -9,7 +9,9 @@
 //! every hook passes through.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod arm;
 pub mod client;
+pub mod dispatch;
 pub mod guard;
 pub mod hooks;
 pub mod sys;
@@ -278,6 +280,8 @@ fn init() {
         }
         None => c"CAPSULE_COOKIE=",
     };
+    // Tier 2 armed here, after the loader, when the launcher left it to us.
+    arm::arm_if_asked();
     let Some((view_entry, at)) = env_entry(c"CAPSULE_VIEW", 1) else { return };
     let Some(view_path) = view_entry.to_bytes_with_nul().get(at..).and_then(|b| CStr::from_bytes_with_nul(b).ok())
     else {

@@ -28,6 +28,11 @@ pub fn set_cookie(hex: &[u8]) {
     COOKIE.store(v, Ordering::Relaxed);
 }
 
+/// This run's cookie, 0 without one (tier 1 alone).
+pub fn cookie() -> u64 {
+    COOKIE.load(Ordering::Relaxed)
+}
+
 /// # Safety
 /// `path` must be NUL-terminated and live for the call.
 pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_long {
@@ -96,6 +101,17 @@ pub unsafe fn read(fd: c_int, buf: *mut u8, len: usize) -> c_long {
 pub unsafe fn raw(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
     #[allow(clippy::cast_possible_wrap)] // the cookie's bits, as the register holds them
     let f = if f == 0 { COOKIE.load(Ordering::Relaxed) as c_long } else { f };
+    // SAFETY: the caller's contract.
+    unsafe { raw_exact(nr, a, b, c, d, e, f) }
+}
+
+/// [`raw`] with the sixth register as given: no cookie added, so a call the filter traps
+/// goes to the supervisor (a call re-issued for glibc, `dispatch`).
+///
+/// # Safety
+/// Arguments as for the syscall `nr`.
+#[inline]
+pub unsafe fn raw_exact(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long, e: c_long, f: c_long) -> c_long {
     let r: c_long;
     // SAFETY: the x86-64 system call convention (number in rax, arguments in rdi, rsi, rdx,
     // r10, r8, r9; the kernel clobbers rcx and r11 and returns in rax); the caller upholds the

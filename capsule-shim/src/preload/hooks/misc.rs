@@ -241,9 +241,10 @@ pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void {
     let Some(real_fn) = real::dlopen() else { return core::ptr::null_mut() };
+    // The loader's own opens (the library's dependencies too) in a dispatch window.
     let plain = || {
         // SAFETY: unchanged arguments.
-        unsafe { real_fn(path, flags) }
+        crate::preload::dispatch::window(|| unsafe { real_fn(path, flags) })
     };
     // A bare name is searched by the loader (LD_LIBRARY_PATH includes the tree's library dirs).
     // SAFETY: checked non-null first; NUL-terminated per dlopen's contract.
@@ -269,7 +270,7 @@ pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_voi
     };
     guard.restore_errno();
     // SAFETY: NUL-terminated path living across the call.
-    unsafe { real_fn(target, flags) }
+    crate::preload::dispatch::window(|| unsafe { real_fn(target, flags) })
 }
 
 /// close(2): our descriptors (the tree, the inherited view) stay open (daemons close "all"

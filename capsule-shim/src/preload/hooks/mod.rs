@@ -5,6 +5,7 @@
 pub mod dir;
 pub mod exec;
 pub mod glob;
+pub mod internal;
 pub mod link;
 pub mod misc;
 pub mod net;
