@@ -76,16 +76,21 @@ core::arch::global_asm!(
 );
 
 /// Run `f` (a call into libc) in a window, if one can be opened on this thread.
+///
+/// The window ends with `f`, always at ALLOW: a window nested in another (a library
+/// constructor run by dlopen calling setlocale) ends the outer one early, whose rest then goes
+/// to the supervisor; and a thread whose signal handler jumped out of a window (siglongjmp
+/// out of getaddrinfo on a timeout) is back to normal at the end of its next one.
 #[inline]
 pub fn window<R>(f: impl FnOnce() -> R) -> R {
     let Some(sel) = open_window() else { return f() };
     // SAFETY: `sel` is this thread's selector slot, valid for the thread's life.
-    let prev = unsafe { (*sel).replace(BLOCK) };
+    unsafe { (*sel).set(BLOCK) };
     compiler_fence(Ordering::SeqCst);
     let r = f();
     compiler_fence(Ordering::SeqCst);
     // SAFETY: as above.
-    unsafe { (*sel).set(prev) };
+    unsafe { (*sel).set(ALLOW) };
     r
 }
 
@@ -110,10 +115,6 @@ fn open_window() -> Option<*const Cell<u8>> {
         return None;
     }
     let sel = selector();
-    // SAFETY: this thread's slot.
-    if unsafe { (*sel).get() } == BLOCK {
-        return Some(sel); // nested in an open window
-    }
     let (start, len) = (TEXT_START.load(Ordering::Relaxed), TEXT_LEN.load(Ordering::Relaxed));
     // SAFETY: the kernel records the region and the selector's address (this thread's slot,
     // alive as long as the thread, which is as long as the setting lasts).
