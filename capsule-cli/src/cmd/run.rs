@@ -201,7 +201,7 @@ pub fn start(
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
-    let linkage = auto::linkage(path).unwrap_or(auto::Linkage::Dynamic);
+    let (linkage, shim_arms) = auto::examine(path).unwrap_or((auto::Linkage::Dynamic, false));
     let tier2 = match opts.seccomp {
         _ if opts.record.is_some() => true,
         Seccomp::Always => true,
@@ -313,7 +313,7 @@ pub fn start(
         // each. Record mode wants exactly those calls, and a launcher already under a filter
         // (a container's) cannot tell the shim's "not yet filtered" apart.
         let filtered = supervisor::launch::already_filtered();
-        if traps == supervisor::filter::Traps::default() && !filtered && auto::shim_arms(path) {
+        if traps == supervisor::filter::Traps::default() && !filtered && shim_arms {
             let (armed, end) = supervisor::launch::arm_in_shim(&mut cmd, cookie, traps)?;
             arm_end = Some(end);
             Some(armed)

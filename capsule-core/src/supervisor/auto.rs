@@ -37,9 +37,24 @@ pub enum Linkage {
 
 /// Read `program`'s ELF headers (the first 64 KiB hold them in practice).
 pub fn linkage(program: &Path) -> std::io::Result<Linkage> {
+    examine(program).map(|(l, _)| l)
+}
+
+/// [`linkage`], and whether the shim will load into `program` and can install the filter
+/// itself (tier 2 armed from the shim's constructor, after the loader has mapped the
+/// libraries): a 64-bit x86-64 ELF with an interpreter, not Go, not setuid or setgid (the
+/// loader ignores LD_PRELOAD in secure mode). Scripts and everything else are armed before
+/// exec. One read of the file.
+pub fn examine(program: &Path) -> std::io::Result<(Linkage, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = std::fs::File::open(program)?;
+    let setid = f.metadata()?.permissions().mode() & 0o6000 != 0;
     let mut head = Vec::with_capacity(65536);
-    std::fs::File::open(program)?.take(65536).read_to_end(&mut head)?;
-    Ok(linkage_of(&head))
+    f.take(65536).read_to_end(&mut head)?;
+    let linkage = linkage_of(&head);
+    let x86_64 = Elf::parse_header(&head)
+        .is_ok_and(|h| h.e_machine == goblin::elf::header::EM_X86_64 && h.container().is_ok_and(|c| c.is_big()));
+    Ok((linkage, linkage == Linkage::Dynamic && head.starts_with(b"\x7fELF") && x86_64 && !setid))
 }
 
 /// [`linkage`] of the file's first bytes.
@@ -64,25 +79,6 @@ pub fn linkage_of(head: &[u8]) -> Linkage {
     } else {
         Linkage::Static
     }
-}
-
-/// Whether the shim will load into `program` and can install the filter itself (tier 2 armed
-/// from the shim's constructor, after the loader has mapped the libraries): a 64-bit x86-64
-/// ELF with an interpreter, not Go, not setuid or setgid (the loader ignores LD_PRELOAD in
-/// secure mode). Scripts and everything else are armed before exec.
-pub fn shim_arms(program: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(program) else { return false };
-    if meta.permissions().mode() & 0o6000 != 0 {
-        return false;
-    }
-    let mut head = Vec::with_capacity(65536);
-    let read = std::fs::File::open(program).and_then(|f| f.take(65536).read_to_end(&mut head));
-    read.is_ok()
-        && head.starts_with(b"\x7fELF")
-        && Elf::parse_header(&head)
-            .is_ok_and(|h| h.e_machine == goblin::elf::header::EM_X86_64 && h.container().is_ok_and(|c| c.is_big()))
-        && linkage_of(&head) == Linkage::Dynamic
 }
 
 /// The ELF interpreter (PT_INTERP) named in the file's first bytes, if any.
@@ -135,11 +131,15 @@ mod tests {
     fn host_programs() {
         assert_eq!(linkage(Path::new("/bin/sh")).unwrap(), Linkage::Dynamic);
         assert_eq!(linkage_of(b"#!/bin/sh\necho hi\n"), Linkage::Dynamic);
-        assert!(shim_arms(Path::new("/bin/sh")));
-        assert!(
-            !shim_arms(Path::new("/bin/busybox")) || linkage(Path::new("/bin/busybox")).unwrap() == Linkage::Dynamic
-        );
-        assert!(!shim_arms(Path::new("/usr/bin/passwd")), "setuid");
+        assert_eq!(examine(Path::new("/bin/sh")).unwrap(), (Linkage::Dynamic, true));
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script");
+        std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+        assert_eq!(examine(&script).unwrap(), (Linkage::Dynamic, false), "a script is armed before exec");
+        let setuid = dir.path().join("sh-setuid");
+        std::fs::copy("/bin/sh", &setuid).unwrap();
+        std::fs::set_permissions(&setuid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+        assert_eq!(examine(&setuid).unwrap(), (Linkage::Dynamic, false), "the loader ignores LD_PRELOAD");
         assert!(has_go_note(&[3, 0, 0, 0, 20, 0, 0, 0, 4, 0, 0, 0, b'G', b'o', 0, 0]));
     }
 }

@@ -41,7 +41,7 @@ pub fn arm(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<A
 /// Make `cmd`'s program install the filter itself, from the preload shim's constructor: the
 /// loader's opens of the program's libraries happen before it, unsupervised (tier 1's library
 /// path finds the capsule's), and its later calls are supervised as with [`arm`]. For
-/// programs the shim is known to load into ([`super::auto::shim_arms`]) only.
+/// programs the shim is known to load into ([`super::auto::examine`]) only.
 ///
 /// The filter goes into the socket now; the program's end is inherited at a high number and
 /// named, with our pid, in `CAPSULE_ARM` (the shim checks both, so that neither its children
@@ -108,8 +108,8 @@ pub fn inheritable(path: &std::path::Path, dir: bool) -> io::Result<OwnedFd> {
 }
 
 /// In the child: install the filter with a listener and send the listener over `sock`. The
-/// signal mask is emptied first: the launcher holds the signals it forwards ([`hold_signals`]),
-/// and std's fork path (taken with `pre_exec`) leaves the mask as it was.
+/// signal mask is emptied first: std's fork path (taken with `pre_exec`) leaves the launcher's
+/// mask as it was.
 fn install(prog: &[libc::sock_filter], sock: RawFd) -> io::Result<()> {
     // SAFETY: a zeroed sigset_t is a valid argument for sigemptyset, which fills it; both calls
     // are async-signal-safe and touch only this stack variable.
@@ -118,20 +118,20 @@ fn install(prog: &[libc::sock_filter], sock: RawFd) -> io::Result<()> {
         libc::sigemptyset(&raw mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut());
     }
+    install_and_send(prog, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER, sock)
+}
+
+/// Install `prog` in this process with `flags` (which must ask for a listener), send the
+/// listener over `sock` and close it. Async-signal-safe, allocation-free: the launcher's child
+/// runs it before exec, the shim (`CAPSULE_ARM`) in its initialisation.
+pub fn install_and_send(prog: &[libc::sock_filter], flags: libc::c_ulong, sock: RawFd) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
         filter: prog.as_ptr().cast_mut(),
     };
     let set = || {
         // SAFETY: `fprog` points to `prog`, alive for the call; the kernel copies it.
-        unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &raw const fprog,
-            )
-        }
+        unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &raw const fprog) }
     };
     let mut fd = set();
     if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
@@ -144,8 +144,11 @@ fn install(prog: &[libc::sock_filter], sock: RawFd) -> io::Result<()> {
         fd = set();
     }
     let fd = RawFd::try_from(fd).map_err(|_| io::Error::last_os_error())?;
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
     let r = send_fd(sock, fd);
-    // SAFETY: closing the listener we just got; the parent has its own copy now.
+    // SAFETY: closing the listener we just got; the receiver has its own copy now.
     unsafe { libc::close(fd) };
     r
 }

@@ -98,76 +98,13 @@ fn install_and_send(fd: c_int) -> Result<(), c_long> {
     // be filled as bytes; the launcher wrote them in this machine's layout.
     let bytes = unsafe { core::slice::from_raw_parts_mut(insns.as_mut_ptr().cast::<u8>(), n * 8) };
     read_exact(fd, bytes)?;
-    let fprog = libc::sock_fprog { len: u16::try_from(n).unwrap_or(0), filter: insns.as_mut_ptr() };
     // Every thread (a library constructor may have started one); with a listener, TSYNC
     // must report a thread it cannot synchronise as ESRCH rather than by its id.
     let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
         | libc::SECCOMP_FILTER_FLAG_TSYNC
         | libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
-    let set = || {
-        // SAFETY: `fprog` points to `n` initialised instructions that outlive the call; the
-        // kernel copies them.
-        unsafe {
-            raw(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER.into(),
-                flags as c_long, // three flag bits
-                (&raw const fprog) as c_long,
-                0,
-                0,
-                0,
-            )
-        }
-    };
-    let mut listener = set();
-    if listener == -c_long::from(libc::EACCES) {
-        // Without CAP_SYS_ADMIN the kernel wants no_new_privs, as the launcher's own arming does.
-        // SAFETY: integer arguments only.
-        let r = unsafe { raw(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS.into(), 1, 0, 0, 0, 0) };
-        if r != 0 {
-            return Err(-r);
-        }
-        listener = set();
-    }
-    let listener = c_int::try_from(listener).map_err(|_| c_long::from(libc::EINVAL))?;
-    if listener < 0 {
-        return Err(-c_long::from(listener));
-    }
-    let r = send_fd(fd, listener);
-    close(listener);
-    r
-}
-
-/// sendmsg(2) one byte with `fd` as SCM_RIGHTS over `sock`, on stack memory only.
-fn send_fd(sock: c_int, fd: c_int) -> Result<(), c_long> {
-    #[repr(C)]
-    union Cmsg {
-        buf: [u8; 64],
-        _align: libc::cmsghdr,
-    }
-    const FD_LEN: u32 = 4; // size_of::<c_int>()
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    let mut cbuf = Cmsg { buf: [0; 64] };
-    // SAFETY: a zeroed msghdr is valid; we fill the fields below.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(FD_LEN) } as usize;
-    msg.msg_control = (&raw mut cbuf).cast();
-    // SAFETY: msg_control points to 64 aligned bytes, more than CMSG_SPACE(4), so
-    // CMSG_FIRSTHDR is non-null and the header and its one descriptor fit.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&raw const msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(FD_LEN) as usize;
-        libc::CMSG_DATA(c).cast::<c_int>().write_unaligned(fd);
-    }
-    // SAFETY: `msg` and everything it points to live across the call.
-    let r = unsafe { raw(libc::SYS_sendmsg, sock.into(), (&raw const msg) as c_long, 0, 0, 0, 0) };
-    if r == 1 { Ok(()) } else { Err(if r < 0 { -r } else { c_long::from(libc::EIO) }) }
+    capsule_core::supervisor::launch::install_and_send(insns, flags, fd)
+        .map_err(|e| c_long::from(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
 /// Say why on stderr and end the process: it must not run without the supervisor it was
