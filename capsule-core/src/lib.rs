@@ -33,6 +33,7 @@ pub mod digest;
 #[cfg(feature = "store")]
 mod error;
 pub mod ifreq;
+pub mod listener;
 #[cfg(feature = "store")]
 pub mod manifest;
 #[cfg(feature = "store")]

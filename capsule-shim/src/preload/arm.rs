@@ -103,7 +103,7 @@ fn install_and_send(fd: c_int) -> Result<(), c_long> {
     let flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
         | libc::SECCOMP_FILTER_FLAG_TSYNC
         | libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
-    capsule_core::supervisor::launch::install_and_send(insns, flags, fd)
+    capsule_core::listener::install_and_send(insns, flags, fd)
         .map_err(|e| c_long::from(e.raw_os_error().unwrap_or(libc::EIO)))
 }
 
