@@ -38,6 +38,7 @@ pub mod listener;
 pub mod manifest;
 #[cfg(feature = "store")]
 pub mod oci;
+pub mod plan;
 #[cfg(feature = "store")]
 pub mod probe;
 #[cfg(feature = "store")]

@@ -51,16 +51,22 @@ pub enum RunOnly {
     /// As [`Verb::Run`].
     #[command(disable_help_flag = true)]
     Run(Run),
+    /// As [`Verb::RunAttached`].
+    RunAttached(RunAttached),
 }
 
 impl Cli {
     /// Parse the process's arguments: the small `run` parser when it accepts them, else this.
     pub fn parse_args() -> Cli {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        if args.iter().any(|a| a == "run")
-            && let Ok(RunCli { globals, verb: RunOnly::Run(r) }) = RunCli::try_parse_from(&args)
+        if args.iter().any(|a| a == "run" || a == "run-attached")
+            && let Ok(RunCli { globals, verb }) = RunCli::try_parse_from(&args)
         {
-            return Cli { globals, verb: Verb::Run(r) };
+            let verb = match verb {
+                RunOnly::Run(r) => Verb::Run(r),
+                RunOnly::RunAttached(a) => Verb::RunAttached(a),
+            };
+            return Cli { globals, verb };
         }
         Cli::parse_from(args)
     }
@@ -98,6 +104,9 @@ pub enum Verb {
     Fetch(Fetch),
     /// Run a capsule's program (exit status: the program's; 125/126/127 as docker).
     Run(Run),
+    /// Internal: the launcher's half of a run the `capsule` front end started from its plan.
+    #[command(hide = true)]
+    RunAttached(RunAttached),
     /// Look at or discard what a capsule's programs changed.
     Sandbox(SandboxArgs),
     /// A capsule's registry: get, set, unset, list, export, import.
@@ -314,6 +323,37 @@ pub struct Pull {
     /// HTTP even for a host that is not loopback.
     #[arg(long)]
     pub plain_http: bool,
+}
+
+/// `run-attached` (internal; capsule-cli/src/front starts it): serve the materialiser for a
+/// program the front end forked, and wait for it as `run` does.
+#[derive(Debug, Args)]
+pub struct RunAttached {
+    /// The program's pid (our child).
+    #[arg(long)]
+    pub pid: i32,
+    /// The materialiser's listening socket.
+    #[arg(long)]
+    pub listen_fd: i32,
+    /// The pipe that reports a failed exec (errno, 4 bytes; closed on success).
+    #[arg(long)]
+    pub status_fd: i32,
+    /// The signal mask the program started with (hex bits of signals 1..=64).
+    #[arg(long, value_parser = parse_hex)]
+    pub mask: u64,
+    /// The capsule's manifest digest.
+    #[arg(long)]
+    pub digest: String,
+    /// The sandbox.
+    #[arg(long)]
+    pub sandbox: String,
+    /// The entry, for messages.
+    #[arg(long)]
+    pub entry: String,
+}
+
+fn parse_hex(s: &str) -> Result<u64, std::num::ParseIntError> {
+    u64::from_str_radix(s, 16)
 }
 
 /// `fetch NAME`

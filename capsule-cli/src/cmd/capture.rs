@@ -87,8 +87,14 @@ fn run_scratch(
     let opts = run::RunOptions { rules, ..Default::default() };
     let prepared = run::prepare_with(store, digest, empty, sandbox.clone(), &opts)?;
     // Record mode leaves the shim without the cookie, so the supervisor sees every path call.
-    let opts =
-        super::run::Start { seccomp: Seccomp::Always, stats: false, no_cookie: record.is_some(), record, netns: None };
+    let opts = super::run::Start {
+        seccomp: Seccomp::Always,
+        stats: false,
+        no_cookie: record.is_some(),
+        record,
+        netns: None,
+        plan: None,
+    };
     let code = super::run::start(store, &prepared, &program, &command[0], &command[1..], opts)?;
     Ok(Scratch { sandbox, program, code, _cleanup: cleanup })
 }

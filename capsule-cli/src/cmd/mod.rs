@@ -53,6 +53,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Pull(p) => oci::pull(&store, out, p),
         Verb::Fetch(f) => oci::fetch(&store, out, f),
         Verb::Run(r) => run::run(&store, out, r),
+        Verb::RunAttached(a) => run::attached(&store, &a),
         Verb::Sandbox(s) => sandbox::run(&store, out, s),
         Verb::Config(c) => config::run(&store, out, c),
         Verb::Demo => demo::run(&store, out),

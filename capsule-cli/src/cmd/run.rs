@@ -24,7 +24,7 @@ use capsule_core::supervisor::{self, Supervisor, auto};
 
 use super::capsule_ref;
 use crate::cli::Output;
-use crate::cli::args::{Run, Seccomp};
+use crate::cli::args::{Run, RunAttached, Seccomp};
 
 /// Exit code: capsule itself failed.
 const FAILED: u8 = 125;
@@ -110,6 +110,8 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     }
     let with = r.with.iter().map(|w| capsule_ref(w)).collect::<Result<Vec<_>>>()?;
     let run_opts = run::RunOptions { rules, ident, with };
+    let sandbox_name = r.sandbox.clone().unwrap_or_else(|| cref.name.clone());
+    let before = run::planner::Before::take(store, &cref, &sandbox_name);
     let prepared = run::prepare(store, &cref, &run_opts, r.sandbox.as_deref())
         .with_context(|| format!("cannot prepare capsule {cref}"))?;
     let mut args = r.args.as_slice();
@@ -132,7 +134,9 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
-    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns };
+    let plan =
+        PlanFor::this_run(store, args).map(|(key, args_from)| PlanFor { before, cref, sandbox_name, key, args_from });
+    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns, plan };
     start(store, &prepared, &path, &argv0, args, opts)
 }
 
@@ -155,6 +159,48 @@ pub struct Start {
     pub record: Option<supervisor::Recorder>,
     /// `--netns`.
     pub netns: Option<NetnsMode>,
+    /// Write a launch plan for this command line, if the run qualifies.
+    pub plan: Option<PlanFor>,
+}
+
+/// What a launch plan needs besides the prepared run (capsule_core::plan).
+#[derive(Clone)]
+pub struct PlanFor {
+    before: run::planner::Before,
+    cref: capsule_core::store::CapsuleRef,
+    sandbox_name: String,
+    key: (Vec<u8>, u64),
+    args_from: u32,
+}
+
+impl PlanFor {
+    /// This process's key and where the program's arguments (`args`, the last of ours)
+    /// start, if its command line is one the front end reads (`plan::shape`) and names
+    /// `store`.
+    fn this_run(store: &Store, args: &[String]) -> Option<((Vec<u8>, u64), u32)> {
+        use capsule_core::plan;
+        use std::os::unix::ffi::OsStrExt;
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+        let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let lookup = |k: &[u8]| vars.iter().find(|(n, _)| n.as_bytes() == k).map(|(_, v)| v.as_bytes());
+        let root = plan::shape(argv.get(1..)?, lookup)?;
+        let root = PathBuf::from(std::ffi::OsStr::from_bytes(&[root.base, root.suffix].concat()));
+        if std::path::absolute(&root).ok()? != store.root() {
+            return None;
+        }
+        let from = argv.len().checked_sub(args.len())?;
+        let tail = argv.get(from..)?;
+        if !tail.iter().zip(args).all(|(a, b)| *a == b.as_bytes()) || from < 3 {
+            return None;
+        }
+        let cwd = std::env::current_dir().ok()?;
+        let mut key = Vec::new();
+        let shim = lookup(b"CAPSULE_SHIM");
+        plan::key_parts(cwd.as_os_str().as_bytes(), argv.get(1..)?, shim, |p| key.extend_from_slice(p));
+        let hash = plan::fnv1a(plan::FNV_START, &key);
+        Some(((key, hash), u32::try_from(from).ok()?))
+    }
 }
 
 /// How `--netns` is made.
@@ -250,15 +296,16 @@ pub fn start(
         }
         _ => Listening::Now(Box::new(bind()?)),
     };
-    cmd.envs(&prepared.env); // the registry's machine/env and user/env keys
+    // The environment a plan repeats (not the per-run socket, descriptors and library path).
+    let mut env: Vec<(String, OsString)> = prepared.env.iter().map(|(k, v)| (k.clone(), OsString::from(v))).collect(); // the registry's env keys
     if let Some(h) = &prepared.identity.hostname {
-        cmd.env("CAPSULE_HOSTNAME", h);
+        env.push(("CAPSULE_HOSTNAME".into(), h.into()));
     }
     if let Some(d) = &prepared.identity.domain {
-        cmd.env("CAPSULE_DOMAIN", d);
+        env.push(("CAPSULE_DOMAIN".into(), d.into()));
     }
     if let Some(ip) = &prepared.identity.ipv4 {
-        cmd.env("CAPSULE_IP", ip.to_string());
+        env.push(("CAPSULE_IP".into(), ip.to_string().into()));
     }
     // The interface the address and MAC are shown on (getifaddrs, SIOCGIF*), outside --netns.
     if opts.netns.is_none()
@@ -266,9 +313,14 @@ pub fn start(
         && let Some(ifname) = run::identity::primary_interface()
     {
         let mac = prepared.identity.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        cmd.env("CAPSULE_IFACE", format!("{ifname}/{}", mac.unwrap_or_default()));
+        env.push(("CAPSULE_IFACE".into(), format!("{ifname}/{}", mac.unwrap_or_default()).into()));
     }
-    cmd.env("LD_PRELOAD", find_shim()?).env("CAPSULE_VIEW", &prepared.view).env("CAPSULE_SOCKET", &socket);
+    let shim = find_shim()?;
+    env.push(("LD_PRELOAD".into(), shim.clone().into()));
+    env.push(("CAPSULE_VIEW".into(), prepared.view.clone().into()));
+    cmd.envs(env.iter().map(|(k, v)| (k, v))).env("CAPSULE_SOCKET", &socket);
+    // Set by the front end for a program started from a plan (this one is not).
+    cmd.env_remove("CAPSULE_PLAN");
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();
         for d in &prepared.lib_dirs {
@@ -293,6 +345,11 @@ pub fn start(
             cmd.env("CAPSULE_TREE_FD", t.as_raw_fd().to_string());
         }
         (Err(e), _) | (_, Err(e)) => tracing::info!(error = %e, "no inherited view and tree descriptors"),
+    }
+    let plain =
+        !tier2 && opts.netns.is_none() && !opts.stats && opts.record.is_none() && view_fd.is_ok() && tree_fd.is_ok();
+    if let Some(pf) = opts.plan.as_ref().filter(|_| plain) {
+        write_plan(store, prepared, pf, (path, argv0), &env, &shim);
     }
     let mut arm_end = None;
     let armed = if tier2 {
@@ -395,6 +452,88 @@ pub fn start(
     drop(netns);
     let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
+}
+
+/// Write the launch plan of a plain run (tier 1, no namespace, no stats): the next identical
+/// command line starts from it (capsule-cli/src/front). A plan that cannot be written is
+/// only a slower next start.
+fn write_plan(
+    store: &Store,
+    prepared: &Prepared,
+    pf: &PlanFor,
+    program: (&Path, &str),
+    env: &[(String, OsString)],
+    shim: &Path,
+) {
+    let Ok(launcher) = std::env::current_exe() else { return };
+    let launch =
+        run::planner::Launch { key: pf.key.clone(), args_from: pf.args_from, program, env, launcher: &launcher, shim };
+    match run::planner::write(store, &pf.before, &pf.cref, &pf.sandbox_name, prepared, &launch) {
+        Ok(written) => tracing::debug!(written, "launch plan"),
+        Err(e) => tracing::warn!(error = %e, "no launch plan"),
+    }
+}
+
+/// `run-attached`: the launcher's half of a run the front end started from its plan. The
+/// program is already running (our child); serve the materialiser once something asks (the
+/// capsule is loaded then), pass signals on, and return its status as `run` does.
+pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
+    let caught = run::signals::Caught::install().context("cannot set up signal forwarding")?;
+    // Signals that came since the fork were held (blocked); they are delivered now.
+    run::attach::set_mask(a.mask);
+    let listener = run::attach::listener(a.listen_fd).context("no materialiser socket from the front end");
+    match run::attach::exec_error(a.status_fd) {
+        Ok(None) => {}
+        Ok(Some(errno)) => {
+            let _ = caught.wait_pid(a.pid, None);
+            let e = std::io::Error::from_raw_os_error(errno);
+            eprintln!("capsule: error: cannot start {}: {e}", a.entry);
+            let code = if e.kind() == std::io::ErrorKind::PermissionDenied { NOT_EXECUTABLE } else { FAILED };
+            return Ok(ExitCode::from(code));
+        }
+        Err(e) => eprintln!("capsule: error: cannot tell whether {} started: {e}", a.entry),
+    }
+    let listener = match listener.and_then(|l| l.set_nonblocking(true).map(|()| l).map_err(Into::into)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("capsule: error: {e:#}");
+            None
+        }
+    };
+    let mut server: Option<Server> = None;
+    let status = match &listener {
+        Some(l) => {
+            use std::os::fd::AsFd;
+            let mut accept = || {
+                if server.is_none() {
+                    server = serve_attached(store, a, l)
+                        .map_err(|e| eprintln!("capsule: error: no materialiser: {e:#}"))
+                        .ok();
+                }
+                match &server {
+                    Some(s) => s.accept_waiting(),
+                    // Refuse what waits, rather than leave it hanging.
+                    None => while l.accept().is_ok() {},
+                }
+            };
+            caught.wait_pid(a.pid, Some((l.as_fd(), &mut accept)))
+        }
+        None => caught.wait_pid(a.pid, None),
+    };
+    let status = status.context("cannot wait for the program")?;
+    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
+    Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
+}
+
+/// The materialiser for `a`'s capsule, on a copy of the listening socket.
+fn serve_attached(store: &Store, a: &RunAttached, l: &std::os::unix::net::UnixListener) -> Result<Server> {
+    let digest: capsule_core::digest::Digest =
+        a.digest.parse().with_context(|| format!("invalid digest {:?} in the run's plan", a.digest))?;
+    let manifest = store.load_manifest(&digest).with_context(|| format!("cannot load capsule {digest}"))?;
+    capsule_ref(&a.sandbox).with_context(|| format!("invalid sandbox name {:?}", a.sandbox))?;
+    let sandbox = run::sandbox::Sandbox::open(store, &a.sandbox)?;
+    let listener = l.try_clone().context("cannot share the materialiser socket")?;
+    Ok(Server::on(listener, store.clone(), manifest, sandbox)?.polled()?)
 }
 
 /// A per-run cookie for the filter: 64 random bits, never 0.

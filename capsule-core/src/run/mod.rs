@@ -11,10 +11,12 @@
 //!   view, build the skeleton, and link the capsule's shared libraries eagerly (the dynamic
 //!   loader opens them without libc, so no hook can materialise them on demand).
 
+pub mod attach;
 pub mod config;
 pub mod identity;
 pub mod materialize;
 pub mod netns;
+pub mod planner;
 pub mod sandbox;
 mod server;
 pub mod shared;
@@ -132,6 +134,10 @@ pub struct Prepared {
     pub env: std::collections::BTreeMap<String, String>,
     /// The run's identity (checked).
     pub identity: crate::manifest::Identity,
+    /// Whether nothing but the inputs [`planner`] checks went into this preparation (no
+    /// shared capsules, no registry edits of files, no identity), so a launch plan may stand
+    /// for it.
+    pub plannable: bool,
 }
 
 /// What a run asks for besides the capsule.
@@ -222,10 +228,15 @@ pub fn prepare_with(
             fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
         }
     }
+    let plannable = links.is_empty()
+        && state.is_empty()
+        && projected.files.is_empty()
+        && opts.files.is_empty()
+        && identity == crate::manifest::Identity::default();
     let bytes = view::compile(&manifest, &opts);
     let view = write_view(store, &bytes)?;
     let lib_dirs = link_libraries(store, &sandbox, &manifest)?;
-    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs, env: projected.env, identity })
+    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs, env: projected.env, identity, plannable })
 }
 
 /// Write view bytes under their digest (reused when identical), atomically.

@@ -74,12 +74,28 @@ impl Caught {
     pub fn wait(
         &self,
         child: &mut Child,
+        socket: Option<(BorrowedFd<'_>, &mut dyn FnMut())>,
+    ) -> io::Result<ExitStatus> {
+        let pid = i32::try_from(child.id()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.wait_with(pid, &mut || child.try_wait(), socket)
+    }
+
+    /// As [`Caught::wait`], for a child known by its pid (a program the front end forked
+    /// before this process was executed).
+    pub fn wait_pid(&self, pid: i32, socket: Option<(BorrowedFd<'_>, &mut dyn FnMut())>) -> io::Result<ExitStatus> {
+        self.wait_with(pid, &mut || super::attach::try_wait(pid), socket)
+    }
+
+    fn wait_with(
+        &self,
+        pid: i32,
+        try_wait: &mut dyn FnMut() -> io::Result<Option<ExitStatus>>,
         mut socket: Option<(BorrowedFd<'_>, &mut dyn FnMut())>,
     ) -> io::Result<ExitStatus> {
-        let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?);
+        let pid = Pid::from_raw(pid);
         loop {
             // A SIGCHLD after this check is in the pipe and wakes the poll.
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = try_wait()? {
                 return Ok(status);
             }
             let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];

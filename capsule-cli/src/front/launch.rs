@@ -1,0 +1,427 @@
+//! Starting a run from its plan: find the plan, check every input it lists, then bind the
+//! materialiser's socket, fork the program and become `capsule-cli run-attached`. Returns
+//! (to the full command) whenever anything does not match or fails before the fork.
+
+use capsule_core::plan::{self, Sig, tag};
+
+use crate::Proc;
+use crate::sys::{self, sys1, sys2, sys3, sys4};
+
+/// A byte buffer filled front to back (no allocation: a fixed array).
+struct Buf<const N: usize> {
+    b: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Buf<N> {
+    fn new() -> Self {
+        Buf { b: [0; N], len: 0 }
+    }
+    /// Append; false when it does not fit.
+    fn push(&mut self, s: &[u8]) -> bool {
+        let Some(dst) = self.b.get_mut(self.len..self.len + s.len()) else { return false };
+        dst.copy_from_slice(s);
+        self.len += s.len();
+        true
+    }
+    fn push_num(&mut self, mut v: u64, radix: u64) -> bool {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            if let Some(slot) = tmp.get_mut(i) {
+                *slot = b"0123456789abcdef".get((v % radix) as usize).copied().unwrap_or(b'0');
+            }
+            v /= radix;
+            if v == 0 || i == 0 {
+                break;
+            }
+        }
+        self.push(tmp.get(i..).unwrap_or_default())
+    }
+    fn bytes(&self) -> &[u8] {
+        self.b.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// What the plan says, once checked.
+struct Checked<'a> {
+    program: &'a [u8],
+    argv0: &'a [u8],
+    args_from: usize,
+    env: [&'a [u8]; 64],
+    n_env: usize,
+    view: &'a [u8],
+    tree: &'a [u8],
+    library_path: &'a [u8],
+    digest: &'a [u8],
+    sandbox: &'a [u8],
+    launcher: &'a [u8],
+}
+
+/// Start the run from its plan, or return.
+pub fn from_plan(p: &Proc<'_>) {
+    let args = p.argv.get(1..).unwrap_or_default();
+    let Some(root) = plan::shape(args, |k| p.env(k)) else { return };
+    let mut cwd = [0u8; 4096];
+    let n = sys2(sys::GETCWD, cwd.as_mut_ptr() as usize, cwd.len());
+    // getcwd(2) returns the length with the NUL.
+    let Some(cwd) = usize::try_from(n).ok().and_then(|n| cwd.get(..n.checked_sub(1)?)) else { return };
+    let shim = p.env(b"CAPSULE_SHIM");
+    let mut h = plan::FNV_START;
+    plan::key_parts(cwd, args, shim, |part| h = plan::fnv1a(h, part));
+    let mut path = Buf::<4200>::new();
+    let store_ok = path.push(root.base) && path.push(root.suffix);
+    let store_len = path.len;
+    if !(store_ok && path.push(b"/plans/") && path.push(&plan::file_name(h)) && path.push(b"\0")) {
+        return;
+    }
+    let Some(bytes) = map(path.bytes()) else { return };
+    let Some(c) = check(bytes, cwd, args, shim) else { return };
+    let mut store = Buf::<4200>::new();
+    if !(store.push(path.bytes().get(..store_len).unwrap_or_default()) && store.push(b"\0")) {
+        return;
+    }
+    start(p, &c, store.bytes(), h);
+}
+
+/// Map the plan file at `path` (NUL-terminated) read-only; it stays mapped for the process.
+fn map(path: &[u8]) -> Option<&'static [u8]> {
+    let fd = sys4(sys::OPENAT, sys::AT_FDCWD, path.as_ptr() as usize, sys::O_RDONLY | sys::O_CLOEXEC, 0);
+    let fd = usize::try_from(fd).ok()?;
+    let mut st = sys::Stat::default();
+    let ok = sys2(sys::FSTAT, fd, (&raw mut st) as usize) == 0;
+    let size = usize::try_from(st.size).ok().filter(|&s| ok && s > 0 && s <= plan::MAX_SIZE);
+    let addr = size.map(|s| sys::call(sys::MMAP, [0, s, 1 /* PROT_READ */, 2 /* MAP_PRIVATE */, fd, 0]));
+    sys1(sys::CLOSE, fd);
+    let (size, addr) = (size?, usize::try_from(addr?).ok()?);
+    // SAFETY: a private read-only mapping of `size` bytes at `addr`, never unmapped.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, size) })
+}
+
+/// Check the plan's key and inputs; what it says, if every one matches.
+fn check<'a>(bytes: &'a [u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -> Option<Checked<'a>> {
+    let mut recs = plan::records(bytes)?;
+    let (t, key) = recs.next()?;
+    if t != tag::KEY || !same_key(key, cwd, args, shim) {
+        return None;
+    }
+    let mut c = Checked {
+        program: &[],
+        argv0: &[],
+        args_from: 0,
+        env: [&[]; 64],
+        n_env: 0,
+        view: &[],
+        tree: &[],
+        library_path: &[],
+        digest: &[],
+        sandbox: &[],
+        launcher: &[],
+    };
+    for (t, payload) in recs.by_ref() {
+        let s = || plan::c_str(payload);
+        match t {
+            tag::FILE => {
+                let (&flags, rest) = payload.split_first()?;
+                let (want, path) = if flags & 1 == 1 {
+                    let (sig, path) = rest.split_at_checked(56)?;
+                    (Some(Sig::from_bytes(sig)?), path)
+                } else {
+                    (None, rest)
+                };
+                plan::c_str(path)?;
+                let now = sys::stat(path, flags & 2 != 0).map(|st| sig(&st));
+                if now != want {
+                    return None;
+                }
+            }
+            tag::DIR => {
+                let (&was, path) = payload.split_first()?;
+                plan::c_str(path)?;
+                let is_dir = sys::stat(path, false).is_some_and(|st| st.mode & 0o170_000 == 0o040_000);
+                if is_dir != (was == 1) {
+                    return None;
+                }
+            }
+            tag::PROGRAM => c.program = s()?,
+            tag::ARGV0 => c.argv0 = s()?,
+            tag::ARGS_FROM => c.args_from = u32::from_le_bytes(*payload.first_chunk::<4>()?) as usize,
+            tag::ENV => {
+                s()?;
+                *c.env.get_mut(c.n_env)? = payload;
+                c.n_env += 1;
+            }
+            tag::VIEW => c.view = s()?,
+            tag::TREE => c.tree = s()?,
+            tag::LIBRARY_PATH => c.library_path = s()?,
+            tag::DIGEST => c.digest = s()?,
+            tag::SANDBOX => c.sandbox = s()?,
+            tag::LAUNCHER => c.launcher = s()?,
+            _ => return None,
+        }
+    }
+    let complete = !recs.bad() && (1..=args.len() + 1).contains(&c.args_from);
+    let set = [c.program, c.argv0, c.view, c.tree, c.digest, c.sandbox, c.launcher].iter().all(|s| !s.is_empty());
+    (complete && set).then_some(c)
+}
+
+fn sig(st: &sys::Stat) -> Sig {
+    Sig::new(st.ino, st.size as u64, (st.mtime, st.mtime_ns), (st.ctime, st.ctime_ns), st.mode)
+}
+
+/// Whether `key` is exactly this run's key.
+fn same_key(key: &[u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -> bool {
+    let mut rest = key;
+    let mut same = true;
+    plan::key_parts(cwd, args, shim, |part| match rest.strip_prefix(part) {
+        Some(r) if same => rest = r,
+        _ => same = false,
+    });
+    same && rest.is_empty()
+}
+
+/// Signals `capsule run` forwards, and SIGCHLD: blocked from before the fork until
+/// `run-attached` has its handlers (then the ones that came are delivered).
+const HELD: u64 = bit(1 /* SIGHUP */)
+    | bit(10 /* SIGUSR1 */)
+    | bit(12 /* SIGUSR2 */)
+    | bit(15 /* SIGTERM */)
+    | bit(17 /* SIGCHLD */);
+
+/// Signal `sig`'s bit in a kernel signal mask.
+const fn bit(sig: u32) -> u64 {
+    1 << (sig - 1)
+}
+
+/// Start the program and become the launcher. Returns only if nothing was started.
+fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
+    let view_fd = inherit(c.view, sys::O_RDONLY);
+    let tree_fd = inherit(c.tree, sys::O_PATH | sys::O_DIRECTORY);
+    let pid = sys1(sys::GETPID, 0);
+    let mut ts = [0i64; 2];
+    sys2(sys::CLOCK_GETTIME, 0, ts.as_mut_ptr() as usize);
+    let mut name = Buf::<64>::new();
+    name.push(b"capsule-");
+    name.push_num(pid as u64, 10);
+    name.push(b"-");
+    name.push_num(ts[1] as u64, 16);
+    let listener = listen(name.bytes());
+    // The program's environment: ours, less what the plan sets, then the plan's.
+    let mut extra = Buf::<16384>::new();
+    let mut starts = [0usize; 5];
+    let mut n_extra = 0;
+    let mut add = |parts: &[&[u8]], extra: &mut Buf<16384>| {
+        let at = extra.len;
+        let ok = parts.iter().all(|s| extra.push(s)) && extra.push(b"\0");
+        if ok && let Some(slot) = starts.get_mut(n_extra) {
+            *slot = at;
+            n_extra += 1;
+        }
+        ok
+    };
+    let mut ok = add(&[b"CAPSULE_SOCKET=", name.bytes()], &mut extra);
+    // Which plan started the program (its file under STORE/plans): for whoever debugs a run.
+    let file = plan::file_name(hash);
+    ok &= add(&[b"CAPSULE_PLAN=", file.get(..16).unwrap_or_default()], &mut extra);
+    if let (Some(v), Some(t)) = (view_fd, tree_fd) {
+        let (mut a, mut b) = (Buf::<24>::new(), Buf::<24>::new());
+        a.push_num(v as u64, 10);
+        b.push_num(t as u64, 10);
+        ok &= add(&[b"CAPSULE_VIEW_FD=", a.bytes()], &mut extra);
+        ok &= add(&[b"CAPSULE_TREE_FD=", b.bytes()], &mut extra);
+    }
+    if !c.library_path.is_empty() {
+        ok &= match p.env(b"LD_LIBRARY_PATH") {
+            Some(old) => add(&[b"LD_LIBRARY_PATH=", c.library_path, b":", old], &mut extra),
+            None => add(&[b"LD_LIBRARY_PATH=", c.library_path], &mut extra),
+        };
+    }
+    let Some(listener) = listener.filter(|_| ok) else {
+        close_all(&[view_fd, tree_fd]);
+        return;
+    };
+    let mut envp = [core::ptr::null::<u8>(); 1024];
+    let mut n = 0;
+    let mut put = |ptr: *const u8, n: &mut usize| {
+        let slot = envp.get_mut(*n);
+        let fits = slot.is_some();
+        if let Some(s) = slot {
+            *s = ptr;
+            *n += 1;
+        }
+        fits
+    };
+    let ours = |e: &[u8]| {
+        let name = e.split(|&b| b == b'=').next().unwrap_or_default();
+        let set_by_plan =
+            c.env.iter().take(c.n_env).any(|pe| pe.starts_with(name) && pe.get(name.len()) == Some(&b'='));
+        let set_here = starts.iter().take(n_extra).any(|&at| {
+            let s = extra.b.get(at..).unwrap_or_default();
+            s.starts_with(name) && s.get(name.len()) == Some(&b'=')
+        });
+        set_by_plan || set_here
+    };
+    let mut fits = true;
+    let mut e = p.envp;
+    loop {
+        // SAFETY: the kernel's NULL-terminated envp; stops at the NULL.
+        let s = unsafe { *e };
+        if s.is_null() {
+            break;
+        }
+        // SAFETY: a NUL-terminated string alive for the process.
+        if !ours(unsafe { crate::cstr(s) }) {
+            fits &= put(s, &mut n);
+        }
+        // SAFETY: not at the NULL yet.
+        e = unsafe { e.add(1) };
+    }
+    for pe in c.env.iter().take(c.n_env) {
+        fits &= put(pe.as_ptr(), &mut n);
+    }
+    for &at in starts.iter().take(n_extra) {
+        fits &= put(extra.b.get(at..).unwrap_or_default().as_ptr(), &mut n);
+    }
+    // The program's argv: the plan's argv[0], then ours from ARGS_FROM.
+    let mut argv = [core::ptr::null::<u8>(); crate::MAX_ARGS + 1];
+    let mut na = 0;
+    if let Some(s) = argv.get_mut(0) {
+        *s = c.argv0.as_ptr();
+        na = 1;
+    }
+    for i in c.args_from..p.argv.len() {
+        // SAFETY: i < argc.
+        let a = unsafe { *p.argv_raw.add(i) };
+        if let Some(s) = argv.get_mut(na) {
+            *s = a;
+            na += 1;
+        }
+    }
+    let mut pipe = [0i32; 2];
+    if !fits || n >= envp.len() || sys2(sys::PIPE2, pipe.as_mut_ptr() as usize, sys::O_CLOEXEC) != 0 {
+        close_all(&[view_fd, tree_fd, Some(listener)]);
+        return;
+    }
+    let [status_r, status_w] = pipe.map(|f| f as usize);
+    let mut old_mask = 0u64;
+    let held = HELD;
+    sys4(sys::RT_SIGPROCMASK, 0 /* SIG_BLOCK */, (&raw const held) as usize, (&raw mut old_mask) as usize, 8);
+    let child = sys1(sys::FORK, 0);
+    if child == 0 {
+        sys1(sys::CLOSE, listener);
+        sys1(sys::CLOSE, status_r);
+        sys4(sys::RT_SIGPROCMASK, 2 /* SIG_SETMASK */, (&raw const old_mask) as usize, 0, 8);
+        let err = sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize);
+        let errno = (-err) as i32;
+        sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
+        sys::exit(127);
+    }
+    sys1(sys::CLOSE, status_w);
+    close_all(&[view_fd, tree_fd]);
+    if child < 0 {
+        sys4(sys::RT_SIGPROCMASK, 2, (&raw const old_mask) as usize, 0, 8);
+        close_all(&[Some(listener), Some(status_r)]);
+        return;
+    }
+    attach(p, c, store, Attach { child: child as u64, listener, status: status_r, mask: old_mask });
+}
+
+/// What `run-attached` is told.
+struct Attach {
+    child: u64,
+    listener: usize,
+    status: usize,
+    mask: u64,
+}
+
+/// Become `capsule-cli run-attached`; if that cannot start, wait for the program here.
+fn attach(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], a: Attach) -> ! {
+    sys3(sys::FCNTL, a.listener, sys::F_SETFD, 0);
+    sys3(sys::FCNTL, a.status, sys::F_SETFD, 0);
+    let mut nums = Buf::<128>::new();
+    let mut at = [0usize; 5];
+    for (i, (v, radix)) in
+        [(a.child, 10), (a.listener as u64, 10), (a.status as u64, 10), (a.mask, 16)].into_iter().enumerate()
+    {
+        if let Some(slot) = at.get_mut(i) {
+            *slot = nums.len;
+        }
+        nums.push_num(v, radix);
+        nums.push(b"\0");
+    }
+    let num = |i: usize| nums.b.get(at.get(i).copied().unwrap_or(0)..).unwrap_or_default().as_ptr();
+    let full: [*const u8; 19] = [
+        c"capsule".as_ptr().cast(),
+        c"--store".as_ptr().cast(),
+        store.as_ptr(),
+        c"run-attached".as_ptr().cast(),
+        c"--pid".as_ptr().cast(),
+        num(0),
+        c"--listen-fd".as_ptr().cast(),
+        num(1),
+        c"--status-fd".as_ptr().cast(),
+        num(2),
+        c"--mask".as_ptr().cast(),
+        num(3),
+        c"--digest".as_ptr().cast(),
+        c.digest.as_ptr(),
+        c"--sandbox".as_ptr().cast(),
+        c.sandbox.as_ptr(),
+        c"--entry".as_ptr().cast(),
+        c.argv0.as_ptr(),
+        core::ptr::null(),
+    ];
+    sys3(sys::EXECVE, c.launcher.as_ptr() as usize, full.as_ptr() as usize, p.envp as usize);
+    sys::eprint(b"capsule: error: cannot execute the launcher named in the run's plan; the program runs unserved\n");
+    sys4(sys::RT_SIGPROCMASK, 2, (&raw const a.mask) as usize, 0, 8);
+    let mut status = 0i32;
+    loop {
+        let r = sys4(sys::WAIT4, a.child as usize, (&raw mut status) as usize, 0, 0);
+        if r == a.child as isize {
+            break;
+        }
+        if r != -4 {
+            sys::exit(125);
+        }
+    }
+    let code = if status & 0x7f == 0 { (status >> 8) & 0xff } else { 128 + (status & 0x7f) };
+    sys::exit(code)
+}
+
+/// Open `path` (NUL-terminated) and move it to a descriptor ≥ 1000 the program inherits.
+fn inherit(path: &[u8], flags: usize) -> Option<usize> {
+    let fd =
+        usize::try_from(sys4(sys::OPENAT, sys::AT_FDCWD, path.as_ptr() as usize, flags | sys::O_CLOEXEC, 0)).ok()?;
+    let high = sys3(sys::FCNTL, fd, sys::F_DUPFD, 1000);
+    sys1(sys::CLOSE, fd);
+    usize::try_from(high).ok()
+}
+
+/// A listening abstract unix socket named `name`.
+fn listen(name: &[u8]) -> Option<usize> {
+    const SOCK_STREAM: usize = 1;
+    let fd = usize::try_from(sys3(sys::SOCKET, 1 /* AF_UNIX */, SOCK_STREAM | sys::O_CLOEXEC, 0)).ok()?;
+    let mut addr = [0u8; 110];
+    if let Some(family) = addr.get_mut(..2) {
+        family.copy_from_slice(&1u16.to_ne_bytes());
+    }
+    // sun_path[0] = 0: abstract; the name follows.
+    let Some(dst) = addr.get_mut(3..3 + name.len()) else {
+        sys1(sys::CLOSE, fd);
+        return None;
+    };
+    dst.copy_from_slice(name);
+    let len = 3 + name.len();
+    if sys3(sys::BIND, fd, addr.as_ptr() as usize, len) != 0 || sys2(sys::LISTEN, fd, 4096) != 0 {
+        sys1(sys::CLOSE, fd);
+        return None;
+    }
+    Some(fd)
+}
+
+fn close_all(fds: &[Option<usize>]) {
+    for fd in fds.iter().flatten() {
+        sys1(sys::CLOSE, *fd);
+    }
+}

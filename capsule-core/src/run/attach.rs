@@ -1,0 +1,80 @@
+//! The launcher's half of a run the `capsule` front end started from its plan
+//! (capsule-cli/src/front): the front end bound the materialiser's socket, forked the program
+//! and executed `capsule-cli run-attached`, handing over the socket, a pipe that reports a
+//! failed exec, the program's pid and the signal mask it started with.
+#![allow(unsafe_code)] // adopting inherited descriptors, waitpid(2), sigprocmask(2)
+
+use std::io::{self, Read};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+/// Take descriptor `fd`, inherited from the front end, if it is open and is what `want`
+/// says (`libc::S_IFSOCK` for the listener, `libc::S_IFIFO` for the status pipe).
+fn adopt(fd: RawFd, want: libc::mode_t) -> io::Result<OwnedFd> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} is not the one handed over"));
+    if fd < 3 {
+        return Err(bad());
+    }
+    // SAFETY: fstat writes a `struct stat` into `st`, which is ours and large enough.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; a closed `fd` fails with EBADF and nothing is taken.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != want {
+        return Err(bad());
+    }
+    // SAFETY: `fd` is open (fstat succeeded), of the expected kind, and nothing else in this
+    // process owns it: it was inherited across exec and is named once on the command line.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Close it in anything this process starts from now on.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&owned),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(owned)
+}
+
+/// The materialiser's listening socket.
+pub fn listener(fd: RawFd) -> io::Result<UnixListener> {
+    adopt(fd, libc::S_IFSOCK).map(UnixListener::from)
+}
+
+/// The errno of the program's failed exec, or `None` once it has started (the pipe closed
+/// on exec).
+pub fn exec_error(fd: RawFd) -> io::Result<Option<i32>> {
+    let mut pipe = std::fs::File::from(adopt(fd, libc::S_IFIFO)?);
+    let mut b = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match pipe.read(b.get_mut(got..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((got == 4).then(|| i32::from_ne_bytes(b)))
+}
+
+/// Set this thread's signal mask to `mask` (the bits of signals 1..=64, as the front end
+/// passes it).
+pub fn set_mask(mask: u64) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for sig in nix::sys::signal::Signal::iterator() {
+        if mask & (1 << (sig as i32 - 1)) != 0 {
+            set.add(sig);
+        }
+    }
+    let _ = set.thread_set_mask();
+}
+
+/// Whether child `pid` has exited: its status if so. Reaps it.
+pub fn try_wait(pid: i32) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int into `status`, which is ours.
+    match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+        0 => Ok(None),
+        -1 => Err(io::Error::last_os_error()),
+        _ => Ok(Some(ExitStatus::from_raw(status))),
+    }
+}

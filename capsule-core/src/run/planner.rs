@@ -1,0 +1,172 @@
+//! Writing a prepared run's launch plan ([`crate::plan`]): which inputs the preparation
+//! consulted, and what the program is started with.
+//!
+//! Inputs, each checked by the front end with one `stat`:
+//! - the ref, and the sandbox's own files (skeleton stamp, whiteouts, linked directories,
+//!   registry layer, projected files): identity taken before [`super::prepare`] and again
+//!   after; a change in between (a commit racing the run) means no plan;
+//! - the tree path of every whiteout (a path made again is no longer whited out);
+//! - for every capsule directory, whether the host has it (the view's host-directory flag),
+//!   below host directories only (under a missing one nothing can exist);
+//! - the view file, the program, the library directories, the shim and the launcher itself
+//!   (an upgrade of capsule starts over).
+//!
+//! A run only gets a plan when nothing else went into it ([`Prepared::plannable`]): no shared
+//! capsules, no registry edits of files, no identity.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{Prepared, RunError, materialize};
+use crate::manifest::EntryKind;
+use crate::plan::{self, Plan, Sig};
+use crate::store::{CapsuleRef, Store};
+
+/// A file's identity now (`lstat` when `nofollow`), `None` if it does not exist.
+pub fn sig_of(path: &Path, nofollow: bool) -> Option<Sig> {
+    let md = if nofollow { fs::symlink_metadata(path) } else { fs::metadata(path) }.ok()?;
+    Some(Sig::new(md.ino(), md.size(), (md.mtime(), md.mtime_nsec()), (md.ctime(), md.ctime_nsec()), md.mode()))
+}
+
+/// The identities of the ref and the sandbox's files, taken before preparing.
+#[derive(Debug, Clone)]
+pub struct Before {
+    files: Vec<(PathBuf, Option<Sig>)>,
+}
+
+impl Before {
+    /// Take them for capsule `r` in sandbox `sandbox`.
+    pub fn take(store: &Store, r: &CapsuleRef, sandbox: &str) -> Before {
+        let dir = store.root().join("sandboxes").join(sandbox);
+        let mut paths = vec![store.root().join("refs").join(&r.name).join(&r.tag)];
+        for f in ["skeleton", "whiteouts", "linked", "projected"] {
+            paths.push(dir.join(f));
+        }
+        paths.push(crate::registry::sandbox_file(store.root(), &r.name));
+        Before { files: paths.into_iter().map(|p| (p.clone(), sig_of(&p, true))).collect() }
+    }
+}
+
+/// What the program is started with, besides what [`Prepared`] holds.
+pub struct Launch<'a> {
+    /// The run's key ([`plan::key_parts`]) and its hash.
+    pub key: (Vec<u8>, u64),
+    /// Where the program's arguments start in capsule's argv.
+    pub args_from: u32,
+    /// The program's host path and argv[0].
+    pub program: (&'a Path, &'a str),
+    /// Environment the launcher sets (besides the per-run socket and descriptors).
+    pub env: &'a [(String, std::ffi::OsString)],
+    /// The launcher (`capsule-cli`) and the shim.
+    pub launcher: &'a Path,
+    /// The shim.
+    pub shim: &'a Path,
+}
+
+/// Write the plan of `p` (prepared for capsule `r` in sandbox `sandbox`) under `store/plans`,
+/// unless an input changed while it was prepared. Plans are a cache: at most `KEEP` are
+/// kept, the oldest dropped first.
+pub fn write(
+    store: &Store,
+    before: &Before,
+    r: &CapsuleRef,
+    sandbox: &str,
+    p: &Prepared,
+    launch: &Launch<'_>,
+) -> Result<bool, RunError> {
+    const KEEP: usize = 256;
+    if !p.plannable || p.manifest.name != r.name {
+        return Ok(false);
+    }
+    let after = Before::take(store, r, sandbox);
+    if after.files != before.files {
+        return Ok(false);
+    }
+    let bytes = |p: &Path| p.as_os_str().as_bytes().to_vec();
+    let mut files: Vec<(Vec<u8>, bool, Option<Sig>)> =
+        before.files.iter().map(|(path, sig)| (bytes(path), true, *sig)).collect();
+    let whiteouts = fs::read_to_string(p.sandbox.dir().join("whiteouts")).unwrap_or_default();
+    for w in whiteouts.lines() {
+        let path = p.sandbox.tree().join(w.trim_start_matches('/'));
+        files.push((bytes(&path), true, sig_of(&path, true)));
+    }
+    let mut follow =
+        vec![p.view.clone(), launch.program.0.to_owned(), launch.launcher.to_owned(), launch.shim.to_owned()];
+    follow.extend(p.lib_dirs.iter().cloned());
+    for path in follow {
+        let sig = sig_of(&path, false);
+        if sig.is_none() {
+            return Ok(false);
+        }
+        files.push((bytes(&path), false, sig));
+    }
+    let plan = Plan {
+        key: launch.key.0.clone(),
+        files,
+        dirs: host_dirs(p),
+        program: bytes(launch.program.0),
+        argv0: launch.program.1.as_bytes().to_vec(),
+        args_from: launch.args_from,
+        env: launch.env.iter().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect(),
+        view: bytes(&p.view),
+        tree: bytes(p.sandbox.tree()),
+        library_path: p.lib_dirs.iter().map(|d| bytes(d)).collect::<Vec<_>>().join(&b':'),
+        digest: p.digest.to_hex().into_bytes(),
+        sandbox: sandbox.as_bytes().to_vec(),
+        launcher: bytes(launch.launcher),
+    };
+    if plan.has_nul() || launch.env.iter().any(|(k, _)| k.contains('=')) {
+        return Ok(false);
+    }
+    let dir = store.root().join("plans");
+    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    prune(&dir, KEEP);
+    let name = plan::file_name(launch.key.1);
+    let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+    materialize::write_atomic(&path, &plan.encode(), Some(0o600))?;
+    Ok(true)
+}
+
+/// Keep at most `keep - 1` plans in `dir` (the oldest go), making room for one more.
+fn prune(dir: &Path, keep: usize) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let mut plans: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| e.file_name().as_bytes().ends_with(b".plan"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if plans.len() < keep {
+        return;
+    }
+    plans.sort();
+    for (_, p) in plans.iter().take(plans.len() + 1 - keep) {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// Whether the host has each capsule directory, for those whose parent the host has (the
+/// view flags host directories; below a missing one nothing can appear without its parent
+/// appearing first).
+fn host_dirs(p: &Prepared) -> Vec<(Vec<u8>, bool)> {
+    let mut out: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut missing: Vec<Vec<u8>> = Vec::new();
+    for e in &p.manifest.entries {
+        if !matches!(e.kind, EntryKind::Dir) {
+            continue;
+        }
+        let abs = e.path.to_absolute();
+        let abs = abs.as_os_str().as_bytes();
+        let below_missing = missing.iter().any(|m| abs.starts_with(m) && abs.get(m.len()) == Some(&b'/'));
+        if below_missing {
+            continue;
+        }
+        let is_dir = Path::new(std::ffi::OsStr::from_bytes(abs)).is_dir();
+        if !is_dir {
+            missing.push(abs.to_vec());
+        }
+        out.push((abs.to_vec(), is_dir));
+    }
+    out
+}
