@@ -18,6 +18,7 @@ mod install;
 mod netns;
 mod oci;
 mod oci_tls;
+mod plan;
 mod redis;
 mod run;
 mod shared;
