@@ -57,9 +57,13 @@ use_hyperfine() { [ -z "${NO_HYPERFINE:-}" ] && have hyperfine; }
 
 # --- each tool's command prefix -------------------------------------------------------------
 declare -A PRE
-order=(native capsule)
+# capsule: a repeated run, started from its launch plan (the warm-up runs write it); capsule-prep:
+# the same run prepared in full, as a first run is (`-q` before the verb is a command line the
+# front end does not read, so it goes to capsule-cli, which prepares; -q changes nothing in a run).
+order=(native capsule capsule-prep)
 PRE[native]=""
 PRE[capsule]="$CAP --store $S run benchtree --entry"
+PRE[capsule-prep]="$CAP -q --store $S run benchtree --entry"
 if have proot; then
     order+=(proot)
     PRE[proot]="proot -b $TREE:/opt/benchtree"
@@ -94,7 +98,7 @@ cmdline() {
     esac
     case $t in
         native) [ "$w" = b ] && args="opt/benchtree $n"; echo "$prog $args" ;;
-        capsule) echo "${PRE[capsule]} $prog${args:+ -- $args}" ;;
+        capsule | capsule-prep) echo "${PRE[$t]} $prog${args:+ -- $args}" ;;
         *) echo "${PRE[$t]} $prog $args" ;;
     esac
 }
@@ -189,7 +193,8 @@ capsule (or the tool's bind or chroot of it); (c) \`$PY -c 'import json, email, 
 What each tool runs (STAGE: the staging root the capsule was captured from):
 
 - native: the program itself; (b) as \`statloop opt/benchtree $N\` in STAGE (same path depth)
-- capsule: \`capsule --store S run benchtree --entry PROG -- ARGS\`
+- capsule: \`capsule --store S run benchtree --entry PROG -- ARGS\`, repeated: started from its launch plan
+- capsule-prep: the same with \`-q\` before the verb, which the front end leaves to \`capsule-cli\`: prepared in full, as a first run is
 - proot: \`proot -b STAGE/opt/benchtree:/opt/benchtree PROG ARGS\`$([ "$PROOT_DIV" -gt 1 ] && echo "; (b) runs $(( N / PROOT_DIV )) iterations, time ×$PROOT_DIV")
 - fakechroot: \`env LD_PRELOAD=libfakechroot.so FAKECHROOT_BASE=FROOT FAKECHROOT_EXCLUDE_PATH=/dev:/proc:/sys PROG ARGS\`,
   FROOT holding the tree at opt/benchtree and a symlink to every other host top-level entry
