@@ -5,8 +5,10 @@
 use crate::support::{Env, run_capsule};
 
 /// The script every run here executes: prints the capsule file `$FILE` (default `data`), the
-/// plan it was started from, writes `/opt/p/out`, and exits 3.
-const SCRIPT: &str = "cat /opt/p/${FILE:-data}; echo \"plan=${CAPSULE_PLAN:-none}\"; echo w > /opt/p/out; exit 3";
+/// plan it was started from, writes `/opt/p/out`, and exits 3; with `$LLP` set, it first
+/// prints its library path.
+const SCRIPT: &str = "[ -n \"$LLP\" ] && echo \"llp=$LD_LIBRARY_PATH\"; cat /opt/p/${FILE:-data}; \
+                      echo \"plan=${CAPSULE_PLAN:-none}\"; echo w > /opt/p/out; exit 3";
 
 fn run(env: &Env, file: Option<&str>) -> (i32, String, String) {
     let mut c = env.cmd(&["run", "p", "--entry", "/bin/sh", "--", "-c", SCRIPT]);
@@ -28,7 +30,8 @@ fn plan_of(out: &str) -> &str {
 #[test]
 fn a_repeated_run_starts_from_its_plan_and_serves_what_it_opens() {
     let env = Env::new();
-    env.small_capsule("p", &[("opt/p/data", b"one\n"), ("opt/p/late", b"late\n")]);
+    // libfake.so.1: a library only by its name, so that the run has a library directory.
+    env.small_capsule("p", &[("opt/p/data", b"one\n"), ("opt/p/late", b"late\n"), ("usr/lib/libfake.so.1", b"x")]);
     let (c1, o1, e1) = run(&env, None);
     let (c2, o2, _) = run(&env, None);
     let (c3, o3, e3) = run(&env, None);
@@ -43,6 +46,19 @@ fn a_repeated_run_starts_from_its_plan_and_serves_what_it_opens() {
     assert!(!tree.join("late").exists());
     let (c4, o4, e4) = run(&env, Some("late"));
     assert_eq!((c4, o4.as_str()), (3, format!("late\nplan={plan}\n").as_str()), "{e4}");
+    // The library path: the capsule's library directory before an inherited one, as prepared.
+    // (`-q` before the verb: a command line the front end leaves to capsule-cli, which prepares.)
+    let with_llp = |first: &[&str]| {
+        let args = [first, &["run", "p", "--entry", "/bin/sh", "--", "-c", SCRIPT]].concat();
+        let o = env.cmd(&args).env("LLP", "1").env("LD_LIBRARY_PATH", "/inherited").output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        (out.lines().next().unwrap_or_default().to_owned(), plan_of(&out).len())
+    };
+    let (from_plan, planned) = with_llp(&[]);
+    let (prepared, not_planned) = with_llp(&["-q"]);
+    let want = format!("llp={}:/inherited", env.store().join("sandboxes/p/root/usr/lib").display());
+    assert_eq!((planned, not_planned), (16, 4));
+    assert_eq!((from_plan.as_str(), prepared.as_str()), (want.as_str(), want.as_str()));
     // The program's write went to the sandbox, not the host.
     assert_eq!(std::fs::read_to_string(tree.join("out")).unwrap(), "w\n");
     assert!(!std::path::Path::new("/opt/p/out").exists());

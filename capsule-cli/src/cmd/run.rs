@@ -450,8 +450,13 @@ pub fn start(
         );
     }
     drop(netns);
+    Ok(exit_code(status))
+}
+
+/// The program's status as ours: its exit code, or 128 + the signal that killed it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
-    Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
+    ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED))
 }
 
 /// Write the launch plan of a plain run (tier 1, no namespace, no stats): the next identical
@@ -486,10 +491,14 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
         Ok(None) => {}
         Ok(Some(errno)) => {
             let _ = caught.wait_pid(a.pid, None);
+            // As `start` reports a failed spawn.
             let e = std::io::Error::from_raw_os_error(errno);
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                eprintln!("capsule: error: {} is not executable: {e}", a.entry);
+                return Ok(ExitCode::from(NOT_EXECUTABLE));
+            }
             eprintln!("capsule: error: cannot start {}: {e}", a.entry);
-            let code = if e.kind() == std::io::ErrorKind::PermissionDenied { NOT_EXECUTABLE } else { FAILED };
-            return Ok(ExitCode::from(code));
+            return Ok(ExitCode::from(FAILED));
         }
         Err(e) => eprintln!("capsule: error: cannot tell whether {} started: {e}", a.entry),
     }
@@ -521,8 +530,7 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
         None => caught.wait_pid(a.pid, None),
     };
     let status = status.context("cannot wait for the program")?;
-    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(i32::from(FAILED));
-    Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(FAILED)))
+    Ok(exit_code(status))
 }
 
 /// The materialiser for `a`'s capsule, on a copy of the listening socket.
