@@ -4,14 +4,15 @@
 # inside the capsule (fixtures/bench/statloop.c), (c) python3 importing json, email,
 # http.client and asyncio. Prints a Markdown section.
 #
-#   bash docs/bench/run.sh       # START_RUNS=50 for (a), RUNS=21 for (b), PY_RUNS=31 for (c),
+#   bash docs/bench/run.sh       # START_RUNS=50 for (a), RUNS=41 for (b), PY_RUNS=41 for (c),
 #                                # N=200000, PROOT_DIV=100 (proot runs N/100 iterations of (b),
 #                                # time scaled up), ROUNDS=0 (one round per run: each round
 #                                # runs every tool once; ROUNDS=k groups the runs in k rounds)
 #
 # Run counts are high because single runs of (b) and (c) spread by −15…+40 % on this VM kind,
 # native included (python3 here is bimodal, ~75 or ~100 ms, whatever the tool), which would
-# swamp a 10 % target with 7 runs.
+# swamp a 10 % target with 7 runs; ratios pair each run with native's run of the same round
+# (see `summary`) so that the drift between rounds cancels.
 #
 # Every tool sees the same ~50-file tree at /opt/benchtree, which is not on the host:
 #   native      the staging copy itself, no interposition: `statloop opt/benchtree N` run in
@@ -32,9 +33,9 @@
 # All tools are measured in one invocation, so the ratios compare like with like.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUNS=${RUNS:-21}
+RUNS=${RUNS:-41}
 START_RUNS=${START_RUNS:-50}
-PY_RUNS=${PY_RUNS:-31}
+PY_RUNS=${PY_RUNS:-41}
 ROUNDS=${ROUNDS:-0}
 PROOT_DIV=${PROOT_DIV:-100}
 N=${N:-200000}
@@ -129,11 +130,11 @@ split_runs() {
 }
 total_runs() { local r p; read -r r p < <(split_runs "$1"); echo $((r * p)); }
 
-# median_us W RUNS: the median wall time (µs) of workload W under every tool in $order, one
-# line per tool, in order. The runs are taken in rounds that cycle through the tools (by default
-# one run of each tool per round), so a slow spell on the shared VM hits every tool alike
-# rather than whichever ran during it.
-median_us() {
+# measure W RUNS: time workload W under every tool in $order, RUNS times each, into
+# $work/W.times ("ROUND TOOL MICROSECONDS" lines). The runs are taken in rounds that cycle
+# through the tools (by default one run of each tool per round), so a slow spell on the shared
+# VM hits every tool alike rather than whichever ran during it.
+measure() {
     local w=$1 runs=$2 t r rounds per
     read -r rounds per < <(split_runs "$runs")
     if use_hyperfine; then
@@ -145,10 +146,11 @@ median_us() {
                 --runs "$per" --export-json "$work/$w.$r.json" "${args[@]}" >/dev/null 2>&1 ||
                 { echo "run.sh: hyperfine failed on workload ($w)" >&2; exit 1; }
         done
-        python3 -c 'import json, statistics, sys
-runs = [json.load(open(f))["results"] for f in sys.argv[1:]]
-for i in range(len(runs[0])):
-    print(round(statistics.median(t for r in runs for t in r[i]["times"]) * 1e6))' "$work/$w".*.json
+        python3 -c 'import json, sys
+for r, f in enumerate(sys.argv[1:]):
+    for res in json.load(open(f))["results"]:
+        for t in res["times"]:
+            print(r, res["command"], round(t * 1e6))' "$work/$w".*.json >"$work/$w.times"
     else
         # $EPOCHREALTIME is a bash builtin, so no fork is timed besides the command's own.
         local i s e line
@@ -160,28 +162,46 @@ for i in range(len(runs[0])):
                     s=${EPOCHREALTIME/./}
                     eval "$line" >/dev/null 2>&1
                     e=${EPOCHREALTIME/./}
-                    echo "$t $((e - s))"
+                    echo "$r $t $((e - s))"
                 done
             done
         done >"$work/$w.times"
-        for t in "${order[@]}"; do
-            awk -v t="$t" '$1 == t { print $2 }' "$work/$w.times" | sort -n |
-                awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-        done
     fi
 }
 
-declare -A A B C
-median_us a "$START_RUNS" >"$work/a.med"
-median_us b "$RUNS" >"$work/b.med"
-median_us c "$PY_RUNS" >"$work/c.med"
-i=0; while read -r v; do A[${order[i]}]=$v; i=$((i + 1)); done <"$work/a.med"
-i=0; while read -r v; do B[${order[i]}]=$(( v * N / $(iters "${order[i]}") )); i=$((i + 1)); done <"$work/b.med"
-i=0; while read -r v; do C[${order[i]}]=$v; i=$((i + 1)); done <"$work/c.med"
+# summary W SCALE: one line per tool in $order: the median time (µs) over all runs, then the
+# medians over rounds of (tool's time / native's time in the same round) and of (tool − native).
+# Pairing a tool's run with native's run of the same round, seconds apart, cancels the VM's
+# drift between rounds (native alone spreads ±25 % within a minute here) out of the ratio.
+# SCALE: "TOOL=K ..." multiplies a tool's times by K first (proot's shorter (b) loop).
+summary() {
+    python3 -c 'import collections, statistics, sys
+order, scale = sys.argv[2].split(), dict(kv.split("=") for kv in sys.argv[3].split())
+t = collections.defaultdict(lambda: collections.defaultdict(list))
+for line in open(sys.argv[1]):
+    r, tool, us = line.split()
+    t[tool][r].append(int(us) * int(scale.get(tool, 1)))
+for tool in order:
+    mine = [x for r in t[tool] for x in t[tool][r]]
+    pairs = [(x, y) for r in t[tool] for x, y in zip(t[tool][r], t["native"][r])]
+    print(round(statistics.median(mine)), "%.4f" % statistics.median(x / y for x, y in pairs),
+          round(statistics.median(x - y for x, y in pairs)))' "$work/$1.times" "${order[*]}" "$2"
+}
+
+declare -A A B C RB RC DA
+measure a "$START_RUNS"
+measure b "$RUNS"
+measure c "$PY_RUNS"
+summary a "" >"$work/a.sum"
+summary b "proot=$PROOT_DIV" >"$work/b.sum"
+summary c "" >"$work/c.sum"
+i=0; while read -r m _ d; do A[${order[i]}]=$m; DA[${order[i]}]=$d; i=$((i + 1)); done <"$work/a.sum"
+i=0; while read -r m q _; do B[${order[i]}]=$m; RB[${order[i]}]=$q; i=$((i + 1)); done <"$work/b.sum"
+i=0; while read -r m q _; do C[${order[i]}]=$m; RC[${order[i]}]=$q; i=$((i + 1)); done <"$work/c.sum"
 
 ms() { awk -v t="$1" 'BEGIN { if (t >= 1e7) printf "%.0f s", t / 1e6; else printf (t < 10000 ? "%.2f ms" : "%.0f ms"), t / 1000 }'; }
-delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f ms", (a - b) / 1000 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf (a / b >= 100 ? "%.0f×" : "%.2f×"), a / b }'; }
+delta() { awk -v d="$1" 'BEGIN { printf "%+.2f ms", d / 1000 }'; }
+ratio() { awk -v q="$1" 'BEGIN { printf (q >= 100 ? "%.0f×" : "%.2f×"), q }'; }
 timer=$(use_hyperfine && echo "hyperfine -N" || echo "\$EPOCHREALTIME")
 
 cat <<MD
@@ -201,21 +221,22 @@ What each tool runs (STAGE: the staging root the capsule was captured from):
   (what \`fakechroot chroot FROOT\` sets up, without its wrapper script; one \`env\` exec more)
 - bwrap: \`bwrap --bind / / --tmpfs /opt --bind /opt/X /opt/X… --bind STAGE/opt/benchtree /opt/benchtree PROG ARGS\`
 
+Times are medians over all runs; Δ and ratios are medians over rounds of the tool's run
+against native's run in the same round (see the script).
+
 | tool | (a) start-up | Δ to native | (b) stat+open+close | ratio | ns per iteration | (c) python3 imports | ratio |
 |---|---:|---:|---:|---:|---:|---:|---:|
 MD
-n=${A[native]}; nb=${B[native]}; nc=${C[native]}
 for t in "${order[@]}"; do
-    d=$([ "$t" = native ] && echo "—" || delta "${A[$t]}" "$n")
+    d=$([ "$t" = native ] && echo "—" || delta "${DA[$t]}")
     per=$(awk -v t="${B[$t]}" -v n="$N" 'BEGIN { printf "%.0f", t * 1000 / n }')
-    echo "| $t | $(ms "${A[$t]}") | $d | $(ms "${B[$t]}") | $(ratio "${B[$t]}" "$nb") | $per | $(ms "${C[$t]}") | $(ratio "${C[$t]}" "$nc") |"
+    echo "| $t | $(ms "${A[$t]}") | $d | $(ms "${B[$t]}") | $(ratio "${RB[$t]}") | $per | $(ms "${C[$t]}") | $(ratio "${RC[$t]}") |"
 done
 met() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "**not met**"; fi; }
-cap_a=$(( ${A[capsule]} - n ))
 cat <<MD
 
-Targets for \`capsule run\`: start-up within 2 ms of native: $(met "$cap_a <= 2000") ($(delta "${A[capsule]}" "$n"));
-(b) within 1.10× of native: $(met "${B[capsule]} <= 1.10 * $nb") ($(ratio "${B[capsule]}" "$nb"));
-(c) within 1.10× of native: $(met "${C[capsule]} <= 1.10 * $nc") ($(ratio "${C[capsule]}" "$nc")).
+Targets for \`capsule run\`: start-up within 2 ms of native: $(met "${DA[capsule]} <= 2000") ($(delta "${DA[capsule]}"));
+(b) within 1.10× of native: $(met "${RB[capsule]} <= 1.10") ($(ratio "${RB[capsule]}"); ratio of the medians $(awk -v a="${B[capsule]}" -v b="${B[native]}" 'BEGIN { printf "%.2f×", a / b }'));
+(c) within 1.10× of native: $(met "${RC[capsule]} <= 1.10") ($(ratio "${RC[capsule]}"); ratio of the medians $(awk -v a="${C[capsule]}" -v b="${C[native]}" 'BEGIN { printf "%.2f×", a / b }')).
 MD
 for note in "${notes[@]}"; do echo; echo "Note: $note."; done

@@ -232,7 +232,7 @@ fn pop(out: &mut PathBuffer) {
 /// "//", ".", "..", trailing '/'), so such an argument needs no normalising, and it resolves to
 /// exactly what [`normalize`] + [`resolve`] would give (`Decision::Tree` with this entry).
 /// `None`: take the general path.
-#[inline]
+#[inline(always)]
 pub fn literal<'v>(view: &View<'v>, arg: &[u8]) -> Option<Entry<'v>> {
     let e = view.lookup(arg.strip_prefix(b"/")?)?;
     matches!(e.kind, Kind::File | Kind::Dir).then_some(e)

@@ -305,7 +305,7 @@ impl<'a> View<'a> {
     }
 
     /// Entry `i` from its record `r`.
-    #[inline]
+    #[inline(always)]
     fn decode(&self, i: u32, r: &'a [u8; ENTRY]) -> Option<Entry<'a>> {
         Some(Entry {
             index: i,
@@ -320,6 +320,7 @@ impl<'a> View<'a> {
     /// The entry at `path` (no leading '/', normalised), by one hash probe sequence. Each
     /// probe compares the stored path's length, then its bytes, before decoding anything else
     /// of the record: most probes end at the length.
+    #[inline(always)]
     pub fn lookup(&self, path: &[u8]) -> Option<Entry<'a>> {
         let mask = self.n_slots.wrapping_sub(1) as usize;
         // Truncation intended: the slot index only needs the low bits of the hash.

@@ -40,8 +40,12 @@ pub enum Route<'b> {
 
 /// Route (`dirfd`, `path`) for `intent`. `path` must be non-null and NUL-terminated.
 ///
+/// Inlined into every hook: the hot case (an absolute capsule path, spelled as the view spells
+/// it) then builds no [`Route`] in memory; everything else is [`route_slow`].
+///
 /// # Safety
 /// `path` points to a NUL-terminated string valid for the call.
+#[inline(always)]
 pub unsafe fn route<'b>(
     st: &'static State,
     dirfd: c_int,
@@ -64,6 +68,18 @@ pub unsafe fn route<'b>(
             Some(e),
         );
     }
+    route_slow(st, dirfd, bytes, buf, intent)
+}
+
+/// [`route`] for a path the view does not hold literally: normalise, resolve, decide.
+#[inline(never)]
+fn route_slow<'b>(
+    st: &'static State,
+    dirfd: c_int,
+    bytes: &[u8],
+    buf: &'b mut PathBuffer,
+    intent: Intent,
+) -> Route<'b> {
     let v = match virtualize(st, dirfd, bytes, buf) {
         None => return Route::Original,
         Some(Err(e)) => return Route::Deny(e),
