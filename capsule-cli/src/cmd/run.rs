@@ -134,8 +134,15 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
-    let plan =
-        PlanFor::this_run(store, args).map(|(key, args_from)| PlanFor { before, cref, sandbox_name, key, args_from });
+    let plan = PlanFor::this_run(store, args).map(|(key, args_from)| PlanFor {
+        before,
+        cref,
+        sandbox_name,
+        sandbox: r.sandbox.clone(),
+        run_opts,
+        key,
+        args_from,
+    });
     let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns, plan };
     start(store, &prepared, &path, &argv0, args, opts)
 }
@@ -169,6 +176,9 @@ pub struct PlanFor {
     before: run::planner::Before,
     cref: capsule_core::store::CapsuleRef,
     sandbox_name: String,
+    /// `--sandbox` and the run's options, to prepare once more when the inputs moved.
+    sandbox: Option<String>,
+    run_opts: run::RunOptions,
     key: (Vec<u8>, u64),
     args_from: u32,
 }
@@ -470,13 +480,34 @@ fn write_plan(
     env: &[(String, OsString)],
     shim: &Path,
 ) {
+    use run::planner::{Before, Written, write};
     let Ok(launcher) = std::env::current_exe() else { return };
     let launch =
         run::planner::Launch { key: pf.key.clone(), args_from: pf.args_from, program, env, launcher: &launcher, shim };
-    match run::planner::write(store, &pf.before, &pf.cref, &pf.sandbox_name, prepared, &launch) {
-        Ok(written) => tracing::debug!(written, "launch plan"),
+    let mut written = write(store, &pf.before, &pf.cref, &pf.sandbox_name, prepared, &launch);
+    if let Ok(Written::InputsMoved) = written {
+        // Most often this run's own preparation (a new sandbox's skeleton): prepared again,
+        // nothing moves and the result is the same run, so the next one starts from a plan.
+        // Anything else that moved an input moves it again or changes the result: no plan.
+        let before = Before::take(store, &pf.cref, &pf.sandbox_name);
+        written = match run::prepare(store, &pf.cref, &pf.run_opts, pf.sandbox.as_deref()) {
+            Ok(again) if same_run(&again, prepared) => {
+                write(store, &before, &pf.cref, &pf.sandbox_name, &again, &launch)
+            }
+            Ok(_) => Ok(Written::InputsMoved),
+            Err(e) => Err(e),
+        };
+    }
+    match written {
+        Ok(written) => tracing::debug!(?written, "launch plan"),
         Err(e) => tracing::warn!(error = %e, "no launch plan"),
     }
+}
+
+/// Whether two preparations start the program alike: the same capsule, view (named by its
+/// digest), library directories and environment.
+fn same_run(a: &Prepared, b: &Prepared) -> bool {
+    a.digest == b.digest && a.view == b.view && a.lib_dirs == b.lib_dirs && a.env == b.env && a.identity == b.identity
 }
 
 /// `run-attached`: the launcher's half of a run the front end started from its plan. The

@@ -65,6 +65,19 @@ pub struct Launch<'a> {
     pub shim: &'a Path,
 }
 
+/// What [`write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The plan is written.
+    Yes,
+    /// The run cannot have one (see [`Prepared::plannable`]), or an input cannot be recorded.
+    NotPlannable,
+    /// An input changed while the run was prepared: by the preparation itself (a first run
+    /// builds its sandbox's skeleton) or by something else (a commit, another run of the
+    /// sandbox). Preparing once more, between a new [`Before`] and the write, tells which.
+    InputsMoved,
+}
+
 /// Write the plan of `p` (prepared for capsule `r` in sandbox `sandbox`) under `store/plans`,
 /// unless an input changed while it was prepared. Plans are a cache: at most `KEEP` are
 /// kept, the oldest dropped first.
@@ -75,14 +88,14 @@ pub fn write(
     sandbox: &str,
     p: &Prepared,
     launch: &Launch<'_>,
-) -> Result<bool, RunError> {
+) -> Result<Written, RunError> {
     const KEEP: usize = 256;
     if !p.plannable || p.manifest.name != r.name {
-        return Ok(false);
+        return Ok(Written::NotPlannable);
     }
     let after = Before::take(store, r, sandbox);
     if after.files != before.files {
-        return Ok(false);
+        return Ok(Written::InputsMoved);
     }
     let bytes = |p: &Path| p.as_os_str().as_bytes().to_vec();
     let mut files: Vec<(Vec<u8>, bool, Option<Sig>)> =
@@ -98,7 +111,7 @@ pub fn write(
     for path in follow {
         let sig = sig_of(&path, false);
         if sig.is_none() {
-            return Ok(false);
+            return Ok(Written::NotPlannable);
         }
         files.push((bytes(&path), false, sig));
     }
@@ -118,7 +131,7 @@ pub fn write(
         launcher: bytes(launch.launcher),
     };
     if plan.has_nul() || launch.env.iter().any(|(k, _)| k.contains('=')) {
-        return Ok(false);
+        return Ok(Written::NotPlannable);
     }
     let dir = store.root().join("plans");
     fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
@@ -126,7 +139,7 @@ pub fn write(
     let name = plan::file_name(launch.key.1);
     let path = dir.join(std::ffi::OsStr::from_bytes(&name));
     materialize::write_atomic(&path, &plan.encode(), Some(0o600))?;
-    Ok(true)
+    Ok(Written::Yes)
 }
 
 /// Keep at most `keep - 1` plans in `dir` (the oldest go), making room for one more.
