@@ -133,6 +133,53 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
+/// An input a plan was written against: a [`tag::FILE`] or [`tag::DIR`] record, as the front
+/// end checks it before starting from the plan and `gc` checks it before keeping the plan.
+/// Paths keep their NUL (the front end hands them to `stat` as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A file.
+    File {
+        /// Its path, NUL-terminated.
+        path: &'a [u8],
+        /// Looked at with `lstat` (else `stat`).
+        nofollow: bool,
+        /// Its identity then; `None`: it did not exist.
+        want: Option<Sig>,
+    },
+    /// A host path.
+    Dir {
+        /// Its path, NUL-terminated.
+        path: &'a [u8],
+        /// Whether it was a directory then.
+        was_dir: bool,
+    },
+}
+
+/// The input record `t` holds: `Some(None)` for a record of another kind, `None` for a
+/// malformed one.
+pub fn input(t: u8, payload: &[u8]) -> Option<Option<Input<'_>>> {
+    match t {
+        tag::FILE => {
+            let (&flags, rest) = payload.split_first()?;
+            let (want, path) = if flags & 1 == 1 {
+                let (sig, path) = rest.split_at_checked(56)?;
+                (Some(Sig::from_bytes(sig)?), path)
+            } else {
+                (None, rest)
+            };
+            c_str(path)?;
+            Some(Some(Input::File { path, nofollow: flags & 2 != 0, want }))
+        }
+        tag::DIR => {
+            let (&was, path) = payload.split_first()?;
+            c_str(path)?;
+            Some(Some(Input::Dir { path, was_dir: was == 1 }))
+        }
+        _ => Some(None),
+    }
+}
+
 /// A NUL-terminated payload without its NUL (`None` if it has none or holds another).
 pub fn c_str(payload: &[u8]) -> Option<&[u8]> {
     let s = payload.strip_suffix(b"\0")?;
@@ -316,6 +363,17 @@ mod tests {
         assert_eq!(c_str(&recs[1].1[57..]), Some(&b"/a"[..]));
         assert_eq!(recs[2].1, b"\x02/b\0");
         assert!(recs.iter().any(|r| r == &(tag::PROGRAM, &b"/bin/true\0"[..])));
+        // The inputs as both checkers read them.
+        let inputs: Vec<_> = recs.iter().map(|&(t, p)| input(t, p)).collect();
+        let a = Input::File { path: b"/a\0", nofollow: false, want: Some(Sig([1, 2, 3, 4, 5, 6, 7])) };
+        assert_eq!(inputs[1], Some(Some(a)));
+        assert_eq!(inputs[2], Some(Some(Input::File { path: b"/b\0", nofollow: true, want: None })));
+        assert_eq!(inputs[3], Some(Some(Input::Dir { path: b"/opt\0", was_dir: true })));
+        assert_eq!(inputs[0], Some(None));
+        for bad in [&b""[..], b"\x01/a\0", b"\x00/a", b"\x00/a\0b\0"] {
+            assert_eq!(input(tag::FILE, bad), None, "{bad:?}");
+        }
+        assert_eq!(input(tag::DIR, b""), None);
         for cut in [9, 12, bytes.len() - 1] {
             let mut it = records(&bytes[..cut]).unwrap();
             while it.next().is_some() {}

@@ -129,3 +129,39 @@ fn sigterm_reaches_a_program_started_from_a_plan() {
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert_eq!((status.code(), rest.as_str(), plan.len()), (Some(7), "got TERM\n", 16), "{line}");
 }
+
+/// `gc` removes the plans the front end would no longer start from (a replaced capsule
+/// version, a damaged file) and keeps the ones that still match.
+#[test]
+fn gc_removes_plans_that_no_longer_match() {
+    let env = Env::new();
+    env.small_capsule("p", &[("opt/p/data", b"one\n")]);
+    let other = ["run", "p", "--entry", "/bin/true"];
+    for _ in 0..2 {
+        run(&env, None);
+        assert_eq!(run_capsule(&env, &other).0, 0);
+    }
+    let plans = || {
+        let mut v: Vec<_> = std::fs::read_dir(env.store().join("plans")).unwrap().flatten().map(|e| e.path()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(plans().len(), 2);
+    assert_eq!(env.json(&["gc"])["plans_removed"], 0);
+    assert_eq!(plans().len(), 2);
+    // A new version: both plans are stale; the script's run writes its plan again.
+    env.small_capsule("p", &[("opt/p/data", b"two\n")]);
+    let (_, o, _) = run(&env, None);
+    assert_eq!(plan_of(&o), "none");
+    let damaged = env.store().join("plans").join("00000000000000ff.plan");
+    std::fs::write(&damaged, b"CAPPLAN1\x02\xff").unwrap();
+    assert_eq!(env.json(&["gc"])["plans_removed"], 2, "the /bin/true plan and the damaged one");
+    let left = plans();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (c, o, e) = run(&env, None);
+    assert_eq!(
+        (c, o.as_str()),
+        (3, format!("two\nplan={}\n", left[0].file_stem().unwrap().to_string_lossy()).as_str()),
+        "{e}"
+    );
+}

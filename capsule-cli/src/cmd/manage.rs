@@ -87,10 +87,12 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     for e in std::fs::read_dir(&tmp).with_context(|| format!("cannot list {}", tmp.display()))?.flatten() {
         let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
     }
+    // Launch plans of capsules, versions and sandboxes that are gone or changed.
+    let plans = capsule_core::run::planner::remove_stale(store);
     if out.json {
-        out.print_json(&json!({ "removed": removed, "freed": freed, "kept": live.len() }))?;
+        out.print_json(&json!({ "removed": removed, "freed": freed, "kept": live.len(), "plans_removed": plans }))?;
     } else {
-        out.info(format!("removed {removed} blobs, freed {}", human_bytes(freed)));
+        out.info(format!("removed {removed} blobs, freed {}; {plans} stale launch plans", human_bytes(freed)));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 //! materialiser's socket, fork the program and become `capsule-cli run-attached`. Returns
 //! (to the full command) whenever anything does not match or fails before the fork.
 
-use capsule_core::plan::{self, Sig, tag};
+use capsule_core::plan::{self, Input, Sig, tag};
 
 use crate::Proc;
 use crate::sys::{self, sys1, sys2, sys3, sys4};
@@ -122,28 +122,19 @@ fn check<'a>(bytes: &'a [u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -
     for (t, payload) in recs.by_ref() {
         let s = || plan::c_str(payload);
         match t {
-            tag::FILE => {
-                let (&flags, rest) = payload.split_first()?;
-                let (want, path) = if flags & 1 == 1 {
-                    let (sig, path) = rest.split_at_checked(56)?;
-                    (Some(Sig::from_bytes(sig)?), path)
-                } else {
-                    (None, rest)
-                };
-                plan::c_str(path)?;
-                let now = sys::stat(path, flags & 2 != 0).map(|st| sig(&st));
-                if now != want {
-                    return None;
+            tag::FILE | tag::DIR => match plan::input(t, payload)?? {
+                Input::File { path, nofollow, want } => {
+                    if sys::stat(path, nofollow).map(|st| sig(&st)) != want {
+                        return None;
+                    }
                 }
-            }
-            tag::DIR => {
-                let (&was, path) = payload.split_first()?;
-                plan::c_str(path)?;
-                let is_dir = sys::stat(path, false).is_some_and(|st| st.mode & 0o170_000 == 0o040_000);
-                if is_dir != (was == 1) {
-                    return None;
+                Input::Dir { path, was_dir } => {
+                    let is_dir = sys::stat(path, false).is_some_and(|st| st.mode & 0o170_000 == 0o040_000);
+                    if is_dir != was_dir {
+                        return None;
+                    }
                 }
-            }
+            },
             tag::PROGRAM => c.program = s()?,
             tag::ARGV0 => c.argv0 = s()?,
             tag::ARGS_FROM => c.args_from = u32::from_le_bytes(*payload.first_chunk::<4>()?) as usize,

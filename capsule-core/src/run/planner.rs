@@ -183,3 +183,43 @@ fn host_dirs(p: &Prepared) -> Vec<(Vec<u8>, bool)> {
     }
     out
 }
+
+/// Remove the plans in `store/plans` that the front end would no longer start from: damaged,
+/// or written against an input that has changed since (a new or deleted capsule version, a
+/// reset or changed sandbox, an upgraded capsule, a whiteout made again). `gc` calls it;
+/// returns how many went. A plan written meanwhile is written whole (renamed into place) and
+/// matches its inputs, so it stays.
+pub fn remove_stale(store: &Store) -> usize {
+    let dir = store.root().join("plans");
+    let Ok(rd) = fs::read_dir(&dir) else { return 0 };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        if !e.file_name().as_bytes().ends_with(b".plan") {
+            continue;
+        }
+        let path = e.path();
+        let fresh = fs::read(&path).is_ok_and(|b| inputs_unchanged(&b));
+        if !fresh && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether plan file `bytes` is whole and every input it records is as it was.
+fn inputs_unchanged(bytes: &[u8]) -> bool {
+    let os = |p: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(p.strip_suffix(b"\0").unwrap_or(p)));
+    let Some(mut recs) = plan::records(bytes) else { return false };
+    for (t, payload) in recs.by_ref() {
+        let unchanged = match plan::input(t, payload) {
+            None => false,
+            Some(None) => true,
+            Some(Some(plan::Input::File { path, nofollow, want })) => sig_of(&os(path), nofollow) == want,
+            Some(Some(plan::Input::Dir { path, was_dir })) => os(path).is_dir() == was_dir,
+        };
+        if !unchanged {
+            return false;
+        }
+    }
+    !recs.bad()
+}
