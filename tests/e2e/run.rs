@@ -130,6 +130,43 @@ fn merged_writecopy_and_full_on_a_host_directory() {
     assert!(!host.join("only-here.txt").exists());
 }
 
+/// A directory both the capsule and the host have is listed merged (the host's entries, the
+/// capsule's, the sandbox's) whichever way a program lists it: `ls` (opendir), `find` (gnulib
+/// fts: openat, then fdopendir), Python's `os.listdir` of a descriptor (fdopendir) and
+/// `os.scandir` (opendir).
+#[test]
+fn listings_of_a_directory_the_host_has_too_are_merged() {
+    let env = Env::new();
+    let dir = "/usr/share/doc";
+    assert!(!Path::new(dir).join("capsule-merge-test").exists());
+    env.small_capsule("m", &[("usr/share/doc/capsule-merge-test/readme", b"r\n")]);
+    let mut want: BTreeSet<String> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    want.insert("capsule-merge-test".into());
+    want.insert("zz-capsule-sandbox-file".into());
+    let script = format!(
+        "touch {dir}/zz-capsule-sandbox-file && ls -A {dir} && echo -- && find {dir} -mindepth 1 -maxdepth 1 -printf '%f\\n' \\
+         && echo -- && /usr/bin/python3 -c 'import os; print(*os.listdir(os.open(\"{dir}\", os.O_RDONLY)), sep=\"\\n\"); \\
+         print(\"--\"); print(*(e.name for e in os.scandir(\"{dir}\")), sep=\"\\n\")'"
+    );
+    // /usr is merged by default (a new name there would go to the host): write-copy here.
+    let args = ["run", "m", "--isolation", "/usr=writecopy", "--entry", "/bin/sh", "--", "-c", &script];
+    let (code, out, err) = run_capsule(&env, &args);
+    assert_eq!(code, 0, "{err}");
+    let sections: Vec<BTreeSet<String>> = out.split("--\n").map(|s| s.lines().map(str::to_owned).collect()).collect();
+    assert_eq!(sections.len(), 4, "{out}");
+    for (how, got) in ["ls", "find", "os.listdir(fd)", "os.scandir"].iter().zip(&sections) {
+        assert_eq!(
+            got,
+            &want,
+            "{how}: missing {:?}, extra {:?}",
+            want.difference(got).collect::<Vec<_>>(),
+            got.difference(&want).collect::<Vec<_>>()
+        );
+    }
+    assert!(!Path::new(dir).join("zz-capsule-sandbox-file").exists(), "the new file reached the host");
+}
+
 /// Packages installed by `apt-get install PKG` here: what it would install, from a simulation.
 fn would_install(pkg: &str) -> Vec<String> {
     let o = Command::new("apt-get").args(["-s", "install", "--no-install-recommends", pkg]).output().unwrap();

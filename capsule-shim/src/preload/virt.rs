@@ -44,14 +44,8 @@ pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -
         let r = unsafe { sys::getcwd(ptr, cap) };
         usize::try_from(r).ok()?.checked_sub(1)? // the kernel counts the NUL
     } else {
-        let mut link = PathBuffer::new();
-        link.push(b"/proc/self/fd/").ok()?;
-        let mut digits = [0u8; 12];
-        link.push(itoa(dirfd, &mut digits)).ok()?;
-        let (ptr, cap) = base.storage();
-        // SAFETY: `link` is NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
-        let r = unsafe { sys::readlinkat(libc::AT_FDCWD, link.as_cstr().as_ptr(), ptr.cast(), cap - 1) };
-        usize::try_from(r).ok()?
+        fd_path(dirfd, &mut base)?;
+        base.as_bytes().len()
     };
     base.set_len(n);
     let (dir, in_tree) = match untree(st.tree, base.as_bytes()) {
@@ -59,6 +53,20 @@ pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -
         None => (base.as_bytes(), false),
     };
     walk(st, dir, path, out, in_tree || dirfd != libc::AT_FDCWD)
+}
+
+/// The path descriptor `fd` was opened with, as `/proc/self/fd/FD` names it, into `out`
+/// (NUL-terminated). `None`: not a descriptor, or a path too long.
+pub fn fd_path(fd: c_int, out: &mut PathBuffer) -> Option<()> {
+    let mut link = PathBuffer::new();
+    link.push(b"/proc/self/fd/").ok()?;
+    let mut digits = [0u8; 12];
+    link.push(itoa(fd, &mut digits)).ok()?;
+    let (ptr, cap) = out.storage();
+    // SAFETY: `link` is NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+    let r = unsafe { sys::readlinkat(libc::AT_FDCWD, link.as_cstr().as_ptr(), ptr.cast(), cap - 1) };
+    out.set_len(usize::try_from(r).ok()?);
+    Some(())
 }
 
 /// Normalise through the view; a path too long to normalise is left to the kernel.

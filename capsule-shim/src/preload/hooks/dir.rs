@@ -1,4 +1,4 @@
-//! The directory family: opendir, readdir, readdir64, rewinddir, closedir.
+//! The directory family: opendir, fdopendir, readdir, readdir64, rewinddir, closedir, scandir.
 //!
 //! A capsule directory lives in the tree; before it is listed its files are linked there
 //! (`OP_LINK_DIR`), so the listing is complete. A capsule directory that also exists on the
@@ -6,7 +6,8 @@
 //! `DIR`, and [`MERGED`] pairs it with the tree's. `readdir` returns the host entries first,
 //! skipping names the tree also has, then the tree's entries. The table is a fixed array of
 //! atomics (no allocation, no lock); when it is full a merged directory degrades to the
-//! capsule's entries only. `scandir` and raw getdents are not merged yet.
+//! capsule's entries only. `fdopendir` over a descriptor of such a directory is merged the
+//! same way; raw getdents is not.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::ffi::{CStr, c_char, c_int};
@@ -111,23 +112,13 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
                 let _ = client::request(OP_LINK_DIR, rel.to_bytes());
             }
             let tree = open_tree_dir(st.tree_fd, rel);
-            if e.flags & FLAG_HOST_DIR == 0 || tree.is_null() {
+            if e.flags & FLAG_HOST_DIR == 0 {
                 return tree;
             }
-            // SAFETY: `rel` points one byte into the buffer's "/a/b", so one byte back is the
-            // buffer's start: the absolute virtual path, NUL-terminated.
-            let abs = unsafe { rel.as_ptr().sub(1) };
-            let host = plain(abs);
-            if host.is_null() || !register(host, tree) {
-                if !host.is_null()
-                    && let Some(close) = real::closedir()
-                {
-                    // SAFETY: closing the stream we just opened.
-                    unsafe { close(host) };
-                }
-                return tree;
-            }
-            host
+            // SAFETY: `rel` points one byte into "/a/b" (the buffer's, or the argument itself
+            // on the literal fast path), so one byte back is the absolute virtual path,
+            // NUL-terminated.
+            merge(tree, unsafe { rel.as_ptr().sub(1) })
         }
         Route::TreeThenHost(rel, abs) => {
             let t = open_tree_dir(st.tree_fd, rel);
@@ -138,6 +129,53 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
             core::ptr::null_mut()
         }
     }
+}
+
+/// The stream to hand the application for capsule directory `abs` (absolute, NUL-terminated)
+/// that the host has too, given its tree stream: the host's stream, paired with the tree's
+/// in [`MERGED`]; the tree's alone if the host's cannot be opened or the table is full.
+fn merge(tree: *mut libc::DIR, abs: *const c_char) -> *mut libc::DIR {
+    if tree.is_null() {
+        return tree;
+    }
+    let host = open_dir_at(libc::AT_FDCWD, abs);
+    if host.is_null() || register(host, tree) {
+        return if host.is_null() { tree } else { host };
+    }
+    if let Some(close) = real::closedir() {
+        // SAFETY: closing the stream we just opened, which nobody else has seen.
+        unsafe { close(host) };
+    }
+    tree
+}
+
+/// fdopendir(3): a descriptor of a capsule directory (opened through the open hook, so in
+/// the tree) that the host has too is listed merged, as [`opendir`] lists it; `find`, `rm -r`
+/// and `du` (gnulib's fts: openat, then fdopendir) and Python's `os.listdir(fd)` list this
+/// way. The stream over `fd` is the tree's: closing the merged stream closes `fd`, and the
+/// caller's `fd` still names the directory it opened (fts compares its identity).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
+    let Some(real_fn) = real::fdopendir() else { return core::ptr::null_mut() };
+    // SAFETY: the application's descriptor, as given.
+    let plain = || call_out(|| unsafe { real_fn(fd) });
+    let Some(_guard) = HookGuard::enter() else { return plain() };
+    let Some(st) = state() else { return plain() };
+    let mut buf = PathBuffer::new();
+    if crate::preload::virt::fd_path(fd, &mut buf).is_none() {
+        return plain();
+    }
+    let Some(abs) = capsule_core::resolve::untree(st.tree, buf.as_bytes()) else { return plain() };
+    let entry = st.view.lookup(abs.get(1..).unwrap_or_default()).filter(|e| e.kind == Kind::Dir);
+    let Some(e) = entry.filter(|e| e.flags & FLAG_HOST_DIR != 0) else { return plain() };
+    if e.needs_linking() {
+        let _ = client::request(OP_LINK_DIR, abs.get(1..).unwrap_or_default());
+    }
+    // `abs` is the end of the buffer's path: its NUL follows.
+    merge(plain(), abs.as_ptr().cast())
 }
 
 /// Whether `name` should be skipped in a merged listing's host phase (the tree has it too).
