@@ -165,6 +165,12 @@ fn listings_of_a_directory_the_host_has_too_are_merged() {
         );
     }
     assert!(!Path::new(dir).join("zz-capsule-sandbox-file").exists(), "the new file reached the host");
+    // A capsule-only directory opened without O_DIRECTORY, then listed by descriptor, in a
+    // fresh sandbox (nothing linked yet): its files are linked before the listing.
+    let py = "import os; print(os.listdir(os.open('/usr/share/doc/capsule-merge-test', os.O_RDONLY)))";
+    let args = ["run", "m", "--sandbox", "fresh", "--entry", "/usr/bin/python3", "--", "-c", py];
+    let (code, out, err) = run_capsule(&env, &args);
+    assert_eq!((code, out.as_str()), (0, "['readme']\n"), "{err}");
 }
 
 /// Packages installed by `apt-get install PKG` here: what it would install, from a simulation.

@@ -257,6 +257,17 @@ impl Manifest {
         self.entries.binary_search_by(|e| e.path.cmp(path)).ok().map(|i| &self.entries[i])
     }
 
+    /// The entries directly in directory `dir` ("" for the root), in order: a binary search
+    /// for the range of paths below `dir` (entries are sorted by path, and every path below
+    /// "d" sorts between "d/" and "d0"), then those without a further '/'.
+    pub fn children<'a>(&'a self, dir: &RelPath) -> impl Iterator<Item = &'a Entry> + 'a {
+        let prefix: Vec<u8> = if dir.as_bytes().is_empty() { Vec::new() } else { [dir.as_bytes(), b"/"].concat() };
+        let start = self.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
+        let below = self.entries[start..].iter().take_while(move |e| e.path.as_bytes().starts_with(&prefix));
+        let skip = if dir.as_bytes().is_empty() { 0 } else { dir.as_bytes().len() + 1 };
+        below.filter(move |e| !e.path.as_bytes()[skip..].contains(&b'/'))
+    }
+
     /// Follow symlinks inside the capsule (in `path`'s directories and at its end), as the
     /// kernel would inside a root holding only this capsule. `None` when a component is
     /// missing, or after 40 links (ELOOP).

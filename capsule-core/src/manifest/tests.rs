@@ -109,3 +109,26 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn children_are_the_entries_directly_below() {
+    let mut m = sample();
+    let d = Digest::of(b"x");
+    // Names that sort next to a directory's range: '-' and '.' before '/', '0' after it.
+    for extra in ["usr-x", "usr.d", "usr.d/f", "usr0", "usr/bin-extra", "usr/bin/sub", "usr/bin/sub/deep"] {
+        m.entries.push(entry(extra, EntryKind::File { size: 1, digest: d }));
+    }
+    m.normalize();
+    let names = |dir: &str| -> Vec<String> {
+        m.children(&p(dir)).map(|e| String::from_utf8_lossy(e.path.as_bytes()).into_owned()).collect()
+    };
+    assert_eq!(names("usr/bin"), ["usr/bin/jq", "usr/bin/jq2", "usr/bin/sub"]);
+    assert_eq!(names("usr"), ["usr/bin", "usr/bin-extra", "usr/lib"]);
+    assert_eq!(names("usr/bin/sub"), ["usr/bin/sub/deep"]);
+    assert!(names("usr/bin/jq").is_empty());
+    // Every directory agrees with the plain scan.
+    for dir in m.entries.iter().map(|e| e.path.clone()) {
+        let scan: Vec<&Entry> = m.entries.iter().filter(|e| e.path.parent().as_ref() == Some(&dir)).collect();
+        assert_eq!(m.children(&dir).collect::<Vec<_>>(), scan, "{dir}");
+    }
+}

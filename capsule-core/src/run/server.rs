@@ -11,6 +11,7 @@
 //! ([`crate::supervisor`]); one [`Materialiser`] serves both tiers, so a file materialised for
 //! one is there for the other.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
@@ -49,12 +50,22 @@ pub fn requests_served() -> u64 {
 /// or fetching it from a registry after a lazy pull — runs outside it, so one download does
 /// not hold up every other first open.
 pub struct Materialiser {
-    /// Serialises changes to the tree, and holds the paths deleted during this run (never
-    /// materialised again; a later create starts empty).
-    tree_lock: Mutex<std::collections::HashSet<RelPath>>,
+    /// Serialises changes to the tree, and holds what this run did to it.
+    tree_lock: Mutex<TreeState>,
     store: Store,
     manifest: Manifest,
     sandbox: Sandbox,
+}
+
+/// What one run did to the tree, under [`Materialiser`]'s lock.
+struct TreeState {
+    /// Paths deleted (at the start: the sandbox's whiteouts), never materialised again; a later
+    /// create starts empty.
+    deleted: HashSet<RelPath>,
+    /// Directories whose files this run linked: a second request (a listing by path, then by
+    /// descriptor; every listing of the run, since the view marks them only from the next run
+    /// on) is answered at once, and `linked` gets one line.
+    linked: HashSet<RelPath>,
 }
 
 /// The materialiser's socket, served by `capsule run` while the program runs.
@@ -77,7 +88,8 @@ impl Server {
     pub fn on(listener: UnixListener, store: Store, manifest: Manifest, sandbox: Sandbox) -> Result<Server, RunError> {
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
-        let mat = Materialiser { tree_lock: Mutex::new(deleted), store, manifest, sandbox };
+        let state = TreeState { deleted, linked: HashSet::new() };
+        let mat = Materialiser { tree_lock: Mutex::new(state), store, manifest, sandbox };
         Ok(Server { listener, mat: Shared(Arc::new(mat)) })
     }
 
@@ -179,7 +191,8 @@ impl Materialiser {
         {
             let _ = materialize::ensure_cache(&self.store, &digest, &e);
         }
-        let Ok(mut deleted) = self.tree_lock.lock() else { return libc::EIO };
+        let Ok(mut state) = self.tree_lock.lock() else { return libc::EIO };
+        let TreeState { deleted, linked } = &mut *state;
         let tree = self.sandbox.tree();
         let is_deleted = deleted.contains(path);
         let r = match op {
@@ -195,7 +208,10 @@ impl Materialiser {
                 deleted.insert(path.clone());
                 self.sandbox.add_whiteout(path).map(|()| true)
             }
-            OP_LINK_DIR => self.link_dir(path, &deleted),
+            OP_LINK_DIR if linked.contains(path) => Ok(true),
+            OP_LINK_DIR => self.link_dir(path, deleted).inspect(|_| {
+                linked.insert(path.clone());
+            }),
             _ => return libc::EINVAL,
         };
         match r {
@@ -208,13 +224,11 @@ impl Materialiser {
         }
     }
 
-    fn link_dir(&self, dir: &RelPath, deleted: &std::collections::HashSet<RelPath>) -> Result<bool, super::RunError> {
+    /// Link every capsule file of `dir` into the tree (not those deleted), and record it.
+    fn link_dir(&self, dir: &RelPath, deleted: &HashSet<RelPath>) -> Result<bool, super::RunError> {
         let tree = self.sandbox.tree();
-        for e in &self.manifest.entries {
-            if e.path.parent().as_ref() == Some(dir)
-                && !deleted.contains(&e.path)
-                && matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. })
-            {
+        for e in self.manifest.children(dir) {
+            if !deleted.contains(&e.path) && matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
                 materialize::link_entry(&self.store, tree, &self.manifest, &e.path)?;
             }
         }

@@ -169,10 +169,16 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
         return plain();
     }
     let Some(abs) = capsule_core::resolve::untree(st.tree, buf.as_bytes()) else { return plain() };
-    let entry = st.view.lookup(abs.get(1..).unwrap_or_default()).filter(|e| e.kind == Kind::Dir);
-    let Some(e) = entry.filter(|e| e.flags & FLAG_HOST_DIR != 0) else { return plain() };
+    let Some(e) = st.view.lookup(abs.get(1..).unwrap_or_default()).filter(|e| e.kind == Kind::Dir) else {
+        return plain();
+    };
+    // Opened without O_DIRECTORY, its files may not be linked yet (with it, the open hook
+    // asked, and the materialiser answers this second request at once).
     if e.needs_linking() {
         let _ = client::request(OP_LINK_DIR, abs.get(1..).unwrap_or_default());
+    }
+    if e.flags & FLAG_HOST_DIR == 0 {
+        return plain();
     }
     // `abs` is the end of the buffer's path: its NUL follows.
     merge(plain(), abs.as_ptr().cast())
