@@ -47,6 +47,36 @@ fn a_static_program_reads_and_lists_capsule_only_files() {
     assert!(err.contains("statically linked") && err.contains("--seccomp never"), "{err}");
 }
 
+/// A static program lists a directory that the capsule and the host both have with
+/// getdents64 on the descriptor the supervisor injected: it sees both sides, merged.
+#[test]
+fn a_static_program_lists_a_directory_the_host_has_too_merged() {
+    require!(static_busybox(), "{BUSYBOX} from busybox-static (apt-get install busybox-static)");
+    let env = Env::new();
+    let dir = "/usr/share/doc";
+    assert!(!Path::new(dir).join("capsule-static-merge").exists());
+    env.small_capsule("m", &[("usr/share/doc/capsule-static-merge/readme", b"r\n")]);
+    let mut want: std::collections::BTreeSet<String> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    want.insert("capsule-static-merge".into());
+    // `ls -a` also shows the . and .. the listing starts with; find prints paths.
+    let script =
+        format!("ls -a {dir}; echo --; find {dir} -maxdepth 1 -mindepth 1; echo --; ls {dir}/capsule-static-merge");
+    let (code, out, err) = run_capsule(&env, &["run", "m", "--entry", BUSYBOX, "--stats", "--", "sh", "-c", &script]);
+    assert_eq!(code, 0, "{err}");
+    let sections: Vec<&str> = out.split("--\n").collect();
+    assert_eq!(sections.len(), 3, "{out}");
+    let ls: std::collections::BTreeSet<String> = sections[0].split_whitespace().map(str::to_owned).collect();
+    let mut with_dots = want.clone();
+    with_dots.extend([".".to_owned(), "..".to_owned()]);
+    assert_eq!(ls, with_dots, "ls -a: missing {:?}", with_dots.difference(&ls).collect::<Vec<_>>());
+    let found: std::collections::BTreeSet<String> =
+        sections[1].lines().map(|l| l.strip_prefix(&format!("{dir}/")).unwrap_or(l).to_owned()).collect();
+    assert_eq!(found, want, "find: missing {:?}", want.difference(&found).collect::<Vec<_>>());
+    assert_eq!(sections[2], "readme\n", "a capsule-only directory lists as before");
+    assert!(err.contains("tier 2 (supervisor): ") && !err.contains("(off)"), "{err}");
+}
+
 #[test]
 fn a_static_program_changes_the_sandbox_not_the_host() {
     require!(static_busybox(), "{BUSYBOX} from busybox-static (apt-get install busybox-static)");

@@ -34,6 +34,8 @@ pub const TRAPPED: &[i64] = &[
     libc::SYS_sethostname,
     libc::SYS_setdomainname,
     libc::SYS_bind,
+    // Listings of the directories it injected (`listing`); the others are `CONTINUE`d.
+    libc::SYS_getdents64,
 ];
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;

@@ -16,6 +16,7 @@ pub mod auto;
 pub mod filter;
 pub mod handlers;
 pub mod launch;
+pub mod listing;
 pub mod memory;
 pub mod mutate;
 mod netcalls;
@@ -58,6 +59,7 @@ pub struct Supervisor {
     iface: Vec<u8>,
     ifindex: u32,
     mac: Option<[u8; 6]>,
+    listings: listing::Listings,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -82,6 +84,7 @@ impl Supervisor {
             iface: Vec::new(),
             ifindex: 0,
             mac: None,
+            listings: listing::Listings::default(),
         })
     }
 
@@ -139,6 +142,15 @@ impl Supervisor {
             self.listener.reply(n.id, reply)?;
             return Ok(true);
         }
+        if n.nr == libc::SYS_getdents64 {
+            #[allow(clippy::cast_possible_truncation)] // an int argument in a 64-bit register
+            let fd = n.args[0] as i32;
+            let reply = self.listings.getdents(&mem, n.pid, fd, n.args[1], n.args[2]);
+            let counter = if matches!(reply, Reply::Continue) { &self.stats.continued } else { &self.stats.served };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.listener.reply(n.id, reply)?;
+            return Ok(true);
+        }
         let mut cx = Context {
             view,
             tree: self.tree.as_fd(),
@@ -155,6 +167,11 @@ impl Supervisor {
             pid: n.pid,
         };
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);
+        // An injected directory the host has too: its getdents64 is answered merged.
+        let merged = match &reply {
+            Reply::Fd { fd, .. } => listing::Listings::candidate(&view, fd.as_fd()),
+            _ => None,
+        };
         if matches!(reply, Reply::Continue) {
             self.stats.continued.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -164,7 +181,9 @@ impl Supervisor {
             let path = record::path_of(&mem, n.nr, &n.args);
             tracing::trace!(nr = n.nr, pid = n.pid, ?path, ?reply, "supervisor");
         }
-        self.listener.reply(n.id, reply)?;
+        if let (Some(number), Some(c)) = (self.listener.reply(n.id, reply)?, merged) {
+            self.listings.injected(n.pid, number, c);
+        }
         Ok(true)
     }
 

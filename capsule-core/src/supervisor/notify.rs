@@ -98,9 +98,10 @@ impl Listener {
         unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &raw const id) == 0 }
     }
 
-    /// Answer notification `id`. An error for a notification whose thread is gone is ignored:
-    /// there is nobody left to answer.
-    pub fn reply(&self, id: u64, reply: Reply) -> io::Result<()> {
+    /// Answer notification `id`; for [`Reply::Fd`], the descriptor's number in the program
+    /// (`None` otherwise). An error for a notification whose thread is gone is ignored: there
+    /// is nobody left to answer.
+    pub fn reply(&self, id: u64, reply: Reply) -> io::Result<Option<i32>> {
         let (val, error, flags) = match reply {
             Reply::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE),
             Reply::Value(v) => (v, 0, 0),
@@ -111,11 +112,12 @@ impl Listener {
         let mut resp = libc::seccomp_notif_resp { id, val, error, flags: flags as u32 };
         // SAFETY: SEND reads one seccomp_notif_resp through the pointer.
         let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &raw mut resp) };
-        gone_is_ok(r)
+        gone_is_ok(r).map(|()| None)
     }
 
-    /// `ADDFD` with `SEND`: install `fd` in the tracee and complete the call with its number.
-    fn add_fd(&self, id: u64, fd: &OwnedFd, cloexec: bool) -> io::Result<()> {
+    /// `ADDFD` with `SEND`: install `fd` in the tracee and complete the call with its number,
+    /// which is returned (`None`: the thread was gone).
+    fn add_fd(&self, id: u64, fd: &OwnedFd, cloexec: bool) -> io::Result<Option<i32>> {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // flag values
         let mut add = libc::seccomp_notif_addfd {
             id,
@@ -126,7 +128,7 @@ impl Listener {
         };
         // SAFETY: ADDFD reads one seccomp_notif_addfd; `srcfd` is open for the call.
         let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &raw mut add) };
-        gone_is_ok(if r < 0 { -1 } else { 0 })
+        gone_is_ok(if r < 0 { -1 } else { 0 }).map(|()| (r >= 0).then_some(r))
     }
 }
 
