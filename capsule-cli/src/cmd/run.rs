@@ -374,7 +374,8 @@ pub fn start(
             && opts.netns.is_none()
             && opts.record.is_none()
             && (prepared.identity.ipv4.is_some() || prepared.identity.mac.is_some());
-        let traps = supervisor::filter::Traps { record: opts.record.is_some(), netlink };
+        let listings = linkage != auto::Linkage::Dynamic;
+        let traps = supervisor::filter::Traps { record: opts.record.is_some(), netlink, listings };
         // A dynamic program's shim installs the filter itself, after the loader: its library
         // search (an open and a stat per directory per library) is then not a round trip
         // each. Record mode wants exactly those calls, and a launcher already under a filter

@@ -34,8 +34,6 @@ pub const TRAPPED: &[i64] = &[
     libc::SYS_sethostname,
     libc::SYS_setdomainname,
     libc::SYS_bind,
-    // Listings of the directories it injected (`listing`); the others are `CONTINUE`d.
-    libc::SYS_getdents64,
 ];
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -79,7 +77,15 @@ pub struct Traps {
     pub record: bool,
     /// `recvmsg` ([`NETLINK`]): the run has an address or MAC identity and its program is static.
     pub netlink: bool,
+    /// `getdents64` ([`LISTINGS`]): the program has no shim (static or Go), so the supervisor
+    /// merges the listings of the directories it injected (`listing`). A program with the
+    /// shim lists through its `readdir`, which merges; trapping its every `getdents64` would
+    /// only cost a round trip each.
+    pub listings: bool,
 }
+
+/// What [`Traps::listings`] traps.
+pub const LISTINGS: &[i64] = &[libc::SYS_getdents64];
 
 /// What [`Traps::netlink`] traps: the route netlink reads of glibc's getifaddrs.
 pub const NETLINK: &[i64] = &[libc::SYS_recvmsg];
@@ -102,6 +108,9 @@ pub fn program_for(cookie: u64, traps: Traps) -> Vec<sock_filter> {
     }
     if traps.netlink {
         trapped.extend_from_slice(NETLINK);
+    }
+    if traps.listings {
+        trapped.extend_from_slice(LISTINGS);
     }
     build(cookie, &trapped)
 }
@@ -275,10 +284,20 @@ mod tests {
             assert_eq!(run(&on, nr(n), x86, args), run(&off, nr(n), x86, args), "syscall {n}");
         }
         assert_eq!(run(&on, nr(libc::SYS_recvmsg) | X32_SYSCALL_BIT, x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
-        let both = program_for(7, Traps { record: true, netlink: true });
+        let both = program_for(7, Traps { record: true, netlink: true, listings: false });
         assert_eq!(run(&both, nr(libc::SYS_recvmsg), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(run(&both, nr(libc::SYS_execve), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
         let words = |p: Vec<sock_filter>| p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect::<Vec<_>>();
         assert_eq!(words(recording_program(7)), words(program_for(7, Traps { record: true, ..Traps::default() })));
+    }
+
+    #[test]
+    fn getdents64_traps_only_for_programs_without_the_shim() {
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = u32::try_from(libc::SYS_getdents64).unwrap();
+        let on = program_for(7, Traps { listings: true, ..Traps::default() });
+        assert_eq!(run(&program(7), nr, x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(run(&on, nr, x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&on, u32::try_from(libc::SYS_openat).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
     }
 }
