@@ -358,10 +358,12 @@ pub fn start(
     }
     let plain =
         !tier2 && opts.netns.is_none() && !opts.stats && opts.record.is_none() && view_fd.is_ok() && tree_fd.is_ok();
-    if let Some(pf) = opts.plan.as_ref().filter(|_| plain) {
-        write_plan(store, prepared, pf, (path, argv0), &env, &shim);
-    }
+    let replan =
+        opts.plan.as_ref().filter(|_| plain).and_then(|pf| write_plan(store, prepared, pf, (path, argv0), &env, &shim));
     let mut arm_end = None;
+    // A program without the shim lists directories with getdents64 itself: the supervisor
+    // merges the listings of those it opened (filter::Traps::listings).
+    let listings = linkage != auto::Linkage::Dynamic;
     let armed = if tier2 {
         let cookie = cookie()?;
         if !opts.no_cookie && opts.record.is_none() {
@@ -374,7 +376,6 @@ pub fn start(
             && opts.netns.is_none()
             && opts.record.is_none()
             && (prepared.identity.ipv4.is_some() || prepared.identity.mac.is_some());
-        let listings = linkage != auto::Linkage::Dynamic;
         let traps = supervisor::filter::Traps { record: opts.record.is_some(), netlink, listings };
         // A dynamic program's shim installs the filter itself, after the loader: its library
         // search (an open and a stat per directory per library) is then not a round trip
@@ -403,7 +404,7 @@ pub fn start(
         std::thread::spawn(move || {
             run::signals::keep_off_this_thread();
             let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
-            let sup = sup.map(|s| s.with_identity(&identity));
+            let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
             let mut sup = match sup {
                 Ok(s) => s,
                 Err(e) => {
@@ -433,6 +434,8 @@ pub fn start(
         }
         Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
     };
+    // A plan left for later: prepared again beside the program, not before it.
+    let replan = replan.map(std::thread::spawn);
     // Without tier 2, this thread serves the materialiser's socket while it waits: early
     // connections wait in the socket's backlog, and a run that needs nothing materialised
     // starts no thread at all.
@@ -461,6 +464,9 @@ pub fn start(
         );
     }
     drop(netns);
+    if let Some(job) = replan {
+        let _ = job.join();
+    }
     Ok(exit_code(status))
 }
 
@@ -473,6 +479,12 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 /// Write the launch plan of a plain run (tier 1, no namespace, no stats): the next identical
 /// command line starts from it (capsule-cli/src/front). A plan that cannot be written is
 /// only a slower next start.
+///
+/// When an input moved while the run was prepared — most often by that preparation itself: a
+/// new sandbox's skeleton — the plan is left to the returned job, which the caller runs once
+/// the program has started: it takes the inputs again and prepares once more; if the result
+/// is the same run, that is the plan (anything else that moved an input moves it again or
+/// changes the result: no plan).
 fn write_plan(
     store: &Store,
     prepared: &Prepared,
@@ -480,35 +492,63 @@ fn write_plan(
     program: (&Path, &str),
     env: &[(String, OsString)],
     shim: &Path,
-) {
-    use run::planner::{Before, Written, write};
-    let Ok(launcher) = std::env::current_exe() else { return };
-    let launch =
-        run::planner::Launch { key: pf.key.clone(), args_from: pf.args_from, program, env, launcher: &launcher, shim };
-    let mut written = write(store, &pf.before, &pf.cref, &pf.sandbox_name, prepared, &launch);
-    if let Ok(Written::InputsMoved) = written {
-        // Most often this run's own preparation (a new sandbox's skeleton): prepared again,
-        // nothing moves and the result is the same run, so the next one starts from a plan.
-        // Anything else that moved an input moves it again or changes the result: no plan.
-        let before = Before::take(store, &pf.cref, &pf.sandbox_name);
-        written = match run::prepare(store, &pf.cref, &pf.run_opts, pf.sandbox.as_deref()) {
-            Ok(again) if same_run(&again, prepared) => {
-                write(store, &before, &pf.cref, &pf.sandbox_name, &again, &launch)
+) -> Option<impl FnOnce() + Send + 'static> {
+    use run::planner::{Before, Launch, Written, write};
+    let launcher = std::env::current_exe().ok()?;
+    let launch = Launch { key: pf.key.clone(), args_from: pf.args_from, program, env, launcher: &launcher, shim };
+    match write(store, &pf.before, &pf.cref, &pf.sandbox_name, prepared, &launch) {
+        Ok(Written::InputsMoved) => {}
+        Ok(written) => {
+            tracing::debug!(?written, "launch plan");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no launch plan");
+            return None;
+        }
+    }
+    let (store, pf, first) = (store.clone(), pf.clone(), RunShape::of(prepared));
+    let (path, argv0, env, shim) = (program.0.to_owned(), program.1.to_owned(), env.to_vec(), shim.to_owned());
+    Some(move || {
+        run::signals::keep_off_this_thread();
+        let launch = Launch {
+            key: pf.key.clone(),
+            args_from: pf.args_from,
+            program: (&path, &argv0),
+            env: &env,
+            launcher: &launcher,
+            shim: &shim,
+        };
+        let before = Before::take(&store, &pf.cref, &pf.sandbox_name);
+        let written = match run::prepare(&store, &pf.cref, &pf.run_opts, pf.sandbox.as_deref()) {
+            Ok(again) if RunShape::of(&again) == first => {
+                write(&store, &before, &pf.cref, &pf.sandbox_name, &again, &launch)
             }
             Ok(_) => Ok(Written::InputsMoved),
             Err(e) => Err(e),
         };
-    }
-    match written {
-        Ok(written) => tracing::debug!(?written, "launch plan"),
-        Err(e) => tracing::warn!(error = %e, "no launch plan"),
-    }
+        match written {
+            Ok(written) => tracing::debug!(?written, "launch plan, prepared again"),
+            Err(e) => tracing::warn!(error = %e, "no launch plan"),
+        }
+    })
 }
 
-/// Whether two preparations start the program alike: the same capsule, view (named by its
-/// digest), library directories and environment.
-fn same_run(a: &Prepared, b: &Prepared) -> bool {
-    a.digest == b.digest && a.view == b.view && a.lib_dirs == b.lib_dirs && a.env == b.env && a.identity == b.identity
+/// What makes two preparations start the program alike: the capsule, the view (named by its
+/// digest), the library directories, the environment and the identity.
+#[derive(PartialEq)]
+struct RunShape(
+    capsule_core::digest::Digest,
+    PathBuf,
+    Vec<PathBuf>,
+    std::collections::BTreeMap<String, String>,
+    capsule_core::manifest::Identity,
+);
+
+impl RunShape {
+    fn of(p: &Prepared) -> RunShape {
+        RunShape(p.digest, p.view.clone(), p.lib_dirs.clone(), p.env.clone(), p.identity.clone())
+    }
 }
 
 /// `run-attached`: the launcher's half of a run the front end started from its plan. The

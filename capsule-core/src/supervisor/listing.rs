@@ -31,8 +31,8 @@ const PRUNE_AT: usize = 256;
 #[derive(Default)]
 pub struct Listings {
     open: HashMap<(i32, i32), Listing>,
-    /// Thread → thread group, as `/proc/TID/status` says (a stale entry only costs a miss:
-    /// `kcmp` checks the file).
+    /// Thread → thread group, as `/proc/TID/status` says (a stale entry, a thread number
+    /// reused since, only costs a miss: `kcmp` checks the calling thread's own descriptor).
     groups: HashMap<u32, i32>,
 }
 
@@ -96,7 +96,7 @@ impl Listings {
         }
         let Some(group) = self.group(tid) else { return Reply::Continue };
         let Some(l) = self.open.get_mut(&(group, fd)) else { return Reply::Continue };
-        if !same_file(group, fd, &l.ours) {
+        if !same_file(i32::try_from(tid).unwrap_or(-1), fd, &l.ours) {
             self.open.remove(&(group, fd));
             return Reply::Continue;
         }
@@ -133,7 +133,7 @@ impl Listings {
     }
 }
 
-/// Whether descriptor `fd` of process `pid` is the open file `ours` is a duplicate of.
+/// Whether descriptor `fd` of process (or thread) `pid` is the open file `ours` is a duplicate of.
 fn same_file(pid: i32, fd: i32, ours: &OwnedFd) -> bool {
     const KCMP_FILE: libc::c_long = 0;
     // SAFETY: kcmp only compares kernel objects; both descriptors are plain integers here.

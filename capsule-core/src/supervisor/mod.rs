@@ -59,7 +59,8 @@ pub struct Supervisor {
     iface: Vec<u8>,
     ifindex: u32,
     mac: Option<[u8; 6]>,
-    listings: listing::Listings,
+    /// Merged listings, for a program whose `getdents64` is trapped ([`Supervisor::merge_listings`]).
+    listings: Option<listing::Listings>,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -84,7 +85,7 @@ impl Supervisor {
             iface: Vec::new(),
             ifindex: 0,
             mac: None,
-            listings: listing::Listings::default(),
+            listings: None,
         })
     }
 
@@ -104,6 +105,14 @@ impl Supervisor {
                 .and_then(|n| nix::net::if_::if_nametoindex(n.as_c_str()).ok())
                 .unwrap_or(0);
         }
+        self
+    }
+
+    /// Answer `getdents64` on the capsule directories the host has too that this supervisor
+    /// injected, merged (`listing`): for a filter with `Traps::listings`.
+    #[must_use]
+    pub fn merge_listings(mut self, on: bool) -> Supervisor {
+        self.listings = on.then(listing::Listings::default);
         self
     }
 
@@ -145,7 +154,10 @@ impl Supervisor {
         if n.nr == libc::SYS_getdents64 {
             #[allow(clippy::cast_possible_truncation)] // an int argument in a 64-bit register
             let fd = n.args[0] as i32;
-            let reply = self.listings.getdents(&mem, n.pid, fd, n.args[1], n.args[2]);
+            let reply = match &mut self.listings {
+                Some(l) => l.getdents(&mem, n.pid, fd, n.args[1], n.args[2]),
+                None => Reply::Continue,
+            };
             let counter = if matches!(reply, Reply::Continue) { &self.stats.continued } else { &self.stats.served };
             counter.fetch_add(1, Ordering::Relaxed);
             self.listener.reply(n.id, reply)?;
@@ -169,7 +181,7 @@ impl Supervisor {
         let reply = handlers::handle(&mut cx, &mem, n.nr, &n.args);
         // An injected directory the host has too: its getdents64 is answered merged.
         let merged = match &reply {
-            Reply::Fd { fd, .. } => listing::Listings::candidate(&view, fd.as_fd()),
+            Reply::Fd { fd, .. } if self.listings.is_some() => listing::Listings::candidate(&view, fd.as_fd()),
             _ => None,
         };
         if matches!(reply, Reply::Continue) {
@@ -181,8 +193,8 @@ impl Supervisor {
             let path = record::path_of(&mem, n.nr, &n.args);
             tracing::trace!(nr = n.nr, pid = n.pid, ?path, ?reply, "supervisor");
         }
-        if let (Some(number), Some(c)) = (self.listener.reply(n.id, reply)?, merged) {
-            self.listings.injected(n.pid, number, c);
+        if let (Some(number), Some(c), Some(l)) = (self.listener.reply(n.id, reply)?, merged, &mut self.listings) {
+            l.injected(n.pid, number, c);
         }
         Ok(true)
     }
