@@ -24,6 +24,7 @@
 #[cfg(feature = "store")]
 pub mod archive;
 pub mod bindaddr;
+pub mod boundary;
 #[cfg(feature = "store")]
 pub mod capture;
 #[cfg(feature = "store")]

@@ -54,9 +54,13 @@ fn substitute(view: &View<'_>, buf: &mut PathBuffer, plen: usize, link: &Entry<'
     let mut tmp = PathBuffer::new();
     let parent =
         link.path.iter().rposition(|&c| c == b'/').map_or(&b""[..], |i| link.path.get(..i).unwrap_or_default());
-    tmp.push(b"/")?;
-    tmp.push(parent)?;
-    tmp.push(b"/")?;
+    // An absolute target is taken against the view's root, a relative one from the link's
+    // directory.
+    if link.target.first() != Some(&b'/') {
+        tmp.push(b"/")?;
+        tmp.push(parent)?;
+        tmp.push(b"/")?;
+    }
     tmp.push(link.target)?;
     tmp.push(buf.as_bytes().get(plen..).unwrap_or_default())?;
     normalize(view, b"", tmp.as_bytes(), buf).map(|_| ())

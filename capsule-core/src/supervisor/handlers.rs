@@ -115,7 +115,7 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
     #[allow(clippy::cast_possible_truncation)] // mode_t is 32 bits
     let mode = mode as libc::mode_t;
     let view = cx.view;
-    let r = match place(&view, mem, dirfd, addr, intent) {
+    let r = match place(&view, cx.tree, mem, dirfd, addr, intent) {
         Place::Original => return Reply::Continue,
         Place::Deny(e) => return Reply::Error(e),
         Place::Host(p) => open_at(libc::AT_FDCWD, &p, flags, mode),
@@ -230,7 +230,7 @@ fn write_struct<T: Copy>(mem: &impl TraceeMemory, addr: u64, v: &T) -> Reply {
 fn stat(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, flags: i32) -> Reply {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     let view = cx.view;
-    let placed = place(&view, mem, dirfd, addr, Intent { follow, create: false });
+    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: false });
     let r = at(cx, placed, |d, p| {
         // SAFETY: plain struct, filled by the kernel on success.
         let mut sb: libc::stat = unsafe { std::mem::zeroed() };
@@ -256,7 +256,7 @@ fn statx(
 ) -> Reply {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     let view = cx.view;
-    let placed = place(&view, mem, dirfd, addr, Intent { follow, create: false });
+    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: false });
     #[allow(clippy::cast_sign_loss)] // a bit mask
     let mask = mask as u32;
     let r = at(cx, placed, |d, p| {
@@ -277,7 +277,7 @@ fn statx(
 fn access(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, mode: i32, flags: i32) -> Reply {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
     let view = cx.view;
-    let placed = place(&view, mem, dirfd, addr, Intent { follow, create: false });
+    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: false });
     let r = at(cx, placed, |d, p| {
         // SAFETY: `p` NUL-terminated; faccessat2 only reads it.
         let r = unsafe { libc::syscall(libc::SYS_faccessat2, d, p.as_ptr(), mode, flags) };
@@ -292,7 +292,7 @@ fn access(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u
 
 fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, size: u64) -> Reply {
     let view = cx.view;
-    let placed = place(&view, mem, dirfd, addr, Intent { follow: false, create: false });
+    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow: false, create: false });
     let cap = usize::try_from(size).unwrap_or(usize::MAX).min(super::memory::PATH_MAX);
     let r = at(cx, placed, |d, p| {
         let mut buf = vec![0u8; cap];

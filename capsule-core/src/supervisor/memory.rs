@@ -20,6 +20,12 @@ pub trait TraceeMemory {
     fn cwd(&self) -> io::Result<Vec<u8>>;
     /// The path of the tracee's descriptor `fd`.
     fn fd_path(&self, fd: i32) -> io::Result<Vec<u8>>;
+    /// The target of `/proc/PROC/LINK` as the tracee would read it (`PROC`: `self`,
+    /// `thread-self` or a pid, as the tracee spelt it).
+    fn proc_link(&self, proc: &[u8], link: &[u8]) -> io::Result<Vec<u8>> {
+        let _ = (proc, link);
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
 }
 
 /// Read a NUL-terminated string at `addr` (without the NUL). ENAMETOOLONG past PATH_MAX,
@@ -92,6 +98,16 @@ impl TraceeMemory for Process<'_> {
 
     fn fd_path(&self, fd: i32) -> io::Result<Vec<u8>> {
         link(&format!("/proc/{}/fd/{fd}", self.pid))
+    }
+
+    fn proc_link(&self, proc: &[u8], name: &[u8]) -> io::Result<Vec<u8>> {
+        // The tracee's "self" is the calling thread's process: the notification's pid.
+        let proc = if proc == b"self" || proc == b"thread-self" {
+            self.pid.to_string()
+        } else {
+            String::from_utf8_lossy(proc).into_owned()
+        };
+        link(&format!("/proc/{proc}/{}", String::from_utf8_lossy(name)))
     }
 }
 

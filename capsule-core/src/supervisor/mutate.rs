@@ -218,7 +218,7 @@ fn single(
 ) -> Reply {
     let view = cx.view;
     let tree = cx.tree.as_raw_fd();
-    match place(&view, mem, dirfd, addr, Intent { follow, create: op == Op::Create }) {
+    match place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: op == Op::Create }) {
         Place::Original => Reply::Continue,
         Place::Deny(e) => Reply::Error(e),
         Place::Host(p) => reply(call(libc::AT_FDCWD, &p)),
@@ -270,8 +270,8 @@ fn two(
 ) -> Reply {
     let view = cx.view;
     let tree = cx.tree.as_raw_fd();
-    let p1 = place(&view, mem, old.0, old.1, Intent { follow: false, create: false });
-    let p2 = place(&view, mem, new.0, new.1, Intent { follow: false, create: true });
+    let p1 = place(&view, cx.tree, mem, old.0, old.1, Intent { follow: false, create: false });
+    let p2 = place(&view, cx.tree, mem, new.0, new.1, Intent { follow: false, create: true });
     let mut side = |p: Place<'_>| -> Result<Option<(CString, bool, Option<Kind>)>, i32> {
         Ok(match p {
             Place::Original => None,

@@ -1,15 +1,16 @@
-//! From a trapped call's (dirfd, path pointer) to where the operation goes: the tracee-side
-//! twin of the shim's `route`, over the same resolver ([`crate::resolve`]).
-//!
-//! A relative path is joined to the tracee's working directory or to the directory behind
-//! its descriptor (`/proc/PID/...`), translated back to the virtual namespace when that
-//! directory is inside the sandbox tree. Paths already inside the tree are the kernel's.
+//! Tier 2's side of the boundary layer ([`crate::boundary`]): the tracee as a
+//! [`Caller`] (its cwd, descriptors and `/proc` links read through `/proc/PID`, the tree
+//! probed from the supervisor), and the layer's [`boundary::Place`] made owned for handlers
+//! that perform the call after more tracee reads.
+#![allow(unsafe_code)] // openat2/readlinkat on our own buffers
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::memory::{TraceeMemory, read_path};
+use crate::boundary::{self, Caller};
+use crate::resolve::Intent;
 use crate::resolve::path::PathBuffer;
-use crate::resolve::{Decision, Intent, decide, normalize, untree};
 use crate::view::{Entry, View};
 
 /// Where a call goes.
@@ -27,39 +28,97 @@ pub enum Place<'v> {
     Deny(i32),
 }
 
+/// The tracee, as the layer asks about it.
+struct Tracee<'a, M> {
+    mem: &'a M,
+    tree: BorrowedFd<'a>,
+}
+
+fn fill(out: &mut PathBuffer, r: std::io::Result<Vec<u8>>) -> Result<(), i32> {
+    let bytes = r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    out.clear();
+    out.push(&bytes)
+}
+
+impl<M: TraceeMemory> Caller for Tracee<'_, M> {
+    fn cwd(&self, out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.mem.cwd())
+    }
+
+    fn fd_path(&self, fd: i32, out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.mem.fd_path(fd))
+    }
+
+    fn proc_link(&self, proc: &[u8], link: &[u8], out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.mem.proc_link(proc, link))
+    }
+
+    fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), i32> {
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        let mut how: libc::open_how = unsafe_zeroed();
+        #[allow(clippy::cast_sign_loss)] // flag bits
+        {
+            how.flags = (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64;
+        }
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+        // SAFETY: `rel` is NUL-terminated; `how` is a live struct of the size passed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.tree.as_raw_fd(),
+                rel.as_ptr(),
+                &raw const how,
+                size_of::<libc::open_how>(),
+            )
+        };
+        if r < 0 {
+            return Err(super::handlers::errno());
+        }
+        #[allow(clippy::cast_possible_truncation)] // a descriptor
+        // SAFETY: a descriptor we just opened and own.
+        unsafe {
+            libc::close(r as i32)
+        };
+        Ok(())
+    }
+
+    fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
+        let (ptr, cap) = out.storage();
+        // SAFETY: `rel` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+        let r = unsafe { libc::readlinkat(self.tree.as_raw_fd(), rel.as_ptr(), ptr.cast(), cap - 1) };
+        let n = usize::try_from(r).map_err(|_| super::handlers::errno())?;
+        out.set_len(n);
+        Ok(())
+    }
+}
+
+/// A zeroed `open_how` (libc's is non-exhaustive, so no struct expression).
+fn unsafe_zeroed() -> libc::open_how {
+    // SAFETY: `open_how` is three u64 fields; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
 /// Place the tracee's (`dirfd`, path at `addr`) for `intent`. An unreadable path, or a
 /// notification that went stale while reading, is left to the kernel (which then fails or
 /// finds nobody to answer).
-pub fn place<'v>(view: &View<'v>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, intent: Intent) -> Place<'v> {
+pub fn place<'v>(
+    view: &View<'v>,
+    tree: BorrowedFd<'_>,
+    mem: &impl TraceeMemory,
+    dirfd: i32,
+    addr: u64,
+    intent: Intent,
+) -> Place<'v> {
     let Ok(path) = read_path(mem, addr) else { return Place::Original };
-    if !mem.still_valid() || path.is_empty() {
+    if !mem.still_valid() {
         return Place::Original;
     }
-    let tree = view.tree();
     let mut buf = PathBuffer::new();
-    let walked = if path.first() == Some(&b'/') {
-        if untree(tree, &path).is_some() {
-            return Place::Original;
-        }
-        normalize(view, b"", &path, &mut buf).map(|w| (w, false))
-    } else {
-        let base = if dirfd == libc::AT_FDCWD { mem.cwd() } else { mem.fd_path(dirfd) };
-        let Ok(base) = base else { return Place::Original };
-        match untree(tree, &base) {
-            Some(v) => normalize(view, v, &path, &mut buf).map(|w| (w, true)),
-            None => normalize(view, &base, &path, &mut buf).map(|w| (w, false)),
-        }
-    };
-    let (walk, in_tree) = match walked {
-        Ok(v) => v,
-        Err(libc::ENAMETOOLONG) => return Place::Original,
-        Err(e) => return Place::Deny(e),
-    };
-    match decide(view, &mut buf, intent, in_tree || walk.substituted, walk.must_be_dir) {
-        Decision::Passthrough => Place::Original,
-        Decision::Host => Place::Host(buf.as_cstr().to_owned()),
-        Decision::Tree { entry } => Place::Tree(buf.rel_cstr().to_owned(), entry.and_then(|i| view.entry(i))),
-        Decision::TreeThenHost => Place::TreeThenHost(buf.rel_cstr().to_owned(), buf.as_cstr().to_owned()),
-        Decision::Deny(e) => Place::Deny(e),
+    match boundary::place(view, &Tracee { mem, tree }, dirfd, &path, intent, &mut buf) {
+        boundary::Place::Original => Place::Original,
+        boundary::Place::Host(p) => Place::Host(p.to_owned()),
+        boundary::Place::Tree(rel, e) => Place::Tree(rel.to_owned(), e),
+        boundary::Place::TreeThenHost(rel, abs) => Place::TreeThenHost(rel.to_owned(), abs.to_owned()),
+        boundary::Place::Deny(e) => Place::Deny(e),
     }
 }

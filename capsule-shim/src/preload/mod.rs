@@ -15,7 +15,7 @@ pub mod dispatch;
 pub mod guard;
 pub mod hooks;
 pub mod sys;
-mod virt;
+pub(crate) mod virt;
 
 use core::cell::UnsafeCell;
 use core::ffi::{CStr, c_int, c_long};
@@ -24,7 +24,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use capsule_core::view::View;
 
-pub use virt::{Virtual, virtualize};
+pub use virt::Shim;
 
 use capsule_core::resolve::path::{PATH_CAP, PathBuffer};
 

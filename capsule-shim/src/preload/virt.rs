@@ -1,58 +1,68 @@
-//! From the application's (dirfd, path) to a normalised absolute virtual path.
-//!
-//! Absolute paths are normalised ([`capsule_core::resolve::normalize`]: lexically, except that ".."
-//! after a capsule symlink pops from its destination, as the kernel would). A relative path is
-//! joined to the directory it is relative to (the cwd, or a directory descriptor via
-//! /proc/self/fd), translated back from the tree to the virtual namespace when that directory
-//! is inside the tree. Paths that point into the tree already are left alone (idempotence).
+//! Tier 1's [`Caller`]: what the boundary layer ([`capsule_core::boundary`]) asks the kernel
+//! about this process, with raw syscalls: its cwd, its descriptors' paths and `/proc/self`
+//! links, and probes of the sandbox tree. Allocation-free, like every hook.
 
-use core::ffi::c_int;
+use core::ffi::{CStr, c_int};
 
 use super::{State, sys};
+use capsule_core::boundary::Caller;
 use capsule_core::resolve::path::PathBuffer;
-use capsule_core::resolve::{normalize, untree};
 
-/// The virtual form of an argument.
-pub struct Virtual {
-    /// The buffer differs from the argument (relative, or inside the tree, or through a capsule
-    /// symlink): a pass-through must use the buffer, not the argument.
-    pub rewritten: bool,
-    /// The argument ends in '/' (or "/.", "/.."): only a directory will do, and a final
-    /// symlink is followed.
-    pub must_be_dir: bool,
-}
+/// This process, as the layer sees it.
+pub struct Shim<'a>(pub &'a State);
 
-/// Build the virtual path of (`dirfd`, `path`) into `out` ("/a/b"). `None`: leave the call
-/// alone (an empty path, a path already inside the tree, or one we cannot place).
-/// `Some(Err(errno))`: the walk through the capsule fails (a capsule file used as a
-/// directory, a symlink loop).
-pub fn virtualize(st: &State, dirfd: c_int, path: &[u8], out: &mut PathBuffer) -> Option<Result<Virtual, c_int>> {
-    // "" is ENOENT, or the descriptor itself with AT_EMPTY_PATH: the kernel's business.
-    if path.is_empty() {
-        return None;
-    }
-    if path.first() == Some(&b'/') {
-        if untree(st.tree, path).is_some() {
-            return None;
-        }
-        return walk(st, b"", path, out, false);
-    }
-    let mut base = PathBuffer::new();
-    let n = if dirfd == libc::AT_FDCWD {
-        let (ptr, cap) = base.storage();
+impl Caller for Shim<'_> {
+    fn cwd(&self, out: &mut PathBuffer) -> Result<(), c_int> {
+        let (ptr, cap) = out.storage();
         // SAFETY: `ptr` is writable for `cap` bytes.
         let r = unsafe { sys::getcwd(ptr, cap) };
-        usize::try_from(r).ok()?.checked_sub(1)? // the kernel counts the NUL
-    } else {
-        fd_path(dirfd, &mut base)?;
-        base.as_bytes().len()
-    };
-    base.set_len(n);
-    let (dir, in_tree) = match untree(st.tree, base.as_bytes()) {
-        Some(v) => (v, true),
-        None => (base.as_bytes(), false),
-    };
-    walk(st, dir, path, out, in_tree || dirfd != libc::AT_FDCWD)
+        // The kernel counts the NUL.
+        let n = usize::try_from(r).ok().and_then(|n| n.checked_sub(1)).ok_or(libc::ENOENT)?;
+        out.set_len(n);
+        Ok(())
+    }
+
+    fn fd_path(&self, fd: c_int, out: &mut PathBuffer) -> Result<(), c_int> {
+        fd_path(fd, out).ok_or(libc::EBADF)
+    }
+
+    fn proc_link(&self, proc: &[u8], link: &[u8], out: &mut PathBuffer) -> Result<(), c_int> {
+        let mut name = PathBuffer::new();
+        name.push(b"/proc/")?;
+        name.push(proc)?;
+        name.push(b"/")?;
+        name.push(link)?;
+        readlink(libc::AT_FDCWD, name.as_cstr(), out)
+    }
+
+    fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), c_int> {
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+        // SAFETY: `rel` is NUL-terminated and lives for the call.
+        let r =
+            unsafe { sys::openat2(self.0.tree_fd, rel.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, resolve) };
+        match c_int::try_from(r) {
+            Ok(fd) if fd >= 0 => {
+                sys::close(fd);
+                Ok(())
+            }
+            _ => Err(c_int::try_from(-r).unwrap_or(libc::EIO)),
+        }
+    }
+
+    fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
+        readlink(self.0.tree_fd, rel, out)
+    }
+}
+
+/// readlinkat(`dirfd`, `path`) into `out`.
+fn readlink(dirfd: c_int, path: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
+    let (ptr, cap) = out.storage();
+    // SAFETY: `path` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+    let r = unsafe { sys::readlinkat(dirfd, path.as_ptr(), ptr.cast(), cap - 1) };
+    let n = usize::try_from(r).map_err(|_| c_int::try_from(-r).unwrap_or(libc::EIO))?;
+    out.set_len(n);
+    Ok(())
 }
 
 /// The path descriptor `fd` was opened with, as `/proc/self/fd/FD` names it, into `out`
@@ -67,15 +77,6 @@ pub fn fd_path(fd: c_int, out: &mut PathBuffer) -> Option<()> {
     let r = unsafe { sys::readlinkat(libc::AT_FDCWD, link.as_cstr().as_ptr(), ptr.cast(), cap - 1) };
     out.set_len(usize::try_from(r).ok()?);
     Some(())
-}
-
-/// Normalise through the view; a path too long to normalise is left to the kernel.
-fn walk(st: &State, base: &[u8], path: &[u8], out: &mut PathBuffer, rewritten: bool) -> Option<Result<Virtual, c_int>> {
-    match normalize(&st.view, base, path, out) {
-        Ok(w) => Some(Ok(Virtual { rewritten: rewritten || w.substituted, must_be_dir: w.must_be_dir })),
-        Err(libc::ENAMETOOLONG) => None,
-        Err(e) => Some(Err(e)),
-    }
 }
 
 /// Decimal digits of a non-negative `v` into `buf`.

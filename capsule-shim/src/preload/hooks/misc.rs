@@ -163,23 +163,30 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
             chdir_raw(path)
         }
         Route::Host(p) => chdir_raw(p.as_ptr()),
-        Route::Tree(rel, _) | Route::TreeThenHost(rel, _) => {
-            // SAFETY: NUL-terminated relative path; O_PATH descriptor closed right after use.
-            let fd =
-                unsafe { sys::openat(st.tree_fd, rel.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) };
-            if fd < 0 {
-                return ret(fd);
-            }
-            // SAFETY: fchdir on a descriptor we own.
-            let r = unsafe { sys::raw(libc::SYS_fchdir, fd, 0, 0, 0, 0, 0) };
-            sys::close(i32::try_from(fd).unwrap_or(-1));
-            ret(r)
-        }
+        Route::Tree(rel, _) => ret(chdir_tree(st, rel)),
+        // Write-copy: the tree's copy of the directory if it has one, else the host's.
+        Route::TreeThenHost(rel, abs) => match chdir_tree(st, rel) {
+            r if r == -c_long::from(libc::ENOENT) => chdir_raw(abs.as_ptr()),
+            r => ret(r),
+        },
         Route::Deny(e) => {
             set_errno(e);
             -1
         }
     }
+}
+
+/// chdir into tree directory `rel`: the kernel's result (0 or -errno).
+fn chdir_tree(st: &State, rel: &CStr) -> c_long {
+    // SAFETY: NUL-terminated relative path; O_PATH descriptor closed right after use.
+    let fd = unsafe { sys::openat(st.tree_fd, rel.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) };
+    if fd < 0 {
+        return fd;
+    }
+    // SAFETY: fchdir on a descriptor we own.
+    let r = unsafe { sys::raw(libc::SYS_fchdir, fd, 0, 0, 0, 0, 0) };
+    sys::close(i32::try_from(fd).unwrap_or(-1));
+    r
 }
 
 /// realpath(3): resolved inside the tree for capsule paths, then translated back.

@@ -20,9 +20,10 @@ use capsule_core::view::{Entry, Kind};
 
 use super::client::{self, OP_COPY_UP, OP_LINK};
 use super::sys;
-use super::{State, virtualize};
+use super::{Shim, State};
+use capsule_core::boundary::{Place, place};
+use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
-use capsule_core::resolve::{Decision, Intent, decide};
 
 /// Where one call goes, borrowing the caller's [`PathBuffer`].
 pub enum Route<'b> {
@@ -71,7 +72,7 @@ pub unsafe fn route<'b>(
     route_slow(st, dirfd, bytes, buf, intent)
 }
 
-/// [`route`] for a path the view does not hold literally: normalise, resolve, decide.
+/// [`route`] for a path the view does not hold literally: the boundary layer's [`place`].
 #[inline(never)]
 fn route_slow<'b>(
     st: &'static State,
@@ -80,18 +81,12 @@ fn route_slow<'b>(
     buf: &'b mut PathBuffer,
     intent: Intent,
 ) -> Route<'b> {
-    let v = match virtualize(st, dirfd, bytes, buf) {
-        None => return Route::Original,
-        Some(Err(e)) => return Route::Deny(e),
-        Some(Ok(v)) => v,
-    };
-    let decision = decide(&st.view, buf, intent, v.rewritten, v.must_be_dir);
-    match decision {
-        Decision::Passthrough => Route::Original,
-        Decision::Host => Route::Host(buf.as_cstr()),
-        Decision::Tree { entry } => Route::Tree(buf.rel_cstr(), entry.and_then(|i| st.view.entry(i))),
-        Decision::TreeThenHost => Route::TreeThenHost(buf.rel_cstr(), buf.as_cstr()),
-        Decision::Deny(e) => Route::Deny(e),
+    match place(&st.view, &Shim(st), dirfd, bytes, intent, buf) {
+        Place::Original => Route::Original,
+        Place::Host(p) => Route::Host(p),
+        Place::Tree(rel, entry) => Route::Tree(rel, entry),
+        Place::TreeThenHost(rel, abs) => Route::TreeThenHost(rel, abs),
+        Place::Deny(e) => Route::Deny(e),
     }
 }
 

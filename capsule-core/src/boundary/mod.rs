@@ -1,0 +1,54 @@
+//! The boundary layer both tiers execute: from a call's (dirfd, path) to where it goes
+//! ([`place`]), with every symlink met on a capsule path resolved in the capsule's view, never
+//! by the host kernel.
+//!
+//! Tier 1 (the shim's hooks) and tier 2 (the supervisor's handlers) differ only in how they
+//! ask the kernel: the shim for its own process with raw syscalls, the supervisor for a tracee
+//! through `/proc/PID`. That difference is the [`Caller`] trait; the rules are here, once.
+//! Everything is allocation-free and panic-free: the shim runs it on its hook path.
+//!
+//! Symlinks, and why the kernel never follows one on the tree side. The sandbox tree holds the
+//! capsule's symlinks (which the resolver follows virtually from the view) and whatever the
+//! program made at run time: apt links each .deb into a scratch directory with an absolute
+//! symlink to `/var/cache/apt/archives/…`, which exists only in the tree. Given the tree path,
+//! the kernel would follow such a link from the host's root, so a read finds nothing and a
+//! write lands on the host. So before a tree path that is not a capsule entry is used, it is
+//! probed with `openat2(tree, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`: when a
+//! symlink is on the way (ELOOP), the layer reads it from the tree and puts its target in its
+//! place, an absolute target against the view's root, and places the result again, isolation
+//! prefixes and all. A capsule entry needs no probe: its directories are the capsule's (the
+//! literal fast path relies on that too). The probe is two syscalls (open, close) on paths the
+//! capsule does not hold, never on the hot path.
+//!
+//! `/proc` links: `/proc/{self,thread-self,PID}/root/…` is the view's root, `…/cwd/…` and
+//! `…/fd/N/…` the virtual path of that directory (read from the link and taken out of the
+//! tree), so none of them is a way to the host.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod place;
+#[cfg(test)]
+mod tests;
+
+pub use place::{Place, place};
+
+use core::ffi::CStr;
+
+use crate::resolve::path::PathBuffer;
+
+/// The process whose call is placed, as the layer needs to ask the kernel about it.
+/// Errors are errnos.
+pub trait Caller {
+    /// The caller's working directory, as the kernel names it.
+    fn cwd(&self, out: &mut PathBuffer) -> Result<(), i32>;
+    /// The path of the caller's descriptor `fd`, as `/proc/PID/fd/FD` names it.
+    fn fd_path(&self, fd: i32, out: &mut PathBuffer) -> Result<(), i32>;
+    /// The target of `/proc/PROC/LINK` as the caller would read it, where `PROC` is the
+    /// caller's own spelling (`self`, `thread-self` or a pid) and `LINK` is `cwd` or `fd/N`.
+    fn proc_link(&self, proc: &[u8], link: &[u8], out: &mut PathBuffer) -> Result<(), i32>;
+    /// Probe tree path `rel` (relative to the tree, no leading '/'): open it `O_PATH` (with
+    /// `O_NOFOLLOW` unless `follow`) beneath the tree without following any symlink, and close
+    /// it. `Err(ELOOP)` when a symlink is on the way (or is the final component and `follow`).
+    fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), i32>;
+    /// The target of the tree's symlink `rel`; `Err(EINVAL)` when `rel` is not a symlink.
+    fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32>;
+}

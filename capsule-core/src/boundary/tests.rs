@@ -1,0 +1,157 @@
+//! The layer against a fake caller: a tree with run-time symlinks, a cwd, /proc links.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::digest::Digest;
+use crate::manifest::{EntryKind, Manifest};
+use crate::resolve::Intent;
+use crate::view::{Mode, View, ViewOptions, compile};
+
+const TREE: &str = "/store/sandboxes/t/root";
+
+fn view_bytes(root: Mode) -> Vec<u8> {
+    let f = || EntryKind::File { size: 1, digest: Digest::of(b"x") };
+    let m = Manifest::for_tests(
+        vec![
+            ("opt", EntryKind::Dir),
+            ("opt/app", EntryKind::Dir),
+            ("opt/app/data", f()),
+            ("opt/app/lib", EntryKind::Symlink { target: b"/opt/app/real".to_vec() }),
+            ("opt/app/real", EntryKind::Dir),
+            ("opt/app/real/x", f()),
+        ],
+        0o755,
+    );
+    let opts = ViewOptions {
+        tree: TREE.into(),
+        capsule_mode: Mode::WriteCopy,
+        rules: vec![("/".into(), root), ("/proc".into(), Mode::Passthrough), ("/run".into(), Mode::WriteCopy)],
+        whiteouts: vec![],
+        files: vec![],
+        redirects: vec![],
+        linked: vec![],
+    };
+    compile(&m, &opts)
+}
+
+/// Symlinks the tree holds (tree-relative path → target) and the caller's links.
+#[derive(Default)]
+struct Fake {
+    links: BTreeMap<&'static str, &'static str>,
+    cwd: &'static str,
+    fds: BTreeMap<i32, &'static str>,
+}
+
+fn fill(out: &mut PathBuffer, s: &str) -> Result<(), i32> {
+    out.clear();
+    out.push(s.as_bytes())
+}
+
+impl Caller for Fake {
+    fn cwd(&self, out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.cwd)
+    }
+    fn fd_path(&self, fd: i32, out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.fds.get(&fd).ok_or(libc::EBADF)?)
+    }
+    fn proc_link(&self, proc: &[u8], link: &[u8], out: &mut PathBuffer) -> Result<(), i32> {
+        assert_eq!(proc, b"self");
+        match link {
+            b"cwd" => self.cwd(out),
+            l => {
+                let n: i32 = std::str::from_utf8(l.strip_prefix(b"fd/").unwrap()).unwrap().parse().unwrap();
+                self.fd_path(n, out)
+            }
+        }
+    }
+    fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), i32> {
+        let rel = rel.to_str().unwrap().trim_end_matches('/');
+        let comps: Vec<&str> = rel.split('/').collect();
+        for i in 1..=comps.len() {
+            let prefix = comps[..i].join("/");
+            if self.links.contains_key(prefix.as_str()) && (i < comps.len() || follow) {
+                return Err(libc::ELOOP);
+            }
+        }
+        Ok(())
+    }
+    fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.links.get(rel.to_str().unwrap()).ok_or(libc::EINVAL)?)
+    }
+}
+
+fn placed(root: Mode, fake: &Fake, dirfd: i32, path: &str, follow: bool, create: bool) -> String {
+    let bytes = view_bytes(root);
+    let v = View::new(&bytes).unwrap();
+    let mut buf = PathBuffer::new();
+    let s = |c: &CStr| c.to_str().unwrap().to_owned();
+    match place(&v, fake, dirfd, path.as_bytes(), Intent { follow, create }, &mut buf) {
+        Place::Original => "original".into(),
+        Place::Host(p) => format!("host {}", s(p)),
+        Place::Tree(p, e) => format!("tree {}{}", s(p), if e.is_some() { " (entry)" } else { "" }),
+        Place::TreeThenHost(r, a) => format!("tree-then-host {} {}", s(r), s(a)),
+        Place::Deny(e) => format!("deny {e}"),
+    }
+}
+
+#[test]
+fn a_symlink_made_at_run_time_resolves_in_the_view() {
+    // apt: /tmp/x/1.deb -> /var/cache/apt/archives/1.deb, made in the tree under write-copy.
+    let fake = Fake { links: [("tmp/x/1.deb", "/var/cache/a.deb")].into(), ..Fake::default() };
+    assert_eq!(
+        placed(Mode::WriteCopy, &fake, -100, "/tmp/x/1.deb", true, false),
+        "tree-then-host var/cache/a.deb /var/cache/a.deb"
+    );
+    // Not followed when the call does not follow.
+    assert_eq!(
+        placed(Mode::WriteCopy, &fake, -100, "/tmp/x/1.deb", false, false),
+        "tree-then-host tmp/x/1.deb /tmp/x/1.deb"
+    );
+}
+
+#[test]
+fn a_symlink_to_a_host_directory_does_not_lead_to_the_host() {
+    // symlink("/srv/data", "/opt/app/l") in a capsule directory; then a write below it.
+    let fake = Fake { links: [("opt/app/l", "/srv/data")].into(), ..Fake::default() };
+    assert_eq!(
+        placed(Mode::WriteCopy, &fake, -100, "/opt/app/l/x", true, true),
+        "tree-then-host srv/data/x /srv/data/x"
+    );
+    assert_eq!(placed(Mode::Full, &fake, -100, "/opt/app/l/x", true, true), "tree srv/data/x");
+    // Merged: the host's /srv/data, as the link says (the host is writable there anyway).
+    assert_eq!(placed(Mode::Merged, &fake, -100, "/opt/app/l/x", true, true), "host /srv/data/x");
+    // A relative target, and a link to a capsule directory.
+    let fake = Fake { links: [("opt/app/l", "real")].into(), ..Fake::default() };
+    assert_eq!(placed(Mode::Full, &fake, -100, "/opt/app/l/x", true, false), "tree opt/app/real/x (entry)");
+    let fake = Fake { links: [("opt/app/l", "l")].into(), ..Fake::default() };
+    assert_eq!(placed(Mode::Full, &fake, -100, "/opt/app/l/x", true, false), format!("deny {}", libc::ELOOP));
+}
+
+#[test]
+fn proc_links_name_the_view() {
+    let fake = Fake { cwd: "/store/sandboxes/t/root/opt/app", fds: [(7, "/srv")].into(), ..Fake::default() };
+    assert_eq!(
+        placed(Mode::WriteCopy, &fake, -100, "/proc/self/root/opt/app/data", true, false),
+        "tree opt/app/data (entry)"
+    );
+    assert_eq!(
+        placed(Mode::WriteCopy, &fake, -100, "/proc/self/root/etc/x", true, true),
+        "tree-then-host etc/x /etc/x"
+    );
+    assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/cwd/data", true, false), "tree opt/app/data (entry)");
+    assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/fd/7/y", true, true), "tree srv/y");
+    // The links themselves and other /proc files are the kernel's.
+    assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/fd/7", true, false), "original");
+    assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/status", true, false), "original");
+}
+
+#[test]
+fn relative_paths_join_the_callers_directory() {
+    let fake = Fake { cwd: "/store/sandboxes/t/root/opt/app", fds: [(5, "/etc")].into(), ..Fake::default() };
+    assert_eq!(placed(Mode::Merged, &fake, -100, "data", true, false), "tree opt/app/data (entry)");
+    assert_eq!(placed(Mode::Merged, &fake, -100, "lib/x", true, false), "tree opt/app/real/x (entry)");
+    assert_eq!(placed(Mode::Merged, &fake, 5, "passwd", true, false), "original");
+    assert_eq!(placed(Mode::WriteCopy, &fake, 5, "passwd", true, false), "tree-then-host etc/passwd /etc/passwd");
+    assert_eq!(placed(Mode::Merged, &fake, -100, "", true, false), "original");
+}
