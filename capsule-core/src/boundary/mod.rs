@@ -34,6 +34,8 @@ pub use place::{Place, place};
 use core::ffi::CStr;
 
 use crate::resolve::path::PathBuffer;
+use crate::resolve::{Decision, Intent, resolve};
+use crate::view::{FLAG_HOST_DIR, Kind, View};
 
 /// The process whose call is placed, as the layer needs to ask the kernel about it.
 /// Errors are errnos.
@@ -51,4 +53,22 @@ pub trait Caller {
     fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), i32>;
     /// The target of the tree's symlink `rel`; `Err(EINVAL)` when `rel` is not a symlink.
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32>;
+}
+
+/// Whether the tree directory at virtual path `abs` ("/a/b") is listed merged with the host's
+/// directory of the same path, in both tiers: a capsule directory the host has too, or a
+/// write-copy host directory the program copied up or made in the tree (under write-copy the
+/// host's side stays visible: a listing of the tree's side alone would hide it, and a
+/// program that rebuilds a directory from its listing, such as update-mime-database, would
+/// then rewrite every host file in it).
+pub fn merged_listing(view: &View<'_>, abs: &[u8]) -> bool {
+    let rel = abs.get(1..).unwrap_or_default();
+    if let Some(e) = view.lookup(rel) {
+        return e.kind == Kind::Dir && e.flags & FLAG_HOST_DIR != 0;
+    }
+    let mut buf = PathBuffer::new();
+    if buf.push(abs).is_err() {
+        return false;
+    }
+    resolve(view, &mut buf, Intent { follow: true, create: false }, false) == Decision::TreeThenHost
 }

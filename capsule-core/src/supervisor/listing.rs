@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use super::memory::TraceeMemory;
 use super::notify::Reply;
 use crate::resolve::untree;
-use crate::view::{FLAG_HOST_DIR, Kind, View};
+use crate::view::View;
 
 /// Remembered descriptors beyond which those whose process or file is gone are dropped.
 const PRUNE_AT: usize = 256;
@@ -64,8 +64,7 @@ impl Listings {
     pub fn candidate(view: &View<'_>, fd: BorrowedFd<'_>) -> Option<Candidate> {
         let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
         let abs = untree(view.tree(), path.as_os_str().as_bytes())?;
-        let e = view.lookup(abs.get(1..)?)?;
-        if e.kind != Kind::Dir || e.flags & FLAG_HOST_DIR == 0 {
+        if !crate::boundary::merged_listing(view, abs) {
             return None;
         }
         // SAFETY: duplicating a descriptor we hold open; the kernel returns a new one or -1.

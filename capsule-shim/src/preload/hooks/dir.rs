@@ -120,9 +120,11 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
             // NUL-terminated.
             merge(tree, unsafe { rel.as_ptr().sub(1) })
         }
+        // A write-copy directory the tree has too (copied up, or made by the program): both
+        // sides, merged.
         Route::TreeThenHost(rel, abs) => {
             let t = open_tree_dir(st.tree_fd, rel);
-            if t.is_null() { plain(abs.as_ptr()) } else { t }
+            if t.is_null() { plain(abs.as_ptr()) } else { merge(t, abs.as_ptr()) }
         }
         Route::Deny(e) => {
             set_errno(e);
@@ -169,15 +171,13 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
         return plain();
     }
     let Some(abs) = capsule_core::resolve::untree(st.tree, buf.as_bytes()) else { return plain() };
-    let Some(e) = st.view.lookup(abs.get(1..).unwrap_or_default()).filter(|e| e.kind == Kind::Dir) else {
-        return plain();
-    };
+    let entry = st.view.lookup(abs.get(1..).unwrap_or_default());
     // Opened without O_DIRECTORY, its files may not be linked yet (with it, the open hook
     // asked, and the materialiser answers this second request at once).
-    if e.needs_linking() {
-        let _ = client::request(OP_LINK_DIR, abs.get(1..).unwrap_or_default());
+    if let Some(e) = entry.filter(|e| e.kind == Kind::Dir && e.needs_linking()) {
+        let _ = client::request(OP_LINK_DIR, e.path);
     }
-    if e.flags & FLAG_HOST_DIR == 0 {
+    if !capsule_core::boundary::merged_listing(&st.view, abs) {
         return plain();
     }
     // `abs` is the end of the buffer's path: its NUL follows.
