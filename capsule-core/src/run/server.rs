@@ -199,9 +199,12 @@ impl Materialiser {
             OP_LINK if is_deleted => Ok(false),
             OP_LINK => materialize::link_entry(&self.store, tree, &self.manifest, path),
             OP_COPY_UP if is_deleted => {
-                // Re-created after a deletion: it starts empty, like any new file.
+                // Re-created after a deletion: it starts empty, like any new file, in the
+                // host's directories mirrored into the tree (`rm F` then `open(F, O_CREAT)`
+                // under write-copy: apt's log files).
                 deleted.remove(path);
-                Ok(true)
+                let parent = path.parent();
+                materialize::mirror_dirs(tree, parent.as_ref().map_or(&b""[..], RelPath::as_bytes)).map(|()| true)
             }
             OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, path),
             OP_WHITEOUT => {
