@@ -16,7 +16,7 @@
 
 pub mod path;
 
-use crate::view::{Entry, FLAG_HOST_DIR, Kind, Mode, View};
+use crate::view::{Entry, FLAG_HOST_DIR, FLAG_HOST_LINK, FLAG_HOST_ONLY, Kind, Mode, View};
 
 use path::{PATH_CAP, PathBuffer};
 
@@ -239,7 +239,7 @@ fn pop(out: &mut PathBuffer) {
 #[inline(always)]
 pub fn literal<'v>(view: &View<'v>, arg: &[u8]) -> Option<Entry<'v>> {
     let e = view.lookup(arg.strip_prefix(b"/")?)?;
-    matches!(e.kind, Kind::File | Kind::Dir).then_some(e)
+    e.in_tree().then_some(e)
 }
 
 /// `p` without the tree prefix ("/" for the tree itself), when `p` is inside the sandbox tree:
@@ -277,7 +277,7 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
     for _ in 0..40 {
         let rel = buf.as_bytes().get(1..).unwrap_or_default();
         let host = if rewritten { Decision::Host } else { Decision::Passthrough };
-        if let Some(e) = view.lookup(rel) {
+        if let Some(e) = view.lookup(rel).filter(|e| e.flags & FLAG_HOST_ONLY == 0) {
             return match e.kind {
                 Kind::File | Kind::Dir => Decision::Tree { entry: Some(e.index) },
                 Kind::Redirect => {
@@ -299,6 +299,8 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                     rewritten = true;
                     continue;
                 }
+                // The host's own link, where the call does not follow it.
+                Kind::Symlink if e.flags & FLAG_HOST_LINK != 0 => host,
                 Kind::Symlink => Decision::Tree { entry: Some(e.index) },
             };
         }

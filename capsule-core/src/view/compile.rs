@@ -1,10 +1,11 @@
 //! [`compile`]: a capsule's manifest and run options into view bytes (see the module docs).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{
-    ENTRY, FLAG_HOST_DIR, FLAG_LINKED, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode, PROBE, PROBE_AT, RULE, hash,
+    ENTRY, FLAG_HOST_DIR, FLAG_HOST_LINK, FLAG_HOST_ONLY, FLAG_LINKED, FLAG_TARGET_OUTSIDE, HEADER, Kind, MAGIC, Mode,
+    PROBE, PROBE_AT, RULE, hash,
 };
 use crate::manifest::{EntryKind, Manifest, RelPath, symlink_destination};
 
@@ -80,6 +81,7 @@ fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32
     for d in m.deletions.iter().chain(&opts.whiteouts) {
         map.insert(d.as_bytes().to_vec(), (Kind::Whiteout, 0, 0, Vec::new()));
     }
+    host_links(&mut map, opts);
     for (prefix, dir) in &opts.redirects {
         let p = prefix.as_bytes();
         map.retain(|k, _| !(k.starts_with(p) && (k.len() == p.len() || k.get(p.len()) == Some(&b'/'))));
@@ -102,6 +104,66 @@ fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32
         map.insert(p.to_vec(), (Kind::Redirect, 0, 0o755, dir.as_os_str().as_encoded_bytes().to_vec()));
     }
     map
+}
+
+/// Where host paths go, coarsely: the host (merged or passed through), write-copy, or full.
+fn class(rules: &[(String, Mode)], path: &[u8]) -> u8 {
+    let mode = rules
+        .iter()
+        .map(|(p, m)| (p.trim_matches('/').as_bytes(), *m))
+        .filter(|(p, _)| {
+            p.is_empty() || (path.starts_with(p) && (path.len() == p.len() || path.get(p.len()) == Some(&b'/')))
+        })
+        .max_by_key(|(p, _)| p.len())
+        .map_or(Mode::Merged, |(_, m)| m);
+    match mode {
+        Mode::Merged | Mode::Passthrough => 0,
+        Mode::WriteCopy => 1,
+        Mode::Full => 2,
+    }
+}
+
+/// Directories whose host symlinks are looked at (with `/` itself): the system directories
+/// where distributions keep compatibility links (`/var/run`, `/var/lock`, `/etc/mtab`,
+/// `/etc/resolv.conf`, `/bin` …). Deeper links are the kernel's.
+const LINK_DIRS: &[&str] = &["", "etc", "usr", "var", "opt", "srv"];
+
+/// Add the host's symlinks that lead from one isolation to another (`/var/run` → `/run`,
+/// merged → write-copy) as [`FLAG_HOST_LINK`] symlinks, so that isolation is matched on the
+/// resolved path, with their ancestors as [`FLAG_HOST_ONLY`] directories. The capsule's own
+/// entries win.
+fn host_links(map: &mut BTreeMap<Vec<u8>, (Kind, u8, u32, Vec<u8>)>, opts: &ViewOptions) {
+    use std::os::unix::ffi::OsStrExt;
+    for dir in LINK_DIRS {
+        let Ok(rd) = std::fs::read_dir(Path::new("/").join(dir)) else { continue };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
+            let Ok(target) = std::fs::read_link(e.path()) else { continue };
+            let name = e.file_name();
+            let mut link = dir.as_bytes().to_vec();
+            if !link.is_empty() {
+                link.push(b'/');
+            }
+            link.extend_from_slice(name.as_bytes());
+            let Ok(rel) = RelPath::new(link.clone()) else { continue };
+            let target = target.as_os_str().as_bytes().to_vec();
+            let Some(dest) = symlink_destination(&rel, &target) else { continue };
+            if map.contains_key(&link) || class(&opts.rules, &link) == class(&opts.rules, dest.as_bytes()) {
+                continue;
+            }
+            map.insert(link, (Kind::Symlink, FLAG_HOST_LINK | FLAG_TARGET_OUTSIDE, 0o777, target));
+            if !dir.is_empty() {
+                map.entry(dir.as_bytes().to_vec()).or_insert((
+                    Kind::Dir,
+                    FLAG_HOST_DIR | FLAG_HOST_ONLY,
+                    0o755,
+                    Vec::new(),
+                ));
+            }
+        }
+    }
 }
 
 /// Compile `m` with `opts` into the bytes of a view file.

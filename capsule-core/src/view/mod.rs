@@ -4,7 +4,7 @@
 //! panics (every read is bounds-checked; a damaged view reads as "no entry").
 //!
 //! ```text
-//! header   128 bytes: magic "CAPVIEW\x03", counts, section offsets, tree path, hash probe
+//! header   128 bytes: magic "CAPVIEW\x04", counts, section offsets, tree path, hash probe
 //! slots    u32 × n_slots (power of two): entry index + 1, 0 = empty; [`hash`], linear probing
 //! entries  24 bytes each: path (off, len), target (off, len), kind, flags, mode; the target
 //!          is a symlink's (relative) or a redirect's (absolute host directory)
@@ -27,7 +27,7 @@ mod tests;
 pub use compile::{ViewOptions, compile};
 
 /// Magic of a view file.
-pub const MAGIC: [u8; 8] = *b"CAPVIEW\x03";
+pub const MAGIC: [u8; 8] = *b"CAPVIEW\x04";
 /// Header size.
 pub const HEADER: usize = 128;
 /// Entry record size.
@@ -83,6 +83,14 @@ pub const FLAG_TARGET_OUTSIDE: u8 = 2;
 /// Entry flag: a directory whose every capsule file was already linked into the tree when the
 /// view was made, so a listing needs no materialiser request first.
 pub const FLAG_LINKED: u8 = 4;
+/// Entry flag: a symlink of the host's, not the capsule's, at a place where isolation changes
+/// (`/var/run` → `/run`: merged → write-copy). The resolver follows it in the view, so the
+/// isolation of where it leads applies (a program's `mkdir /var/run/x` is write-copy like
+/// `/run/x`); not followed, the link is the host's own.
+pub const FLAG_HOST_LINK: u8 = 8;
+/// Entry flag: a directory the view holds only as the way to a [`FLAG_HOST_LINK`] below it
+/// (every ancestor of a view path is in the view): the host's directory, not the capsule's.
+pub const FLAG_HOST_ONLY: u8 = 16;
 
 /// Isolation mode of a path prefix, as stored in rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +147,14 @@ impl Entry<'_> {
     /// A capsule directory whose files may not all be in the tree yet: before listing it, both
     /// tiers ask the materialiser to link them (`OP_LINK_DIR`).
     pub fn needs_linking(&self) -> bool {
-        self.kind == Kind::Dir && self.flags & FLAG_LINKED == 0
+        self.kind == Kind::Dir && self.flags & (FLAG_LINKED | FLAG_HOST_ONLY) == 0
+    }
+
+    /// A capsule file or directory, in the tree (not a host directory on the way to a host
+    /// link).
+    #[inline]
+    pub fn in_tree(&self) -> bool {
+        matches!(self.kind, Kind::File | Kind::Dir) && self.flags & FLAG_HOST_ONLY == 0
     }
 }
 
