@@ -28,7 +28,7 @@ const VROOT: &str = "/opt/difftest";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the fixture binaries are built: target/capsule-fixtures/.
-fn fixture_dir() -> PathBuf {
+pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("capsule-fixtures")
 }
 
@@ -38,7 +38,7 @@ fn source_dir() -> PathBuf {
 
 /// gcc `args`, output `out` written under a temporary name then renamed (test binaries and
 /// threads may build at the same time).
-fn gcc(out: &Path, args: &[&str]) -> Result<(), String> {
+pub fn gcc(out: &Path, args: &[&str]) -> Result<(), String> {
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let o = Command::new("gcc")
         .current_dir(source_dir())
