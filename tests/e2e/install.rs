@@ -181,3 +181,40 @@ fn gc_removes_the_scratch_sandbox_of_a_killed_capture() {
     assert!(live.exists(), "a running capture's sandbox was removed");
     assert!(env.store().join("sandboxes").exists());
 }
+
+/// Issue 15: apt links the .debs of an install of five or more packages into a scratch
+/// directory with absolute symlinks (`/tmp/apt-dpkg-install-*/N-pkg.deb` →
+/// `/var/cache/apt/archives/pkg.deb`) made in the sandbox tree; they resolve in the capsule's
+/// view, not on the host. Nine packages (figlet, toilet and its fonts, cowsay and its perl
+/// module, fortune-mod, sl, libcaca, librecode): the capture succeeds, dpkg's database on the
+/// host is unchanged, the capsule records no deletion, and the programs find their data in it.
+#[test]
+fn apt_get_install_of_nine_packages_into_a_capsule() {
+    require!(is_root() && has("apt-get"), "root and apt-get (capture install runs apt-get install)");
+    let _lock = dpkg_lock();
+    let pkgs = ["fortune-mod", "toilet", "figlet", "sl", "cowsay"];
+    require!(pkgs.iter().all(|p| !installed(p)), "none of {pkgs:?} installed on the host");
+    let status = std::fs::read("/var/lib/dpkg/status").unwrap();
+    let env = Env::new();
+    let mut args = vec!["capture", "install", "fun", "--", "apt-get", "install", "-y", "--no-install-recommends"];
+    args.extend(pkgs);
+    let (code, out, err) = run_capsule(&env, &args);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("Unpacking toilet-fonts"), "{out}");
+    assert_eq!(std::fs::read("/var/lib/dpkg/status").unwrap(), status, "dpkg's status file changed on the host");
+    assert!(pkgs.iter().all(|p| !installed(p)), "a package reached the host");
+    let m = env.json(&["inspect", "fun"]);
+    assert_eq!(m["deletions"].as_array().map(Vec::len), Some(0), "{}", m["deletions"]);
+    let run = |entry: &str, args: &[&str]| {
+        let mut a = vec!["run", "fun", "--entry", entry, "--"];
+        a.extend(args);
+        let (code, out, err) = run_capsule(&env, &a);
+        assert_eq!(code, 0, "{entry}: {err}");
+        out
+    };
+    assert!(run("/usr/bin/figlet", &["hi"]).contains("| '_ \\| |"));
+    // toilet reads its font from the capsule's /usr/share/figlet.
+    assert!(run("/usr/bin/toilet", &["-f", "mono9", "ok"]).contains("█"));
+    // cowsay is a perl script (the host's perl) that reads its cow from the capsule.
+    assert!(run("/usr/games/cowsay", &["moo"]).contains("< moo >"));
+}
