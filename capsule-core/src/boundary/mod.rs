@@ -25,6 +25,7 @@
 //! tree), so none of them is a way to the host.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod effect;
 mod place;
 #[cfg(test)]
 mod tests;

@@ -26,14 +26,7 @@ use crate::store::Store;
 use crate::supervisor::Supervisor;
 use crate::supervisor::handlers::Materialise;
 
-/// Request codes.
-pub const OP_LINK: u8 = 1;
-/// Copy-up.
-pub const OP_COPY_UP: u8 = 2;
-/// Whiteout.
-pub const OP_WHITEOUT: u8 = 3;
-/// Link a directory's files.
-pub const OP_LINK_DIR: u8 = 4;
+pub use crate::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT};
 
 /// Requests served in this process (both tiers), for `capsule run --stats`: a launcher serves
 /// one program.

@@ -11,10 +11,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::memory::TraceeMemory;
 use super::notify::Reply;
-use super::place::{Place, place};
+pub(super) use super::place::{Sup, place};
+use crate::boundary::effect::{self, At};
 use crate::resolve::Intent;
-use crate::run::{OP_COPY_UP, OP_LINK, OP_LINK_DIR};
-use crate::view::{Entry, Kind, View};
+use crate::resolve::path::PathBuffer;
+use crate::view::View;
 
 /// The materialiser, as the handlers need it: run one operation on a tree path (no leading
 /// '/'), returning 0 or an errno.
@@ -101,40 +102,40 @@ fn uname(cx: &Context<'_, '_>, mem: &impl TraceeMemory, out: u64) -> Reply {
     write_struct(mem, out, &u)
 }
 
-fn writes(flags: i32) -> bool {
-    flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND) != 0
-}
-
 pub(super) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
+impl Context<'_, '_> {
+    /// The supervisor as the effects' tier.
+    pub(super) fn tier(&mut self) -> Sup<'_, '_> {
+        Sup { mat: &mut *self.mat, tree: self.tree }
+    }
+}
+
+/// The descriptor an [`At`] names a path relative to, and the path.
+pub(super) fn at_fd<'b>(tree: BorrowedFd<'_>, at: At<'b>) -> (RawFd, &'b CStr) {
+    match at {
+        At::Tree(rel) => (tree.as_raw_fd(), rel),
+        At::Host(abs) => (libc::AT_FDCWD, abs),
+    }
+}
+
 fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, flags: i32, mode: u64) -> Reply {
-    let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
-    let intent = Intent { follow: flags & libc::O_NOFOLLOW == 0 && !excl, create: flags & libc::O_CREAT != 0 };
     #[allow(clippy::cast_possible_truncation)] // mode_t is 32 bits
     let mode = mode as libc::mode_t;
+    let mut buf = PathBuffer::new();
+    let tree = cx.tree;
     let view = cx.view;
-    let r = match place(&view, cx.tree, mem, dirfd, addr, intent) {
-        Place::Original => return Reply::Continue,
-        Place::Deny(e) => return Reply::Error(e),
-        Place::Host(p) => open_at(libc::AT_FDCWD, &p, flags, mode),
-        Place::Tree(rel, entry) => open_tree(cx, &rel, entry, flags, mode),
-        Place::TreeThenHost(rel, abs) => {
-            if writes(flags) {
-                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
-                open_tree(cx, &rel, None, flags, mode)
-            } else {
-                match open_tree(cx, &rel, None, flags & !libc::O_CREAT, mode) {
-                    Err(libc::ENOENT) => open_at(libc::AT_FDCWD, &abs, flags, mode),
-                    r => r,
-                }
-            }
-        }
-    };
+    let placed = place(&view, tree, mem, dirfd, addr, effect::open_intent(flags), &mut buf);
+    let r = effect::open(&mut cx.tier(), &placed, flags, |at, flags| {
+        let (d, p) = at_fd(tree, at);
+        open_at(d, p, flags, mode)
+    });
     match r {
-        Ok(fd) => Reply::Fd { fd, cloexec: flags & libc::O_CLOEXEC != 0 },
-        Err(e) => Reply::Error(e),
+        None => Reply::Continue,
+        Some(Ok(fd)) => Reply::Fd { fd, cloexec: flags & libc::O_CLOEXEC != 0 },
+        Some(Err(e)) => Reply::Error(e),
     }
 }
 
@@ -150,28 +151,6 @@ fn open_at(dirfd: RawFd, path: &CStr, flags: i32, mode: libc::mode_t) -> Result<
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Open `rel` in the tree, as the shim does: copy-up before a write to a capsule file, the
-/// directory's files linked before it is listed, lazy materialisation on first open.
-fn open_tree(
-    cx: &mut Context<'_, '_>,
-    rel: &CStr,
-    entry: Option<Entry<'_>>,
-    flags: i32,
-    mode: libc::mode_t,
-) -> Result<OwnedFd, i32> {
-    match entry {
-        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) && !private(cx.tree, rel) => {
-            let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
-        }
-        Some(e) if e.needs_linking() && !writes(flags) => {
-            let _ = cx.mat.op(OP_LINK_DIR, rel.to_bytes());
-        }
-        _ => {}
-    }
-    let tree = cx.tree.as_raw_fd();
-    in_tree(cx, entry, rel, || open_at(tree, rel, flags, mode))
-}
-
 /// A tree file the sandbox owns alone (not a link to the shared cache).
 pub(crate) fn private(tree: BorrowedFd<'_>, rel: &CStr) -> bool {
     // SAFETY: `rel` NUL-terminated; `sb` is a plain struct the kernel fills.
@@ -181,38 +160,22 @@ pub(crate) fn private(tree: BorrowedFd<'_>, rel: &CStr) -> bool {
     r == 0 && sb.st_mode & libc::S_IFMT == libc::S_IFREG && sb.st_nlink == 1
 }
 
-/// Run `op` on the tree; a capsule file not materialised yet is materialised and `op` run
-/// once more.
-fn in_tree<T>(
-    cx: &mut Context<'_, '_>,
-    entry: Option<Entry<'_>>,
-    rel: &CStr,
-    mut op: impl FnMut() -> Result<T, i32>,
-) -> Result<T, i32> {
-    match op() {
-        Err(libc::ENOENT) if entry.is_some_and(|e| e.kind == Kind::File) && cx.mat.op(OP_LINK, rel.to_bytes()) == 0 => {
-            op()
-        }
-        r => r,
-    }
-}
-
-/// Run a path operation at its place: `op(dirfd, path)`. `None`: not ours.
+/// Run a read-family call at the tracee's placed path: `op(dirfd, path)`. `None`: not ours.
 fn at<T>(
     cx: &mut Context<'_, '_>,
-    placed: Place<'_>,
+    mem: &impl TraceeMemory,
+    dirfd: i32,
+    addr: u64,
+    intent: Intent,
     mut op: impl FnMut(RawFd, &CStr) -> Result<T, i32>,
 ) -> Option<Result<T, i32>> {
-    let tree = cx.tree.as_raw_fd();
-    Some(match placed {
-        Place::Original => return None,
-        Place::Deny(e) => Err(e),
-        Place::Host(p) => op(libc::AT_FDCWD, &p),
-        Place::Tree(rel, entry) => in_tree(cx, entry, &rel, || op(tree, &rel)),
-        Place::TreeThenHost(rel, abs) => match op(tree, &rel) {
-            Err(libc::ENOENT) => op(libc::AT_FDCWD, &abs),
-            r => r,
-        },
+    let mut buf = PathBuffer::new();
+    let tree = cx.tree;
+    let view = cx.view;
+    let placed = place(&view, tree, mem, dirfd, addr, intent, &mut buf);
+    effect::read(&mut cx.tier(), &placed, |at| {
+        let (d, p) = at_fd(tree, at);
+        op(d, p)
     })
 }
 
@@ -229,9 +192,7 @@ fn write_struct<T: Copy>(mem: &impl TraceeMemory, addr: u64, v: &T) -> Reply {
 
 fn stat(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, flags: i32) -> Reply {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    let view = cx.view;
-    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: false });
-    let r = at(cx, placed, |d, p| {
+    let r = at(cx, mem, dirfd, addr, Intent { follow, create: false }, |d, p| {
         // SAFETY: plain struct, filled by the kernel on success.
         let mut sb: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: `p` NUL-terminated, `sb` writable.
@@ -255,11 +216,9 @@ fn statx(
     out: u64,
 ) -> Reply {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    let view = cx.view;
-    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: false });
     #[allow(clippy::cast_sign_loss)] // a bit mask
     let mask = mask as u32;
-    let r = at(cx, placed, |d, p| {
+    let r = at(cx, mem, dirfd, addr, Intent { follow, create: false }, |d, p| {
         // SAFETY: plain struct, filled by the kernel on success.
         let mut sx: libc::statx = unsafe { std::mem::zeroed() };
         let keep = flags & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_TYPE | libc::AT_NO_AUTOMOUNT);
@@ -276,9 +235,7 @@ fn statx(
 
 fn access(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, mode: i32, flags: i32) -> Reply {
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    let view = cx.view;
-    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: false });
-    let r = at(cx, placed, |d, p| {
+    let r = at(cx, mem, dirfd, addr, Intent { follow, create: false }, |d, p| {
         // SAFETY: `p` NUL-terminated; faccessat2 only reads it.
         let r = unsafe { libc::syscall(libc::SYS_faccessat2, d, p.as_ptr(), mode, flags) };
         if r == 0 { Ok(()) } else { Err(errno()) }
@@ -291,10 +248,8 @@ fn access(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u
 }
 
 fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, size: u64) -> Reply {
-    let view = cx.view;
-    let placed = place(&view, cx.tree, mem, dirfd, addr, Intent { follow: false, create: false });
     let cap = usize::try_from(size).unwrap_or(usize::MAX).min(super::memory::PATH_MAX);
-    let r = at(cx, placed, |d, p| {
+    let r = at(cx, mem, dirfd, addr, Intent { follow: false, create: false }, |d, p| {
         let mut buf = vec![0u8; cap];
         // SAFETY: `p` NUL-terminated; the kernel writes at most `cap` bytes to `buf`.
         let n = unsafe { libc::readlinkat(d, p.as_ptr(), buf.as_mut_ptr().cast(), cap) };

@@ -6,26 +6,13 @@
 #![allow(unsafe_code)] // the *at syscalls on our own buffers
 
 use std::ffi::{CStr, CString};
-use std::os::fd::AsRawFd;
 
-use super::handlers::{Context, private};
+use super::handlers::{Context, at_fd, place};
 use super::memory::{TraceeMemory, read_path};
 use super::notify::Reply;
-use super::place::{Place, place};
+use crate::boundary::effect::{self, Op, Side};
 use crate::resolve::Intent;
-use crate::run::{OP_COPY_UP, OP_LINK, OP_WHITEOUT};
-use crate::view::Kind;
-
-/// What a single-path mutation does to its name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    /// Changes an existing node (chmod, chown, truncate, times): copy-up first.
-    Modify,
-    /// Creates the name (mkdir, mknod, symlink's link path): parents into the tree first.
-    Create,
-    /// Removes the name (unlink, rmdir): whiteout after.
-    Remove,
-}
+use crate::resolve::path::PathBuffer;
 
 /// Answer mutation `nr`, or `None` when `nr` is not one.
 pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
@@ -206,7 +193,7 @@ fn reply(r: Result<(), i32>) -> Reply {
     }
 }
 
-/// One path, as tier 1's `mutate`.
+/// One path: the layer's [`effect::mutate`], performed here.
 fn single(
     cx: &mut Context<'_, '_>,
     mem: &impl TraceeMemory,
@@ -216,50 +203,20 @@ fn single(
     follow: bool,
     mut call: impl FnMut(i32, &CStr) -> Result<(), i32>,
 ) -> Reply {
+    let mut buf = PathBuffer::new();
+    let tree = cx.tree;
     let view = cx.view;
-    let tree = cx.tree.as_raw_fd();
-    match place(&view, cx.tree, mem, dirfd, addr, Intent { follow, create: op == Op::Create }) {
-        Place::Original => Reply::Continue,
-        Place::Deny(e) => Reply::Error(e),
-        Place::Host(p) => reply(call(libc::AT_FDCWD, &p)),
-        Place::Tree(rel, entry) => {
-            let is_file = entry.is_some_and(|e| e.kind == Kind::File);
-            if op == Op::Modify && is_file && !private(cx.tree, &rel) {
-                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
-            }
-            let mut r = call(tree, &rel);
-            if op == Op::Remove && entry.is_some() {
-                // A capsule file never materialised is still removed: the whiteout marks it.
-                if r == Err(libc::ENOENT) && is_file {
-                    r = Ok(());
-                }
-                if r.is_ok() {
-                    let _ = cx.mat.op(OP_WHITEOUT, rel.to_bytes());
-                }
-            }
-            reply(r)
-        }
-        Place::TreeThenHost(rel, abs) => {
-            if op != Op::Remove {
-                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
-                return reply(call(tree, &rel));
-            }
-            let r = call(tree, &rel);
-            // SAFETY: plain struct; `abs` NUL-terminated.
-            let mut sb: libc::stat = unsafe { std::mem::zeroed() };
-            // SAFETY: as above.
-            let on_host =
-                unsafe { libc::fstatat(libc::AT_FDCWD, abs.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) } == 0;
-            if on_host {
-                let _ = cx.mat.op(OP_WHITEOUT, rel.to_bytes());
-                return Reply::Value(0);
-            }
-            reply(r)
-        }
+    let placed = place(&view, tree, mem, dirfd, addr, op.intent(follow), &mut buf);
+    match effect::mutate(&mut cx.tier(), &placed, op, |at| {
+        let (d, p) = at_fd(tree, at);
+        call(d, p)
+    }) {
+        None => Reply::Continue,
+        Some(r) => reply(r),
     }
 }
 
-/// Two paths (rename, link), as tier 1's `two_paths`.
+/// Two paths (rename, link): the layer's [`effect::two`], performed here.
 fn two(
     cx: &mut Context<'_, '_>,
     mem: &impl TraceeMemory,
@@ -268,29 +225,20 @@ fn two(
     is_rename: bool,
     flags: libc::c_long,
 ) -> Reply {
+    let (mut b1, mut b2) = (PathBuffer::new(), PathBuffer::new());
+    let tree = cx.tree;
     let view = cx.view;
-    let tree = cx.tree.as_raw_fd();
-    let p1 = place(&view, cx.tree, mem, old.0, old.1, Intent { follow: false, create: false });
-    let p2 = place(&view, cx.tree, mem, new.0, new.1, Intent { follow: false, create: true });
-    let mut side = |p: Place<'_>| -> Result<Option<(CString, bool, Option<Kind>)>, i32> {
-        Ok(match p {
-            Place::Original => None,
-            Place::Deny(e) => return Err(e),
-            Place::Host(h) => Some((h, false, None)),
-            Place::Tree(rel, e) => Some((rel, true, e.map(|e| e.kind))),
-            Place::TreeThenHost(rel, _) => {
-                let _ = cx.mat.op(OP_COPY_UP, rel.to_bytes());
-                Some((rel, true, None))
-            }
-        })
-    };
-    let (s1, s2) = match (side(p1), side(p2)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => return Reply::Error(e),
-    };
+    let p1 = place(&view, tree, mem, old.0, old.1, Intent { follow: false, create: false }, &mut b1);
+    let p2 = place(&view, tree, mem, new.0, new.1, Intent { follow: false, create: true }, &mut b2);
     let nr = if is_rename { libc::SYS_renameat2 } else { libc::SYS_linkat };
-    let go = |d1: i32, a: &CStr, d2: i32, b: &CStr| {
-        reply(check(unsafe_syscall(
+    let r = effect::two(&mut cx.tier(), &p1, &p2, is_rename, |a, b| {
+        // A side that is the host's own is performed here with its absolute path.
+        let abs = |s: Side<'_>, arg: (i32, u64)| match s {
+            Side::At(at) => Some((at_fd(tree, at).0, at_fd(tree, at).1.to_owned())),
+            Side::Orig => read_abs(mem, arg).map(|p| (libc::AT_FDCWD, p)),
+        };
+        let (Some((d1, a)), Some((d2, b))) = (abs(a, old), abs(b, new)) else { return Err(libc::EFAULT) };
+        check(unsafe_syscall(
             nr,
             d1.into(),
             a.as_ptr() as libc::c_long,
@@ -298,34 +246,11 @@ fn two(
             b.as_ptr() as libc::c_long,
             flags,
             0,
-        )))
-    };
-    match (s1, s2) {
-        (None, None) => Reply::Continue,
-        (Some((r1, true, k1)), Some((r2, true, _))) => {
-            if k1 == Some(Kind::File) {
-                // A new name must not share the cache's inode: copy-up (materialises too).
-                let _ = cx.mat.op(if is_rename { OP_COPY_UP } else { OP_LINK }, r1.to_bytes());
-                if !is_rename && !private(cx.tree, &r1) {
-                    let _ = cx.mat.op(OP_COPY_UP, r1.to_bytes());
-                }
-            }
-            let r = go(tree, &r1, tree, &r2);
-            if matches!(r, Reply::Value(0)) && is_rename && k1.is_some() {
-                let _ = cx.mat.op(OP_WHITEOUT, r1.to_bytes());
-            }
-            r
-        }
-        (Some((_, true, _)), _) | (_, Some((_, true, _))) => Reply::Error(libc::EXDEV),
-        (a, b) => {
-            // Host on both sides, one of them rewritten: perform it here with absolute paths.
-            let (Some(pa), Some(pb)) =
-                (a.map(|s| s.0).or_else(|| read_abs(mem, old)), b.map(|s| s.0).or_else(|| read_abs(mem, new)))
-            else {
-                return Reply::Continue;
-            };
-            go(libc::AT_FDCWD, &pa, libc::AT_FDCWD, &pb)
-        }
+        ))
+    });
+    match r {
+        None => Reply::Continue,
+        Some(r) => reply(r),
     }
 }
 

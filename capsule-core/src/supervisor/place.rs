@@ -1,32 +1,18 @@
-//! Tier 2's side of the boundary layer ([`crate::boundary`]): the tracee as a
-//! [`Caller`] (its cwd, descriptors and `/proc` links read through `/proc/PID`, the tree
-//! probed from the supervisor), and the layer's [`boundary::Place`] made owned for handlers
-//! that perform the call after more tracee reads.
+//! Tier 2's side of the boundary layer ([`crate::boundary`]): the tracee as a [`Caller`]
+//! (its cwd, descriptors and `/proc` links read through `/proc/PID`, the tree probed from the
+//! supervisor), and the supervisor as the effects' [`Tier`] ([`Sup`]).
 #![allow(unsafe_code)] // openat2/readlinkat on our own buffers
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use super::handlers::Materialise;
 use super::memory::{TraceeMemory, read_path};
-use crate::boundary::{self, Caller};
+use crate::boundary::effect::Tier;
+use crate::boundary::{self, Caller, Place};
 use crate::resolve::Intent;
 use crate::resolve::path::PathBuffer;
-use crate::view::{Entry, View};
-
-/// Where a call goes.
-#[derive(Debug)]
-pub enum Place<'v> {
-    /// Not ours: let the kernel run the call as made.
-    Original,
-    /// This absolute host path instead of the argument.
-    Host(CString),
-    /// This path relative to the tree, and the view entry when the capsule holds it.
-    Tree(CString, Option<Entry<'v>>),
-    /// The tree path if it exists there, else the absolute host path.
-    TreeThenHost(CString, CString),
-    /// Fail with this errno.
-    Deny(i32),
-}
+use crate::view::View;
 
 /// The tracee, as the layer asks about it.
 struct Tracee<'a, M> {
@@ -98,27 +84,47 @@ fn unsafe_zeroed() -> libc::open_how {
     unsafe { std::mem::zeroed() }
 }
 
-/// Place the tracee's (`dirfd`, path at `addr`) for `intent`. An unreadable path, or a
-/// notification that went stale while reading, is left to the kernel (which then fails or
-/// finds nobody to answer).
-pub fn place<'v>(
+/// Place the tracee's (`dirfd`, path at `addr`) for `intent`, in `buf`. An unreadable path,
+/// or a notification that went stale while reading, is left to the kernel (which then fails
+/// or finds nobody to answer).
+pub fn place<'b, 'v>(
     view: &View<'v>,
     tree: BorrowedFd<'_>,
     mem: &impl TraceeMemory,
     dirfd: i32,
     addr: u64,
     intent: Intent,
-) -> Place<'v> {
+    buf: &'b mut PathBuffer,
+) -> Place<'b, 'v> {
     let Ok(path) = read_path(mem, addr) else { return Place::Original };
     if !mem.still_valid() {
         return Place::Original;
     }
-    let mut buf = PathBuffer::new();
-    match boundary::place(view, &Tracee { mem, tree }, dirfd, &path, intent, &mut buf) {
-        boundary::Place::Original => Place::Original,
-        boundary::Place::Host(p) => Place::Host(p.to_owned()),
-        boundary::Place::Tree(rel, e) => Place::Tree(rel.to_owned(), e),
-        boundary::Place::TreeThenHost(rel, abs) => Place::TreeThenHost(rel.to_owned(), abs.to_owned()),
-        boundary::Place::Deny(e) => Place::Deny(e),
+    boundary::place(view, &Tracee { mem, tree }, dirfd, &path, intent, buf)
+}
+
+/// The supervisor as the layer's [`Tier`]: the materialiser it serves, and probes of the
+/// tree and the host made from the supervisor.
+pub struct Sup<'a, 'm> {
+    /// The materialiser.
+    pub mat: &'a mut dyn Materialise,
+    /// The sandbox tree.
+    pub tree: BorrowedFd<'m>,
+}
+
+impl Tier for Sup<'_, '_> {
+    fn materialise(&mut self, op: u8, rel: &CStr) -> i32 {
+        self.mat.op(op, rel.to_bytes())
+    }
+
+    fn private(&mut self, rel: &CStr) -> bool {
+        super::handlers::private(self.tree, rel)
+    }
+
+    fn on_host(&mut self, abs: &CStr) -> bool {
+        // SAFETY: plain struct the kernel fills; `abs` NUL-terminated.
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::fstatat(libc::AT_FDCWD, abs.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
     }
 }

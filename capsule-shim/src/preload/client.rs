@@ -13,14 +13,7 @@ use core::ffi::c_long;
 use super::state;
 use super::sys::{close, raw, read, write};
 
-/// Materialise (link) a capsule file.
-pub const OP_LINK: u8 = 1;
-/// Replace a pristine link by a private copy.
-pub const OP_COPY_UP: u8 = 2;
-/// Record a deletion.
-pub const OP_WHITEOUT: u8 = 3;
-/// Link every file of a capsule directory.
-pub const OP_LINK_DIR: u8 = 4;
+pub use capsule_core::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT};
 
 /// Send `op` for capsule path `path` (no leading '/'); the server's errno (0 = done).
 pub fn request(op: u8, path: &[u8]) -> i32 {

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use super::*;
 use crate::digest::Digest;
 use crate::manifest::{EntryKind, Manifest};
-use crate::run::OP_WHITEOUT;
+use crate::run::{OP_LINK, OP_LINK_DIR, OP_WHITEOUT};
 use crate::view::{Mode, ViewOptions, compile};
 
 const BASE: u64 = 0x10_0000;

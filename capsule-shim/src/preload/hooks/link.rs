@@ -9,28 +9,16 @@
 //! tree and the host answers EXDEV, as between two filesystems, so `mv` copies.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use core::ffi::{CStr, c_char, c_int, c_long, c_uint};
+use core::ffi::{c_char, c_int, c_long, c_uint};
 
-use capsule_core::view::Kind;
+use capsule_core::boundary::effect::{self, Op, Side};
 
-use super::{Route, ensure_private, route};
-use crate::preload::client::{self, OP_COPY_UP, OP_LINK, OP_WHITEOUT};
+use super::{Effects, at_fd, check, route, unchecked};
 use crate::preload::guard::HookGuard;
 use crate::preload::state;
-use crate::preload::sys::{self, ret, set_errno};
+use crate::preload::sys::{self, ret};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
-
-/// What a single-path mutation does to the tree before and after the call.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    /// Changes the inode (chmod, chown, utimes, truncate): copy-up first.
-    Modify,
-    /// Creates the name (mkdir, mknod, symlink): nothing to prepare.
-    Create,
-    /// Removes the name (unlink, rmdir): whiteout after.
-    Remove,
-}
 
 /// Route one single-path mutation; `call(dirfd, path)` performs it.
 ///
@@ -49,82 +37,17 @@ unsafe fn mutate(
         return ret(call(dirfd, path));
     };
     let mut buf = PathBuffer::new();
-    let intent = Intent { follow, create: op == Op::Create };
     // SAFETY: non-null, NUL-terminated (caller).
-    match unsafe { route(st, dirfd, path, &mut buf, intent) } {
-        Route::Original => {
+    let placed = unsafe { route(st, dirfd, path, &mut buf, op.intent(follow)) };
+    match effect::mutate(&mut Effects(st), &placed, op, |at| {
+        let (d, p) = at_fd(st, at);
+        check(call(d, p.as_ptr())).map(drop)
+    }) {
+        None => {
             guard.restore_errno();
             ret(call(dirfd, path))
         }
-        Route::Host(p) => ret(call(libc::AT_FDCWD, p.as_ptr())),
-        Route::Tree(rel, entry) => {
-            let is_file = entry.is_some_and(|e| e.kind == Kind::File);
-            if op == Op::Modify && is_file {
-                ensure_private(st, rel);
-            }
-            let mut r = call(st.tree_fd, rel.as_ptr());
-            if op == Op::Remove && entry.is_some() {
-                // A capsule file never materialised is still removed: only the whiteout marks it.
-                if r == -c_long::from(libc::ENOENT) && is_file {
-                    r = 0;
-                }
-                if r == 0 {
-                    let _ = client::request(OP_WHITEOUT, rel.to_bytes());
-                }
-            }
-            ret(r)
-        }
-        Route::TreeThenHost(rel, abs) => {
-            // Write-copy: the host copy (or the parent directories) into the tree first.
-            if op != Op::Remove {
-                let _ = client::request(OP_COPY_UP, rel.to_bytes());
-                return ret(call(st.tree_fd, rel.as_ptr()));
-            }
-            let r = call(st.tree_fd, rel.as_ptr());
-            // SAFETY: plain struct; `abs` NUL-terminated.
-            let on_host = unsafe {
-                sys::newfstatat(libc::AT_FDCWD, abs.as_ptr(), &mut core::mem::zeroed(), libc::AT_SYMLINK_NOFOLLOW)
-            } == 0;
-            // Only a host file needs hiding; a file the application made in the tree is gone.
-            if on_host {
-                let _ = client::request(OP_WHITEOUT, rel.to_bytes());
-                return 0;
-            }
-            ret(r)
-        }
-        Route::Deny(e) => {
-            set_errno(e);
-            -1
-        }
-    }
-}
-
-/// Where one side of a two-path operation lands.
-enum Side<'b> {
-    Orig,
-    Host(&'b CStr),
-    Tree(&'b CStr, Option<Kind>),
-}
-
-/// # Safety
-/// `path` non-null, NUL-terminated.
-unsafe fn side<'b>(
-    st: &'static crate::preload::State,
-    dirfd: c_int,
-    path: *const c_char,
-    buf: &'b mut PathBuffer,
-    create: bool,
-) -> Result<Side<'b>, c_int> {
-    // SAFETY: forwarded.
-    match unsafe { route(st, dirfd, path, buf, Intent { follow: false, create }) } {
-        Route::Original => Ok(Side::Orig),
-        Route::Host(p) => Ok(Side::Host(p)),
-        Route::Tree(rel, e) => Ok(Side::Tree(rel, e.map(|e| e.kind))),
-        Route::TreeThenHost(rel, _) => {
-            let _ = client::request(OP_COPY_UP, rel.to_bytes());
-            Ok(Side::Tree(rel, None))
-        }
-        Route::Deny(e) => Err(e),
+        Some(r) => ret(unchecked(r.map(|()| 0))),
     }
 }
 
@@ -144,41 +67,25 @@ unsafe fn two_paths(
     let (Some(st), false, false) = (state(), old.is_null(), new.is_null()) else { return ret(call(od, old, nd, new)) };
     let (mut b1, mut b2) = (PathBuffer::new(), PathBuffer::new());
     // SAFETY: both non-null and NUL-terminated.
-    let sides = unsafe { (side(st, od, old, &mut b1, false), side(st, nd, new, &mut b2, true)) };
-    let (s1, s2) = match sides {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            set_errno(e);
-            return -1;
+    let (p1, p2) = unsafe {
+        (
+            route(st, od, old, &mut b1, Intent { follow: false, create: false }),
+            route(st, nd, new, &mut b2, Intent { follow: false, create: true }),
+        )
+    };
+    let arg = |s: Side<'_>, fd: c_int, p: *const c_char| match s {
+        Side::Orig => (fd, p),
+        Side::At(at) => {
+            let (d, p) = at_fd(st, at);
+            (d, p.as_ptr())
         }
     };
-    let host = |s: &Side<'_>, fd: c_int, p: *const c_char| match s {
-        Side::Host(h) => (libc::AT_FDCWD, h.as_ptr()),
-        _ => (fd, p),
-    };
-    match (&s1, &s2) {
-        (Side::Tree(r1, k1), Side::Tree(r2, _)) => {
-            if *k1 == Some(Kind::File) {
-                // A new name must not share the cache's inode: copy-up (materialises too).
-                let _ = client::request(if is_rename { OP_COPY_UP } else { OP_LINK }, r1.to_bytes());
-                if !is_rename {
-                    ensure_private(st, r1);
-                }
-            }
-            let r = call(st.tree_fd, r1.as_ptr(), st.tree_fd, r2.as_ptr());
-            if r == 0 && is_rename && k1.is_some() {
-                let _ = client::request(OP_WHITEOUT, r1.to_bytes());
-            }
-            ret(r)
-        }
-        (Side::Tree(..), _) | (_, Side::Tree(..)) => {
-            set_errno(libc::EXDEV);
-            -1
-        }
-        _ => {
-            let (a, b) = (host(&s1, od, old), host(&s2, nd, new));
-            ret(call(a.0, a.1, b.0, b.1))
-        }
+    match effect::two(&mut Effects(st), &p1, &p2, is_rename, |a, b| {
+        let ((d1, a), (d2, b)) = (arg(a, od, old), arg(b, nd, new));
+        check(call(d1, a, d2, b)).map(drop)
+    }) {
+        None => ret(call(od, old, nd, new)),
+        Some(r) => ret(unchecked(r.map(|()| 0))),
     }
 }
 

@@ -14,30 +14,21 @@ pub mod real;
 pub mod stat;
 pub mod xattr;
 
-use core::ffi::{CStr, c_char, c_int};
+use core::ffi::{CStr, c_char, c_int, c_long};
 
-use capsule_core::view::{Entry, Kind};
+use capsule_core::boundary::effect::{self, At, Tier};
+use capsule_core::boundary::{Place, place};
+use capsule_core::view::Entry;
 
-use super::client::{self, OP_COPY_UP, OP_LINK};
+use super::client::{self, OP_COPY_UP};
 use super::sys;
 use super::{Shim, State};
-use capsule_core::boundary::{Place, place};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
-/// Where one call goes, borrowing the caller's [`PathBuffer`].
-pub enum Route<'b> {
-    /// Call the real function with the application's own arguments.
-    Original,
-    /// Call it with this absolute host path (AT_FDCWD).
-    Host(&'b CStr),
-    /// Call it relative to the tree descriptor, with this relative path.
-    Tree(&'b CStr, Option<Entry<'static>>),
-    /// Relative to the tree first; if absent there, this absolute host path.
-    TreeThenHost(&'b CStr, &'b CStr),
-    /// Fail with this errno.
-    Deny(c_int),
-}
+/// Where one call goes, borrowing the caller's [`PathBuffer`]: the boundary layer's
+/// [`Place`] (tier 1 calls it a route).
+pub type Route<'b> = Place<'b, 'static>;
 
 /// Route (`dirfd`, `path`) for `intent`. `path` must be non-null and NUL-terminated.
 ///
@@ -81,42 +72,67 @@ fn route_slow<'b>(
     buf: &'b mut PathBuffer,
     intent: Intent,
 ) -> Route<'b> {
-    match place(&st.view, &Shim(st), dirfd, bytes, intent, buf) {
-        Place::Original => Route::Original,
-        Place::Host(p) => Route::Host(p),
-        Place::Tree(rel, entry) => Route::Tree(rel, entry),
-        Place::TreeThenHost(rel, abs) => Route::TreeThenHost(rel, abs),
-        Place::Deny(e) => Route::Deny(e),
-    }
+    place(&st.view, &Shim(st), dirfd, bytes, intent, buf)
 }
 
 /// Whether open flags may modify the file.
-pub fn writes(flags: c_int) -> bool {
-    flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND) != 0
+pub use capsule_core::boundary::effect::writes;
+
+/// This process as the effects' [`Tier`]: the materialiser client and probes of the tree and
+/// the host.
+pub struct Effects<'a>(pub &'a State);
+
+impl Tier for Effects<'_> {
+    fn materialise(&mut self, op: u8, rel: &CStr) -> i32 {
+        client::request(op, rel.to_bytes())
+    }
+
+    fn private(&mut self, rel: &CStr) -> bool {
+        // SAFETY: plain struct, filled by the kernel.
+        let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: `rel` NUL-terminated, `sb` writable.
+        let r = unsafe { sys::newfstatat(self.0.tree_fd, rel.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+        r == 0 && (sb.st_mode & libc::S_IFMT) == libc::S_IFREG && sb.st_nlink == 1
+    }
+
+    fn on_host(&mut self, abs: &CStr) -> bool {
+        // SAFETY: plain struct; `abs` NUL-terminated.
+        let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { sys::newfstatat(libc::AT_FDCWD, abs.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+    }
+}
+
+/// The kernel convention (a value, or -errno) as a `Result`.
+pub fn check(r: c_long) -> Result<c_long, c_int> {
+    if r < 0 { Err(c_int::try_from(-r).unwrap_or(libc::EIO)) } else { Ok(r) }
+}
+
+/// A `Result` back in the kernel convention.
+pub fn unchecked(r: Result<c_long, c_int>) -> c_long {
+    r.unwrap_or_else(|e| -c_long::from(e))
+}
+
+/// The descriptor an [`At`] is relative to, and its path.
+pub fn at_fd<'b>(st: &State, at: At<'b>) -> (c_int, &'b CStr) {
+    match at {
+        At::Tree(rel) => (st.tree_fd, rel),
+        At::Host(abs) => (libc::AT_FDCWD, abs),
+    }
 }
 
 /// Make tree file `rel` private before a write: a pristine link (shared with the cache) or a
 /// file not materialised yet is copied up by the materialiser.
 pub fn ensure_private(st: &State, rel: &CStr) {
-    // SAFETY: plain struct, filled by the kernel.
-    let mut sb: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: `rel` NUL-terminated, `sb` writable.
-    let r = unsafe { sys::newfstatat(st.tree_fd, rel.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) };
-    let private = r == 0 && (sb.st_mode & libc::S_IFMT) == libc::S_IFREG && sb.st_nlink == 1;
-    if !private {
-        let _ = client::request(OP_COPY_UP, rel.to_bytes());
+    let mut t = Effects(st);
+    if !t.private(rel) {
+        let _ = t.materialise(OP_COPY_UP, rel);
     }
 }
 
 /// Run `op` against the tree; when it fails with ENOENT on a capsule file not materialised
 /// yet, materialise it and run `op` once more.
-pub fn in_tree(entry: Option<Entry<'_>>, rel: &CStr, mut op: impl FnMut() -> core::ffi::c_long) -> core::ffi::c_long {
-    let r = op();
-    if r == -core::ffi::c_long::from(libc::ENOENT)
-        && entry.is_some_and(|e| e.kind == Kind::File)
-        && client::request(OP_LINK, rel.to_bytes()) == 0
-    {
-        return op();
-    }
-    r
+pub fn in_tree(entry: Option<Entry<'_>>, rel: &CStr, mut op: impl FnMut() -> c_long) -> c_long {
+    let Some(st) = super::state() else { return op() };
+    unchecked(effect::in_tree(&mut Effects(st), entry, rel, || check(op())))
 }

@@ -8,13 +8,13 @@
 //! crate refuses to build for other architectures.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use core::ffi::{c_char, c_int, c_long};
+use core::ffi::{c_char, c_int};
 
-use super::{Route, ensure_private, in_tree, real, route, writes};
-use crate::preload::client::{self, OP_COPY_UP, OP_LINK_DIR};
+use super::{Effects, Route, at_fd, check, ensure_private, real, route, unchecked};
 use crate::preload::guard::HookGuard;
+use crate::preload::state;
 use crate::preload::sys::{self, ret, set_errno};
-use crate::preload::{State, state};
+use capsule_core::boundary::effect;
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 use capsule_core::view::Kind;
@@ -35,55 +35,20 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc::m
         return passthrough();
     }
     let mut buf = PathBuffer::new();
-    // O_CREAT|O_EXCL never follows a final symlink (EEXIST even when it dangles).
-    let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
-    let intent = Intent { follow: flags & libc::O_NOFOLLOW == 0 && !excl, create: flags & libc::O_CREAT != 0 };
     // SAFETY: non-null and NUL-terminated (caller).
-    match unsafe { route(st, dirfd, path, &mut buf, intent) } {
-        Route::Original => {
+    let placed = unsafe { route(st, dirfd, path, &mut buf, effect::open_intent(flags)) };
+    let opened = effect::open(&mut Effects(st), &placed, flags, |at, flags| {
+        let (d, p) = at_fd(st, at);
+        // SAFETY: the placed path is NUL-terminated and outlives the call.
+        check(unsafe { sys::openat(d, p.as_ptr(), flags, mode) })
+    });
+    match opened {
+        None => {
             guard.restore_errno();
             passthrough()
         }
-        // SAFETY: the buffer's path is NUL-terminated and outlives the call.
-        Route::Host(p) => ret(unsafe { sys::openat(libc::AT_FDCWD, p.as_ptr(), flags, mode) }),
-        Route::Tree(rel, entry) => ret(open_tree(st, rel, entry, flags, mode)),
-        Route::TreeThenHost(rel, abs) => {
-            if writes(flags) {
-                let _ = client::request(OP_COPY_UP, rel.to_bytes());
-                return ret(open_tree(st, rel, None, flags, mode));
-            }
-            let r = open_tree(st, rel, None, flags & !libc::O_CREAT, mode);
-            if r != -c_long::from(libc::ENOENT) {
-                return ret(r);
-            }
-            // SAFETY: NUL-terminated buffer path.
-            ret(unsafe { sys::openat(libc::AT_FDCWD, abs.as_ptr(), flags, mode) })
-        }
-        Route::Deny(e) => {
-            set_errno(e);
-            -1
-        }
+        Some(r) => ret(unchecked(r)),
     }
-}
-
-/// Open `rel` in the tree: copy-up before a write to a capsule file, the directory's files
-/// linked before a listing, lazy materialisation on first open.
-fn open_tree(
-    st: &State,
-    rel: &core::ffi::CStr,
-    entry: Option<capsule_core::view::Entry<'_>>,
-    flags: c_int,
-    mode: libc::mode_t,
-) -> c_long {
-    match entry {
-        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) => ensure_private(st, rel),
-        Some(e) if e.needs_linking() && flags & libc::O_DIRECTORY != 0 => {
-            let _ = client::request(OP_LINK_DIR, rel.to_bytes());
-        }
-        _ => {}
-    }
-    // SAFETY: `rel` is NUL-terminated and lives for the call.
-    in_tree(entry, rel, || unsafe { sys::openat(st.tree_fd, rel.as_ptr(), flags, mode) })
 }
 
 /// open(2).

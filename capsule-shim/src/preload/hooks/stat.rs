@@ -5,10 +5,11 @@
 
 use core::ffi::{c_char, c_int, c_long};
 
-use super::{Route, in_tree, route};
+use super::{Effects, at_fd, check, route, unchecked};
 use crate::preload::guard::HookGuard;
 use crate::preload::state;
-use crate::preload::sys::{self, ret, set_errno};
+use crate::preload::sys::{self, ret};
+use capsule_core::boundary::effect;
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
@@ -35,21 +36,16 @@ pub unsafe fn routed(
     }
     let mut buf = PathBuffer::new();
     // SAFETY: as above.
-    match unsafe { route(st, dirfd, path, &mut buf, Intent { follow, create: false }) } {
-        Route::Original => {
+    let placed = unsafe { route(st, dirfd, path, &mut buf, Intent { follow, create: false }) };
+    match effect::read(&mut Effects(st), &placed, |at| {
+        let (d, p) = at_fd(st, at);
+        check(call(d, p.as_ptr()))
+    }) {
+        None => {
             guard.restore_errno();
             ret(call(dirfd, path))
         }
-        Route::Host(p) => ret(call(libc::AT_FDCWD, p.as_ptr())),
-        Route::Tree(rel, entry) => ret(in_tree(entry, rel, || call(st.tree_fd, rel.as_ptr()))),
-        Route::TreeThenHost(rel, abs) => {
-            let r = call(st.tree_fd, rel.as_ptr());
-            ret(if r == -c_long::from(libc::ENOENT) { call(libc::AT_FDCWD, abs.as_ptr()) } else { r })
-        }
-        Route::Deny(e) => {
-            set_errno(e);
-            -1
-        }
+        Some(r) => ret(unchecked(r)),
     }
 }
 

@@ -1,0 +1,268 @@
+//! Each call family's effects at a [`Place`], once for both tiers: what happens to the tree
+//! before and after the call (materialise on first use, copy-up before a change, whiteouts for
+//! deletions, the tree's copy before the host's under write-copy, EXDEV between the two).
+//!
+//! A tier supplies the materialiser and two probes ([`Tier`]) and performs the call itself
+//! at the [`At`] it is given: the shim with raw syscalls against its tree descriptor, the
+//! supervisor with its own syscalls for a tracee. `None` from a function here means "not
+//! ours": the tier makes the call with the program's own arguments (the shim), or lets the
+//! kernel do it (`CONTINUE`, the supervisor). Nothing here allocates or panics.
+
+use core::ffi::CStr;
+
+use super::Place;
+use crate::resolve::Intent;
+use crate::view::{Entry, Kind};
+
+/// Materialiser request: link a capsule file into the tree.
+pub const OP_LINK: u8 = 1;
+/// Materialiser request: replace a pristine link (or a host file under write-copy) by a
+/// private copy in the tree, mirroring its directories.
+pub const OP_COPY_UP: u8 = 2;
+/// Materialiser request: record a deletion.
+pub const OP_WHITEOUT: u8 = 3;
+/// Materialiser request: link every capsule file of a directory (before a listing).
+pub const OP_LINK_DIR: u8 = 4;
+
+/// Where a tier performs one step of a call.
+#[derive(Debug, Clone, Copy)]
+pub enum At<'b> {
+    /// Relative to the tree descriptor.
+    Tree(&'b CStr),
+    /// This absolute host path.
+    Host(&'b CStr),
+}
+
+/// One side of a two-path call ([`two`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Side<'b> {
+    /// The program's own argument (the host's, unchanged).
+    Orig,
+    /// This place.
+    At(At<'b>),
+}
+
+/// What a tier provides to the effects.
+pub trait Tier {
+    /// Ask the materialiser for `op` (`OP_*`) on tree path `rel`: 0 or an errno.
+    fn materialise(&mut self, op: u8, rel: &CStr) -> i32;
+    /// Whether tree file `rel` is the sandbox's own: a regular file with one link (a pristine
+    /// capsule file is a hardlink shared with the cache).
+    fn private(&mut self, rel: &CStr) -> bool;
+    /// Whether the host has `abs` (lstat).
+    fn on_host(&mut self, abs: &CStr) -> bool;
+}
+
+/// Whether open flags may modify the file.
+pub fn writes(flags: i32) -> bool {
+    flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND) != 0
+}
+
+/// The placement intent of an open with `flags`: O_CREAT|O_EXCL never follows a final
+/// symlink (EEXIST even when it dangles), nor does O_NOFOLLOW.
+pub fn open_intent(flags: i32) -> Intent {
+    let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
+    Intent { follow: flags & libc::O_NOFOLLOW == 0 && !excl, create: flags & libc::O_CREAT != 0 }
+}
+
+/// Run `call` on tree path `rel`; when it fails with ENOENT on a capsule file not
+/// materialised yet, materialise it and run `call` once more.
+pub fn in_tree<T>(
+    t: &mut impl Tier,
+    entry: Option<Entry<'_>>,
+    rel: &CStr,
+    mut call: impl FnMut() -> Result<T, i32>,
+) -> Result<T, i32> {
+    match call() {
+        Err(libc::ENOENT) if entry.is_some_and(|e| e.kind == Kind::File) && t.materialise(OP_LINK, rel) == 0 => call(),
+        r => r,
+    }
+}
+
+/// The read family (stat, statx, access, readlink, getxattr, listxattr, exec's lookup): the
+/// tree, materialising a capsule file on first use; a write-copy host path in the tree if the
+/// program changed it there, else on the host.
+pub fn read<T>(
+    t: &mut impl Tier,
+    place: &Place<'_, '_>,
+    mut call: impl FnMut(At<'_>) -> Result<T, i32>,
+) -> Option<Result<T, i32>> {
+    Some(match *place {
+        Place::Original => return None,
+        Place::Deny(e) => Err(e),
+        Place::Host(p) => call(At::Host(p)),
+        Place::Tree(rel, entry) => in_tree(t, entry, rel, || call(At::Tree(rel))),
+        Place::TreeThenHost(rel, abs) => match call(At::Tree(rel)) {
+            Err(libc::ENOENT) => call(At::Host(abs)),
+            r => r,
+        },
+    })
+}
+
+/// Prepare tree path `rel` (capsule entry `entry`) for an open with `flags`: a capsule file
+/// opened to change it (or with O_CREAT) is made private first; a capsule directory opened to
+/// be listed gets its files linked first, so the listing is complete.
+pub fn before_open(t: &mut impl Tier, rel: &CStr, entry: Option<Entry<'_>>, flags: i32) {
+    match entry {
+        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) && !t.private(rel) => {
+            let _ = t.materialise(OP_COPY_UP, rel);
+        }
+        // Not for O_PATH (nothing is listed through it), which `*at` walks open by the dozen.
+        Some(e) if e.needs_linking() && !writes(flags) && flags & (libc::O_CREAT | libc::O_PATH) == 0 => {
+            let _ = t.materialise(OP_LINK_DIR, rel);
+        }
+        _ => {}
+    }
+}
+
+/// The open family: `call(at, flags)` opens. A write to a write-copy host path copies it up
+/// (or mirrors its directories for a new name) and opens the tree's copy; a read takes the
+/// tree's copy if there is one, else the host's.
+pub fn open<T>(
+    t: &mut impl Tier,
+    place: &Place<'_, '_>,
+    flags: i32,
+    mut call: impl FnMut(At<'_>, i32) -> Result<T, i32>,
+) -> Option<Result<T, i32>> {
+    Some(match *place {
+        Place::Original => return None,
+        Place::Deny(e) => Err(e),
+        Place::Host(p) => call(At::Host(p), flags),
+        Place::Tree(rel, entry) => {
+            before_open(t, rel, entry, flags);
+            in_tree(t, entry, rel, || call(At::Tree(rel), flags))
+        }
+        Place::TreeThenHost(rel, _) if writes(flags) => {
+            let _ = t.materialise(OP_COPY_UP, rel);
+            call(At::Tree(rel), flags)
+        }
+        Place::TreeThenHost(rel, abs) => match call(At::Tree(rel), flags & !libc::O_CREAT) {
+            Err(libc::ENOENT) => {
+                // O_CREAT of a name neither side has: a new file, in the tree.
+                if flags & libc::O_CREAT != 0 && !t.on_host(abs) {
+                    let _ = t.materialise(OP_COPY_UP, rel);
+                    call(At::Tree(rel), flags)
+                } else {
+                    call(At::Host(abs), flags)
+                }
+            }
+            r => r,
+        },
+    })
+}
+
+/// What a single-path mutation does to its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Changes an existing node (chmod, chown, truncate, times, xattrs): copy-up first.
+    Modify,
+    /// Creates the name (mkdir, mknod, symlink's link path): the host's directories mirrored
+    /// into the tree first under write-copy.
+    Create,
+    /// Removes the name (unlink, rmdir): a whiteout after.
+    Remove,
+}
+
+impl Op {
+    /// The placement intent of this mutation.
+    pub fn intent(self, follow: bool) -> Intent {
+        Intent { follow, create: self == Op::Create }
+    }
+}
+
+/// A single-path mutation: `call(at)` performs it. In the tree, a capsule file is made private
+/// before anything changes its inode, and deleting a capsule path records a whiteout (a capsule
+/// file never materialised is deleted by the whiteout alone). Under write-copy the host's copy
+/// (or its directories, for a new name) comes into the tree first; deleting a name the host
+/// has records a whiteout.
+pub fn mutate(
+    t: &mut impl Tier,
+    place: &Place<'_, '_>,
+    op: Op,
+    mut call: impl FnMut(At<'_>) -> Result<(), i32>,
+) -> Option<Result<(), i32>> {
+    Some(match *place {
+        Place::Original => return None,
+        Place::Deny(e) => Err(e),
+        Place::Host(p) => call(At::Host(p)),
+        Place::Tree(rel, entry) => {
+            let is_file = entry.is_some_and(|e| e.kind == Kind::File);
+            if op == Op::Modify && is_file && !t.private(rel) {
+                let _ = t.materialise(OP_COPY_UP, rel);
+            }
+            let mut r = call(At::Tree(rel));
+            if op == Op::Remove && entry.is_some() {
+                if r == Err(libc::ENOENT) && is_file {
+                    r = Ok(());
+                }
+                if r.is_ok() {
+                    let _ = t.materialise(OP_WHITEOUT, rel);
+                }
+            }
+            r
+        }
+        Place::TreeThenHost(rel, _) if op != Op::Remove => {
+            let _ = t.materialise(OP_COPY_UP, rel);
+            call(At::Tree(rel))
+        }
+        Place::TreeThenHost(rel, abs) => {
+            let r = call(At::Tree(rel));
+            // Only a host file needs hiding; one the program made in the tree is gone.
+            if t.on_host(abs) {
+                let _ = t.materialise(OP_WHITEOUT, rel);
+                Ok(())
+            } else {
+                r
+            }
+        }
+    })
+}
+
+/// A two-path call (rename, link): `call(old, new)` performs it. Both in the tree: a capsule
+/// file given a new name is made private first (it must not share the cache's inode), and a
+/// renamed capsule path leaves a whiteout. One side in the tree and one on the host: EXDEV,
+/// as between two filesystems (`mv` then copies). Host on both sides: the host's call.
+pub fn two(
+    t: &mut impl Tier,
+    old: &Place<'_, '_>,
+    new: &Place<'_, '_>,
+    is_rename: bool,
+    mut call: impl FnMut(Side<'_>, Side<'_>) -> Result<(), i32>,
+) -> Option<Result<(), i32>> {
+    let (s1, s2) = match (side(t, old), side(t, new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+    };
+    Some(match (s1, s2) {
+        ((Side::Orig, ..), (Side::Orig, ..)) => return None,
+        ((Side::At(At::Tree(r1)), true, k1), (s2, true, _)) => {
+            if k1 == Some(Kind::File) {
+                let _ = t.materialise(if is_rename { OP_COPY_UP } else { OP_LINK }, r1);
+                if !is_rename && !t.private(r1) {
+                    let _ = t.materialise(OP_COPY_UP, r1);
+                }
+            }
+            let r = call(Side::At(At::Tree(r1)), s2);
+            if r.is_ok() && is_rename && k1.is_some() {
+                let _ = t.materialise(OP_WHITEOUT, r1);
+            }
+            r
+        }
+        ((_, true, _), _) | (_, (_, true, _)) => Err(libc::EXDEV),
+        ((a, ..), (b, ..)) => call(a, b),
+    })
+}
+
+/// One side of [`two`]: where it is, whether in the tree, and the capsule entry's kind.
+fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<(Side<'b>, bool, Option<Kind>), i32> {
+    Ok(match *p {
+        Place::Original => (Side::Orig, false, None),
+        Place::Deny(e) => return Err(e),
+        Place::Host(h) => (Side::At(At::Host(h)), false, None),
+        Place::Tree(rel, e) => (Side::At(At::Tree(rel)), true, e.map(|e| e.kind)),
+        Place::TreeThenHost(rel, _) => {
+            let _ = t.materialise(OP_COPY_UP, rel);
+            (Side::At(At::Tree(rel)), true, None)
+        }
+    })
+}
