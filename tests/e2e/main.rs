@@ -13,6 +13,7 @@ mod capture;
 mod config;
 mod demo;
 mod df;
+mod entrypoints;
 mod identity;
 mod install;
 mod netns;
