@@ -1,4 +1,5 @@
-//! The kernel's other ways in (issue 15, in part): the fortified `*_chk` spellings and the
+//! The kernel's other ways in (issue 15, in part): path calls made by number through glibc's
+//! `syscall()` (libuv's statx: every Node.js program), the fortified `*_chk` spellings and the
 //! glibc functions that call its internal path functions (realpath, remove, statvfs, …), and
 //! the extended-attribute writes. All under tier 1 alone (`--seccomp auto`, the default, with
 //! a dynamic program and a capsule without glibc's own files).
@@ -10,6 +11,28 @@ use std::process::Command;
 use crate::require;
 use crate::shim::{Diff, fixtures};
 use crate::support::{Env, has, run_capsule};
+
+/// A fixture that calls statx, openat, openat2, newfstatat, … by number on capsule-only
+/// files prints what it prints natively.
+#[test]
+fn path_calls_by_number_are_routed_under_tier_one() {
+    require!(has("gcc"), "no gcc to build fixtures/c");
+    let out = Diff::new().compare("syscall");
+    for line in [
+        "statx numbers: ok size 11\n",
+        "statx missing: -1 ENOENT\n",
+        "openat hello: ok hello capsule|\n",
+        "openat2 b: ok bravo|\n",
+        "newfstatat tool: ok mode 0755\n",
+        "readlinkat dirlink: ok data/nested\n",
+        "stat seed: ok mode 0640\n",
+        "getcwd: ok $ROOT/data/nested length ok\n",
+        "open relative a: ok alpha|\n",
+        "close -1: -1 EBADF\n",
+    ] {
+        assert!(out.contains(line), "syscall: no {line:?} in\n{out}");
+    }
+}
 
 /// The fortified spellings (built with -D_FORTIFY_SOURCE=2 and sizes only known at run
 /// time) and glibc's functions over its internal path calls print what they print natively.
@@ -43,6 +66,35 @@ fn fortified_and_internal_path_calls_are_routed() {
     ] {
         assert!(out.contains(line), "fortify: no {line:?} in\n{out}");
     }
+}
+
+/// `node /opt/app/main.js` from a capsule, default options: the module beside it is found
+/// (libuv stats it with statx by number) and a capsule data file is read with
+/// `fs.promises.readFile`.
+#[test]
+fn node_runs_a_capsule_program_that_requires_its_modules() {
+    require!(has("node"), "no node (Debian's nodejs) on PATH");
+    let env = Env::new();
+    let main = br#"const lib = require('./lib.js');
+const fs = require('fs');
+(async () => {
+  const data = await fs.promises.readFile('/opt/app/data/msg.txt', 'utf8');
+  console.log(lib.greet(data.trim()));
+  console.log('exists', fs.existsSync('/opt/app/lib.js'), (await fs.promises.stat('/opt/app/data')).isDirectory());
+})();
+"#;
+    env.small_capsule(
+        "nodeapp",
+        &[
+            ("opt/app/main.js", main),
+            ("opt/app/lib.js", b"exports.greet = (s) => 'lib: ' + s;\n"),
+            ("opt/app/data/msg.txt", b"hello from the capsule\n"),
+        ],
+    );
+    assert!(!Path::new("/opt/app/main.js").exists(), "/opt/app/main.js exists on this host");
+    let (code, out, err) =
+        run_capsule(&env, &["run", "nodeapp", "--entry", "/bin/sh", "--", "-c", "node /opt/app/main.js"]);
+    assert_eq!((code, out.as_str()), (0, "lib: hello from the capsule\nexists true true\n"), "stderr:\n{err}");
 }
 
 /// Whether the filesystem holding `dir` takes `user.` extended attributes (tmpfs does since

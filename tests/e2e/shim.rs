@@ -60,7 +60,7 @@ pub(crate) fn fixtures() -> &'static Path {
     let r = BUILT.get_or_init(|| {
         let dir = fixture_dir();
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        for name in ["open", "stat", "dir", "exec", "threads", "windows"] {
+        for name in ["open", "stat", "dir", "exec", "threads", "windows", "syscall"] {
             gcc(&dir.join(name), &["-O0", &format!("{name}.c"), "-pthread"])?;
         }
         gcc(&dir.join("open-fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "open.c"])?;

@@ -14,6 +14,7 @@ pub mod open;
 pub mod query;
 pub mod real;
 pub mod stat;
+pub mod syscall;
 pub mod temp;
 pub mod xattr;
 
