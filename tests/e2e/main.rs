@@ -13,6 +13,7 @@ mod capture;
 mod config;
 mod demo;
 mod df;
+mod entrypoints;
 mod escape;
 mod identity;
 mod install;

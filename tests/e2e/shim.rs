@@ -55,15 +55,16 @@ pub fn gcc(out: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 /// Build every fixture, once per test process.
-fn fixtures() -> &'static Path {
+pub(crate) fn fixtures() -> &'static Path {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = BUILT.get_or_init(|| {
         let dir = fixture_dir();
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        for name in ["open", "stat", "dir", "exec", "threads", "windows"] {
+        for name in ["open", "stat", "dir", "exec", "threads", "windows", "syscall"] {
             gcc(&dir.join(name), &["-O0", &format!("{name}.c"), "-pthread"])?;
         }
         gcc(&dir.join("open-fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "open.c"])?;
+        gcc(&dir.join("fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "fortify.c"])?;
         // Static: no shim can load, the seccomp supervisor serves it (tests/e2e/supervisor.rs).
         gcc(&dir.join("static_fork"), &["-O0", "-static", "static_fork.c", "-pthread"])?;
         gcc(&dir.join("libearly.so"), &["-shared", "-fPIC", "early_ctor_lib.c"])?;

@@ -1,6 +1,7 @@
-/* C-variadic functions that stable Rust cannot define: the execl family, exported from Rust
- * as `execl`, `execlp`, `execle` (naked tail jumps in preload/hooks/exec.rs, so rustc's export
- * list includes them and every argument register, %al included, arrives untouched). Each collects its
+/* C-variadic functions that stable Rust cannot define: the execl family and syscall, exported
+ * from Rust as `execl`, `execlp`, `execle`, `syscall` (naked tail jumps in
+ * preload/hooks/exec.rs and preload/hooks/syscall.rs, so rustc's export list includes them and
+ * every argument register, %al included, arrives untouched). Each exec body collects its
  * NULL-terminated argument list into an array on the stack (bounded: more than ARG_MAX_COUNT
  * arguments fail with E2BIG, as no real command line gets near it) and calls the Rust hook
  * through the exported non-variadic function, so there is one exec path. No allocation. */
@@ -54,3 +55,21 @@ int capsule_execle(const char *path, const char *arg, ...) {
     return execve(path, argv, envp);
 }
 
+
+/* syscall(2): the number and six arguments (what glibc's own passes to the kernel; reading
+ * more than the caller passed is what glibc's does too: registers and the caller's stack
+ * slot), to the Rust body, which routes path calls and hands everything else to glibc. */
+long capsule_syscall_routed(long nr, long a, long b, long c, long d, long e, long f);
+
+long capsule_syscall(long nr, ...) {
+    va_list ap;
+    va_start(ap, nr);
+    long a = va_arg(ap, long);
+    long b = va_arg(ap, long);
+    long c = va_arg(ap, long);
+    long d = va_arg(ap, long);
+    long e = va_arg(ap, long);
+    long f = va_arg(ap, long);
+    va_end(ap);
+    return capsule_syscall_routed(nr, a, b, c, d, e, f);
+}

@@ -28,10 +28,10 @@
 //!   its thread (one `prctl`); with the selector at ALLOW it costs nothing.
 
 use core::cell::Cell;
-use core::ffi::{c_char, c_int, c_long, c_void};
+use core::ffi::{c_int, c_long, c_void};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering, compiler_fence};
 
-use super::hooks::{misc, open, stat};
+use super::hooks::syscall;
 use super::sys::{self, raw, raw_exact};
 
 const PR_SET_SYSCALL_USER_DISPATCH: c_long = 59;
@@ -291,52 +291,40 @@ fn may_wait(nr: i64) -> bool {
 }
 
 /// Perform system call `nr` with arguments `a`: the kernel's result, or `None` to restart it
-/// outside the window.
+/// outside the window. The lookups glibc's internal functions make (opens, stats, access,
+/// readlink) and `uname` go through their hooks, by `hooks::syscall`'s table (the one glibc's
+/// `syscall()` uses too); anything else is re-issued unchanged, so a trapped mutation still
+/// reaches the supervisor, and the calls that are neither (reads, closes) cost no table walk.
 fn perform(nr: i64, a: [i64; 6]) -> Option<i64> {
-    // Registers to C arguments: truncations intended (the kernel reads the low 32 bits of
-    // int arguments too).
-    #[allow(clippy::cast_possible_truncation)]
-    let int = |v: i64| v as c_int;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let mode = |v: i64| v as libc::mode_t;
-    let ptr = |v: i64| v as *const c_char;
-    let of = |r: c_int| if r == -1 { -i64::from(sys::errno()) } else { i64::from(r) };
-    let of_isize = |r: isize| if r == -1 { -i64::from(sys::errno()) } else { r as i64 };
-    let empty_path = |flags: i64| int(flags) & libc::AT_EMPTY_PATH != 0;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // 64-bit registers and sizes
-    let size = |v: i64| v as usize;
-    // SAFETY: (every arm) the arguments are those of the call glibc made, passed on to the
-    // same call through our hook or to the kernel unchanged; their validity is glibc's contract.
-    let r = unsafe {
-        match nr {
-            libc::SYS_rt_sigreturn
-            | libc::SYS_rt_sigprocmask
-            | libc::SYS_clone
-            | libc::SYS_clone3
-            | libc::SYS_fork
-            | libc::SYS_vfork
-            | libc::SYS_execve
-            | libc::SYS_execveat => return None,
-            libc::SYS_open => of(open::open(ptr(a[0]), int(a[1]), mode(a[2]))),
-            libc::SYS_openat => of(open::openat(int(a[0]), ptr(a[1]), int(a[2]), mode(a[3]))),
-            libc::SYS_stat => of(stat::stat(ptr(a[0]), a[1] as *mut libc::stat)),
-            libc::SYS_lstat => of(stat::lstat(ptr(a[0]), a[1] as *mut libc::stat)),
-            libc::SYS_newfstatat if !empty_path(a[3]) => {
-                of(stat::fstatat(int(a[0]), ptr(a[1]), a[2] as *mut libc::stat, int(a[3])))
+    match nr {
+        libc::SYS_rt_sigreturn
+        | libc::SYS_rt_sigprocmask
+        | libc::SYS_clone
+        | libc::SYS_clone3
+        | libc::SYS_fork
+        | libc::SYS_vfork
+        | libc::SYS_execve
+        | libc::SYS_execveat => return None,
+        libc::SYS_open
+        | libc::SYS_openat
+        | libc::SYS_stat
+        | libc::SYS_lstat
+        | libc::SYS_newfstatat
+        | libc::SYS_statx
+        | libc::SYS_access
+        | libc::SYS_faccessat
+        | libc::SYS_faccessat2
+        | libc::SYS_readlink
+        | libc::SYS_readlinkat
+        | libc::SYS_uname => {
+            // SAFETY: the arguments are those of the call glibc made, passed on to the same
+            // call through our hook; their validity is glibc's contract.
+            if let Some(r) = unsafe { syscall::hooked(nr, a) } {
+                return Some(if r == -1 { -i64::from(sys::errno()) } else { r });
             }
-            libc::SYS_statx if !empty_path(a[2]) => {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let mask = a[3] as u32;
-                of(stat::statx(int(a[0]), ptr(a[1]), int(a[2]), mask, a[4] as *mut libc::statx))
-            }
-            libc::SYS_access => of(stat::access(ptr(a[0]), int(a[1]))),
-            libc::SYS_faccessat => of(stat::faccessat(int(a[0]), ptr(a[1]), int(a[2]), 0)),
-            libc::SYS_faccessat2 => of(stat::faccessat(int(a[0]), ptr(a[1]), int(a[2]), int(a[3]))),
-            libc::SYS_readlink => of_isize(misc::readlink(ptr(a[0]), a[1] as *mut c_char, size(a[2]))),
-            libc::SYS_readlinkat => of_isize(misc::readlinkat(int(a[0]), ptr(a[1]), a[2] as *mut c_char, size(a[3]))),
-            libc::SYS_uname => of(misc::uname(a[0] as *mut libc::utsname)),
-            _ => raw_exact(nr, a[0], a[1], a[2], a[3], a[4], a[5]),
         }
-    };
-    Some(r)
+        _ => {}
+    }
+    // SAFETY: the call glibc made, re-issued unchanged from our text.
+    Some(unsafe { raw_exact(nr, a[0], a[1], a[2], a[3], a[4], a[5]) })
 }

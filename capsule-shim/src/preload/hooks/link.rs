@@ -1,6 +1,7 @@
-//! The mutation family: unlink, unlinkat, rmdir, mkdir, mkdirat, rename, renameat, renameat2,
-//! link, linkat, symlink, symlinkat, chmod, fchmodat, chown, lchown, fchownat, utimensat,
-//! truncate, truncate64, mknod, mknodat, mkfifo, mkfifoat.
+//! The mutation family: unlink, unlinkat, rmdir, remove, mkdir, mkdirat, rename, renameat,
+//! renameat2, link, linkat, symlink, symlinkat, chmod, fchmodat, lchmod, chown, lchown,
+//! fchownat, utimensat, utimes, lutimes, futimesat, utime, truncate, truncate64, mknod, mknodat,
+//! `__xmknod`, `__xmknodat`, mkfifo, mkfifoat.
 //!
 //! In the tree, a capsule file is first made private (copy-up) before anything changes its
 //! inode (mode, owner, times, size, a new name), since a pristine file is a hardlink shared
@@ -11,7 +12,8 @@
 
 use core::ffi::{c_char, c_int, c_long, c_uint};
 
-use capsule_core::boundary::effect::{self, Op, Side};
+pub(crate) use capsule_core::boundary::effect::Op;
+use capsule_core::boundary::effect::{self, Side};
 
 use super::{Effects, at_fd, check, route, unchecked};
 use crate::preload::guard::HookGuard;
@@ -20,11 +22,12 @@ use crate::preload::sys::{self, ret};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
-/// Route one single-path mutation; `call(dirfd, path)` performs it.
+/// Route one single-path mutation; `call(dirfd, path)` performs it. Shared with the other
+/// families' mutations (`xattr`'s writes, `syscall`'s numbers without a libc spelling here).
 ///
 /// # Safety
 /// `path` null or NUL-terminated.
-unsafe fn mutate(
+pub(crate) unsafe fn mutate(
     dirfd: c_int,
     path: *const c_char,
     op: Op,
@@ -122,8 +125,10 @@ at_hook! {
     mkdirat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
     /// chmod(2).
     chmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
-    /// fchmodat(2).
-    fchmodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, _flags: c_int) -> dirfd, path, Op::Modify, true, |d, p| sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
+    /// fchmodat(2); with AT_SYMLINK_NOFOLLOW a symlink is not followed (EOPNOTSUPP, as glibc).
+    fchmodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, flags: c_int) -> dirfd, path, Op::Modify, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |d, p| fchmodat_at(d, p, mode, flags);
+    /// lchmod(3).
+    lchmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, false, |d, p| fchmodat_at(d, p, mode, libc::AT_SYMLINK_NOFOLLOW);
     /// chown(2).
     chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| sc(libc::SYS_fchownat, d.into(), p as c_long, uid.into(), gid.into());
     /// lchown(2).
@@ -136,6 +141,10 @@ at_hook! {
     mknodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
     /// mknod(2).
     mknod(path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
+    /// `__xmknod`: mknod as programs built against glibc before 2.33 call it.
+    __xmknod(_ver: c_int, path: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| xmknod_at(d, p, mode, dev);
+    /// `__xmknodat`.
+    __xmknodat(_ver: c_int, dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> dirfd, path, Op::Create, false, |d, p| xmknod_at(d, p, mode, dev);
     /// mkfifo(3).
     mkfifo(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
     /// mkfifoat(3).
@@ -148,6 +157,59 @@ at_hook! {
     futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::timeval) -> dirfd, path, Op::Modify, true, |d, p| utimes_at(d, p, tv, 0);
     /// utime(2).
     utime(path: *const c_char, times: *const libc::utimbuf) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| utime_at(d, p, times);
+}
+
+/// fchmodat2 (Linux 6.6), which honours AT_SYMLINK_NOFOLLOW; before it, glibc's answer:
+/// EOPNOTSUPP for a symlink, fchmodat for anything else.
+fn fchmodat_at(d: c_int, p: *const c_char, mode: libc::mode_t, flags: c_int) -> c_long {
+    const SYS_FCHMODAT2: c_long = 452;
+    if flags & libc::AT_SYMLINK_NOFOLLOW == 0 {
+        return sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
+    }
+    let r = sc(SYS_FCHMODAT2, d.into(), p as c_long, mode.into(), flags.into());
+    if r != -c_long::from(libc::ENOSYS) {
+        return r;
+    }
+    // SAFETY: plain struct, filled by the kernel.
+    let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: NUL-terminated path from the router; `sb` writable.
+    let r = unsafe { sys::newfstatat(d, p, &mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+    if r < 0 {
+        return r;
+    }
+    if sb.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return -c_long::from(libc::EOPNOTSUPP);
+    }
+    sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0)
+}
+
+/// mknodat with the device number behind a pointer (`__xmknod`'s spelling).
+fn xmknod_at(d: c_int, p: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> c_long {
+    let dev = if dev.is_null() {
+        0
+    } else {
+        // SAFETY: `__xmknod`'s contract: a non-null `dev` points to one dev_t.
+        unsafe { *dev }
+    };
+    sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long)
+}
+
+/// remove(3): glibc's calls its internal unlink and rmdir, past these hooks. unlink, and rmdir
+/// when the path is a directory.
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn remove(path: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    if unsafe { unlink(path) } == 0 {
+        return 0;
+    }
+    if sys::errno() != libc::EISDIR {
+        return -1;
+    }
+    // SAFETY: forwarded.
+    unsafe { rmdir(path) }
 }
 
 /// The utimensat syscall with `timeval` times (null: now).

@@ -4,14 +4,18 @@
 
 pub mod dir;
 pub mod exec;
+pub mod fortify;
 pub mod glob;
 pub mod internal;
 pub mod link;
 pub mod misc;
 pub mod net;
 pub mod open;
+pub mod query;
 pub mod real;
 pub mod stat;
+pub mod syscall;
+pub mod temp;
 pub mod xattr;
 
 use core::ffi::{CStr, c_char, c_int, c_long};
