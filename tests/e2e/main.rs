@@ -13,6 +13,7 @@ mod capture;
 mod config;
 mod demo;
 mod df;
+mod exec;
 mod identity;
 mod install;
 mod netns;
