@@ -215,7 +215,6 @@ impl Drop for RemoveDir {
 fn elf_capsule_with_its_own_glibc_runs_in_a_trixie_root() {
     require!(is_root() && has("unshare") && has("chroot"), "needs root, unshare and chroot");
     require!(has("mmdebstrap"), "mmdebstrap is not installed (apt-get install mmdebstrap)");
-    require!(Path::new("/usr/bin/jq").exists(), "jq is not installed");
     let root = match trixie_root() {
         Ok(r) => r,
         Err(why) => {
@@ -224,7 +223,19 @@ fn elf_capsule_with_its_own_glibc_runs_in_a_trixie_root() {
         }
     };
     let env = Env::new();
-    env.ok(&["-q", "capture", "elf", "jq", "/usr/bin/jq"]);
+    {
+        // jq stays put while it is captured (another test purges and reinstalls it).
+        let _lock = dpkg_lock();
+        if !Path::new("/usr/bin/jq").exists() {
+            let o = Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "jq"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .output()
+                .unwrap();
+            require!(o.status.success(), "cannot install jq: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        env.ok(&["-q", "capture", "elf", "jq", "/usr/bin/jq"]);
+    }
     // capsule's binaries and the capsule, inside the root.
     let inside = format!("/opt/capsule-e2e-{}", std::process::id());
     let dir = root.join(inside.trim_start_matches('/'));

@@ -68,8 +68,9 @@ struct Found {
     rewritten: bool,
     /// Bytes of its head read.
     n: usize,
-    /// An ELF program; with `PT_INTERP` (the shim will be loaded) and not set-ID.
+    /// An ELF program.
     elf: bool,
+    /// With `PT_INTERP` and not set-ID: the shim will be loaded into it.
     shim: bool,
     /// Length of its `PT_INTERP` path copied to `Scratch::ld` (0: none).
     ld_len: usize,

@@ -1,10 +1,13 @@
 //! The exec family: execve, execv, execvp, execvpe, execveat, posix_spawn, posix_spawnp.
 //!
 //! What to execute is decided in the capsule's view ([`binfmt`]): a program the capsule holds
-//! runs from the tree (by its absolute tree path), after materialising it; a `#!` script's
-//! interpreter and an ELF program's loader are looked up in the capsule before the host. The environment keeps `LD_PRELOAD` and `CAPSULE_VIEW` even when the
-//! caller cleared it (`env -i`), as Bear does: the new array lives in an anonymous mapping
-//! (a syscall, not the heap), released if the exec fails. No thread-local state is set around
+//! runs from the tree (by its absolute tree path, not `execveat(tree_fd, rel)`: for a script
+//! the kernel would hand the interpreter "/dev/fd/N/rel", which our close-on-exec descriptor
+//! makes unreachable), after materialising it; a `#!` script's interpreter and an ELF
+//! program's loader are looked up in the capsule before the host. The environment keeps
+//! `LD_PRELOAD` and `CAPSULE_VIEW` even when the caller cleared it (`env -i`), as Bear does:
+//! the new array lives in an anonymous mapping (a syscall, not the heap), released if the
+//! exec fails. No thread-local state is set around
 //! the exec, so a vfork parent sharing ours is left as it was.
 //! `execl`, `execlp` and `execle` are C-variadic; src/c/trampolines.c collects their arguments
 //! and calls `execve`/`execvpe` here.
