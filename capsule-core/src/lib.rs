@@ -33,6 +33,7 @@ pub mod codec;
 pub mod digest;
 #[cfg(feature = "store")]
 mod error;
+pub mod exec;
 pub mod ifreq;
 pub mod listener;
 #[cfg(feature = "store")]

@@ -52,6 +52,9 @@ pub mod tag {
     pub const SANDBOX: u8 = 12;
     /// The full launcher (`capsule-cli`) NUL: it serves the materialiser and waits.
     pub const LAUNCHER: u8 = 13;
+    /// An argument NUL put between argv[0] and the command line's arguments (a script's
+    /// interpreter argument and path, the capsule loader's options), in order; repeated.
+    pub const ARG: u8 = 14;
 }
 
 /// A file's identity as `stat` reports it: inode, size, modification and change times, mode.
@@ -274,6 +277,8 @@ pub struct Plan {
     pub program: Vec<u8>,
     /// Its argv[0].
     pub argv0: Vec<u8>,
+    /// Arguments before the command line's.
+    pub args: Vec<Vec<u8>>,
     /// Where its arguments start in capsule's argv.
     pub args_from: u32,
     /// Environment to set (`KEY=VALUE`).
@@ -317,6 +322,9 @@ impl Plan {
         }
         rec(&mut out, tag::PROGRAM, &[&self.program, b"\0"]);
         rec(&mut out, tag::ARGV0, &[&self.argv0, b"\0"]);
+        for a in &self.args {
+            rec(&mut out, tag::ARG, &[a, b"\0"]);
+        }
         rec(&mut out, tag::ARGS_FROM, &[&self.args_from.to_le_bytes()]);
         for e in &self.env {
             rec(&mut out, tag::ENV, &[e, b"\0"]);
@@ -336,6 +344,7 @@ impl Plan {
         let strings = [&self.program, &self.argv0, &self.view, &self.tree, &self.library_path, &self.launcher];
         strings.iter().any(|s| s.contains(&0))
             || self.env.iter().any(|e| e.contains(&0))
+            || self.args.iter().any(|a| a.contains(&0))
             || self.files.iter().any(|(p, _, _)| p.contains(&0))
             || self.dirs.iter().any(|(p, _)| p.contains(&0))
     }

@@ -15,6 +15,7 @@ mod demo;
 mod df;
 mod entrypoints;
 mod escape;
+mod exec;
 mod identity;
 mod install;
 mod netns;

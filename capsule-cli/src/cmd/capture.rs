@@ -94,8 +94,12 @@ fn run_scratch(
         record,
         netns: None,
         plan: None,
+        loader: None,
     };
-    let code = super::run::start(store, &prepared, &program, &command[0], &command[1..], opts)?;
+    // A host program over an empty capsule: the kernel's exec (the shim resolves what the
+    // installer execs later).
+    let start = run::exec::Program::plain(program.clone(), command[0].clone().into());
+    let code = super::run::start(store, &prepared, &start, &command[1..], opts)?;
     Ok(Scratch { sandbox, program, code, _cleanup: cleanup })
 }
 

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
-use capsule_core::manifest::{EntryKind, RelPath};
-use capsule_core::run::{self, Prepared, Server, materialize};
+use capsule_core::run::{self, Prepared, Server};
 use capsule_core::store::Store;
 use capsule_core::supervisor::{self, Supervisor, auto};
 
@@ -64,21 +63,6 @@ pub(crate) fn find_shim() -> Result<PathBuf> {
         "libcapsule_shim.so not found next to {} (build it: cargo build -p capsule-shim), or set CAPSULE_SHIM",
         exe.display()
     )
-}
-
-/// The program to start: its host path (the tree for a capsule file) and argv[0].
-fn program(store: &Store, p: &Prepared, entry: &str) -> Result<Option<(PathBuf, String)>> {
-    let rel = RelPath::from_host(entry.as_bytes()).with_context(|| format!("invalid entry {entry:?}"))?;
-    let Some((resolved, e)) = p.manifest.resolve(&rel) else {
-        let host = PathBuf::from(entry);
-        return Ok(host.is_file().then(|| (host, entry.to_owned())));
-    };
-    if !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
-        return Ok(None);
-    }
-    materialize::link_entry(store, p.sandbox.tree(), &p.manifest, &resolved)?;
-    let path = p.sandbox.tree().join(std::ffi::OsStr::new(&*String::from_utf8_lossy(resolved.as_bytes())));
-    Ok(Some((path, entry.to_owned())))
 }
 
 fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
@@ -130,7 +114,8 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
             }
         },
     };
-    let Some((path, argv0)) = program(store, &prepared, &entry)? else {
+    let loader = run::exec::loader(store, &prepared).context("cannot read the capsule's loader")?;
+    let Some(program) = run::exec::program(store, &prepared, &entry, loader)? else {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
@@ -143,8 +128,8 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         key,
         args_from,
     });
-    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns, plan };
-    start(store, &prepared, &path, &argv0, args, opts)
+    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns, plan, loader };
+    start(store, &prepared, &program, args, opts)
 }
 
 /// The entry point called `name` (its name, or its path), if the capsule has one.
@@ -168,6 +153,9 @@ pub struct Start {
     pub netns: Option<NetnsMode>,
     /// Write a launch plan for this command line, if the run qualifies.
     pub plan: Option<PlanFor>,
+    /// The capsule's own loader, for the shim to start the capsule's programs with
+    /// (`run::exec::loader`).
+    pub loader: Option<run::exec::Loader>,
 }
 
 /// What a launch plan needs besides the prepared run (capsule_core::plan).
@@ -241,23 +229,25 @@ impl Listening {
     }
 }
 
-/// Start `path` (argv[0] `argv0`, then `args`) in `prepared`, serve it, and return its exit
-/// status as ours.
+/// Start `program` (then `args`) in `prepared`, serve it, and return its exit status as ours.
 pub fn start(
     store: &Store,
     prepared: &Prepared,
-    path: &Path,
-    argv0: &str,
+    program: &run::exec::Program,
     args: &[String],
     opts: Start,
 ) -> Result<ExitCode> {
-    let entry = argv0;
+    let entry = program.argv0.to_string_lossy();
+    let entry = entry.as_ref();
+    let path = program.path.as_path();
     // Before the program starts: `kill <capsule pid>` reaches it (docker's behaviour).
     let caught = run::signals::Caught::install().context("cannot set up signal forwarding")?;
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
-    let (linkage, shim_arms) = auto::examine(path).unwrap_or((auto::Linkage::Dynamic, false));
+    // The program that runs decides the tier: the interpreter of a script, the program the
+    // capsule's loader loads.
+    let (linkage, shim_arms) = auto::examine(&program.elf).unwrap_or((auto::Linkage::Dynamic, false));
     let tier2 = match opts.seccomp {
         _ if opts.record.is_some() => true,
         Seccomp::Always => true,
@@ -290,7 +280,7 @@ pub fn start(
     // program's.
     let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
     let mut cmd = Command::new(path);
-    cmd.arg0(argv0).args(args);
+    cmd.arg0(&program.argv0).args(&program.prefix).args(args);
     let server = match (&netns, &opts.netns) {
         (Some(ns), _) => {
             ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
@@ -324,6 +314,9 @@ pub fn start(
     {
         let mac = prepared.identity.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<String>());
         env.push(("CAPSULE_IFACE".into(), format!("{ifname}/{}", mac.unwrap_or_default()).into()));
+    }
+    if let Some(l) = opts.loader {
+        env.push((run::exec::LOADER_VAR.into(), l.value().into()));
     }
     let shim = find_shim()?;
     env.push(("LD_PRELOAD".into(), shim.clone().into()));
@@ -359,7 +352,7 @@ pub fn start(
     let plain =
         !tier2 && opts.netns.is_none() && !opts.stats && opts.record.is_none() && view_fd.is_ok() && tree_fd.is_ok();
     let replan =
-        opts.plan.as_ref().filter(|_| plain).and_then(|pf| write_plan(store, prepared, pf, (path, argv0), &env, &shim));
+        opts.plan.as_ref().filter(|_| plain).and_then(|pf| write_plan(store, prepared, pf, program, &env, &shim));
     let mut arm_end = None;
     // A program without the shim lists directories with getdents64 itself: the supervisor
     // merges the listings of those it opened (filter::Traps::listings).
@@ -489,7 +482,7 @@ fn write_plan(
     store: &Store,
     prepared: &Prepared,
     pf: &PlanFor,
-    program: (&Path, &str),
+    program: &run::exec::Program,
     env: &[(String, OsString)],
     shim: &Path,
 ) -> Option<impl FnOnce() + Send + 'static> {
@@ -508,13 +501,13 @@ fn write_plan(
         }
     }
     let (store, pf, first) = (store.clone(), pf.clone(), RunShape::of(prepared));
-    let (path, argv0, env, shim) = (program.0.to_owned(), program.1.to_owned(), env.to_vec(), shim.to_owned());
+    let (program, env, shim) = (program.clone(), env.to_vec(), shim.to_owned());
     Some(move || {
         run::signals::keep_off_this_thread();
         let launch = Launch {
             key: pf.key.clone(),
             args_from: pf.args_from,
-            program: (&path, &argv0),
+            program: &program,
             env: &env,
             launcher: &launcher,
             shim: &shim,

@@ -44,10 +44,17 @@ impl<const N: usize> Buf<N> {
     }
 }
 
+/// Arguments a plan may put before the command line's: a chain of scripts' interpreters
+/// (two per level, `capsule_core::exec::MAX_DEPTH` levels) and the capsule loader's options.
+const MAX_PRE: usize = 16;
+
 /// What the plan says, once checked.
 struct Checked<'a> {
     program: &'a [u8],
     argv0: &'a [u8],
+    /// Arguments before the command line's (`tag::ARG`), NUL-terminated.
+    pre: [&'a [u8]; MAX_PRE],
+    n_pre: usize,
     args_from: usize,
     env: [&'a [u8]; 64],
     n_env: usize,
@@ -109,6 +116,8 @@ fn check<'a>(bytes: &'a [u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -
     let mut c = Checked {
         program: &[],
         argv0: &[],
+        pre: [&[]; MAX_PRE],
+        n_pre: 0,
         args_from: 0,
         env: [&[]; 64],
         n_env: 0,
@@ -137,6 +146,11 @@ fn check<'a>(bytes: &'a [u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -
             },
             tag::PROGRAM => c.program = s()?,
             tag::ARGV0 => c.argv0 = s()?,
+            tag::ARG => {
+                s()?;
+                *c.pre.get_mut(c.n_pre)? = payload;
+                c.n_pre += 1;
+            }
             tag::ARGS_FROM => c.args_from = u32::from_le_bytes(*payload.first_chunk::<4>()?) as usize,
             tag::ENV => {
                 s()?;
@@ -274,12 +288,14 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     for &at in starts.iter().take(n_extra) {
         fits &= put(extra.b.get(at..).unwrap_or_default().as_ptr(), &mut n);
     }
-    // The program's argv: the plan's argv[0], then ours from ARGS_FROM.
-    let mut argv = [core::ptr::null::<u8>(); crate::MAX_ARGS + 1];
+    // The program's argv: the plan's argv[0] and arguments, then ours from ARGS_FROM.
+    let mut argv = [core::ptr::null::<u8>(); crate::MAX_ARGS + MAX_PRE + 1];
     let mut na = 0;
-    if let Some(s) = argv.get_mut(0) {
-        *s = c.argv0.as_ptr();
-        na = 1;
+    for s in core::iter::once(&c.argv0).chain(c.pre.iter().take(c.n_pre)) {
+        if let Some(slot) = argv.get_mut(na) {
+            *slot = s.as_ptr();
+            na += 1;
+        }
     }
     for i in c.args_from..p.argv.len() {
         // SAFETY: i < argc.

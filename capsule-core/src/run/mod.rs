@@ -13,6 +13,7 @@
 
 pub mod attach;
 pub mod config;
+pub mod exec;
 pub mod identity;
 pub mod materialize;
 pub mod netns;

@@ -8,8 +8,9 @@
 //! - the tree path of every whiteout (a path made again is no longer whited out);
 //! - for every capsule directory, whether the host has it (the view's host-directory flag),
 //!   below host directories only (under a missing one nothing can exist);
-//! - the view file, the program, the library directories, the shim and the launcher itself
-//!   (an upgrade of capsule starts over).
+//! - the view file, the program (and the scripts and interpreter that decided it,
+//!   `run::exec`), the library directories, the shim and the launcher itself (an upgrade of
+//!   capsule starts over).
 //!
 //! A run only gets a plan when nothing else went into it ([`Prepared::plannable`]): no shared
 //! capsules, no registry edits of files, no identity.
@@ -55,8 +56,9 @@ pub struct Launch<'a> {
     pub key: (Vec<u8>, u64),
     /// Where the program's arguments start in capsule's argv.
     pub args_from: u32,
-    /// The program's host path and argv[0].
-    pub program: (&'a Path, &'a str),
+    /// The program: what is executed, its argv[0], the arguments before the command line's
+    /// and the files read to decide.
+    pub program: &'a super::exec::Program,
     /// Environment the launcher sets (besides the per-run socket and descriptors).
     pub env: &'a [(String, std::ffi::OsString)],
     /// The launcher (`capsule-cli`) and the shim.
@@ -106,7 +108,8 @@ pub fn write(
         files.push((bytes(&path), true, sig_of(&path, true)));
     }
     let mut follow =
-        vec![p.view.clone(), launch.program.0.to_owned(), launch.launcher.to_owned(), launch.shim.to_owned()];
+        vec![p.view.clone(), launch.program.path.clone(), launch.launcher.to_owned(), launch.shim.to_owned()];
+    follow.extend(launch.program.inputs.iter().cloned());
     follow.extend(p.lib_dirs.iter().cloned());
     for path in follow {
         let sig = sig_of(&path, false);
@@ -119,8 +122,9 @@ pub fn write(
         key: launch.key.0.clone(),
         files,
         dirs: host_dirs(p),
-        program: bytes(launch.program.0),
-        argv0: launch.program.1.as_bytes().to_vec(),
+        program: bytes(&launch.program.path),
+        argv0: launch.program.argv0.as_bytes().to_vec(),
+        args: launch.program.prefix.iter().map(|a| a.as_bytes().to_vec()).collect(),
         args_from: launch.args_from,
         env: launch.env.iter().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect(),
         view: bytes(&p.view),

@@ -58,22 +58,29 @@ pub struct State {
     /// The materialiser's abstract socket name (`CAPSULE_SOCKET`). Kept out of the view so
     /// that runs with the same inputs reuse the same view file.
     pub socket: &'static [u8],
+    /// Whether the capsule's programs are started with the capsule's own loader
+    /// (`CAPSULE_LOADER`: `hooks::binfmt::LOADER_*`).
+    pub loader: u8,
     /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
     /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...`,
-    /// `CAPSULE_DOMAIN=...`, `CAPSULE_IP=...` and `CAPSULE_IFACE=...` as found at start,
-    /// NUL-terminated, re-added to the environment of programs started with a cleared one.
-    pub env: [&'static CStr; 10],
+    /// `CAPSULE_DOMAIN=...`, `CAPSULE_IP=...`, `CAPSULE_IFACE=...` and `CAPSULE_LOADER=...`
+    /// as found at start, NUL-terminated, re-added to the environment of programs started
+    /// with a cleared one.
+    pub env: [&'static CStr; ENV_SLOTS],
 }
+
+/// Our environment entries ([`State::env`]).
+const ENV_SLOTS: usize = 11;
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
 
-/// Static storage for the state and copies of our ten environment entries (copied, so that a
+/// Static storage for the state and copies of our environment entries (copied, so that a
 /// later setenv or putenv cannot change them under us). Written only by the thread that won
 /// [`STARTED`], before it publishes [`STATE`]; read-only afterwards.
 struct Storage {
     state: UnsafeCell<MaybeUninit<State>>,
-    env: [UnsafeCell<[u8; ENV_CAP]>; 10],
+    env: [UnsafeCell<[u8; ENV_CAP]>; ENV_SLOTS],
 }
 
 // SAFETY: see `Storage`: one writer (the winner of STARTED), before a Release store that every
@@ -83,6 +90,7 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -336,6 +344,12 @@ fn init() {
         None => (iface_value, &b""[..]),
     };
     let mac = parse_mac_hex(mac_hex);
+    let (loader_entry, loader) = value(c"CAPSULE_LOADER", 10, c"CAPSULE_LOADER=");
+    let loader = match loader {
+        b"argv0" => hooks::binfmt::LOADER_ARGV0,
+        b"plain" => hooks::binfmt::LOADER_PLAIN,
+        _ => hooks::binfmt::LOADER_NONE,
+    };
     let env = [
         preload,
         view_entry,
@@ -347,8 +361,9 @@ fn init() {
         domain_entry,
         ip_entry,
         iface_entry,
+        loader_entry,
     ];
-    let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, iface, mac, socket, env };
+    let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, iface, mac, socket, loader, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

@@ -1,9 +1,13 @@
-//! The exec family: execve, execv, execvp, execvpe, posix_spawn, posix_spawnp.
+//! The exec family: execve, execv, execvp, execvpe, execveat, posix_spawn, posix_spawnp.
 //!
-//! A program the capsule holds is executed from the tree (by its absolute tree path), after
-//! materialising it. The environment keeps `LD_PRELOAD` and `CAPSULE_VIEW` even when the
-//! caller cleared it (`env -i`), as Bear does: the new array lives in an anonymous mapping
-//! (a syscall, not the heap), released if the exec fails. No thread-local state is set around
+//! What to execute is decided in the capsule's view ([`binfmt`]): a program the capsule holds
+//! runs from the tree (by its absolute tree path, not `execveat(tree_fd, rel)`: for a script
+//! the kernel would hand the interpreter "/dev/fd/N/rel", which our close-on-exec descriptor
+//! makes unreachable), after materialising it; a `#!` script's interpreter and an ELF
+//! program's loader are looked up in the capsule before the host. The environment keeps
+//! `LD_PRELOAD` and `CAPSULE_VIEW` even when the caller cleared it (`env -i`), as Bear does:
+//! the new array lives in an anonymous mapping (a syscall, not the heap), released if the
+//! exec fails. No thread-local state is set around
 //! the exec, so a vfork parent sharing ours is left as it was.
 //! `execl`, `execlp` and `execle` are C-variadic; src/c/trampolines.c collects their arguments
 //! and calls `execve`/`execvpe` here.
@@ -11,11 +15,10 @@
 
 use core::ffi::{CStr, c_char, c_int, c_long};
 
-use super::{Route, in_tree, real, route};
+use super::{binfmt, real};
 use crate::preload::guard::HookGuard;
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
-use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
 type Env = *const *const c_char;
@@ -126,43 +129,45 @@ fn fix_env(st: &State, envp: Env) -> FixedEnv {
     FixedEnv { ptr: arr.cast_const(), map: Some((p, len)) }
 }
 
-/// execve through the capsule; returns only on failure (kernel convention, -errno).
+/// execve (or, with `dirfd` other than AT_FDCWD or `flags`, execveat) through the capsule:
+/// the path, a `#!` interpreter and the ELF loader resolved in the view ([`binfmt`]).
+/// Returns only on failure (kernel convention, -errno).
 ///
 /// # Safety
-/// execve's contract for `path`, `argv`, `envp`.
-unsafe fn exec_routed(path: *const c_char, argv: Env, envp: Env) -> c_long {
-    let raw_execve = |p: *const c_char, e: Env| {
-        // SAFETY: execve with the caller's argv and a valid environment array.
-        unsafe { sys::raw(libc::SYS_execve, p as c_long, argv as c_long, e as c_long, 0, 0, 0) }
+/// execveat's contract for `dirfd`, `path`, `argv`, `envp`, `flags`.
+unsafe fn exec_routed(dirfd: c_int, path: *const c_char, argv: Env, envp: Env, flags: c_int) -> c_long {
+    let raw_exec = |d: c_int, p: *const c_char, a: Env, e: Env, f: c_int| {
+        if d == libc::AT_FDCWD && f == 0 {
+            // SAFETY: execve with a path, argv and environment valid for the call.
+            unsafe { sys::raw(libc::SYS_execve, p as c_long, a as c_long, e as c_long, 0, 0, 0) }
+        } else {
+            // SAFETY: as above, relative to the caller's descriptor with the caller's flags.
+            unsafe { sys::raw(libc::SYS_execveat, d.into(), p as c_long, a as c_long, e as c_long, f.into(), 0) }
+        }
     };
-    let Some(guard) = HookGuard::enter() else { return raw_execve(path, envp) };
-    let (Some(st), false) = (state(), path.is_null()) else { return raw_execve(path, envp) };
+    let Some(guard) = HookGuard::enter() else { return raw_exec(dirfd, path, argv, envp, flags) };
+    let (Some(st), false) = (state(), path.is_null()) else { return raw_exec(dirfd, path, argv, envp, flags) };
+    // SAFETY: non-null (checked), NUL-terminated (execve's contract).
+    let empty = unsafe { *path } == 0;
+    if empty && flags & libc::AT_EMPTY_PATH != 0 {
+        // fexecve: the descriptor is the program; nothing to resolve.
+        drop(guard);
+        return raw_exec(dirfd, path, argv, envp, flags);
+    }
     let env = fix_env(st, envp);
-    let mut buf = PathBuffer::new();
-    // SAFETY: non-null, NUL-terminated.
-    let route = unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) };
+    let mut scratch = binfmt::Scratch::new();
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+    // SAFETY: execve's contract for `path` and `argv`.
+    let plan = unsafe { scratch.plan(st, dirfd, path, argv, follow) };
     // Leave the hook before the exec: a vfork parent shares this thread's state (HOUSE-STYLE §3.5).
     drop(guard);
-    let r = match route {
-        Route::Original => raw_execve(path, env.ptr),
-        Route::TreeThenHost(rel, abs) => {
-            let mut t = PathBuffer::new();
-            raw_execve(tree_or_host(st, rel, abs, &mut t), env.ptr)
-        }
-        Route::Host(p) => raw_execve(p.as_ptr(), env.ptr),
-        Route::Tree(rel, entry) => {
-            // By absolute path, not execveat(tree_fd, rel): for a script the kernel would hand
-            // the interpreter "/dev/fd/N/rel", which our close-on-exec descriptor makes
-            // unreachable (ENOENT).
-            let mut abs = PathBuffer::new();
-            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
-                return -c_long::from(libc::ENAMETOOLONG);
-            }
-            in_tree(entry, rel, || raw_execve(abs.as_cstr().as_ptr(), env.ptr))
-        }
-        Route::Deny(e) => -c_long::from(e),
+    let r = match plan {
+        binfmt::Plan::Exec { path: p, argv: a, original: true } => raw_exec(dirfd, p, a, env.ptr, flags),
+        // A resolved path is absolute, or the caller's own relative to the working directory.
+        binfmt::Plan::Exec { path: p, argv: a, original: false } => raw_exec(libc::AT_FDCWD, p, a, env.ptr, 0),
+        binfmt::Plan::Deny(e) => -c_long::from(e),
     };
-    drop(env);
+    drop((env, scratch));
     r
 }
 
@@ -173,7 +178,17 @@ unsafe fn exec_routed(path: *const c_char, argv: Env, envp: Env) -> c_long {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Env, envp: Env) -> c_int {
     // SAFETY: forwarded.
-    ret(unsafe { exec_routed(path, argv, envp) })
+    ret(unsafe { exec_routed(libc::AT_FDCWD, path, argv, envp, 0) })
+}
+
+/// execveat(2) (glibc ≥ 2.34).
+///
+/// # Safety
+/// C ABI.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn execveat(dirfd: c_int, path: *const c_char, argv: Env, envp: Env, flags: c_int) -> c_int {
+    // SAFETY: forwarded.
+    ret(unsafe { exec_routed(dirfd, path, argv, envp, flags) })
 }
 
 /// execv(3).
@@ -183,7 +198,7 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: Env, envp: Env) -> c_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Env) -> c_int {
     // SAFETY: `environ` is the process environment, a valid NULL-terminated array.
-    ret(unsafe { exec_routed(path, argv, environ.cast_const()) })
+    ret(unsafe { exec_routed(libc::AT_FDCWD, path, argv, environ.cast_const(), 0) })
 }
 
 unsafe extern "C" {
@@ -242,7 +257,7 @@ pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Env, envp: Env) -> c
         return -1;
     }
     // SAFETY: forwarded; each candidate is a NUL-terminated path.
-    ret(unsafe { search_path(file, |p| exec_routed(p, argv, envp)) })
+    ret(unsafe { search_path(file, |p| exec_routed(libc::AT_FDCWD, p, argv, envp, 0)) })
 }
 
 /// execvp(3).
@@ -291,8 +306,9 @@ type Spawn = unsafe extern "C" fn(
     *const *mut c_char,
 ) -> c_int;
 
-/// posix_spawn of one candidate path, routed: a capsule program is spawned by its absolute
-/// tree path (materialised first). Returns 0 or an errno (posix_spawn's convention).
+/// posix_spawn of one candidate path, routed as an exec is ([`binfmt`]): a capsule program is
+/// spawned by its absolute tree path (materialised first), a script whose interpreter the
+/// capsule has through that interpreter. Returns 0 or an errno (posix_spawn's convention).
 ///
 /// # Safety
 /// posix_spawn's contract.
@@ -305,34 +321,25 @@ unsafe fn spawn_one(
     argv: *const *mut c_char,
     envp: *const *mut c_char,
 ) -> c_int {
-    let call = |p: *const c_char, e: Env| {
-        // SAFETY: the caller's arguments with a routed path and a valid environment.
-        unsafe { real_fn(pid, p, fa, at, argv, e.cast()) }
+    let call = |p: *const c_char, a: Env, e: Env| {
+        // SAFETY: the caller's arguments with a routed path, an argv and an environment valid
+        // for the call.
+        unsafe { real_fn(pid, p, fa, at, a.cast(), e.cast()) }
     };
-    let Some(_guard) = HookGuard::enter() else { return call(path, envp.cast()) };
-    let Some(st) = state() else { return call(path, envp.cast()) };
+    let Some(guard) = HookGuard::enter() else { return call(path, argv.cast(), envp.cast()) };
+    let (Some(st), false) = (state(), path.is_null()) else { return call(path, argv.cast(), envp.cast()) };
     let env = fix_env(st, envp.cast());
-    let mut buf = PathBuffer::new();
-    let mut abs = PathBuffer::new();
-    // SAFETY: NUL-terminated (posix_spawn's contract).
-    let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
-        Route::Original => path,
-        Route::TreeThenHost(rel, host) => tree_or_host(st, rel, host, &mut abs),
-        Route::Host(p) => p.as_ptr(),
-        Route::Tree(rel, entry) => {
-            // SAFETY: NUL-terminated relative path.
-            let r = in_tree(entry, rel, || unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::X_OK, 0) });
-            if r < 0 {
-                return i32::try_from(-r).unwrap_or(libc::EIO);
-            }
-            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
-                return libc::ENAMETOOLONG;
-            }
-            abs.as_cstr().as_ptr()
+    let mut scratch = binfmt::Scratch::new();
+    // SAFETY: NUL-terminated path and NULL-terminated argv (posix_spawn's contract).
+    match unsafe { scratch.plan(st, libc::AT_FDCWD, path, argv.cast(), true) } {
+        binfmt::Plan::Exec { path: p, argv: a, .. } => {
+            // The child execs without our hooks (glibc calls its internal execve): whatever
+            // it needs is in place now.
+            drop(guard);
+            call(p, a, env.ptr)
         }
-        Route::Deny(e) => return e,
-    };
-    call(target, env.ptr)
+        binfmt::Plan::Deny(e) => e,
+    }
 }
 
 /// posix_spawn(3).
@@ -373,15 +380,4 @@ pub unsafe extern "C" fn posix_spawnp(
     // SAFETY: forwarded; candidates are NUL-terminated.
     let r = unsafe { search_path(file, |p| -c_long::from(spawn_one(real_fn, pid, p, fa, at, argv, envp))) };
     i32::try_from(-r).unwrap_or(libc::EIO)
-}
-
-/// Write-copy: the tree's copy of a program when there is one (a file the application wrote,
-/// such as dpkg's maintainer scripts), else the host's. The tree path is built in `out`.
-fn tree_or_host(st: &crate::preload::State, rel: &CStr, host: &CStr, out: &mut PathBuffer) -> *const c_char {
-    // SAFETY: NUL-terminated relative path; F_OK only.
-    let in_tree = unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::F_OK, 0) } == 0;
-    if in_tree && out.push(st.tree).and_then(|()| out.push(b"/")).and_then(|()| out.push(rel.to_bytes())).is_ok() {
-        return out.as_cstr().as_ptr();
-    }
-    host.as_ptr()
 }

@@ -2,6 +2,7 @@
 //! [`HookGuard`], keep errno, no allocation, no lock, no panic; all path logic is in
 //! [`route`] and [`capsule_core::resolve`].
 
+pub mod binfmt;
 pub mod dir;
 pub mod exec;
 pub mod fortify;
