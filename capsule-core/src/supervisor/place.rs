@@ -14,7 +14,7 @@ use crate::resolve::path::PathBuffer;
 use crate::view::{Entry, View};
 
 /// Where a call goes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Place<'v> {
     /// Not ours: let the kernel run the call as made.
     Original,
