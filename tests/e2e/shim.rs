@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use crate::require;
 use crate::support::{Env, b3, has, walk};
 
+mod statics;
+
 /// The capsule's root, as the program sees it under `capsule run`.
 const VROOT: &str = "/opt/difftest";
 /// Far longer than any fixture needs (threads takes about a second; a deadlock is forever).
@@ -65,6 +67,10 @@ pub(crate) fn fixtures() -> &'static Path {
         }
         gcc(&dir.join("open-fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "open.c"])?;
         gcc(&dir.join("fortify"), &["-O2", "-D_FORTIFY_SOURCE=2", "fortify.c"])?;
+        // The same programs -static: no shim can load, the supervisor serves them (statics.rs).
+        for name in statics::FIXTURES {
+            gcc(&dir.join(format!("{name}-static")), &["-O0", "-static", &format!("{name}.c"), "-pthread"])?;
+        }
         // Static: no shim can load, the seccomp supervisor serves it (tests/e2e/supervisor.rs).
         gcc(&dir.join("static_fork"), &["-O0", "-static", "static_fork.c", "-pthread"])?;
         gcc(&dir.join("libearly.so"), &["-shared", "-fPIC", "early_ctor_lib.c"])?;
@@ -125,6 +131,11 @@ pub struct Diff {
 
 impl Diff {
     pub fn new() -> Diff {
+        Diff::with_exec("exec")
+    }
+
+    /// [`Diff::new`] with fixture `exec` (a build of exec.c) as the capsule's `bin/exec`.
+    pub fn with_exec(exec: &str) -> Diff {
         let fx = fixtures();
         let env = Env::new();
         let stage = env.path("stage");
@@ -157,7 +168,7 @@ impl Diff {
         for i in 0..1024 {
             fs::write(root.join(format!("data/many/f{i:03}")), format!("many {i:03}\n")).unwrap();
         }
-        fs::copy(fx.join("exec"), root.join("bin/exec")).unwrap();
+        fs::copy(fx.join(exec), root.join("bin/exec")).unwrap();
         for (link, target) in [
             ("link-to-hello", "hello.txt"),
             ("dirlink", "data/nested"),
@@ -200,6 +211,14 @@ impl Diff {
 
     /// [`Diff::compare`] with `capsule run` options; the output and the capsule run's stderr.
     pub fn compare_with(&self, fixture: &str, options: &[&str]) -> (String, String) {
+        self.compare_gaps(fixture, options, &[])
+    }
+
+    /// [`Diff::compare_with`] for a tier with known gaps: each `(native, capsule)` pair is a
+    /// run of lines the native output must contain (a line ending in `*` matches any line
+    /// starting with what precedes it) and the lines the capsule run prints in their place.
+    /// Everything else must match as usual.
+    pub fn compare_gaps(&self, fixture: &str, options: &[&str], gaps: &[(&str, &str)]) -> (String, String) {
         let bin = fixtures().join(fixture);
         let shim = Path::new(env!("CARGO_BIN_EXE_capsule")).with_file_name("libcapsule_shim.so");
         let shim_dep = shim.parent().unwrap().join("deps/libcapsule_shim.so");
@@ -207,7 +226,10 @@ impl Diff {
         let n = self.native(&bin);
         let c = self.capsule(&bin, options);
         let (nout, cout) = (self.canon(&n.stdout, self.root.to_str().unwrap()), self.canon(&c.stdout, VROOT));
-        assert_same(fixture, &nout, &cout, &n, &c);
+        let expected = gaps.iter().fold(nout.clone(), |out, (from, to)| {
+            with_gap(&out, from, to).unwrap_or_else(|| panic!("{fixture}: no {from:?} natively:\n{nout}"))
+        });
+        assert_same(fixture, &expected, &cout, &n, &c);
         self.assert_cache_intact(fixture);
         // The fixture itself must have worked natively: otherwise equal outputs prove nothing.
         assert_eq!(n.code, Some(0), "{fixture} failed natively:\n{nout}\nstderr:\n{}", n.stderr);
@@ -229,6 +251,20 @@ impl Diff {
             assert_eq!(b3(&f), digest, "{what}: the cache file {} was written through", f.display());
         }
     }
+}
+
+/// `out` with the first run of lines matching `from` (see [`Diff::compare_gaps`]) replaced
+/// by `to`; `None` when no run matches.
+fn with_gap(out: &str, from: &str, to: &str) -> Option<String> {
+    let lines: Vec<&str> = out.lines().collect();
+    let pattern: Vec<&str> = from.lines().collect();
+    let matches = |l: &str, p: &str| p.strip_suffix('*').map_or(l == p, |prefix| l.starts_with(prefix));
+    let at = (0..=lines.len().checked_sub(pattern.len())?)
+        .find(|&i| pattern.iter().zip(&lines[i..]).all(|(p, l)| matches(l, p)))?;
+    let mut result: Vec<&str> = lines[..at].to_vec();
+    result.extend(to.lines());
+    result.extend(&lines[at + pattern.len()..]);
+    Some(result.iter().map(|l| format!("{l}\n")).collect())
 }
 
 /// Assert equal outputs and exit codes, showing a line diff and both sides in full.

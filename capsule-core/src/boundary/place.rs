@@ -64,7 +64,7 @@ pub fn place<'b, 'v>(
         Err(e) => return Place::Deny(e),
     };
     let mut rewritten = in_tree || walk.substituted;
-    match proc_link(view, caller, buf) {
+    match proc_link(view, caller, buf, intent.follow || walk.must_be_dir) {
         Ok(true) => rewritten = true,
         Ok(false) => {}
         Err(e) => return Place::Deny(e),
@@ -136,8 +136,9 @@ fn tree_link(view: &View<'_>, caller: &impl Caller, buf: &mut PathBuffer, follow
 }
 
 /// Rewrite `/proc/{self,thread-self,PID}/{root,cwd,fd/N}/…` in `buf` into the virtual path
-/// it names (module docs). `Ok(true)`: rewritten.
-fn proc_link(view: &View<'_>, caller: &impl Caller, buf: &mut PathBuffer) -> Result<bool, i32> {
+/// it names (module docs). `Ok(true)`: rewritten. The link itself, not followed (`readlink`,
+/// `lstat` of `/proc/self/cwd`), is left as it is: it names the link, not its directory.
+fn proc_link(view: &View<'_>, caller: &impl Caller, buf: &mut PathBuffer, follow: bool) -> Result<bool, i32> {
     if !buf.as_bytes().starts_with(b"/proc/") {
         return Ok(false);
     }
@@ -147,6 +148,9 @@ fn proc_link(view: &View<'_>, caller: &impl Caller, buf: &mut PathBuffer) -> Res
     let mut parts = rest.splitn(3, |&c| c == b'/');
     let (Some(proc), Some(link)) = (parts.next(), parts.next()) else { return Ok(false) };
     let after = parts.next().unwrap_or_default();
+    if after.is_empty() && !follow {
+        return Ok(false);
+    }
     let is_proc =
         proc == b"self" || proc == b"thread-self" || (!proc.is_empty() && proc.iter().all(u8::is_ascii_digit));
     if !is_proc {

@@ -143,6 +143,8 @@ fn proc_links_name_the_view() {
     assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/fd/7/y", true, true), "tree srv/y");
     // The links themselves and other /proc files are the kernel's.
     assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/fd/7", true, false), "original");
+    assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/cwd", false, false), "original", "readlink, lstat");
+    assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/cwd", true, false), "tree opt/app (entry)");
     assert_eq!(placed(Mode::Full, &fake, -100, "/proc/self/status", true, false), "original");
 }
 

@@ -20,6 +20,7 @@ use libc::sock_filter;
 /// The path lookups answered by the supervisor (the mutations are `mutate::MUTATIONS`).
 pub const TRAPPED: &[i64] = &[
     libc::SYS_open,
+    libc::SYS_creat,
     libc::SYS_openat,
     libc::SYS_stat,
     libc::SYS_lstat,
@@ -30,6 +31,11 @@ pub const TRAPPED: &[i64] = &[
     libc::SYS_faccessat2,
     libc::SYS_readlink,
     libc::SYS_readlinkat,
+    libc::SYS_openat2,
+    libc::SYS_getxattr,
+    libc::SYS_lgetxattr,
+    libc::SYS_listxattr,
+    libc::SYS_llistxattr,
     libc::SYS_uname,
     libc::SYS_sethostname,
     libc::SYS_setdomainname,
@@ -77,15 +83,20 @@ pub struct Traps {
     pub record: bool,
     /// `recvmsg` ([`NETLINK`]): the run has an address or MAC identity and its program is static.
     pub netlink: bool,
-    /// `getdents64` ([`LISTINGS`]): the program has no shim (static or Go), so the supervisor
-    /// merges the listings of the directories it injected (`listing`). A program with the
-    /// shim lists through its `readdir`, which merges; trapping its every `getdents64` would
-    /// only cost a round trip each.
+    /// `getdents64` ([`LISTINGS`]) and the working directory ([`WORKING_DIR`]): the program
+    /// has no shim (static or Go), so the supervisor merges the listings of the directories
+    /// it injected (`listing`), names a cwd inside the tree by its virtual path and answers
+    /// `chdir` (`handlers::dir`). A program with the shim lists through its `readdir`, which
+    /// merges, and has the shim's `getcwd` and `chdir`; trapping them would only cost it a
+    /// round trip each (the shim's `getcwd` is libc's, without the cookie).
     pub listings: bool,
 }
 
 /// What [`Traps::listings`] traps.
 pub const LISTINGS: &[i64] = &[libc::SYS_getdents64];
+
+/// What [`Traps::listings`] traps besides [`LISTINGS`]: the working directory.
+pub const WORKING_DIR: &[i64] = &[libc::SYS_getcwd, libc::SYS_chdir];
 
 /// What [`Traps::netlink`] traps: the route netlink reads of glibc's getifaddrs.
 pub const NETLINK: &[i64] = &[libc::SYS_recvmsg];
@@ -111,6 +122,7 @@ pub fn program_for(cookie: u64, traps: Traps) -> Vec<sock_filter> {
     }
     if traps.listings {
         trapped.extend_from_slice(LISTINGS);
+        trapped.extend_from_slice(WORKING_DIR);
     }
     build(cookie, &trapped)
 }
@@ -299,5 +311,10 @@ mod tests {
         assert_eq!(run(&program(7), nr, x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&on, nr, x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(run(&on, u32::try_from(libc::SYS_openat).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        for n in WORKING_DIR {
+            let n = u32::try_from(*n).unwrap();
+            assert_eq!(run(&program(7), n, x86, [0; 6]), libc::SECCOMP_RET_ALLOW, "{n}");
+            assert_eq!(run(&on, n, x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF, "{n}");
+        }
     }
 }

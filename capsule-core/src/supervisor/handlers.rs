@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::memory::TraceeMemory;
 use super::notify::Reply;
 pub(super) use super::place::{Sup, place};
+use crate::boundary::Place;
 use crate::boundary::effect::{self, At};
 use crate::resolve::Intent;
 use crate::resolve::path::PathBuffer;
@@ -53,6 +54,9 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
     match nr {
         libc::SYS_open => open(cx, mem, libc::AT_FDCWD, a[0], int(a[1]), a[2]),
         libc::SYS_openat => open(cx, mem, int(a[0]), a[1], int(a[2]), a[3]),
+        // creat(2) is open(2) with these flags (x86-64 glibc's creat makes this call).
+        libc::SYS_creat => open(cx, mem, libc::AT_FDCWD, a[0], libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, a[1]),
+        libc::SYS_openat2 => openat2(cx, mem, int(a[0]), a[1], a[2], a[3]),
         libc::SYS_stat => stat(cx, mem, libc::AT_FDCWD, a[0], a[1], 0),
         libc::SYS_lstat => stat(cx, mem, libc::AT_FDCWD, a[0], a[1], libc::AT_SYMLINK_NOFOLLOW),
         libc::SYS_newfstatat => stat(cx, mem, int(a[0]), a[1], a[2], int(a[3])),
@@ -62,6 +66,12 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_faccessat2 => access(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3])),
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
+        libc::SYS_getxattr => xattr::get(cx, mem, a[0], a[1], a[2], a[3], true),
+        libc::SYS_lgetxattr => xattr::get(cx, mem, a[0], a[1], a[2], a[3], false),
+        libc::SYS_listxattr => xattr::list(cx, mem, a[0], a[1], a[2], true),
+        libc::SYS_llistxattr => xattr::list(cx, mem, a[0], a[1], a[2], false),
+        libc::SYS_getcwd => dir::getcwd(cx, mem, a[0], a[1]),
+        libc::SYS_chdir => dir::chdir(cx, mem, a[0]),
         libc::SYS_uname => uname(cx, mem, a[0]),
         libc::SYS_bind => super::netcalls::bind(cx, mem, int(a[0]), a[1], a[2]),
         libc::SYS_ioctl => super::netcalls::ioctl(cx, mem, int(a[0]), a[1], a[2]),
@@ -125,18 +135,71 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
     #[allow(clippy::cast_possible_truncation)] // mode_t is 32 bits
     let mode = mode as libc::mode_t;
     let mut buf = PathBuffer::new();
-    let tree = cx.tree;
     let view = cx.view;
-    let placed = place(&view, tree, mem, dirfd, addr, effect::open_intent(flags), &mut buf);
-    let r = effect::open(&mut cx.tier(), &placed, flags, |at, flags| {
-        let (d, p) = at_fd(tree, at);
-        open_at(d, p, flags, mode)
-    });
-    match r {
+    let placed = place(&view, cx.tree, mem, dirfd, addr, effect::open_intent(flags), &mut buf);
+    match open_placed(cx, &placed, flags, mode).map(|r| r.and_then(|fd| injectable(fd, flags))) {
         None => Reply::Continue,
         Some(Ok(fd)) => Reply::Fd { fd, cloexec: flags & libc::O_CLOEXEC != 0 },
         Some(Err(e)) => Reply::Error(e),
     }
+}
+
+/// Open a placed path in the supervisor, with the layer's open effects. `None`: not ours.
+fn open_placed(
+    cx: &mut Context<'_, '_>,
+    placed: &Place<'_, '_>,
+    flags: i32,
+    mode: libc::mode_t,
+) -> Option<Result<OwnedFd, i32>> {
+    let tree = cx.tree;
+    effect::open(&mut cx.tier(), placed, flags, |at, flags| {
+        let (d, p) = at_fd(tree, at);
+        open_at(d, p, flags, mode)
+    })
+}
+
+/// openat2(2): `struct open_how` at `how` (`size` bytes). Without RESOLVE_* flags it is
+/// openat. With them, a path that is not the capsule's is the kernel's; a capsule path is
+/// ENOSYS, as on a kernel without openat2, so the program falls back to openat (which is
+/// served): the RESOLVE_* rules are about the host kernel's walk, which a capsule path never
+/// takes, and honouring them in the view is not done (docs/architecture.md, tier 2 gaps).
+fn openat2(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, how: u64, size: u64) -> Reply {
+    const VER0: usize = 24; // OPEN_HOW_SIZE_VER0: flags, mode, resolve
+    if usize::try_from(size).is_ok_and(|s| s < VER0) {
+        return Reply::Error(libc::EINVAL);
+    }
+    let mut raw = [0u8; VER0];
+    if mem.read(how, &mut raw).map_or(true, |n| n < VER0) {
+        return Reply::Error(libc::EFAULT);
+    }
+    let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    let (flags, mode, resolve) = (word(0), word(1), word(2));
+    let Ok(flags) = i32::try_from(flags) else { return Reply::Error(libc::EINVAL) };
+    if resolve == 0 {
+        return open(cx, mem, dirfd, addr, flags, mode);
+    }
+    let mut buf = PathBuffer::new();
+    let view = cx.view;
+    match place(&view, cx.tree, mem, dirfd, addr, Intent { follow: true, create: false }, &mut buf) {
+        Place::Original => Reply::Continue,
+        _ => Reply::Error(libc::ENOSYS),
+    }
+}
+
+/// `fd` as the kernel will inject it. `ADDFD` refuses an `O_PATH` descriptor (EBADF: it takes
+/// its source with `fget`), so an `O_PATH` open, resolved and checked as asked, is reopened
+/// read-only (non-blocking: a FIFO must not wait for a writer) through `/proc/self/fd`. The
+/// program can use it everywhere it could use the `O_PATH` one (a directory for the `*at`
+/// calls, `fchdir`, `fstat`); it differs in `F_GETFL`, in that `read` works, and in what
+/// cannot be opened for reading: a file without read permission (EACCES) and a symlink
+/// opened `O_PATH | O_NOFOLLOW` (ELOOP). Those stay tier-2 gaps (docs/architecture.md).
+fn injectable(fd: OwnedFd, flags: i32) -> Result<OwnedFd, i32> {
+    if flags & libc::O_PATH == 0 {
+        return Ok(fd);
+    }
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+    let keep = flags & libc::O_DIRECTORY;
+    open_at(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_NONBLOCK | keep, 0)
 }
 
 /// Open in the supervisor, always close-on-exec here (the tracee's own flag travels with
@@ -249,6 +312,7 @@ fn access(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u
 
 fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, out: u64, size: u64) -> Reply {
     let cap = usize::try_from(size).unwrap_or(usize::MAX).min(super::memory::PATH_MAX);
+    let view = cx.view;
     let r = at(cx, mem, dirfd, addr, Intent { follow: false, create: false }, |d, p| {
         let mut buf = vec![0u8; cap];
         // SAFETY: `p` NUL-terminated; the kernel writes at most `cap` bytes to `buf`.
@@ -258,7 +322,7 @@ fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr:
         Ok(buf)
     });
     match r {
-        None => Reply::Continue,
+        None => proc_readlink(&view, mem, addr, out, cap),
         Some(Ok(_)) if size == 0 => Reply::Error(libc::EINVAL),
         Some(Ok(target)) => match mem.write(out, &target) {
             Ok(()) => Reply::Value(i64::try_from(target.len()).unwrap_or(0)),
@@ -268,5 +332,33 @@ fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr:
     }
 }
 
+mod dir;
+/// readlink(2) of `/proc/{self,thread-self,PID}/{exe,cwd,fd/N}`, which the layer leaves to
+/// the kernel: a target inside the tree (a capsule program exec'd by its tree path, a cwd or
+/// descriptor the supervisor opened) is named by its virtual path, as the shim's readlink
+/// does; any other target is the kernel's answer.
+fn proc_readlink(view: &View<'_>, mem: &impl TraceeMemory, addr: u64, out: u64, cap: usize) -> Reply {
+    let Ok(path) = super::memory::read_path(mem, addr) else { return Reply::Continue };
+    let Some(rest) = path.strip_prefix(b"/proc/") else { return Reply::Continue };
+    let Some(slash) = rest.iter().position(|&c| c == b'/') else { return Reply::Continue };
+    let (proc, link) = (&rest[..slash], &rest[slash + 1..]);
+    let pid_like = proc == b"self" || proc == b"thread-self" || proc.iter().all(u8::is_ascii_digit);
+    let fd_link = link.strip_prefix(b"fd/").is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
+    if !pid_like || proc.is_empty() || !(link == b"exe" || link == b"cwd" || fd_link) {
+        return Reply::Continue;
+    }
+    let Ok(target) = mem.proc_link(proc, link) else { return Reply::Continue };
+    let Some(virt) = crate::resolve::untree(view.tree(), &target) else { return Reply::Continue };
+    if cap == 0 {
+        return Reply::Error(libc::EINVAL);
+    }
+    let n = virt.len().min(cap);
+    if mem.write(out, &virt[..n]).is_err() || !mem.still_valid() {
+        return Reply::Error(libc::EFAULT);
+    }
+    Reply::Value(i64::try_from(n).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests;
+mod xattr;

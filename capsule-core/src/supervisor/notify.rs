@@ -116,7 +116,13 @@ impl Listener {
     }
 
     /// `ADDFD` with `SEND`: install `fd` in the tracee and complete the call with its number,
-    /// which is returned (`None`: the thread was gone).
+    /// which is returned (`None`: the thread was gone, or the call failed instead).
+    ///
+    /// A descriptor the kernel will not install fails the call rather than the supervisor:
+    /// EBADF for an `O_PATH` one (ADDFD takes its source with `fget`, which refuses them),
+    /// EMFILE when the program is at its descriptor limit. ESRCH means the thread was
+    /// interrupted (a signal) before it took the descriptor: the call is restarted, or was
+    /// abandoned, and is not ours to answer any more; EINPROGRESS, that it was answered.
     fn add_fd(&self, id: u64, fd: &OwnedFd, cloexec: bool) -> io::Result<Option<i32>> {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // flag values
         let mut add = libc::seccomp_notif_addfd {
@@ -128,7 +134,15 @@ impl Listener {
         };
         // SAFETY: ADDFD reads one seccomp_notif_addfd; `srcfd` is open for the call.
         let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &raw mut add) };
-        gone_is_ok(if r < 0 { -1 } else { 0 }).map(|()| (r >= 0).then_some(r))
+        if r >= 0 {
+            return Ok(Some(r));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ESRCH | libc::EINPROGRESS) => Ok(None),
+            Some(errno @ (libc::EBADF | libc::EMFILE | libc::EINVAL)) => self.reply(id, Reply::Error(errno)),
+            _ => Err(e),
+        }
     }
 }
 

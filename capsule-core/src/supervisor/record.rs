@@ -9,12 +9,18 @@ pub fn path_of(mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Vec<u8>
     let int = |v: u64| v as i32;
     let (dirfd, addr) = match nr {
         libc::SYS_open
+        | libc::SYS_creat
+        | libc::SYS_getxattr
+        | libc::SYS_lgetxattr
+        | libc::SYS_listxattr
+        | libc::SYS_llistxattr
         | libc::SYS_stat
         | libc::SYS_lstat
         | libc::SYS_access
         | libc::SYS_readlink
         | libc::SYS_execve => (libc::AT_FDCWD, a[0]),
         libc::SYS_openat
+        | libc::SYS_openat2
         | libc::SYS_newfstatat
         | libc::SYS_statx
         | libc::SYS_faccessat

@@ -59,6 +59,9 @@ impl TraceeMemory for Fake {
     fn fd_path(&self, _fd: i32) -> io::Result<Vec<u8>> {
         Err(io::Error::from_raw_os_error(libc::EBADF))
     }
+    fn proc_link(&self, _proc: &[u8], link: &[u8]) -> io::Result<Vec<u8>> {
+        if link == b"cwd" { Ok(self.cwd.clone()) } else { Err(io::Error::from_raw_os_error(libc::ENOENT)) }
+    }
 }
 
 /// Records operations; OP_LINK of the capsule file writes its content into the tree.
@@ -265,4 +268,105 @@ fn uname_reports_the_capsule_hostname() {
     let node: Vec<u8> = u.nodename.iter().take_while(|&&c| c != 0).map(|&c| c.cast_unsigned()).collect();
     assert_eq!(node, b"capsulehost");
     assert!(u.sysname.iter().take_while(|&&c| c != 0).count() > 0, "the rest comes from the kernel");
+}
+
+#[test]
+fn creat_and_openat2_without_resolve_flags_are_opens() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/new.txt");
+    let (r, _) = call(&s, &t, libc::SYS_creat, [PATH_AT, 0o600, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Fd { cloexec: false, .. }), "{r:?}");
+    assert!(s.tree.join("opt/capp/new.txt").is_file(), "creat did not create in the tree");
+    // struct open_how at OUT_AT: flags, mode, resolve.
+    let how = |flags: i32, resolve: u64| {
+        let mut b = Vec::new();
+        b.extend_from_slice(&u64::try_from(flags).unwrap().to_ne_bytes());
+        b.extend_from_slice(&0u64.to_ne_bytes());
+        b.extend_from_slice(&resolve.to_ne_bytes());
+        b
+    };
+    let t = Fake::with_path("/opt/capp/data.txt");
+    t.write(OUT_AT, &how(libc::O_RDONLY | libc::O_CLOEXEC, 0)).unwrap();
+    let (r, _) = call(&s, &t, libc::SYS_openat2, [AT_FDCWD, PATH_AT, OUT_AT, 24, 0, 0]);
+    assert!(matches!(r, Reply::Fd { cloexec: true, .. }), "{r:?}");
+    let (r, _) = call(&s, &t, libc::SYS_openat2, [AT_FDCWD, PATH_AT, OUT_AT, 16, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::EINVAL)), "{r:?}");
+    t.write(OUT_AT, &how(libc::O_RDONLY, libc::RESOLVE_BENEATH)).unwrap();
+    let (r, _) = call(&s, &t, libc::SYS_openat2, [AT_FDCWD, PATH_AT, OUT_AT, 24, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ENOSYS)), "{r:?}");
+    let t = Fake::with_path("/tmp/x");
+    t.write(OUT_AT, &how(libc::O_RDONLY, libc::RESOLVE_BENEATH)).unwrap();
+    let (r, _) = call(&s, &t, libc::SYS_openat2, [AT_FDCWD, PATH_AT, OUT_AT, 24, 0, 0]);
+    assert!(matches!(r, Reply::Continue), "{r:?}");
+}
+
+#[test]
+fn an_o_path_open_is_injected_as_a_readable_descriptor() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp");
+    let flags = u64::try_from(libc::O_PATH | libc::O_DIRECTORY).unwrap();
+    let (r, _) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, PATH_AT, flags, 0, 0, 0]);
+    let Reply::Fd { fd, .. } = r else { panic!("{r:?}") };
+    // SAFETY: F_GETFL on a descriptor we own.
+    let fl = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFL) };
+    assert_eq!(fl & libc::O_PATH, 0, "ADDFD refuses O_PATH descriptors");
+    let t = Fake::with_path("/opt/capp/missing");
+    let (r, _) = call(&s, &t, libc::SYS_openat, [AT_FDCWD, PATH_AT, flags, 0, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ENOENT)), "{r:?}");
+}
+
+#[test]
+fn getcwd_and_proc_links_name_the_tree_by_its_virtual_path() {
+    let s = setup();
+    let mut t = Fake::with_path("/proc/self/cwd");
+    t.cwd = s.tree.join("opt/capp").into_os_string().into_encoded_bytes();
+    let (r, _) = call(&s, &t, libc::SYS_getcwd, [OUT_AT, 100, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(10)), "{r:?}");
+    assert_eq!(t.out(10), b"/opt/capp\0");
+    let (r, _) = call(&s, &t, libc::SYS_getcwd, [OUT_AT, 5, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ERANGE)), "{r:?}");
+    let (r, _) = call(&s, &t, libc::SYS_readlink, [PATH_AT, OUT_AT, 100, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(9)), "{r:?}");
+    assert_eq!(t.out(9), b"/opt/capp");
+    t.cwd = b"/var".to_vec();
+    for (nr, args) in
+        [(libc::SYS_getcwd, [OUT_AT, 100, 0, 0, 0, 0]), (libc::SYS_readlink, [PATH_AT, OUT_AT, 100, 0, 0, 0])]
+    {
+        let (r, _) = call(&s, &t, nr, args);
+        assert!(matches!(r, Reply::Continue), "{nr}: {r:?}");
+    }
+}
+
+#[test]
+fn chdir_reports_errors_and_the_gap() {
+    let s = setup();
+    for (p, want) in [("/opt/capp/missing", libc::ENOENT), ("/opt/capp/data.txt", libc::ENOTDIR)] {
+        let t = Fake::with_path(p);
+        let (r, _) = call(&s, &t, libc::SYS_chdir, [PATH_AT, 0, 0, 0, 0, 0]);
+        assert!(matches!(r, Reply::Error(e) if e == want), "{p}: {r:?}");
+    }
+    // A capsule-only directory: the kernel would not find it by that path.
+    let t = Fake::with_path("/opt/capp");
+    let (r, _) = call(&s, &t, libc::SYS_chdir, [PATH_AT, 0, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::EOPNOTSUPP)), "{r:?}");
+    let t = Fake::with_path("/tmp");
+    let (r, _) = call(&s, &t, libc::SYS_chdir, [PATH_AT, 0, 0, 0, 0, 0]);
+    assert!(matches!(r, Reply::Continue), "{r:?}");
+}
+
+#[test]
+fn xattr_reads_of_a_capsule_file_are_answered() {
+    let s = setup();
+    let t = Fake::with_path("/opt/capp/data.txt");
+    let (r, ops) = call(&s, &t, libc::SYS_listxattr, [PATH_AT, OUT_AT, 256, 0, 0, 0]);
+    assert!(matches!(r, Reply::Value(_) | Reply::Error(libc::ENOTSUP)), "{r:?}");
+    assert_eq!(ops, vec![(OP_LINK, "opt/capp/data.txt".to_owned())], "materialised first");
+    let name = OUT_AT + 0x800;
+    t.write(name, b"user.none\0").unwrap();
+    let (r, _) = call(&s, &t, libc::SYS_lgetxattr, [PATH_AT, name, OUT_AT, 64, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ENODATA | libc::ENOTSUP)), "{r:?}");
+    let t = Fake::with_path("/opt/capp/missing");
+    t.write(name, b"user.none\0").unwrap();
+    let (r, _) = call(&s, &t, libc::SYS_getxattr, [PATH_AT, name, OUT_AT, 64, 0, 0]);
+    assert!(matches!(r, Reply::Error(libc::ENOENT)), "{r:?}");
 }
