@@ -23,6 +23,9 @@ pub const OP_COPY_UP: u8 = 2;
 pub const OP_WHITEOUT: u8 = 3;
 /// Materialiser request: link every capsule file of a directory (before a listing).
 pub const OP_LINK_DIR: u8 = 4;
+/// Materialiser request: record the deletion of a host directory, if every entry it has on the
+/// host is deleted already (else ENOTEMPTY).
+pub const OP_WHITEOUT_DIR: u8 = 5;
 
 /// Where a tier performs one step of a call.
 #[derive(Debug, Clone, Copy)]
@@ -49,8 +52,8 @@ pub trait Tier {
     /// Whether tree file `rel` is the sandbox's own: a regular file with one link (a pristine
     /// capsule file is a hardlink shared with the cache).
     fn private(&mut self, rel: &CStr) -> bool;
-    /// Whether the host has `abs` (lstat).
-    fn on_host(&mut self, abs: &CStr) -> bool;
+    /// The file type (`S_IFMT` bits) of host path `abs` (lstat), if the host has it.
+    fn host_kind(&mut self, abs: &CStr) -> Option<u32>;
 }
 
 /// Whether open flags may modify the file.
@@ -139,7 +142,7 @@ pub fn open<T>(
         Place::TreeThenHost(rel, abs) => match call(At::Tree(rel), flags & !libc::O_CREAT) {
             Err(libc::ENOENT) => {
                 // O_CREAT of a name neither side has: a new file, in the tree.
-                if flags & libc::O_CREAT != 0 && !t.on_host(abs) {
+                if flags & libc::O_CREAT != 0 && t.host_kind(abs).is_none() {
                     let _ = t.materialise(OP_COPY_UP, rel);
                     call(At::Tree(rel), flags)
                 } else {
@@ -159,11 +162,23 @@ pub enum Op {
     /// Creates the name (mkdir, mknod, symlink's link path): the host's directories mirrored
     /// into the tree first under write-copy.
     Create,
-    /// Removes the name (unlink, rmdir): a whiteout after.
+    /// Removes a name that is not a directory (unlink): a whiteout after.
     Remove,
+    /// Removes a directory (rmdir, unlinkat with AT_REMOVEDIR): a whiteout after, when it is
+    /// empty in the view.
+    RemoveDir,
 }
 
 impl Op {
+    /// `Remove` or `RemoveDir`, as unlinkat's `flags` say.
+    pub fn unlinkat(flags: i32) -> Op {
+        if flags & libc::AT_REMOVEDIR != 0 { Op::RemoveDir } else { Op::Remove }
+    }
+
+    fn removes(self) -> bool {
+        matches!(self, Op::Remove | Op::RemoveDir)
+    }
+
     /// The placement intent of this mutation.
     pub fn intent(self, follow: bool) -> Intent {
         Intent { follow, create: self == Op::Create }
@@ -191,7 +206,7 @@ pub fn mutate(
                 let _ = t.materialise(OP_COPY_UP, rel);
             }
             let mut r = call(At::Tree(rel));
-            if op == Op::Remove && entry.is_some() {
+            if op.removes() && entry.is_some() {
                 if r == Err(libc::ENOENT) && is_file {
                     r = Ok(());
                 }
@@ -201,18 +216,28 @@ pub fn mutate(
             }
             r
         }
-        Place::TreeThenHost(rel, _) if op != Op::Remove => {
+        Place::TreeThenHost(rel, _) if !op.removes() => {
             let _ = t.materialise(OP_COPY_UP, rel);
             call(At::Tree(rel))
         }
         Place::TreeThenHost(rel, abs) => {
             let r = call(At::Tree(rel));
-            // Only a host file needs hiding; one the program made in the tree is gone.
-            if t.on_host(abs) {
-                let _ = t.materialise(OP_WHITEOUT, rel);
-                Ok(())
-            } else {
-                r
+            let dir = t.host_kind(abs).map(|k| k == libc::S_IFDIR);
+            match (dir, op) {
+                // Only a host name needs hiding; one the program made in the tree is gone.
+                (None, _) => r,
+                // The tree's copy was not empty, or not a directory.
+                (Some(_), _) if r.is_err() && r != Err(libc::ENOENT) => r,
+                (Some(true), Op::Remove) => Err(libc::EISDIR),
+                (Some(false), Op::RemoveDir) => Err(libc::ENOTDIR),
+                (Some(true), _) => match t.materialise(OP_WHITEOUT_DIR, rel) {
+                    0 => Ok(()),
+                    e => Err(e),
+                },
+                (Some(false), _) => {
+                    let _ = t.materialise(OP_WHITEOUT, rel);
+                    Ok(())
+                }
             }
         }
     })

@@ -157,3 +157,83 @@ fn relative_paths_join_the_callers_directory() {
     assert_eq!(placed(Mode::WriteCopy, &fake, 5, "passwd", true, false), "tree-then-host etc/passwd /etc/passwd");
     assert_eq!(placed(Mode::Merged, &fake, -100, "", true, false), "original");
 }
+
+mod effects {
+    use std::ffi::CString;
+
+    use super::super::Place;
+    use super::super::effect::{self, At, OP_COPY_UP, OP_WHITEOUT, OP_WHITEOUT_DIR, Op, Tier};
+
+    /// A tier whose host holds `dirs` and `files`, whose materialiser answers `answer` and
+    /// records requests.
+    #[derive(Default)]
+    struct FakeTier {
+        dirs: Vec<&'static str>,
+        files: Vec<&'static str>,
+        answer: i32,
+        asked: Vec<(u8, String)>,
+    }
+
+    impl Tier for FakeTier {
+        fn materialise(&mut self, op: u8, rel: &std::ffi::CStr) -> i32 {
+            self.asked.push((op, rel.to_str().unwrap().to_owned()));
+            self.answer
+        }
+        fn private(&mut self, _: &std::ffi::CStr) -> bool {
+            false
+        }
+        fn host_kind(&mut self, abs: &std::ffi::CStr) -> Option<u32> {
+            let a = abs.to_str().unwrap();
+            if self.dirs.contains(&a) { Some(libc::S_IFDIR) } else { self.files.contains(&a).then_some(libc::S_IFREG) }
+        }
+    }
+
+    fn wc(rel: &str) -> (CString, CString) {
+        (CString::new(rel).unwrap(), CString::new(format!("/{rel}")).unwrap())
+    }
+
+    #[test]
+    fn removing_a_write_copy_host_name_checks_what_the_host_has() {
+        let (rel, abs) = wc("etc/d");
+        let place = Place::TreeThenHost(&rel, &abs);
+        let absent = |_: At<'_>| Err(libc::ENOENT);
+        // rmdir of a host directory: the materialiser decides (ENOTEMPTY when it has entries).
+        let mut t = FakeTier { dirs: vec!["/etc/d"], answer: libc::ENOTEMPTY, ..FakeTier::default() };
+        assert_eq!(effect::mutate(&mut t, &place, Op::RemoveDir, absent), Some(Err(libc::ENOTEMPTY)));
+        assert_eq!(t.asked, vec![(OP_WHITEOUT_DIR, "etc/d".to_owned())]);
+        let mut t = FakeTier { dirs: vec!["/etc/d"], ..FakeTier::default() };
+        assert_eq!(effect::mutate(&mut t, &place, Op::RemoveDir, absent), Some(Ok(())));
+        // unlink of a directory, rmdir of a file: the kernel's errors, nothing recorded.
+        assert_eq!(effect::mutate(&mut t, &place, Op::Remove, absent), Some(Err(libc::EISDIR)));
+        let mut t = FakeTier { files: vec!["/etc/d"], ..FakeTier::default() };
+        assert_eq!(effect::mutate(&mut t, &place, Op::RemoveDir, absent), Some(Err(libc::ENOTDIR)));
+        assert!(t.asked.is_empty());
+        assert_eq!(effect::mutate(&mut t, &place, Op::Remove, absent), Some(Ok(())));
+        assert_eq!(t.asked, vec![(OP_WHITEOUT, "etc/d".to_owned())]);
+        // Neither side has it: the tree's answer.
+        let mut t = FakeTier::default();
+        assert_eq!(effect::mutate(&mut t, &place, Op::Remove, absent), Some(Err(libc::ENOENT)));
+    }
+
+    #[test]
+    fn a_write_copy_name_neither_side_has_is_created_in_the_tree() {
+        let (rel, abs) = wc("etc/new");
+        let place = Place::TreeThenHost(&rel, &abs);
+        let mut t = FakeTier::default();
+        let mut seen = Vec::new();
+        let r = effect::open(&mut t, &place, libc::O_RDONLY | libc::O_CREAT, |at, flags| {
+            seen.push((matches!(at, At::Tree(_)), flags & libc::O_CREAT != 0));
+            if flags & libc::O_CREAT != 0 { Ok(3) } else { Err(libc::ENOENT) }
+        });
+        assert_eq!(r, Some(Ok(3)));
+        assert_eq!(seen, vec![(true, false), (true, true)]);
+        assert_eq!(t.asked, vec![(OP_COPY_UP, "etc/new".to_owned())]);
+        // A host file is read from the host.
+        let mut t = FakeTier { files: vec!["/etc/new"], ..FakeTier::default() };
+        let r = effect::open(&mut t, &place, libc::O_RDONLY | libc::O_CREAT, |at, _| match at {
+            At::Tree(_) => Err(libc::ENOENT),
+            At::Host(_) => Ok(4),
+        });
+        assert_eq!(r, Some(Ok(4)));
+    }
+}

@@ -26,7 +26,7 @@ use crate::store::Store;
 use crate::supervisor::Supervisor;
 use crate::supervisor::handlers::Materialise;
 
-pub use crate::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT};
+pub use crate::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, OP_WHITEOUT_DIR};
 
 /// Requests served in this process (both tiers), for `capsule run --stats`: a launcher serves
 /// one program.
@@ -149,6 +149,15 @@ impl Server {
     }
 }
 
+/// Whether host directory `dir` has an entry not deleted in the sandbox.
+fn host_dir_busy(dir: &RelPath, deleted: &HashSet<RelPath>) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let host = std::path::Path::new("/").join(std::ffi::OsStr::from_bytes(dir.as_bytes()));
+    std::fs::read_dir(host).is_ok_and(|rd| {
+        rd.flatten().any(|e| dir.join(e.file_name().as_bytes()).map_or(true, |child| !deleted.contains(&child)))
+    })
+}
+
 /// The materialiser shared by the socket's request threads and the supervisor thread.
 struct Shared(Arc<Materialiser>);
 
@@ -201,6 +210,13 @@ impl Materialiser {
             }
             OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, path),
             OP_WHITEOUT => {
+                deleted.insert(path.clone());
+                self.sandbox.add_whiteout(path).map(|()| true)
+            }
+            // rmdir of a host directory: only when every entry it has on the host is deleted
+            // already (the tree's copy, if any, was removed by the caller: it was empty).
+            OP_WHITEOUT_DIR if host_dir_busy(path, deleted) => return libc::ENOTEMPTY,
+            OP_WHITEOUT_DIR => {
                 deleted.insert(path.clone());
                 self.sandbox.add_whiteout(path).map(|()| true)
             }

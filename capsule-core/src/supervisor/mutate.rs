@@ -41,10 +41,10 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_unlink => single(cx, mem, cwd, a[0], Op::Remove, false, sys2(libc::SYS_unlinkat, 0, 0, 0)),
         libc::SYS_rmdir => {
             let flag = libc::c_long::from(libc::AT_REMOVEDIR);
-            single(cx, mem, cwd, a[0], Op::Remove, false, sys2(libc::SYS_unlinkat, flag, 0, 0))
+            single(cx, mem, cwd, a[0], Op::RemoveDir, false, sys2(libc::SYS_unlinkat, flag, 0, 0))
         }
         libc::SYS_unlinkat => {
-            single(cx, mem, int(a[0]), a[1], Op::Remove, false, sys2(libc::SYS_unlinkat, reg(a[2]), 0, 0))
+            single(cx, mem, int(a[0]), a[1], Op::unlinkat(int(a[2])), false, sys2(libc::SYS_unlinkat, reg(a[2]), 0, 0))
         }
         libc::SYS_chmod => single(cx, mem, cwd, a[0], Op::Modify, true, sys2(libc::SYS_fchmodat, reg(a[1]), 0, 0)),
         libc::SYS_fchmodat => {

@@ -121,10 +121,11 @@ impl Tier for Sup<'_, '_> {
         super::handlers::private(self.tree, rel)
     }
 
-    fn on_host(&mut self, abs: &CStr) -> bool {
+    fn host_kind(&mut self, abs: &CStr) -> Option<u32> {
         // SAFETY: plain struct the kernel fills; `abs` NUL-terminated.
         let mut sb: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        unsafe { libc::fstatat(libc::AT_FDCWD, abs.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+        let found = unsafe { libc::fstatat(libc::AT_FDCWD, abs.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 };
+        found.then_some(sb.st_mode & libc::S_IFMT)
     }
 }

@@ -116,9 +116,9 @@ at_hook! {
     /// unlink(2).
     unlink(path: *const c_char) -> libc::AT_FDCWD, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, 0, 0);
     /// unlinkat(2).
-    unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> dirfd, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, flags.into(), 0);
+    unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> dirfd, path, Op::unlinkat(flags), false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, flags.into(), 0);
     /// rmdir(2).
-    rmdir(path: *const c_char) -> libc::AT_FDCWD, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, libc::AT_REMOVEDIR.into(), 0);
+    rmdir(path: *const c_char) -> libc::AT_FDCWD, path, Op::RemoveDir, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, libc::AT_REMOVEDIR.into(), 0);
     /// mkdir(2).
     mkdir(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
     /// mkdirat(2).

@@ -100,11 +100,12 @@ impl Tier for Effects<'_> {
         r == 0 && (sb.st_mode & libc::S_IFMT) == libc::S_IFREG && sb.st_nlink == 1
     }
 
-    fn on_host(&mut self, abs: &CStr) -> bool {
+    fn host_kind(&mut self, abs: &CStr) -> Option<u32> {
         // SAFETY: plain struct; `abs` NUL-terminated.
         let mut sb: libc::stat = unsafe { core::mem::zeroed() };
         // SAFETY: as above.
-        unsafe { sys::newfstatat(libc::AT_FDCWD, abs.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+        let found = unsafe { sys::newfstatat(libc::AT_FDCWD, abs.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 };
+        found.then_some(sb.st_mode & libc::S_IFMT)
     }
 }
 
