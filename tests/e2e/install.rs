@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::require;
-use crate::support::{Env, dpkg_lock, has, is_root, run_capsule};
+use crate::support::{Env, dpkg_lock, has, installed, is_root, run_capsule};
 
 #[test]
 fn a_script_installer_becomes_a_capsule_and_the_host_is_untouched() {
@@ -43,13 +43,6 @@ fn a_failing_installer_captures_nothing() {
     assert!(err.contains("failed; nothing was captured"), "{err}");
     assert!(!Path::new("/opt/capbroken").exists());
     assert!(env.fails(&["inspect", "broken"]).status.code() == Some(1));
-}
-
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod apps;
 mod archive;
 mod capture;
 mod config;

@@ -3,11 +3,11 @@
 //! sandbox; data and dump files stay apart.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::require;
-use crate::support::{Env, dpkg_lock, has, is_root, run_capsule};
+use crate::support::{Env, dpkg_lock, has, installed, is_root, run_capsule};
 
 /// A `capsule run` child (its output in a file), stopped with SIGTERM (forwarded to redis)
 /// and reaped on drop.
@@ -26,13 +26,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         crate::support::stop(&mut self.0);
     }
-}
-
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
 fn cli(env: &Env, args: &[&str]) -> String {

@@ -61,6 +61,14 @@ pub fn has(prog: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether dpkg reports `pkg` installed on the host.
+pub fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
 /// Serialises tests that run dpkg or apt (dpkg has one lock) or that need packages to stay
 /// put while they read them.
 pub fn dpkg_lock() -> File {
