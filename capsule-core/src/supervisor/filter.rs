@@ -17,30 +17,7 @@
 
 use libc::sock_filter;
 
-/// The path lookups answered by the supervisor (the mutations are `mutate::MUTATIONS`).
-pub const TRAPPED: &[i64] = &[
-    libc::SYS_open,
-    libc::SYS_creat,
-    libc::SYS_openat,
-    libc::SYS_stat,
-    libc::SYS_lstat,
-    libc::SYS_newfstatat,
-    libc::SYS_statx,
-    libc::SYS_access,
-    libc::SYS_faccessat,
-    libc::SYS_faccessat2,
-    libc::SYS_readlink,
-    libc::SYS_readlinkat,
-    libc::SYS_openat2,
-    libc::SYS_getxattr,
-    libc::SYS_lgetxattr,
-    libc::SYS_listxattr,
-    libc::SYS_llistxattr,
-    libc::SYS_uname,
-    libc::SYS_sethostname,
-    libc::SYS_setdomainname,
-    libc::SYS_bind,
-];
+use super::table::{self, When};
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -72,18 +49,15 @@ const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
 /// through without a round trip (syscall, argument index of its flags).
 const EMPTY_PATH_FLAGS: &[(i64, u32)] = &[(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)];
 
-/// What record mode (`capture trace`) traps besides [`TRAPPED`]: executions, whose files the
-/// kernel opens itself.
-pub const RECORDED: &[i64] = &[libc::SYS_execve, libc::SYS_execveat];
-
 /// What a run traps besides the path calls, mutations and interface ioctls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traps {
-    /// Record mode: [`RECORDED`] too.
+    /// Record mode: the execs too ([`When::Record`]).
     pub record: bool,
-    /// `recvmsg` ([`NETLINK`]): the run has an address or MAC identity and its program is static.
+    /// `recvmsg` ([`When::Netlink`]): the run has an address or MAC identity and its program
+    /// is static.
     pub netlink: bool,
-    /// `getdents64` ([`LISTINGS`]) and the working directory ([`WORKING_DIR`]): the program
+    /// `getdents64` and the working directory ([`When::NoShim`]): the program
     /// has no shim (static or Go), so the supervisor merges the listings of the directories
     /// it injected (`listing`), names a cwd inside the tree by its virtual path and answers
     /// `chdir` (`handlers::dir`). A program with the shim lists through its `readdir`, which
@@ -92,38 +66,33 @@ pub struct Traps {
     pub listings: bool,
 }
 
-/// What [`Traps::listings`] traps.
-pub const LISTINGS: &[i64] = &[libc::SYS_getdents64];
-
-/// What [`Traps::listings`] traps besides [`LISTINGS`]: the working directory.
-pub const WORKING_DIR: &[i64] = &[libc::SYS_getcwd, libc::SYS_chdir];
-
-/// What [`Traps::netlink`] traps: the route netlink reads of glibc's getifaddrs.
-pub const NETLINK: &[i64] = &[libc::SYS_recvmsg];
+impl Traps {
+    /// Whether this run traps calls trapped `when`. [`When::ByArgument`] calls are checked
+    /// by argument in a block of their own (the interface ioctls).
+    pub fn wants(self, when: When) -> bool {
+        match when {
+            When::Always => true,
+            When::ByArgument => false,
+            When::Record => self.record,
+            When::Netlink => self.netlink,
+            When::NoShim => self.listings,
+        }
+    }
+}
 
 /// The program for cookie `cookie` (non-zero).
 pub fn program(cookie: u64) -> Vec<sock_filter> {
     program_for(cookie, Traps::default())
 }
 
-/// The program for record mode: [`TRAPPED`] and [`RECORDED`].
+/// The program for record mode: what every run traps, and the execs.
 pub fn recording_program(cookie: u64) -> Vec<sock_filter> {
     program_for(cookie, Traps { record: true, ..Traps::default() })
 }
 
 /// The program for cookie `cookie` (non-zero) that also traps what `traps` asks for.
 pub fn program_for(cookie: u64, traps: Traps) -> Vec<sock_filter> {
-    let mut trapped = [TRAPPED, super::mutate::MUTATIONS].concat();
-    if traps.record {
-        trapped.extend_from_slice(RECORDED);
-    }
-    if traps.netlink {
-        trapped.extend_from_slice(NETLINK);
-    }
-    if traps.listings {
-        trapped.extend_from_slice(LISTINGS);
-        trapped.extend_from_slice(WORKING_DIR);
-    }
+    let trapped: Vec<i64> = table::CALLS.iter().filter(|c| traps.wants(c.when)).map(|c| c.nr).collect();
     build(cookie, &trapped)
 }
 
@@ -311,10 +280,35 @@ mod tests {
         assert_eq!(run(&program(7), nr, x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
         assert_eq!(run(&on, nr, x86, [3, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_USER_NOTIF);
         assert_eq!(run(&on, u32::try_from(libc::SYS_openat).unwrap(), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
-        for n in WORKING_DIR {
-            let n = u32::try_from(*n).unwrap();
+        for n in [libc::SYS_getcwd, libc::SYS_chdir] {
+            let n = u32::try_from(n).unwrap();
             assert_eq!(run(&program(7), n, x86, [0; 6]), libc::SECCOMP_RET_ALLOW, "{n}");
             assert_eq!(run(&on, n, x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF, "{n}");
         }
+    }
+
+    /// Every x86-64 system call number, with every combination of what a run traps: the
+    /// filter notifies exactly for the table's calls the run wants (ioctl for the interface
+    /// queries only), and the supervisor's dispatch knows the family of each.
+    #[test]
+    fn the_table_is_the_filter() {
+        let x86 = AUDIT_ARCH_X86_64;
+        for bits in 0..8u8 {
+            let traps = Traps { record: bits & 1 != 0, netlink: bits & 2 != 0, listings: bits & 4 != 0 };
+            let p = program_for(7, traps);
+            for nr in 0..=512i64 {
+                let n = u32::try_from(nr).unwrap();
+                let call = table::CALLS.iter().find(|c| c.nr == nr);
+                let want = call.is_some_and(|c| traps.wants(c.when));
+                let args = if nr == libc::SYS_ioctl { [3, crate::ifreq::SIOCGIFADDR, 0, 0, 0, 0] } else { [0; 6] };
+                let trapped = run(&p, n, x86, args) == libc::SECCOMP_RET_USER_NOTIF;
+                assert_eq!(trapped, want || nr == libc::SYS_ioctl, "nr {nr}, {traps:?}");
+                assert_eq!(table::family(nr).is_some(), call.is_some(), "nr {nr}");
+            }
+        }
+        let mut nrs: Vec<i64> = table::CALLS.iter().map(|c| c.nr).collect();
+        nrs.sort_unstable();
+        nrs.dedup();
+        assert_eq!(nrs.len(), table::CALLS.len(), "a call is in the table twice");
     }
 }

@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::memory::TraceeMemory;
 use super::notify::Reply;
 pub(super) use super::place::{Sup, place};
+use super::table::Family;
 use crate::boundary::Place;
 use crate::boundary::effect::{self, At};
 use crate::resolve::Intent;
@@ -47,16 +48,48 @@ pub struct Context<'v, 'm> {
     pub pid: u32,
 }
 
-/// Answer one trapped call `nr` with `args`.
+/// Answer one trapped call `nr` with `args`: its family from the table ([`super::table`]),
+/// then the family's handler.
 pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Reply {
-    #[allow(clippy::cast_possible_truncation)] // int arguments travel in 64-bit registers
-    let int = |v: u64| v as i32;
-    match nr {
+    dispatch(cx, mem, nr, a).unwrap_or(Reply::Continue)
+}
+
+/// [`handle`]; `None` when no family handler knows `nr` (the table test checks there is none).
+pub(crate) fn dispatch(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    match super::table::family(nr)? {
+        Family::Open => open_family(cx, mem, nr, a),
+        Family::Stat => stat_family(cx, mem, nr, a),
+        Family::Xattr => xattr::handle(cx, mem, nr, a),
+        Family::Link => super::link::handle(cx, mem, nr, a),
+        Family::Dir => dir::handle(cx, mem, nr, a),
+        Family::Net => super::net::handle(cx, mem, nr, a),
+        // uname; sethostname and setdomainname are the supervisor's (`supervisor::rename`).
+        Family::Uts => Some(if nr == libc::SYS_uname { uname(cx, mem, a[0]) } else { Reply::Continue }),
+        // Recorded in record mode (`supervisor::record`), then the kernel's.
+        Family::Exec => Some(Reply::Continue),
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)] // int arguments travel in 64-bit registers
+pub(super) fn int(v: u64) -> i32 {
+    v as i32
+}
+
+/// The open family.
+fn open_family(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    Some(match nr {
         libc::SYS_open => open(cx, mem, libc::AT_FDCWD, a[0], int(a[1]), a[2]),
         libc::SYS_openat => open(cx, mem, int(a[0]), a[1], int(a[2]), a[3]),
         // creat(2) is open(2) with these flags (x86-64 glibc's creat makes this call).
         libc::SYS_creat => open(cx, mem, libc::AT_FDCWD, a[0], libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, a[1]),
         libc::SYS_openat2 => openat2(cx, mem, int(a[0]), a[1], a[2], a[3]),
+        _ => return None,
+    })
+}
+
+/// The stat family: metadata, access and readlink.
+fn stat_family(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    Some(match nr {
         libc::SYS_stat => stat(cx, mem, libc::AT_FDCWD, a[0], a[1], 0),
         libc::SYS_lstat => stat(cx, mem, libc::AT_FDCWD, a[0], a[1], libc::AT_SYMLINK_NOFOLLOW),
         libc::SYS_newfstatat => stat(cx, mem, int(a[0]), a[1], a[2], int(a[3])),
@@ -66,24 +99,8 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_faccessat2 => access(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3])),
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
-        libc::SYS_getxattr => xattr::get(cx, mem, a[0], a[1], a[2], a[3], true),
-        libc::SYS_lgetxattr => xattr::get(cx, mem, a[0], a[1], a[2], a[3], false),
-        libc::SYS_listxattr => xattr::list(cx, mem, a[0], a[1], a[2], true),
-        libc::SYS_llistxattr => xattr::list(cx, mem, a[0], a[1], a[2], false),
-        libc::SYS_getcwd => dir::getcwd(cx, mem, a[0], a[1]),
-        libc::SYS_chdir => dir::chdir(cx, mem, a[0]),
-        libc::SYS_uname => uname(cx, mem, a[0]),
-        libc::SYS_bind => super::netcalls::bind(cx, mem, int(a[0]), a[1], a[2]),
-        libc::SYS_ioctl => super::netcalls::ioctl(cx, mem, int(a[0]), a[1], a[2]),
-        libc::SYS_recvmsg => match cx.iface {
-            Some(i) => {
-                let id = crate::rtnl::Identity { index: cx.ifindex, ipv4: i.ipv4, mac: i.mac };
-                super::netlink::recvmsg(cx.pid, &id, mem, int(a[0]), a[1], int(a[2]))
-            }
-            None => Reply::Continue,
-        },
-        _ => super::mutate::handle(cx, mem, nr, a).unwrap_or(Reply::Continue),
-    }
+        _ => return None,
+    })
 }
 
 /// uname(2) with the run's host and domain names.

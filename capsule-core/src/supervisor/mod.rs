@@ -16,14 +16,15 @@ pub mod auto;
 pub mod filter;
 pub mod handlers;
 pub mod launch;
+pub mod link;
 pub mod listing;
 pub mod memory;
-pub mod mutate;
-mod netcalls;
+mod net;
 mod netlink;
 pub mod notify;
 pub mod place;
 pub mod record;
+pub mod table;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -22,7 +22,7 @@
 use std::os::fd::AsRawFd;
 
 use super::memory::TraceeMemory;
-use super::netcalls::tracee_fd;
+use super::net::tracee_fd;
 use super::notify::Reply;
 use crate::rtnl;
 

@@ -22,9 +22,20 @@ use crate::resolve::{Intent, untree};
 use crate::supervisor::memory::{TraceeMemory, read_path};
 use crate::supervisor::notify::Reply;
 
+/// The dir family's working-directory calls (getdents64 is `supervisor::listing`'s, answered
+/// before dispatch: it keeps state across calls).
+pub(super) fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    Some(match nr {
+        libc::SYS_getcwd => getcwd(cx, mem, a[0], a[1]),
+        libc::SYS_chdir => chdir(cx, mem, a[0]),
+        libc::SYS_getdents64 => Reply::Continue,
+        _ => return None,
+    })
+}
+
 /// getcwd(2) into `buf` (`size` bytes): a working directory inside the tree is named by its
 /// virtual path; any other is the kernel's answer.
-pub(super) fn getcwd(cx: &Context<'_, '_>, mem: &impl TraceeMemory, buf: u64, size: u64) -> Reply {
+fn getcwd(cx: &Context<'_, '_>, mem: &impl TraceeMemory, buf: u64, size: u64) -> Reply {
     let Ok(cwd) = mem.cwd() else { return Reply::Continue };
     let Some(virt) = untree(cx.view.tree(), &cwd) else { return Reply::Continue };
     let mut out = virt.to_vec();
@@ -45,7 +56,7 @@ pub(super) fn getcwd(cx: &Context<'_, '_>, mem: &impl TraceeMemory, buf: u64, si
 /// host's (a host directory, write-copy's too: relative calls from there are placed as
 /// from the virtual path, which it is). Otherwise it is the gap in the module docs:
 /// EOPNOTSUPP.
-pub(super) fn chdir(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, addr: u64) -> Reply {
+fn chdir(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, addr: u64) -> Reply {
     let view = cx.view;
     let mut buf = PathBuffer::new();
     let placed = place(&view, cx.tree, mem, libc::AT_FDCWD, addr, Intent { follow: true, create: false }, &mut buf);

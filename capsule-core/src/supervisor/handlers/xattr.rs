@@ -49,9 +49,20 @@ fn answer(mem: &impl TraceeMemory, out: u64, size: u64, r: Option<Result<(usize,
     }
 }
 
+/// The xattr family's reads (the writes are the shim's: a static program's are the kernel's).
+pub(super) fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    Some(match nr {
+        libc::SYS_getxattr => get(cx, mem, a[0], a[1], a[2], a[3], true),
+        libc::SYS_lgetxattr => get(cx, mem, a[0], a[1], a[2], a[3], false),
+        libc::SYS_listxattr => list(cx, mem, a[0], a[1], a[2], true),
+        libc::SYS_llistxattr => list(cx, mem, a[0], a[1], a[2], false),
+        _ => return None,
+    })
+}
+
 /// getxattr(2) (`follow`) or lgetxattr(2): attribute `name` of the path at `addr` into
 /// `value` (`size` bytes; 0 asks for the size).
-pub(super) fn get(
+fn get(
     cx: &mut Context<'_, '_>,
     mem: &impl TraceeMemory,
     addr: u64,
@@ -88,14 +99,7 @@ pub(super) fn get(
 
 /// listxattr(2) (`follow`) or llistxattr(2): the attribute names of the path at `addr` into
 /// `list` (`size` bytes; 0 asks for the size).
-pub(super) fn list(
-    cx: &mut Context<'_, '_>,
-    mem: &impl TraceeMemory,
-    addr: u64,
-    out: u64,
-    size: u64,
-    follow: bool,
-) -> Reply {
+fn list(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, addr: u64, out: u64, size: u64, follow: bool) -> Reply {
     let cap = usize::try_from(size).unwrap_or(XATTR_MAX).min(XATTR_MAX);
     let r = at(cx, mem, libc::AT_FDCWD, addr, Intent { follow, create: false }, |d, p| {
         let mut buf = vec![0u8; cap];

@@ -1,8 +1,9 @@
-//! Mutations for programs without the shim (static, Go): mkdir, unlink, rename, link,
-//! symlink, chmod, chown, truncate, utimensat, mknod — with the same isolation as tier 1's
-//! `preload/hooks/link.rs`: write-copy and capsule paths change the sandbox (copy-up first,
-//! whiteouts for deletions), merged host paths change the host, one side in the tree and one
-//! on the host is EXDEV.
+//! The link family (mutations) for programs without the shim (static, Go): mkdir, unlink,
+//! rename, link, symlink, chmod, chown, truncate, utimensat, mknod — the twin of tier 1's
+//! `preload/hooks/link.rs`, both executing the boundary layer's `effect::mutate` and
+//! `effect::two`: write-copy and capsule paths change the sandbox (copy-up first, whiteouts
+//! for deletions), merged host paths change the host, one side in the tree and one on the
+//! host is EXDEV.
 #![allow(unsafe_code)] // the *at syscalls on our own buffers
 
 use std::ffi::{CStr, CString};
@@ -14,7 +15,7 @@ use crate::boundary::effect::{self, Op, Side};
 use crate::resolve::Intent;
 use crate::resolve::path::PathBuffer;
 
-/// Answer mutation `nr`, or `None` when `nr` is not one.
+/// The link family (the mutations): answer `nr`, or `None` when it is not one.
 pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
     #[allow(clippy::cast_possible_truncation)] // int arguments travel in 64-bit registers
     let int = |v: u64| v as i32;
@@ -115,31 +116,6 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         _ => return None,
     })
 }
-
-/// The syscalls [`handle`] answers (trapped in addition to the open/stat family).
-pub const MUTATIONS: &[i64] = &[
-    libc::SYS_mkdir,
-    libc::SYS_mkdirat,
-    libc::SYS_mknod,
-    libc::SYS_mknodat,
-    libc::SYS_unlink,
-    libc::SYS_unlinkat,
-    libc::SYS_rmdir,
-    libc::SYS_chmod,
-    libc::SYS_fchmodat,
-    libc::SYS_chown,
-    libc::SYS_lchown,
-    libc::SYS_fchownat,
-    libc::SYS_truncate,
-    libc::SYS_utimensat,
-    libc::SYS_rename,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
-    libc::SYS_link,
-    libc::SYS_linkat,
-    libc::SYS_symlink,
-    libc::SYS_symlinkat,
-];
 
 /// A raw syscall in the supervisor: its result or -errno.
 fn unsafe_syscall(

@@ -11,6 +11,23 @@ use super::memory::TraceeMemory;
 use super::notify::Reply;
 use crate::ifreq;
 
+/// The net family: bind, the interface ioctls, route netlink reads.
+pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u64; 6]) -> Option<Reply> {
+    use super::handlers::int;
+    Some(match nr {
+        libc::SYS_bind => bind(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_ioctl => ioctl(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_recvmsg => match cx.iface {
+            Some(i) => {
+                let id = crate::rtnl::Identity { index: cx.ifindex, ipv4: i.ipv4, mac: i.mac };
+                super::netlink::recvmsg(cx.pid, &id, mem, int(a[0]), a[1], int(a[2]))
+            }
+            None => Reply::Continue,
+        },
+        _ => return None,
+    })
+}
+
 /// bind(2) for programs without the shim, by the shim's rules (`crate::bindaddr`). The
 /// supervisor binds a duplicate of the tracee's socket (`pidfd_getfd`): the socket is shared.
 pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
