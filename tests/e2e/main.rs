@@ -29,3 +29,4 @@ mod shared;
 mod shim;
 mod store;
 mod supervisor;
+mod writecopy;

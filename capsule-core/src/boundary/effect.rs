@@ -243,16 +243,33 @@ pub fn mutate(
     })
 }
 
-/// A two-path call (rename, link): `call(old, new)` performs it. Both in the tree: a capsule
+/// One step of a two-path call ([`two`]), performed by the tier.
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'b> {
+    /// The call itself (rename or link) with these sides.
+    Call(Side<'b>, Side<'b>),
+    /// Copy the host file at `from` to tree path `to`: a regular file with its mode, or a
+    /// symlink; anything else is EXDEV (`mv` copies a directory itself).
+    Copy(Side<'b>, &'b CStr),
+    /// Remove `from`: the host name of a rename whose file was copied into the tree.
+    Unlink(Side<'b>),
+    /// Remove tree path `to`: a copy whose rename could not remove its old name.
+    Discard(&'b CStr),
+}
+
+/// A two-path call (rename, link): `step` performs each step. Both in the tree: a capsule
 /// file given a new name is made private first (it must not share the cache's inode), and a
-/// renamed capsule path leaves a whiteout. One side in the tree and one on the host: EXDEV,
-/// as between two filesystems (`mv` then copies). Host on both sides: the host's call.
+/// renamed capsule path, or write-copy host name, leaves a whiteout. From the host into the
+/// tree (a file made in `/tmp` renamed into a write-copy `/etc`): the file is copied into the
+/// tree, and for a rename its host name removed, as `mv` would across filesystems. From the
+/// tree to the host: EXDEV, as between two filesystems (`mv` then copies). Host on both
+/// sides: the host's call.
 pub fn two(
     t: &mut impl Tier,
     old: &Place<'_, '_>,
     new: &Place<'_, '_>,
     is_rename: bool,
-    mut call: impl FnMut(Side<'_>, Side<'_>) -> Result<(), i32>,
+    mut step: impl FnMut(Step<'_>) -> Result<(), i32>,
 ) -> Option<Result<(), i32>> {
     let (s1, s2) = match (side(t, old), side(t, new)) {
         (Ok(a), Ok(b)) => (a, b),
@@ -260,34 +277,110 @@ pub fn two(
     };
     Some(match (s1, s2) {
         ((Side::Orig, ..), (Side::Orig, ..)) => return None,
-        ((Side::At(At::Tree(r1)), true, k1), (s2, true, _)) => {
+        ((Side::At(At::Tree(r1)), true, k1, host1), (s2, true, ..)) => {
             if k1 == Some(Kind::File) {
                 let _ = t.materialise(if is_rename { OP_COPY_UP } else { OP_LINK }, r1);
                 if !is_rename && !t.private(r1) {
                     let _ = t.materialise(OP_COPY_UP, r1);
                 }
             }
-            let r = call(Side::At(At::Tree(r1)), s2);
-            if r.is_ok() && is_rename && k1.is_some() {
+            let r = step(Step::Call(Side::At(At::Tree(r1)), s2));
+            let host_name = host1.is_some_and(|abs| t.host_kind(abs).is_some());
+            if r.is_ok() && is_rename && (k1.is_some() || host_name) {
                 let _ = t.materialise(OP_WHITEOUT, r1);
             }
             r
         }
-        ((_, true, _), _) | (_, (_, true, _)) => Err(libc::EXDEV),
-        ((a, ..), (b, ..)) => call(a, b),
+        ((from, false, ..), (Side::At(At::Tree(to)), true, ..)) => {
+            let r = step(Step::Copy(from, to));
+            match r {
+                Ok(()) if is_rename => step(Step::Unlink(from)).inspect_err(|_| {
+                    let _ = step(Step::Discard(to));
+                }),
+                r => r,
+            }
+        }
+        ((_, true, ..), _) | (_, (_, true, ..)) => Err(libc::EXDEV),
+        ((a, ..), (b, ..)) => step(Step::Call(a, b)),
     })
 }
 
-/// One side of [`two`]: where it is, whether in the tree, and the capsule entry's kind.
-fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<(Side<'b>, bool, Option<Kind>), i32> {
+/// One side of [`two`]: where it is, whether in the tree, the capsule entry's kind, and the
+/// host name a write-copy side stands for.
+fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<(Side<'b>, bool, Option<Kind>, Option<&'b CStr>), i32> {
     Ok(match *p {
-        Place::Original => (Side::Orig, false, None),
+        Place::Original => (Side::Orig, false, None, None),
         Place::Deny(e) => return Err(e),
-        Place::Host(h) => (Side::At(At::Host(h)), false, None),
-        Place::Tree(rel, e) => (Side::At(At::Tree(rel)), true, e.map(|e| e.kind)),
-        Place::TreeThenHost(rel, _) => {
+        Place::Host(h) => (Side::At(At::Host(h)), false, None, None),
+        Place::Tree(rel, e) => (Side::At(At::Tree(rel)), true, e.map(|e| e.kind), None),
+        Place::TreeThenHost(rel, abs) => {
             let _ = t.materialise(OP_COPY_UP, rel);
-            (Side::At(At::Tree(rel)), true, None)
+            (Side::At(At::Tree(rel)), true, None, Some(abs))
         }
     })
+}
+
+/// The system calls a copy across the boundary needs ([`copy_file`]), as a tier makes them
+/// (the shim's carry the run's cookie past the filter; the supervisor's are its own). Errors
+/// are errnos.
+pub trait CopySys {
+    /// openat(2); the new descriptor.
+    fn openat(&mut self, dirfd: i32, path: &CStr, flags: i32, mode: u32) -> Result<i32, i32>;
+    /// The mode, owner and group of open file `fd`.
+    fn fstat(&mut self, fd: i32) -> Result<(u32, u32, u32), i32>;
+    /// sendfile(2) of up to `count` bytes from `from` to `to`: how many were copied.
+    fn sendfile(&mut self, to: i32, from: i32, count: usize) -> Result<usize, i32>;
+    /// fchmod(2).
+    fn fchmod(&mut self, fd: i32, mode: u32) -> Result<(), i32>;
+    /// fchown(2).
+    fn fchown(&mut self, fd: i32, uid: u32, gid: u32) -> Result<(), i32>;
+    /// readlinkat(2) into `out`.
+    fn readlinkat(&mut self, dirfd: i32, path: &CStr, out: &mut crate::resolve::path::PathBuffer) -> Result<(), i32>;
+    /// symlinkat(2).
+    fn symlinkat(&mut self, target: &CStr, dirfd: i32, path: &CStr) -> Result<(), i32>;
+    /// unlinkat(2) without flags.
+    fn unlinkat(&mut self, dirfd: i32, path: &CStr) -> Result<(), i32>;
+    /// close(2).
+    fn close(&mut self, fd: i32);
+}
+
+/// Copy the file at (`from`) to (`to`), replacing what `to` names: a regular file with its
+/// content, mode (set-id bits dropped: capsule never makes set-id files) and, where the
+/// caller may, owner; or a symlink with its target. Anything
+/// else is EXDEV, the answer of a rename across filesystems, so the caller copies it itself.
+/// A FIFO is never opened for reading (O_NONBLOCK, then refused by its type).
+pub fn copy_file(sys: &mut impl CopySys, from: (i32, &CStr), to: (i32, &CStr)) -> Result<(), i32> {
+    let src =
+        match sys.openat(from.0, from.1, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC, 0) {
+            Err(libc::ELOOP) => {
+                let mut target = crate::resolve::path::PathBuffer::new();
+                sys.readlinkat(from.0, from.1, &mut target)?;
+                match sys.unlinkat(to.0, to.1) {
+                    Ok(()) | Err(libc::ENOENT) => {}
+                    Err(e) => return Err(e),
+                }
+                return sys.symlinkat(target.as_cstr(), to.0, to.1);
+            }
+            r => r?,
+        };
+    let r = copy_open(sys, src, to);
+    sys.close(src);
+    r
+}
+
+fn copy_open(sys: &mut impl CopySys, src: i32, to: (i32, &CStr)) -> Result<(), i32> {
+    let (mode, uid, gid) = sys.fstat(src)?;
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(libc::EXDEV);
+    }
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let dst = sys.openat(to.0, to.1, flags, mode & 0o1777)?;
+    let r = (|| {
+        while sys.sendfile(dst, src, 1 << 30)? > 0 {}
+        // The owner where the kernel lets us (as root), before the mode: chown clears set-id bits.
+        let _ = sys.fchown(dst, uid, gid);
+        sys.fchmod(dst, mode & 0o1777)
+    })();
+    sys.close(dst);
+    r
 }

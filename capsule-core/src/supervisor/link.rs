@@ -7,11 +7,12 @@
 #![allow(unsafe_code)] // the *at syscalls on our own buffers
 
 use std::ffi::{CStr, CString};
+use std::os::fd::AsRawFd;
 
 use super::handlers::{Context, at_fd, place};
 use super::memory::{TraceeMemory, read_path};
 use super::notify::Reply;
-use crate::boundary::effect::{self, Op, Side};
+use crate::boundary::effect::{self, CopySys, Op, Side, Step};
 use crate::resolve::Intent;
 use crate::resolve::path::PathBuffer;
 
@@ -207,26 +208,103 @@ fn two(
     let p1 = place(&view, tree, mem, old.0, old.1, Intent { follow: false, create: false }, &mut b1);
     let p2 = place(&view, tree, mem, new.0, new.1, Intent { follow: false, create: true }, &mut b2);
     let nr = if is_rename { libc::SYS_renameat2 } else { libc::SYS_linkat };
-    let r = effect::two(&mut cx.tier(), &p1, &p2, is_rename, |a, b| {
-        // A side that is the host's own is performed here with its absolute path.
-        let abs = |s: Side<'_>, arg: (i32, u64)| match s {
-            Side::At(at) => Some((at_fd(tree, at).0, at_fd(tree, at).1.to_owned())),
-            Side::Orig => read_abs(mem, arg).map(|p| (libc::AT_FDCWD, p)),
-        };
-        let (Some((d1, a)), Some((d2, b))) = (abs(a, old), abs(b, new)) else { return Err(libc::EFAULT) };
-        check(unsafe_syscall(
-            nr,
-            d1.into(),
-            a.as_ptr() as libc::c_long,
-            d2.into(),
-            b.as_ptr() as libc::c_long,
-            flags,
-            0,
-        ))
+    // A side that is the host's own is performed here with its absolute path.
+    let abs = |s: Side<'_>, arg: (i32, u64)| match s {
+        Side::At(at) => {
+            let (d, p) = at_fd(tree, at);
+            Some((d, p.to_owned()))
+        }
+        Side::Orig => read_abs(mem, arg).map(|p| (libc::AT_FDCWD, p)),
+    };
+    let r = effect::two(&mut cx.tier(), &p1, &p2, is_rename, |step| match step {
+        Step::Call(a, b) => {
+            let (Some((d1, a)), Some((d2, b))) = (abs(a, old), abs(b, new)) else { return Err(libc::EFAULT) };
+            check(unsafe_syscall(
+                nr,
+                d1.into(),
+                a.as_ptr() as libc::c_long,
+                d2.into(),
+                b.as_ptr() as libc::c_long,
+                flags,
+                0,
+            ))
+        }
+        Step::Copy(from, to) => {
+            let Some((d, from)) = abs(from, old) else { return Err(libc::EFAULT) };
+            effect::copy_file(&mut Libc, (d, &from), (tree.as_raw_fd(), to))
+        }
+        Step::Unlink(from) => {
+            let Some((d, from)) = abs(from, old) else { return Err(libc::EFAULT) };
+            Libc.unlinkat(d, &from)
+        }
+        Step::Discard(to) => Libc.unlinkat(tree.as_raw_fd(), to),
     });
     match r {
         None => Reply::Continue,
         Some(r) => reply(r),
+    }
+}
+
+/// The supervisor's own system calls, for [`effect::copy_file`].
+struct Libc;
+
+/// 0 or -1 and errno, as a `Result`.
+fn ok(r: libc::c_int) -> Result<(), i32> {
+    if r == 0 { Ok(()) } else { Err(super::handlers::errno()) }
+}
+
+impl CopySys for Libc {
+    fn openat(&mut self, dirfd: i32, path: &CStr, flags: i32, mode: u32) -> Result<i32, i32> {
+        // SAFETY: `path` NUL-terminated; the kernel returns a new descriptor or -1.
+        let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags, mode) };
+        if fd < 0 { Err(super::handlers::errno()) } else { Ok(fd) }
+    }
+
+    fn fstat(&mut self, fd: i32) -> Result<(u32, u32, u32), i32> {
+        // SAFETY: a plain struct the kernel fills.
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `sb` is writable.
+        ok(unsafe { libc::fstat(fd, &raw mut sb) })?;
+        Ok((sb.st_mode, sb.st_uid, sb.st_gid))
+    }
+
+    fn sendfile(&mut self, to: i32, from: i32, count: usize) -> Result<usize, i32> {
+        // SAFETY: two descriptors we opened; a null offset uses (and moves) `from`'s.
+        let n = unsafe { libc::sendfile(to, from, std::ptr::null_mut(), count) };
+        usize::try_from(n).map_err(|_| super::handlers::errno())
+    }
+
+    fn fchmod(&mut self, fd: i32, mode: u32) -> Result<(), i32> {
+        // SAFETY: a descriptor we opened.
+        ok(unsafe { libc::fchmod(fd, mode) })
+    }
+
+    fn fchown(&mut self, fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
+        // SAFETY: a descriptor we opened.
+        ok(unsafe { libc::fchown(fd, uid, gid) })
+    }
+
+    fn readlinkat(&mut self, dirfd: i32, path: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
+        let (ptr, cap) = out.storage();
+        // SAFETY: `path` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+        let n = unsafe { libc::readlinkat(dirfd, path.as_ptr(), ptr.cast(), cap - 1) };
+        out.set_len(usize::try_from(n).map_err(|_| super::handlers::errno())?);
+        Ok(())
+    }
+
+    fn symlinkat(&mut self, target: &CStr, dirfd: i32, path: &CStr) -> Result<(), i32> {
+        // SAFETY: both NUL-terminated.
+        ok(unsafe { libc::symlinkat(target.as_ptr(), dirfd, path.as_ptr()) })
+    }
+
+    fn unlinkat(&mut self, dirfd: i32, path: &CStr) -> Result<(), i32> {
+        // SAFETY: `path` NUL-terminated.
+        ok(unsafe { libc::unlinkat(dirfd, path.as_ptr(), 0) })
+    }
+
+    fn close(&mut self, fd: i32) {
+        // SAFETY: a descriptor we opened and nobody else holds.
+        unsafe { libc::close(fd) };
     }
 }
 

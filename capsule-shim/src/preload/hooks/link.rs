@@ -10,10 +10,10 @@
 //! tree and the host answers EXDEV, as between two filesystems, so `mv` copies.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use core::ffi::{c_char, c_int, c_long, c_uint};
+use core::ffi::{CStr, c_char, c_int, c_long, c_uint};
 
 pub(crate) use capsule_core::boundary::effect::Op;
-use capsule_core::boundary::effect::{self, Side};
+use capsule_core::boundary::effect::{self, CopySys, Side, Step};
 
 use super::{Effects, at_fd, check, route, unchecked};
 use crate::preload::guard::HookGuard;
@@ -83,12 +83,92 @@ unsafe fn two_paths(
             (d, p.as_ptr())
         }
     };
-    match effect::two(&mut Effects(st), &p1, &p2, is_rename, |a, b| {
-        let ((d1, a), (d2, b)) = (arg(a, od, old), arg(b, nd, new));
-        check(call(d1, a, d2, b)).map(drop)
-    }) {
+    let r = effect::two(&mut Effects(st), &p1, &p2, is_rename, |step| match step {
+        Step::Call(a, b) => {
+            let ((d1, a), (d2, b)) = (arg(a, od, old), arg(b, nd, new));
+            check(call(d1, a, d2, b)).map(drop)
+        }
+        Step::Copy(from, to) => {
+            let (d, from) = arg(from, od, old);
+            // SAFETY: `from` is the program's NUL-terminated argument or a placed path.
+            effect::copy_file(&mut Raw, (d, unsafe { CStr::from_ptr(from) }), (st.tree_fd, to))
+        }
+        Step::Unlink(from) => {
+            let (d, from) = arg(from, od, old);
+            // SAFETY: as above.
+            Raw.unlinkat(d, unsafe { CStr::from_ptr(from) })
+        }
+        Step::Discard(to) => Raw.unlinkat(st.tree_fd, to),
+    });
+    match r {
         None => ret(call(od, old, nd, new)),
         Some(r) => ret(unchecked(r.map(|()| 0))),
+    }
+}
+
+/// The shim's raw system calls (with the run's cookie), for [`effect::copy_file`].
+struct Raw;
+
+/// A raw call's result as a `Result`.
+fn res(r: c_long) -> Result<c_long, c_int> {
+    check(r)
+}
+
+impl CopySys for Raw {
+    fn openat(&mut self, dirfd: c_int, path: &CStr, flags: c_int, mode: u32) -> Result<c_int, c_int> {
+        // SAFETY: `path` NUL-terminated; the kernel returns a descriptor or -errno.
+        let fd = res(unsafe { sys::openat(dirfd, path.as_ptr(), flags, mode) })?;
+        c_int::try_from(fd).map_err(|_| libc::EBADF)
+    }
+
+    fn fstat(&mut self, fd: c_int) -> Result<(u32, u32, u32), c_int> {
+        // SAFETY: a plain struct the kernel fills.
+        let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: an empty path with AT_EMPTY_PATH names `fd`; `sb` writable.
+        res(unsafe { sys::newfstatat(fd, c"".as_ptr(), &mut sb, libc::AT_EMPTY_PATH) })?;
+        Ok((sb.st_mode, sb.st_uid, sb.st_gid))
+    }
+
+    fn sendfile(&mut self, to: c_int, from: c_int, count: usize) -> Result<usize, c_int> {
+        #[allow(clippy::cast_possible_wrap)] // at most 1 GiB
+        // SAFETY: two descriptors; a null offset uses (and moves) `from`'s.
+        let n = res(unsafe { sys::raw(libc::SYS_sendfile, to.into(), from.into(), 0, count as c_long, 0, 0) })?;
+        usize::try_from(n).map_err(|_| libc::EIO)
+    }
+
+    fn fchmod(&mut self, fd: c_int, mode: u32) -> Result<(), c_int> {
+        // SAFETY: a descriptor; no memory is involved.
+        res(unsafe { sys::raw(libc::SYS_fchmod, fd.into(), mode.into(), 0, 0, 0, 0) }).map(drop)
+    }
+
+    fn fchown(&mut self, fd: c_int, uid: u32, gid: u32) -> Result<(), c_int> {
+        // SAFETY: a descriptor; no memory is involved.
+        res(unsafe { sys::raw(libc::SYS_fchown, fd.into(), uid.into(), gid.into(), 0, 0, 0) }).map(drop)
+    }
+
+    fn readlinkat(&mut self, dirfd: c_int, path: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
+        let (ptr, cap) = out.storage();
+        // SAFETY: `path` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+        let n = res(unsafe { sys::readlinkat(dirfd, path.as_ptr(), ptr.cast(), cap - 1) })?;
+        out.set_len(usize::try_from(n).map_err(|_| libc::EIO)?);
+        Ok(())
+    }
+
+    fn symlinkat(&mut self, target: &CStr, dirfd: c_int, path: &CStr) -> Result<(), c_int> {
+        // SAFETY: both NUL-terminated.
+        res(unsafe {
+            sys::raw(libc::SYS_symlinkat, target.as_ptr() as c_long, dirfd.into(), path.as_ptr() as c_long, 0, 0, 0)
+        })
+        .map(drop)
+    }
+
+    fn unlinkat(&mut self, dirfd: c_int, path: &CStr) -> Result<(), c_int> {
+        // SAFETY: `path` NUL-terminated.
+        res(unsafe { sys::raw(libc::SYS_unlinkat, dirfd.into(), path.as_ptr() as c_long, 0, 0, 0, 0) }).map(drop)
+    }
+
+    fn close(&mut self, fd: c_int) {
+        sys::close(fd);
     }
 }
 
