@@ -307,7 +307,10 @@ pub fn two(
 
 /// One side of [`two`]: where it is, whether in the tree, the capsule entry's kind, and the
 /// host name a write-copy side stands for.
-fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<(Side<'b>, bool, Option<Kind>, Option<&'b CStr>), i32> {
+type SideOf<'b> = (Side<'b>, bool, Option<Kind>, Option<&'b CStr>);
+
+/// [`SideOf`] a place.
+fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<SideOf<'b>, i32> {
     Ok(match *p {
         Place::Original => (Side::Orig, false, None, None),
         Place::Deny(e) => return Err(e),
