@@ -105,6 +105,23 @@ pub unsafe fn getcwd(buf: *mut u8, len: usize) -> c_long {
     unsafe { raw(libc::SYS_getcwd, buf as c_long, len as c_long, 0, 0, 0, 0) }
 }
 
+/// A fresh anonymous private read-write mapping of `len` bytes (scratch memory a hook may
+/// not take from the heap), or `None`.
+pub fn map_anon(len: usize) -> Option<*mut core::ffi::c_void> {
+    // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p)
+}
+
 /// close(2).
 pub fn close(fd: c_int) {
     // SAFETY: closing a descriptor we opened ourselves; no memory is involved.

@@ -271,20 +271,7 @@ impl Scratch {
             return Some(self.argv.as_mut_ptr());
         }
         let len = n.checked_mul(core::mem::size_of::<*const c_char>())?;
-        // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return None;
-        }
+        let p = crate::preload::sys::map_anon(len)?;
         self.map = Some((p, len));
         Some(p.cast())
     }

@@ -80,20 +80,7 @@ fn fix_env(st: &State, envp: Env) -> FixedEnv {
     // Pointers, then room for the two renamed entries ("CAPSULE_HOSTNAME=" + 64 + NUL each).
     let ptrs = (n + st.env.len() + RENAMED.len() + 1) * core::mem::size_of::<*const c_char>();
     let len = ptrs + RENAMED.len() * 96;
-    // SAFETY: a fresh anonymous private mapping; no existing memory is touched.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return FixedEnv { ptr: envp, map: None };
-    }
+    let Some(p) = crate::preload::sys::map_anon(len) else { return FixedEnv { ptr: envp, map: None } };
     let arr = p.cast::<*const c_char>();
     let is_renamed = |e: &[u8]| RENAMED.iter().zip(&renamed).any(|(name, r)| r.is_some() && sets(e, name));
     let mut k = 0;
