@@ -93,6 +93,8 @@ fn no_route_from_a_capsule_path_reaches_the_host() {
                 .cmd(&["run", "esc", "--sandbox", &tag, "--isolation", mode, "--entry", bin.to_str().unwrap(), "--"])
                 .arg(&dir)
                 .arg(&run_name)
+                // Started in the host directory: relative writes are placed from there.
+                .current_dir(&dir)
                 .output()
                 .unwrap();
             let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -116,13 +118,15 @@ fn no_route_from_a_capsule_path_reaches_the_host() {
                     "write-proc-cwd 0 ok",
                     "read-relative 0 ok relative",
                 ]
-            } else if kind == "dynamic" {
-                &["write-through-link -1 ENOENT", "write-proc-root -1 ENOENT", "chdir -1 ENOENT"]
             } else {
-                // Tier 2 does not trap chdir (docs/architecture.md, "Tier 2 gaps"): the kernel
-                // enters the host directory, and what is made relative to it is placed in the
-                // view all the same (the writes below it fail: the directory is not in it).
-                &["write-through-link -1 ENOENT", "write-proc-root -1 ENOENT", "write-relative -1 ENOENT"]
+                // Under full the host directory is not in the view: the program cannot enter
+                // it, and what it makes relative to it (its cwd from the start) fails too.
+                &[
+                    "write-through-link -1 ENOENT",
+                    "write-proc-root -1 ENOENT",
+                    "chdir -1 ENOENT",
+                    "write-relative -1 ENOENT",
+                ]
             };
             let always =
                 ["symlink 0 ok", "mkdir-var-run 0 ok", "stat-run 0 ok", "read-absolute-capsule-link 0 ok capsule-data"];

@@ -57,3 +57,43 @@ fn rename_and_link_from_the_host_into_write_copy_directories() {
     assert_eq!(out, "static\nrmdir=1\n", "{err}");
     assert!(!Path::new(&format!("/etc/capsule-wcs-{tag}")).exists(), "the rename reached the host's /etc");
 }
+
+/// A host file deleted under write-copy is gone at once, for every process of the run and in
+/// every listing (the sandbox's table of deletions), and stays gone in the next run; a file
+/// made again under that name is the new one. The shim (sh, ls, find, python3) and the
+/// supervisor (static busybox).
+#[test]
+fn a_deletion_is_seen_at_once_by_lookups_and_listings() {
+    let env = Env::new();
+    env.small_capsule("del", &[("opt/del/readme", b"r\n")]);
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    require!(!host.is_empty(), "/etc/hostname on the host");
+    let check = "test -e /etc/hostname && echo lookup; ls /etc | grep -x hostname; \
+                 find /etc -maxdepth 1 -name hostname; echo done";
+    let py = "import os; print('hostname' in os.listdir('/etc'), os.path.exists('/etc/hostname'))";
+    let script = format!("rm /etc/hostname && {check} && python3 -c \"{py}\"");
+    let (code, out, err) = run_capsule(
+        &env,
+        &["run", "del", "--sandbox", "d1", "--isolation", "writecopy", "--entry", "/bin/sh", "--", "-c", &script],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "done\nFalse False\n", "{err}");
+    // The next run (from the view now), and a name made again.
+    let again = format!("{check}; echo new > /etc/hostname && cat /etc/hostname && ls /etc | grep -cx hostname");
+    let (code, out, err) = run_capsule(
+        &env,
+        &["run", "del", "--sandbox", "d1", "--isolation", "writecopy", "--entry", "/bin/sh", "--", "-c", &again],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "done\nnew\n1\n", "{err}");
+    assert_eq!(std::fs::read_to_string("/etc/hostname").unwrap_or_default(), host, "the host's file changed");
+    require!(static_busybox(), "{BUSYBOX} from busybox-static (apt-get install busybox-static)");
+    let script = format!("rm /etc/hostname && {check}");
+    let (code, out, err) = run_capsule(
+        &env,
+        &["run", "del", "--sandbox", "d2", "--isolation", "writecopy", "--entry", BUSYBOX, "--", "sh", "-c", &script],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "done\n", "{err}");
+    assert_eq!(std::fs::read_to_string("/etc/hostname").unwrap_or_default(), host, "the host's file changed");
+}

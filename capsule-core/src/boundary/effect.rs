@@ -271,6 +271,13 @@ pub fn two(
     is_rename: bool,
     mut step: impl FnMut(Step<'_>) -> Result<(), i32>,
 ) -> Option<Result<(), i32>> {
+    // A host directory under write-copy: its tree copy holds only what the program changed,
+    // so moving that alone would leave the rest behind. EXDEV: `mv` copies it in full.
+    if let Place::TreeThenHost(_, abs) = *old
+        && t.host_kind(abs) == Some(libc::S_IFDIR)
+    {
+        return Some(Err(libc::EXDEV));
+    }
     let (s1, s2) = match (side(t, old), side(t, new)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return Some(Err(e)),

@@ -287,6 +287,11 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                         Err(err) => Decision::Deny(err),
                     }
                 }
+                // Made again since the view (the sandbox's table of deletions says so): the
+                // tree's new file. Made now: in the tree, its host directories mirrored first
+                // (the materialiser's copy-up of a deleted name) where it is a host name.
+                Kind::Whiteout if view.recreated(rel) => Decision::TreeThenHost,
+                Kind::Whiteout if intent.create && view.mode_of(rel) == Mode::WriteCopy => Decision::TreeThenHost,
                 Kind::Whiteout if intent.create => Decision::Tree { entry: None },
                 Kind::Whiteout => Decision::Deny(libc::ENOENT),
                 // Followed virtually, wherever it points: a destination inside the capsule
@@ -349,6 +354,8 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
         }
         return match view.mode_of(rel) {
             Mode::Merged | Mode::Passthrough => host,
+            // Deleted in the sandbox during this run (or another since the view was made).
+            Mode::WriteCopy if !intent.create && view.deleted(rel) => Decision::Deny(libc::ENOENT),
             Mode::WriteCopy => Decision::TreeThenHost,
             Mode::Full => Decision::Tree { entry: None },
         };

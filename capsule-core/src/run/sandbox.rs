@@ -68,6 +68,10 @@ impl Sandbox {
     /// When the capsule changed, pristine links of the old version are dropped first; the
     /// application's own files stay.
     pub fn build_skeleton(&self, digest: &Digest, m: &Manifest) -> Result<(), RunError> {
+        // The table of deletions exists before the program starts, so that its shim maps it.
+        if fs::symlink_metadata(self.dir.join(crate::view::live::FILE)).is_err() {
+            let _ = self.deletions();
+        }
         let stamp = self.dir.join("skeleton");
         match fs::read_to_string(&stamp) {
             Ok(s) if s.trim() == digest.to_hex() => return Ok(()),
@@ -104,6 +108,14 @@ impl Sandbox {
             }
         }
         fs::write(&stamp, digest.to_hex()).map_err(RunError::io("failed to write", &stamp))
+    }
+
+    /// The sandbox's table of deletions ([`crate::view::live`]), mapped writable (created if
+    /// need be); `None` if it cannot be.
+    pub fn deletions(&self) -> Option<crate::view::live::Mapping> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.join(crate::view::live::FILE).as_os_str().as_bytes()).ok()?;
+        crate::view::live::Mapping::open(&path, true)
     }
 
     /// Paths deleted in earlier runs.

@@ -48,6 +48,9 @@ pub struct Materialiser {
     store: Store,
     manifest: Manifest,
     sandbox: Sandbox,
+    /// The sandbox's table of deletions, which every process of its runs reads
+    /// ([`crate::view::live`]).
+    live: Option<crate::view::live::Mapping>,
 }
 
 /// What one run did to the tree, under [`Materialiser`]'s lock.
@@ -82,7 +85,8 @@ impl Server {
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
         let state = TreeState { deleted, linked: HashSet::new() };
-        let mat = Materialiser { tree_lock: Mutex::new(state), store, manifest, sandbox };
+        let live = sandbox.deletions();
+        let mat = Materialiser { tree_lock: Mutex::new(state), store, manifest, sandbox, live };
         Ok(Server { listener, mat: Shared(Arc::new(mat)) })
     }
 
@@ -205,19 +209,17 @@ impl Materialiser {
                 // host's directories mirrored into the tree (`rm F` then `open(F, O_CREAT)`
                 // under write-copy: apt's log files).
                 deleted.remove(path);
+                self.set_live(path, false);
                 let parent = path.parent();
                 materialize::mirror_dirs(tree, parent.as_ref().map_or(&b""[..], RelPath::as_bytes)).map(|()| true)
             }
             OP_COPY_UP => materialize::copy_up(&self.store, tree, &self.manifest, path),
-            OP_WHITEOUT => {
-                deleted.insert(path.clone());
-                self.sandbox.add_whiteout(path).map(|()| true)
-            }
             // rmdir of a host directory: only when every entry it has on the host is deleted
             // already (the tree's copy, if any, was removed by the caller: it was empty).
             OP_WHITEOUT_DIR if host_dir_busy(path, deleted) => return libc::ENOTEMPTY,
-            OP_WHITEOUT_DIR => {
+            OP_WHITEOUT | OP_WHITEOUT_DIR => {
                 deleted.insert(path.clone());
+                self.set_live(path, true);
                 self.sandbox.add_whiteout(path).map(|()| true)
             }
             OP_LINK_DIR if linked.contains(path) => Ok(true),
@@ -233,6 +235,15 @@ impl Materialiser {
                 tracing::warn!(path = %path, error = %e, "materialise failed");
                 libc::EIO
             }
+        }
+    }
+
+    /// Mark `path` deleted (or re-created) in the table every process of the sandbox reads.
+    fn set_live(&self, path: &RelPath, deleted: bool) {
+        if let Some(live) = self.live.as_ref().and_then(crate::view::live::Mapping::live)
+            && !live.set(path.as_bytes(), deleted)
+        {
+            tracing::debug!(path = %path, "the table of deletions is full: seen from the next run");
         }
     }
 

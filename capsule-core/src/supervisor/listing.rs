@@ -23,6 +23,7 @@ use super::memory::TraceeMemory;
 use super::notify::Reply;
 use crate::resolve::untree;
 use crate::view::View;
+use crate::view::live::{self, Live};
 
 /// Remembered descriptors beyond which those whose process or file is gone are dropped.
 const PRUNE_AT: usize = 256;
@@ -36,16 +37,27 @@ pub struct Listings {
     groups: HashMap<u32, i32>,
 }
 
-/// A merged directory about to be injected: our duplicate of the tree's descriptor, and the
-/// host directory of the same path.
+/// A merged directory about to be injected: our duplicate of the descriptor, the host
+/// directory of the same path, and where the tree's side is listed from.
 pub struct Candidate {
     ours: OwnedFd,
     host: PathBuf,
+    tree: TreeSide,
+}
+
+/// Where a merged listing's tree side comes from.
+enum TreeSide {
+    /// The injected descriptor is the tree's directory.
+    Ours,
+    /// The injected descriptor is the host's (a write-copy directory the tree had no copy of
+    /// when it was opened): the tree's copy at this path, if one was made since.
+    At(PathBuf),
 }
 
 struct Listing {
     ours: OwnedFd,
     host: PathBuf,
+    tree: TreeSide,
     entries: Option<Vec<Dirent>>,
     next: usize,
 }
@@ -59,11 +71,21 @@ struct Dirent {
 }
 
 impl Listings {
-    /// Whether `fd`, which the supervisor opened and is about to inject, is a capsule
-    /// directory the host has too (the view's host-directory flag).
+    /// Whether `fd`, which the supervisor opened and is about to inject, is listed merged:
+    /// a tree directory the host has too ([`crate::boundary::merged_listing`]), or, where the
+    /// sandbox records deletions, a write-copy host directory.
     pub fn candidate(view: &View<'_>, fd: BorrowedFd<'_>) -> Option<Candidate> {
         let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        let abs = untree(view.tree(), path.as_os_str().as_bytes())?;
+        let path = path.as_os_str().as_bytes();
+        let (abs, tree) = match untree(view.tree(), path) {
+            Some(abs) => (abs, TreeSide::Ours),
+            None if view.live().is_some() => {
+                let mut t = view.tree().to_vec();
+                t.extend_from_slice(path);
+                (path, TreeSide::At(PathBuf::from(OsStr::from_bytes(&t))))
+            }
+            None => return None,
+        };
         if !crate::boundary::merged_listing(view, abs) {
             return None;
         }
@@ -74,7 +96,7 @@ impl Listings {
         }
         // SAFETY: `dup` was just made and is owned by nobody else.
         let ours = unsafe { OwnedFd::from_raw_fd(dup) };
-        Some(Candidate { ours, host: Path::new(OsStr::from_bytes(abs)).to_owned() })
+        Some(Candidate { ours, host: Path::new(OsStr::from_bytes(abs)).to_owned(), tree })
     }
 
     /// `c` was injected into thread `tid` as descriptor `number`.
@@ -84,12 +106,22 @@ impl Listings {
             self.open.retain(|&(g, fd), l| same_file(g, fd, &l.ours));
             self.groups.clear();
         }
-        self.open.insert((group, number), Listing { ours: c.ours, host: c.host, entries: None, next: 0 });
+        let listing = Listing { ours: c.ours, host: c.host, tree: c.tree, entries: None, next: 0 };
+        self.open.insert((group, number), listing);
     }
 
     /// `getdents64(fd, addr, count)` from thread `tid`: served from the merged listing when
     /// `fd` is one we injected and still the same open file, else the kernel's.
-    pub fn getdents(&mut self, mem: &impl TraceeMemory, tid: u32, fd: i32, addr: u64, count: u64) -> Reply {
+    /// Host names deleted in the sandbox (`live`) are left out.
+    pub fn getdents(
+        &mut self,
+        mem: &impl TraceeMemory,
+        live: Option<Live<'_>>,
+        tid: u32,
+        fd: i32,
+        addr: u64,
+        count: u64,
+    ) -> Reply {
         if self.open.is_empty() {
             return Reply::Continue;
         }
@@ -99,7 +131,7 @@ impl Listings {
             self.open.remove(&(group, fd));
             return Reply::Continue;
         }
-        let entries = l.entries.get_or_insert_with(|| merged(&l.ours, &l.host));
+        let entries = l.entries.get_or_insert_with(|| merged(&l.ours, &l.tree, &l.host, live));
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let mut buf = Vec::new();
         let mut next = l.next;
@@ -149,23 +181,28 @@ fn same_file(pid: i32, fd: i32, ours: &OwnedFd) -> bool {
     r == 0
 }
 
-/// `.`, `..`, the host's entries that the tree does not have, then the tree's (without the
-/// materialiser's `.capsule-` scratch names).
-fn merged(tree: &OwnedFd, host: &Path) -> Vec<Dirent> {
+/// `.`, `..`, the host's entries that the tree does not have and the sandbox did not delete,
+/// then the tree's (without the materialiser's `.capsule-` scratch names).
+fn merged(ours: &OwnedFd, tree: &TreeSide, host: &Path, live: Option<Live<'_>>) -> Vec<Dirent> {
     let ino_at = |name: &std::ffi::CStr| {
-        // SAFETY: a plain struct the kernel fills; `name` NUL-terminated; `tree` open.
+        // SAFETY: a plain struct the kernel fills; `name` NUL-terminated; `ours` open.
         let mut sb: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        let r = unsafe { libc::fstatat(tree.as_raw_fd(), name.as_ptr(), &raw mut sb, 0) };
+        let r = unsafe { libc::fstatat(ours.as_raw_fd(), name.as_ptr(), &raw mut sb, 0) };
         if r == 0 { sb.st_ino } else { 0 }
     };
     let mut out = vec![
         Dirent { ino: ino_at(c"."), kind: libc::DT_DIR, name: b".".to_vec() },
         Dirent { ino: ino_at(c".."), kind: libc::DT_DIR, name: b"..".to_vec() },
     ];
-    let tree_entries = entries(Path::new(&format!("/proc/self/fd/{}", tree.as_raw_fd())));
+    let tree_entries = match tree {
+        TreeSide::Ours => entries(Path::new(&format!("/proc/self/fd/{}", ours.as_raw_fd()))),
+        TreeSide::At(p) => entries(p),
+    };
     let in_tree: std::collections::HashSet<&[u8]> = tree_entries.iter().map(|e| e.name.as_slice()).collect();
-    out.extend(entries(host).into_iter().filter(|e| !in_tree.contains(e.name.as_slice())));
+    let prefix = live::dir_hash(host.as_os_str().as_bytes());
+    let deleted = |name: &[u8]| live.is_some_and(|l| l.contains_hash(live::hash_more(prefix, name)));
+    out.extend(entries(host).into_iter().filter(|e| !in_tree.contains(e.name.as_slice()) && !deleted(&e.name)));
     out.extend(tree_entries.iter().filter(|e| !e.name.starts_with(b".capsule-")).cloned());
     out
 }
@@ -231,7 +268,8 @@ mod tests {
             }
         }
         let fd: OwnedFd = std::fs::File::open(&tree).unwrap().into();
-        let names: Vec<String> = merged(&fd, &host).into_iter().map(|e| String::from_utf8(e.name).unwrap()).collect();
+        let names: Vec<String> =
+            merged(&fd, &TreeSide::Ours, &host, None).into_iter().map(|e| String::from_utf8(e.name).unwrap()).collect();
         assert_eq!(&names[..2], [".", ".."]);
         let mut rest = names[2..].to_vec();
         assert_eq!(rest.remove(0), "theirs", "the host's first: {names:?}");

@@ -62,6 +62,8 @@ pub struct Supervisor {
     mac: Option<[u8; 6]>,
     /// Merged listings, for a program whose `getdents64` is trapped ([`Supervisor::merge_listings`]).
     listings: Option<listing::Listings>,
+    /// The sandbox's deletions since the view was made ([`crate::view::live`]).
+    live: Option<crate::view::live::Mapping>,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -73,8 +75,14 @@ impl Supervisor {
         let bytes = std::fs::read(view)?;
         View::new(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e:?}", view.display())))?;
+        let live = tree.parent().and_then(|dir| {
+            use std::os::unix::ffi::OsStrExt;
+            let file = std::ffi::CString::new(dir.join(crate::view::live::FILE).as_os_str().as_bytes()).ok()?;
+            crate::view::live::Mapping::open(&file, false)
+        });
         let tree = std::fs::File::open(tree)?.into();
         Ok(Supervisor {
+            live,
             listener: Listener::new(listener)?,
             view: bytes,
             tree,
@@ -138,6 +146,7 @@ impl Supervisor {
     pub fn serve_one(&mut self, mat: &mut dyn Materialise) -> io::Result<bool> {
         let Some(n) = self.listener.recv()? else { return Ok(false) };
         let view = View::new(&self.view).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
+        let view = view.with_live(self.live.as_ref().and_then(crate::view::live::Mapping::live));
         let listener = &self.listener;
         let valid = || listener.id_valid(n.id);
         let mem = Process { pid: n.pid, valid: &valid };
@@ -156,7 +165,10 @@ impl Supervisor {
             #[allow(clippy::cast_possible_truncation)] // an int argument in a 64-bit register
             let fd = n.args[0] as i32;
             let reply = match &mut self.listings {
-                Some(l) => l.getdents(&mem, n.pid, fd, n.args[1], n.args[2]),
+                Some(l) => {
+                    let live = self.live.as_ref().and_then(crate::view::live::Mapping::live);
+                    l.getdents(&mem, live, n.pid, fd, n.args[1], n.args[2])
+                }
                 None => Reply::Continue,
             };
             let counter = if matches!(reply, Reply::Continue) { &self.stats.continued } else { &self.stats.served };

@@ -20,6 +20,7 @@
 
 #[cfg(feature = "store")]
 mod compile;
+pub mod live;
 #[cfg(test)]
 mod tests;
 
@@ -171,6 +172,8 @@ pub struct View<'a> {
     entries: &'a [u8],
     rules: &'a [u8],
     strings: &'a [u8],
+    /// Deletions made in the sandbox since the view was compiled ([`live`]).
+    live: Option<live::Live<'a>>,
 }
 
 /// `len` bytes of `b` from `at`, if they are all there.
@@ -273,7 +276,31 @@ impl<'a> View<'a> {
             entries: cut(off(32)?, n_entries, ENTRY)?,
             rules: cut(off(40)?, n_rules, RULE)?,
             strings: section(b, off(48)?, off(56)?).ok_or(ViewError::BadLayout)?,
+            live: None,
         })
+    }
+
+    /// This view with the sandbox's table of deletions made since it was compiled.
+    pub fn with_live(self, live: Option<live::Live<'a>>) -> View<'a> {
+        View { live, ..self }
+    }
+
+    /// Whether the host name at `rel` (no leading '/') was deleted in the sandbox since the
+    /// view was compiled.
+    #[inline]
+    pub fn deleted(&self, rel: &[u8]) -> bool {
+        self.live.is_some_and(|l| l.contains(rel))
+    }
+
+    /// Whether `rel`, deleted when the view was made, was made again in the sandbox since.
+    #[inline]
+    pub fn recreated(&self, rel: &[u8]) -> bool {
+        self.live.is_some_and(|l| l.state(rel) == Some(false))
+    }
+
+    /// The table of deletions, if the run has one.
+    pub fn live(&self) -> Option<live::Live<'a>> {
+        self.live
     }
 
     #[inline]

@@ -22,7 +22,7 @@ use core::ffi::{CStr, c_int, c_long};
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use capsule_core::view::View;
+use capsule_core::view::{View, live};
 
 pub use virt::Shim;
 
@@ -305,6 +305,10 @@ fn init() {
     // paths, so that our own children that change user inherit them.
     let view_fd = if view_fd < 0 { reopen_at(view_fd_entry, view_path, libc::O_RDONLY) } else { view_fd };
     let Ok(view) = View::new(bytes) else { return complain(b"the view is damaged or from another capsule version") };
+    // The sandbox's deletions since the view was made (none if it cannot be mapped).
+    let mut table = PathBuffer::new();
+    let live = live::file_of(view.tree(), &mut table).and_then(|()| live::Mapping::open(table.as_cstr(), false));
+    let view = view.with_live(live.and_then(live::Mapping::leak));
     let tree = view.tree();
     let mut c = PathBuffer::new();
     if c.push(tree).is_err() {

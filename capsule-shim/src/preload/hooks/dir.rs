@@ -11,15 +11,15 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::ffi::{CStr, c_char, c_int};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
-use capsule_core::view::{FLAG_HOST_DIR, Kind};
+use capsule_core::view::{FLAG_HOST_DIR, Kind, live};
 
 use super::{Route, real, route};
 use crate::preload::client::{self, OP_LINK_DIR};
 use crate::preload::guard::{HookGuard, call_out};
-use crate::preload::state;
 use crate::preload::sys::{self, set_errno};
+use crate::preload::{State, state};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
@@ -29,6 +29,8 @@ pub struct Slot {
     host: AtomicPtr<libc::DIR>,
     tree: AtomicPtr<libc::DIR>,
     phase: AtomicU8,
+    /// The directory's hash prefix in the sandbox's table of deletions (`live::dir_hash`).
+    prefix: AtomicU64,
 }
 
 const SLOTS: usize = 64;
@@ -38,6 +40,7 @@ const EMPTY: Slot = Slot {
     host: AtomicPtr::new(core::ptr::null_mut()),
     tree: AtomicPtr::new(core::ptr::null_mut()),
     phase: AtomicU8::new(0),
+    prefix: AtomicU64::new(0),
 };
 /// Merged listings, keyed by the host `DIR` handed to the application.
 pub static MERGED: [Slot; SLOTS] = [EMPTY; SLOTS];
@@ -49,11 +52,12 @@ fn find(dirp: *mut libc::DIR) -> Option<&'static Slot> {
     MERGED.iter().find(|s| s.host.load(Ordering::Acquire) == dirp)
 }
 
-fn register(host: *mut libc::DIR, tree: *mut libc::DIR) -> bool {
+fn register(host: *mut libc::DIR, tree: *mut libc::DIR, prefix: u64) -> bool {
     for s in &MERGED {
         if s.busy.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             s.tree.store(tree, Ordering::Relaxed);
             s.phase.store(0, Ordering::Relaxed);
+            s.prefix.store(prefix, Ordering::Relaxed);
             s.host.store(host, Ordering::Release);
             return true;
         }
@@ -112,7 +116,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
                 let _ = client::request(OP_LINK_DIR, rel.to_bytes());
             }
             let tree = open_tree_dir(st.tree_fd, rel);
-            if e.flags & FLAG_HOST_DIR == 0 {
+            if e.flags & FLAG_HOST_DIR == 0 || tree.is_null() {
                 return tree;
             }
             // SAFETY: `rel` points one byte into "/a/b" (the buffer's, or the argument itself
@@ -124,7 +128,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         // sides, merged.
         Route::TreeThenHost(rel, abs) => {
             let t = open_tree_dir(st.tree_fd, rel);
-            if t.is_null() { plain(abs.as_ptr()) } else { merge(t, abs.as_ptr()) }
+            if t.is_null() && st.view.live().is_none() { plain(abs.as_ptr()) } else { merge(t, abs.as_ptr()) }
         }
         Route::Deny(e) => {
             set_errno(e);
@@ -133,16 +137,20 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
     }
 }
 
-/// The stream to hand the application for capsule directory `abs` (absolute, NUL-terminated)
-/// that the host has too, given its tree stream: the host's stream, paired with the tree's
-/// in [`MERGED`]; the tree's alone if the host's cannot be opened or the table is full.
+/// The stream to hand the application for directory `abs` (absolute, NUL-terminated) that
+/// the host has too, given its tree stream (null: a write-copy host directory the tree has no
+/// copy of, listed for the sandbox's deletions alone): the host's stream, paired with the
+/// tree's in [`MERGED`]; the tree's alone if the host's cannot be opened; unmerged if the
+/// table is full.
 fn merge(tree: *mut libc::DIR, abs: *const c_char) -> *mut libc::DIR {
-    if tree.is_null() {
-        return tree;
-    }
     let host = open_dir_at(libc::AT_FDCWD, abs);
-    if host.is_null() || register(host, tree) {
+    // SAFETY: `abs` is NUL-terminated (callers).
+    let prefix = live::dir_hash(unsafe { CStr::from_ptr(abs) }.to_bytes());
+    if host.is_null() || register(host, tree, prefix) {
         return if host.is_null() { tree } else { host };
+    }
+    if tree.is_null() {
+        return host;
     }
     if let Some(close) = real::closedir() {
         // SAFETY: closing the stream we just opened, which nobody else has seen.
@@ -170,7 +178,7 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
     if crate::preload::virt::fd_path(fd, &mut buf).is_none() {
         return plain();
     }
-    let Some(abs) = capsule_core::resolve::untree(st.tree, buf.as_bytes()) else { return plain() };
+    let Some(abs) = capsule_core::resolve::untree(st.tree, buf.as_bytes()) else { return host_dir(st, plain, &buf) };
     let entry = st.view.lookup(abs.get(1..).unwrap_or_default());
     // Opened without O_DIRECTORY, its files may not be linked yet (with it, the open hook
     // asked, and the materialiser answers this second request at once).
@@ -184,15 +192,49 @@ pub unsafe extern "C" fn fdopendir(fd: c_int) -> *mut libc::DIR {
     merge(plain(), abs.as_ptr().cast())
 }
 
+/// [`fdopendir`] of a host directory (the tree had no copy of it when it was opened): a
+/// write-copy one is listed with the tree's copy made since, if any, and without the
+/// sandbox's deletions; any other is the host's.
+fn host_dir(st: &State, plain: impl Fn() -> *mut libc::DIR, abs: &PathBuffer) -> *mut libc::DIR {
+    if st.view.live().is_none() || !capsule_core::boundary::merged_listing(&st.view, abs.as_bytes()) {
+        return plain();
+    }
+    let host = plain();
+    if host.is_null() {
+        return host;
+    }
+    let tree = open_tree_dir(st.tree_fd, abs.rel_cstr());
+    if !register(host, tree, live::dir_hash(abs.as_bytes()))
+        && !tree.is_null()
+        && let Some(close) = real::closedir()
+    {
+        // SAFETY: closing the stream we just opened, which nobody else has seen.
+        unsafe { close(tree) };
+    }
+    host
+}
+
 /// Whether `name` should be skipped in a merged listing's host phase (the tree has it too).
 fn shadowed(tree: *mut libc::DIR, name: *const c_char) -> bool {
     let Some(dirfd) = real::dirfd() else { return false };
+    if tree.is_null() {
+        return false;
+    }
     // SAFETY: `tree` is a live stream owned by the slot.
     let fd = unsafe { dirfd(tree) };
     // SAFETY: plain struct, filled by the kernel.
     let mut sb: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: `name` is a NUL-terminated d_name; `sb` writable.
     unsafe { sys::newfstatat(fd, name, &mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+}
+
+/// Whether the host entry `name` of a merged listing was deleted in the sandbox since the
+/// view was made (the sandbox's table of deletions).
+fn deleted(slot: &Slot, name: *const c_char) -> bool {
+    let Some(live) = state().and_then(|st| st.view.live()) else { return false };
+    // SAFETY: `name` is a NUL-terminated d_name.
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    live.contains_hash(live::hash_more(slot.prefix.load(Ordering::Relaxed), name))
 }
 
 fn hidden(name: &[u8]) -> bool {
@@ -215,10 +257,14 @@ fn merged_next<T>(
                 slot.phase.store(1, Ordering::Relaxed);
                 break;
             }
-            if !shadowed(tree, name_of(e)) {
+            if !shadowed(tree, name_of(e)) && !deleted(slot, name_of(e)) {
                 return e;
             }
         }
+    }
+    // A write-copy host directory the tree has no copy of: the host's side alone.
+    if tree.is_null() {
+        return core::ptr::null_mut();
     }
     loop {
         // SAFETY: the slot's live tree stream.
@@ -272,8 +318,11 @@ pub unsafe extern "C" fn rewinddir(dirp: *mut libc::DIR) {
     let Some(real_fn) = real::rewinddir() else { return };
     if let Some(slot) = find(dirp) {
         slot.phase.store(0, Ordering::Relaxed);
-        // SAFETY: the slot's live tree stream.
-        unsafe { real_fn(slot.tree.load(Ordering::Acquire)) };
+        let tree = slot.tree.load(Ordering::Acquire);
+        if !tree.is_null() {
+            // SAFETY: the slot's live tree stream.
+            unsafe { real_fn(tree) };
+        }
     }
     // SAFETY: the application's stream.
     unsafe { real_fn(dirp) }
