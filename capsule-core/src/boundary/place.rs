@@ -43,8 +43,8 @@ pub fn place<'b, 'v>(
     }
     let tree = view.tree();
     let walked = if path.first() == Some(&b'/') {
-        if untree(tree, path).is_some() {
-            return Place::Original;
+        if let Some(v) = untree(tree, path) {
+            return tree_path(view, v, buf);
         }
         normalize(view, b"", path, buf).map(|w| (w, false))
     } else {
@@ -86,6 +86,20 @@ pub fn place<'b, 'v>(
         return into_place(view, decision, buf);
     }
     Place::Deny(libc::ELOOP)
+}
+
+/// A path already inside the tree (a program that found its files from its own loaded path,
+/// which the loader names in the tree: graphviz's plugin configuration): the kernel's, but a
+/// capsule file not materialised yet is materialised first, as by its virtual path.
+fn tree_path<'b, 'v>(view: &View<'v>, virt: &[u8], buf: &'b mut PathBuffer) -> Place<'b, 'v> {
+    let Some(e) = view.lookup(virt.get(1..).unwrap_or_default()).filter(|e| e.kind == crate::view::Kind::File) else {
+        return Place::Original;
+    };
+    buf.clear();
+    if buf.push(virt).is_err() {
+        return Place::Original;
+    }
+    Place::Tree(buf.rel_cstr(), Some(e))
 }
 
 fn into_place<'b, 'v>(view: &View<'v>, decision: Decision, buf: &'b PathBuffer) -> Place<'b, 'v> {

@@ -64,6 +64,11 @@ impl Sandbox {
         &self.tree
     }
 
+    /// The store's cache of materialised files (`STORE/cache`, beside `sandboxes/`).
+    fn cache_dir(&self) -> PathBuf {
+        self.dir.parent().and_then(Path::parent).map_or_else(PathBuf::new, |store| store.join("cache"))
+    }
+
     /// Create the capsule's directories and symlinks in the tree, once per manifest digest.
     /// When the capsule changed, pristine links of the old version are dropped first; the
     /// application's own files stay.
@@ -75,7 +80,7 @@ impl Sandbox {
         let stamp = self.dir.join("skeleton");
         match fs::read_to_string(&stamp) {
             Ok(s) if s.trim() == digest.to_hex() => return Ok(()),
-            Ok(_) => drop_pristine(&self.tree)?,
+            Ok(_) => drop_pristine(&self.tree, &self.cache_dir())?,
             Err(_) => {}
         }
         // Another manifest (or none recorded): no directory is known to be complete.
@@ -229,10 +234,20 @@ fn walk(top: &Path, dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) -> Resu
 }
 
 /// Remove every pristine link (a hardlink into the cache) from the tree.
-fn drop_pristine(tree: &Path) -> Result<(), RunError> {
+fn drop_pristine(tree: &Path, cache: &Path) -> Result<(), RunError> {
+    // Only links into the shared cache are the capsule's pristine files; the program's own
+    // hard links (`ln a b` in the tree) have more than one link too and are its data.
+    let mut cached = std::collections::HashSet::new();
+    if cache.is_dir() {
+        walk(cache, cache, &mut |_, meta| {
+            if meta.is_file() {
+                cached.insert((meta.dev(), meta.ino()));
+            }
+        })?;
+    }
     let mut victims = Vec::new();
     walk(tree, tree, &mut |rel, meta| {
-        if meta.is_file() && meta.nlink() > 1 {
+        if meta.is_file() && meta.nlink() > 1 && cached.contains(&(meta.dev(), meta.ino())) {
             victims.push(tree.join(rel));
         }
     })?;
@@ -262,5 +277,27 @@ mod tests {
         assert_eq!(sb.linked_dirs().unwrap(), vec![d.clone()]);
         sb.build_skeleton(&v2, &m).unwrap();
         assert_eq!(sb.linked_dirs().unwrap(), Vec::<RelPath>::new());
+    }
+
+    /// A new capsule version drops the tree's links into the cache (pristine capsule files)
+    /// and nothing else: the program's own hard links stay.
+    #[test]
+    fn a_new_version_drops_only_links_into_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let sb = Sandbox::open(&store, "t").unwrap();
+        let m = Manifest::for_tests(vec![("opt", EntryKind::Dir)], 0o755);
+        sb.build_skeleton(&Digest::of(b"v1"), &m).unwrap();
+        let cache = store.root().join("cache/ab");
+        fs::create_dir_all(&cache).unwrap();
+        fs::write(cache.join("abcd-644-0.0"), "pristine").unwrap();
+        fs::hard_link(cache.join("abcd-644-0.0"), sb.tree().join("opt/pristine")).unwrap();
+        fs::write(sb.tree().join("opt/mine"), "mine").unwrap();
+        fs::hard_link(sb.tree().join("opt/mine"), sb.tree().join("opt/mine-too")).unwrap();
+        sb.build_skeleton(&Digest::of(b"v2"), &m).unwrap();
+        assert!(!sb.tree().join("opt/pristine").exists());
+        assert_eq!(fs::read_to_string(sb.tree().join("opt/mine")).unwrap(), "mine");
+        assert_eq!(fs::read_to_string(sb.tree().join("opt/mine-too")).unwrap(), "mine");
+        assert!(cache.join("abcd-644-0.0").exists());
     }
 }

@@ -62,6 +62,13 @@ fn chdir(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, addr: u64) -> Reply 
     let placed = place(&view, cx.tree, mem, libc::AT_FDCWD, addr, Intent { follow: true, create: false }, &mut buf);
     let host = match placed {
         Place::Host(p) | Place::TreeThenHost(_, p) => Some(p.to_owned()),
+        // A capsule directory the host has too (`/etc`, `/usr/bin`): the host's directory of
+        // the same name will do, since calls relative to it are placed by that name.
+        Place::Tree(rel, Some(e)) if e.flags & crate::view::FLAG_HOST_DIR != 0 => {
+            let mut abs = b"/".to_vec();
+            abs.extend_from_slice(rel.to_bytes());
+            std::ffi::CString::new(abs).ok()
+        }
         _ => None,
     };
     let want = match open_placed(cx, &placed, libc::O_PATH | libc::O_DIRECTORY, 0) {
