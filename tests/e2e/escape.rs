@@ -1,6 +1,7 @@
 //! Routes from a capsule path to the host (issue 15, done-when 5): `fixtures/c/escape.c`
 //! makes a symlink to a host directory and writes through it, writes through
-//! `/proc/self/root/…`, `/proc/PID/root/…` and `/proc/self/cwd/…`, makes `/var/run/NAME`
+//! `/proc/self/root/…`, `/proc/PID/root/…` and `/proc/self/cwd/…`, and through a symlink it
+//! makes in the passed-through `/tmp`, makes `/var/run/NAME`
 //! (the host's `/var/run` is a symlink to `/run`, write-copy by default), and reads a capsule
 //! symlink with an absolute target. Run as root under `writecopy` and `full`, built dynamic
 //! (the shim) and `-static` (the supervisor): the host directory under test is unchanged —
@@ -117,6 +118,7 @@ fn no_route_from_a_capsule_path_reaches_the_host() {
                     "read-proc-root 0 ok via root",
                     "write-proc-cwd 0 ok",
                     "read-relative 0 ok relative",
+                    "write-through-tmp-link 0 ok",
                 ]
             } else {
                 // Under full the host directory is not in the view: the program cannot enter

@@ -20,6 +20,11 @@
 //! literal fast path relies on that too). The probe is two syscalls (open, close) on paths the
 //! capsule does not hold, never on the hot path.
 //!
+//! Host symlinks: a name *made* on the host side (merged or passed-through isolation) is
+//! probed the same way without `RESOLVE_BENEATH`, so a link the program made there cannot
+//! carry the write into another isolation (`ln -s /etc /tmp/l; echo x > /tmp/l/f` under
+//! write-copy lands in the sandbox's `/etc`). Reads through host links are the kernel's.
+//!
 //! `/proc` links: `/proc/{self,thread-self,PID}/root/…` is the view's root, `…/cwd/…` and
 //! `…/fd/N/…` the virtual path of that directory (read from the link and taken out of the
 //! tree), so none of them is a way to the host.
@@ -54,6 +59,11 @@ pub trait Caller {
     fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), i32>;
     /// The target of the tree's symlink `rel`; `Err(EINVAL)` when `rel` is not a symlink.
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32>;
+    /// Probe host path `abs` as [`Caller::probe_tree`] probes the tree (without the
+    /// `RESOLVE_BENEATH`): `Err(ELOOP)` when a symlink is on the way.
+    fn probe_host(&self, abs: &CStr, follow: bool) -> Result<(), i32>;
+    /// The target of the host's symlink `abs`; `Err(EINVAL)` when it is not one.
+    fn readlink_host(&self, abs: &CStr, out: &mut PathBuffer) -> Result<(), i32>;
 }
 
 /// Whether the tree directory at virtual path `abs` ("/a/b") is listed merged with the host's

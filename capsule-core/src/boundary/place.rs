@@ -69,12 +69,28 @@ pub fn place<'b, 'v>(
         Ok(false) => {}
         Err(e) => return Place::Deny(e),
     }
+    let follow = intent.follow || walk.must_be_dir;
     for _ in 0..MAX_HOPS {
         let decision = decide(view, buf, intent, rewritten, walk.must_be_dir);
-        if matches!(decision, Decision::Tree { entry: None } | Decision::TreeThenHost)
-            && caller.probe_tree(buf.rel_cstr(), intent.follow || walk.must_be_dir) == Err(libc::ELOOP)
-        {
-            match tree_link(view, caller, buf, intent.follow || walk.must_be_dir) {
+        let side = match decision {
+            Decision::Tree { entry: None } | Decision::TreeThenHost
+                if caller.probe_tree(buf.rel_cstr(), follow) == Err(libc::ELOOP) =>
+            {
+                Some(Side::Tree)
+            }
+            // A name made on the host through a host symlink may land under another isolation
+            // (`ln -s /etc /tmp/l; echo x > /tmp/l/f`: /tmp is passed through, /etc write-copy).
+            Decision::Passthrough | Decision::Host
+                if intent.create
+                    && !kernel_fs(buf.as_bytes())
+                    && caller.probe_host(buf.as_cstr(), follow) == Err(libc::ELOOP) =>
+            {
+                Some(Side::Host)
+            }
+            _ => None,
+        };
+        if let Some(side) = side {
+            match link_on_the_way(view, caller, buf, follow, side) {
                 Ok(true) => {
                     rewritten = true;
                     continue;
@@ -112,10 +128,29 @@ fn into_place<'b, 'v>(view: &View<'v>, decision: Decision, buf: &'b PathBuffer) 
     }
 }
 
-/// Find the first symlink the tree holds on `buf`'s way (the final component only when
-/// `follow`) and put its target in its place, absolute targets against the view's root;
-/// `buf` is normalised again. `Ok(false)`: none found (the tree changed under us).
-fn tree_link(view: &View<'_>, caller: &impl Caller, buf: &mut PathBuffer, follow: bool) -> Result<bool, i32> {
+/// Which side a symlink on a path's way was found on.
+#[derive(Clone, Copy)]
+enum Side {
+    Tree,
+    Host,
+}
+
+/// `/proc`, `/sys` and `/dev`: the kernel's own links (`/dev/stdout`, `/proc/self/fd/N`),
+/// never followed by capsule.
+fn kernel_fs(abs: &[u8]) -> bool {
+    [&b"/proc"[..], b"/sys", b"/dev"].iter().any(|k| abs.strip_prefix(*k).is_some_and(|r| r.is_empty() || r[0] == b'/'))
+}
+
+/// Find the first symlink on `buf`'s way (the final component only when `follow`), in the
+/// tree or on the host, and put its target in its place, absolute targets against the view's
+/// root; `buf` is normalised again. `Ok(false)`: none found (it changed under us).
+fn link_on_the_way(
+    view: &View<'_>,
+    caller: &impl Caller,
+    buf: &mut PathBuffer,
+    follow: bool,
+    side: Side,
+) -> Result<bool, i32> {
     let mut src = PathBuffer::new();
     src.push(buf.as_bytes())?;
     let rel = src.as_bytes().get(1..).unwrap_or_default();
@@ -126,8 +161,14 @@ fn tree_link(view: &View<'_>, caller: &impl Caller, buf: &mut PathBuffer, follow
     for end in ends {
         let Some(comp) = rel.get(..end) else { break };
         prefix.clear();
-        prefix.push(comp)?;
-        match caller.readlink_tree(prefix.as_cstr(), &mut target) {
+        let read = match side {
+            Side::Tree => prefix.push(comp).map(|()| caller.readlink_tree(prefix.as_cstr(), &mut target)),
+            Side::Host => prefix
+                .push(b"/")
+                .and_then(|()| prefix.push(comp))
+                .map(|()| caller.readlink_host(prefix.as_cstr(), &mut target)),
+        }?;
+        match read {
             Ok(()) => {
                 let mut next = PathBuffer::new();
                 if target.as_bytes().first() != Some(&b'/') {

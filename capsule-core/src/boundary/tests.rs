@@ -35,10 +35,12 @@ fn view_bytes(root: Mode) -> Vec<u8> {
     compile(&m, &opts)
 }
 
-/// Symlinks the tree holds (tree-relative path → target) and the caller's links.
+/// Symlinks the tree holds (tree-relative path → target), the host's (absolute path →
+/// target) and the caller's links.
 #[derive(Default)]
 struct Fake {
     links: BTreeMap<&'static str, &'static str>,
+    host_links: BTreeMap<&'static str, &'static str>,
     cwd: &'static str,
     fds: BTreeMap<i32, &'static str>,
 }
@@ -78,6 +80,17 @@ impl Caller for Fake {
     }
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
         fill(out, self.links.get(rel.to_str().unwrap()).ok_or(libc::EINVAL)?)
+    }
+    fn probe_host(&self, abs: &CStr, follow: bool) -> Result<(), i32> {
+        let abs = abs.to_str().unwrap();
+        let hit = self
+            .host_links
+            .keys()
+            .any(|l| abs.strip_prefix(l).is_some_and(|r| r.starts_with('/') || (r.is_empty() && follow)));
+        if hit { Err(libc::ELOOP) } else { Ok(()) }
+    }
+    fn readlink_host(&self, abs: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
+        fill(out, self.host_links.get(abs.to_str().unwrap()).ok_or(libc::EINVAL)?)
     }
 }
 
@@ -126,6 +139,18 @@ fn a_symlink_to_a_host_directory_does_not_lead_to_the_host() {
     assert_eq!(placed(Mode::Full, &fake, -100, "/opt/app/l/x", true, false), "tree opt/app/real/x (entry)");
     let fake = Fake { links: [("opt/app/l", "l")].into(), ..Fake::default() };
     assert_eq!(placed(Mode::Full, &fake, -100, "/opt/app/l/x", true, false), format!("deny {}", libc::ELOOP));
+}
+
+#[test]
+fn a_name_made_through_a_host_symlink_takes_the_isolation_it_lands_in() {
+    // ln -s /run /tmp/l (on the host: /tmp is passed through), then a write below it: /run is
+    // write-copy, so the name is made in the sandbox.
+    let fake = Fake { host_links: [("/tmp/l", "/run")].into(), ..Fake::default() };
+    assert_eq!(placed(Mode::Merged, &fake, -100, "/tmp/l/x", true, true), "tree-then-host run/x /run/x");
+    // Reads through it are the kernel's; kernel filesystems are never probed.
+    assert_eq!(placed(Mode::Merged, &fake, -100, "/tmp/l/x", true, false), "original");
+    let fake = Fake { host_links: [("/proc/self/fd/1", "/run/x")].into(), ..Fake::default() };
+    assert_eq!(placed(Mode::Merged, &fake, -100, "/proc/self/fd/1", true, true), "original");
 }
 
 #[test]

@@ -40,42 +40,54 @@ impl<M: TraceeMemory> Caller for Tracee<'_, M> {
     }
 
     fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), i32> {
-        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-        let mut how: libc::open_how = unsafe_zeroed();
-        #[allow(clippy::cast_sign_loss)] // flag bits
-        {
-            how.flags = (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64;
-        }
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
-        // SAFETY: `rel` is NUL-terminated; `how` is a live struct of the size passed.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.tree.as_raw_fd(),
-                rel.as_ptr(),
-                &raw const how,
-                size_of::<libc::open_how>(),
-            )
-        };
-        if r < 0 {
-            return Err(super::handlers::errno());
-        }
-        #[allow(clippy::cast_possible_truncation)] // a descriptor
-        // SAFETY: a descriptor we just opened and own.
-        unsafe {
-            libc::close(r as i32)
-        };
-        Ok(())
+        probe(self.tree.as_raw_fd(), rel, follow, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS)
     }
 
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
-        let (ptr, cap) = out.storage();
-        // SAFETY: `rel` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
-        let r = unsafe { libc::readlinkat(self.tree.as_raw_fd(), rel.as_ptr(), ptr.cast(), cap - 1) };
-        let n = usize::try_from(r).map_err(|_| super::handlers::errno())?;
-        out.set_len(n);
-        Ok(())
+        readlink(self.tree.as_raw_fd(), rel, out)
     }
+
+    fn probe_host(&self, abs: &CStr, follow: bool) -> Result<(), i32> {
+        probe(libc::AT_FDCWD, abs, follow, libc::RESOLVE_NO_SYMLINKS)
+    }
+
+    fn readlink_host(&self, abs: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
+        readlink(libc::AT_FDCWD, abs, out)
+    }
+}
+
+/// Open (`dirfd`, `path`) `O_PATH` (`O_NOFOLLOW` unless `follow`) with `resolve` flags, and
+/// close it: the kernel's verdict on the walk.
+fn probe(dirfd: i32, path: &CStr, follow: bool, resolve: u64) -> Result<(), i32> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    let mut how: libc::open_how = unsafe_zeroed();
+    #[allow(clippy::cast_sign_loss)] // flag bits
+    {
+        how.flags = (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64;
+    }
+    how.resolve = resolve;
+    // SAFETY: `path` is NUL-terminated; `how` is a live struct of the size passed.
+    let r =
+        unsafe { libc::syscall(libc::SYS_openat2, dirfd, path.as_ptr(), &raw const how, size_of::<libc::open_how>()) };
+    if r < 0 {
+        return Err(super::handlers::errno());
+    }
+    #[allow(clippy::cast_possible_truncation)] // a descriptor
+    // SAFETY: a descriptor we just opened and own.
+    unsafe {
+        libc::close(r as i32)
+    };
+    Ok(())
+}
+
+/// readlinkat(`dirfd`, `path`) into `out`.
+fn readlink(dirfd: i32, path: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
+    let (ptr, cap) = out.storage();
+    // SAFETY: `path` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
+    let r = unsafe { libc::readlinkat(dirfd, path.as_ptr(), ptr.cast(), cap - 1) };
+    let n = usize::try_from(r).map_err(|_| super::handlers::errno())?;
+    out.set_len(n);
+    Ok(())
 }
 
 /// A zeroed `open_how` (libc's is non-exhaustive, so no struct expression).

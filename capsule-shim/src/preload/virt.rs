@@ -36,22 +36,34 @@ impl Caller for Shim<'_> {
     }
 
     fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), c_int> {
-        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-        let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
-        // SAFETY: `rel` is NUL-terminated and lives for the call.
-        let r =
-            unsafe { sys::openat2(self.0.tree_fd, rel.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, resolve) };
-        match c_int::try_from(r) {
-            Ok(fd) if fd >= 0 => {
-                sys::close(fd);
-                Ok(())
-            }
-            _ => Err(c_int::try_from(-r).unwrap_or(libc::EIO)),
-        }
+        probe(self.0.tree_fd, rel, follow, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS)
     }
 
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
         readlink(self.0.tree_fd, rel, out)
+    }
+
+    fn probe_host(&self, abs: &CStr, follow: bool) -> Result<(), c_int> {
+        probe(libc::AT_FDCWD, abs, follow, libc::RESOLVE_NO_SYMLINKS)
+    }
+
+    fn readlink_host(&self, abs: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
+        readlink(libc::AT_FDCWD, abs, out)
+    }
+}
+
+/// Open (`dirfd`, `path`) `O_PATH` (`O_NOFOLLOW` unless `follow`) with `resolve` flags, and
+/// close it: the kernel's verdict on the walk.
+fn probe(dirfd: c_int, path: &CStr, follow: bool, resolve: u64) -> Result<(), c_int> {
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+    // SAFETY: `path` is NUL-terminated and lives for the call.
+    let r = unsafe { sys::openat2(dirfd, path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, resolve) };
+    match c_int::try_from(r) {
+        Ok(fd) if fd >= 0 => {
+            sys::close(fd);
+            Ok(())
+        }
+        _ => Err(c_int::try_from(-r).unwrap_or(libc::EIO)),
     }
 }
 
