@@ -57,12 +57,14 @@ pub trait Tier {
 }
 
 /// Whether open flags may modify the file.
+#[inline]
 pub fn writes(flags: i32) -> bool {
     flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_APPEND) != 0
 }
 
 /// The placement intent of an open with `flags`: O_CREAT|O_EXCL never follows a final
 /// symlink (EEXIST even when it dangles), nor does O_NOFOLLOW.
+#[inline]
 pub fn open_intent(flags: i32) -> Intent {
     let excl = flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL;
     Intent { follow: flags & libc::O_NOFOLLOW == 0 && !excl, create: flags & libc::O_CREAT != 0 }
@@ -70,6 +72,7 @@ pub fn open_intent(flags: i32) -> Intent {
 
 /// Run `call` on tree path `rel`; when it fails with ENOENT on a capsule file not
 /// materialised yet, materialise it and run `call` once more.
+#[inline]
 pub fn in_tree<T>(
     t: &mut impl Tier,
     entry: Option<Entry<'_>>,
@@ -85,6 +88,7 @@ pub fn in_tree<T>(
 /// The read family (stat, statx, access, readlink, getxattr, listxattr, exec's lookup): the
 /// tree, materialising a capsule file on first use; a write-copy host path in the tree if the
 /// program changed it there, else on the host.
+#[inline]
 pub fn read<T>(
     t: &mut impl Tier,
     place: &Place<'_, '_>,
@@ -105,6 +109,7 @@ pub fn read<T>(
 /// Prepare tree path `rel` (capsule entry `entry`) for an open with `flags`: a capsule file
 /// opened to change it (or with O_CREAT) is made private first; a capsule directory opened to
 /// be listed gets its files linked first, so the listing is complete.
+#[inline]
 pub fn before_open(t: &mut impl Tier, rel: &CStr, entry: Option<Entry<'_>>, flags: i32) {
     match entry {
         Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) && !t.private(rel) => {
@@ -121,6 +126,7 @@ pub fn before_open(t: &mut impl Tier, rel: &CStr, entry: Option<Entry<'_>>, flag
 /// The open family: `call(at, flags)` opens. A write to a write-copy host path copies it up
 /// (or mirrors its directories for a new name) and opens the tree's copy; a read takes the
 /// tree's copy if there is one, else the host's.
+#[inline]
 pub fn open<T>(
     t: &mut impl Tier,
     place: &Place<'_, '_>,
