@@ -1,8 +1,9 @@
 //! Write-copy across the boundary (issue 15): a file made on the host side (`/tmp` is passed
 //! through) and renamed or linked into a write-copy directory lands in the sandbox as a copy,
 //! where a rename between two filesystems would fail with EXDEV and a program that does not
-//! fall back (Python's `os.rename`, `sed -i` with its temporary file elsewhere) would stop;
-//! renaming a host file away hides its old name from the next run on; rmdir of a non-empty
+//! fall back (Python's `os.rename`, `sed -i` with its temporary file elsewhere) would stop
+//! (the shim copies; the supervisor answers EXDEV, which static busybox's `mv` handles);
+//! renaming a host file away hides its old name at once; rmdir of a non-empty
 //! host directory fails. Python (the shim) and static busybox (the supervisor).
 
 use std::path::Path;
@@ -44,8 +45,8 @@ fn rename_and_link_from_the_host_into_write_copy_directories() {
     assert_eq!(out, "moved 0o640 False\nlinked\nback 18\nrmdir 39\n");
     assert!(!Path::new(&format!("/etc/capsule-wc-{tag}")).exists(), "the rename reached the host's /etc");
     assert!(!Path::new(&format!("/tmp/capsule-wc-{tag}")).exists());
-    // Static busybox: the supervisor's side of the same rules (its `mv` would also copy on
-    // EXDEV by itself; its `rmdir` would not hide a non-empty host directory).
+    // Static busybox: the supervisor answers the rename EXDEV and `mv` copies as the program;
+    // `rmdir` of a non-empty host directory fails there too.
     require!(static_busybox(), "{BUSYBOX} from busybox-static (apt-get install busybox-static)");
     let script = format!(
         "echo static > /tmp/capsule-wcs-{tag} && mv /tmp/capsule-wcs-{tag} /etc/capsule-wcs-{tag} && \

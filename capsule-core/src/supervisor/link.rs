@@ -7,12 +7,11 @@
 #![allow(unsafe_code)] // the *at syscalls on our own buffers
 
 use std::ffi::{CStr, CString};
-use std::os::fd::AsRawFd;
 
 use super::handlers::{Context, at_fd, place};
 use super::memory::{TraceeMemory, read_path};
 use super::notify::Reply;
-use crate::boundary::effect::{self, CopySys, Op, Side, Step};
+use crate::boundary::effect::{self, Op, Side, Step};
 use crate::resolve::Intent;
 use crate::resolve::path::PathBuffer;
 
@@ -229,82 +228,16 @@ fn two(
                 0,
             ))
         }
-        Step::Copy(from, to) => {
-            let Some((d, from)) = abs(from, old) else { return Err(libc::EFAULT) };
-            effect::copy_file(&mut Libc, (d, &from), (tree.as_raw_fd(), to))
-        }
-        Step::Unlink(from) => {
-            let Some((d, from)) = abs(from, old) else { return Err(libc::EFAULT) };
-            Libc.unlinkat(d, &from)
-        }
-        Step::Discard(to) => Libc.unlinkat(tree.as_raw_fd(), to),
+        // A copy from the host and the removal of the host's name would be made with the
+        // supervisor's credentials, not the program's (a program that dropped root could move
+        // /etc/shadow into its tree): EXDEV, as between filesystems, until the supervisor
+        // acts as the calling thread; `mv` then copies as the program. The shim copies in the
+        // program itself.
+        Step::Copy(..) | Step::Unlink(_) | Step::Discard(_) => Err(libc::EXDEV),
     });
     match r {
         None => Reply::Continue,
         Some(r) => reply(r),
-    }
-}
-
-/// The supervisor's own system calls, for [`effect::copy_file`].
-struct Libc;
-
-/// 0 or -1 and errno, as a `Result`.
-fn ok(r: libc::c_int) -> Result<(), i32> {
-    if r == 0 { Ok(()) } else { Err(super::handlers::errno()) }
-}
-
-impl CopySys for Libc {
-    fn openat(&mut self, dirfd: i32, path: &CStr, flags: i32, mode: u32) -> Result<i32, i32> {
-        // SAFETY: `path` NUL-terminated; the kernel returns a new descriptor or -1.
-        let fd = unsafe { libc::openat(dirfd, path.as_ptr(), flags, mode) };
-        if fd < 0 { Err(super::handlers::errno()) } else { Ok(fd) }
-    }
-
-    fn fstat(&mut self, fd: i32) -> Result<(u32, u32, u32), i32> {
-        // SAFETY: a plain struct the kernel fills.
-        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `sb` is writable.
-        ok(unsafe { libc::fstat(fd, &raw mut sb) })?;
-        Ok((sb.st_mode, sb.st_uid, sb.st_gid))
-    }
-
-    fn sendfile(&mut self, to: i32, from: i32, count: usize) -> Result<usize, i32> {
-        // SAFETY: two descriptors we opened; a null offset uses (and moves) `from`'s.
-        let n = unsafe { libc::sendfile(to, from, std::ptr::null_mut(), count) };
-        usize::try_from(n).map_err(|_| super::handlers::errno())
-    }
-
-    fn fchmod(&mut self, fd: i32, mode: u32) -> Result<(), i32> {
-        // SAFETY: a descriptor we opened.
-        ok(unsafe { libc::fchmod(fd, mode) })
-    }
-
-    fn fchown(&mut self, fd: i32, uid: u32, gid: u32) -> Result<(), i32> {
-        // SAFETY: a descriptor we opened.
-        ok(unsafe { libc::fchown(fd, uid, gid) })
-    }
-
-    fn readlinkat(&mut self, dirfd: i32, path: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
-        let (ptr, cap) = out.storage();
-        // SAFETY: `path` NUL-terminated; `ptr` writable for `cap - 1` bytes (room for the NUL).
-        let n = unsafe { libc::readlinkat(dirfd, path.as_ptr(), ptr.cast(), cap - 1) };
-        out.set_len(usize::try_from(n).map_err(|_| super::handlers::errno())?);
-        Ok(())
-    }
-
-    fn symlinkat(&mut self, target: &CStr, dirfd: i32, path: &CStr) -> Result<(), i32> {
-        // SAFETY: both NUL-terminated.
-        ok(unsafe { libc::symlinkat(target.as_ptr(), dirfd, path.as_ptr()) })
-    }
-
-    fn unlinkat(&mut self, dirfd: i32, path: &CStr) -> Result<(), i32> {
-        // SAFETY: `path` NUL-terminated.
-        ok(unsafe { libc::unlinkat(dirfd, path.as_ptr(), 0) })
-    }
-
-    fn close(&mut self, fd: i32) {
-        // SAFETY: a descriptor we opened and nobody else holds.
-        unsafe { libc::close(fd) };
     }
 }
 
