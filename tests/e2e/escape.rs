@@ -2,8 +2,9 @@
 //! makes a symlink to a host directory and writes through it, writes through
 //! `/proc/self/root/…`, `/proc/PID/root/…` and `/proc/self/cwd/…`, and through a symlink it
 //! makes in the passed-through `/tmp`, makes `/var/run/NAME`
-//! (the host's `/var/run` is a symlink to `/run`, write-copy by default), and reads a capsule
-//! symlink with an absolute target. Run as root under `writecopy` and `full`, built dynamic
+//! (the host's `/var/run` is a symlink to `/run`, write-copy by default), reads a capsule
+//! symlink with an absolute target, and replaces a capsule directory by a symlink to the host
+//! directory before writing the capsule's file name below it. Run as root under `writecopy` and `full`, built dynamic
 //! (the shim) and `-static` (the supervisor): the host directory under test is unchanged —
 //! content, modes, owners, mtimes and xattrs — no `/run/NAME` appears, and the program reads
 //! back what it wrote.
@@ -119,6 +120,7 @@ fn no_route_from_a_capsule_path_reaches_the_host() {
                     "write-proc-cwd 0 ok",
                     "read-relative 0 ok relative",
                     "write-through-tmp-link 0 ok",
+                    "write-through-replaced-dir 0 ok",
                 ]
             } else {
                 // Under full the host directory is not in the view: the program cannot enter
@@ -130,8 +132,14 @@ fn no_route_from_a_capsule_path_reaches_the_host() {
                     "write-relative -1 ENOENT",
                 ]
             };
-            let always =
-                ["symlink 0 ok", "mkdir-var-run 0 ok", "stat-run 0 ok", "read-absolute-capsule-link 0 ok capsule-data"];
+            let always = [
+                "symlink 0 ok",
+                "mkdir-var-run 0 ok",
+                "stat-run 0 ok",
+                "read-absolute-capsule-link 0 ok capsule-data",
+                "rmdir-capsule-dir 0 ok",
+                "symlink-over-capsule-dir 0 ok",
+            ];
             for want in seen.iter().chain(&always) {
                 assert!(out.lines().any(|l| l == *want), "missing {want:?} ({ctx})");
             }

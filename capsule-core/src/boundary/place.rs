@@ -78,6 +78,13 @@ pub fn place<'b, 'v>(
             {
                 Some(Side::Tree)
             }
+            // A capsule entry's directories are the capsule's, unless one was deleted in the
+            // sandbox (and perhaps replaced by a symlink to a host directory).
+            Decision::Tree { entry: Some(_) }
+                if view.dirs_replaced() && caller.probe_tree(buf.rel_cstr(), follow) == Err(libc::ELOOP) =>
+            {
+                Some(Side::Tree)
+            }
             // A name made on the host through a host symlink may land under another isolation
             // (`ln -s /etc /tmp/l; echo x > /tmp/l/f`: /tmp is passed through, /etc write-copy).
             Decision::Passthrough | Decision::Host

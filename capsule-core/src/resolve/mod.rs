@@ -239,7 +239,9 @@ fn pop(out: &mut PathBuffer) {
 #[inline(always)]
 pub fn literal<'v>(view: &View<'v>, arg: &[u8]) -> Option<Entry<'v>> {
     let e = view.lookup(arg.strip_prefix(b"/")?)?;
-    e.in_tree().then_some(e)
+    // A capsule directory deleted (and perhaps replaced by a symlink): the general path,
+    // which probes.
+    (e.in_tree() && !view.dirs_replaced()).then_some(e)
 }
 
 /// `p` without the tree prefix ("/" for the tree itself), when `p` is inside the sandbox tree:

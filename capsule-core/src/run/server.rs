@@ -220,6 +220,11 @@ impl Materialiser {
             OP_WHITEOUT | OP_WHITEOUT_DIR => {
                 deleted.insert(path.clone());
                 self.set_live(path, true);
+                if self.manifest.get(path).is_some_and(|e| matches!(e.kind, EntryKind::Dir))
+                    && let Some(live) = self.live.as_ref().and_then(crate::view::live::Mapping::live)
+                {
+                    live.mark_dirs_replaced();
+                }
                 self.sandbox.add_whiteout(path).map(|()| true)
             }
             OP_LINK_DIR if linked.contains(path) => Ok(true),

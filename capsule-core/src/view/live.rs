@@ -8,7 +8,10 @@
 //! the host, and merged listings skip the names it holds. A name re-created in the tree is
 //! cleared.
 //!
-//! Layout: [`SLOTS`] little-endian u64 slots, open addressing with linear probing, keyed by a
+//! Layout: one u64 of flags (bit 0: a capsule directory was deleted in the sandbox, so a tree
+//! path of the capsule's may now lead through a symlink the program put in its place: the
+//! resolver's literal fast path is off and capsule entries are probed like any tree path),
+//! then [`SLOTS`] little-endian u64 slots, open addressing with linear probing, keyed by a
 //! 64-bit FNV-1a hash of the tree-relative path: 0 is empty, otherwise the hash with bit 0
 //! replaced by "deleted". Slots are only ever claimed, never freed (a cleared name keeps its
 //! slot with bit 0 off), so a lookup stops at the first empty slot. Writers (materialisers,
@@ -16,14 +19,16 @@
 //! path, the supervisor) load with acquire ordering: no lock, no allocation. A hash collision
 //! (2^-63 per pair) would hide a name; a full table stops recording, and the view takes over
 //! from the next run.
-#![allow(unsafe_code)] // mapping the file, and its bytes seen as atomics: see `Mapping::slots`
+#![allow(unsafe_code)] // mapping the file, and its bytes seen as atomics: see `Mapping::words`
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots in the table (a power of two): 512 KiB of file, sparse until used.
 pub const SLOTS: usize = 1 << 16;
+/// Words in the file: the flags, then the slots.
+pub const WORDS: usize = SLOTS + 1;
 /// Size of the file.
-pub const BYTES: usize = SLOTS * 8;
+pub const BYTES: usize = WORDS * 8;
 /// The file's name, in the sandbox directory.
 pub const FILE: &str = "deleted";
 
@@ -61,13 +66,27 @@ fn key(h: u64) -> u64 {
 /// The table over a mapping of the file.
 #[derive(Clone, Copy)]
 pub struct Live<'a> {
+    flags: &'a AtomicU64,
     slots: &'a [AtomicU64],
 }
 
 impl<'a> Live<'a> {
-    /// The table over `slots`: `None` unless there are [`SLOTS`] of them.
-    pub fn new(slots: &'a [AtomicU64]) -> Option<Live<'a>> {
-        (slots.len() == SLOTS).then_some(Live { slots })
+    /// The table over `words` (the flags, then the slots): `None` unless there are
+    /// [`WORDS`] of them.
+    pub fn new(words: &'a [AtomicU64]) -> Option<Live<'a>> {
+        let (flags, slots) = words.split_first()?;
+        (slots.len() == SLOTS).then_some(Live { flags, slots })
+    }
+
+    /// Whether a capsule directory was deleted in the sandbox (module docs).
+    #[inline]
+    pub fn dirs_replaced(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & 1 != 0
+    }
+
+    /// Record that a capsule directory was deleted.
+    pub fn mark_dirs_replaced(&self) {
+        self.flags.fetch_or(1, Ordering::Release);
     }
 
     /// Whether tree-relative path `rel` is deleted.
@@ -177,26 +196,26 @@ impl Mapping {
         (p != libc::MAP_FAILED).then_some(p)
     }
 
-    /// The mapped slots.
-    fn slots(&self) -> &[AtomicU64] {
-        // SAFETY: `ptr` maps BYTES = SLOTS * 8 bytes, page-aligned (so 8-aligned), for as
+    /// The mapped words.
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `ptr` maps BYTES = WORDS * 8 bytes, page-aligned (so 8-aligned), for as
         // long as `self` lives (unmapped in Drop); `AtomicU64` has the size and alignment of
         // `u64`. Every process reaches the file's bytes only through atomic operations on
         // this type, so no non-atomic access races with them.
-        unsafe { core::slice::from_raw_parts(self.ptr.cast::<AtomicU64>(), SLOTS) }
+        unsafe { core::slice::from_raw_parts(self.ptr.cast::<AtomicU64>(), WORDS) }
     }
 
     /// The table.
     pub fn live(&self) -> Option<Live<'_>> {
-        Live::new(self.slots())
+        Live::new(self.words())
     }
 
     /// Keep the mapping for the life of the process (the shim's state is `'static`).
     pub fn leak(self) -> Option<Live<'static>> {
         let m = core::mem::ManuallyDrop::new(self);
-        // SAFETY: as in `slots`; never unmapped (ManuallyDrop), so the slots live for the
+        // SAFETY: as in `words`; never unmapped (ManuallyDrop), so the slots live for the
         // process.
-        Live::new(unsafe { core::slice::from_raw_parts(m.ptr.cast::<AtomicU64>(), SLOTS) })
+        Live::new(unsafe { core::slice::from_raw_parts(m.ptr.cast::<AtomicU64>(), WORDS) })
     }
 }
 
@@ -223,7 +242,7 @@ mod tests {
 
     #[test]
     fn set_clear_and_probe() {
-        let slots: Vec<AtomicU64> = (0..SLOTS).map(|_| AtomicU64::new(0)).collect();
+        let slots: Vec<AtomicU64> = (0..WORDS).map(|_| AtomicU64::new(0)).collect();
         let live = Live::new(&slots).unwrap();
         assert!(!live.contains(b"etc/hostname"));
         assert!(live.set(b"etc/hostname", true));
@@ -239,5 +258,8 @@ mod tests {
         }
         assert!((0..1000).all(|i| live.contains(format!("d/{i}").as_bytes())));
         assert!(Live::new(&slots[1..]).is_none());
+        assert!(!live.dirs_replaced());
+        live.mark_dirs_replaced();
+        assert!(live.dirs_replaced() && live.contains(b"d/7"));
     }
 }

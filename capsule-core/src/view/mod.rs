@@ -298,6 +298,13 @@ impl<'a> View<'a> {
         self.live.is_some_and(|l| l.state(rel) == Some(false))
     }
 
+    /// Whether a capsule directory was deleted in the sandbox, so that a capsule path may
+    /// lead through a symlink the program made in its place ([`live`]).
+    #[inline]
+    pub fn dirs_replaced(&self) -> bool {
+        self.live.is_some_and(|l| l.dirs_replaced())
+    }
+
     /// The table of deletions, if the run has one.
     pub fn live(&self) -> Option<live::Live<'a>> {
         self.live
