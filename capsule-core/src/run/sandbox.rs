@@ -78,10 +78,25 @@ impl Sandbox {
             let _ = self.deletions();
         }
         let stamp = self.dir.join("skeleton");
-        match fs::read_to_string(&stamp) {
-            Ok(s) if s.trim() == digest.to_hex() => return Ok(()),
-            Ok(_) => drop_pristine(&self.tree, &self.cache_dir())?,
-            Err(_) => {}
+        let current = |stamp: &Path| fs::read_to_string(stamp).ok().map(|s| s.trim() == digest.to_hex());
+        if current(&stamp) == Some(true) {
+            return Ok(());
+        }
+        // Two first runs of one sandbox at once: one builds, the other waits for it and then
+        // finds the stamp written (a check-then-create without the lock failed with EEXIST,
+        // and a half-written stamp read as another version dropped the first run's links).
+        let lock_path = self.dir.join("skeleton.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(RunError::io("failed to open", &lock_path))?;
+        fs2::FileExt::lock_exclusive(&lock).map_err(RunError::io("failed to lock", &lock_path))?;
+        match current(&stamp) {
+            Some(true) => return Ok(()),
+            Some(false) => drop_pristine(&self.tree, &self.cache_dir())?,
+            None => {}
         }
         // Another manifest (or none recorded): no directory is known to be complete.
         let linked = self.dir.join("linked");
@@ -106,13 +121,19 @@ impl Sandbox {
                         if let Some(p) = host.parent() {
                             fs::create_dir_all(p).map_err(RunError::io("failed to create", p))?;
                         }
-                        symlink(&t, &host).map_err(RunError::io("failed to create symlink", &host))?;
+                        match symlink(&t, &host) {
+                            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                                return Err(RunError::Io { action: "failed to create symlink", path: host, source: e });
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 EntryKind::File { .. } | EntryKind::Hardlink { .. } => {}
             }
         }
-        fs::write(&stamp, digest.to_hex()).map_err(RunError::io("failed to write", &stamp))
+        // Replaced whole: a reader never sees it half written.
+        super::materialize::write_atomic(&stamp, digest.to_hex().as_bytes(), Some(0o644))
     }
 
     /// The sandbox's table of deletions ([`crate::view::live`]), mapped writable (created if
@@ -299,5 +320,27 @@ mod tests {
         assert_eq!(fs::read_to_string(sb.tree().join("opt/mine")).unwrap(), "mine");
         assert_eq!(fs::read_to_string(sb.tree().join("opt/mine-too")).unwrap(), "mine");
         assert!(cache.join("abcd-644-0.0").exists());
+    }
+
+    /// Concurrent first runs of one sandbox build its skeleton once, and none fails.
+    #[test]
+    fn concurrent_first_runs_build_the_skeleton_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut entries = vec![("opt", EntryKind::Dir)];
+        let names: Vec<String> = (0..300).map(|i| format!("opt/l{i}")).collect();
+        entries.extend(names.iter().map(|n| (n.as_str(), EntryKind::Symlink { target: b"x".to_vec() })));
+        let m = Manifest::for_tests(entries, 0o755);
+        let digest = Digest::of(b"v1");
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| Sandbox::open(&store, "t").and_then(|sb| sb.build_skeleton(&digest, &m))))
+                .collect();
+            for r in runs {
+                r.join().unwrap().unwrap();
+            }
+        });
+        let sb = Sandbox::open(&store, "t").unwrap();
+        assert_eq!(fs::read_link(sb.tree().join("opt/l299")).unwrap(), Path::new("x"));
     }
 }
