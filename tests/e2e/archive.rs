@@ -301,3 +301,19 @@ fn forge(manifest: &[u8], blobs: &[&[u8]]) -> Vec<u8> {
     out.extend_from_slice(&(1 + blobs.len() as u64).to_le_bytes());
     out
 }
+
+/// `export -o -` and `-o /dev/stdout` stream the file to standard output: the same bytes as
+/// an export to a file, and `/dev/stdout` stays the kernel's link (renaming a temporary file
+/// over it replaced it with a regular file, as root).
+#[test]
+fn export_to_standard_output_streams_and_leaves_dev_stdout_alone() {
+    let s = setup();
+    s.env.ok(&["-q", "import", s.file.to_str().unwrap()]);
+    let link = fs::read_link("/dev/stdout").ok();
+    for out in ["-", "/dev/stdout"] {
+        let o = s.env.cmd(&["-q", "export", "app", "-o", out]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(o.stdout, fs::read(&s.file).unwrap(), "export -o {out}");
+        assert_eq!(fs::read_link("/dev/stdout").ok(), link, "/dev/stdout changed");
+    }
+}

@@ -249,9 +249,23 @@ pub fn export(
     let blobs: BTreeSet<Digest> = manifest.blobs();
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io_err = |action: &'static str| move |source| ArchiveError::Io { action, path: out.to_owned(), source };
-    let tmp =
-        tempfile::Builder::new().prefix(".capsule-export-").tempfile_in(dir).map_err(io_err("failed to create"))?;
-    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    // A destination that is not a regular file (`-o /dev/stdout`, a pipe, a terminal) is
+    // written in place: renaming a temporary file over it would replace the device's name
+    // (as root, /dev/stdout became a regular file). "-" is standard output.
+    let out = if out == Path::new("-") { Path::new("/dev/stdout") } else { out };
+    let (tmp, direct) = if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) {
+        (None, Some(File::create(out).map_err(io_err("failed to open"))?))
+    } else {
+        let t =
+            tempfile::Builder::new().prefix(".capsule-export-").tempfile_in(dir).map_err(io_err("failed to create"))?;
+        (Some(t), None)
+    };
+    let file = match (&tmp, &direct) {
+        (Some(t), _) => t.as_file(),
+        (None, Some(f)) => f,
+        (None, None) => return Err(io_err("failed to open")(io::ErrorKind::NotFound.into())),
+    };
+    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let total: u64 = blobs.iter().map(|d| store.blob_stored_size(d).unwrap_or(0)).sum();
     progress.start("exporting", Some(total));
     let encoded = manifest.encode();
@@ -300,12 +314,14 @@ pub fn export(
     .map_err(io_err("failed to write"))?;
     let bytes = w.digest().1;
     drop(w);
-    tmp.as_file().sync_all().map_err(io_err("failed to sync"))?;
-    tmp.persist(out).map_err(|e| ArchiveError::Io {
-        action: "failed to write",
-        path: out.to_owned(),
-        source: e.error,
-    })?;
+    if let Some(tmp) = tmp {
+        tmp.as_file().sync_all().map_err(io_err("failed to sync"))?;
+        tmp.persist(out).map_err(|e| ArchiveError::Io {
+            action: "failed to write",
+            path: out.to_owned(),
+            source: e.error,
+        })?;
+    }
     progress.finish();
     let signer = signer.map(SecretKey::public);
     Ok(Summary { capsule: r.clone(), digest, blobs_moved: blobs.len() as u64, blobs_present: 0, bytes, signer })
