@@ -39,7 +39,17 @@ pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf
     let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(RunError::io("failed to create a file in", &dir))?;
     let mut w = HashingWriter::new(BufWriter::new(tmp.as_file()));
     let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
-    io::copy(&mut store.open_blob(digest)?, &mut w).map_err(undecodable)?;
+    // No more than the entry's size (and one byte to tell): a small blob that decompresses to
+    // far more than its entry says is refused before it fills the disk.
+    let limit = match e.kind {
+        EntryKind::File { size, .. } => size.saturating_add(1),
+        _ => u64::MAX,
+    };
+    let copied = io::copy(&mut io::Read::take(store.open_blob(digest)?, limit), &mut w).map_err(undecodable)?;
+    if copied == limit && limit != u64::MAX {
+        let reason = format!("decompresses to more than the {} bytes its entry says", limit - 1);
+        return Err(StoreError::Undecodable { digest: *digest, reason }.into());
+    }
     w.flush().map_err(RunError::io("failed to write", tmp.path()))?;
     let (actual, _) = w.digest();
     drop(w);
@@ -58,9 +68,15 @@ pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf
 }
 
 fn set_meta(f: &File, e: &Entry) -> io::Result<()> {
-    f.set_permissions(fs::Permissions::from_mode(e.mode & 0o7777))?;
+    // Never set-id: a capsule's set-uid-root file materialised by root would be one on the
+    // host (issue 16).
+    f.set_permissions(fs::Permissions::from_mode(e.mode & 0o1777))?;
+    // Any mtime a valid manifest may hold: out of range is the epoch, never a panic.
     let secs = u64::try_from(e.mtime).unwrap_or(0);
-    let t = UNIX_EPOCH + Duration::new(secs, e.mtime_nsec);
+    let t = UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(e.mtime_nsec.min(999_999_999)))))
+        .unwrap_or(UNIX_EPOCH);
     f.set_times(FileTimes::new().set_modified(t).set_accessed(t))
 }
 
@@ -191,8 +207,9 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
             // The host file's owner where we may (as root), as for directories; before the
             // mode, since chown clears set-id bits.
             let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid()));
+            // Set-id bits dropped, as for capsule files.
             tmp.as_file()
-                .set_permissions(meta.permissions())
+                .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o1777))
                 .map_err(RunError::io("failed to set mode of", tmp.path()))?;
         }
     }
@@ -202,4 +219,38 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         source: err.error,
     })?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::RelPath;
+
+    fn entry(size: u64, digest: Digest, mode: u32, mtime: i64) -> Entry {
+        Entry {
+            path: RelPath::new("opt/x").unwrap(),
+            kind: EntryKind::File { size, digest },
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            mtime_nsec: 999_999_999,
+            origin: 0,
+        }
+    }
+
+    /// Absurd but valid manifest values (issue 16): a far-future mtime is the epoch, not a
+    /// panic; set-id bits are dropped; a blob that decompresses past its entry's size is
+    /// refused, naming the digest, before it is written out.
+    #[test]
+    fn hostile_entries_are_materialised_safely_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let digest = store.put_bytes(&[b'x'; 4096]).unwrap();
+        let path = ensure_cache(&store, &digest, &entry(4096, digest, 0o6755, i64::MAX)).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        let bomb = ensure_cache(&store, &digest, &entry(7, digest, 0o644, 0)).unwrap_err().to_string();
+        assert!(bomb.contains(&digest.to_hex()[..12]) && bomb.contains("more than the 7 bytes"), "{bomb}");
+    }
 }
