@@ -259,3 +259,39 @@ fn version_1_files_still_import() {
         matches!(e, ArchiveError::NotSigned { .. })
     });
 }
+
+/// Hostile entry values in a well-formed export (issue 16): each is refused at import,
+/// naming the entry and the field, and nothing enters the store.
+#[test]
+fn hostile_entry_values_are_refused_naming_entry_and_field() {
+    let (dir, store, r) = sample_store();
+    let file = dir.path().join("app.capsule");
+    export(&store, &r, &file, None, &NoProgress).unwrap();
+    let (version, recs) = records(&fs::read(&file).unwrap());
+    let (_, m) = store.load(&r).unwrap();
+    type Edit = fn(&mut Entry);
+    let edits: [(&str, Edit); 4] = [
+        ("mtime", |e| e.mtime = i64::MAX),
+        ("mtime", |e| e.mtime = i64::MIN),
+        ("mtime_nsec", |e| e.mtime_nsec = 1_000_000_000),
+        ("mode", |e| e.mode = 0o100_644),
+    ];
+    for (field, edit) in edits {
+        let mut bad = m.clone();
+        edit(&mut bad.entries[1]);
+        let frame = zstd::encode_all(&bad.encode()[..], 3).unwrap();
+        let recs: Vec<_> =
+            recs.iter().map(|(t, p)| if *t == TAG_MANIFEST { (*t, frame.clone()) } else { (*t, p.clone()) }).collect();
+        let dir2 = tempfile::tempdir().unwrap();
+        let path = dir2.path().join("bad.capsule");
+        fs::write(&path, assemble(version, &recs)).unwrap();
+        let target = fresh(&dir2, "s");
+        let err = import(&target, &path, &[], &NoProgress).unwrap_err();
+        let text = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+        assert!(text.contains("f1") && text.contains(field), "{field}: {text}");
+        assert!(
+            target.list_refs().unwrap().is_empty() && target.list_blobs().unwrap().is_empty(),
+            "{field}: the store changed"
+        );
+    }
+}

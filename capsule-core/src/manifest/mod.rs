@@ -72,6 +72,18 @@ pub enum ManifestError {
         /// The limit.
         limit: usize,
     },
+    /// An entry field outside what a file system can hold (a hostile or damaged manifest).
+    #[error("manifest entry {path}: {field} {value} is out of range ({allowed})")]
+    Field {
+        /// The entry.
+        path: String,
+        /// Which field ("mtime", "mtime_nsec", "mode").
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
     /// An entry's origin index is out of range.
     #[error("manifest entry {path} names origin {origin}, but there are only {count}")]
     Origin {
@@ -129,6 +141,28 @@ pub struct Manifest {
     pub links: Vec<Link>,
     /// Capture steps; each entry's `origin` indexes this list.
     pub origins: Vec<Origin>,
+}
+
+/// Seconds either side of the epoch a valid mtime may be: far beyond any file, well inside
+/// what `SystemTime` and the kernel's timestamps hold.
+const MTIME_LIMIT: i64 = 1 << 40;
+
+/// An entry's numeric fields: an mtime a file system can hold, nanoseconds below a second,
+/// mode bits that are permission bits only.
+fn check_fields(e: &Entry) -> Result<(), ManifestError> {
+    let bad = |field: &'static str, value: String, allowed: &'static str| {
+        Err(ManifestError::Field { path: e.path.display(), field, value, allowed })
+    };
+    if !(-MTIME_LIMIT..=MTIME_LIMIT).contains(&e.mtime) {
+        return bad("mtime", e.mtime.to_string(), "within 2^40 seconds of the epoch");
+    }
+    if e.mtime_nsec >= 1_000_000_000 {
+        return bad("mtime_nsec", e.mtime_nsec.to_string(), "below 1000000000");
+    }
+    if e.mode & !0o7777 != 0 {
+        return bad("mode", format!("{:o}", e.mode), "permission bits, 0 to 7777 octal");
+    }
+    Ok(())
 }
 
 /// Check a capsule name (`what` = "name") or tag (`what` = "tag").
@@ -193,6 +227,7 @@ impl Manifest {
                     count: self.origins.len(),
                 });
             }
+            check_fields(e)?;
             match &e.kind {
                 EntryKind::Symlink { target } => {
                     check_symlink(&e.path, target).map_err(|source| ManifestError::Path { index, source })?;
