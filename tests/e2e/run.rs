@@ -322,3 +322,40 @@ fn a_listed_directory_needs_no_materialiser_request_in_later_runs() {
     assert_eq!((code, out.as_str()), (0, "a\nb\nsub\n"), "{err}");
     assert!(requests(&err) >= 1, "{err}");
 }
+
+/// Issue 16, done-when 5: 50 first runs of a fresh capsule at once all succeed, 20 rounds in a
+/// row (the sandbox skeleton, its symlinks and its stamp are built once, under a lock; before,
+/// a run failed with EEXIST or dropped another run's links).
+#[test]
+fn fifty_first_runs_at_once_all_succeed() {
+    for round in 0..20 {
+        let env = Env::new();
+        let host = env.path("host");
+        std::fs::create_dir_all(host.join("opt/many")).unwrap();
+        let base = host.to_str().unwrap();
+        env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/opt"]);
+        std::fs::write(host.join("opt/many/data"), "d\n").unwrap();
+        for i in 0..40 {
+            std::os::unix::fs::symlink("data", host.join(format!("opt/many/link{i}"))).unwrap();
+        }
+        env.ok(&["-q", "capture", "snapshot", "end", "many"]);
+        let runs: Vec<_> = (0..50)
+            .map(|_| {
+                env.cmd(&["run", "many", "--entry", "/bin/cat", "--", "/opt/many/link39"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in runs {
+            let o = child.wait_with_output().unwrap();
+            assert!(
+                o.status.success() && o.stdout == b"d\n",
+                "round {round}: {:?} {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
