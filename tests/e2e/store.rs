@@ -207,3 +207,26 @@ fn doctor_names_what_this_machine_offers() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("MISSING preload shim") && text.contains("no-such-shim.so does not exist"), "{text}");
 }
+
+/// `gc` removes the cache files of content no capsule uses any more; a live capsule's stay.
+#[test]
+fn gc_removes_cache_files_of_removed_capsules() {
+    let env = Env::new();
+    env.small_capsule("keep", &[("opt/keep/data", b"kept content\n")]);
+    env.small_capsule("gone", &[("opt/gone/data", b"gone content\n")]);
+    for (name, file) in [("keep", "/opt/keep/data"), ("gone", "/opt/gone/data")] {
+        env.ok(&["run", name, "--entry", "/bin/cat", "--", file]);
+    }
+    let cache = |s: &str| {
+        crate::support::walk(&env.store().join("cache"))
+            .iter()
+            .any(|p| std::fs::read(p).is_ok_and(|b| b == s.as_bytes()))
+    };
+    assert!(cache("kept content\n") && cache("gone content\n"));
+    env.ok(&["rm", "gone"]);
+    let report = env.json(&["gc"]);
+    assert!(report["cache_removed"].as_u64() >= Some(1), "{report}");
+    assert!(cache("kept content\n"), "a live capsule's cache file was removed");
+    assert!(!cache("gone content\n"), "the removed capsule's cache file is still there");
+    assert_eq!(env.ok(&["run", "keep", "--entry", "/bin/cat", "--", "/opt/keep/data"]), "kept content\n");
+}

@@ -35,8 +35,9 @@ pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCod
 
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
 /// commit), remove every blob that no capsule, and no pending snapshot, uses; empty tmp/;
-/// remove the scratch sandboxes of captures whose process died; and remove the remote records
-/// (lazy pulls) of capsules no ref names any more; those of live capsules stay.
+/// remove the scratch sandboxes of captures whose process died; remove the remote records
+/// (lazy pulls) of capsules no ref names any more (those of live capsules stay); and remove
+/// the cache files no run needs ([`gc_cache`]).
 pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     let _lock = StoreLock::exclusive(store)?;
     let mut live: BTreeSet<Digest> = BTreeSet::new();
@@ -89,10 +90,50 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     }
     // Launch plans of capsules, versions and sandboxes that are gone or changed.
     let plans = capsule_core::run::planner::remove_stale(store);
+    let (cached, cache_freed) = gc_cache(store, &live);
     if out.json {
-        out.print_json(&json!({ "removed": removed, "freed": freed, "kept": live.len(), "plans_removed": plans }))?;
+        out.print_json(&json!({
+            "removed": removed,
+            "freed": freed,
+            "kept": live.len(),
+            "plans_removed": plans,
+            "cache_removed": cached,
+            "cache_freed": cache_freed,
+        }))?;
     } else {
-        out.info(format!("removed {removed} blobs, freed {}; {plans} stale launch plans", human_bytes(freed)));
+        out.info(format!(
+            "removed {removed} blobs, freed {}; {plans} stale launch plans; {cached} cache files ({})",
+            human_bytes(freed),
+            human_bytes(cache_freed)
+        ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cache files no run needs: those of content no capsule uses any more, and those no sandbox
+/// tree links (one link) whose inode has not changed for an hour (ctime: made, linked or
+/// unlinked; a first open links its file within moments of making it, and the mtime is the
+/// capsule's). A later first open makes them again from the blob. How many, and
+/// their bytes.
+fn gc_cache(store: &Store, live: &BTreeSet<Digest>) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let live_hex: BTreeSet<String> = live.iter().map(Digest::to_hex).collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let cutoff = i64::try_from(now).unwrap_or(i64::MAX).saturating_sub(3600);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let cache = store.root().join("cache");
+    for dir in std::fs::read_dir(&cache).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            let Ok(meta) = f.metadata() else { continue };
+            let name = f.file_name().to_string_lossy().into_owned();
+            let digest = name.split('-').next().unwrap_or_default();
+            let unused = !live_hex.contains(digest);
+            let unlinked = meta.nlink() == 1 && meta.ctime() < cutoff;
+            if meta.is_file() && (unused || unlinked) && std::fs::remove_file(f.path()).is_ok() {
+                n += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    (n, bytes)
 }
