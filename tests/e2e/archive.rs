@@ -317,3 +317,20 @@ fn export_to_standard_output_streams_and_leaves_dev_stdout_alone() {
         assert_eq!(fs::read_link("/dev/stdout").ok(), link, "/dev/stdout changed");
     }
 }
+
+/// Importing over an existing name:tag says which version it named before.
+#[test]
+fn import_over_an_existing_name_says_so() {
+    let source = Env::new();
+    let (v1, v2) = (source.path("v1.capsule"), source.path("v2.capsule"));
+    source.small_capsule("app", &[("opt/app/f", b"1\n")]);
+    source.ok(&["-q", "export", "app", "-o", v1.to_str().unwrap()]);
+    source.small_capsule("app", &[("opt/app/f", b"2\n")]);
+    source.ok(&["-q", "export", "app", "-o", v2.to_str().unwrap()]);
+    let env = Env::new();
+    let quiet = env.cmd(&["import", v1.to_str().unwrap()]).output().unwrap();
+    assert!(quiet.status.success() && !String::from_utf8_lossy(&quiet.stderr).contains("before this import"));
+    let o = env.cmd(&["import", v2.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("app:latest named") && err.contains("before this import"), "{err}");
+}
