@@ -170,10 +170,16 @@ impl Mapping {
         if fd < 0 {
             return None;
         }
-        let ptr = Self::map(fd, write);
+        let mapping = Self::from_fd(fd, write);
         // SAFETY: our own descriptor; the mapping stays valid after it is closed.
         unsafe { libc::close(fd) };
-        ptr.map(|ptr| Mapping { ptr })
+        mapping
+    }
+
+    /// Map the table open at `fd` (left open), as [`Mapping::open`] does. For a caller that
+    /// opens the file itself (the shim, with a call its run's filter lets through).
+    pub fn from_fd(fd: i32, write: bool) -> Option<Mapping> {
+        Self::map(fd, write).map(|ptr| Mapping { ptr })
     }
 
     fn map(fd: i32, write: bool) -> Option<*mut libc::c_void> {
