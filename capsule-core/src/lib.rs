@@ -29,6 +29,7 @@ pub mod boundary;
 pub mod capture;
 #[cfg(feature = "store")]
 pub mod codec;
+pub mod confine;
 #[cfg(feature = "store")]
 pub mod digest;
 #[cfg(feature = "store")]

@@ -55,7 +55,14 @@ pub mod tag {
     /// An argument NUL put between argv[0] and the command line's arguments (a script's
     /// interpreter argument and path, the capsule loader's options), in order; repeated.
     pub const ARG: u8 = 14;
+    /// A Landlock grant (`crate::confine::record`): `rights: u64 LE · path NUL`; repeated.
+    /// A plan with any is confined: a front end that cannot confine the program leaves the
+    /// run to the full launcher.
+    pub const LANDLOCK: u8 = 15;
 }
+
+/// Most Landlock grants a plan may carry (the front end keeps them in a fixed array).
+pub const MAX_GRANTS: usize = 128;
 
 /// A file's identity as `stat` reports it: inode, size, modification and change times, mode.
 /// Every write to a file the launcher reads either replaces it (a new inode) or changes its
@@ -295,6 +302,8 @@ pub struct Plan {
     pub sandbox: Vec<u8>,
     /// The full launcher.
     pub launcher: Vec<u8>,
+    /// Landlock grants (rights, path); empty for an unconfined run.
+    pub landlock: Vec<(u64, Vec<u8>)>,
 }
 
 impl Plan {
@@ -335,6 +344,9 @@ impl Plan {
         rec(&mut out, tag::DIGEST, &[&self.digest, b"\0"]);
         rec(&mut out, tag::SANDBOX, &[&self.sandbox, b"\0"]);
         rec(&mut out, tag::LAUNCHER, &[&self.launcher, b"\0"]);
+        for (rights, path) in &self.landlock {
+            rec(&mut out, tag::LANDLOCK, &[&rights.to_le_bytes(), path, b"\0"]);
+        }
         out
     }
 
@@ -343,6 +355,8 @@ impl Plan {
     pub fn has_nul(&self) -> bool {
         let strings = [&self.program, &self.argv0, &self.view, &self.tree, &self.library_path, &self.launcher];
         strings.iter().any(|s| s.contains(&0))
+            || self.landlock.iter().any(|(_, p)| p.contains(&0))
+            || self.landlock.len() > MAX_GRANTS
             || self.env.iter().any(|e| e.contains(&0))
             || self.args.iter().any(|a| a.contains(&0))
             || self.files.iter().any(|(p, _, _)| p.contains(&0))

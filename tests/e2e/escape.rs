@@ -56,7 +56,7 @@ print(oct(st.st_mode), st.st_mtime_ns)
 /// A fresh host directory for one run: `keep` (with an xattr where the filesystem has them)
 /// and `victim`.
 fn host_dir(tag: &str) -> PathBuf {
-    let d = PathBuf::from(format!("/var/tmp/capsule-escape-{}-{tag}", std::process::id()));
+    let d = PathBuf::from(format!("/srv/capsule-escape-{}-{tag}", std::process::id()));
     let _ = fs::remove_dir_all(&d);
     fs::create_dir_all(&d).unwrap();
     fs::write(d.join("keep"), "original\n").unwrap();

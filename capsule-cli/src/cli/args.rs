@@ -372,7 +372,10 @@ pub struct Run {
     /// capsule's first entry point.
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
-    /// Isolation: `merged|writecopy|full` for every path, or `/PREFIX=MODE` (repeatable).
+    /// Isolation: `merged|writecopy|full` for `/`, or `/PREFIX=MODE` (repeatable; also
+    /// `passthrough`). Default: the system write-copy, /run write-copy, $HOME, /tmp, /var/tmp,
+    /// /media, /mnt and /run/user/UID merged, /dev, /proc and /sys passed through; `MODE`
+    /// replaces the rule for `/` only (`capsule inspect` shows the effective rules).
     #[arg(long, value_name = "RULE")]
     pub isolation: Vec<String>,
     /// Tier 2, the seccomp supervisor: `auto` turns it on for static and Go programs and for
@@ -419,6 +422,11 @@ pub struct Run {
     /// keep their own files.
     #[arg(long, value_name = "NAME")]
     pub sandbox: Option<String>,
+    /// Do not confine the program with Landlock: the isolation rules are then kept by
+    /// interposition alone, which a program can step around (docs/security.md). Needed for
+    /// `--isolation full` on a kernel without Landlock.
+    #[arg(long)]
+    pub unconfined: bool,
     /// Benchmarks only: do not give the shim the supervisor's cookie, so that every path call
     /// goes through tier 2 (docs/bench/tier2.sh measures what the cookie saves).
     #[arg(long, hide = true)]

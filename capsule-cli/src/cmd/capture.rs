@@ -67,7 +67,7 @@ fn run_scratch(
     r: &capsule_core::store::CapsuleRef,
     step: capsule_core::manifest::CaptureStep,
     command: &[String],
-    rules: &[&str],
+    rules: &[String],
     record: Option<capsule_core::supervisor::Recorder>,
 ) -> Result<Scratch> {
     use capsule_core::capture::builder::Builder;
@@ -91,6 +91,7 @@ fn run_scratch(
         seccomp: Seccomp::Always,
         stats: false,
         no_cookie: record.is_some(),
+        unconfined: false,
         record,
         netns: None,
         plan: None,
@@ -104,14 +105,20 @@ fn run_scratch(
 }
 
 /// `capture install NAME [--entry PATH] -- CMD...`: run the installer with write-copy over `/`
-/// (and over /tmp, /var/tmp and /run), then make a capsule of what it wrote. The host is not
+/// (and over every prefix the defaults merge: $HOME, /tmp, /var/tmp…), then make a capsule of what it wrote. The host is not
 /// changed.
 pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode> {
     use capsule_core::manifest::CaptureStep;
 
     let r = capsule_ref(&i.name)?;
     let command = i.command.join(" ");
-    let rules = ["/=writecopy", "/tmp=writecopy", "/var/tmp=writecopy", "/run=writecopy"];
+    // Write-copy everywhere the defaults would let a write through to the host.
+    let mut rules: Vec<String> = capsule_core::run::default_rules()
+        .into_iter()
+        .filter(|(_, m)| *m == capsule_core::view::Mode::Merged)
+        .map(|(p, _)| format!("{p}=writecopy"))
+        .collect();
+    rules.extend(["/=writecopy".to_owned(), "/run=writecopy".to_owned()]);
     let run = run_scratch(store, &r, CaptureStep::Install, &i.command, &rules, None)?;
     if run.code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the installer ({command}) failed; nothing was captured and the host is unchanged");
@@ -144,7 +151,7 @@ pub fn trace(store: &Store, out: Output, t: CaptureTrace) -> Result<ExitCode> {
     let r = capsule_ref(&t.name)?;
     let command = t.command.join(" ");
     let rec = capsule_core::supervisor::Recorder::default();
-    let run = run_scratch(store, &r, CaptureStep::Trace, &t.command, &[], Some(rec.clone()))?;
+    let run = run_scratch(store, &r, CaptureStep::Trace, &t.command, &["/=merged".to_owned()], Some(rec.clone()))?;
     if run.code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the traced program ({command}) failed; nothing was captured");
         return Ok(run.code);

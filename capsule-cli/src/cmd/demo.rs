@@ -77,6 +77,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         seccomp: crate::cli::args::Seccomp::Auto,
         stats: false,
         no_cookie: false,
+        unconfined: false,
         hostname: Some(HOST.to_owned()),
         domain: Some(DOMAIN.to_owned()),
         machine_id: Some(MID.to_owned()),

@@ -69,6 +69,7 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
         "entry_points": m.entry_points.iter().map(|e| json!({ "name": e.name, "path": e.path.display() })).collect::<Vec<_>>(),
         "env": m.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         "isolation": m.isolation.iter().map(|r| json!({ "prefix": r.prefix, "mode": format!("{:?}", r.mode).to_lowercase() })).collect::<Vec<_>>(),
+        "effective_isolation": capsule_core::run::effective_rules(m, &[]).iter().map(|(p, mode)| json!({ "prefix": p, "mode": capsule_core::run::mode_name(*mode) })).collect::<Vec<_>>(),
         "identity": {
             "hostname": m.identity.hostname, "domain": m.identity.domain,
             "ipv4": m.identity.ipv4.map(|a| a.to_string()), "ipv6": m.identity.ipv6.map(|a| a.to_string()),
@@ -98,6 +99,10 @@ fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Resu
     }
     for i in &m.isolation {
         writeln!(w, "isolation {} {}", i.prefix, format!("{:?}", i.mode).to_lowercase())?;
+    }
+    // What a run follows: the defaults with the capsule's rules over them.
+    for (prefix, mode) in capsule_core::run::effective_rules(m, &[]) {
+        writeln!(w, "effective {prefix} {}", capsule_core::run::mode_name(mode))?;
     }
     for l in &m.links {
         let pin = l.digest.map(|d| format!(" @{}", d.short())).unwrap_or_default();

@@ -128,7 +128,16 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         key,
         args_from,
     });
-    let opts = Start { seccomp: r.seccomp, stats: r.stats, no_cookie: r.no_cookie, record: None, netns, plan, loader };
+    let opts = Start {
+        seccomp: r.seccomp,
+        stats: r.stats,
+        no_cookie: r.no_cookie,
+        unconfined: r.unconfined,
+        record: None,
+        netns,
+        plan,
+        loader,
+    };
     start(store, &prepared, &program, args, opts)
 }
 
@@ -146,6 +155,8 @@ pub struct Start {
     pub stats: bool,
     /// `--no-cookie`.
     pub no_cookie: bool,
+    /// `--unconfined`: no Landlock.
+    pub unconfined: bool,
     /// Record mode (`capture trace`): every path the program names goes here; implies tier 2
     /// without the cookie, so the shim's own calls are seen too.
     pub record: Option<supervisor::Recorder>,
@@ -349,10 +360,26 @@ pub fn start(
         }
         (Err(e), _) | (_, Err(e)) => tracing::info!(error = %e, "no inherited view and tree descriptors"),
     }
+    // Kernel confinement: the ruleset is built here, the child restricts itself before exec.
+    let grants = run::confine::for_run(prepared, &shim, path);
+    let confinement = run::confine::prepare(&grants, &prepared.rules, opts.unconfined)?;
+    let confinement_kind = matches!(confinement, run::confine::Confinement::Landlock(_)).then(run::confine::kernel_abi);
+    match &confinement {
+        run::confine::Confinement::Landlock(fd) => run::confine::apply(&mut cmd, fd),
+        run::confine::Confinement::Unavailable => eprintln!(
+            "capsule: warning: this kernel has no Landlock: {entry} is not confined by the kernel, only by \
+             interposition (docs/security.md)"
+        ),
+        run::confine::Confinement::OptedOut => {}
+    }
     let plain =
         !tier2 && opts.netns.is_none() && !opts.stats && opts.record.is_none() && view_fd.is_ok() && tree_fd.is_ok();
-    let replan =
-        opts.plan.as_ref().filter(|_| plain).and_then(|pf| write_plan(store, prepared, pf, program, &env, &shim));
+    let planned_grants = if matches!(confinement, run::confine::Confinement::OptedOut) { Vec::new() } else { grants };
+    let replan = opts
+        .plan
+        .as_ref()
+        .filter(|_| plain)
+        .and_then(|pf| write_plan(store, prepared, pf, program, &env, &shim, &planned_grants));
     let mut arm_end = None;
     // A program without the shim lists directories with getdents64 itself: the supervisor
     // merges the listings of those it opened (filter::Traps::listings).
@@ -418,7 +445,7 @@ pub fn start(
     }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
-    drop((view_fd, tree_fd, arm_end));
+    drop((view_fd, tree_fd, arm_end, confinement));
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -444,6 +471,15 @@ pub fn start(
     };
     let status = status.context("cannot wait for the program")?;
     if opts.stats {
+        let rules: Vec<String> = prepared.rules.iter().map(|(p, m)| format!("{p}={}", run::mode_name(*m))).collect();
+        eprintln!(
+            "capsule: stats: isolation {}; confinement: {}",
+            rules.join(" "),
+            match &confinement_kind {
+                Some(abi) => format!("Landlock ABI {abi}"),
+                None => "none".to_owned(),
+            }
+        );
         let (served, continued) = stats.map_or((0, 0), |s| {
             (
                 s.served.load(std::sync::atomic::Ordering::Relaxed),
@@ -485,10 +521,12 @@ fn write_plan(
     program: &run::exec::Program,
     env: &[(String, OsString)],
     shim: &Path,
+    grants: &[run::confine::Grant],
 ) -> Option<impl FnOnce() + Send + 'static> {
     use run::planner::{Before, Launch, Written, write};
     let launcher = std::env::current_exe().ok()?;
-    let launch = Launch { key: pf.key.clone(), args_from: pf.args_from, program, env, launcher: &launcher, shim };
+    let launch =
+        Launch { key: pf.key.clone(), args_from: pf.args_from, program, env, launcher: &launcher, shim, grants };
     match write(store, &pf.before, &pf.cref, &pf.sandbox_name, prepared, &launch) {
         Ok(Written::InputsMoved) => {}
         Ok(written) => {
@@ -501,7 +539,7 @@ fn write_plan(
         }
     }
     let (store, pf, first) = (store.clone(), pf.clone(), RunShape::of(prepared));
-    let (program, env, shim) = (program.clone(), env.to_vec(), shim.to_owned());
+    let (program, env, shim, grants) = (program.clone(), env.to_vec(), shim.to_owned(), grants.to_vec());
     Some(move || {
         run::signals::keep_off_this_thread();
         let launch = Launch {
@@ -511,6 +549,7 @@ fn write_plan(
             env: &env,
             launcher: &launcher,
             shim: &shim,
+            grants: &grants,
         };
         let before = Before::take(&store, &pf.cref, &pf.sandbox_name);
         let written = match run::prepare(&store, &pf.cref, &pf.run_opts, pf.sandbox.as_deref()) {

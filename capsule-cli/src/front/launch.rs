@@ -64,6 +64,9 @@ struct Checked<'a> {
     digest: &'a [u8],
     sandbox: &'a [u8],
     launcher: &'a [u8],
+    /// Landlock grants (`tag::LANDLOCK` payloads).
+    grants: [&'a [u8]; plan::MAX_GRANTS],
+    n_grants: usize,
 }
 
 /// Start the run from its plan, or return.
@@ -127,6 +130,8 @@ fn check<'a>(bytes: &'a [u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -
         digest: &[],
         sandbox: &[],
         launcher: &[],
+        grants: [&[]; plan::MAX_GRANTS],
+        n_grants: 0,
     };
     for (t, payload) in recs.by_ref() {
         let s = || plan::c_str(payload);
@@ -163,6 +168,11 @@ fn check<'a>(bytes: &'a [u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -
             tag::DIGEST => c.digest = s()?,
             tag::SANDBOX => c.sandbox = s()?,
             tag::LAUNCHER => c.launcher = s()?,
+            tag::LANDLOCK => {
+                capsule_core::confine::record(payload)?;
+                *c.grants.get_mut(c.n_grants)? = payload;
+                c.n_grants += 1;
+            }
             _ => return None,
         }
     }
@@ -305,9 +315,17 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
             na += 1;
         }
     }
+    // The program's confinement: built here, entered by the child just before exec. A
+    // kernel without Landlock (or a grant it refuses) leaves the run to the full launcher,
+    // which says so or refuses.
+    let ruleset = if c.n_grants == 0 { None } else { ruleset(p, c) };
+    if c.n_grants > 0 && ruleset.is_none() {
+        close_all(&[view_fd, tree_fd, Some(listener)]);
+        return;
+    }
     let mut pipe = [0i32; 2];
     if !fits || n >= envp.len() || sys2(sys::PIPE2, pipe.as_mut_ptr() as usize, sys::O_CLOEXEC) != 0 {
-        close_all(&[view_fd, tree_fd, Some(listener)]);
+        close_all(&[view_fd, tree_fd, Some(listener), ruleset]);
         return;
     }
     let [status_r, status_w] = pipe.map(|f| f as usize);
@@ -319,19 +337,45 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
         sys1(sys::CLOSE, listener);
         sys1(sys::CLOSE, status_r);
         sys4(sys::RT_SIGPROCMASK, 2 /* SIG_SETMASK */, (&raw const old_mask) as usize, 0, 8);
-        let err = sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize);
+        let confined = match ruleset {
+            Some(rs) => capsule_core::confine::restrict(sys::call, rs).err(),
+            None => None,
+        };
+        let err = match confined {
+            Some(e) => e,
+            None => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),
+        };
         let errno = (-err) as i32;
         sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
         sys::exit(127);
     }
     sys1(sys::CLOSE, status_w);
-    close_all(&[view_fd, tree_fd]);
+    close_all(&[view_fd, tree_fd, ruleset]);
     if child < 0 {
         sys4(sys::RT_SIGPROCMASK, 2, (&raw const old_mask) as usize, 0, 8);
         close_all(&[Some(listener), Some(status_r)]);
         return;
     }
     attach(p, c, store, Attach { child: child as u64, listener, status: status_r, mask: old_mask });
+}
+
+/// The plan's Landlock ruleset (a descriptor), or None when the kernel cannot build it
+/// (`CAPSULE_DEBUG_LANDLOCK=off` pretends so, for tests).
+fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
+    use capsule_core::confine;
+    if p.env(b"CAPSULE_DEBUG_LANDLOCK").is_some() {
+        return None;
+    }
+    let abi = confine::abi(sys::call);
+    let rs = confine::ruleset(sys::call, abi).ok().filter(|_| abi > 0)?;
+    for g in c.grants.iter().take(c.n_grants) {
+        let added = confine::record(g).map(|(rights, path)| confine::add(sys::call, rs, abi, path, rights));
+        if !matches!(added, Some(Ok(()))) {
+            confine::close(sys::call, rs);
+            return None;
+        }
+    }
+    Some(rs)
 }
 
 /// What `run-attached` is told.

@@ -13,6 +13,7 @@
 
 pub mod attach;
 pub mod config;
+pub mod confine;
 pub mod exec;
 pub mod identity;
 pub mod materialize;
@@ -61,6 +62,12 @@ pub enum RunError {
     /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
     #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
     Isolation(String),
+    /// `full` isolation on a kernel without Landlock.
+    #[error(
+        "isolation full for {0} needs kernel confinement, and this kernel has no Landlock: the program could \
+         reach the host with a raw system call (pass --unconfined to run it anyway)"
+    )]
+    Unconfined(String),
     /// A registry value a run cannot use.
     #[error("registry key {key} = {value:?} is not valid: {why}")]
     Registry {
@@ -105,17 +112,57 @@ pub fn parse_isolation(s: &str) -> Result<(String, Mode), RunError> {
     Ok((prefix.to_owned(), mode))
 }
 
-/// The default rules: host paths merged, /dev, /proc, /sys and /tmp passed through untouched,
-/// /run write-copy (a server's pid file or lock lands in the sandbox, never on the host; the
-/// host's sockets there stay reachable, `connect` is not redirected). The capsule's own paths
+/// The default rules, ThinApp's: the system is write-copy (`/`, so `/usr`, `/etc`, `/opt`,
+/// `/var`, `/srv`, `/boot`, `/bin`, `/lib*` and `/run`: a program's writes there land in its
+/// sandbox, never on the host; the host's sockets in `/run` stay reachable, `connect` is not
+/// redirected); the user's data is merged (`$HOME`, `/tmp`, `/var/tmp`, `/media`, `/mnt`,
+/// `/run/user/UID`); `/dev`, `/proc` and `/sys` are passed through. The capsule's own paths
 /// are write-copy (`ViewOptions::capsule_mode`).
 pub fn default_rules() -> Vec<(String, Mode)> {
-    let mut r = vec![("/".to_owned(), Mode::Merged)];
-    for p in ["/dev", "/proc", "/sys", "/tmp"] {
+    let mut r = vec![("/".to_owned(), Mode::WriteCopy)];
+    for p in ["/dev", "/proc", "/sys"] {
         r.push((p.to_owned(), Mode::Passthrough));
     }
+    // Under `--isolation full` too, a pid file or a lock in /run lands in the sandbox while the
+    // host's sockets there stay reachable.
     r.push(("/run".to_owned(), Mode::WriteCopy));
+    for p in ["/tmp", "/var/tmp", "/media", "/mnt"] {
+        r.push((p.to_owned(), Mode::Merged));
+    }
+    let uid = nix::unistd::getuid();
+    r.push((format!("/run/user/{uid}"), Mode::Merged));
+    if let Some(home) = std::env::var_os("HOME").and_then(|h| h.into_string().ok())
+        && home.starts_with('/')
+        && !home.trim_end_matches('/').is_empty()
+        && !home.split('/').any(|c| c == "..")
+    {
+        r.push((home.trim_end_matches('/').to_owned(), Mode::Merged));
+    }
     r
+}
+
+/// The isolation rules a run of `manifest` with `--isolation` rules `run` follows: the
+/// defaults, the capsule's over them, the run's over those (one per prefix, the later
+/// winning), longest prefix first.
+pub fn effective_rules(manifest: &Manifest, run: &[(String, Mode)]) -> Vec<(String, Mode)> {
+    let mut all = default_rules();
+    all.extend(manifest.isolation.iter().filter_map(|r| Some((r.prefix.clone(), mode_of(r.mode)?))));
+    all.extend(run.iter().cloned());
+    all.reverse(); // a later rule for the same prefix wins
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|(p, _)| seen.insert(p.trim_end_matches('/').to_owned()));
+    all.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    all
+}
+
+/// A mode's name as `--isolation` spells it.
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Merged => "merged",
+        Mode::WriteCopy => "writecopy",
+        Mode::Full => "full",
+        Mode::Passthrough => "passthrough",
+    }
 }
 
 /// What `capsule run` needs to start the program.
@@ -135,6 +182,10 @@ pub struct Prepared {
     pub env: std::collections::BTreeMap<String, String>,
     /// The run's identity (checked).
     pub identity: crate::manifest::Identity,
+    /// The effective isolation rules (defaults, the capsule's, the run's; one per prefix).
+    pub rules: Vec<(String, Mode)>,
+    /// State directories of linked shared capsules (read and written by the program).
+    pub state_dirs: Vec<PathBuf>,
     /// Whether nothing but the inputs [`planner`] checks went into this preparation (no
     /// shared capsules, no registry edits of files, no identity), so a launch plan may stand
     /// for it.
@@ -190,11 +241,7 @@ pub fn prepare_with(
     for l in &links {
         shared::record_user(store, &l.manifest.name, &manifest.name)?;
     }
-    let mut all_rules = default_rules();
-    all_rules.extend(manifest.isolation.iter().filter_map(|r| Some((r.prefix.clone(), mode_of(r.mode)?))));
-    all_rules.extend(run.rules.iter().cloned());
-    all_rules.reverse(); // a later rule for the same prefix wins
-    all_rules.dedup_by(|a, b| a.0.trim_end_matches('/') == b.0.trim_end_matches('/'));
+    let all_rules = effective_rules(&manifest, &run.rules);
     let mut opts = ViewOptions {
         tree: sandbox.tree().to_owned(),
         capsule_mode: Mode::WriteCopy,
@@ -237,7 +284,19 @@ pub fn prepare_with(
     let bytes = view::compile(&manifest, &opts);
     let view = write_view(store, &bytes)?;
     let lib_dirs = link_libraries(store, &sandbox, &manifest)?;
-    Ok(Prepared { digest, manifest, view, sandbox, lib_dirs, env: projected.env, identity, plannable })
+    let (rules, state_dirs) = (opts.rules, state.iter().map(|s| s.dir.clone()).collect());
+    Ok(Prepared {
+        digest,
+        manifest,
+        view,
+        sandbox,
+        lib_dirs,
+        env: projected.env,
+        identity,
+        rules,
+        state_dirs,
+        plannable,
+    })
 }
 
 /// Write view bytes under their digest (reused when identical), atomically.

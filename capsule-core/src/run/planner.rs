@@ -65,6 +65,8 @@ pub struct Launch<'a> {
     pub launcher: &'a Path,
     /// The shim.
     pub shim: &'a Path,
+    /// The Landlock grants the program is confined with (none: unconfined).
+    pub grants: &'a [super::confine::Grant],
 }
 
 /// What [`write`] did.
@@ -133,6 +135,7 @@ pub fn write(
         digest: p.digest.to_hex().into_bytes(),
         sandbox: sandbox.as_bytes().to_vec(),
         launcher: bytes(launch.launcher),
+        landlock: launch.grants.iter().map(|g| (g.rights, bytes(&g.path))).collect(),
     };
     if plan.has_nul() || launch.env.iter().any(|(k, _)| k.contains('=')) {
         return Ok(Written::NotPlannable);

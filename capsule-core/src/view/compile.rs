@@ -129,7 +129,7 @@ fn class(rules: &[(String, Mode)], path: &[u8]) -> u8 {
 const LINK_DIRS: &[&str] = &["", "etc", "usr", "var", "opt", "srv"];
 
 /// Add the host's symlinks that lead from one isolation to another (`/var/run` → `/run`,
-/// merged → write-copy) as [`FLAG_HOST_LINK`] symlinks, so that isolation is matched on the
+/// merged → write-copy), or within write-copy (`/bin` → `usr/bin`), as [`FLAG_HOST_LINK`] symlinks, so that isolation is matched on the
 /// resolved path, with their ancestors as [`FLAG_HOST_ONLY`] directories. The capsule's own
 /// entries win.
 fn host_links(map: &mut BTreeMap<Vec<u8>, (Kind, u8, u32, Vec<u8>)>, opts: &ViewOptions) {
@@ -150,7 +150,10 @@ fn host_links(map: &mut BTreeMap<Vec<u8>, (Kind, u8, u32, Vec<u8>)>, opts: &View
             let Ok(rel) = RelPath::new(link.clone()) else { continue };
             let target = target.as_os_str().as_bytes().to_vec();
             let Some(dest) = symlink_destination(&rel, &target) else { continue };
-            if map.contains_key(&link) || class(&opts.rules, &link) == class(&opts.rules, dest.as_bytes()) {
+            // Between two isolations the resolved path decides; within write-copy too, since
+            // the path is placed in the tree, which does not have the host's link.
+            let (from, to) = (class(&opts.rules, &link), class(&opts.rules, dest.as_bytes()));
+            if map.contains_key(&link) || (from == to && from != 1) {
                 continue;
             }
             map.insert(link, (Kind::Symlink, FLAG_HOST_LINK | FLAG_TARGET_OUTSIDE, 0o777, target));

@@ -166,15 +166,19 @@ pub unsafe fn raw_exact(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long, 
     // kernel. Inline rather than libc's variadic `syscall()`: no wrapper call, no errno
     // round trip (the result is the kernel's `-errno` already), on the hot path of every hook.
     unsafe {
+        // r9 is zeroed after the call: the kernel preserves it, and a cookie left there
+        // would ride along on the next system call glibc makes with fewer than six arguments
+        // (lckpwdf's internal open right after a hook's faccessat2 went past the filter).
         core::arch::asm!(
             "syscall",
+            "xor r9d, r9d",
             inlateout("rax") nr => r,
             in("rdi") a,
             in("rsi") b,
             in("rdx") c,
             in("r10") d,
             in("r8") e,
-            in("r9") f,
+            inlateout("r9") f => _,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),

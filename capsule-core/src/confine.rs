@@ -1,0 +1,221 @@
+//! Kernel-enforced confinement with Landlock: whatever route a program's call takes (a raw
+//! system call, io_uring, a static binary, `/proc` links), the kernel refuses what the run's
+//! isolation rules forbid on the host. The shim and the supervisor decide *where* a call goes;
+//! this decides what the program may touch at all.
+//!
+//! Dependency-free and allocation-free, outside the `store` feature: the full launcher
+//! (`capsule-cli run`) and the no-libc front end (starting a run from its plan) both apply it,
+//! each with its own way of making a system call ([`Sys`]). The rules themselves are computed
+//! once, by `run::confine` (which paths, with which rights), and travel in the launch plan as
+//! [`crate::plan::tag::LANDLOCK`] records.
+//!
+//! The ruleset is built in the launcher before the fork (opening each path, adding its rule);
+//! the child only calls [`restrict`] (no_new_privs when it lacks CAP_SYS_ADMIN, then
+//! `landlock_restrict_self`) just before exec.
+#![allow(unsafe_code)] // the landlock system calls take pointers to stack structures
+
+/// Landlock's filesystem access rights (`LANDLOCK_ACCESS_FS_*`).
+pub mod access {
+    /// Execute a file.
+    pub const EXECUTE: u64 = 1 << 0;
+    /// Open a file for writing.
+    pub const WRITE_FILE: u64 = 1 << 1;
+    /// Open a file for reading.
+    pub const READ_FILE: u64 = 1 << 2;
+    /// List a directory.
+    pub const READ_DIR: u64 = 1 << 3;
+    /// Remove a directory.
+    pub const REMOVE_DIR: u64 = 1 << 4;
+    /// Remove (unlink, rename away) a file.
+    pub const REMOVE_FILE: u64 = 1 << 5;
+    /// Create a character device.
+    pub const MAKE_CHAR: u64 = 1 << 6;
+    /// Create a directory.
+    pub const MAKE_DIR: u64 = 1 << 7;
+    /// Create a regular file.
+    pub const MAKE_REG: u64 = 1 << 8;
+    /// Create a unix socket.
+    pub const MAKE_SOCK: u64 = 1 << 9;
+    /// Create a fifo.
+    pub const MAKE_FIFO: u64 = 1 << 10;
+    /// Create a block device.
+    pub const MAKE_BLOCK: u64 = 1 << 11;
+    /// Create a symlink.
+    pub const MAKE_SYM: u64 = 1 << 12;
+    /// Link or rename a file into another directory (ABI 2).
+    pub const REFER: u64 = 1 << 13;
+    /// Truncate a file (ABI 3).
+    pub const TRUNCATE: u64 = 1 << 14;
+}
+
+/// What reading a hierarchy needs: open files for reading, list directories, execute.
+pub const READ: u64 = access::EXECUTE | access::READ_FILE | access::READ_DIR;
+/// What writing a hierarchy needs: everything else this module handles.
+pub const WRITE: u64 = access::WRITE_FILE
+    | access::REMOVE_DIR
+    | access::REMOVE_FILE
+    | access::MAKE_CHAR
+    | access::MAKE_DIR
+    | access::MAKE_REG
+    | access::MAKE_SOCK
+    | access::MAKE_FIFO
+    | access::MAKE_BLOCK
+    | access::MAKE_SYM
+    | access::REFER
+    | access::TRUNCATE;
+/// The rights a rule on a file (not a directory) may carry.
+pub const FILE_RIGHTS: u64 = access::EXECUTE | access::WRITE_FILE | access::READ_FILE | access::TRUNCATE;
+
+/// The rights a kernel of Landlock ABI `abi` handles (and so refuses unless a rule grants
+/// them). Device ioctls (ABI 5), networking (ABI 4) and scoping (ABI 6) are not handled: a
+/// capsule shares the host's network and terminals, and its materialiser is an abstract socket.
+pub const fn handled(abi: i32) -> u64 {
+    match abi {
+        i32::MIN..=0 => 0,
+        1 => READ | WRITE & !(access::REFER | access::TRUNCATE),
+        2 => READ | WRITE & !access::TRUNCATE,
+        _ => READ | WRITE,
+    }
+}
+
+/// A raw system call: number and six arguments; the result, or `-errno`. The full launcher
+/// passes [`raw`]; the no-libc front end its own.
+pub type Sys = fn(usize, [usize; 6]) -> isize;
+
+const SYS_CLOSE: usize = 3;
+const SYS_PRCTL: usize = 157;
+const SYS_OPENAT: usize = 257;
+const SYS_NEWFSTATAT: usize = 262;
+const SYS_LANDLOCK_CREATE_RULESET: usize = 444;
+const SYS_LANDLOCK_ADD_RULE: usize = 445;
+const SYS_LANDLOCK_RESTRICT_SELF: usize = 446;
+const PR_SET_NO_NEW_PRIVS: usize = 38;
+const LANDLOCK_CREATE_RULESET_VERSION: usize = 1;
+const LANDLOCK_RULE_PATH_BENEATH: usize = 1;
+const AT_FDCWD: isize = -100;
+const O_PATH: usize = 0o10_000_000;
+const O_CLOEXEC: usize = 0o2_000_000;
+const AT_EMPTY_PATH: usize = 0x1000;
+const EPERM: isize = 1;
+const ENOENT: isize = 2;
+const ENOTDIR: isize = 20;
+const EACCES: isize = 13;
+const ELOOP: isize = 40;
+
+/// A system call through libc's `syscall` (for processes glibc started), as [`Sys`] wants it.
+pub fn raw(nr: usize, a: [usize; 6]) -> isize {
+    // SAFETY: the callers in this module pass pointers to live stack memory of the sizes the
+    // kernel reads or writes for each call; the other arguments are integers.
+    let r = unsafe { libc::syscall(nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    if r < 0 {
+        // SAFETY: errno is this thread's; read right after the call that set it.
+        -(unsafe { *libc::__errno_location() } as isize)
+    } else {
+        isize::try_from(r).unwrap_or(isize::MAX)
+    }
+}
+
+/// The kernel's Landlock ABI version, 0 without Landlock (or with it disabled at boot).
+pub fn abi(sys: Sys) -> i32 {
+    let v = sys(SYS_LANDLOCK_CREATE_RULESET, [0, 0, LANDLOCK_CREATE_RULESET_VERSION, 0, 0, 0]);
+    i32::try_from(v.max(0)).unwrap_or(0)
+}
+
+/// A new ruleset handling [`handled`]`(abi)`: its descriptor (close-on-exec), or `-errno`.
+pub fn ruleset(sys: Sys, abi: i32) -> Result<usize, isize> {
+    // struct landlock_ruleset_attr, as far as handled_access_fs (the kernel takes a prefix).
+    let attr: u64 = handled(abi);
+    let fd = sys(SYS_LANDLOCK_CREATE_RULESET, [(&raw const attr) as usize, 8, 0, 0, 0, 0]);
+    if fd < 0 { Err(fd) } else { Ok(fd.cast_unsigned()) }
+}
+
+/// Add a rule granting `rights` (masked to what `abi` handles, and to [`FILE_RIGHTS`] when
+/// `path` is not a directory) beneath `path` (NUL-terminated) to `ruleset`. A path that does
+/// not exist, or that this user cannot reach, grants nothing and is not an error.
+pub fn add(sys: Sys, ruleset: usize, abi: i32, path: &[u8], rights: u64) -> Result<(), isize> {
+    if path.last() != Some(&0) {
+        return Err(-22);
+    }
+    let fd = sys(SYS_OPENAT, [AT_FDCWD.cast_unsigned(), path.as_ptr() as usize, O_PATH | O_CLOEXEC, 0, 0, 0]);
+    if fd < 0 {
+        return match -fd {
+            ENOENT | ENOTDIR | EACCES | ELOOP => Ok(()),
+            _ => Err(fd),
+        };
+    }
+    let fd = fd.cast_unsigned();
+    // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
+    let mut st = [0u64; 18];
+    let r = sys(SYS_NEWFSTATAT, [fd, c"".as_ptr() as usize, st.as_mut_ptr() as usize, AT_EMPTY_PATH, 0, 0]);
+    let mode = (st[3] & 0xffff_ffff) as u32;
+    let is_dir = r == 0 && mode & 0o170_000 == 0o040_000;
+    let mut allowed = rights & handled(abi);
+    if !is_dir {
+        allowed &= FILE_RIGHTS;
+    }
+    let mut result = Ok(());
+    if r == 0 && allowed != 0 {
+        // struct landlock_path_beneath_attr { u64 allowed_access; s32 parent_fd; } packed.
+        let mut attr = [0u8; 12];
+        attr[..8].copy_from_slice(&allowed.to_ne_bytes());
+        attr[8..].copy_from_slice(&i32::try_from(fd).unwrap_or(-1).to_ne_bytes());
+        let a = sys(SYS_LANDLOCK_ADD_RULE, [ruleset, LANDLOCK_RULE_PATH_BENEATH, attr.as_ptr() as usize, 0, 0, 0]);
+        if a < 0 {
+            result = Err(a);
+        }
+    }
+    sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+    result
+}
+
+/// Restrict this process (and what it executes) to `ruleset`: the launcher's child calls it
+/// just before exec. Without CAP_SYS_ADMIN the kernel wants no_new_privs first, and it is set
+/// only then (set-uid programs inside a run by a non-root user then run without their
+/// privileges, as under tier 2). Async-signal-safe: two or three system calls, no allocation.
+pub fn restrict(sys: Sys, ruleset: usize) -> Result<(), isize> {
+    let mut r = sys(SYS_LANDLOCK_RESTRICT_SELF, [ruleset, 0, 0, 0, 0, 0]);
+    if r == -EPERM {
+        let p = sys(SYS_PRCTL, [PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0]);
+        if p < 0 {
+            return Err(p);
+        }
+        r = sys(SYS_LANDLOCK_RESTRICT_SELF, [ruleset, 0, 0, 0, 0, 0]);
+    }
+    if r < 0 { Err(r) } else { Ok(()) }
+}
+
+/// Close a ruleset descriptor.
+pub fn close(sys: Sys, fd: usize) {
+    sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+}
+
+/// A launch plan's Landlock record (`rights: u64 LE · path NUL`): its parts.
+pub fn record(payload: &[u8]) -> Option<(u64, &[u8])> {
+    let (rights, path) = payload.split_at_checked(8)?;
+    let rights = u64::from_le_bytes(rights.try_into().ok()?);
+    (path.last() == Some(&0)).then_some((rights, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_abi_handles_what_it_knows() {
+        assert_eq!(handled(0), 0);
+        assert_eq!(handled(1) & (access::REFER | access::TRUNCATE), 0);
+        assert_eq!(handled(2) & access::TRUNCATE, 0);
+        assert_ne!(handled(2) & access::REFER, 0);
+        assert_eq!(handled(7), READ | WRITE);
+        assert_eq!(handled(1) & 0x1fff, 0x1fff);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut p = 0x1234u64.to_le_bytes().to_vec();
+        p.extend_from_slice(b"/usr\0");
+        assert_eq!(record(&p), Some((0x1234, &b"/usr\0"[..])));
+        assert_eq!(record(b"short"), None);
+        assert_eq!(record(b"12345678/usr"), None);
+    }
+}

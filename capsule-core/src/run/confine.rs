@@ -1,0 +1,267 @@
+//! Which host paths a run's program may touch, and how: the run's isolation rules turned into
+//! Landlock grants (`capsule_core::confine` applies them).
+//!
+//! Each isolation prefix grants on the host what its mode lets the program do there:
+//! `merged` and `passthrough` read and write, `writecopy` read (writes land in the sandbox
+//! tree), `full` nothing (the host is invisible). The sandbox tree, the state directories of
+//! linked shared capsules and the sandbox's own files are granted besides, and the shim and
+//! the view are readable.
+//!
+//! Landlock grants are a union down the hierarchy: a right granted on a directory holds below
+//! it, and nothing can take it back. So where a prefix grants less than the prefix above it
+//! (`/=merged` with `/usr=writecopy`), the upper prefix is not granted itself: its entries are,
+//! one by one, except the branch leading to the narrower prefix, which is expanded again. The
+//! expanded directory keeps only the rights every prefix below it has (so nothing can be
+//! created or removed directly in it); its symlinks are not followed.
+
+#![allow(unsafe_code)] // adopting the descriptor landlock_create_ruleset returns
+
+use std::path::{Path, PathBuf};
+
+use crate::confine::{READ, WRITE};
+use crate::view::Mode;
+
+/// One Landlock rule: rights beneath a host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The host path (a directory, or a file).
+    pub path: PathBuf,
+    /// `confine::access` rights.
+    pub rights: u64,
+}
+
+/// What a mode lets the program do on the host below its prefix.
+pub fn host_rights(mode: Mode) -> u64 {
+    match mode {
+        Mode::Merged | Mode::Passthrough => READ | WRITE,
+        Mode::WriteCopy => READ,
+        Mode::Full => 0,
+    }
+}
+
+/// The grants for `rules` (the run's effective isolation rules, prefix and mode), followed
+/// by `extra` (granted as they are: the tree, the view, the shim…).
+pub fn grants(rules: &[(String, Mode)], extra: &[Grant]) -> Vec<Grant> {
+    let mut prefixes: Vec<(PathBuf, u64)> =
+        rules.iter().map(|(p, m)| (normal(p), host_rights(*m))).filter(|(p, _)| p.is_absolute()).collect();
+    prefixes.sort();
+    prefixes.dedup_by(|a, b| a.0 == b.0);
+    let root_rights = prefixes.iter().find(|(p, _)| p == Path::new("/")).map_or(0, |(_, r)| *r);
+    let below: Vec<(PathBuf, u64)> = prefixes.into_iter().filter(|(p, _)| p != Path::new("/")).collect();
+    let mut out = Vec::new();
+    emit(Path::new("/"), root_rights, &below, &mut out);
+    out.extend(extra.iter().filter(|g| g.rights != 0).cloned());
+    out
+}
+
+/// The grants of a prepared run whose program `program` loads `shim`: its isolation rules,
+/// then the sandbox tree and the shared capsules' state directories (read and write), the
+/// sandbox's own files (its table of deletions, which the shim maps), the view and the shim
+/// (read). Where a `full` rule hides part of the host, the files the loader needs to start
+/// the program (the ELF closure of the shim, and of the program when it is the host's: the
+/// one the user asked to run) stay readable, each by a rule on that file alone.
+pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
+    let rw = READ | WRITE;
+    let mut extra = vec![
+        Grant { path: p.sandbox.tree().to_owned(), rights: rw },
+        Grant { path: p.sandbox.dir().to_owned(), rights: READ },
+        Grant { path: p.view.clone(), rights: READ },
+        Grant { path: shim.to_owned(), rights: READ },
+        // The kernel starts a dynamic program with the loader its PT_INTERP names, from the
+        // host, unless the capsule's own loader differs from it (`run::exec::loader`): the
+        // same bytes the capsule carries, readable even under `full`.
+        Grant { path: PathBuf::from(HOST_LOADER), rights: READ },
+    ];
+    extra.extend(p.state_dirs.iter().map(|d| Grant { path: d.clone(), rights: rw }));
+    if p.rules.iter().any(|(_, m)| *m == Mode::Full) {
+        let mut start = vec![shim.to_owned()];
+        if !program.starts_with(p.sandbox.tree()) {
+            start.push(program.to_owned());
+        }
+        // A program that is not ELF (a script) or cannot be parsed grants nothing more.
+        for bin in start {
+            if let Ok(c) = crate::capture::elf::closure(std::slice::from_ref(&bin)) {
+                extra.extend(c.files.into_iter().map(|path| Grant { path, rights: READ }));
+            }
+        }
+    }
+    grants(&p.rules, &extra)
+}
+
+/// Build the ruleset of `grants` for a kernel of Landlock ABI `abi`: its descriptor, for
+/// the child to [`crate::confine::restrict`] itself to before exec.
+pub fn ruleset(grants: &[Grant], abi: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use crate::confine;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let fd = confine::ruleset(confine::raw, abi).map_err(errno)?;
+    let fd = i32::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: landlock_create_ruleset just returned this descriptor; nobody else owns it.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    for g in grants {
+        let mut path = g.path.as_os_str().as_bytes().to_vec();
+        path.push(0);
+        confine::add(confine::raw, fd.cast_unsigned() as usize, abi, &path, g.rights).map_err(|e| {
+            let e = errno(e);
+            std::io::Error::new(e.kind(), format!("cannot grant access to {}: {e}", g.path.display()))
+        })?;
+    }
+    Ok(owned)
+}
+
+/// The x86-64 dynamic loader, as programs name it.
+const HOST_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// How a run is confined: the kernel's Landlock ABI and the ruleset, or why not.
+pub enum Confinement {
+    /// A ruleset to restrict the program to.
+    Landlock(std::os::fd::OwnedFd),
+    /// `--unconfined`.
+    OptedOut,
+    /// The kernel has no Landlock (or it is disabled at boot, or `CAPSULE_DEBUG_LANDLOCK=off`
+    /// says to behave so, for tests).
+    Unavailable,
+}
+
+/// The kernel's Landlock ABI, as this process should use it (0: none).
+pub fn kernel_abi() -> i32 {
+    if std::env::var_os("CAPSULE_DEBUG_LANDLOCK").is_some_and(|v| v == "off") {
+        return 0;
+    }
+    crate::confine::abi(crate::confine::raw)
+}
+
+/// The confinement of a run with `grants`: `Unavailable` when the kernel lacks Landlock and
+/// no rule is `full` (the caller says so on stderr); an error when one is and the user did not
+/// opt out, since `full` promises the host is out of reach.
+pub fn prepare(grants: &[Grant], rules: &[(String, Mode)], opted_out: bool) -> Result<Confinement, super::RunError> {
+    if opted_out {
+        return Ok(Confinement::OptedOut);
+    }
+    let abi = kernel_abi();
+    if abi <= 0 {
+        if let Some((prefix, _)) = rules.iter().find(|(_, m)| *m == Mode::Full) {
+            return Err(super::RunError::Unconfined(prefix.clone()));
+        }
+        return Ok(Confinement::Unavailable);
+    }
+    let fd = ruleset(grants, abi).map_err(|source| super::RunError::Io {
+        action: "failed to build the Landlock ruleset",
+        path: PathBuf::from("/"),
+        source,
+    })?;
+    Ok(Confinement::Landlock(fd))
+}
+
+/// Restrict `cmd`'s child to `ruleset` just before it executes the program (after every
+/// other `pre_exec` step registered so far: namespaces are entered first).
+pub fn apply(cmd: &mut std::process::Command, ruleset: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = ruleset.as_raw_fd().cast_unsigned() as usize;
+    let restrict = move || crate::confine::restrict(crate::confine::raw, fd).map_err(errno);
+    // SAFETY: the closure runs in the forked child before exec and only makes two or three
+    // system calls on integers (async-signal-safe, no allocation); `ruleset` stays open in the
+    // parent until the spawn returned (the caller holds it), so the child's copy is valid.
+    unsafe { cmd.pre_exec(restrict) };
+}
+
+/// An `io::Error` of a `-errno` result.
+fn errno(e: isize) -> std::io::Error {
+    std::io::Error::from_raw_os_error(i32::try_from(-e).unwrap_or(libc::EINVAL))
+}
+
+/// `p` without `.` components and trailing slashes.
+fn normal(p: &str) -> PathBuf {
+    Path::new(p).components().collect()
+}
+
+/// Grant `rights` beneath `dir`, given the prefixes strictly below it (`below`).
+fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>) {
+    let lacking = below.iter().any(|(_, r)| rights & !r != 0);
+    if !lacking {
+        if rights != 0 {
+            out.push(Grant { path: dir.to_owned(), rights });
+        }
+        for (p, r) in top_most(below) {
+            let under: Vec<_> = below.iter().filter(|(q, _)| q != p && q.starts_with(p)).cloned().collect();
+            emit(p, *r, &under, out);
+        }
+        return;
+    }
+    let common = below.iter().fold(rights, |acc, (_, r)| acc & r);
+    if common != 0 {
+        out.push(Grant { path: dir.to_owned(), rights: common });
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let under: Vec<_> = below.iter().filter(|(q, _)| q != &path && q.starts_with(&path)).cloned().collect();
+        if let Some((_, r)) = below.iter().find(|(q, _)| q == &path) {
+            emit(&path, *r, &under, out);
+        } else if !under.is_empty() {
+            emit(&path, rights, &under, out);
+        } else if rights != 0 && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
+            out.push(Grant { path, rights });
+        }
+    }
+}
+
+/// The prefixes of `below` with no other prefix of `below` above them.
+fn top_most(below: &[(PathBuf, u64)]) -> impl Iterator<Item = &(PathBuf, u64)> {
+    below.iter().filter(|(p, _)| !below.iter().any(|(q, _)| q != p && p.starts_with(q)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rights_of(g: &[Grant], p: &str) -> Option<u64> {
+        g.iter().find(|g| g.path == Path::new(p)).map(|g| g.rights)
+    }
+
+    #[test]
+    fn wider_rules_below_narrower_ones_are_granted_as_they_are() {
+        let rules = vec![
+            ("/".to_owned(), Mode::WriteCopy),
+            ("/tmp".to_owned(), Mode::Merged),
+            ("/dev".to_owned(), Mode::Passthrough),
+            ("/opt/".to_owned(), Mode::Full),
+        ];
+        let g = grants(&rules, &[Grant { path: "/srv/tree".into(), rights: READ | WRITE }]);
+        // `/opt` full under a readable `/`: `/` is expanded (and keeps no right of its own),
+        // `/opt` gets nothing.
+        assert_eq!(rights_of(&g, "/"), None);
+        assert_eq!(rights_of(&g, "/usr"), Some(READ));
+        assert_eq!(rights_of(&g, "/tmp"), Some(READ | WRITE));
+        assert_eq!(rights_of(&g, "/dev"), Some(READ | WRITE));
+        assert_eq!(rights_of(&g, "/srv/tree"), Some(READ | WRITE));
+        assert_eq!(rights_of(&g, "/opt"), None);
+    }
+
+    #[test]
+    fn a_narrower_rule_below_a_wider_one_expands_the_wider_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["usr/lib", "etc", "home/u"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("file"), b"x").unwrap();
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+        let top = root.to_str().unwrap().to_owned();
+        let rules = vec![
+            ("/".to_owned(), Mode::WriteCopy),
+            (top.clone(), Mode::Merged),
+            (format!("{top}/usr"), Mode::WriteCopy),
+        ];
+        let g = grants(&rules, &[]);
+        assert_eq!(rights_of(&g, &top), Some(READ), "the expanded directory keeps what all below it have");
+        assert_eq!(rights_of(&g, &format!("{top}/usr")), Some(READ));
+        assert_eq!(rights_of(&g, &format!("{top}/etc")), Some(READ | WRITE));
+        assert_eq!(rights_of(&g, &format!("{top}/home")), Some(READ | WRITE));
+        assert_eq!(rights_of(&g, &format!("{top}/file")), Some(READ | WRITE));
+        assert_eq!(rights_of(&g, &format!("{top}/lib")), None, "a symlink would grant its target");
+    }
+}
