@@ -29,4 +29,5 @@ mod shared;
 mod shim;
 mod store;
 mod supervisor;
+mod transfer;
 mod writecopy;
