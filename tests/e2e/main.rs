@@ -17,6 +17,7 @@ mod df;
 mod entrypoints;
 mod escape;
 mod exec;
+mod gc;
 mod identity;
 mod install;
 mod netns;
