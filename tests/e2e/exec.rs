@@ -186,7 +186,7 @@ fn trixie_root() -> Result<PathBuf, String> {
     let root = roots.join("trixie");
     fs::create_dir_all(&roots).map_err(|e| e.to_string())?;
     let lock = fs::File::create(roots.join("trixie.lock")).map_err(|e| e.to_string())?;
-    fs2::FileExt::lock_exclusive(&lock).map_err(|e| e.to_string())?;
+    lock.lock().map_err(|e| e.to_string())?;
     if root.join("usr/bin/dpkg").exists() {
         return Ok(root);
     }

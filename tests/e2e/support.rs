@@ -4,8 +4,6 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use fs2::FileExt;
-
 /// Skip (or, under `CAPSULE_REQUIRE_ALL=1`, fail) when `cond` is false.
 #[macro_export]
 macro_rules! require {
@@ -74,7 +72,7 @@ pub fn installed(pkg: &str) -> bool {
 pub fn dpkg_lock() -> File {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("capsule-dpkg.lock");
     let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("open dpkg lock");
-    f.lock_exclusive().expect("take dpkg lock");
+    f.lock().expect("take dpkg lock");
     f
 }
 

@@ -34,13 +34,16 @@ pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCod
 }
 
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
-/// commit), remove every blob that no capsule, and no pending snapshot, uses; empty tmp/;
-/// remove the scratch sandboxes of captures whose process died; remove the remote records
-/// (lazy pulls) of capsules no ref names any more (those of live capsules stay); and remove
-/// the cache files no run needs ([`gc_cache`]).
+/// commit), remove the sandboxes of removed capsules ([`gc_sandboxes`]); every blob that no
+/// capsule, and no pending snapshot, uses; empty tmp/; remove the scratch sandboxes of
+/// captures whose process died; remove the remote records (lazy pulls) of capsules no ref
+/// names any more (those of live capsules stay); stale launch plans; the views no plan names
+/// and no process holds ([`gc_views`]); and the cache files no run needs ([`gc_cache`]).
 pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     let _lock = StoreLock::exclusive(store)?;
-    let mut live: BTreeSet<Digest> = BTreeSet::new();
+    let held = held_paths(store);
+    // Before any blob goes: a sandbox's capsule is known by the manifest its skeleton names.
+    let (sandboxes_removed, sandboxes_in_use, mut live) = gc_sandboxes(store, &held)?;
     for (r, digest) in store.list_refs()? {
         // A manifest we cannot read could use any blob: refuse rather than guess.
         let m = store
@@ -90,6 +93,7 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
     }
     // Launch plans of capsules, versions and sandboxes that are gone or changed.
     let plans = capsule_core::run::planner::remove_stale(store);
+    let views = gc_views(store, &held);
     let (cached, cache_freed) = gc_cache(store, &live);
     if out.json {
         out.print_json(&json!({
@@ -97,17 +101,151 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
             "freed": freed,
             "kept": live.len(),
             "plans_removed": plans,
+            "views_removed": views,
+            "sandboxes_removed": sandboxes_removed,
+            "sandboxes_in_use": sandboxes_in_use,
             "cache_removed": cached,
             "cache_freed": cache_freed,
         }))?;
     } else {
+        let sandboxes = if sandboxes_removed.is_empty() {
+            String::new()
+        } else {
+            format!("; the sandboxes of removed capsules: {}", sandboxes_removed.join(", "))
+        };
         out.info(format!(
-            "removed {removed} blobs, freed {}; {plans} stale launch plans; {cached} cache files ({})",
+            "removed {removed} blobs, freed {}; {plans} stale launch plans; {views} unused views; {cached} cache files ({}){sandboxes}",
             human_bytes(freed),
             human_bytes(cache_freed)
         ));
+        if !sandboxes_in_use.is_empty() {
+            out.info(format!(
+                "kept the sandboxes of removed capsules that running programs still use: {}",
+                sandboxes_in_use.join(", ")
+            ));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every path below the store that a process this user can see holds: its open descriptors
+/// (a run's programs inherit the view and the tree), working directory, root and mapped files
+/// (the shim maps the view and the table of deletions). That is what "in use by a run" means
+/// to gc; a run's launcher holds its sandbox's tree from before its program starts.
+fn held_paths(store: &Store) -> Vec<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let root = std::fs::canonicalize(store.root()).unwrap_or_else(|_| store.root().to_owned());
+    let mut out = Vec::new();
+    let mut keep = |p: PathBuf| {
+        if p.starts_with(&root) {
+            out.push(p);
+        }
+    };
+    for proc in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !proc.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let dir = proc.path();
+        for link in ["cwd", "root"] {
+            if let Ok(p) = std::fs::read_link(dir.join(link)) {
+                keep(p);
+            }
+        }
+        for fd in std::fs::read_dir(dir.join("fd")).into_iter().flatten().flatten() {
+            if let Ok(p) = std::fs::read_link(fd.path()) {
+                keep(p);
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+            for line in maps.lines() {
+                if let Some(i) = line.find('/') {
+                    keep(PathBuf::from(line[i..].trim_end_matches(" (deleted)")));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Remove the sandboxes of capsules that no longer exist: a sandbox whose skeleton was last
+/// built for a manifest whose capsule no ref names any more, and which is not itself named
+/// like a capsule that exists. Kept: the sandbox of any existing capsule (by its name, or a
+/// `--sandbox` one last used by an existing capsule), one holding a shared capsule's state,
+/// one whose manifest cannot be read (nothing says whose it is), scratch sandboxes (handled
+/// apart), and any that a running process holds ([`held_paths`]). Each goes by a rename
+/// first, so a run starting meanwhile makes a new one rather than losing files mid-way.
+/// Returns the names removed, the names kept because they are in use, and the blobs those
+/// runs still need (their manifest and its files: a later gc judges the sandbox by it, and
+/// the run may still open files it has not materialised yet).
+fn gc_sandboxes(store: &Store, held: &[std::path::PathBuf]) -> Result<(Vec<String>, Vec<String>, BTreeSet<Digest>)> {
+    let names: BTreeSet<String> = store.list_refs()?.into_iter().map(|(r, _)| r.name).collect();
+    let dir = store.root().join("sandboxes");
+    let root = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    let (mut removed, mut in_use, mut needed) = (Vec::new(), Vec::new(), BTreeSet::new());
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || names.contains(&name) || !e.path().is_dir() || e.path().join("state").exists() {
+            continue;
+        }
+        let stamp = std::fs::read_to_string(e.path().join("skeleton")).unwrap_or_default();
+        let Ok(digest) = stamp.trim().parse::<Digest>() else { continue };
+        let Ok(m) = store.load_manifest(&digest) else { continue };
+        if names.contains(&m.name) {
+            continue;
+        }
+        if held.iter().any(|p| p.starts_with(root.join(&name))) {
+            in_use.push(name);
+            needed.insert(digest);
+            needed.extend(m.blobs());
+            continue;
+        }
+        let aside = dir.join(format!(".gc-{name}-{}", std::process::id()));
+        std::fs::rename(e.path(), &aside).with_context(|| format!("cannot remove sandbox {}", e.path().display()))?;
+        std::fs::remove_dir_all(&aside).with_context(|| format!("cannot remove {}", aside.display()))?;
+        removed.push(name);
+    }
+    Ok((removed, in_use, needed))
+}
+
+/// Remove the compiled views (`views/*.view`) no launch plan names and no process holds (a
+/// view is compiled again, by its digest, by the next run that needs it). Views written in
+/// the last hour stay: a launcher between compiling its view and opening it holds nothing
+/// yet. How many.
+fn gc_views(store: &Store, held: &[std::path::PathBuf]) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut named: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for e in std::fs::read_dir(store.root().join("plans")).into_iter().flatten().flatten() {
+        let Ok(bytes) = std::fs::read(e.path()) else { continue };
+        let Some(records) = capsule_core::plan::records(&bytes) else { continue };
+        for (t, payload) in records {
+            if t == capsule_core::plan::tag::VIEW
+                && let Some(p) = capsule_core::plan::c_str(payload)
+                && let Some(file) = std::path::Path::new(std::ffi::OsStr::from_bytes(p)).file_name()
+            {
+                named.insert(file.as_bytes().to_vec());
+            }
+        }
+    }
+    let held_names: BTreeSet<Vec<u8>> = held
+        .iter()
+        .filter(|p| p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == "views"))
+        .filter_map(|p| p.file_name().map(|f| f.as_bytes().to_vec()))
+        .collect();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let mut n = 0;
+    for e in std::fs::read_dir(store.root().join("views")).into_iter().flatten().flatten() {
+        let file = e.file_name().as_bytes().to_vec();
+        let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < hour_ago);
+        if file.ends_with(b".view")
+            && old
+            && !named.contains(&file)
+            && !held_names.contains(&file)
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Cache files no run needs: those of content no capsule uses any more, and those no sandbox

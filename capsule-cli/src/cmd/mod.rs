@@ -62,6 +62,23 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
 }
 
 /// Parse `NAME[:TAG]` with an error that names it.
+/// After an import or pull that committed `digest` as `capsule`: when `capsule` named another
+/// version before (`before`, the refs then), say so, rather than replace it silently.
+pub fn note_replaced(
+    before: &[(CapsuleRef, capsule_core::digest::Digest)],
+    capsule: &CapsuleRef,
+    digest: &capsule_core::digest::Digest,
+    verb: &str,
+) {
+    if let Some((_, old)) = before.iter().find(|(r, d)| r == capsule && d != digest) {
+        eprintln!(
+            "capsule: {capsule} named {} before this {verb} and now names {}; the old version stays in the store until `gc`",
+            &old.to_hex()[..12],
+            &digest.to_hex()[..12]
+        );
+    }
+}
+
 pub fn capsule_ref(name: &str) -> Result<CapsuleRef> {
     name.parse::<CapsuleRef>().with_context(|| format!("invalid capsule reference {name:?}"))
 }

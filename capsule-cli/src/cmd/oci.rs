@@ -55,8 +55,10 @@ pub fn pull(store: &Store, out: Output, p: Pull) -> Result<ExitCode> {
     let from = reference(&p.reference)?;
     let name = p.name.as_deref().map(capsule_ref).transpose()?;
     let opts = PullOptions { plain_http: p.plain_http, lazy: p.lazy };
+    let before = store.list_refs()?;
     let s = oci::pull(store, &from, name.as_ref(), opts, &Bars::new(out.bars()))
         .with_context(|| format!("pull of {from} refused; the store is unchanged"))?;
+    super::note_replaced(&before, &s.capsule, &s.manifest_digest, "pull");
     if out.json {
         out.print_json(&json!({
             "capsule": s.capsule.to_string(), "reference": s.reference,

@@ -77,15 +77,7 @@ pub fn import(store: &Store, out: Output, i: Import) -> Result<ExitCode> {
     let before = store.list_refs()?;
     let s = archive::import(store, &i.file, &trusted, &Bars::new(out.bars()))
         .with_context(|| format!("import of {} refused; the store is unchanged", i.file.display()))?;
-    // Over an existing name:tag: say which version it named, rather than replace it silently.
-    if let Some((_, old)) = before.iter().find(|(r, d)| *r == s.capsule && *d != s.digest) {
-        eprintln!(
-            "capsule: {} named {} before this import and now names {}; the old version stays in the store until `gc`",
-            s.capsule,
-            &old.to_hex()[..12],
-            &s.digest.to_hex()[..12]
-        );
-    }
+    super::note_replaced(&before, &s.capsule, &s.digest, "import");
     print(out, "imported", &s)?;
     Ok(ExitCode::SUCCESS)
 }

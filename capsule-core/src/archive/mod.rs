@@ -247,12 +247,26 @@ pub fn export(
 ) -> Result<Summary, ArchiveError> {
     let (digest, manifest) = store.load(r)?;
     let blobs: BTreeSet<Digest> = manifest.blobs();
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io_err = |action: &'static str| move |source| ArchiveError::Io { action, path: out.to_owned(), source };
-    // A destination that is not a regular file (`-o /dev/stdout`, a pipe, a terminal) is
-    // written in place: renaming a temporary file over it would replace the device's name
-    // (as root, /dev/stdout became a regular file). "-" is standard output.
-    let out = if out == Path::new("-") { Path::new("/dev/stdout") } else { out };
+    // A destination that is not a regular file (`-o /dev/stdout`, a pipe, a fifo, a terminal,
+    // a symlink to any of them) is written in place: renaming a temporary file over it would
+    // replace the device's name (as root, /dev/stdout became a regular file). A symlink to a
+    // regular file stays a symlink: its target is what is replaced. "-" is standard output.
+    let named = if out == Path::new("-") { Path::new("/dev/stdout") } else { out };
+    let resolved;
+    let out = if std::fs::symlink_metadata(named).is_ok_and(|m| m.is_symlink())
+        && std::fs::metadata(named).is_ok_and(|m| m.is_file())
+    {
+        resolved = std::fs::canonicalize(named).map_err(io_err("failed to resolve"))?;
+        resolved.as_path()
+    } else {
+        named
+    };
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.is_symlink()) && std::fs::metadata(out).is_err() {
+        // A dangling symlink: creating through it would make a file wherever it points.
+        return Err(io_err("refused to write through the dangling symlink")(io::ErrorKind::NotFound.into()));
+    }
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let (tmp, direct) = if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) {
         (None, Some(File::create(out).map_err(io_err("failed to open"))?))
     } else {

@@ -184,12 +184,16 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<Summary, ArchiveError> {
     let io_err = |action| move |source| ArchiveError::Io { action, path: path.to_owned(), source };
-    let file = File::open(path).map_err(io_err("failed to open"))?;
-    let size = file.metadata().map_err(io_err("failed to stat"))?.len();
+    // "-" is standard input. A stream (a pipe, a fifo) has no size to check lengths against
+    // first: a length past its end shows up as a truncation when it is read.
+    let opened = if path == Path::new("-") { Path::new("/dev/stdin") } else { path };
+    let file = File::open(opened).map_err(io_err("failed to open"))?;
+    let meta = file.metadata().map_err(io_err("failed to stat"))?;
+    let size = if meta.is_file() { meta.len() } else { u64::MAX };
     let _lock = StoreLock::shared(store)?;
     let r = Tracked { inner: BufReader::with_capacity(1 << 20, file), hasher: blake3::Hasher::new(), offset: 0 };
     let mut im = Import { store, path, size, r, progress };
-    progress.start("importing", Some(size));
+    progress.start("importing", meta.is_file().then_some(size));
     let mut head = [0u8; 16];
     read_exact_or_truncated(&mut im.r, &mut head, path, "header", 0).map_err(|e| match e {
         ArchiveError::Truncated { .. } => ArchiveError::BadMagic { path: path.to_owned() },
@@ -239,5 +243,12 @@ pub fn import(
     let digest = store.commit_capsule(&manifest)?;
     progress.finish();
     let capsule = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };
-    Ok(Summary { capsule, digest, blobs_moved, blobs_present: needed.len() as u64 - blobs_moved, bytes: size, signer })
+    Ok(Summary {
+        capsule,
+        digest,
+        blobs_moved,
+        blobs_present: needed.len() as u64 - blobs_moved,
+        bytes: im.r.offset,
+        signer,
+    })
 }

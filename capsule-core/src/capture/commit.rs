@@ -81,7 +81,16 @@ pub fn from_sandbox_changes(
         m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File { .. })).map(|e| e.path.clone()).collect();
     m.entries.retain(|e| !matches!(&e.kind, EntryKind::Hardlink { target } if !files_now.contains(target)));
     m.deletions = base.deletions.iter().chain(whiteouts).filter(|d| !files_now.contains(*d)).cloned().collect();
-    m.entry_points.clone_from(&base.entry_points);
+    // An entry point whose program the application deleted has nothing left to run.
+    m.entry_points = base
+        .entry_points
+        .iter()
+        .filter(|ep| {
+            m.resolve(&ep.path)
+                .is_some_and(|(_, e)| matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }))
+        })
+        .cloned()
+        .collect();
     m.env.clone_from(&base.env);
     m.isolation.clone_from(&base.isolation);
     m.identity.clone_from(&base.identity);

@@ -84,6 +84,19 @@ pub enum ManifestError {
         /// What is allowed.
         allowed: &'static str,
     },
+    /// A value outside an entry (an entry point, a registry key or value, an environment
+    /// variable) that no capture makes and a run must not act on.
+    #[error("manifest {what}: {field} {value:?} {why}")]
+    Value {
+        /// What holds it ("entry point jq", "registry key \"machine/…\"", "env").
+        what: String,
+        /// Which field ("path", "key", "mode", "name", "value").
+        field: &'static str,
+        /// Its value, as text.
+        value: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
     /// An entry's origin index is out of range.
     #[error("manifest entry {path} names origin {origin}, but there are only {count}")]
     Origin {
@@ -147,8 +160,15 @@ pub struct Manifest {
 /// what `SystemTime` and the kernel's timestamps hold.
 const MTIME_LIMIT: i64 = 1 << 40;
 
+/// The largest file size an entry may declare (1 TiB): beyond any application's file, and
+/// small enough that the sizes of [`MAX_ENTRIES`] entries add up without overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 40;
+
+/// The longest registry key a manifest may hold (as `registry::check_key` allows).
+const MAX_KEY: usize = 4096;
+
 /// An entry's numeric fields: an mtime a file system can hold, nanoseconds below a second,
-/// mode bits that are permission bits only.
+/// mode bits that are permission bits only, a file size below [`MAX_FILE_SIZE`].
 fn check_fields(e: &Entry) -> Result<(), ManifestError> {
     let bad = |field: &'static str, value: String, allowed: &'static str| {
         Err(ManifestError::Field { path: e.path.display(), field, value, allowed })
@@ -162,7 +182,46 @@ fn check_fields(e: &Entry) -> Result<(), ManifestError> {
     if e.mode & !0o7777 != 0 {
         return bad("mode", format!("{:o}", e.mode), "permission bits, 0 to 7777 octal");
     }
+    if let EntryKind::File { size, .. } = e.kind
+        && size > MAX_FILE_SIZE
+    {
+        return bad("size", size.to_string(), "at most 1 TiB");
+    }
     Ok(())
+}
+
+fn refuse(what: String, field: &'static str, value: impl Into<String>, why: &'static str) -> ManifestError {
+    ManifestError::Value { what, field, value: value.into(), why }
+}
+
+/// A registry key a run may act on: `machine/…` or `user/…`, at most [`MAX_KEY`] bytes, no
+/// control character (a newline would forge a line of the sandbox's list of projected files),
+/// and no empty, `.` or `..` component in its path (before a `files/` key's `#KEY`).
+fn check_registry(key: &str, value: &RegValue) -> Result<(), ManifestError> {
+    let what = || format!("registry key {:?}", key.chars().take(200).collect::<String>());
+    let shown = || key.chars().take(200).collect::<String>();
+    if key.len() > MAX_KEY {
+        return Err(refuse(what(), "key", shown(), "is longer than 4096 bytes"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(refuse(what(), "key", shown(), "holds a control character"));
+    }
+    let Some(rest) = key.strip_prefix("machine/").or_else(|| key.strip_prefix("user/")) else {
+        return Err(refuse(what(), "key", shown(), "is not under machine/ or user/"));
+    };
+    let path = rest.split_once('#').map_or(rest, |(p, _)| p);
+    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(refuse(what(), "key", shown(), "has an empty, '.' or '..' component"));
+    }
+    match value {
+        RegValue::File { mode, .. } if mode & !0o7777 != 0 => {
+            Err(refuse(what(), "mode", format!("{mode:o}"), "is not permission bits (0 to 7777 octal)"))
+        }
+        RegValue::String(s) if s.len() > MAX_STRING => {
+            Err(refuse(what(), "value", format!("{} bytes", s.len()), "is longer than 64 KiB"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Check a capsule name (`what` = "name") or tag (`what` = "tag").
@@ -253,7 +312,42 @@ impl Manifest {
         for l in &self.links {
             check_name("name", &l.name)?;
         }
+        self.check_entry_points()?;
+        for (key, value) in &self.registry {
+            check_registry(key, value)?;
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+                return Err(refuse(format!("env {k:?}"), "name", k.clone(), "is empty or holds '=' or NUL"));
+            }
+        }
         self.check_strings()
+    }
+
+    /// Every entry point names a program of the capsule: a capsule path (relative, normal:
+    /// not `/bin/sh`, which a run would take from the host) that resolves, through the
+    /// capsule's own symlinks, to one of its regular files.
+    fn check_entry_points(&self) -> Result<(), ManifestError> {
+        for ep in &self.entry_points {
+            let what = || format!("entry point {:?}", ep.name.chars().take(200).collect::<String>());
+            if ep.name.is_empty() || ep.name.len() > MAX_COMPONENT || ep.name.contains(['/', '\0']) {
+                return Err(refuse(
+                    what(),
+                    "name",
+                    ep.name.chars().take(200).collect::<String>(),
+                    "is not a file name",
+                ));
+            }
+            if ep.path.check().is_err() {
+                let shown: String = String::from_utf8_lossy(ep.path.as_bytes()).chars().take(200).collect();
+                return Err(refuse(what(), "path", shown, "is not a capsule path (relative, normalised)"));
+            }
+            let is_file = |e: &Entry| matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. });
+            if !self.resolve(&ep.path).is_some_and(|(_, e)| is_file(e)) {
+                return Err(refuse(what(), "path", ep.path.display(), "names no file of the capsule"));
+            }
+        }
+        Ok(())
     }
 
     fn check_strings(&self) -> Result<(), ManifestError> {

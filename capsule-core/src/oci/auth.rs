@@ -137,7 +137,11 @@ pub fn fetch_token(
     creds: Option<&Credentials>,
 ) -> Result<String, OciError> {
     let fail = |reason: String| OciError::Auth { registry: registry.to_owned(), reason };
-    let mut req = agent.get(realm).query("scope", scope);
+    let left = super::deadline::left(super::deadline::deadline());
+    if left.is_zero() {
+        return Err(fail(format!("token service {realm}: the operation's deadline has passed")));
+    }
+    let mut req = agent.get(realm).query("scope", scope).timeout(left);
     if let Some(s) = service {
         req = req.query("service", s);
     }

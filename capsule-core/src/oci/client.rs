@@ -9,9 +9,10 @@
 
 use std::io::Read;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::auth::{self, Challenge, Credentials};
+use super::deadline;
 use super::layout::{MEDIA_OCI_MANIFEST, Sha256};
 use super::{OciError, Reference};
 
@@ -99,6 +100,25 @@ impl Client {
         Ok(value)
     }
 
+    fn deadline_error(&self, method: &'static str, url: &str) -> OciError {
+        OciError::Deadline {
+            registry: self.reference.registry.clone(),
+            reference: self.reference.to_string(),
+            method,
+            url: url.to_owned(),
+            secs: deadline::limit().as_secs(),
+        }
+    }
+
+    /// Wait `delay` before a retry if the deadline leaves room for it and another attempt.
+    fn wait_to_retry(deadline: Instant, delay: Duration) -> bool {
+        if deadline::left(deadline) <= delay + Duration::from_millis(100) {
+            return false;
+        }
+        std::thread::sleep(delay);
+        true
+    }
+
     /// The error for a 401 that the answer to the challenge got too.
     fn refused(&self, method: &'static str, url: &str) -> OciError {
         let reason = match &self.creds {
@@ -112,8 +132,12 @@ impl Client {
     }
 
     /// Send `method url` with `headers` and `body`; a 401 is answered once, and a second one is
-    /// an [`OciError::Auth`] naming the credentials. Returns any other response whatever its
-    /// status (callers decide which ones are fine).
+    /// an [`OciError::Auth`] naming the credentials. Transient failures (a connection refused,
+    /// reset or timed out; 429, 500, 502, 503, 504) are retried with exponential backoff
+    /// ([`deadline::backoff`], or the registry's `Retry-After`), up to [`deadline::ATTEMPTS`]
+    /// sends, within the operation's deadline, past which the request fails with
+    /// [`OciError::Deadline`]. Returns any other response whatever its status (callers decide
+    /// which ones are fine).
     pub fn send(
         &self,
         method: &'static str,
@@ -126,8 +150,15 @@ impl Client {
         let same_origin = url.starts_with(&format!("{}/", self.origin));
         let mut auth = if same_origin { self.current_auth() } else { None };
         let mut answered = false;
+        let deadline = deadline::deadline();
+        let mut attempt = 0u32;
         loop {
-            let mut req = self.agent.request(method, url);
+            attempt += 1;
+            let left = deadline::left(deadline);
+            if left.is_zero() {
+                return Err(self.deadline_error(method, url));
+            }
+            let mut req = self.agent.request(method, url).timeout(left);
             for (k, v) in headers {
                 req = req.set(k, v);
             }
@@ -148,9 +179,34 @@ impl Client {
             let resp = match result {
                 Ok(r) | Err(ureq::Error::Status(_, r)) => r,
                 Err(ureq::Error::Transport(t)) => {
-                    return Err(OciError::transport(method, url, t));
+                    if deadline::left(deadline).is_zero() {
+                        return Err(self.deadline_error(method, url));
+                    }
+                    let err = OciError::transport(method, url, t);
+                    let transient = matches!(&err, OciError::Transport { source, hint, .. }
+                        if hint.is_empty()
+                            && matches!(source.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Io));
+                    if transient
+                        && attempt < deadline::ATTEMPTS
+                        && Self::wait_to_retry(deadline, deadline::backoff(attempt))
+                    {
+                        tracing::debug!(method, url, attempt, error = %err, "retrying");
+                        continue;
+                    }
+                    return Err(err);
                 }
             };
+            if matches!(resp.status(), 429 | 500 | 502 | 503 | 504) && attempt < deadline::ATTEMPTS {
+                let asked = resp.header("retry-after").and_then(|s| s.trim().parse::<u64>().ok());
+                let delay = asked.map_or_else(
+                    || deadline::backoff(attempt),
+                    |s| Duration::from_secs(s).min(deadline::MAX_RETRY_AFTER),
+                );
+                if Self::wait_to_retry(deadline, delay) {
+                    tracing::debug!(method, url, attempt, status = resp.status(), "retrying");
+                    continue;
+                }
+            }
             if resp.status() == 401 && same_origin {
                 if answered {
                     return Err(self.refused(method, url));
@@ -232,20 +288,31 @@ impl Client {
         self.read_capped(resp, "the OCI manifest", limit)
     }
 
-    /// A reader over blob `digest` (unchecked: the caller hashes what it reads).
+    /// A reader over blob `digest` (unchecked: the caller hashes what it reads), which fails
+    /// once the operation's deadline has passed.
     pub fn get_blob(&self, digest: &Sha256) -> Result<Box<dyn Read + Send>, OciError> {
         let url = self.url(&format!("blobs/{digest}"));
         let resp = self.send("GET", &url, &[], None)?;
         if resp.status() != 200 {
             return Err(Self::status_error("GET", &url, resp));
         }
-        Ok(resp.into_reader())
+        Ok(Box::new(self.bounded(resp.into_reader())))
+    }
+
+    /// `inner`, failing past the operation's deadline with an error naming the registry.
+    fn bounded<R: Read>(&self, inner: R) -> deadline::Reader<R> {
+        deadline::Reader {
+            inner,
+            deadline: deadline::deadline(),
+            registry: self.reference.registry.clone(),
+            reference: self.reference.to_string(),
+        }
     }
 
     /// Read a whole body of at most `limit` bytes; more is an error, not a truncation.
     fn read_capped(&self, resp: ureq::Response, what: &str, limit: u64) -> Result<Vec<u8>, OciError> {
         let mut out = Vec::new();
-        resp.into_reader().take(limit + 1).read_to_end(&mut out).map_err(|source| OciError::Read {
+        self.bounded(resp.into_reader()).take(limit + 1).read_to_end(&mut out).map_err(|source| OciError::Read {
             what: what.to_owned(),
             reference: self.reference.to_string(),
             source,

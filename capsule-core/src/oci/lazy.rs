@@ -135,6 +135,7 @@ fn load(path: &Path) -> Result<Option<Arc<Loaded>>, OciError> {
 /// Bring blob `digest` into the store from the remote that a record says has it. The caller
 /// found it missing. `MissingBlob` when no record covers it.
 pub fn fetch_missing(store: &Store, digest: &Digest) -> Result<(), OciError> {
+    let _op = super::deadline::Operation::start();
     let Ok(rd) = fs::read_dir(dir(store)) else {
         return Err(StoreError::MissingBlob { digest: *digest }.into());
     };
@@ -187,6 +188,7 @@ pub fn fetch(store: &Store, r: &CapsuleRef, progress: &dyn Progress) -> Result<F
         });
     };
     let reference: Reference = rec.reference.parse()?;
+    let _op = super::deadline::Operation::start();
     let client = Client::new(&reference, rec.plain_http, false);
     let _lock = StoreLock::shared(store)?;
     let wanted: Vec<_> = blobs.iter().filter(|d| !store.has_blob(d)).collect();

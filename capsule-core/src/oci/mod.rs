@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod deadline;
 pub mod layout;
 pub mod lazy;
 pub mod pull;
@@ -67,6 +68,23 @@ pub enum OciError {
         status: u16,
         /// The start of the registry's error body.
         detail: String,
+    },
+    /// A registry operation did not finish within its deadline ([`deadline`]).
+    #[error(
+        "registry {registry} did not complete {method} {url} for {reference} within the deadline of {secs} s \
+         (CAPSULE_REGISTRY_TIMEOUT sets it)"
+    )]
+    Deadline {
+        /// `host[:port]`.
+        registry: String,
+        /// The reference.
+        reference: String,
+        /// The request under way.
+        method: &'static str,
+        /// Its URL.
+        url: String,
+        /// The limit, in seconds.
+        secs: u64,
     },
     /// Authentication was refused or the token service failed.
     #[error("registry {registry} refused authentication: {reason}")]

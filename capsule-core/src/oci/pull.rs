@@ -206,6 +206,7 @@ pub fn pull(
     opts: PullOptions,
     progress: &dyn Progress,
 ) -> Result<PullSummary, OciError> {
+    let _op = super::deadline::Operation::start();
     let client = Client::new(reference, opts.plain_http, false);
     let remote = fetch_meta(&client)?;
     let capsule = name

@@ -171,6 +171,7 @@ pub fn push(
         return Err(OciError::PushByDigest { reference: reference.to_string() });
     };
     let plan = plan(store, r, progress)?;
+    let _op = super::deadline::Operation::start();
     let client = Client::new(reference, plain_http, true);
     let total: u64 = plan.map.entries.iter().map(|e| e.stored).sum();
     progress.start("pushing", Some(total));

@@ -27,10 +27,7 @@ fn adopt(fd: RawFd, want: libc::mode_t) -> io::Result<OwnedFd> {
     // process owns it: it was inherited across exec and is named once on the command line.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // Close it in anything this process starts from now on.
-    nix::fcntl::fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&owned),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )?;
+    nix::fcntl::fcntl(&owned, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
     Ok(owned)
 }
 

@@ -92,7 +92,7 @@ impl Sandbox {
             .write(true)
             .open(&lock_path)
             .map_err(RunError::io("failed to open", &lock_path))?;
-        fs2::FileExt::lock_exclusive(&lock).map_err(RunError::io("failed to lock", &lock_path))?;
+        lock.lock().map_err(RunError::io("failed to lock", &lock_path))?;
         match current(&stamp) {
             Some(true) => return Ok(()),
             Some(false) => drop_pristine(&self.tree, &self.cache_dir())?,

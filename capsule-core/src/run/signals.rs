@@ -108,7 +108,7 @@ impl Caught {
             }
             let socket_ready = fds.get(1).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
             let mut buf = [0u8; 64];
-            while let Ok(n @ 1..) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
+            while let Ok(n @ 1..) = nix::unistd::read(&self.read, &mut buf) {
                 for &b in &buf[..n] {
                     if let Ok(sig) = Signal::try_from(i32::from(b))
                         && FORWARDED.contains(&sig)

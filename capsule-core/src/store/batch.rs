@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use super::blob::sync_dir;
@@ -69,7 +68,7 @@ impl<'s> BlobBatch<'s> {
             Some(_) => {
                 let tmp = self.store.root().join("tmp");
                 let dir = File::open(&tmp).map_err(StoreError::io("failed to open", &tmp))?;
-                nix::unistd::syncfs(dir.as_raw_fd()).map_err(|e| StoreError::Io {
+                nix::unistd::syncfs(&dir).map_err(|e| StoreError::Io {
                     action: "failed to sync the filesystem of",
                     path: tmp,
                     source: e.into(),

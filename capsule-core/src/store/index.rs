@@ -16,7 +16,6 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use fs2::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::{CapsuleRef, Store, StoreError};
@@ -60,7 +59,7 @@ fn wait_for_lock(store: &Store) -> Result<File, StoreError> {
     let file = super::lock::open_lock_file(&path)?;
     let start = Instant::now();
     let mut delay = Duration::from_millis(2);
-    while file.try_lock_exclusive().is_err() {
+    while file.try_lock().is_err() {
         if start.elapsed() > WAIT {
             let waited_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
             return Err(StoreError::IndexBusy { path: store.root().join("index"), waited_ms });

@@ -5,8 +5,6 @@
 
 use std::fs::{File, OpenOptions};
 
-use fs2::FileExt;
-
 use super::{Store, StoreError};
 
 /// A held store lock; released on drop.
@@ -29,7 +27,7 @@ impl StoreLock {
     fn take(store: &Store, exclusive: bool) -> Result<StoreLock, StoreError> {
         let path = store.root().join("lock");
         let file = open_lock_file(&path)?;
-        let r = if exclusive { file.lock_exclusive() } else { file.lock_shared() };
+        let r = if exclusive { file.lock() } else { file.lock_shared() };
         r.map_err(StoreError::io("failed to lock", &path))?;
         Ok(StoreLock { _file: file })
     }

@@ -61,7 +61,7 @@ pub fn arm_in_shim(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::
         msg.extend_from_slice(&i.k.to_le_bytes());
     }
     (&parent).write_all(&msg)?;
-    let high = nix::fcntl::fcntl(child.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(1000))?;
+    let high = nix::fcntl::fcntl(&child, nix::fcntl::FcntlArg::F_DUPFD(1000))?;
     // SAFETY: F_DUPFD just returned this new descriptor (inheritable); nobody else owns it.
     let high = unsafe { OwnedFd::from_raw_fd(high) };
     cmd.env("CAPSULE_ARM", format!("{}:{}", high.as_raw_fd(), std::process::id()));
@@ -102,7 +102,7 @@ pub fn inheritable(path: &std::path::Path, dir: bool) -> io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = if dir { libc::O_PATH | libc::O_DIRECTORY } else { 0 };
     let f = std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path)?;
-    let high = nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD(1000))?;
+    let high = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_DUPFD(1000))?;
     // SAFETY: F_DUPFD just returned this new descriptor; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(high) })
 }
