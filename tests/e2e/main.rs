@@ -22,6 +22,7 @@ mod install;
 mod netns;
 mod oci;
 mod oci_tls;
+mod ownership;
 mod plan;
 mod redis;
 mod run;
