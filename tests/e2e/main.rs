@@ -23,6 +23,7 @@ mod install;
 mod netns;
 mod oci;
 mod oci_tls;
+mod ownership;
 mod plan;
 mod redis;
 mod run;

@@ -253,6 +253,10 @@ pub fn start(
     let path = program.path.as_path();
     // Before the program starts: `kill <capsule pid>` reaches it (docker's behaviour).
     let caught = run::signals::Caught::install().context("cannot set up signal forwarding")?;
+    // The run's orphans come to us, and we wait for them (run::lifetime).
+    if let Err(e) = run::lifetime::become_subreaper() {
+        tracing::warn!(error = %e, "not a subreaper: orphans of the run are not waited for");
+    }
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let socket = format!("capsule-{}-{nanos:x}", std::process::id());
@@ -292,6 +296,8 @@ pub fn start(
     let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
     let mut cmd = Command::new(path);
     cmd.arg0(&program.argv0).args(&program.prefix).args(args);
+    // Killed with us, even by SIGKILL (run::lifetime).
+    run::lifetime::die_with_launcher(&mut cmd);
     let server = match (&netns, &opts.netns) {
         (Some(ns), _) => {
             ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
@@ -421,27 +427,30 @@ pub fn start(
         let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
         let identity = prepared.identity.clone();
         let server = server.take();
-        std::thread::spawn(move || {
-            run::signals::keep_off_this_thread();
-            let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
-            let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
-            let mut sup = match sup {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("capsule: error: cannot start the seccomp supervisor: {e}");
-                    return;
+        let thread = std::thread::Builder::new().name("capsule-supervisor".into());
+        thread
+            .spawn(move || {
+                run::signals::keep_off_this_thread();
+                let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
+                let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
+                let mut sup = match sup {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("capsule: error: cannot start the seccomp supervisor: {e}");
+                        return;
+                    }
+                };
+                if let Some(rec) = record {
+                    sup.record_into(rec);
                 }
-            };
-            if let Some(rec) = record {
-                sup.record_into(rec);
-            }
-            let _ = stats_tx.send(sup.stats());
-            match server.map(Listening::server) {
-                Some(Ok(server)) => server.serve(Some(sup)),
-                Some(Err(e)) => eprintln!("capsule: error: no materialiser: {e:#}"),
-                None => {}
-            }
-        });
+                let _ = stats_tx.send(sup.stats());
+                match server.map(Listening::server) {
+                    Some(Ok(server)) => server.serve(Some(sup)),
+                    Some(Err(e)) => eprintln!("capsule: error: no materialiser: {e:#}"),
+                    None => {}
+                }
+            })
+            .context("cannot start the supervisor's thread")?;
     }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
@@ -455,7 +464,7 @@ pub fn start(
         Err(e) => return Err(e).with_context(|| format!("cannot start {entry}")),
     };
     // A plan left for later: prepared again beside the program, not before it.
-    let replan = replan.map(std::thread::spawn);
+    let replan = replan.and_then(|job| std::thread::Builder::new().spawn(job).ok());
     // Without tier 2, this thread serves the materialiser's socket while it waits: early
     // connections wait in the socket's backlog, and a run that needs nothing materialised
     // starts no thread at all.
@@ -588,6 +597,10 @@ impl RunShape {
 /// capsule is loaded then), pass signals on, and return its status as `run` does.
 pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
     let caught = run::signals::Caught::install().context("cannot set up signal forwarding")?;
+    // The front end made this process a subreaper before its fork; a second time is harmless.
+    if let Err(e) = run::lifetime::become_subreaper() {
+        tracing::warn!(error = %e, "not a subreaper: orphans of the run are not waited for");
+    }
     // Signals that came since the fork were held (blocked); they are delivered now.
     run::attach::set_mask(a.mask);
     let listener = run::attach::listener(a.listen_fd).context("no materialiser socket from the front end");

@@ -6,6 +6,10 @@
 //! same content can put a good copy back. Exit 1 while any capsule stays damaged. Blobs of a
 //! lazily pulled capsule that are still in the registry are "not fetched", not damage: they
 //! are counted (`not_fetched`) and not checked.
+//!
+//! Without NAME the cache is checked too: every `cache/xx/<digest>-<mode>-<mtime>` file must
+//! hash to its digest and keep the mode it was materialised with. `--repair` removes a
+//! damaged cache file and every sandbox's link to it (the next open materialises it again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -83,7 +87,34 @@ pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
         }
         problems.push(Problem { what: err.to_string(), digest: Some(digest), used_by });
     }
-    report(out, &problems, &repaired, refs.len(), blobs.len(), not_fetched.len())?;
+    let mut cache_files = 0;
+    if v.name.is_none() {
+        let (damaged, checked) = capsule_core::run::materialize::check_cache(store)?;
+        cache_files = checked;
+        for d in &damaged {
+            let used_by = users(store, &d.digest, &names);
+            problems.push(Problem {
+                what: format!("cache file {}: {}", d.path.display(), d.why),
+                digest: Some(d.digest),
+                used_by,
+            });
+        }
+        if v.repair && !damaged.is_empty() {
+            let n = capsule_core::run::materialize::remove_damaged(store, &damaged)?;
+            repaired.push(format!(
+                "removed {} damaged cache files and their sandbox links ({n} names); the next open materialises them again",
+                damaged.len()
+            ));
+            // Removed, so no longer damage.
+            problems.retain(|p| !p.what.starts_with("cache file "));
+        }
+    }
+    report(
+        out,
+        &problems,
+        &repaired,
+        Counts { capsules: refs.len(), blobs: blobs.len(), cache_files, not_fetched: not_fetched.len() },
+    )?;
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -121,20 +152,22 @@ fn quarantine(store: &Store, digest: &Digest, repaired: &mut Vec<String>) {
     }
 }
 
-fn report(
-    out: Output,
-    problems: &[Problem],
-    repaired: &[String],
+/// What was checked.
+struct Counts {
     capsules: usize,
     blobs: usize,
+    cache_files: usize,
     not_fetched: usize,
-) -> Result<()> {
+}
+
+fn report(out: Output, problems: &[Problem], repaired: &[String], counts: Counts) -> Result<()> {
+    let Counts { capsules, blobs, cache_files, not_fetched } = counts;
     if out.json {
         let p: Vec<_> = problems
             .iter()
             .map(|p| json!({ "problem": p.what, "digest": p.digest.map(|d| d.to_hex()), "used_by": p.used_by }))
             .collect();
-        return out.print_json(&json!({ "ok": problems.is_empty(), "capsules": capsules, "blobs": blobs, "problems": p, "repaired": repaired, "not_fetched": not_fetched }));
+        return out.print_json(&json!({ "ok": problems.is_empty(), "capsules": capsules, "blobs": blobs, "cache_files": cache_files, "problems": p, "repaired": repaired, "not_fetched": not_fetched }));
     }
     for r in repaired {
         eprintln!("repaired: {r}");
@@ -144,7 +177,7 @@ fn report(
         eprintln!("damaged: {} (used by {users})", p.what);
     }
     if problems.is_empty() {
-        out.info(format!("ok: {capsules} capsules, {blobs} blobs verified"));
+        out.info(format!("ok: {capsules} capsules, {blobs} blobs, {cache_files} cache files verified"));
     }
     if not_fetched > 0 {
         out.info(format!("{not_fetched} blobs of lazily pulled capsules are not fetched yet (`capsule fetch NAME`)"));

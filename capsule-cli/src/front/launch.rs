@@ -332,8 +332,12 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     let mut old_mask = 0u64;
     let held = HELD;
     sys4(sys::RT_SIGPROCMASK, 0 /* SIG_BLOCK */, (&raw const held) as usize, (&raw mut old_mask) as usize, 8);
+    // The run's lifetime (capsule_core::run::lifetime): orphans come to us, and the program
+    // dies with us.
+    sys2(sys::PRCTL, PR_SET_CHILD_SUBREAPER, 1);
     let child = sys1(sys::FORK, 0);
     if child == 0 {
+        die_with_parent(pid as usize);
         sys1(sys::CLOSE, listener);
         sys1(sys::CLOSE, status_r);
         sys4(sys::RT_SIGPROCMASK, 2 /* SIG_SETMASK */, (&raw const old_mask) as usize, 0, 8);
@@ -376,6 +380,18 @@ fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
         }
     }
     Some(rs)
+}
+
+const PR_SET_PDEATHSIG: usize = 1;
+const PR_SET_CHILD_SUBREAPER: usize = 36;
+const SIGKILL: usize = 9;
+
+/// In the forked child: SIGKILL when the launcher (`parent`) dies; at once if it already has.
+fn die_with_parent(parent: usize) {
+    sys2(sys::PRCTL, PR_SET_PDEATHSIG, SIGKILL);
+    if sys1(sys::GETPPID, 0) as usize != parent {
+        sys2(sys::KILL, sys1(sys::GETPID, 0) as usize, SIGKILL);
+    }
 }
 
 /// What `run-attached` is told.

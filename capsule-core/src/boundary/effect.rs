@@ -56,6 +56,25 @@ pub trait Tier {
     fn host_kind(&mut self, abs: &CStr) -> Option<u32>;
 }
 
+/// Make tree file `rel` private (copy it up) unless it is already: `Err(EIO)` when that
+/// cannot be done (the materialiser failed, or is gone with its launcher), so that a call
+/// about to change the file never goes on to a pristine one, whose inode is the shared
+/// cache's.
+#[inline]
+pub fn make_private(t: &mut impl Tier, rel: &CStr) -> Result<(), i32> {
+    if t.private(rel) || t.materialise(OP_COPY_UP, rel) == 0 || t.private(rel) { Ok(()) } else { Err(libc::EIO) }
+}
+
+/// Copy write-copy host path `rel` into the tree (or mirror its directories, for a new name):
+/// `Err(EIO)` when the materialiser cannot.
+#[inline]
+fn copy_in(t: &mut impl Tier, rel: &CStr) -> Result<(), i32> {
+    match t.materialise(OP_COPY_UP, rel) {
+        0 => Ok(()),
+        _ => Err(libc::EIO),
+    }
+}
+
 /// Whether open flags may modify the file.
 #[inline]
 pub fn writes(flags: i32) -> bool {
@@ -107,19 +126,19 @@ pub fn read<T>(
 }
 
 /// Prepare tree path `rel` (capsule entry `entry`) for an open with `flags`: a capsule file
-/// opened to change it (or with O_CREAT) is made private first; a capsule directory opened to
-/// be listed gets its files linked first, so the listing is complete.
+/// opened to change it (or with O_CREAT) is made private first (EIO if it cannot be); a
+/// capsule directory opened to be listed gets its files linked first, so the listing is
+/// complete.
 #[inline]
-pub fn before_open(t: &mut impl Tier, rel: &CStr, entry: Option<Entry<'_>>, flags: i32) {
+pub fn before_open(t: &mut impl Tier, rel: &CStr, entry: Option<Entry<'_>>, flags: i32) -> Result<(), i32> {
     match entry {
-        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) && !t.private(rel) => {
-            let _ = t.materialise(OP_COPY_UP, rel);
-        }
+        Some(e) if e.kind == Kind::File && (writes(flags) || flags & libc::O_CREAT != 0) => make_private(t, rel),
         // Not for O_PATH (nothing is listed through it), which `*at` walks open by the dozen.
         Some(e) if e.needs_linking() && !writes(flags) && flags & (libc::O_CREAT | libc::O_PATH) == 0 => {
             let _ = t.materialise(OP_LINK_DIR, rel);
+            Ok(())
         }
-        _ => {}
+        _ => Ok(()),
     }
 }
 
@@ -137,20 +156,16 @@ pub fn open<T>(
         Place::Original => return None,
         Place::Deny(e) => Err(e),
         Place::Host(p) => call(At::Host(p), flags),
-        Place::Tree(rel, entry) => {
-            before_open(t, rel, entry, flags);
-            in_tree(t, entry, rel, || call(At::Tree(rel), flags))
-        }
-        Place::TreeThenHost(rel, _) if writes(flags) => {
-            let _ = t.materialise(OP_COPY_UP, rel);
-            call(At::Tree(rel), flags)
-        }
+        Place::Tree(rel, entry) => match before_open(t, rel, entry, flags) {
+            Ok(()) => in_tree(t, entry, rel, || call(At::Tree(rel), flags)),
+            Err(e) => Err(e),
+        },
+        Place::TreeThenHost(rel, _) if writes(flags) => copy_in(t, rel).and_then(|()| call(At::Tree(rel), flags)),
         Place::TreeThenHost(rel, abs) => match call(At::Tree(rel), flags & !libc::O_CREAT) {
             Err(libc::ENOENT) => {
                 // O_CREAT of a name neither side has: a new file, in the tree.
                 if flags & libc::O_CREAT != 0 && t.host_kind(abs).is_none() {
-                    let _ = t.materialise(OP_COPY_UP, rel);
-                    call(At::Tree(rel), flags)
+                    copy_in(t, rel).and_then(|()| call(At::Tree(rel), flags))
                 } else {
                     call(At::Host(abs), flags)
                 }
@@ -208,8 +223,11 @@ pub fn mutate(
         Place::Host(p) => call(At::Host(p)),
         Place::Tree(rel, entry) => {
             let is_file = entry.is_some_and(|e| e.kind == Kind::File);
-            if op == Op::Modify && is_file && !t.private(rel) {
-                let _ = t.materialise(OP_COPY_UP, rel);
+            if op == Op::Modify
+                && is_file
+                && let Err(e) = make_private(t, rel)
+            {
+                return Some(Err(e));
             }
             let mut r = call(At::Tree(rel));
             if op.removes() && entry.is_some() {
@@ -222,10 +240,7 @@ pub fn mutate(
             }
             r
         }
-        Place::TreeThenHost(rel, _) if !op.removes() => {
-            let _ = t.materialise(OP_COPY_UP, rel);
-            call(At::Tree(rel))
-        }
+        Place::TreeThenHost(rel, _) if !op.removes() => copy_in(t, rel).and_then(|()| call(At::Tree(rel))),
         Place::TreeThenHost(rel, abs) => {
             let r = call(At::Tree(rel));
             let dir = t.host_kind(abs).map(|k| k == libc::S_IFDIR);
@@ -291,10 +306,13 @@ pub fn two(
     Some(match (s1, s2) {
         ((Side::Orig, ..), (Side::Orig, ..)) => return None,
         ((Side::At(At::Tree(r1)), true, k1, host1), (s2, true, ..)) => {
+            // A capsule file under a new name must not share the cache's inode.
             if k1 == Some(Kind::File) {
-                let _ = t.materialise(if is_rename { OP_COPY_UP } else { OP_LINK }, r1);
-                if !is_rename && !t.private(r1) {
-                    let _ = t.materialise(OP_COPY_UP, r1);
+                if !is_rename {
+                    let _ = t.materialise(OP_LINK, r1);
+                }
+                if let Err(e) = make_private(t, r1) {
+                    return Some(Err(e));
                 }
             }
             let r = step(Step::Call(Side::At(At::Tree(r1)), s2));
@@ -330,7 +348,7 @@ fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<SideOf<'b>, i32> {
         Place::Host(h) => (Side::At(At::Host(h)), false, None, None),
         Place::Tree(rel, e) => (Side::At(At::Tree(rel)), true, e.map(|e| e.kind), None),
         Place::TreeThenHost(rel, abs) => {
-            let _ = t.materialise(OP_COPY_UP, rel);
+            copy_in(t, rel)?;
             (Side::At(At::Tree(rel)), true, None, Some(abs))
         }
     })

@@ -261,4 +261,48 @@ mod effects {
         });
         assert_eq!(r, Some(Ok(4)));
     }
+
+    /// A pristine capsule file shares the cache's inode: when the materialiser cannot copy it
+    /// up (it failed, or died with its launcher), every call that would change the file fails
+    /// with EIO and is never made on it.
+    #[test]
+    fn a_capsule_file_that_cannot_be_copied_up_is_never_changed() {
+        use crate::view::{Entry, Kind};
+        let rel = CString::new("opt/app/data").unwrap();
+        let entry = Entry { index: 0, path: b"opt/app/data", target: b"", kind: Kind::File, flags: 0, mode: 0o644 };
+        let place = Place::Tree(&rel, Some(entry));
+        let gone = || FakeTier { answer: libc::EIO, ..FakeTier::default() };
+        let mut made = 0;
+        for flags in [libc::O_WRONLY, libc::O_RDWR | libc::O_APPEND, libc::O_RDONLY | libc::O_TRUNC, libc::O_CREAT] {
+            let r = effect::open(&mut gone(), &place, flags, |_, _| {
+                made += 1;
+                Ok(3)
+            });
+            assert_eq!(r, Some(Err(libc::EIO)), "open with flags {flags:#o}");
+        }
+        let r = effect::mutate(&mut gone(), &place, Op::Modify, |_| {
+            made += 1;
+            Ok(())
+        });
+        assert_eq!(r, Some(Err(libc::EIO)), "chmod, chown, truncate, utimensat, setxattr");
+        let (to, _) = wc("opt/app/other");
+        let new = Place::Tree(&to, None);
+        for is_rename in [true, false] {
+            let r = effect::two(&mut gone(), &place, &new, is_rename, |_| {
+                made += 1;
+                Ok(())
+            });
+            assert_eq!(r, Some(Err(libc::EIO)), "rename: {is_rename}");
+        }
+        assert_eq!(made, 0, "a call went on to the pristine file");
+        // A read still works (and asks nothing but a link).
+        let mut t = gone();
+        let r = effect::open(&mut t, &place, libc::O_RDONLY, |_, _| Ok(3));
+        assert_eq!(r, Some(Ok(3)));
+        assert!(t.asked.is_empty());
+        // With the materialiser there, the write goes on after the copy-up.
+        let mut t = FakeTier::default();
+        let r = effect::open(&mut t, &place, libc::O_WRONLY, |_, _| Ok(3));
+        assert_eq!((r, t.asked), (Some(Ok(3)), vec![(OP_COPY_UP, "opt/app/data".to_owned())]));
+    }
 }

@@ -53,7 +53,7 @@ fn record_path(store: &Store, manifest: &Digest) -> PathBuf {
 /// Write the record for capsule manifest `manifest`, atomically and durably.
 pub fn write_record(store: &Store, manifest: &Digest, rec: &RemoteRecord) -> Result<(), OciError> {
     let d = dir(store);
-    fs::create_dir_all(&d).map_err(StoreError::io("failed to create", &d))?;
+    crate::store::private_dir(&d).map_err(StoreError::io("failed to create", &d))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".remote-")
         .tempfile_in(&d)

@@ -73,11 +73,12 @@ pub fn project(store: &Store, sandbox: &Sandbox, m: &Manifest, shared: &[&Manife
         let dest = sandbox.tree().join(Path::new(&String::from_utf8_lossy(rel.as_bytes()).into_owned()));
         let (source, mode) = match m.get(&rel) {
             Some(e @ crate::manifest::Entry { kind: EntryKind::File { digest, .. }, .. }) => {
-                (materialize::ensure_cache(store, digest, e)?, e.mode & 0o7777)
+                (materialize::ensure_cache(store, digest, e)?, materialize::file_mode(e.mode))
             }
             _ => {
                 let host = Path::new(abs);
-                let mode = fs::metadata(host).map(|md| md.permissions().mode() & 0o7777).unwrap_or(0o644);
+                let mode =
+                    fs::metadata(host).map(|md| materialize::file_mode(md.permissions().mode())).unwrap_or(0o644);
                 (host.to_owned(), mode)
             }
         };

@@ -17,6 +17,24 @@ use crate::digest::{Digest, HashingWriter};
 use crate::manifest::{Entry, EntryKind, Manifest, RelPath};
 use crate::store::{Store, StoreError};
 
+/// The permission bits capsule gives a file it materialises (cache files, copy-ups, seeded
+/// state, edited configuration files): no set-uid, set-gid or sticky bit, and never
+/// writable by others, whatever the capsule or the host file says. A capsule run by root
+/// leaves no set-id file, and no cache file another process could change.
+pub fn file_mode(mode: u32) -> u32 {
+    mode & 0o775
+}
+
+/// The permission bits capsule gives a directory it makes in a sandbox tree or state
+/// directory (the skeleton, the host's directories mirrored): no set-id bits, and writable
+/// by others only with the sticky bit (`/tmp`'s 1777), which the store's 0700 root keeps to
+/// the run's own processes (those that changed user reach the tree through an inherited
+/// descriptor, and need it as on the host).
+pub fn dir_mode(mode: u32) -> u32 {
+    let m = mode & 0o1777;
+    if m & 0o1000 != 0 { m } else { m & !0o002 }
+}
+
 /// The cache file for content `digest` with permission bits `mode` and mtime `e`.
 pub fn cache_path(store: &Store, digest: &Digest, e: &Entry) -> PathBuf {
     let hex = digest.to_hex();
@@ -35,7 +53,7 @@ pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf
         crate::oci::lazy::fetch_missing(store, digest)?;
     }
     let dir = path.parent().map(Path::to_owned).unwrap_or_default();
-    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    crate::store::private_dir(&dir).map_err(RunError::io("failed to create", &dir))?;
     let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(RunError::io("failed to create a file in", &dir))?;
     let mut w = HashingWriter::new(BufWriter::new(tmp.as_file()));
     let undecodable = |e: io::Error| StoreError::Undecodable { digest: *digest, reason: e.to_string() };
@@ -70,7 +88,7 @@ pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf
 fn set_meta(f: &File, e: &Entry) -> io::Result<()> {
     // Never set-id: a capsule's set-uid-root file materialised by root would be one on the
     // host (issue 16).
-    f.set_permissions(fs::Permissions::from_mode(e.mode & 0o1777))?;
+    f.set_permissions(fs::Permissions::from_mode(file_mode(e.mode)))?;
     // Any mtime a valid manifest may hold: out of range is the epoch, never a panic.
     let secs = u64::try_from(e.mtime).unwrap_or(0);
     let t = UNIX_EPOCH
@@ -140,7 +158,7 @@ pub fn mirror_dirs(tree: &Path, dir: &[u8]) -> Result<(), RunError> {
         if let Ok(host) = fs::metadata(Path::new("/").join(rel))
             && host.is_dir()
         {
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(host.mode() & 0o7777));
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(dir_mode(host.mode())));
             let _ = std::os::unix::fs::lchown(&dest, Some(host.uid()), Some(host.gid()));
         }
     }
@@ -207,9 +225,9 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
             // The host file's owner where we may (as root), as for directories; before the
             // mode, since chown clears set-id bits.
             let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid()));
-            // Set-id bits dropped, as for capsule files.
+            // Set-id and others' write bits dropped, as for capsule files.
             tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(meta.mode() & 0o1777))
+                .set_permissions(fs::Permissions::from_mode(file_mode(meta.mode())))
                 .map_err(RunError::io("failed to set mode of", tmp.path()))?;
         }
     }
@@ -219,6 +237,97 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         source: err.error,
     })?;
     Ok(true)
+}
+
+/// A cache file whose content or mode is not what its name says.
+#[derive(Debug)]
+pub struct DamagedCache {
+    /// The cache file.
+    pub path: PathBuf,
+    /// The content it should hold.
+    pub digest: Digest,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// Check every file of the store's cache (`cache/xx/<digest>-<mode>-<mtime>.<nsec>`): its
+/// content must hash to its digest and its permission bits be the ones materialisation gives
+/// ([`file_mode`]). A program that wrote through a tree's hardlink (outside both tiers, or
+/// outliving its launcher) changed every capsule with that content: this is how it shows.
+/// Returns the damaged files and how many were checked.
+pub fn check_cache(store: &Store) -> Result<(Vec<DamagedCache>, usize), RunError> {
+    let cache = store.root().join("cache");
+    let mut damaged = Vec::new();
+    let mut checked = 0;
+    let Ok(dirs) = fs::read_dir(&cache) else { return Ok((damaged, 0)) };
+    for dir in dirs.flatten() {
+        let Ok(files) = fs::read_dir(dir.path()) else { continue };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let Some(name) = name.to_str().filter(|n| !n.starts_with('.')) else { continue };
+            let path = f.path();
+            let mut parts = name.splitn(3, '-');
+            let (Some(Ok(digest)), Some(Ok(mode))) =
+                (parts.next().map(str::parse::<Digest>), parts.next().map(|m| u32::from_str_radix(m, 8)))
+            else {
+                continue;
+            };
+            checked += 1;
+            let why = match fs::File::open(&path) {
+                Err(e) => Some(format!("cannot be read: {e}")),
+                Ok(mut file) => {
+                    let mut w = HashingWriter::new(io::sink());
+                    match io::copy(&mut file, &mut w) {
+                        Err(e) => Some(format!("cannot be read: {e}")),
+                        Ok(_) => {
+                            let (actual, _) = w.digest();
+                            let bits = file.metadata().map(|m| m.mode() & 0o7777).unwrap_or(0);
+                            if actual != digest {
+                                Some(format!("content changed (now {actual})"))
+                            } else if bits != file_mode(mode) {
+                                Some(format!("mode changed to {bits:o} (materialised {:o})", file_mode(mode)))
+                            } else {
+                                None
+                            }
+                        }
+                    }
+                }
+            };
+            if let Some(why) = why {
+                damaged.push(DamagedCache { path, digest, why });
+            }
+        }
+    }
+    damaged.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((damaged, checked))
+}
+
+/// Remove damaged cache files, and every sandbox tree's link to them (a pristine file shares
+/// the cache's inode): the next open materialises the content again from its blob. How many
+/// names were removed.
+pub fn remove_damaged(store: &Store, damaged: &[DamagedCache]) -> Result<usize, RunError> {
+    let inodes: std::collections::HashSet<(u64, u64)> =
+        damaged.iter().filter_map(|d| fs::symlink_metadata(&d.path).ok().map(|m| (m.dev(), m.ino()))).collect();
+    let mut removed = 0;
+    for d in damaged {
+        fs::remove_file(&d.path).map_err(RunError::io("failed to remove", &d.path))?;
+        removed += 1;
+    }
+    let Ok(sandboxes) = fs::read_dir(store.root().join("sandboxes")) else { return Ok(removed) };
+    let mut stack: Vec<PathBuf> = sandboxes.flatten().map(|s| s.path().join("root")).collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && inodes.contains(&(m.dev(), m.ino())) {
+                fs::remove_file(e.path()).map_err(RunError::io("failed to remove", e.path()))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -250,6 +359,9 @@ mod tests {
         let path = ensure_cache(&store, &digest, &entry(4096, digest, 0o6755, i64::MAX)).unwrap();
         let meta = fs::metadata(&path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        let open = ensure_cache(&store, &digest, &entry(4096, digest, 0o7777, 0)).unwrap();
+        assert_eq!(fs::metadata(&open).unwrap().permissions().mode() & 0o7777, 0o775, "no set-id, sticky or o+w");
+        assert_eq!((dir_mode(0o1777), dir_mode(0o0777), dir_mode(0o2775)), (0o1777, 0o775, 0o775));
         let bomb = ensure_cache(&store, &digest, &entry(7, digest, 0o644, 0)).unwrap_err().to_string();
         assert!(bomb.contains(&digest.to_hex()[..12]) && bomb.contains("more than the 7 bytes"), "{bomb}");
     }

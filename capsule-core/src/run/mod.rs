@@ -16,8 +16,10 @@ pub mod config;
 pub mod confine;
 pub mod exec;
 pub mod identity;
+pub mod lifetime;
 pub mod materialize;
 pub mod netns;
+pub mod peer;
 pub mod planner;
 pub mod sandbox;
 mod server;
@@ -302,7 +304,7 @@ pub fn prepare_with(
 /// Write view bytes under their digest (reused when identical), atomically.
 fn write_view(store: &Store, bytes: &[u8]) -> Result<PathBuf, RunError> {
     let dir = store.root().join("views");
-    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    crate::store::private_dir(&dir).map_err(RunError::io("failed to create", &dir))?;
     let path = dir.join(format!("{}.view", Digest::of(bytes).to_hex()));
     if !path.exists() {
         materialize::write_atomic(&path, bytes, None)?;

@@ -141,7 +141,7 @@ pub fn write(
         return Ok(Written::NotPlannable);
     }
     let dir = store.root().join("plans");
-    fs::create_dir_all(&dir).map_err(RunError::io("failed to create", &dir))?;
+    crate::store::private_dir(&dir).map_err(RunError::io("failed to create", &dir))?;
     prune(&dir, KEEP);
     let name = plan::file_name(launch.key.1);
     let path = dir.join(std::ffi::OsStr::from_bytes(&name));

@@ -50,7 +50,16 @@ impl Sandbox {
     pub fn open(store: &Store, name: &str) -> Result<Sandbox, RunError> {
         let dir = store.root().join("sandboxes").join(name);
         let tree = dir.join("root");
-        fs::create_dir_all(&tree).map_err(RunError::io("failed to create sandbox", &tree))?;
+        // The sandbox's own directory is private; the tree mirrors the host's root (0755) for
+        // the run's processes that change user, which reach it through an inherited descriptor.
+        if !tree.is_dir() {
+            crate::store::private_dir(&dir).map_err(RunError::io("failed to create sandbox", &dir))?;
+            match fs::create_dir(&tree) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(RunError::Io { action: "failed to create sandbox", path: tree, source: e }),
+            }
+        }
         Ok(Sandbox { dir, tree })
     }
 
@@ -112,7 +121,7 @@ impl Sandbox {
                 EntryKind::Dir => {
                     fs::create_dir_all(&host).map_err(RunError::io("failed to create", &host))?;
                     // The owner must be able to add files (lazy links, copy-ups).
-                    let perm = fs::Permissions::from_mode((e.mode & 0o7777) | 0o700);
+                    let perm = fs::Permissions::from_mode(super::materialize::dir_mode(e.mode) | 0o700);
                     fs::set_permissions(&host, perm).map_err(RunError::io("failed to set mode of", &host))?;
                 }
                 EntryKind::Symlink { target } => {

@@ -5,7 +5,14 @@
 //! connection: `op: u8 · len: u16 LE · path bytes` (no leading '/'); the reply is an errno as
 //! `i32 LE` (0 = done). Ops: 1 link (materialise), 2 copy-up (make private for writing),
 //! 3 whiteout (record a deletion), 4 link every file of a directory (before a listing).
-//! Requests are served one at a time, which also serialises concurrent first opens.
+//!
+//! Only the run's own processes are served ([`super::peer`]: the peer must descend from the
+//! launcher); any other connection is closed unanswered. Accepted connections go to a bounded
+//! pool of worker threads through a bounded queue, each with read and write timeouts, so a
+//! flood of idle connections neither starts a thread each nor holds the run up: a connection
+//! that finds the queue full is refused (closed), a worker that cannot be started is done
+//! without (the accepting thread answers itself), and `accept` failing for want of
+//! descriptors waits a moment and goes on.
 //!
 //! With tier 2 on, a second thread answers the seccomp supervisor's notifications
 //! ([`crate::supervisor`]); one [`Materialiser`] serves both tiers, so a file materialised for
@@ -17,7 +24,10 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::sandbox::Sandbox;
 use super::{RunError, materialize};
@@ -64,10 +74,34 @@ struct TreeState {
     linked: HashSet<RelPath>,
 }
 
+/// Worker threads at most: requests are first opens and copy-ups, a few of them slow (a blob
+/// fetched from a registry); more workers than this would only contend for the tree lock.
+const MAX_WORKERS: usize = 8;
+
+/// Accepted connections waiting for a worker at most; past this, new ones are refused.
+const QUEUE: usize = 1024;
+
+/// How long a connection may take to send its request, or to take its reply. A client writes
+/// its request right after `connect`; one that does not is stopped or hostile.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The materialiser's socket, served by `capsule run` while the program runs.
 pub struct Server {
     listener: UnixListener,
     mat: Shared,
+    pool: Pool,
+    /// This process: peers must descend from it.
+    launcher: u32,
+}
+
+/// The worker threads and their queue.
+struct Pool {
+    tx: SyncSender<UnixStream>,
+    rx: Arc<Mutex<Receiver<UnixStream>>>,
+    /// Workers started (the server is used from one thread).
+    started: std::cell::Cell<usize>,
+    /// Workers serving a connection right now.
+    busy: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -87,7 +121,14 @@ impl Server {
         let state = TreeState { deleted, linked: HashSet::new() };
         let live = sandbox.deletions();
         let mat = Materialiser { tree_lock: Mutex::new(state), store, manifest, sandbox, live };
-        Ok(Server { listener, mat: Shared(Arc::new(mat)) })
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let pool = Pool {
+            tx,
+            rx: Arc::new(Mutex::new(rx)),
+            started: std::cell::Cell::new(0),
+            busy: Arc::new(AtomicUsize::new(0)),
+        };
+        Ok(Server { listener, mat: Shared(Arc::new(mat)), pool, launcher: std::process::id() })
     }
 
     /// Serve until the process exits; with `sup`, its notifications too, on a thread of its
@@ -97,7 +138,7 @@ impl Server {
     pub fn serve(self, sup: Option<Supervisor>) {
         if let Some(mut sup) = sup {
             let mut mat = Shared(Arc::clone(&self.mat.0));
-            std::thread::spawn(move || {
+            let spawned = std::thread::Builder::new().name("capsule-supervisor".into()).spawn(move || {
                 super::signals::keep_off_this_thread();
                 loop {
                     match sup.serve_one(&mut mat) {
@@ -111,10 +152,17 @@ impl Server {
                     }
                 }
             });
+            if let Err(e) = spawned {
+                // The program's trapped calls then fail (ENOSYS once the listener closes); the
+                // materialiser still serves tier 1.
+                eprintln!("capsule: error: cannot start the seccomp supervisor's thread: {e}");
+            }
         }
-        for conn in self.listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            self.answer(conn);
+        loop {
+            match self.listener.accept() {
+                Ok((conn, _)) => self.dispatch(conn),
+                Err(e) => backoff(&e),
+            }
         }
     }
 
@@ -135,21 +183,81 @@ impl Server {
 
     /// Answer every connection waiting on a [`Server::polled`] socket, without blocking.
     pub fn accept_waiting(&self) {
-        while let Ok((conn, _)) = self.listener.accept() {
-            self.answer(conn);
+        loop {
+            match self.listener.accept() {
+                Ok((conn, _)) => self.dispatch(conn),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED)) => {}
+                Err(e) => {
+                    // Out of descriptors or memory: the connections wait in the backlog.
+                    backoff(&e);
+                    return;
+                }
+            }
         }
     }
 
-    /// One thread per request: each is a first open (or a copy-up), and a slow one (a blob
-    /// fetched from a registry) must not hold up the others. (Accepted sockets block, whatever
-    /// the listener: Linux does not pass O_NONBLOCK on.)
-    fn answer(&self, mut conn: UnixStream) {
-        let mat = Shared(Arc::clone(&self.mat.0));
-        std::thread::spawn(move || {
-            super::signals::keep_off_this_thread();
-            let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
-            let _ = conn.write_all(&errno.to_le_bytes());
-        });
+    /// One accepted connection: refused unless its peer is of this run, else queued for a
+    /// worker (one more is started when none is idle, up to [`MAX_WORKERS`]). Accepted sockets
+    /// block, whatever the listener: Linux does not pass O_NONBLOCK on.
+    fn dispatch(&self, conn: UnixStream) {
+        if !super::peer::of_this_run(&conn, self.launcher) {
+            tracing::debug!("materialiser: refused a connection from outside the run");
+            return;
+        }
+        if conn.set_read_timeout(Some(TIMEOUT)).is_err() || conn.set_write_timeout(Some(TIMEOUT)).is_err() {
+            return;
+        }
+        let pool = &self.pool;
+        let started = pool.started.get();
+        if started < MAX_WORKERS && pool.busy.load(Ordering::Relaxed) >= started {
+            let (rx, busy, mat) = (Arc::clone(&pool.rx), Arc::clone(&pool.busy), Shared(Arc::clone(&self.mat.0)));
+            let spawned =
+                std::thread::Builder::new().name("capsule-materialiser".into()).spawn(move || work(&rx, &busy, &mat));
+            match spawned {
+                Ok(_) => pool.started.set(started + 1),
+                Err(e) => tracing::debug!(error = %e, workers = started, "no new materialiser worker"),
+            }
+        }
+        if pool.started.get() == 0 {
+            // No worker could be started at all: answer here, bounded by the timeouts.
+            answer(&self.mat, conn);
+            return;
+        }
+        match pool.tx.try_send(conn) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                tracing::warn!("materialiser: {QUEUE} requests waiting; a connection was refused");
+            }
+        }
+    }
+}
+
+/// A worker: take connections from the queue and answer them, for the life of the process
+/// (workers never exit, so no child of the launcher sees its parent thread end).
+fn work(rx: &Mutex<Receiver<UnixStream>>, busy: &AtomicUsize, mat: &Shared) {
+    super::signals::keep_off_this_thread();
+    loop {
+        let next = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(conn) = next else { return };
+        busy.fetch_add(1, Ordering::Relaxed);
+        answer(mat, conn);
+        busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Read one request from `conn`, run it, reply.
+fn answer(mat: &Shared, mut conn: UnixStream) {
+    let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
+    let _ = conn.write_all(&errno.to_le_bytes());
+}
+
+/// After `accept` failed: a short pause unless it was only interrupted (out of descriptors or
+/// memory, the listener stays readable, and retrying at once would spin).
+fn backoff(e: &std::io::Error) {
+    if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED | libc::EAGAIN)) {
+        tracing::warn!(error = %e, "materialiser: cannot accept a connection now");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

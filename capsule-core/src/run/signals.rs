@@ -47,6 +47,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
 pub struct Caught {
     read: OwnedFd,
     _write: OwnedFd,
+    /// Wait for every child, not only the program (off in unit tests, whose process has the
+    /// children of other tests).
+    whole_run: bool,
 }
 
 impl Caught {
@@ -64,11 +67,12 @@ impl Caught {
             // the program has exited, and the process ends soon after).
             unsafe { nix::sys::signal::sigaction(*sig, &action) }?;
         }
-        Ok(Caught { read, _write: write })
+        Ok(Caught { read, _write: write, whole_run: true })
     }
 
-    /// Wait on this thread for `child` to exit, passing it every forwarded signal;
-    /// meanwhile `on_ready` runs whenever `socket` (a non-blocking listening socket) has
+    /// Wait on this thread for `child` to exit, and then for every other child of this process
+    /// (the run's orphans, which the launcher adopts as a subreaper: `run::lifetime`), passing
+    /// forwarded signals to the program (once it has exited, to those children); meanwhile `on_ready` runs whenever `socket` (a non-blocking listening socket) has
     /// connections waiting. No thread of its own, and none for the socket until a request
     /// comes.
     pub fn wait(
@@ -92,10 +96,18 @@ impl Caught {
         try_wait: &mut dyn FnMut() -> io::Result<Option<ExitStatus>>,
         mut socket: Option<(BorrowedFd<'_>, &mut dyn FnMut())>,
     ) -> io::Result<ExitStatus> {
-        let pid = Pid::from_raw(pid);
+        let mut status = None;
         loop {
-            // A SIGCHLD after this check is in the pipe and wakes the poll.
-            if let Some(status) = try_wait()? {
+            // A SIGCHLD after these checks is in the pipe and wakes the poll.
+            if status.is_none() {
+                status = try_wait()?;
+            }
+            // The run ends with its last process, not with the program (the launcher is a
+            // subreaper, run::lifetime): a daemon it started keeps its materialiser.
+            let others = self.whole_run && super::lifetime::reap_others(pid)?;
+            if let Some(status) = status
+                && !others
+            {
                 return Ok(status);
             }
             let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
@@ -113,7 +125,11 @@ impl Caught {
                     if let Ok(sig) = Signal::try_from(i32::from(b))
                         && FORWARDED.contains(&sig)
                     {
-                        let _ = nix::sys::signal::kill(pid, sig);
+                        // To the program, or once it has exited, to what is left of the run.
+                        let targets = if status.is_none() { vec![pid] } else { super::lifetime::children() };
+                        for p in targets {
+                            let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+                        }
                     }
                 }
             }
@@ -150,7 +166,8 @@ mod tests {
     /// reaches it and ends it with that signal's default action, and the wait returns.
     #[test]
     fn a_forwarded_term_ends_a_program_that_does_not_handle_it() {
-        let caught = Caught::install().unwrap();
+        let mut caught = Caught::install().unwrap();
+        caught.whole_run = false;
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let status = std::process::Command::new("grep")
             .args(["-E", "^SigBlk", &format!("/proc/{}/status", child.id())])

@@ -9,7 +9,7 @@
 //! blobs the store already has, are dropped before any of that.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::Path;
 
 use super::blob::sync_dir;
@@ -80,7 +80,7 @@ impl<'s> BlobBatch<'s> {
             let dest = self.store.blob_path(&s.digest);
             let Some(dir) = dest.parent() else { continue };
             if dirs.insert(dir.to_owned()) {
-                fs::create_dir_all(dir).map_err(StoreError::io("failed to create", dir))?;
+                super::private_dir(dir).map_err(StoreError::io("failed to create", dir))?;
             }
             s.path.persist(&dest).map_err(|e| StoreError::Io {
                 action: "failed to rename a blob to",

@@ -33,6 +33,13 @@ pub use usage::{CapsuleUsage, Usage};
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 
+/// Create directory `path` and its missing parents with mode 0700: what capsule makes in its
+/// store is the runner's alone.
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
 /// A capsule store rooted at one directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -40,11 +47,29 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open the store at `root`, creating its layout if needed.
+    /// Open the store at `root`, creating its layout if needed. The store is its owner's
+    /// alone: the root is made 0700 (an existing one of ours with group or other bits is
+    /// tightened), and so is every directory capsule makes in it ([`private_dir`]) but the
+    /// sandbox trees, which mirror the host's modes for the run's processes.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(StoreError::io("failed to create store directory", parent))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = fs::metadata(root).map_err(StoreError::io("failed to stat store directory", root))?;
+                if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+                    fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+                        .map_err(StoreError::io("failed to make private the store directory", root))?;
+                }
+            }
+            Err(e) => return Err(StoreError::io("failed to create store directory", root)(e)),
+        }
         for sub in ["blobs", "refs", "snapshots", "tmp"] {
             let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(StoreError::io("failed to create store directory", &p))?;
+            private_dir(&p).map_err(StoreError::io("failed to create store directory", &p))?;
         }
         Ok(Store { root: root.to_owned() })
     }

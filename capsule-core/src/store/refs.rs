@@ -61,7 +61,7 @@ impl Store {
     pub fn set_ref(&self, r: &CapsuleRef, digest: &Digest) -> Result<(), StoreError> {
         let path = self.ref_path(r);
         let dir = self.root.join("refs").join(&r.name);
-        fs::create_dir_all(&dir).map_err(StoreError::io("failed to create", &dir))?;
+        super::private_dir(&dir).map_err(StoreError::io("failed to create", &dir))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".ref-")
             .tempfile_in(&dir)

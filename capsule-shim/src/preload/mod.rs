@@ -343,6 +343,7 @@ fn init() {
         Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
         None => (c"CAPSULE_SOCKET=", &b""[..]),
     };
+    die_with_launcher(socket);
     let value = |name: &CStr, slot: usize, unset: &'static CStr| match env_entry(name, slot) {
         Some((e, at)) => (e, e.to_bytes().get(at..).unwrap_or_default()),
         None => (unset, &b""[..]),
@@ -383,6 +384,33 @@ fn init() {
     let published: *mut State = slot.write(st);
     STATE.store(published, Ordering::Release);
     READY.store(true, Ordering::Release);
+}
+
+/// A process whose parent is the run's launcher (the program, or an orphan the launcher
+/// adopted that then executed a program) dies with it: `PR_SET_PDEATHSIG(SIGKILL)`, as the
+/// launcher sets for the program it starts (capsule_core::run::lifetime). The launcher's pid
+/// is the one in the materialiser's socket name, `capsule-PID-…`.
+fn die_with_launcher(socket: &[u8]) {
+    let Some(digits) = socket.strip_prefix(b"capsule-") else { return };
+    let mut launcher: c_long = 0;
+    for &d in digits.iter().take_while(|d| d.is_ascii_digit()) {
+        launcher = launcher.saturating_mul(10).saturating_add(c_long::from(d - b'0'));
+    }
+    // SAFETY: getppid takes no arguments.
+    let parent = || unsafe { sys::raw(libc::SYS_getppid, 0, 0, 0, 0, 0, 0) };
+    if launcher <= 1 || parent() != launcher {
+        return;
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe { sys::raw(libc::SYS_prctl, libc::PR_SET_PDEATHSIG.into(), libc::SIGKILL.into(), 0, 0, 0, 0) };
+    if parent() != launcher {
+        // The launcher died before the prctl: nobody will signal us.
+        // SAFETY: integer arguments; getpid takes none.
+        unsafe {
+            let me = sys::raw(libc::SYS_getpid, 0, 0, 0, 0, 0, 0);
+            sys::raw(libc::SYS_kill, me, libc::SIGKILL.into(), 0, 0, 0, 0);
+        }
+    }
 }
 
 /// Where the tree descriptor lives: the lowest free number from [`HIGH_FD`], away from the

@@ -140,13 +140,13 @@ fn seed(store: &Store, m: &Manifest, root: &Path, prefix: &RelPath) -> Result<Pa
     if dest.is_dir() {
         return Ok(dest);
     }
-    fs::create_dir_all(root).map_err(RunError::io("failed to create", root))?;
+    crate::store::private_dir(root).map_err(RunError::io("failed to create", root))?;
     let tmp = tempfile::Builder::new()
         .prefix(".seed-")
         .tempdir_in(root)
         .map_err(RunError::io("failed to create a directory in", root))?;
     let top = tmp.path().join("state");
-    let mode = m.get(prefix).map_or(0o755, |e| e.mode & 0o7777);
+    let mode = m.get(prefix).map_or(0o755, |e| materialize::dir_mode(e.mode));
     fs::create_dir(&top).map_err(RunError::io("failed to create", &top))?;
     fs::set_permissions(&top, fs::Permissions::from_mode(mode))
         .map_err(RunError::io("failed to set the mode of", &top))?;
@@ -176,7 +176,8 @@ fn seed(store: &Store, m: &Manifest, root: &Path, prefix: &RelPath) -> Result<Pa
             let cache = materialize::ensure_cache(store, &digest, src)?;
             fs::copy(&cache, &dst).map_err(RunError::io("failed to copy into", &dst))?;
         }
-        fs::set_permissions(&dst, fs::Permissions::from_mode(e.mode & 0o7777))
+        let mode = if file.is_some() { materialize::file_mode(e.mode) } else { materialize::dir_mode(e.mode) };
+        fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
             .map_err(RunError::io("failed to set the mode of", &dst))?;
     }
     if let Some(parent) = dest.parent() {

@@ -25,7 +25,7 @@ use capsule_core::boundary::effect::{self, At, Tier};
 use capsule_core::boundary::{Place, place};
 use capsule_core::view::Entry;
 
-use super::client::{self, OP_COPY_UP};
+use super::client;
 use super::sys;
 use super::{Shim, State};
 use capsule_core::resolve::Intent;
@@ -128,12 +128,9 @@ pub fn at_fd<'b>(st: &State, at: At<'b>) -> (c_int, &'b CStr) {
 }
 
 /// Make tree file `rel` private before a write: a pristine link (shared with the cache) or a
-/// file not materialised yet is copied up by the materialiser.
-pub fn ensure_private(st: &State, rel: &CStr) {
-    let mut t = Effects(st);
-    if !t.private(rel) {
-        let _ = t.materialise(OP_COPY_UP, rel);
-    }
+/// file not materialised yet is copied up by the materialiser; `Err(EIO)` when it cannot be.
+pub fn ensure_private(st: &State, rel: &CStr) -> Result<(), c_int> {
+    effect::make_private(&mut Effects(st), rel)
 }
 
 /// Run `op` against the tree; when it fails with ENOENT on a capsule file not materialised

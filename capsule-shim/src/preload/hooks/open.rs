@@ -277,8 +277,15 @@ unsafe fn freopen_common(
         Route::Original => path,
         Route::Host(p) => p.as_ptr(),
         Route::Tree(rel, entry) if tree.push(st.tree).is_ok() => {
-            if entry.is_some_and(|e| e.kind == Kind::File) {
-                ensure_private(st, rel);
+            // SAFETY: `mode` is freopen's NUL-terminated mode string (or null).
+            let writes = mode.is_null()
+                || unsafe { core::ffi::CStr::from_ptr(mode) }.to_bytes().iter().any(|c| b"wa+".contains(c));
+            if entry.is_some_and(|e| e.kind == Kind::File)
+                && let Err(e) = ensure_private(st, rel)
+                && writes
+            {
+                set_errno(e);
+                return core::ptr::null_mut();
             }
             let _ = (tree.push(b"/"), tree.push(rel.to_bytes()));
             tree.as_cstr().as_ptr()

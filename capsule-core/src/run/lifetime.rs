@@ -1,0 +1,86 @@
+//! How long a run lasts: the launcher stays until the last process of the run has exited,
+//! and the program does not outlive the launcher.
+//!
+//! - The launcher is a child subreaper ([`become_subreaper`]): a process of the run whose
+//!   parent exits (a daemon's double fork) is reparented to the launcher, not to init. So the
+//!   run's processes stay its descendants (which is how the materialiser knows them,
+//!   [`super::peer`]), and the launcher, which waits for every child of its own
+//!   ([`reap_others`]), keeps serving a daemonised server its materialiser.
+//! - The program is started with `PR_SET_PDEATHSIG(SIGKILL)` ([`die_with_launcher`]; the
+//!   front end does the same after its fork): when the launcher dies, even by `kill -9`, the
+//!   kernel kills it. The preload shim sets the same in every process whose parent is the
+//!   launcher when it starts (an orphan adopted by the launcher that then executes a program).
+#![allow(unsafe_code)] // prctl(2), getppid(2), waitid(2), waitpid(2), kill(2) in a pre_exec hook
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Make this process a child subreaper: orphans among its descendants are reparented to it
+/// rather than to init, so they stay the run's and it can wait for them.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Make `cmd`'s child die (SIGKILL) when this process dies. Spawn it from the thread that
+/// lives as long as the process (the main thread): the kernel sends the signal when the
+/// *thread* that forked the child exits.
+pub fn die_with_launcher(cmd: &mut Command) {
+    let launcher = i32::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe calls (prctl, getppid, raise) on integers.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // The launcher died between the fork and the prctl: nobody will signal us.
+            if libc::getppid() != launcher {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Reap every child of this process that has exited, except `main` (whose status its own
+/// wait takes). Whether children remain (`main` included).
+pub fn reap_others(main: i32) -> io::Result<bool> {
+    loop {
+        // SAFETY: siginfo_t is plain data the kernel fills.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes one siginfo_t into `info`, which is ours; WNOWAIT leaves the
+        // child waitable, so `main`'s status stays for its own wait.
+        let r = unsafe { libc::waitid(libc::P_ALL, 0, &raw mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ECHILD) => return Ok(false),
+                Some(libc::EINTR) => continue,
+                _ => return Err(e),
+            }
+        }
+        // SAFETY: waitid filled `info` (si_pid is 0 when no child has exited).
+        let pid = unsafe { info.si_pid() };
+        if pid == 0 || pid == main {
+            return Ok(true);
+        }
+        let mut status = 0;
+        // SAFETY: waitpid writes one int into `status`, which is ours.
+        unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+    }
+}
+
+/// The processes whose parent is this process (orphans of the run it adopted), from `/proc`.
+pub fn children() -> Vec<i32> {
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| super::peer::parent_of(pid) == Some(me))
+        .filter_map(|pid| i32::try_from(pid).ok())
+        .collect()
+}
