@@ -17,6 +17,7 @@ mod df;
 mod entrypoints;
 mod escape;
 mod exec;
+mod hostile;
 mod identity;
 mod install;
 mod netns;

@@ -319,6 +319,11 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
         sys1(sys::CLOSE, listener);
         sys1(sys::CLOSE, status_r);
         sys4(sys::RT_SIGPROCMASK, 2 /* SIG_SETMASK */, (&raw const old_mask) as usize, 0, 8);
+        // The routes around both tiers the kernel refuses (capsule_core::supervisor::filter).
+        if let Err(errno) = capsule_core::listener::install_refusals(&capsule_core::supervisor::filter::REFUSALS) {
+            sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
+            sys::exit(125);
+        }
         let err = sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize);
         let errno = (-err) as i32;
         sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
