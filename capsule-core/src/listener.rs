@@ -71,3 +71,52 @@ fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
     // SAFETY: `msg` and everything it points to live across the call.
     if unsafe { libc::sendmsg(sock, &raw const msg, 0) } == 1 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
+
+/// Install `prog` (a filter without a listener: `supervisor::filter::REFUSALS`) in this
+/// process, setting `no_new_privs` first when the kernel asks for it (without CAP_SYS_ADMIN).
+/// Raw system calls only, no libc, no allocation: the front end's child runs it between fork
+/// and exec with glibc uninitialised, the launcher's child in `pre_exec`. `Err(errno)`.
+pub fn install_refusals(prog: &[libc::sock_filter]) -> Result<(), i32> {
+    const SECCOMP: usize = 317;
+    const PRCTL: usize = 157;
+    let Ok(len) = u16::try_from(prog.len()) else { return Err(libc::E2BIG) };
+    let fprog = libc::sock_fprog { len, filter: prog.as_ptr().cast_mut() };
+    let set = || {
+        // SAFETY: `fprog` points to `prog`, alive for the call; the kernel copies it.
+        unsafe { raw3(SECCOMP, libc::SECCOMP_SET_MODE_FILTER as usize, 0, (&raw const fprog) as usize) }
+    };
+    let mut r = set();
+    if r == -(libc::EACCES as isize) {
+        // SAFETY: prctl with integer arguments only.
+        let nnp = unsafe { raw3(PRCTL, libc::PR_SET_NO_NEW_PRIVS as usize, 1, 0) };
+        if nnp != 0 {
+            return Err(i32::try_from(-nnp).unwrap_or(libc::EPERM));
+        }
+        r = set();
+    }
+    if r == 0 { Ok(()) } else { Err(i32::try_from(-r).unwrap_or(libc::EPERM)) }
+}
+
+/// A system call with three arguments, without libc: the result or `-errno`.
+///
+/// # Safety
+/// The caller passes arguments valid for system call `nr` (pointers to live memory).
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw3(nr: usize, a: usize, b: usize, c: usize) -> isize {
+    let r: isize;
+    // SAFETY: the x86-64 system call convention: number and result in rax, arguments in rdi,
+    // rsi, rdx; the kernel clobbers rcx and r11 and touches no stack.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => r,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    r
+}

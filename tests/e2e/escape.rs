@@ -29,7 +29,7 @@ fn build() -> (PathBuf, PathBuf) {
 
 /// Every entry below `dir` with its type, mode, owner, size, mtime, content digest, symlink
 /// target and xattrs, one line each (python3: std has no xattr calls).
-fn snapshot(dir: &Path) -> String {
+pub(crate) fn snapshot(dir: &Path) -> String {
     const SCRIPT: &str = r#"
 import hashlib, os, sys
 root = sys.argv[1]

@@ -18,6 +18,7 @@ mod entrypoints;
 mod escape;
 mod exec;
 mod gc;
+mod hostile;
 mod identity;
 mod install;
 mod netns;

@@ -416,6 +416,8 @@ pub fn start(
             Some(supervisor::launch::arm(&mut cmd, cookie, traps)?)
         }
     } else {
+        // Without tier 2, the kernel still refuses the routes around both tiers.
+        supervisor::launch::refuse(&mut cmd);
         None
     };
     // With tier 2, the supervisor starts on its own thread as soon as the child sends its

@@ -345,6 +345,11 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
             Some(rs) => capsule_core::confine::restrict(sys::call, rs).err(),
             None => None,
         };
+        // The routes around both tiers the kernel refuses (capsule_core::supervisor::filter).
+        if let Err(errno) = capsule_core::listener::install_refusals(&capsule_core::supervisor::filter::REFUSALS) {
+            sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
+            sys::exit(125);
+        }
         let err = match confined {
             Some(e) => e,
             None => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),

@@ -67,6 +67,8 @@ pub(crate) fn dispatch(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i6
         Family::Uts => Some(if nr == libc::SYS_uname { uname(cx, mem, a[0]) } else { Reply::Continue }),
         // Recorded in record mode (`supervisor::record`), then the kernel's.
         Family::Exec => Some(Reply::Continue),
+        // Noted by the supervisor (`supervisor::creds`), then the kernel's.
+        Family::Cred => Some(Reply::Continue),
     }
 }
 
@@ -99,6 +101,9 @@ fn stat_family(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[
         libc::SYS_faccessat2 => access(cx, mem, int(a[0]), a[1], int(a[2]), int(a[3])),
         libc::SYS_readlink => readlink(cx, mem, libc::AT_FDCWD, a[0], a[1], a[2]),
         libc::SYS_readlinkat => readlink(cx, mem, int(a[0]), a[1], a[2], a[3]),
+        libc::SYS_statfs => statfs(cx, mem, a[0], a[1]),
+        libc::SYS_name_to_handle_at => handle_of(cx, mem, int(a[0]), a[1], a[2], a[3], int(a[4])),
+        libc::SYS_inotify_add_watch => watch(cx, mem, int(a[0]), a[1], a[2]),
         _ => return None,
     })
 }
@@ -345,6 +350,101 @@ fn readlink(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr:
             Ok(()) => Reply::Value(i64::try_from(target.len()).unwrap_or(0)),
             Err(_) => Reply::Error(libc::EFAULT),
         },
+        Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+/// statfs(2) of the placed path.
+fn statfs(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, addr: u64, out: u64) -> Reply {
+    let r = at(cx, mem, libc::AT_FDCWD, addr, Intent { follow: true, create: false }, |d, p| {
+        let fd = open_at(d, p, libc::O_PATH, 0)?;
+        // SAFETY: plain struct, filled by the kernel on success.
+        let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open, `sf` writable.
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &raw mut sf) } == 0 { Ok(sf) } else { Err(errno()) }
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(sf)) => write_struct(mem, out, &sf),
+        Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+/// name_to_handle_at(2) of the placed path: the handle (`struct file_handle` at `handle`,
+/// whose `handle_bytes` the caller set) and the mount id written back.
+fn handle_of(
+    cx: &mut Context<'_, '_>,
+    mem: &impl TraceeMemory,
+    dirfd: i32,
+    addr: u64,
+    handle: u64,
+    mount_id: u64,
+    flags: i32,
+) -> Reply {
+    const MAX_HANDLE_SZ: usize = 128;
+    let mut head = [0u8; 4];
+    if mem.read(handle, &mut head).map_or(true, |n| n < 4) {
+        return Reply::Error(libc::EFAULT);
+    }
+    let asked = u32::from_ne_bytes(head);
+    let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+    let r = at(cx, mem, dirfd, addr, Intent { follow, create: false }, |d, p| {
+        let mut buf = vec![0u8; 8 + MAX_HANDLE_SZ];
+        buf[..4].copy_from_slice(&asked.min(128).to_ne_bytes());
+        let mut mnt: libc::c_int = 0;
+        let keep = flags & !libc::AT_EMPTY_PATH;
+        // SAFETY: `p` NUL-terminated; `buf` holds a file_handle header and MAX_HANDLE_SZ bytes.
+        let r =
+            unsafe { libc::syscall(libc::SYS_name_to_handle_at, d, p.as_ptr(), buf.as_mut_ptr(), &raw mut mnt, keep) };
+        let e = if r == 0 { 0 } else { errno() };
+        if r == 0 || e == libc::EOVERFLOW { Ok((e, buf, mnt)) } else { Err(e) }
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Err(e)) => Reply::Error(e),
+        Some(Ok((e, buf, mnt))) => {
+            let bytes = u32::from_ne_bytes(buf[..4].try_into().unwrap_or_default()) as usize;
+            let n = if e == 0 { 8 + bytes.min(128) } else { 4 };
+            if mem.write(handle, &buf[..n]).is_err() || (e == 0 && mem.write(mount_id, &mnt.to_ne_bytes()).is_err()) {
+                return Reply::Error(libc::EFAULT);
+            }
+            if e == 0 { Reply::Value(0) } else { Reply::Error(e) }
+        }
+    }
+}
+
+/// inotify_add_watch(2) of the placed path, on the program's own inotify instance (taken with
+/// `pidfd_getfd`, so the watch is the program's).
+fn watch(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, mask: u64) -> Reply {
+    const IN_DONT_FOLLOW: u64 = 0x0200_0000;
+    const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+    let pid = cx.pid;
+    let r = at(cx, mem, libc::AT_FDCWD, addr, Intent { follow: mask & IN_DONT_FOLLOW == 0, create: false }, |d, p| {
+        // SAFETY: pidfd_open and pidfd_getfd take integers; each returns a new descriptor.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(pid), PIDFD_THREAD) };
+        let pidfd = i32::try_from(pidfd).map_err(|_| errno())?;
+        // SAFETY: `pidfd` was just opened and is ours.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        // SAFETY: as above.
+        let theirs = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+        let theirs = i32::try_from(theirs).map_err(|_| errno())?;
+        // SAFETY: the duplicate was just installed here and is ours.
+        let theirs = unsafe { OwnedFd::from_raw_fd(theirs) };
+        let path = if d == libc::AT_FDCWD {
+            p.to_owned()
+        } else {
+            let mut s = format!("/proc/self/fd/{d}/").into_bytes();
+            s.extend_from_slice(p.to_bytes());
+            std::ffi::CString::new(s).map_err(|_| libc::EINVAL)?
+        };
+        #[allow(clippy::cast_possible_truncation)] // a 32-bit mask in a 64-bit register
+        // SAFETY: `path` NUL-terminated; `theirs` is an open descriptor.
+        let w = unsafe { libc::inotify_add_watch(theirs.as_raw_fd(), path.as_ptr(), mask as u32) };
+        if w >= 0 { Ok(w) } else { Err(errno()) }
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(w)) => Reply::Value(i64::from(w)),
         Some(Err(e)) => Reply::Error(e),
     }
 }

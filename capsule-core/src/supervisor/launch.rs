@@ -68,6 +68,17 @@ pub fn arm_in_shim(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::
     Ok((Armed { parent }, high))
 }
 
+/// Make `cmd`'s child install the notify-free filter of a run without tier 2
+/// ([`filter::REFUSALS`]: io_uring, `open_by_handle_at`, the mount API, i386 and x32 entry)
+/// just before exec. A failure fails `spawn`: the program never starts without it.
+pub fn refuse(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and makes raw system calls on
+    // a static program only (no allocation, no lock).
+    unsafe {
+        cmd.pre_exec(|| crate::listener::install_refusals(&filter::REFUSALS).map_err(io::Error::from_raw_os_error));
+    }
+}
+
 /// Whether this process already runs under a seccomp filter (a container's, say).
 pub fn already_filtered() -> bool {
     // SAFETY: prctl(PR_GET_SECCOMP) takes no pointers; it reads this thread's mode.

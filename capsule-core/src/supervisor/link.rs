@@ -51,6 +51,81 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_fchmodat => {
             single(cx, mem, int(a[0]), a[1], Op::Modify, true, sys2(libc::SYS_fchmodat, reg(a[2]), 0, 0))
         }
+        libc::SYS_fchmodat2 if empty_path(mem, a[1], a[3]) => descriptor(cx, mem, int(a[0])),
+        libc::SYS_fchmodat2 => {
+            let follow = int(a[3]) & libc::AT_SYMLINK_NOFOLLOW == 0;
+            single(cx, mem, int(a[0]), a[1], Op::Modify, follow, sys2(libc::SYS_fchmodat2, reg(a[2]), reg(a[3]), 0))
+        }
+        libc::SYS_fchownat if empty_path(mem, a[1], a[4]) => descriptor(cx, mem, int(a[0])),
+        // The changes by descriptor: refused on a host file the view keeps, or a cache file.
+        libc::SYS_fchmod | libc::SYS_fchown | libc::SYS_fsetxattr | libc::SYS_fremovexattr => {
+            descriptor(cx, mem, int(a[0]))
+        }
+        libc::SYS_utime | libc::SYS_utimes | libc::SYS_futimesat => {
+            let (dirfd, path, t) = if nr == libc::SYS_futimesat { (int(a[0]), a[1], a[2]) } else { (cwd, a[0], a[1]) };
+            let Ok(times) = old_times(mem, t, nr == libc::SYS_utime) else { return Some(Reply::Error(libc::EFAULT)) };
+            single(cx, mem, dirfd, path, Op::Modify, true, move |d, p| {
+                let t = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+                check(unsafe_syscall(
+                    libc::SYS_utimensat,
+                    d.into(),
+                    p.as_ptr() as libc::c_long,
+                    t as libc::c_long,
+                    0,
+                    0,
+                    0,
+                ))
+            })
+        }
+        libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_removexattr | libc::SYS_lremovexattr => {
+            let set = matches!(nr, libc::SYS_setxattr | libc::SYS_lsetxattr);
+            let follow = matches!(nr, libc::SYS_setxattr | libc::SYS_removexattr);
+            let Ok(name) = read_path(mem, a[1]).map(|n| CString::new(n).unwrap_or_default()) else {
+                return Some(Reply::Error(libc::EFAULT));
+            };
+            let value = if set {
+                let len = usize::try_from(a[3]).unwrap_or(usize::MAX);
+                if len > XATTR_SIZE_MAX {
+                    return Some(Reply::Error(libc::E2BIG));
+                }
+                let mut v = vec![0u8; len];
+                if len > 0 && mem.read(a[2], &mut v).map_or(true, |n| n < len) {
+                    return Some(Reply::Error(libc::EFAULT));
+                }
+                v
+            } else {
+                Vec::new()
+            };
+            single(cx, mem, cwd, a[0], Op::Modify, follow, move |d, p| {
+                let target = through(d, p);
+                let Ok(target) = target else { return Err(libc::ENAMETOOLONG) };
+                let (t, n) = (target.as_ptr() as libc::c_long, name.as_ptr() as libc::c_long);
+                #[allow(clippy::cast_possible_wrap)] // a length below XATTR_SIZE_MAX
+                let r = match (set, follow) {
+                    (true, true) => unsafe_syscall(
+                        libc::SYS_setxattr,
+                        t,
+                        n,
+                        value.as_ptr() as libc::c_long,
+                        value.len() as libc::c_long,
+                        reg(a[4]),
+                        0,
+                    ),
+                    (true, false) => unsafe_syscall(
+                        libc::SYS_lsetxattr,
+                        t,
+                        n,
+                        value.as_ptr() as libc::c_long,
+                        value.len() as libc::c_long,
+                        reg(a[4]),
+                        0,
+                    ),
+                    (false, true) => unsafe_syscall(libc::SYS_removexattr, t, n, 0, 0, 0, 0),
+                    (false, false) => unsafe_syscall(libc::SYS_lremovexattr, t, n, 0, 0, 0, 0),
+                };
+                check(r)
+            })
+        }
         libc::SYS_chown => {
             single(cx, mem, cwd, a[0], Op::Modify, true, sys2(libc::SYS_fchownat, reg(a[1]), reg(a[2]), 0))
         }
@@ -72,7 +147,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         }
         libc::SYS_truncate => single(cx, mem, cwd, a[0], Op::Modify, true, |d, p| truncate_at(d, p, reg(a[1]))),
         // utimensat(fd, NULL, ...) is futimens: a descriptor, not a path.
-        libc::SYS_utimensat if a[1] == 0 => Reply::Continue,
+        libc::SYS_utimensat if a[1] == 0 => descriptor(cx, mem, int(a[0])),
         libc::SYS_utimensat => {
             let follow = int(a[3]) & libc::AT_SYMLINK_NOFOLLOW == 0;
             let times = times(mem, a[2]);
@@ -115,6 +190,126 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         }
         _ => return None,
     })
+}
+
+/// XATTR_SIZE_MAX: no value is longer.
+const XATTR_SIZE_MAX: usize = 65536;
+
+/// (`d`, `p`) as one path the xattr calls (which take no directory descriptor) can name: `p`
+/// itself when absolute, else through `/proc/self/fd/D`.
+fn through(d: i32, p: &CStr) -> Result<CString, ()> {
+    if d == libc::AT_FDCWD || p.to_bytes().first() == Some(&b'/') {
+        return Ok(p.to_owned());
+    }
+    let mut s = format!("/proc/self/fd/{d}/").into_bytes();
+    s.extend_from_slice(p.to_bytes());
+    CString::new(s).map_err(|_| ())
+}
+
+/// Whether a call with AT_EMPTY_PATH in `flags` names an empty path (its descriptor).
+fn empty_path(mem: &impl TraceeMemory, addr: u64, flags: u64) -> bool {
+    #[allow(clippy::cast_sign_loss)] // a flag bit
+    let empty = libc::AT_EMPTY_PATH as u64;
+    flags & empty != 0 && read_path(mem, addr).is_ok_and(|p| p.is_empty())
+}
+
+/// A change of metadata by descriptor (fchmod, fchown, fsetxattr, fremovexattr, futimens, and
+/// the `AT_EMPTY_PATH` forms): the kernel's when the descriptor is the program's own to change
+/// (a merged or passed-through host file, a file of the sandbox's own, anything that is not a
+/// named file); EROFS for a host file the view keeps (a write-copy or full path opened for
+/// reading: its change belongs in the tree, which a descriptor of the host's file cannot
+/// reach), EIO for a file shared with the cache (never written through).
+fn descriptor(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32) -> Reply {
+    if fd < 0 {
+        return Reply::Continue;
+    }
+    let Ok(target) = mem.fd_path(fd) else { return Reply::Continue };
+    if target.first() != Some(&b'/') {
+        return Reply::Continue; // a pipe, socket or anonymous inode
+    }
+    // The file behind the descriptor, and the one its path names now: the same file, or the
+    // path is stale (deleted, renamed, a memfd) and says nothing about it.
+    let Some(open) = stat(&format!("/proc/{}/fd/{fd}", cx.pid)) else { return Reply::Continue };
+    let named = CString::new(target.clone()).ok().and_then(|p| lstat(&p));
+    if !named.is_some_and(|n| n.st_dev == open.st_dev && n.st_ino == open.st_ino) || !mem.still_valid() {
+        return Reply::Continue;
+    }
+    if crate::resolve::untree(cx.view.tree(), &target).is_some() {
+        let shared = open.st_mode & libc::S_IFMT == libc::S_IFREG && open.st_nlink > 1;
+        return if shared { Reply::Error(libc::EIO) } else { Reply::Continue };
+    }
+    let mut buf = PathBuffer::new();
+    let caller = NoCaller;
+    match crate::boundary::place(
+        &cx.view,
+        &caller,
+        libc::AT_FDCWD,
+        &target,
+        Intent { follow: false, create: false },
+        &mut buf,
+    ) {
+        crate::boundary::Place::Original | crate::boundary::Place::Host(_) => Reply::Continue,
+        _ => Reply::Error(libc::EROFS),
+    }
+}
+
+/// A caller for an absolute host path already resolved by the kernel (a descriptor's): no
+/// directory, `/proc` link or tree probe is needed to place it.
+struct NoCaller;
+
+impl crate::boundary::Caller for NoCaller {
+    fn cwd(&self, _: &mut PathBuffer) -> Result<(), i32> {
+        Err(libc::ENOENT)
+    }
+    fn fd_path(&self, _: i32, _: &mut PathBuffer) -> Result<(), i32> {
+        Err(libc::EBADF)
+    }
+    fn proc_link(&self, _: &[u8], _: &[u8], _: &mut PathBuffer) -> Result<(), i32> {
+        Err(libc::ENOENT)
+    }
+    fn probe_tree(&self, _: &CStr, _: bool) -> Result<(), i32> {
+        Ok(())
+    }
+    fn readlink_tree(&self, _: &CStr, _: &mut PathBuffer) -> Result<(), i32> {
+        Err(libc::EINVAL)
+    }
+    fn probe_host(&self, _: &CStr, _: bool) -> Result<(), i32> {
+        Ok(())
+    }
+    fn readlink_host(&self, _: &CStr, _: &mut PathBuffer) -> Result<(), i32> {
+        Err(libc::EINVAL)
+    }
+}
+
+fn stat(path: &str) -> Option<libc::stat> {
+    let p = CString::new(path).ok()?;
+    // SAFETY: plain struct the kernel fills; `p` NUL-terminated.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::stat(p.as_ptr(), &raw mut sb) } == 0).then_some(sb)
+}
+
+fn lstat(p: &CStr) -> Option<libc::stat> {
+    // SAFETY: plain struct the kernel fills; `p` NUL-terminated.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::lstat(p.as_ptr(), &raw mut sb) } == 0).then_some(sb)
+}
+
+/// utime's `struct utimbuf` (`short`) or utimes' two `struct timeval` at `addr` as two
+/// timespecs (null: now).
+fn old_times(mem: &impl TraceeMemory, addr: u64, short: bool) -> Result<Option<[libc::timespec; 2]>, ()> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 32];
+    let want = if short { 16 } else { 32 };
+    if mem.read(addr, &mut b[..want]).map_err(|_| ())? != want {
+        return Err(());
+    }
+    let word = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    let ts = |sec: i64, usec: i64| libc::timespec { tv_sec: sec, tv_nsec: usec.saturating_mul(1000) };
+    Ok(Some(if short { [ts(word(0), 0), ts(word(1), 0)] } else { [ts(word(0), word(1)), ts(word(2), word(3))] }))
 }
 
 /// A raw syscall in the supervisor: its result or -errno.

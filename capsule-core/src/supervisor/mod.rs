@@ -13,6 +13,7 @@
 //! check): capsule virtualises, it does not sandbox. See docs/security.md.
 
 pub mod auto;
+pub mod creds;
 pub mod filter;
 pub mod handlers;
 pub mod launch;
@@ -64,6 +65,11 @@ pub struct Supervisor {
     listings: Option<listing::Listings>,
     /// The sandbox's deletions since the view was made ([`crate::view::live`]).
     live: Option<crate::view::live::Mapping>,
+    /// The supervisor thread's credentials ([`creds`]), read when it starts serving.
+    own: Option<creds::Own>,
+    /// A thread of the run changed its credentials: from then on each call is made with the
+    /// calling thread's.
+    creds_changed: bool,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -95,6 +101,8 @@ impl Supervisor {
             ifindex: 0,
             mac: None,
             listings: None,
+            own: None,
+            creds_changed: false,
         })
     }
 
@@ -145,6 +153,22 @@ impl Supervisor {
     /// or the calling thread died meanwhile).
     pub fn serve_one(&mut self, mat: &mut dyn Materialise) -> io::Result<bool> {
         let Some(n) = self.listener.recv()? else { return Ok(false) };
+        if table::family(n.nr) == Some(table::Family::Cred) {
+            self.creds_changed = true;
+            self.stats.continued.fetch_add(1, Ordering::Relaxed);
+            self.listener.reply(n.id, Reply::Continue)?;
+            return Ok(true);
+        }
+        // As the calling thread, once any thread of the run changed its credentials; a thread
+        // whose credentials cannot be read or taken is refused, never served as the launcher.
+        let _switched = match self.as_caller(n.pid, n.id) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.served.fetch_add(1, Ordering::Relaxed);
+                self.listener.reply(n.id, Reply::Error(e))?;
+                return Ok(true);
+            }
+        };
         let view = View::new(&self.view).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
         let view = view.with_live(self.live.as_ref().and_then(crate::view::live::Mapping::live));
         let listener = &self.listener;
@@ -210,6 +234,26 @@ impl Supervisor {
             l.injected(n.pid, number, c);
         }
         Ok(true)
+    }
+
+    /// Switch this thread to the credentials of thread `tid` (notification `id`), if any thread
+    /// of the run changed its own.
+    fn as_caller(&mut self, tid: u32, id: u64) -> Result<Option<creds::Switched>, i32> {
+        if !self.creds_changed {
+            return Ok(None);
+        }
+        if self.own.is_none() {
+            self.own = Some(creds::Own::current().map_err(|_| libc::EPERM)?);
+        }
+        let theirs = creds::of(tid).map_err(|_| libc::EPERM)?;
+        // The thread that made the call, not another that took its number since.
+        if !self.listener.id_valid(id) {
+            return Err(libc::EPERM);
+        }
+        match &self.own {
+            Some(own) => creds::switch(own, &theirs),
+            None => Err(libc::EPERM),
+        }
     }
 
     /// Every tracee is gone (the listener hangs up): nothing more will come.

@@ -126,7 +126,8 @@ pub struct Sup<'a, 'm> {
 
 impl Tier for Sup<'_, '_> {
     fn materialise(&mut self, op: u8, rel: &CStr) -> i32 {
-        self.mat.op(op, rel.to_bytes())
+        // The materialiser writes the store: as the launcher, whoever the caller is.
+        super::creds::as_launcher(|| self.mat.op(op, rel.to_bytes()))
     }
 
     fn private(&mut self, rel: &CStr) -> bool {
