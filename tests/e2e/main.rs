@@ -12,6 +12,7 @@ mod apps;
 mod archive;
 mod capture;
 mod config;
+mod confine;
 mod demo;
 mod df;
 mod entrypoints;

@@ -65,12 +65,15 @@ pub fn make_private(t: &mut impl Tier, rel: &CStr) -> Result<(), i32> {
     if t.private(rel) || t.materialise(OP_COPY_UP, rel) == 0 || t.private(rel) { Ok(()) } else { Err(libc::EIO) }
 }
 
-/// Copy write-copy host path `rel` into the tree (or mirror its directories, for a new name):
-/// `Err(EIO)` when the materialiser cannot.
+/// Copy write-copy host path `rel` (`abs` on the host) into the tree (or mirror its
+/// directories, for a new name): `Err(EIO)` when the materialiser cannot and the host has the
+/// path (the call would otherwise make an empty or missing copy of it). A name only the tree
+/// has (a directory the program made) needs nothing copied: the call goes on.
 #[inline]
-fn copy_in(t: &mut impl Tier, rel: &CStr) -> Result<(), i32> {
+fn copy_in(t: &mut impl Tier, rel: &CStr, abs: &CStr) -> Result<(), i32> {
     match t.materialise(OP_COPY_UP, rel) {
         0 => Ok(()),
+        _ if t.host_kind(abs).is_none() => Ok(()),
         _ => Err(libc::EIO),
     }
 }
@@ -160,12 +163,14 @@ pub fn open<T>(
             Ok(()) => in_tree(t, entry, rel, || call(At::Tree(rel), flags)),
             Err(e) => Err(e),
         },
-        Place::TreeThenHost(rel, _) if writes(flags) => copy_in(t, rel).and_then(|()| call(At::Tree(rel), flags)),
+        Place::TreeThenHost(rel, abs) if writes(flags) => {
+            copy_in(t, rel, abs).and_then(|()| call(At::Tree(rel), flags))
+        }
         Place::TreeThenHost(rel, abs) => match call(At::Tree(rel), flags & !libc::O_CREAT) {
             Err(libc::ENOENT) => {
                 // O_CREAT of a name neither side has: a new file, in the tree.
                 if flags & libc::O_CREAT != 0 && t.host_kind(abs).is_none() {
-                    copy_in(t, rel).and_then(|()| call(At::Tree(rel), flags))
+                    copy_in(t, rel, abs).and_then(|()| call(At::Tree(rel), flags))
                 } else {
                     call(At::Host(abs), flags)
                 }
@@ -240,7 +245,7 @@ pub fn mutate(
             }
             r
         }
-        Place::TreeThenHost(rel, _) if !op.removes() => copy_in(t, rel).and_then(|()| call(At::Tree(rel))),
+        Place::TreeThenHost(rel, abs) if !op.removes() => copy_in(t, rel, abs).and_then(|()| call(At::Tree(rel))),
         Place::TreeThenHost(rel, abs) => {
             let r = call(At::Tree(rel));
             let dir = t.host_kind(abs).map(|k| k == libc::S_IFDIR);
@@ -348,7 +353,7 @@ fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<SideOf<'b>, i32> {
         Place::Host(h) => (Side::At(At::Host(h)), false, None, None),
         Place::Tree(rel, e) => (Side::At(At::Tree(rel)), true, e.map(|e| e.kind), None),
         Place::TreeThenHost(rel, abs) => {
-            copy_in(t, rel)?;
+            copy_in(t, rel, abs)?;
             (Side::At(At::Tree(rel)), true, None, Some(abs))
         }
     })

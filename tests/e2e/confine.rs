@@ -1,0 +1,155 @@
+//! Kernel confinement and safe defaults (issue 16, done-when 4; docs/security.md, "Running
+//! capsules"). `fixtures/c/confine.c` writes with fopen (the shim places it) and with inline
+//! `syscall` instructions (nothing but the kernel sees them), run from a capsule with tier 1
+//! alone, on the full launcher's path and from a launch plan (the no-libc front end).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::require;
+use crate::shim::{fixture_dir, gcc};
+use crate::support::{Env, is_root};
+
+/// The fixture, built once per test process (the tests here run in parallel threads).
+fn build() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = fixture_dir();
+            fs::create_dir_all(&dir).unwrap();
+            let bin = dir.join("confine");
+            gcc(&bin, &["-O1", "confine.c"]).unwrap();
+            bin
+        })
+        .clone()
+}
+
+/// `capsule run conf --seccomp never --entry BIN ARGS…` with `HOME=home`, and extra options;
+/// (exit code, stdout, stderr).
+fn run(env: &Env, bin: &Path, home: &Path, opts: &[&str], args: &[String]) -> (i32, String, String) {
+    let mut c: Command = env.cmd(&["run", "conf", "--seccomp", "never"]);
+    c.args(opts).arg("--entry").arg(bin).arg("--").args(args).env("HOME", home);
+    let o = c.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() {
+    require!(is_root(), "root (as root, nothing but capsule stops a write to /etc or /usr)");
+    let bin = build();
+    let env = Env::new();
+    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let id = std::process::id();
+    let system: Vec<String> =
+        ["/etc", "/opt", "/usr/bin", "/srv"].iter().map(|d| format!("{d}/capsule-confine-{id}")).collect();
+    let mine = home.join("raw");
+    let tmp = format!("/tmp/capsule-confine-{id}");
+    let mut args: Vec<String> = system.iter().map(|p| format!("asm:{p}")).collect();
+    args.push(format!("asm:{}", mine.display()));
+    args.push(format!("asm:{tmp}"));
+    args.push("env:CAPSULE_PLAN".to_owned());
+    // Twice: the first from the full launcher, which writes a plan; the second from the plan.
+    let mut plans = Vec::new();
+    for round in 0..2 {
+        let (code, out, err) = run(&env, &bin, &home, &[], &args);
+        let ctx = format!("round {round}:\n{out}\n{err}");
+        assert_eq!(code, 0, "{ctx}");
+        for p in &system {
+            assert!(out.contains(&format!("asm {p} Permission denied")), "{ctx}");
+            assert!(!Path::new(p).exists(), "{p} reached the host ({ctx})");
+        }
+        assert!(out.contains(&format!("asm {} ok", mine.display())), "{ctx}");
+        assert!(out.contains(&format!("asm {tmp} ok")), "{ctx}");
+        assert_eq!(fs::read_to_string(&mine).unwrap(), "raw\n");
+        assert_eq!(fs::read_to_string(&tmp).unwrap(), "raw\n");
+        let _ = fs::remove_file(&tmp);
+        plans.push(out.lines().find(|l| l.starts_with("env CAPSULE_PLAN")).unwrap_or_default().to_owned());
+    }
+    assert_eq!(plans[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
+    assert_ne!(plans[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {plans:?}");
+    // `--isolation merged` lets the same raw write through (the rules decide, not a blanket
+    // refusal); `/srv` only, where nothing lives.
+    let srv = &system[3];
+    let (code, out, err) = run(&env, &bin, &home, &["--isolation", "/srv=merged"], &[format!("asm:{srv}")]);
+    let reached = Path::new(srv).exists();
+    let _ = fs::remove_file(srv);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("asm {srv} ok")) && reached, "{out}");
+}
+
+#[test]
+fn by_default_the_system_is_write_copy_and_home_is_merged() {
+    require!(is_root(), "root (as root, nothing but capsule stops a write to /etc or /usr)");
+    let bin = build();
+    let env = Env::new();
+    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let id = std::process::id();
+    let system: Vec<String> =
+        ["/usr/bin", "/etc", "/opt", "/var/run"].iter().map(|d| format!("{d}/capsule-defaults-{id}")).collect();
+    let mine = home.join("x");
+    let mut paths = system.clone();
+    paths.push(mine.display().to_string());
+    let writes: Vec<String> = paths.iter().map(|p| format!("w:{p}")).collect();
+    let (code, out, err) = run(&env, &bin, &home, &[], &writes);
+    assert_eq!(code, 0, "{err}");
+    for p in &paths {
+        assert!(out.contains(&format!("w {p} ok")), "{out}\n{err}");
+    }
+    for p in &system {
+        assert!(!Path::new(p).exists(), "{p} reached the host");
+    }
+    // /var/run is /run on the host: nothing there either.
+    assert!(!Path::new(&format!("/run/capsule-defaults-{id}")).exists());
+    assert_eq!(fs::read_to_string(&mine).unwrap(), "capsule\n", "$HOME is merged");
+    // The next run sees its files.
+    let reads: Vec<String> = paths.iter().map(|p| format!("r:{p}")).collect();
+    let (code, out, err) = run(&env, &bin, &home, &[], &reads);
+    assert_eq!(code, 0, "{err}");
+    for p in &paths {
+        assert!(out.contains(&format!("r {p} capsule")), "{out}\n{err}");
+    }
+    // `inspect` shows the effective rules.
+    let shown = env.ok(&["inspect", "conf"]);
+    assert!(shown.contains("effective / writecopy"), "{shown}");
+    assert!(shown.contains("effective /tmp merged"), "{shown}");
+    assert!(shown.contains("effective /proc passthrough"), "{shown}");
+}
+
+#[test]
+fn without_landlock_a_run_says_so_and_full_needs_unconfined() {
+    let bin = build();
+    let env = Env::new();
+    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    let read = vec!["r:/opt/conf/readme".to_owned()];
+    let no_landlock = |opts: &[&str]| {
+        let mut c = env.cmd(&["run", "conf", "--seccomp", "never"]);
+        c.args(opts).arg("--entry").arg(&bin).arg("--").args(&read).env("HOME", &home);
+        c.env("CAPSULE_DEBUG_LANDLOCK", "off").output().unwrap()
+    };
+    let o = no_landlock(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("no Landlock") && err.contains("not confined"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "r /opt/conf/readme r\n");
+    let o = no_landlock(&["--isolation", "full"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("full") && err.contains("--unconfined"), "{err}");
+    let o = no_landlock(&["--isolation", "full", "--unconfined"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // With Landlock, `run --stats` names the confinement.
+    let (code, _, err) = run(&env, &bin, &home, &["--stats"], &read);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("confinement: Landlock ABI"), "{err}");
+}
