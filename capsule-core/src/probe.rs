@@ -109,7 +109,7 @@ fn landlock() -> Probe {
         name: "landlock",
         ok: v > 0,
         detail: if v > 0 { format!("ABI {v}") } else { errno_text(e) },
-        needed_for: "not used yet (confinement of untrusted capsules is planned on it)",
+        needed_for: "kernel confinement of every run (without it `run` warns, and `--isolation full` needs `--unconfined`)",
     }
 }
 
