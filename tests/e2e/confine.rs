@@ -25,6 +25,16 @@ fn build() -> PathBuf {
         .clone()
 }
 
+/// The fixture, a store with capsule `conf` (/opt/conf/readme) and a `$HOME` for the runs.
+fn setup() -> (PathBuf, Env, PathBuf) {
+    let bin = build();
+    let env = Env::new();
+    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
+    let home = env.path("home");
+    fs::create_dir_all(&home).unwrap();
+    (bin, env, home)
+}
+
 /// `capsule run conf --seccomp never --entry BIN ARGS…` with `HOME=home`, and extra options;
 /// (exit code, stdout, stderr).
 fn run(env: &Env, bin: &Path, home: &Path, opts: &[&str], args: &[String]) -> (i32, String, String) {
@@ -41,11 +51,7 @@ fn run(env: &Env, bin: &Path, home: &Path, opts: &[&str], args: &[String]) -> (i
 #[test]
 fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() {
     require!(is_root(), "root (as root, nothing but capsule stops a write to /etc or /usr)");
-    let bin = build();
-    let env = Env::new();
-    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
-    let home = env.path("home");
-    fs::create_dir_all(&home).unwrap();
+    let (bin, env, home) = setup();
     let id = std::process::id();
     let system: Vec<String> =
         ["/etc", "/opt", "/usr/bin", "/srv"].iter().map(|d| format!("{d}/capsule-confine-{id}")).collect();
@@ -87,11 +93,7 @@ fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() 
 #[test]
 fn by_default_the_system_is_write_copy_and_home_is_merged() {
     require!(is_root(), "root (as root, nothing but capsule stops a write to /etc or /usr)");
-    let bin = build();
-    let env = Env::new();
-    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
-    let home = env.path("home");
-    fs::create_dir_all(&home).unwrap();
+    let (bin, env, home) = setup();
     let id = std::process::id();
     let system: Vec<String> =
         ["/usr/bin", "/etc", "/opt", "/var/run"].iter().map(|d| format!("{d}/capsule-defaults-{id}")).collect();
@@ -126,11 +128,7 @@ fn by_default_the_system_is_write_copy_and_home_is_merged() {
 
 #[test]
 fn without_landlock_a_run_says_so_and_full_needs_unconfined() {
-    let bin = build();
-    let env = Env::new();
-    env.small_capsule("conf", &[("opt/conf/readme", b"r\n")]);
-    let home = env.path("home");
-    fs::create_dir_all(&home).unwrap();
+    let (bin, env, home) = setup();
     let read = vec!["r:/opt/conf/readme".to_owned()];
     let no_landlock = |opts: &[&str]| {
         let mut c = env.cmd(&["run", "conf", "--seccomp", "never"]);
