@@ -57,7 +57,13 @@ fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() 
         ["/etc", "/opt", "/usr/bin", "/srv"].iter().map(|d| format!("{d}/capsule-confine-{id}")).collect();
     let mine = home.join("raw");
     let tmp = format!("/tmp/capsule-confine-{id}");
+    // A host file whose mode a raw fchmodat tries to change: the guard's supervisor changes
+    // the sandbox's copy instead (Landlock has no right for modes).
+    let meta = PathBuf::from(format!("/srv/capsule-confine-meta-{id}"));
+    fs::write(&meta, "host\n").unwrap();
+    fs::set_permissions(&meta, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut args: Vec<String> = system.iter().map(|p| format!("asm:{p}")).collect();
+    args.push(format!("chmod:{}", meta.display()));
     args.push(format!("asm:{}", mine.display()));
     args.push(format!("asm:{tmp}"));
     args.push("env:CAPSULE_PLAN".to_owned());
@@ -73,11 +79,15 @@ fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() 
         }
         assert!(out.contains(&format!("asm {} ok", mine.display())), "{ctx}");
         assert!(out.contains(&format!("asm {tmp} ok")), "{ctx}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&meta).unwrap().permissions());
+        assert_eq!(mode & 0o7777, 0o644, "a raw chmod reached the host ({ctx})");
+        assert!(out.contains(&format!("chmod {} ok", meta.display())), "{ctx}");
         assert_eq!(fs::read_to_string(&mine).unwrap(), "raw\n");
         assert_eq!(fs::read_to_string(&tmp).unwrap(), "raw\n");
         let _ = fs::remove_file(&tmp);
         plans.push(out.lines().find(|l| l.starts_with("env CAPSULE_PLAN")).unwrap_or_default().to_owned());
     }
+    let _ = fs::remove_file(&meta);
     assert_eq!(plans[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
     assert_ne!(plans[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {plans:?}");
     // `--isolation merged` lets the same raw write through (the rules decide, not a blanket

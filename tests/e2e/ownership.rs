@@ -165,9 +165,11 @@ fn another_user_cannot_reach_a_root_run() {
 
     // The channel: refused, unanswered, nothing changed.
     let reply = request_as_nobody(&socket, 2, "etc/shadow");
-    assert!(reply.starts_with("no reply"), "nobody's copy-up of etc/shadow was answered: {reply}");
+    // Unanswered, or (with the backlog full under load) not even connected: not served.
+    let refused = |r: &str| r.starts_with("no reply") || r.starts_with("connect failed");
+    assert!(refused(&reply), "nobody's copy-up of etc/shadow was answered: {reply}");
     let reply = request_as_nobody(&socket, 3, "opt/app/data.txt");
-    assert!(reply.starts_with("no reply"), "nobody's whiteout was answered: {reply}");
+    assert!(refused(&reply), "nobody's whiteout was answered: {reply}");
     assert!(!store.join("sandboxes/app/root/etc/shadow").exists(), "/etc/shadow was copied into the sandbox");
     let whiteouts = std::fs::read_to_string(store.join("sandboxes/app/whiteouts")).unwrap_or_default();
     assert!(!whiteouts.contains("opt/app/data.txt"), "nobody's whiteout was recorded: {whiteouts}");

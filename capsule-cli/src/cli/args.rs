@@ -350,6 +350,13 @@ pub struct RunAttached {
     /// The entry, for messages.
     #[arg(long)]
     pub entry: String,
+    /// Our end of the guard's socket: the program's shim sends the listener of
+    /// `supervisor::filter::GUARD` there.
+    #[arg(long)]
+    pub guard_fd: Option<i32>,
+    /// The run's view (for the guard's supervisor).
+    #[arg(long)]
+    pub view: Option<std::path::PathBuf>,
 }
 
 fn parse_hex(s: &str) -> Result<u64, std::num::ParseIntError> {

@@ -378,8 +378,16 @@ pub fn start(
         ),
         run::confine::Confinement::OptedOut => {}
     }
-    let plain =
-        !tier2 && opts.netns.is_none() && !opts.stats && opts.record.is_none() && view_fd.is_ok() && tree_fd.is_ok();
+    // Without tier 2 the guard (below) is armed by the shim where it can be, as the front end
+    // arms it: only such runs get a plan.
+    let guard_in_shim = shim_arms && linkage == auto::Linkage::Dynamic && !supervisor::launch::already_filtered();
+    let plain = !tier2
+        && guard_in_shim
+        && opts.netns.is_none()
+        && !opts.stats
+        && opts.record.is_none()
+        && view_fd.is_ok()
+        && tree_fd.is_ok();
     let planned_grants = if matches!(confinement, run::confine::Confinement::OptedOut) { Vec::new() } else { grants };
     let replan = opts
         .plan
@@ -416,9 +424,19 @@ pub fn start(
             Some(supervisor::launch::arm(&mut cmd, cookie, traps)?)
         }
     } else {
-        // Without tier 2, the kernel still refuses the routes around both tiers.
-        supervisor::launch::refuse(&mut cmd);
         None
+    };
+    // Without tier 2, a guard: the kernel refuses the routes around both tiers, and the
+    // changes of metadata Landlock does not cover go to a supervisor that serves only them
+    // (supervisor::filter::GUARD), armed by the shim after the loader where it can be.
+    let guard = if tier2 {
+        None
+    } else if guard_in_shim {
+        let (armed, end) = supervisor::launch::arm_in_shim_with(&mut cmd, &supervisor::filter::GUARD)?;
+        arm_end = Some(end);
+        Some(armed)
+    } else {
+        Some(supervisor::launch::arm_with(&mut cmd, supervisor::filter::GUARD.to_vec())?)
     };
     // With tier 2, the supervisor starts on its own thread as soon as the child sends its
     // listener, before exec: the child's calls from then on (its own execve in record mode,
@@ -472,6 +490,9 @@ pub fn start(
     // starts no thread at all.
     let server = server.map(|s| s.server().and_then(|s| Ok(s.polled()?))).transpose();
     let server = server.context("cannot serve the capsule's namespace")?;
+    if let (Some(s), Some(g)) = (&server, guard) {
+        s.supervise(g, prepared.view.clone(), prepared.sandbox.tree().to_owned());
+    }
     let stats = if tier2 { stats_rx.recv().ok() } else { None };
     let status = match &server {
         Some(s) => {
@@ -629,6 +650,20 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
         }
     };
     let mut server: Option<Server> = None;
+    // The guard's supervisor shares the materialiser: both start now.
+    if let (Some(fd), Some(view), Some(l)) = (a.guard_fd, &a.view, &listener) {
+        match run::attach::guard(fd).map_err(anyhow::Error::from).and_then(|g| Ok((g, serve_attached(store, a, l)?))) {
+            Ok((g, s)) => {
+                let tree = run::sandbox::Sandbox::open(store, &a.sandbox).map(|sb| sb.tree().to_owned());
+                match tree {
+                    Ok(tree) => s.supervise(g, view.clone(), tree),
+                    Err(e) => eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
+                }
+                server = Some(s);
+            }
+            Err(e) => eprintln!("capsule: error: no supervisor for {}: {e:#}", a.entry),
+        }
+    }
     let status = match &listener {
         Some(l) => {
             use std::os::fd::AsFd;

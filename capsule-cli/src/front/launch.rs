@@ -224,21 +224,35 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     let listener = listen(name.bytes());
     // The program's environment: ours, less what the plan sets, then the plan's.
     let mut extra = Buf::<16384>::new();
-    let mut starts = [0usize; 5];
+    let mut starts = [0usize; 8];
     let mut n_extra = 0;
     let mut add = |parts: &[&[u8]], extra: &mut Buf<16384>| {
         let at = extra.len;
         let ok = parts.iter().all(|s| extra.push(s)) && extra.push(b"\0");
-        if ok && let Some(slot) = starts.get_mut(n_extra) {
+        // A variable with no slot left would be dropped: that is a failure too.
+        let slot = starts.get_mut(n_extra);
+        let fits = slot.is_some();
+        if ok && let Some(slot) = slot {
             *slot = at;
             n_extra += 1;
         }
-        ok
+        ok && fits
     };
     let mut ok = add(&[b"CAPSULE_SOCKET=", name.bytes()], &mut extra);
     // Which plan started the program (its file under STORE/plans): for whoever debugs a run.
     let file = plan::file_name(hash);
     ok &= add(&[b"CAPSULE_PLAN=", file.get(..16).unwrap_or_default()], &mut extra);
+    // The guard (supervisor::filter::GUARD), armed by the program's shim after the loader:
+    // it reads the filter from its end and sends the listener back on ours, which
+    // `run-attached` serves.
+    let guard = guard();
+    if let Some((_, theirs)) = guard {
+        let (mut a, mut b) = (Buf::<24>::new(), Buf::<24>::new());
+        a.push_num(theirs as u64, 10);
+        b.push_num(pid as u64, 10);
+        ok &= add(&[b"CAPSULE_ARM=", a.bytes(), b":", b.bytes()], &mut extra);
+    }
+    let (guard_ours, guard_theirs) = (guard.map(|g| g.0), guard.map(|g| g.1));
     if let (Some(v), Some(t)) = (view_fd, tree_fd) {
         let (mut a, mut b) = (Buf::<24>::new(), Buf::<24>::new());
         a.push_num(v as u64, 10);
@@ -252,8 +266,8 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
             None => add(&[b"LD_LIBRARY_PATH=", c.library_path], &mut extra),
         };
     }
-    let Some(listener) = listener.filter(|_| ok) else {
-        close_all(&[view_fd, tree_fd]);
+    let Some(listener) = listener.filter(|_| ok && guard.is_some()) else {
+        close_all(&[view_fd, tree_fd, listener, guard_ours, guard_theirs]);
         return;
     };
     let mut envp = [core::ptr::null::<u8>(); 1024];
@@ -320,12 +334,12 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     // which says so or refuses.
     let ruleset = if c.n_grants == 0 { None } else { ruleset(p, c) };
     if c.n_grants > 0 && ruleset.is_none() {
-        close_all(&[view_fd, tree_fd, Some(listener)]);
+        close_all(&[view_fd, tree_fd, Some(listener), guard_ours, guard_theirs]);
         return;
     }
     let mut pipe = [0i32; 2];
     if !fits || n >= envp.len() || sys2(sys::PIPE2, pipe.as_mut_ptr() as usize, sys::O_CLOEXEC) != 0 {
-        close_all(&[view_fd, tree_fd, Some(listener), ruleset]);
+        close_all(&[view_fd, tree_fd, Some(listener), ruleset, guard_ours, guard_theirs]);
         return;
     }
     let [status_r, status_w] = pipe.map(|f| f as usize);
@@ -345,11 +359,6 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
             Some(rs) => capsule_core::confine::restrict(sys::call, rs).err(),
             None => None,
         };
-        // The routes around both tiers the kernel refuses (capsule_core::supervisor::filter).
-        if let Err(errno) = capsule_core::listener::install_refusals(&capsule_core::supervisor::filter::REFUSALS) {
-            sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
-            sys::exit(125);
-        }
         let err = match confined {
             Some(e) => e,
             None => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),
@@ -359,13 +368,13 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
         sys::exit(127);
     }
     sys1(sys::CLOSE, status_w);
-    close_all(&[view_fd, tree_fd, ruleset]);
-    if child < 0 {
+    close_all(&[view_fd, tree_fd, ruleset, guard_theirs]);
+    let Some(guard) = guard_ours.filter(|_| child >= 0) else {
         sys4(sys::RT_SIGPROCMASK, 2, (&raw const old_mask) as usize, 0, 8);
-        close_all(&[Some(listener), Some(status_r)]);
+        close_all(&[Some(listener), Some(status_r), guard_ours]);
         return;
-    }
-    attach(p, c, store, Attach { child: child as u64, listener, status: status_r, mask: old_mask });
+    };
+    attach(p, c, store, Attach { child: child as u64, listener, status: status_r, mask: old_mask, guard });
 }
 
 /// The plan's Landlock ruleset (a descriptor), or None when the kernel cannot build it
@@ -399,22 +408,60 @@ fn die_with_parent(parent: usize) {
     }
 }
 
+/// The guard's socket pair: our end (close-on-exec until `attach` hands it on) and the
+/// program's (≥ 1000, inherited), with [`capsule_core::supervisor::filter::GUARD`] written
+/// into it as the shim reads a filter (`CAPSULE_ARM`): a little-endian u32 count, then each
+/// instruction's code (u16), jt, jf and k (u32).
+fn guard() -> Option<(usize, usize)> {
+    use capsule_core::supervisor::filter::{GUARD, GUARD_LEN};
+    let mut msg = Buf::<{ 4 + GUARD_LEN * 8 }>::new();
+    let mut ok = msg.push(&(GUARD_LEN as u32).to_le_bytes());
+    for i in &GUARD {
+        ok &= msg.push(&i.code.to_le_bytes()) && msg.push(&[i.jt, i.jf]) && msg.push(&i.k.to_le_bytes());
+    }
+    let mut fds = [0i32; 2];
+    // AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC.
+    if !ok || sys4(sys::SOCKETPAIR, 1, 1 | sys::O_CLOEXEC, 0, fds.as_mut_ptr() as usize) != 0 {
+        return None;
+    }
+    let [ours, theirs] = fds.map(|f| f as usize);
+    let sent = sys3(sys::WRITE, ours, msg.bytes().as_ptr() as usize, msg.len) == msg.len as isize;
+    let high = sys3(sys::FCNTL, theirs, sys::F_DUPFD, 1000);
+    sys1(sys::CLOSE, theirs);
+    match usize::try_from(high) {
+        Ok(high) if sent => Some((ours, high)),
+        Ok(high) => {
+            close_all(&[Some(ours), Some(high)]);
+            None
+        }
+        Err(_) => {
+            sys1(sys::CLOSE, ours);
+            None
+        }
+    }
+}
+
 /// What `run-attached` is told.
 struct Attach {
     child: u64,
     listener: usize,
     status: usize,
     mask: u64,
+    /// Our end of the guard's socket.
+    guard: usize,
 }
 
 /// Become `capsule-cli run-attached`; if that cannot start, wait for the program here.
 fn attach(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], a: Attach) -> ! {
     sys3(sys::FCNTL, a.listener, sys::F_SETFD, 0);
     sys3(sys::FCNTL, a.status, sys::F_SETFD, 0);
+    sys3(sys::FCNTL, a.guard, sys::F_SETFD, 0);
     let mut nums = Buf::<128>::new();
     let mut at = [0usize; 5];
     for (i, (v, radix)) in
-        [(a.child, 10), (a.listener as u64, 10), (a.status as u64, 10), (a.mask, 16)].into_iter().enumerate()
+        [(a.child, 10), (a.listener as u64, 10), (a.status as u64, 10), (a.mask, 16), (a.guard as u64, 10)]
+            .into_iter()
+            .enumerate()
     {
         if let Some(slot) = at.get_mut(i) {
             *slot = nums.len;
@@ -423,7 +470,7 @@ fn attach(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], a: Attach) -> ! {
         nums.push(b"\0");
     }
     let num = |i: usize| nums.b.get(at.get(i).copied().unwrap_or(0)..).unwrap_or_default().as_ptr();
-    let full: [*const u8; 19] = [
+    let full: [*const u8; 23] = [
         c"capsule".as_ptr().cast(),
         c"--store".as_ptr().cast(),
         store.as_ptr(),
@@ -442,6 +489,10 @@ fn attach(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], a: Attach) -> ! {
         c.sandbox.as_ptr(),
         c"--entry".as_ptr().cast(),
         c.argv0.as_ptr(),
+        c"--guard-fd".as_ptr().cast(),
+        num(4),
+        c"--view".as_ptr().cast(),
+        c.view.as_ptr(),
         core::ptr::null(),
     ];
     sys3(sys::EXECVE, c.launcher.as_ptr() as usize, full.as_ptr() as usize, p.envp as usize);

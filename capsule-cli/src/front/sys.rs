@@ -17,6 +17,7 @@ pub const GETPPID: usize = 110;
 pub const PRCTL: usize = 157;
 pub const SOCKET: usize = 41;
 pub const BIND: usize = 49;
+pub const SOCKETPAIR: usize = 53;
 pub const LISTEN: usize = 50;
 pub const FORK: usize = 57;
 pub const EXECVE: usize = 59;

@@ -36,6 +36,11 @@ pub fn listener(fd: RawFd) -> io::Result<UnixListener> {
     adopt(fd, libc::S_IFSOCK).map(UnixListener::from)
 }
 
+/// The guard's socket the front end made (`run-attached --guard-fd`).
+pub fn guard(fd: RawFd) -> io::Result<crate::supervisor::launch::Armed> {
+    adopt(fd, libc::S_IFSOCK).map(crate::supervisor::launch::Armed::from_fd)
+}
+
 /// The errno of the program's failed exec, or `None` once it has started (the pipe closed
 /// on exec).
 pub fn exec_error(fd: RawFd) -> io::Result<Option<i32>> {

@@ -63,6 +63,21 @@ pub struct Materialiser {
     live: Option<crate::view::live::Mapping>,
 }
 
+/// Answer `sup`'s notifications until no tracee is left.
+fn notifications(sup: &mut Supervisor, mut mat: Shared) {
+    loop {
+        match sup.serve_one(&mut mat) {
+            Ok(true) => {}
+            Ok(false) if sup.finished() => break,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "supervisor stopped");
+                break;
+            }
+        }
+    }
+}
+
 /// What one run did to the tree, under [`Materialiser`]'s lock.
 struct TreeState {
     /// Paths deleted (at the start: the sandbox's whiteouts), never materialised again; a later
@@ -137,20 +152,10 @@ impl Server {
     /// materialiser, locked per operation.
     pub fn serve(self, sup: Option<Supervisor>) {
         if let Some(mut sup) = sup {
-            let mut mat = Shared(Arc::clone(&self.mat.0));
+            let mat = Shared(Arc::clone(&self.mat.0));
             let spawned = std::thread::Builder::new().name("capsule-supervisor".into()).spawn(move || {
                 super::signals::keep_off_this_thread();
-                loop {
-                    match sup.serve_one(&mut mat) {
-                        Ok(true) => {}
-                        Ok(false) if sup.finished() => break,
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "supervisor stopped");
-                            break;
-                        }
-                    }
-                }
+                notifications(&mut sup, mat);
             });
             if let Err(e) = spawned {
                 // The program's trapped calls then fail (ENOSYS once the listener closes); the
@@ -163,6 +168,25 @@ impl Server {
                 Ok((conn, _)) => self.dispatch(conn),
                 Err(e) => backoff(&e),
             }
+        }
+    }
+
+    /// Supervise a run without tier 2 ([`crate::supervisor::filter::GUARD`]: the changes of
+    /// metadata, the credential changes) on a thread of its own, once the program sent its
+    /// listener over `armed`, sharing this materialiser. A program that never sends one (it
+    /// died first) leaves the thread waiting for nothing, which costs nothing.
+    pub fn supervise(&self, armed: crate::supervisor::launch::Armed, view: PathBuf, tree: PathBuf) {
+        let mat = Shared(Arc::clone(&self.mat.0));
+        let spawned = std::thread::Builder::new().name("capsule-guard".into()).spawn(move || {
+            super::signals::keep_off_this_thread();
+            match armed.listener().and_then(|l| Supervisor::new(l, &view, &tree)) {
+                Ok(mut sup) => notifications(&mut sup, mat),
+                Err(e) => tracing::info!(error = %e, "no guard supervisor"),
+            }
+        });
+        if let Err(e) = spawned {
+            // The program's changes of metadata then fail (ENOSYS once the listener closes).
+            eprintln!("capsule: error: cannot start the supervisor's thread: {e}");
         }
     }
 

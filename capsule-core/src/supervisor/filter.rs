@@ -138,6 +138,70 @@ const fn refusals_program() -> [sock_filter; REFUSALS_LEN] {
     p
 }
 
+/// The filter of a run without tier 2 (installed by the shim, `CAPSULE_ARM`, or before exec):
+/// [`REFUSALS`], and the calls of [`table::CALLS`] no cookie lets past — the changes of
+/// metadata (modes, owners, times, xattrs), which kernel confinement (Landlock) does not
+/// cover, and the credential changes — sent to a supervisor that serves only those; every
+/// other call allowed, at no cost. Built at compile time: the front end writes it as it is.
+pub static GUARD: [sock_filter; GUARD_LEN] = guard_program();
+
+/// How many calls [`GUARD`] sends to the supervisor.
+const GUARDED: usize = guarded_count();
+
+/// Instructions of [`GUARD`]: the architecture check (4), one per refusal and per guarded
+/// call, then allow, notify, ENOSYS, EPERM.
+pub const GUARD_LEN: usize = 4 + table::REFUSED.len() + GUARDED + 4;
+
+const fn guarded_count() -> usize {
+    let (mut i, mut n) = (0, 0);
+    while i < table::CALLS.len() {
+        if !table::CALLS[i].cookie && matches!(table::CALLS[i].when, When::Always) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // opcodes, small numbers and offsets
+const fn guard_program() -> [sock_filter; GUARD_LEN] {
+    const fn ins(code: u32, jt: usize, jf: usize, k: u32) -> sock_filter {
+        sock_filter { code: code as u16, jt: jt as u8, jf: jf as u8, k }
+    }
+    let n = table::REFUSED.len();
+    let (allow, notify, enosys, eperm) = (4 + n + GUARDED, 5 + n + GUARDED, 6 + n + GUARDED, 7 + n + GUARDED);
+    let mut p = [ins(0, 0, 0, 0); GUARD_LEN];
+    p[0] = ins(LD_W_ABS, 0, 0, ARCH);
+    p[1] = ins(JEQ_K, 0, enosys - 2, AUDIT_ARCH_X86_64);
+    p[2] = ins(LD_W_ABS, 0, 0, NR);
+    p[3] = ins(JGE_K, enosys - 4, 0, X32_SYSCALL_BIT);
+    let mut i = 0;
+    while i < n {
+        let r = table::REFUSED[i];
+        let to = match r.errno {
+            libc::ENOSYS => enosys,
+            libc::EPERM => eperm,
+            _ => panic!("GUARD answers ENOSYS or EPERM only"),
+        };
+        p[4 + i] = ins(JEQ_K, to - (4 + i) - 1, 0, r.nr as u32);
+        i += 1;
+    }
+    let (mut c, mut at) = (0, 4 + n);
+    while c < table::CALLS.len() {
+        let call = table::CALLS[c];
+        if !call.cookie && matches!(call.when, When::Always) {
+            p[at] = ins(JEQ_K, notify - at - 1, 0, call.nr as u32);
+            at += 1;
+        }
+        c += 1;
+    }
+    p[allow] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
+    p[notify] = ins(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF);
+    p[enosys] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+    p[eperm] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+    p
+}
+
 /// The interface queries trapped (ioctl's second argument): `crate::ifreq` edits their answers.
 const IOCTLS: [u64; 3] = [crate::ifreq::SIOCGIFCONF, crate::ifreq::SIOCGIFADDR, crate::ifreq::SIOCGIFHWADDR];
 
@@ -296,6 +360,32 @@ pub fn run(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_guard_sends_metadata_changes_only_and_refuses_as_every_run_does() {
+        let x86 = AUDIT_ARCH_X86_64;
+        let nr = |n: i64| u32::try_from(n).unwrap();
+        for call in table::CALLS {
+            let want = if !call.cookie && call.when == When::Always {
+                libc::SECCOMP_RET_USER_NOTIF
+            } else {
+                libc::SECCOMP_RET_ALLOW
+            };
+            // Cookie or not: the guard does not look at it.
+            assert_eq!(run(&GUARD, nr(call.nr), x86, [0, 0, 0, 0, 0, 7]), want, "{call:?}");
+        }
+        for r in table::REFUSED {
+            #[allow(clippy::cast_sign_loss)]
+            let want = libc::SECCOMP_RET_ERRNO | r.errno as u32;
+            assert_eq!(run(&GUARD, nr(r.nr), x86, [0; 6]), want, "{r:?}");
+        }
+        assert_eq!(run(&GUARD, nr(libc::SYS_fchmodat), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
+        assert_eq!(run(&GUARD, nr(libc::SYS_openat), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        #[allow(clippy::cast_sign_loss)]
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(run(&GUARD, 15, AUDIT_ARCH_I386, [0; 6]), enosys, "i386");
+        assert_eq!(run(&GUARD, X32_SYSCALL_BIT | 2, x86, [0; 6]), enosys, "x32");
+    }
 
     #[test]
     fn traps_only_virtualised_calls_without_the_cookie() {

@@ -28,8 +28,12 @@ pub struct Armed {
 /// Drop `cmd` after spawning it (its copy of the child's socket end must close, so that a
 /// child that died before sending is an error, not a hang).
 pub fn arm(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<Armed> {
+    arm_with(cmd, filter::program_for(cookie, traps))
+}
+
+/// [`arm`] with filter program `prog`.
+pub fn arm_with(cmd: &mut Command, prog: Vec<libc::sock_filter>) -> io::Result<Armed> {
     let (parent, child) = UnixStream::pair()?;
-    let prog = filter::program_for(cookie, traps);
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe functions on memory allocated before the fork (`prog`, `child`).
     unsafe {
@@ -48,14 +52,18 @@ pub fn arm(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<A
 /// nor a later image of the process arm again). Keep the returned descriptor until `spawn`
 /// has returned, then drop it, as [`arm`]'s `cmd`.
 pub fn arm_in_shim(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::Result<(Armed, OwnedFd)> {
+    arm_in_shim_with(cmd, &filter::program_for(cookie, traps))
+}
+
+/// [`arm_in_shim`] with filter program `prog` ([`filter::GUARD`] for a run without tier 2).
+pub fn arm_in_shim_with(cmd: &mut Command, prog: &[libc::sock_filter]) -> io::Result<(Armed, OwnedFd)> {
     use std::io::Write;
     let (parent, child) = UnixStream::pair()?;
-    let prog = filter::program_for(cookie, traps);
     let mut msg = Vec::with_capacity(4 + prog.len() * 8);
     msg.extend_from_slice(
         &u32::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?.to_le_bytes(),
     );
-    for i in &prog {
+    for i in prog {
         msg.extend_from_slice(&i.code.to_le_bytes());
         msg.extend_from_slice(&[i.jt, i.jf]);
         msg.extend_from_slice(&i.k.to_le_bytes());
@@ -68,17 +76,6 @@ pub fn arm_in_shim(cmd: &mut Command, cookie: u64, traps: filter::Traps) -> io::
     Ok((Armed { parent }, high))
 }
 
-/// Make `cmd`'s child install the notify-free filter of a run without tier 2
-/// ([`filter::REFUSALS`]: io_uring, `open_by_handle_at`, the mount API, i386 and x32 entry)
-/// just before exec. A failure fails `spawn`: the program never starts without it.
-pub fn refuse(cmd: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and makes raw system calls on
-    // a static program only (no allocation, no lock).
-    unsafe {
-        cmd.pre_exec(|| crate::listener::install_refusals(&filter::REFUSALS).map_err(io::Error::from_raw_os_error));
-    }
-}
-
 /// Whether this process already runs under a seccomp filter (a container's, say).
 pub fn already_filtered() -> bool {
     // SAFETY: prctl(PR_GET_SECCOMP) takes no pointers; it reads this thread's mode.
@@ -86,6 +83,12 @@ pub fn already_filtered() -> bool {
 }
 
 impl Armed {
+    /// The launcher's end of a socket the front end made (`run-attached --arm-fd`): the
+    /// program's shim sends its listener there.
+    pub fn from_fd(fd: OwnedFd) -> Armed {
+        Armed { parent: UnixStream::from(fd) }
+    }
+
     /// The listener the child sent. Call after `spawn` returned (the child has exec'd).
     pub fn listener(self) -> io::Result<OwnedFd> {
         let mut byte = [0u8; 1];
