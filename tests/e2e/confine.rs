@@ -161,3 +161,18 @@ fn without_landlock_a_run_says_so_and_full_needs_unconfined() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("confinement: Landlock ABI"), "{err}");
 }
+
+#[test]
+fn a_program_an_earlier_run_installed_runs_from_the_sandbox() {
+    require!(is_root(), "root (the program is installed into the write-copy /usr/local/bin)");
+    let (_, env, home) = setup();
+    let id = std::process::id();
+    let prog = format!("/usr/local/bin/capsule-installed-{id}");
+    let install = format!("printf '#!/bin/sh\\necho installed \"$@\"\\n' > {prog} && chmod 755 {prog}");
+    let o = env.cmd(&["run", "conf", "--entry", "/bin/sh", "--", "-c", &install]).env("HOME", &home).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!Path::new(&prog).exists(), "the install reached the host");
+    let o = env.cmd(&["run", "conf", "--entry", &prog, "--", "here"]).env("HOME", &home).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "installed here\n");
+}

@@ -94,6 +94,14 @@ fn locate(store: &Store, p: &Prepared, name: &[u8], dir: bool) -> Result<Option<
         let host = p.sandbox.tree().join(std::ffi::OsStr::from_bytes(resolved.as_bytes()));
         return Ok(Some(Located { host, in_tree: true }));
     }
+    // A program the sandbox holds (an earlier run installed it: write-copy put it in the
+    // tree), which the view finds before the host's.
+    if let Ok(rel) = RelPath::from_host(name) {
+        let tree = p.sandbox.tree().join(std::ffi::OsStr::from_bytes(rel.as_bytes()));
+        if std::fs::symlink_metadata(&tree).is_ok_and(|m| m.is_file()) {
+            return Ok(Some(Located { host: tree, in_tree: true }));
+        }
+    }
     let host = PathBuf::from(std::ffi::OsStr::from_bytes(name));
     Ok(host.is_file().then_some(Located { host, in_tree: false }))
 }
