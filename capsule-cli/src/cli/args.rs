@@ -375,8 +375,8 @@ pub struct Fetch {
 pub struct Run {
     /// NAME[:TAG]
     pub name: String,
-    /// The program to run (absolute path inside the capsule, or on the host); default: the
-    /// capsule's first entry point.
+    /// The program to run (absolute path inside the capsule, its sandbox, or on the host);
+    /// default: the capsule's first entry point.
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
     /// Isolation: `merged|writecopy|full` for `/`, or `/PREFIX=MODE` (repeatable; also
