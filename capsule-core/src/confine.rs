@@ -130,7 +130,8 @@ pub fn ruleset(sys: Sys, abi: i32) -> Result<usize, isize> {
 }
 
 /// Add a rule granting `rights` (masked to what `abi` handles, and to [`FILE_RIGHTS`] when
-/// `path` is not a directory) beneath `path` (NUL-terminated) to `ruleset`. A path that does
+/// `path` is not a directory, which the launcher usually did already) beneath `path`
+/// (NUL-terminated) to `ruleset`. A path that does
 /// not exist, or that this user cannot reach, grants nothing and is not an error.
 pub fn add(sys: Sys, ruleset: usize, abi: i32, path: &[u8], rights: u64) -> Result<(), isize> {
     if path.last() != Some(&0) {
@@ -144,26 +145,26 @@ pub fn add(sys: Sys, ruleset: usize, abi: i32, path: &[u8], rights: u64) -> Resu
         };
     }
     let fd = fd.cast_unsigned();
-    // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
-    let mut st = [0u64; 18];
-    let r = sys(SYS_NEWFSTATAT, [fd, c"".as_ptr() as usize, st.as_mut_ptr() as usize, AT_EMPTY_PATH, 0, 0]);
-    let mode = (st[3] & 0xffff_ffff) as u32;
-    let is_dir = r == 0 && mode & 0o170_000 == 0o040_000;
-    let mut allowed = rights & handled(abi);
-    if !is_dir {
-        allowed &= FILE_RIGHTS;
-    }
-    let mut result = Ok(());
-    if r == 0 && allowed != 0 {
+    let rule = |allowed: u64| {
         // struct landlock_path_beneath_attr { u64 allowed_access; s32 parent_fd; } packed.
         let mut attr = [0u8; 12];
         attr[..8].copy_from_slice(&allowed.to_ne_bytes());
         attr[8..].copy_from_slice(&i32::try_from(fd).unwrap_or(-1).to_ne_bytes());
-        let a = sys(SYS_LANDLOCK_ADD_RULE, [ruleset, LANDLOCK_RULE_PATH_BENEATH, attr.as_ptr() as usize, 0, 0, 0]);
-        if a < 0 {
-            result = Err(a);
-        }
+        sys(SYS_LANDLOCK_ADD_RULE, [ruleset, LANDLOCK_RULE_PATH_BENEATH, attr.as_ptr() as usize, 0, 0, 0])
+    };
+    // The launcher masks the rights of a file's rule already (`run::confine`): one call. A
+    // path that is no longer what it was (EINVAL: directory rights on a file) is looked at.
+    let allowed = rights & handled(abi);
+    let mut r = if allowed == 0 { 0 } else { rule(allowed) };
+    if r == -22 {
+        // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
+        let mut st = [0u64; 18];
+        let s = sys(SYS_NEWFSTATAT, [fd, c"".as_ptr() as usize, st.as_mut_ptr() as usize, AT_EMPTY_PATH, 0, 0]);
+        let is_dir = s == 0 && (st[3] & 0o170_000) == 0o040_000;
+        let masked = if is_dir { allowed } else { allowed & FILE_RIGHTS };
+        r = if s != 0 || masked == 0 { s } else { rule(masked) };
     }
+    let result = if r < 0 { Err(r) } else { Ok(()) };
     sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
     result
 }

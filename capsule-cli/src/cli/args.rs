@@ -327,7 +327,7 @@ pub struct Pull {
 
 /// `run-attached` (internal; capsule-cli/src/front starts it): serve the materialiser for a
 /// program the front end forked, and wait for it as `run` does.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunAttached {
     /// The program's pid (our child).
     #[arg(long)]

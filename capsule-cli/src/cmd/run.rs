@@ -649,32 +649,44 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
             None
         }
     };
-    let mut server: Option<Server> = None;
-    // The guard's supervisor shares the materialiser: both start now.
-    if let (Some(fd), Some(view), Some(l)) = (a.guard_fd, &a.view, &listener) {
-        match run::attach::guard(fd).map_err(anyhow::Error::from).and_then(|g| Ok((g, serve_attached(store, a, l)?))) {
-            Ok((g, s)) => {
-                let tree = run::sandbox::Sandbox::open(store, &a.sandbox).map(|sb| sb.tree().to_owned());
-                match tree {
-                    Ok(tree) => s.supervise(g, view.clone(), tree),
-                    Err(e) => eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
-                }
-                server = Some(s);
+    // The materialiser starts on the first request, or with the guard's supervisor (which
+    // shares it), on a thread of its own: not before the wait.
+    let server: std::sync::Arc<std::sync::Mutex<Option<Server>>> = std::sync::Arc::default();
+    if let (Some(fd), Some(view), Some(l)) = (a.guard_fd, a.view.clone(), &listener) {
+        let (store, a, slot) = (store.clone(), a.clone(), std::sync::Arc::clone(&server));
+        let l = l.try_clone().context("cannot share the materialiser socket")?;
+        let start = move || {
+            run::signals::keep_off_this_thread();
+            let guard = match run::attach::guard(fd) {
+                Ok(g) => g,
+                Err(e) => return eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
+            };
+            let mut s = lock(&slot);
+            if s.is_none() {
+                *s = serve_attached(&store, &a, &l)
+                    .map_err(|e| eprintln!("capsule: error: no materialiser: {e:#}"))
+                    .ok();
             }
-            Err(e) => eprintln!("capsule: error: no supervisor for {}: {e:#}", a.entry),
-        }
+            match (s.as_ref(), run::sandbox::Sandbox::open(&store, &a.sandbox)) {
+                (Some(srv), Ok(sb)) => srv.supervise(guard, view, sb.tree().to_owned()),
+                (_, Err(e)) => eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
+                (None, _) => {}
+            }
+        };
+        std::thread::Builder::new().name("capsule-guard-start".into()).spawn(start).context("cannot start a thread")?;
     }
     let status = match &listener {
         Some(l) => {
             use std::os::fd::AsFd;
             let mut accept = || {
-                if server.is_none() {
-                    server = serve_attached(store, a, l)
+                let mut s = lock(&server);
+                if s.is_none() {
+                    *s = serve_attached(store, a, l)
                         .map_err(|e| eprintln!("capsule: error: no materialiser: {e:#}"))
                         .ok();
                 }
-                match &server {
-                    Some(s) => s.accept_waiting(),
+                match s.as_ref() {
+                    Some(srv) => srv.accept_waiting(),
                     // Refuse what waits, rather than leave it hanging.
                     None => while l.accept().is_ok() {},
                 }
@@ -685,6 +697,11 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
     };
     let status = status.context("cannot wait for the program")?;
     Ok(exit_code(status))
+}
+
+/// `s`, locked, even if a thread panicked while holding it.
+fn lock(s: &std::sync::Mutex<Option<Server>>) -> std::sync::MutexGuard<'_, Option<Server>> {
+    s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The materialiser for `a`'s capsule, on a copy of the listening socket.
