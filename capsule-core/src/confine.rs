@@ -121,19 +121,32 @@ pub fn abi(sys: Sys) -> i32 {
     i32::try_from(v.max(0)).unwrap_or(0)
 }
 
-/// A new ruleset handling [`handled`]`(abi)`: its descriptor (close-on-exec), or `-errno`.
-pub fn ruleset(sys: Sys, abi: i32) -> Result<usize, isize> {
+/// What a run's ruleset handles (`mask` for [`ruleset`]): the rights that change the
+/// filesystem, and the rights to read and execute only when some of the host must be
+/// invisible (`reads`: a `full` rule). `TRUNCATE` is left out: handled, the kernel walks up
+/// for a rule at every open, reads too, to note whether the file may be truncated (~150 ns an
+/// open here); a truncation needs a descriptor open for writing (`WRITE_FILE`, handled) or
+/// `truncate(2)`, which the guard sends to the supervisor. Without the read rights, an open
+/// for reading costs the kernel no walk at all.
+pub const fn mask(reads: bool) -> u64 {
+    let w = WRITE & !access::TRUNCATE;
+    if reads { w | READ } else { w }
+}
+
+/// A new ruleset handling [`handled`]`(abi) & mask`: its descriptor (close-on-exec), or
+/// `-errno`.
+pub fn ruleset(sys: Sys, abi: i32, mask: u64) -> Result<usize, isize> {
     // struct landlock_ruleset_attr, as far as handled_access_fs (the kernel takes a prefix).
-    let attr: u64 = handled(abi);
+    let attr: u64 = handled(abi) & mask;
     let fd = sys(SYS_LANDLOCK_CREATE_RULESET, [(&raw const attr) as usize, 8, 0, 0, 0, 0]);
     if fd < 0 { Err(fd) } else { Ok(fd.cast_unsigned()) }
 }
 
-/// Add a rule granting `rights` (masked to what `abi` handles, and to [`FILE_RIGHTS`] when
+/// Add a rule granting `rights` (masked to what the ruleset `handled`, and to [`FILE_RIGHTS`] when
 /// `path` is not a directory, which the launcher usually did already) beneath `path`
 /// (NUL-terminated) to `ruleset`. A path that does
 /// not exist, or that this user cannot reach, grants nothing and is not an error.
-pub fn add(sys: Sys, ruleset: usize, abi: i32, path: &[u8], rights: u64) -> Result<(), isize> {
+pub fn add(sys: Sys, ruleset: usize, handled: u64, path: &[u8], rights: u64) -> Result<(), isize> {
     if path.last() != Some(&0) {
         return Err(-22);
     }
@@ -154,7 +167,7 @@ pub fn add(sys: Sys, ruleset: usize, abi: i32, path: &[u8], rights: u64) -> Resu
     };
     // The launcher masks the rights of a file's rule already (`run::confine`): one call. A
     // path that is no longer what it was (EINVAL: directory rights on a file) is looked at.
-    let allowed = rights & handled(abi);
+    let allowed = rights & handled;
     let mut r = if allowed == 0 { 0 } else { rule(allowed) };
     if r == -22 {
         // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
@@ -190,7 +203,8 @@ pub fn close(sys: Sys, fd: usize) {
     sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
 }
 
-/// A launch plan's Landlock record (`rights: u64 LE · path NUL`): its parts.
+/// A launch plan's Landlock record (`rights: u64 LE · path NUL`): its parts. The first
+/// record has an empty path: its rights are the ruleset's [`mask`].
 pub fn record(payload: &[u8]) -> Option<(u64, &[u8])> {
     let (rights, path) = payload.split_at_checked(8)?;
     let rights = u64::from_le_bytes(rights.try_into().ok()?);

@@ -385,9 +385,12 @@ fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
         return None;
     }
     let abi = confine::abi(sys::call);
-    let rs = confine::ruleset(sys::call, abi).ok().filter(|_| abi > 0)?;
-    for g in c.grants.iter().take(c.n_grants) {
-        let added = confine::record(g).map(|(rights, path)| confine::add(sys::call, rs, abi, path, rights));
+    // The first record's rights are the ruleset's mask (an empty path).
+    let (mask, _) = c.grants.first().and_then(|g| confine::record(g)).filter(|(_, p)| *p == b"\0")?;
+    let rs = confine::ruleset(sys::call, abi, mask).ok().filter(|_| abi > 0)?;
+    for g in c.grants.iter().take(c.n_grants).skip(1) {
+        let added = confine::record(g)
+            .map(|(rights, path)| confine::add(sys::call, rs, confine::handled(abi) & mask, path, rights));
         if !matches!(added, Some(Ok(()))) {
             confine::close(sys::call, rs);
             return None;

@@ -90,6 +90,12 @@ pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
     ];
     extra.extend(p.state_dirs.iter().map(|d| Grant { path: d.clone(), rights: rw }));
     let mut out = grants_for(p, shim, program, extra);
+    // First, what the ruleset handles (an empty path): reads only where a rule hides the host.
+    let reads = p.rules.iter().any(|(_, m)| *m == Mode::Full);
+    let mask = crate::confine::mask(reads);
+    // A grant of nothing the ruleset handles (a read, when reads are not confined) is none.
+    out.retain(|g| g.rights & mask != 0);
+    out.insert(0, Grant { path: PathBuf::new(), rights: mask });
     // The tree's own grant, even where an ancestor's covers it: the kernel looks for a rule
     // from the opened file upwards at every open, and stops at the first that grants enough
     // (~20 ns a level here; the store is often several levels below `$HOME` or `/tmp`).
@@ -121,17 +127,19 @@ pub fn ruleset(grants: &[Grant], abi: i32) -> std::io::Result<std::os::fd::Owned
     use crate::confine;
     use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
-    let fd = confine::ruleset(confine::raw, abi).map_err(errno)?;
+    let mask = grants.first().filter(|g| g.path.as_os_str().is_empty()).map_or(READ | WRITE, |g| g.rights);
+    let fd = confine::ruleset(confine::raw, abi, mask).map_err(errno)?;
     let fd = i32::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: landlock_create_ruleset just returned this descriptor; nobody else owns it.
     let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    for g in grants {
+    for g in grants.iter().filter(|g| !g.path.as_os_str().is_empty()) {
         let mut path = g.path.as_os_str().as_bytes().to_vec();
         path.push(0);
-        confine::add(confine::raw, fd.cast_unsigned() as usize, abi, &path, g.rights).map_err(|e| {
-            let e = errno(e);
-            std::io::Error::new(e.kind(), format!("cannot grant access to {}: {e}", g.path.display()))
-        })?;
+        confine::add(confine::raw, fd.cast_unsigned() as usize, confine::handled(abi) & mask, &path, g.rights)
+            .map_err(|e| {
+                let e = errno(e);
+                std::io::Error::new(e.kind(), format!("cannot grant access to {}: {e}", g.path.display()))
+            })?;
     }
     Ok(owned)
 }

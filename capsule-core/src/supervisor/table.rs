@@ -129,7 +129,7 @@ pub const CALLS: &[Call] = &[
     always(libc::SYS_chown, Link),
     always(libc::SYS_lchown, Link),
     always(libc::SYS_fchownat, Link),
-    c(libc::SYS_truncate, Link, Always),
+    always(libc::SYS_truncate, Link),
     always(libc::SYS_utimensat, Link),
     always(libc::SYS_utime, Link),
     always(libc::SYS_utimes, Link),
