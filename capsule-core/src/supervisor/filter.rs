@@ -94,52 +94,8 @@ pub fn program_for(cookie: u64, traps: Traps) -> Vec<sock_filter> {
     build(cookie, &always, &trapped)
 }
 
-/// The notify-free program of a run without tier 2 (installed before exec by
-/// `supervisor::launch::refuse`, and by the front end from a plan): the architecture check and
-/// [`table::REFUSED`], everything else allowed. The kernel caches "always allowed" per system
-/// call number, so the calls it lets through cost nothing. Built at compile time, so the
-/// front end (no allocation, no libc) installs it as it is.
-pub static REFUSALS: [sock_filter; REFUSALS_LEN] = refusals_program();
-
-/// Instructions of [`REFUSALS`]: the architecture check (4), one per refusal, allow, ENOSYS, EPERM.
-pub const REFUSALS_LEN: usize = 4 + table::REFUSED.len() + 3;
-
-/// [`REFUSALS`] as a vector (the tests compare it with [`build`]'s).
-pub fn refusals() -> Vec<sock_filter> {
-    REFUSALS.to_vec()
-}
-
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // opcodes, small numbers and offsets
-const fn refusals_program() -> [sock_filter; REFUSALS_LEN] {
-    const fn ins(code: u32, jt: usize, jf: usize, k: u32) -> sock_filter {
-        sock_filter { code: code as u16, jt: jt as u8, jf: jf as u8, k }
-    }
-    let n = table::REFUSED.len();
-    let (allow, enosys, eperm) = (4 + n, 5 + n, 6 + n);
-    let mut p = [ins(0, 0, 0, 0); REFUSALS_LEN];
-    p[0] = ins(LD_W_ABS, 0, 0, ARCH);
-    p[1] = ins(JEQ_K, 0, enosys - 2, AUDIT_ARCH_X86_64);
-    p[2] = ins(LD_W_ABS, 0, 0, NR);
-    p[3] = ins(JGE_K, enosys - 4, 0, X32_SYSCALL_BIT);
-    let mut i = 0;
-    while i < n {
-        let r = table::REFUSED[i];
-        let to = match r.errno {
-            libc::ENOSYS => enosys,
-            libc::EPERM => eperm,
-            _ => panic!("REFUSALS answers ENOSYS or EPERM only"),
-        };
-        p[4 + i] = ins(JEQ_K, to - (4 + i) - 1, 0, r.nr as u32);
-        i += 1;
-    }
-    p[allow] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
-    p[enosys] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
-    p[eperm] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
-    p
-}
-
 /// The filter of a run without tier 2 (installed by the shim, `CAPSULE_ARM`, or before exec):
-/// [`REFUSALS`], and the calls of [`table::CALLS`] no cookie lets past — the changes of
+/// the architecture check, [`table::REFUSED`], and the calls of [`table::CALLS`] no cookie lets past — the changes of
 /// metadata (modes, owners, times, xattrs), which kernel confinement (Landlock) does not
 /// cover, and the credential changes — sent to a supervisor that serves only those; every
 /// other call allowed, at no cost. Built at compile time: the front end writes it as it is.
@@ -362,32 +318,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_guard_sends_metadata_changes_only_and_refuses_as_every_run_does() {
-        let x86 = AUDIT_ARCH_X86_64;
-        let nr = |n: i64| u32::try_from(n).unwrap();
-        for call in table::CALLS {
-            let want = if !call.cookie && call.when == When::Always {
-                libc::SECCOMP_RET_USER_NOTIF
-            } else {
-                libc::SECCOMP_RET_ALLOW
-            };
-            // Cookie or not: the guard does not look at it.
-            assert_eq!(run(&GUARD, nr(call.nr), x86, [0, 0, 0, 0, 0, 7]), want, "{call:?}");
-        }
-        for r in table::REFUSED {
-            #[allow(clippy::cast_sign_loss)]
-            let want = libc::SECCOMP_RET_ERRNO | r.errno as u32;
-            assert_eq!(run(&GUARD, nr(r.nr), x86, [0; 6]), want, "{r:?}");
-        }
-        assert_eq!(run(&GUARD, nr(libc::SYS_fchmodat), x86, [0; 6]), libc::SECCOMP_RET_USER_NOTIF);
-        assert_eq!(run(&GUARD, nr(libc::SYS_openat), x86, [0; 6]), libc::SECCOMP_RET_ALLOW);
-        #[allow(clippy::cast_sign_loss)]
-        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
-        assert_eq!(run(&GUARD, 15, AUDIT_ARCH_I386, [0; 6]), enosys, "i386");
-        assert_eq!(run(&GUARD, X32_SYSCALL_BIT | 2, x86, [0; 6]), enosys, "x32");
-    }
-
-    #[test]
     fn traps_only_virtualised_calls_without_the_cookie() {
         let cookie = 0x1234_5678_9abc_def0;
         let p = program(cookie);
@@ -550,24 +480,27 @@ mod tests {
         assert_eq!(nrs.len(), table::CALLS.len() + table::REFUSED.len(), "a call is in the table twice");
     }
 
-    /// The notify-free filter of every run: the refusals, the architecture check, and nothing
-    /// else, for every number.
+    /// The guard, for every number: the refusals, the architecture check, the calls no cookie
+    /// lets past sent to the supervisor, and nothing else.
     #[test]
-    fn refusals_alone() {
-        let p = refusals();
+    fn the_guard_for_every_number() {
         let enosys = libc::SECCOMP_RET_ERRNO | 38;
         for nr in 0..=1024i64 {
             let n = u32::try_from(nr).unwrap();
-            let want = table::refused(nr)
-                .map_or(libc::SECCOMP_RET_ALLOW, |e| libc::SECCOMP_RET_ERRNO | u32::try_from(e).unwrap());
-            assert_eq!(run(&p, n, AUDIT_ARCH_X86_64, [0; 6]), want, "nr {nr}");
-            assert_eq!(run(&p, n, AUDIT_ARCH_I386, [0; 6]), enosys, "i386 {nr}");
-            assert_eq!(run(&p, n | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, [0; 6]), enosys, "x32 {nr}");
+            let guarded = table::CALLS.iter().any(|c| c.nr == nr && !c.cookie && c.when == When::Always);
+            let want = match table::refused(nr) {
+                Some(e) => libc::SECCOMP_RET_ERRNO | u32::try_from(e).unwrap(),
+                None if guarded => libc::SECCOMP_RET_USER_NOTIF,
+                None => libc::SECCOMP_RET_ALLOW,
+            };
+            assert_eq!(run(&GUARD, n, AUDIT_ARCH_X86_64, [0; 6]), want, "nr {nr}");
+            assert_eq!(run(&GUARD, n, AUDIT_ARCH_I386, [0; 6]), enosys, "i386 {nr}");
+            assert_eq!(run(&GUARD, n | X32_SYSCALL_BIT, AUDIT_ARCH_X86_64, [0; 6]), enosys, "x32 {nr}");
         }
         let eperm = libc::SECCOMP_RET_ERRNO | 1;
         let nr = |n: i64| u32::try_from(n).unwrap();
-        assert_eq!(run(&p, nr(libc::SYS_io_uring_setup), AUDIT_ARCH_X86_64, [0; 6]), enosys);
-        assert_eq!(run(&p, nr(libc::SYS_open_by_handle_at), AUDIT_ARCH_X86_64, [0; 6]), eperm);
+        assert_eq!(run(&GUARD, nr(libc::SYS_io_uring_setup), AUDIT_ARCH_X86_64, [0; 6]), enosys);
+        assert_eq!(run(&GUARD, nr(libc::SYS_open_by_handle_at), AUDIT_ARCH_X86_64, [0; 6]), eperm);
     }
 
     /// Every x86-64 system call that takes a path (its number, as the kernel's syscall table
