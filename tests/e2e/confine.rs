@@ -176,3 +176,21 @@ fn a_program_an_earlier_run_installed_runs_from_the_sandbox() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "installed here\n");
 }
+
+#[test]
+fn groupadd_locks_and_writes_the_sandbox_password_files_under_tier_1() {
+    require!(is_root(), "root (groupadd)");
+    require!(Path::new("/usr/sbin/groupadd").exists(), "groupadd (passwd)");
+    let (_, env, home) = setup();
+    let name = format!("capsgrp{}", std::process::id() % 100_000);
+    let host = fs::read("/etc/group").unwrap();
+    let o = env
+        .cmd(&["run", "conf", "--seccomp", "never", "--entry", "/usr/sbin/groupadd", "--", &name])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fs::read("/etc/group").unwrap(), host, "groupadd changed the host's /etc/group");
+    let tree = fs::read_to_string(env.store().join("sandboxes/conf/root/etc/group")).unwrap();
+    assert!(tree.lines().any(|l| l.starts_with(&format!("{name}:"))), "{tree}");
+}

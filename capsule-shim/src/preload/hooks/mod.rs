@@ -12,6 +12,7 @@ pub mod link;
 pub mod misc;
 pub mod net;
 pub mod open;
+pub mod pwlock;
 pub mod query;
 pub mod real;
 pub mod stat;
