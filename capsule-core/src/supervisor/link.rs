@@ -64,18 +64,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_utime | libc::SYS_utimes | libc::SYS_futimesat => {
             let (dirfd, path, t) = if nr == libc::SYS_futimesat { (int(a[0]), a[1], a[2]) } else { (cwd, a[0], a[1]) };
             let Ok(times) = old_times(mem, t, nr == libc::SYS_utime) else { return Some(Reply::Error(libc::EFAULT)) };
-            single(cx, mem, dirfd, path, Op::Modify, true, move |d, p| {
-                let t = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
-                check(unsafe_syscall(
-                    libc::SYS_utimensat,
-                    d.into(),
-                    p.as_ptr() as libc::c_long,
-                    t as libc::c_long,
-                    0,
-                    0,
-                    0,
-                ))
-            })
+            single(cx, mem, dirfd, path, Op::Modify, true, move |d, p| set_times(d, p, times.as_ref(), 0))
         }
         libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_removexattr | libc::SYS_lremovexattr => {
             let set = matches!(nr, libc::SYS_setxattr | libc::SYS_lsetxattr);
@@ -152,18 +141,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
             let follow = int(a[3]) & libc::AT_SYMLINK_NOFOLLOW == 0;
             let times = times(mem, a[2]);
             let Ok(times) = times else { return Some(Reply::Error(libc::EFAULT)) };
-            single(cx, mem, int(a[0]), a[1], Op::Modify, follow, move |d, p| {
-                let t = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
-                check(unsafe_syscall(
-                    libc::SYS_utimensat,
-                    d.into(),
-                    p.as_ptr() as libc::c_long,
-                    t as libc::c_long,
-                    reg(a[3]),
-                    0,
-                    0,
-                ))
-            })
+            single(cx, mem, int(a[0]), a[1], Op::Modify, follow, move |d, p| set_times(d, p, times.as_ref(), reg(a[3])))
         }
         libc::SYS_rename => two(cx, mem, (cwd, a[0]), (cwd, a[1]), true, 0),
         libc::SYS_renameat => two(cx, mem, (int(a[0]), a[1]), (int(a[2]), a[3]), true, 0),
@@ -294,6 +272,12 @@ fn lstat(p: &CStr) -> Option<libc::stat> {
     let mut sb: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     (unsafe { libc::lstat(p.as_ptr(), &raw mut sb) } == 0).then_some(sb)
+}
+
+/// utimensat(2) on (`d`, `p`) with `times` (None: now) and `flags`, as the tracee asked.
+fn set_times(d: i32, p: &std::ffi::CStr, times: Option<&[libc::timespec; 2]>, flags: libc::c_long) -> Result<(), i32> {
+    let t = times.map_or(std::ptr::null(), |t| t.as_ptr());
+    check(unsafe_syscall(libc::SYS_utimensat, d.into(), p.as_ptr() as libc::c_long, t as libc::c_long, flags, 0, 0))
 }
 
 /// utime's `struct utimbuf` (`short`) or utimes' two `struct timeval` at `addr` as two
