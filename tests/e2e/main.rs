@@ -22,6 +22,7 @@ mod gc;
 mod hostile;
 mod identity;
 mod install;
+mod lifecycle;
 mod netns;
 mod oci;
 mod oci_tls;

@@ -434,6 +434,10 @@ pub struct Run {
     /// `--isolation full` on a kernel without Landlock.
     #[arg(long)]
     pub unconfined: bool,
+    /// Seconds the run has after SIGTERM (or a SIGINT sent with `kill`), which goes to every
+    /// process of the run, before what is left of it gets SIGKILL.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub stop_timeout: u32,
     /// Benchmarks only: do not give the shim the supervisor's cookie, so that every path call
     /// goes through tier 2 (docs/bench/tier2.sh measures what the cookie saves).
     #[arg(long, hide = true)]

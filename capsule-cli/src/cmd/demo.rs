@@ -78,6 +78,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         stats: false,
         no_cookie: false,
         unconfined: false,
+        stop_timeout: 10,
         hostname: Some(HOST.to_owned()),
         domain: Some(DOMAIN.to_owned()),
         machine_id: Some(MID.to_owned()),

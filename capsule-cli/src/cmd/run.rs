@@ -135,8 +135,10 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         unconfined: r.unconfined,
         record: None,
         netns,
-        plan,
+        // A run started from a plan has the default stop timeout (`run-attached`).
+        plan: plan.filter(|_| r.stop_timeout == 10),
         loader,
+        stop_timeout: std::time::Duration::from_secs(u64::from(r.stop_timeout)),
     };
     start(store, &prepared, &program, args, opts)
 }
@@ -167,6 +169,8 @@ pub struct Start {
     /// The capsule's own loader, for the shim to start the capsule's programs with
     /// (`run::exec::loader`).
     pub loader: Option<run::exec::Loader>,
+    /// `--stop-timeout`.
+    pub stop_timeout: std::time::Duration,
 }
 
 /// What a launch plan needs besides the prepared run (capsule_core::plan).
@@ -252,7 +256,8 @@ pub fn start(
     let entry = entry.as_ref();
     let path = program.path.as_path();
     // Before the program starts: `kill <capsule pid>` reaches it (docker's behaviour).
-    let caught = run::signals::Caught::install().context("cannot set up signal forwarding")?;
+    let caught =
+        run::signals::Caught::install().context("cannot set up signal forwarding")?.stop_timeout(opts.stop_timeout);
     // The run's orphans come to us, and we wait for them (run::lifetime).
     if let Err(e) = run::lifetime::become_subreaper() {
         tracing::warn!(error = %e, "not a subreaper: orphans of the run are not waited for");

@@ -199,6 +199,7 @@ fn same_key(key: &[u8], cwd: &[u8], args: &[&[u8]], shim: Option<&[u8]>) -> bool
 /// Signals `capsule run` forwards, and SIGCHLD: blocked from before the fork until
 /// `run-attached` has its handlers (then the ones that came are delivered).
 const HELD: u64 = bit(1 /* SIGHUP */)
+    | bit(2 /* SIGINT */)
     | bit(10 /* SIGUSR1 */)
     | bit(12 /* SIGUSR2 */)
     | bit(15 /* SIGTERM */)

@@ -84,3 +84,22 @@ pub fn children() -> Vec<i32> {
         .filter_map(|pid| i32::try_from(pid).ok())
         .collect()
 }
+
+/// Every descendant of this process (the run: its program, what that started, and the
+/// orphans it adopted), from one scan of `/proc`. A process forked after the scan is not in
+/// it; callers that must reach every process repeat.
+pub fn descendants() -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let pairs: Vec<(u32, u32)> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, super::peer::parent_of(pid)?)))
+        .collect();
+    let mut found = vec![std::process::id()];
+    let mut i = 0;
+    while let Some(&parent) = found.get(i) {
+        found.extend(pairs.iter().filter(|&&(_, pp)| pp == parent).map(|&(p, _)| p));
+        i += 1;
+    }
+    found.into_iter().skip(1).filter_map(|p| i32::try_from(p).ok()).collect()
+}

@@ -1,6 +1,16 @@
 //! Signals while `capsule run` waits for its program: the ones a service manager or a user
-//! sends to the process it started (`kill PID`) are passed on to the program, and the wait
-//! ends when the program exits.
+//! sends to the process it started (`kill PID`) are passed on, and the wait ends when the last
+//! process of the run has exited.
+//!
+//! - **Stop signals** (SIGTERM, and SIGINT sent with `kill`) stop the run as a unit, as
+//!   systemd's `KillMode=control-group` and `docker stop` do: the signal goes to every process
+//!   of the run (the launcher's descendants: orphans stay its own, `run::lifetime`), and those
+//!   still there after the stop timeout (`run --stop-timeout`, 10 s by default) get SIGKILL.
+//!   A SIGINT from the terminal (Ctrl-C) already reached the whole foreground process group,
+//!   program included: it is not passed on, and it stops nothing by force (an interactive
+//!   shell in the capsule ignores it and goes on).
+//! - **SIGHUP, SIGUSR1, SIGUSR2** (reload, log rotation) go to the program, or once it has
+//!   exited, to what is left of the run.
 //!
 //! The signals are caught, not blocked: a handler writes each one's number to a pipe (the
 //! self-pipe trick) that the waiting thread polls beside the materialiser's socket. Blocking
@@ -17,23 +27,33 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::Pid;
 
-/// Passed on to the program. Not SIGINT and SIGQUIT: the terminal sends those to the whole
-/// foreground process group, program included; passing them on would deliver them twice.
-const FORWARDED: &[Signal] = &[Signal::SIGTERM, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
+/// Passed on to the program (or the run). SIGQUIT is not: the terminal sends it to the whole
+/// foreground process group, program included.
+const FORWARDED: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// How long a run has after a stop signal before SIGKILL, unless told otherwise.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set in a signal's byte in the pipe when the kernel sent it (a terminal's Ctrl-C), not a
+/// process (`kill`).
+const FROM_KERNEL: u8 = 0x80;
 
 /// The pipe's write end, for the handler (-1 until [`Caught::install`]).
 static PIPE: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // SAFETY: errno is this thread's; it is restored below so that the interrupted code's
     // errno survives the write.
     let saved = unsafe { *libc::__errno_location() };
-    let byte = u8::try_from(sig).unwrap_or(0);
+    // SAFETY: SA_SIGINFO: the kernel passes a valid siginfo_t (or null, checked).
+    let code = if info.is_null() { 0 } else { unsafe { (*info).si_code } };
+    let byte = u8::try_from(sig).unwrap_or(0) | if code == libc::SI_KERNEL { FROM_KERNEL } else { 0 };
     let fd = PIPE.load(Ordering::Relaxed);
     // SAFETY: write(2) is async-signal-safe; `byte` lives across the call; a full pipe
     // (O_NONBLOCK) drops the byte, and a dropped SIGCHLD is recovered by the wait loop's
@@ -50,6 +70,8 @@ pub struct Caught {
     /// Wait for every child, not only the program (off in unit tests, whose process has the
     /// children of other tests).
     whole_run: bool,
+    /// How long the run has after a stop signal before SIGKILL.
+    stop_timeout: Duration,
 }
 
 impl Caught {
@@ -60,14 +82,25 @@ impl Caught {
         PIPE.store(write.as_raw_fd(), Ordering::Relaxed);
         // SA_RESTART: a thread interrupted in a blocking call (a materialiser request, the
         // supervisor's NOTIF_RECV) resumes it.
-        let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+        let action = SigAction::new(
+            SigHandler::SigAction(on_signal),
+            SaFlags::SA_RESTART | SaFlags::SA_SIGINFO,
+            SigSet::empty(),
+        );
         for sig in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
             // SAFETY: the handler only makes async-signal-safe calls (write, errno) on a
             // descriptor that stays open for the life of the process (`Caught` is kept until
             // the program has exited, and the process ends soon after).
             unsafe { nix::sys::signal::sigaction(*sig, &action) }?;
         }
-        Ok(Caught { read, _write: write, whole_run: true })
+        Ok(Caught { read, _write: write, whole_run: true, stop_timeout: STOP_TIMEOUT })
+    }
+
+    /// Give the run `t` after a stop signal before SIGKILL.
+    #[must_use]
+    pub fn stop_timeout(mut self, t: Duration) -> Caught {
+        self.stop_timeout = t;
+        self
     }
 
     /// Wait on this thread for `child` to exit, and then for every other child of this process
@@ -97,6 +130,8 @@ impl Caught {
         mut socket: Option<(BorrowedFd<'_>, &mut dyn FnMut())>,
     ) -> io::Result<ExitStatus> {
         let mut status = None;
+        // Once a stop signal came: when what is left of the run gets SIGKILL.
+        let mut kill_at: Option<Instant> = None;
         loop {
             // A SIGCHLD after these checks is in the pipe and wakes the poll.
             if status.is_none() {
@@ -110,11 +145,26 @@ impl Caught {
             {
                 return Ok(status);
             }
+            if let Some(at) = kill_at
+                && Instant::now() >= at
+            {
+                // Past the stop timeout: whatever is left is killed (again on each wake-up
+                // until the wait ends: a process forked meanwhile is killed too).
+                self.signal_run(pid, Signal::SIGKILL);
+                kill_at = Some(Instant::now() + Duration::from_millis(100));
+            }
             let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
             if let Some((fd, _)) = &socket {
                 fds.push(PollFd::new(*fd, PollFlags::POLLIN));
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            let timeout = match kill_at {
+                None => PollTimeout::NONE,
+                Some(at) => {
+                    let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
+                    PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+                }
+            };
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -122,20 +172,41 @@ impl Caught {
             let mut buf = [0u8; 64];
             while let Ok(n @ 1..) = nix::unistd::read(&self.read, &mut buf) {
                 for &b in &buf[..n] {
-                    if let Ok(sig) = Signal::try_from(i32::from(b))
-                        && FORWARDED.contains(&sig)
-                    {
-                        // To the program, or once it has exited, to what is left of the run.
-                        let targets = if status.is_none() { vec![pid] } else { super::lifetime::children() };
-                        for p in targets {
-                            let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
+                    let from_terminal = b & FROM_KERNEL != 0;
+                    let Ok(sig) = Signal::try_from(i32::from(b & !FROM_KERNEL)) else { continue };
+                    match sig {
+                        // Ctrl-C: the terminal sent it to the foreground group, program included.
+                        Signal::SIGINT if from_terminal => {}
+                        Signal::SIGTERM | Signal::SIGINT => {
+                            self.signal_run(pid, sig);
+                            kill_at.get_or_insert_with(|| Instant::now() + self.stop_timeout);
                         }
+                        s if FORWARDED.contains(&s) => {
+                            // To the program, or once it has exited, to what is left of the run.
+                            let targets = if status.is_none() { vec![pid] } else { super::lifetime::children() };
+                            for p in targets {
+                                let _ = nix::sys::signal::kill(Pid::from_raw(p), s);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
             if socket_ready && let Some((_, on_ready)) = &mut socket {
                 on_ready();
             }
+        }
+    }
+
+    /// Send `sig` to every process of the run: the program `pid` and, when the whole run is
+    /// waited for, every descendant of this process.
+    fn signal_run(&self, pid: i32, sig: Signal) {
+        let mut targets = if self.whole_run { super::lifetime::descendants() } else { Vec::new() };
+        if !targets.contains(&pid) {
+            targets.push(pid);
+        }
+        for p in targets {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), sig);
         }
     }
 }
