@@ -36,6 +36,7 @@ pub mod digest;
 mod error;
 pub mod exec;
 pub mod ifreq;
+pub mod launch;
 pub mod listener;
 #[cfg(feature = "store")]
 pub mod manifest;

@@ -301,8 +301,6 @@ pub fn start(
     let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
     let mut cmd = Command::new(path);
     cmd.arg0(&program.argv0).args(&program.prefix).args(args);
-    // Killed with us, even by SIGKILL (run::lifetime).
-    run::lifetime::die_with_launcher(&mut cmd);
     let server = match (&netns, &opts.netns) {
         (Some(ns), _) => {
             ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
@@ -375,8 +373,15 @@ pub fn start(
     let grants = run::confine::for_run(prepared, &shim, path);
     let confinement = run::confine::prepare(&grants, &prepared.rules, opts.unconfined)?;
     let confinement_kind = matches!(confinement, run::confine::Confinement::Landlock(_)).then(run::confine::kernel_abi);
+    // The program's side of the launch, as the front end's (capsule_core::launch): killed with
+    // us, even by SIGKILL, and confined; the last step before exec, after the namespaces.
+    let ruleset = match &confinement {
+        run::confine::Confinement::Landlock(fd) => Some(fd),
+        _ => None,
+    };
+    run::lifetime::before_exec(&mut cmd, ruleset);
     match &confinement {
-        run::confine::Confinement::Landlock(fd) => run::confine::apply(&mut cmd, fd),
+        run::confine::Confinement::Landlock(_) => {}
         run::confine::Confinement::Unavailable => eprintln!(
             "capsule: warning: this kernel has no Landlock: {entry} is not confined by the kernel, only by \
              interposition (docs/security.md)"

@@ -352,17 +352,14 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     sys2(sys::PRCTL, PR_SET_CHILD_SUBREAPER, 1);
     let child = sys1(sys::FORK, 0);
     if child == 0 {
-        die_with_parent(pid as usize);
         sys1(sys::CLOSE, listener);
         sys1(sys::CLOSE, status_r);
-        sys4(sys::RT_SIGPROCMASK, 2 /* SIG_SETMASK */, (&raw const old_mask) as usize, 0, 8);
-        let confined = match ruleset {
-            Some(rs) => capsule_core::confine::restrict(sys::call, rs).err(),
-            None => None,
-        };
-        let err = match confined {
-            Some(e) => e,
-            None => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),
+        // The program's side of the launch, as the full launcher's (capsule_core::launch):
+        // dies with us, starts with the mask we were given, confined.
+        let child = capsule_core::launch::Child { launcher: pid as usize, mask: Some(old_mask), ruleset };
+        let err = match capsule_core::launch::child(sys::call, &child) {
+            Err(e) => e,
+            Ok(()) => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),
         };
         let errno = (-err) as i32;
         sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
@@ -400,17 +397,7 @@ fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
     Some(rs)
 }
 
-const PR_SET_PDEATHSIG: usize = 1;
 const PR_SET_CHILD_SUBREAPER: usize = 36;
-const SIGKILL: usize = 9;
-
-/// In the forked child: SIGKILL when the launcher (`parent`) dies; at once if it already has.
-fn die_with_parent(parent: usize) {
-    sys2(sys::PRCTL, PR_SET_PDEATHSIG, SIGKILL);
-    if sys1(sys::GETPPID, 0) as usize != parent {
-        sys2(sys::KILL, sys1(sys::GETPID, 0) as usize, SIGKILL);
-    }
-}
 
 /// The guard's socket pair: our end (close-on-exec until `attach` hands it on) and the
 /// program's (≥ 1000, inherited), with [`capsule_core::supervisor::filter::GUARD`] written

@@ -188,19 +188,6 @@ pub fn prepare(grants: &[Grant], rules: &[(String, Mode)], opted_out: bool) -> R
     Ok(Confinement::Landlock(fd))
 }
 
-/// Restrict `cmd`'s child to `ruleset` just before it executes the program (after every
-/// other `pre_exec` step registered so far: namespaces are entered first).
-pub fn apply(cmd: &mut std::process::Command, ruleset: &std::os::fd::OwnedFd) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    let fd = ruleset.as_raw_fd().cast_unsigned() as usize;
-    let restrict = move || crate::confine::restrict(crate::confine::raw, fd).map_err(errno);
-    // SAFETY: the closure runs in the forked child before exec and only makes two or three
-    // system calls on integers (async-signal-safe, no allocation); `ruleset` stays open in the
-    // parent until the spawn returned (the caller holds it), so the child's copy is valid.
-    unsafe { cmd.pre_exec(restrict) };
-}
-
 /// An `io::Error` of a `-errno` result.
 fn errno(e: isize) -> std::io::Error {
     std::io::Error::from_raw_os_error(i32::try_from(-e).unwrap_or(libc::EINVAL))

@@ -6,8 +6,8 @@
 //!   run's processes stay its descendants (which is how the materialiser knows them,
 //!   [`super::peer`]), and the launcher, which waits for every child of its own
 //!   ([`reap_others`]), keeps serving a daemonised server its materialiser.
-//! - The program is started with `PR_SET_PDEATHSIG(SIGKILL)` ([`die_with_launcher`]; the
-//!   front end does the same after its fork): when the launcher dies, even by `kill -9`, the
+//! - The program is started with `PR_SET_PDEATHSIG(SIGKILL)` ([`before_exec`]; the
+//!   front end does the same after its fork: both run `crate::launch::child`): when the launcher dies, even by `kill -9`, the
 //!   kernel kills it. The preload shim sets the same in every process whose parent is the
 //!   launcher when it starts (an orphan adopted by the launcher that then executes a program).
 #![allow(unsafe_code)] // prctl(2), getppid(2), waitid(2), waitpid(2), kill(2) in a pre_exec hook
@@ -27,23 +27,27 @@ pub fn become_subreaper() -> io::Result<()> {
     }
 }
 
-/// Make `cmd`'s child die (SIGKILL) when this process dies. Spawn it from the thread that
-/// lives as long as the process (the main thread): the kernel sends the signal when the
-/// *thread* that forked the child exits.
-pub fn die_with_launcher(cmd: &mut Command) {
-    let launcher = i32::try_from(std::process::id()).unwrap_or(0);
-    // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe calls (prctl, getppid, raise) on integers.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            // The launcher died between the fork and the prctl: nobody will signal us.
-            if libc::getppid() != launcher {
-                libc::raise(libc::SIGKILL);
-            }
-            Ok(())
-        });
-    }
+/// Register the program's side of the launch ([`crate::launch::child`], the routine the front
+/// end runs too) as `cmd`'s last `pre_exec` step: it dies (SIGKILL) when this process dies,
+/// and it is restricted to `ruleset` (Landlock) just before exec. Register it after the
+/// namespace steps, and spawn from the thread that lives as long as the process (the main
+/// thread): the kernel sends the death signal when the *thread* that forked the child exits.
+pub fn before_exec(cmd: &mut Command, ruleset: Option<&std::os::fd::OwnedFd>) {
+    use std::os::fd::AsRawFd;
+    let child = crate::launch::Child {
+        launcher: std::process::id() as usize,
+        mask: None,
+        ruleset: ruleset.map(|fd| fd.as_raw_fd().cast_unsigned() as usize),
+    };
+    let step = move || {
+        crate::launch::child(crate::confine::raw, &child)
+            .map_err(|e| io::Error::from_raw_os_error(i32::try_from(-e).unwrap_or(libc::EINVAL)))
+    };
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls on
+    // integers and its own stack (async-signal-safe, no allocation: `launch::child`); the
+    // ruleset stays open in the parent until the spawn returned (the caller holds it), so the
+    // child's copy is valid.
+    unsafe { cmd.pre_exec(step) };
 }
 
 /// Reap every child of this process that has exited, except `main` (whose status its own
