@@ -42,6 +42,19 @@ pub fn host_rights(mode: Mode) -> u64 {
 /// The grants for `rules` (the run's effective isolation rules, prefix and mode), followed
 /// by `extra` (granted as they are: the tree, the view, the shim…).
 pub fn grants(rules: &[(String, Mode)], extra: &[Grant]) -> Vec<Grant> {
+    grants_listing(rules, extra, &mut Vec::new())
+}
+
+/// The host directories whose entries [`grants`] lists for `rules` (each expanded above a
+/// narrower prefix): a launch plan's grants hold while they are unchanged, so they are the
+/// plan's inputs (`run::planner`).
+pub fn listed(rules: &[(String, Mode)]) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    grants_listing(rules, &[], &mut dirs);
+    dirs
+}
+
+fn grants_listing(rules: &[(String, Mode)], extra: &[Grant], listed: &mut Vec<PathBuf>) -> Vec<Grant> {
     let mut prefixes: Vec<(PathBuf, u64)> =
         rules.iter().map(|(p, m)| (normal(p), host_rights(*m))).filter(|(p, _)| p.is_absolute()).collect();
     prefixes.sort();
@@ -49,7 +62,7 @@ pub fn grants(rules: &[(String, Mode)], extra: &[Grant]) -> Vec<Grant> {
     let root_rights = prefixes.iter().find(|(p, _)| p == Path::new("/")).map_or(0, |(_, r)| *r);
     let below: Vec<(PathBuf, u64)> = prefixes.into_iter().filter(|(p, _)| p != Path::new("/")).collect();
     let mut out = Vec::new();
-    emit(Path::new("/"), root_rights, &below, &mut out);
+    emit(Path::new("/"), root_rights, &below, &mut out, listed);
     out.extend(extra.iter().filter(|g| g.rights != 0).cloned());
     // A file's rule carries file rights only (the kernel refuses others on a file).
     for g in &mut out {
@@ -199,7 +212,7 @@ fn normal(p: &str) -> PathBuf {
 }
 
 /// Grant `rights` beneath `dir`, given the prefixes strictly below it (`below`).
-fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>) {
+fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>, listed: &mut Vec<PathBuf>) {
     let lacking = below.iter().any(|(_, r)| rights & !r != 0);
     if !lacking {
         if rights != 0 {
@@ -207,7 +220,7 @@ fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>)
         }
         for (p, r) in top_most(below) {
             let under: Vec<_> = below.iter().filter(|(q, _)| q != p && q.starts_with(p)).cloned().collect();
-            emit(p, *r, &under, out);
+            emit(p, *r, &under, out, listed);
         }
         return;
     }
@@ -215,6 +228,7 @@ fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>)
     if common != 0 {
         out.push(Grant { path: dir.to_owned(), rights: common });
     }
+    listed.push(dir.to_owned());
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
     names.sort();
@@ -222,9 +236,9 @@ fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>)
         let path = dir.join(&name);
         let under: Vec<_> = below.iter().filter(|(q, _)| q != &path && q.starts_with(&path)).cloned().collect();
         if let Some((_, r)) = below.iter().find(|(q, _)| q == &path) {
-            emit(&path, *r, &under, out);
+            emit(&path, *r, &under, out, listed);
         } else if !under.is_empty() {
-            emit(&path, rights, &under, out);
+            emit(&path, rights, &under, out, listed);
         } else if rights != 0 && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
             out.push(Grant { path, rights });
         }
@@ -290,5 +304,12 @@ mod tests {
         assert_eq!(rights_of(&g, &format!("{top}/home")), Some(READ | WRITE));
         assert_eq!(rights_of(&g, &format!("{top}/file")), Some((READ | WRITE) & crate::confine::FILE_RIGHTS));
         assert_eq!(rights_of(&g, &format!("{top}/lib")), None, "a symlink would grant its target");
+        // The expanded directories are the plan's inputs: `top` (listed for its entries), not
+        // `usr` (granted nothing of its own) nor `/` (full: nothing to expand).
+        let listed = listed(&rules);
+        assert_eq!(listed, vec![root.to_owned()], "{listed:?}");
+        // An entry made there after the grants were computed is granted the next time.
+        std::fs::create_dir(root.join("new")).unwrap();
+        assert_eq!(rights_of(&grants(&rules, &[]), &format!("{top}/new")), Some(READ | WRITE));
     }
 }

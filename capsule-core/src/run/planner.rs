@@ -10,7 +10,8 @@
 //!   below host directories only (under a missing one nothing can exist);
 //! - the view file, the program (and the scripts and interpreter that decided it,
 //!   `run::exec`), the library directories, the shim and the launcher itself (an upgrade of
-//!   capsule starts over).
+//!   capsule starts over);
+//! - the host directories whose entries the Landlock grants list (`run::confine::listed`).
 //!
 //! A run only gets a plan when nothing else went into it ([`Prepared::plannable`]): no shared
 //! capsules, no registry edits of files, no identity.
@@ -108,6 +109,13 @@ pub fn write(
     for w in whiteouts.lines() {
         let path = p.sandbox.tree().join(w.trim_start_matches('/'));
         files.push((bytes(&path), true, sig_of(&path, true)));
+    }
+    // The directories whose entries the Landlock grants list: an entry made or removed there
+    // changes the grants.
+    if !launch.grants.is_empty() {
+        for dir in super::confine::listed(&p.rules) {
+            files.push((bytes(&dir), true, sig_of(&dir, true)));
+        }
     }
     let mut follow =
         vec![p.view.clone(), launch.program.path.clone(), launch.launcher.to_owned(), launch.shim.to_owned()];
