@@ -98,3 +98,77 @@ fn a_deletion_is_seen_at_once_by_lookups_and_listings() {
     assert_eq!(out, "done\n", "{err}");
     assert_eq!(std::fs::read_to_string("/etc/hostname").unwrap_or_default(), host, "the host's file changed");
 }
+
+/// A host symlink in a write-copy directory is its own entry (dpkg renames a new symlink over
+/// `/usr/lib/x86_64-linux-gnu/perl/5.36`, a host link to a directory, when a capsule carries
+/// a newer perl): a rename over it replaces the link in the sandbox, where it was EISDIR (the
+/// link was copied up as the directory it points to); removing it removes the link, not the
+/// target. The host keeps both. Both tiers.
+#[test]
+fn a_host_symlink_is_replaced_or_removed_as_a_link() {
+    let env = Env::new();
+    env.small_capsule("wcl", &[("opt/wcl/readme", b"r\n")]);
+    let host = std::path::PathBuf::from(format!("/var/lib/capsule-wcl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(host.join("real.0")).unwrap();
+    std::fs::write(host.join("real.0/mod.pm"), b"1;\n").unwrap();
+    std::fs::write(host.join("file.0"), b"content\n").unwrap();
+    std::os::unix::fs::symlink("real.0", host.join("real")).unwrap();
+    std::os::unix::fs::symlink("file.0", host.join("file")).unwrap();
+    let before = crate::escape::snapshot(&host);
+    let d = host.display();
+    for seccomp in ["never", "always"] {
+        let script = format!(
+            "cd {d} && ln -s real.0 real.new && mv -T real.new real && readlink real && cat real/mod.pm && \
+             rm file && ls; echo rc=$?"
+        );
+        let sandbox = format!("wcl-{seccomp}");
+        let (code, out, err) = run_capsule(
+            &env,
+            &["run", "--seccomp", seccomp, "--sandbox", &sandbox, "wcl", "--entry", "/bin/sh", "--", "-c", &script],
+        );
+        assert_eq!((code, out.as_str()), (0, "real.0\n1;\nfile.0\nreal\nreal.0\nrc=0\n"), "--seccomp {seccomp}: {err}");
+    }
+    let after = crate::escape::snapshot(&host);
+    let _ = std::fs::remove_dir_all(&host);
+    assert_eq!(before, after, "the host directory changed");
+}
+
+/// A directory named relative to the working directory is the same directory as its absolute
+/// spelling: after a host directory in write-copy is deleted and made again in the sandbox,
+/// `mkdir(".")` there answers EEXIST (it was EIO: tar's extraction of `./` in dpkg-deb stopped
+/// on it), and listing `.` leaves out what the sandbox deleted. Both tiers.
+#[test]
+fn the_working_directory_is_its_absolute_path() {
+    let env = Env::new();
+    env.small_capsule("wcd", &[("opt/wcd/readme", b"r\n")]);
+    let host = std::path::PathBuf::from(format!("/var/lib/capsule-wcd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(host.join("re")).unwrap();
+    std::fs::write(host.join("gone"), b"g\n").unwrap();
+    std::fs::write(host.join("kept"), b"k\n").unwrap();
+    let before = crate::escape::snapshot(&host);
+    let d = host.display();
+    let py = "import os, sys\n\
+              os.chmod('.', 0o755)\n\
+              try:\n    os.mkdir('.')\nexcept OSError as e:\n    print('mkdir', e.errno)\n\
+              os.unlink(sys.argv[1] + '/gone')\n\
+              os.chdir(sys.argv[1])\n\
+              print(sorted(os.listdir('.')), sorted(os.listdir(sys.argv[1])))\n";
+    for seccomp in ["never", "always"] {
+        let script = format!("rm -rf {d}/re && mkdir {d}/re && cd {d}/re && python3 -c \"$0\" {d}");
+        let sandbox = format!("wcd-{seccomp}");
+        let (code, out, err) = run_capsule(
+            &env,
+            &["run", "--seccomp", seccomp, "--sandbox", &sandbox, "wcd", "--entry", "/bin/sh", "--", "-c", &script, py],
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "mkdir 17\n['kept', 're'] ['kept', 're']\n"),
+            "--seccomp {seccomp}: {err}"
+        );
+    }
+    let after = crate::escape::snapshot(&host);
+    let _ = std::fs::remove_dir_all(&host);
+    assert_eq!(before, after, "the host directory changed");
+}

@@ -197,14 +197,26 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
             Some((e, digest)) => ensure_cache(store, &digest, &e)?,
             None => {
                 let host = Path::new("/").join(tree_path(Path::new(""), path));
+                let parents = path.parent();
+                let parents = parents.as_ref().map_or(&b""[..], RelPath::as_bytes);
+                // The host entry itself, not what a symlink points to: a symlink is copied as
+                // a symlink (a rename or an unlink replaces or removes the link, and `chown -h`
+                // changes it, never its target: dpkg renames a new link over
+                // `/usr/lib/x86_64-linux-gnu/perl/5.36`, a host link to a directory).
+                let meta = fs::symlink_metadata(&host);
+                if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+                    mirror_dirs(tree, parents)?;
+                    copy_link(&host, &dest)?;
+                    return Ok(true);
+                }
                 // A host directory is mirrored (chmod, chown and new entries then act on the
                 // tree's copy); for a new name, its parents are.
-                if host.is_dir() {
+                if meta.as_ref().is_ok_and(fs::Metadata::is_dir) {
                     mirror_dirs(tree, path.as_bytes())?;
                     return Ok(true);
                 }
-                if !host.is_file() {
-                    mirror_dirs(tree, path.parent().as_ref().map_or(&b""[..], RelPath::as_bytes))?;
+                if !meta.as_ref().is_ok_and(fs::Metadata::is_file) {
+                    mirror_dirs(tree, parents)?;
                     return Ok(true);
                 }
                 host
@@ -237,6 +249,21 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
         source: err.error,
     })?;
     Ok(true)
+}
+
+/// Make `dest` (in the tree) a symlink with the target of host symlink `host`, and its owner
+/// where we may (as root). A name already there (another run was first) is left.
+fn copy_link(host: &Path, dest: &Path) -> Result<(), RunError> {
+    let target = fs::read_link(host).map_err(RunError::io("failed to read the link", host))?;
+    match std::os::unix::fs::symlink(&target, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(RunError::Io { action: "failed to create symlink", path: dest.to_owned(), source: e }),
+    }
+    if let Ok(meta) = fs::symlink_metadata(host) {
+        let _ = std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()));
+    }
+    Ok(())
 }
 
 /// A cache file whose content or mode is not what its name says.

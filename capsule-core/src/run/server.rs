@@ -304,16 +304,26 @@ impl Shared {
         let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
         let mut path = vec![0u8; len];
         conn.read_exact(&mut path)?;
-        let Ok(path) = RelPath::new(path) else { return Ok(libc::EINVAL) };
+        let Some(path) = request_path(&path) else { return Ok(libc::EINVAL) };
         Ok(self.0.run(head[0], &path))
     }
 }
 
+/// A request's tree path. A directory may come spelled with a trailing slash (`mkdir(".")`
+/// in a directory: the boundary keeps the slash for the kernel to insist on a directory).
+fn request_path(rel: &[u8]) -> Option<RelPath> {
+    let mut rel = rel;
+    while let Some(r) = rel.strip_suffix(b"/") {
+        rel = r;
+    }
+    RelPath::new(rel.to_vec()).ok()
+}
+
 impl Materialise for Shared {
     fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
-        match RelPath::new(rel.to_vec()) {
-            Ok(path) => self.0.run(op, &path),
-            Err(_) => libc::EINVAL,
+        match request_path(rel) {
+            Some(path) => self.0.run(op, &path),
+            None => libc::EINVAL,
         }
     }
 }

@@ -48,6 +48,11 @@ pub const HASH_START: u64 = 0xcbf2_9ce4_8422_2325;
 /// The hash state of directory `abs` (absolute, "/" for the root) followed by '/': each
 /// entry's name continues it ([`hash_more`]) to the entry's key.
 pub fn dir_hash(abs: &[u8]) -> u64 {
+    // "/a/b/" (a directory spelled with its trailing slash) is "/a/b".
+    let mut abs = abs;
+    while let Some(a) = abs.strip_suffix(b"/").filter(|a| !a.is_empty()) {
+        abs = a;
+    }
     match abs.strip_prefix(b"/").unwrap_or(abs) {
         b"" => HASH_START,
         rel => hash_more(hash_more(HASH_START, rel), b"/"),
