@@ -303,6 +303,16 @@ fn an_import_over_a_name_keeps_the_old_version_runnable_by_digest() {
     let sandboxes = env.store().join("sandboxes");
     let stamp = |s: &str| std::fs::read_to_string(sandboxes.join(s).join("skeleton")).unwrap().trim().to_owned();
     assert_eq!((stamp("app"), stamp(&by_digest)), (d2.to_owned(), d1.to_owned()));
+    // A repeated run by digest starts from its launch plan (the no-libc front end), in the same
+    // sandbox and version.
+    let script = "echo plan=${CAPSULE_PLAN:-none}; cat /opt/app/greeting";
+    let planned = |env: &Env| run_capsule(env, &["run", &by_digest, "--entry", "/bin/sh", "--", "-c", script]);
+    assert_eq!(planned(&env), (0, "plan=none\none\n".into(), String::new()));
+    let (code, out, err) = planned(&env);
+    assert!(
+        code == 0 && out.starts_with("plan=") && !out.starts_with("plan=none") && out.ends_with("\none\n"),
+        "{out}{err}"
+    );
     // A digest that no version has, or that is too short, is refused with the reference.
     let (code, _, err) = greeting(&env, "app@000000000000");
     assert!(code != 0 && err.contains("app@000000000000"), "{code}: {err}");
@@ -351,6 +361,8 @@ fn an_import_over_a_name_keeps_the_old_version_runnable_by_digest() {
     assert!(!sandboxes.join(&by_digest).exists(), "the old version's sandbox stayed");
     let (code, _, err) = greeting(&env, &by_digest);
     assert!(code != 0 && err.contains(&format!("no capsule {by_digest}")), "{code}: {err}");
+    let (code, out, err) = planned(&env);
+    assert!(code != 0 && out.is_empty(), "its launch plan still ran it: {out}{err}");
     assert_eq!(greeting(&env, "app"), (0, "two\n".into(), String::new()));
     assert!(env.json(&["list"]).as_array().unwrap().iter().all(|r| !r["tag"].is_null()));
 }
