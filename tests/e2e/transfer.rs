@@ -1,8 +1,8 @@
 //! Issue 16, transfers: registry operations end within their deadline
 //! (`CAPSULE_REGISTRY_TIMEOUT`) against a registry that sends one byte every 5 s, with an error
 //! naming the registry and the reference (`pull`, and a lazy `run` whose first open fetches);
-//! transient answers (503) are retried; a pull over an existing name:tag says which version it
-//! replaced. The registry is a fake one in the test, on 127.0.0.1, serving the distribution
+//! transient answers (503) are retried; a pull or an import over an existing name:tag says which
+//! version it replaced, which stays runnable by digest (`NAME@DIGEST`) until `gc --untagged`. The registry is a fake one in the test, on 127.0.0.1, serving the distribution
 //! API from memory; it is stopped when the test ends.
 
 use std::collections::HashMap;
@@ -237,11 +237,21 @@ fn transient_answers_are_retried_and_a_pull_over_a_name_says_so() {
     // A new version under the same tag: pulling it over app:latest says what it named.
     app(&source, "two\n");
     source.ok(&["-q", "push", "app", &reg.reference()]);
-    let o = env.cmd(&["pull", &reg.reference(), "app"]).output().unwrap();
+    let o = env.cmd(&["--json", "pull", &reg.reference(), "app"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    let old = &first["manifest_digest"].as_str().unwrap()[..12];
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("app:latest named") && err.contains(old) && err.contains("before this pull"), "{err}");
+    let second: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let old = &first["manifest_digest"].as_str().unwrap()[..12];
+    let new = &second["manifest_digest"].as_str().unwrap()[..12];
+    assert_eq!(second["replaced"], first["manifest_digest"], "{second}");
+    let said =
+        format!("this pull moved app:latest from {old} to {new}; the old version stays in the store as app@{old}");
+    assert!(err.contains(&said), "{err}");
+    // Both versions run: the old one by digest, the new one by its tag.
+    let cat = |r: &str| run_capsule(&env, &["run", r, "--entry", "/usr/bin/cat", "--", "/opt/app/greeting"]);
+    let by_digest = format!("app@{old}");
+    assert_eq!(cat(&by_digest), (0, "one\n".into(), String::new()));
+    assert_eq!(cat("app"), (0, "two\n".into(), String::new()));
 
     // A registry that keeps failing: the error is the registry's answer, after the retries.
     reg.shared.fail_next.store(100, Ordering::SeqCst);
@@ -249,4 +259,110 @@ fn transient_answers_are_retried_and_a_pull_over_a_name_says_so() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("503") && secs < 15.0, "{secs:.1} s: {err}");
     reg.shared.fail_next.store(0, Ordering::SeqCst);
+}
+
+/// `capsule run REF --entry /usr/bin/cat -- /opt/app/greeting` in `env`: (status, stdout, stderr).
+fn greeting(env: &Env, r: &str) -> (i32, String, String) {
+    run_capsule(env, &["run", r, "--entry", "/usr/bin/cat", "--", "/opt/app/greeting"])
+}
+
+#[test]
+fn an_import_over_a_name_keeps_the_old_version_runnable_by_digest() {
+    let source = Env::new();
+    let (v1, v2) = (source.path("v1.capsule"), source.path("v2.capsule"));
+    let (v1, v2) = (v1.to_str().unwrap(), v2.to_str().unwrap());
+    app(&source, "one\n");
+    source.ok(&["-q", "export", "app", "-o", v1]);
+    app(&source, "two\n");
+    source.ok(&["-q", "export", "app", "-o", v2]);
+
+    let env = Env::new();
+    let first = env.json(&["import", v1]);
+    assert_eq!(first["replaced"], serde_json::Value::Null, "{first}");
+    assert_eq!(greeting(&env, "app"), (0, "one\n".into(), String::new()));
+    let o = env.cmd(&["--json", "import", v2]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let second: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (d1, d2) = (first["digest"].as_str().unwrap(), second["digest"].as_str().unwrap());
+    let (old, new) = (&d1[..12], &d2[..12]);
+    assert_ne!(old, new);
+    assert_eq!(second["replaced"].as_str(), Some(d1), "{second}");
+    let said =
+        format!("this import moved app:latest from {old} to {new}; the old version stays in the store as app@{old}");
+    assert!(err.contains(&said) && err.contains("gc --untagged"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line, not more: {err}");
+
+    // The tag runs the new version; the old one runs by digest (short or whole, with or
+    // without `blake3:`), in a sandbox of its own.
+    let by_digest = format!("app@{old}");
+    assert_eq!(greeting(&env, "app"), (0, "two\n".into(), String::new()));
+    for r in [by_digest.clone(), format!("app@{d1}"), format!("app@blake3:{}", &d1[..20])] {
+        assert_eq!(greeting(&env, &r), (0, "one\n".into(), String::new()), "run {r}");
+    }
+    let sandboxes = env.store().join("sandboxes");
+    let stamp = |s: &str| std::fs::read_to_string(sandboxes.join(s).join("skeleton")).unwrap().trim().to_owned();
+    assert_eq!((stamp("app"), stamp(&by_digest)), (d2.to_owned(), d1.to_owned()));
+    // A repeated run by digest starts from its launch plan (the no-libc front end), in the same
+    // sandbox and version.
+    let script = "echo plan=${CAPSULE_PLAN:-none}; cat /opt/app/greeting";
+    let planned = |env: &Env| run_capsule(env, &["run", &by_digest, "--entry", "/bin/sh", "--", "-c", script]);
+    assert_eq!(planned(&env), (0, "plan=none\none\n".into(), String::new()));
+    let (code, out, err) = planned(&env);
+    assert!(
+        code == 0 && out.starts_with("plan=") && !out.starts_with("plan=none") && out.ends_with("\none\n"),
+        "{out}{err}"
+    );
+    // A digest that no version has, or that is too short, is refused with the reference.
+    let (code, _, err) = greeting(&env, "app@000000000000");
+    assert!(code != 0 && err.contains("app@000000000000"), "{code}: {err}");
+    let (code, _, err) = greeting(&env, "app@0123");
+    assert!(code != 0 && err.contains("12 to 64 hex digits"), "{code}: {err}");
+
+    // list shows it untagged; inspect and export reach it by digest.
+    let list = env.json(&["list"]);
+    let rows = list.as_array().unwrap();
+    assert!(rows.iter().any(|r| r["tag"] == "latest" && r["digest"] == d2), "{list}");
+    assert!(rows.iter().any(|r| r["tag"].is_null() && r["digest"] == d1 && r["former_tag"] == "latest"), "{list}");
+    let text = env.ok(&["list"]);
+    assert!(text.lines().any(|l| l.starts_with("app ") && l.contains("<none>") && l.contains(old)), "{text}");
+    assert_eq!(env.json(&["inspect", &by_digest])["digest"], d1);
+    let again = env.path("again.capsule");
+    env.ok(&["-q", "export", &by_digest, "-o", again.to_str().unwrap()]);
+    let other = Env::new();
+    assert_eq!(other.json(&["import", again.to_str().unwrap()])["digest"], d1);
+    assert_eq!(greeting(&other, "app"), (0, "one\n".into(), String::new()));
+
+    // gc keeps untagged versions; a tagged one is not removed by digest.
+    env.ok(&["-q", "gc"]);
+    assert_eq!(greeting(&env, &by_digest), (0, "one\n".into(), String::new()));
+    let o = env.fails(&["rm", &format!("app@{new}")]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tag app:latest names it"), "{o:?}");
+    env.ok(&["-q", "verify"]);
+
+    // Importing v1 again moves the tag back: v2 is then the untagged one.
+    let o = env.cmd(&["import", v1]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains(&format!("moved app:latest from {new} to {old}")), "{err}");
+    let list = env.json(&["list"]);
+    let untagged: Vec<_> = list.as_array().unwrap().iter().filter(|r| r["tag"].is_null()).collect();
+    assert_eq!(untagged.len(), 1, "{list}");
+    assert_eq!(untagged[0]["digest"], d2, "{list}");
+    // rm NAME@DIGEST drops an untagged version.
+    let said = env.cmd(&["rm", &format!("app@{new}")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&said.stderr).contains(&format!("removed untagged app@{new}")), "{said:?}");
+    assert!(env.json(&["list"]).as_array().unwrap().iter().all(|r| !r["tag"].is_null()));
+    env.ok(&["-q", "import", v2]);
+
+    // gc --untagged drops it, its blobs and its sandbox; the tagged version stays whole.
+    let json = env.json(&["gc", "--untagged"]);
+    assert_eq!(json["untagged_removed"], serde_json::json!([by_digest]), "{json}");
+    assert!(json["removed"].as_u64().unwrap() >= 2, "the old manifest and greeting stayed: {json}");
+    assert!(!sandboxes.join(&by_digest).exists(), "the old version's sandbox stayed");
+    let (code, _, err) = greeting(&env, &by_digest);
+    assert!(code != 0 && err.contains(&format!("no capsule {by_digest}")), "{code}: {err}");
+    let (code, out, err) = planned(&env);
+    assert!(code != 0 && out.is_empty(), "its launch plan still ran it: {out}{err}");
+    assert_eq!(greeting(&env, "app"), (0, "two\n".into(), String::new()));
+    assert!(env.json(&["list"]).as_array().unwrap().iter().all(|r| !r["tag"].is_null()));
 }

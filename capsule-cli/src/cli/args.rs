@@ -84,8 +84,8 @@ pub enum Verb {
     Inspect(Inspect),
     /// Remove a capsule (its blobs stay until `gc`).
     Rm(Rm),
-    /// Remove blobs no capsule uses.
-    Gc,
+    /// Remove blobs no capsule uses (untagged versions stay unless --untagged).
+    Gc(Gc),
     /// Check blobs against their digests and the index against the refs.
     Verify(Verify),
     /// Write a capsule and its blobs to one self-contained file.
@@ -241,19 +241,30 @@ pub struct CaptureElf {
 /// `inspect`
 #[derive(Debug, Args)]
 pub struct Inspect {
-    /// NAME[:TAG]
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
 }
 
 /// `rm`
 #[derive(Debug, Args)]
 pub struct Rm {
-    /// NAME[:TAG]
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
     /// Remove a shared capsule even though capsules still link to it (its state stays in its
     /// sandbox).
     #[arg(long)]
     pub force: bool,
+}
+
+/// `gc`
+#[derive(Debug, Args)]
+pub struct Gc {
+    /// Also remove the untagged versions (those an import or pull moved a tag away from, listed
+    /// with tag `<none>`), but any whose sandbox a running program uses.
+    #[arg(long)]
+    pub untagged: bool,
 }
 
 /// `verify`
@@ -269,7 +280,8 @@ pub struct Verify {
 /// `export`
 #[derive(Debug, Args)]
 pub struct Export {
-    /// NAME[:TAG]
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
     /// The file to write.
     #[arg(short, long, value_name = "FILE")]
@@ -366,14 +378,15 @@ fn parse_hex(s: &str) -> Result<u64, std::num::ParseIntError> {
 /// `fetch NAME`
 #[derive(Debug, Args)]
 pub struct Fetch {
-    /// NAME[:TAG] of a capsule pulled with `--lazy`.
+    /// NAME[:TAG] or NAME@DIGEST of a capsule pulled with `--lazy`.
     pub name: String,
 }
 
 /// `run`
 #[derive(Debug, Args)]
 pub struct Run {
-    /// NAME[:TAG]
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
     /// The program to run (absolute path inside the capsule, its sandbox, or on the host);
     /// default: the capsule's first entry point.
@@ -425,8 +438,8 @@ pub struct Run {
     /// links: the paths it declares as state are its sandbox's, for every app that links it.
     #[arg(long, value_name = "SHARED")]
     pub with: Vec<String>,
-    /// The sandbox to use (default: the capsule's name): two instances of one server each
-    /// keep their own files.
+    /// The sandbox to use (default: the capsule's name; for NAME@DIGEST, NAME@ and the
+    /// digest's first 12 hex digits): two instances of one server each keep their own files.
     #[arg(long, value_name = "NAME")]
     pub sandbox: Option<String>,
     /// Do not confine the program with Landlock: the isolation rules are then kept by
@@ -509,7 +522,8 @@ pub enum ConfigAction {
 /// `sandbox NAME diff|reset`
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
-    /// NAME[:TAG] (the sandbox is per capsule name)
+    /// NAME[:TAG] (the sandbox is per capsule name), or NAME@DIGEST (the sandbox of runs of that
+    /// version by digest)
     pub name: String,
     /// What to do.
     #[command(subcommand)]

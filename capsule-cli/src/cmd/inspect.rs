@@ -9,12 +9,12 @@ use capsule_core::manifest::{Entry, EntryKind, Manifest, RegValue};
 use capsule_core::store::Store;
 use serde_json::{Value, json};
 
-use super::capsule_ref;
+use super::any_ref;
 use crate::cli::{Output, human_bytes};
 
 /// `inspect`.
 pub fn run(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
-    let r = capsule_ref(name)?;
+    let r = any_ref(name)?;
     let (digest, m) = store.load(&r).with_context(|| format!("cannot inspect capsule {r}"))?;
     let used_by = capsule_core::run::shared::linked_by(store, &r.name)?;
     if out.json {

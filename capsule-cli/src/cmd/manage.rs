@@ -10,12 +10,33 @@ use capsule_core::store::index::Index;
 use capsule_core::store::{Store, StoreLock};
 use serde_json::json;
 
-use super::capsule_ref;
+use super::any_ref;
 use crate::cli::{Output, human_bytes};
 
-/// `rm NAME`: drop the ref (the truth), then the index record.
+/// `rm NAME`: drop the ref (the truth), then the index record. `rm NAME@DIGEST`: drop an
+/// untagged version (a tagged one is removed by its tag).
 pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCode> {
-    let r = capsule_ref(name)?;
+    let r = any_ref(name)?;
+    if r.digest.is_some() {
+        let d = store.get_ref(&r).with_context(|| format!("cannot remove capsule {r}"))?;
+        if let Some((t, _)) = store.list_refs()?.into_iter().find(|(x, dd)| x.name == r.name && *dd == d) {
+            anyhow::bail!(
+                "cannot remove capsule {}@{}: tag {t} names it; remove the tag (`capsule rm {t}`)",
+                r.name,
+                d.short()
+            );
+        }
+        if !store.remove_untagged(&r.name, &d)? {
+            anyhow::bail!(
+                "cannot remove capsule {}@{}: it is not an untagged version of {}",
+                r.name,
+                d.short(),
+                r.name
+            );
+        }
+        out.info(format!("removed untagged {}@{}; run `capsule gc` to free its blobs", r.name, d.short()));
+        return Ok(ExitCode::SUCCESS);
+    }
     // A shared capsule still in use keeps its version: its users need it to run. (Its state,
     // in its sandbox, is kept in any case.)
     let users = capsule_core::run::shared::linked_by(store, &r.name)?;
@@ -34,17 +55,35 @@ pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCod
 }
 
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
-/// commit), remove the sandboxes of removed capsules ([`gc_sandboxes`]); every blob that no
-/// capsule, and no pending snapshot, uses; empty tmp/; remove the scratch sandboxes of
+/// commit), with `untagged` drop the untagged versions (but those whose sandbox a process
+/// holds); remove the sandboxes of removed capsules ([`gc_sandboxes`]); every blob that no
+/// capsule (tagged, or untagged and kept), and no pending snapshot, uses; empty tmp/; remove the scratch sandboxes of
 /// captures whose process died; remove the remote records (lazy pulls) of capsules no ref
 /// names any more (those of live capsules stay); stale launch plans; the views no plan names
 /// and no process holds ([`gc_views`]); and the cache files no run needs ([`gc_cache`]).
-pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
+pub fn gc(store: &Store, out: Output, untagged: bool) -> Result<ExitCode> {
     let _lock = StoreLock::exclusive(store)?;
     let held = held_paths(store);
+    let sandboxes = store.root().join("sandboxes");
+    let sandboxes = std::fs::canonicalize(&sandboxes).unwrap_or(sandboxes);
+    let mut untagged_removed = Vec::new();
+    if untagged {
+        for u in store.list_untagged()? {
+            let by_digest = format!("{}@{}", u.name, u.digest.short());
+            if !held.iter().any(|p| p.starts_with(sandboxes.join(&by_digest))) {
+                store.remove_untagged(&u.name, &u.digest)?;
+                untagged_removed.push(by_digest);
+            }
+        }
+    }
+    let mut versions = store.list_refs()?;
+    for u in store.list_untagged()? {
+        versions.push((any_ref(&format!("{}@{}", u.name, u.digest.to_hex()))?, u.digest));
+    }
+    let reachable: BTreeSet<Digest> = versions.iter().map(|(_, d)| *d).collect();
     // Before any blob goes: a sandbox's capsule is known by the manifest its skeleton names.
-    let (sandboxes_removed, sandboxes_in_use, mut live) = gc_sandboxes(store, &held)?;
-    for (r, digest) in store.list_refs()? {
+    let (sandboxes_removed, sandboxes_in_use, mut live) = gc_sandboxes(store, &held, &reachable)?;
+    for (r, digest) in versions {
         // A manifest we cannot read could use any blob: refuse rather than guess.
         let m = store
             .load_manifest(&digest)
@@ -106,6 +145,7 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
             "sandboxes_in_use": sandboxes_in_use,
             "cache_removed": cached,
             "cache_freed": cache_freed,
+            "untagged_removed": untagged_removed,
         }))?;
     } else {
         let sandboxes = if sandboxes_removed.is_empty() {
@@ -113,8 +153,13 @@ pub fn gc(store: &Store, out: Output) -> Result<ExitCode> {
         } else {
             format!("; the sandboxes of removed capsules: {}", sandboxes_removed.join(", "))
         };
+        let untagged = if untagged_removed.is_empty() {
+            String::new()
+        } else {
+            format!("; untagged versions: {}", untagged_removed.join(", "))
+        };
         out.info(format!(
-            "removed {removed} blobs, freed {}; {plans} stale launch plans; {views} unused views; {cached} cache files ({}){sandboxes}",
+            "removed {removed} blobs, freed {}; {plans} stale launch plans; {views} unused views; {cached} cache files ({}){sandboxes}{untagged}",
             human_bytes(freed),
             human_bytes(cache_freed)
         ));
@@ -168,16 +213,22 @@ fn held_paths(store: &Store) -> Vec<std::path::PathBuf> {
 }
 
 /// Remove the sandboxes of capsules that no longer exist: a sandbox whose skeleton was last
-/// built for a manifest whose capsule no ref names any more, and which is not itself named
-/// like a capsule that exists. Kept: the sandbox of any existing capsule (by its name, or a
-/// `--sandbox` one last used by an existing capsule), one holding a shared capsule's state,
+/// built for a manifest whose capsule no ref names any more and that is not a kept version
+/// (`reachable`: tagged or untagged), and which is not itself named like a capsule that
+/// exists. The sandbox `NAME@HEX12` of runs of a version by digest goes with that version.
+/// Kept: the sandbox of any existing capsule (by its name, or a `--sandbox` one last used by
+/// an existing capsule), one holding a shared capsule's state,
 /// one whose manifest cannot be read (nothing says whose it is), scratch sandboxes (handled
 /// apart), and any that a running process holds ([`held_paths`]). Each goes by a rename
 /// first, so a run starting meanwhile makes a new one rather than losing files mid-way.
 /// Returns the names removed, the names kept because they are in use, and the blobs those
 /// runs still need (their manifest and its files: a later gc judges the sandbox by it, and
 /// the run may still open files it has not materialised yet).
-fn gc_sandboxes(store: &Store, held: &[std::path::PathBuf]) -> Result<(Vec<String>, Vec<String>, BTreeSet<Digest>)> {
+fn gc_sandboxes(
+    store: &Store,
+    held: &[std::path::PathBuf],
+    reachable: &BTreeSet<Digest>,
+) -> Result<(Vec<String>, Vec<String>, BTreeSet<Digest>)> {
     let names: BTreeSet<String> = store.list_refs()?.into_iter().map(|(r, _)| r.name).collect();
     let dir = store.root().join("sandboxes");
     let root = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
@@ -190,7 +241,8 @@ fn gc_sandboxes(store: &Store, held: &[std::path::PathBuf]) -> Result<(Vec<Strin
         let stamp = std::fs::read_to_string(e.path().join("skeleton")).unwrap_or_default();
         let Ok(digest) = stamp.trim().parse::<Digest>() else { continue };
         let Ok(m) = store.load_manifest(&digest) else { continue };
-        if names.contains(&m.name) {
+        let by_digest = name.contains('@');
+        if reachable.contains(&digest) || (!by_digest && names.contains(&m.name)) {
             continue;
         }
         if held.iter().any(|p| p.starts_with(root.join(&name))) {

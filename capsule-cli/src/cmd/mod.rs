@@ -43,7 +43,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::List => list::run(&store, out),
         Verb::Inspect(i) => inspect::run(&store, out, &i.name),
         Verb::Rm(r) => manage::rm(&store, out, &r.name, r.force),
-        Verb::Gc => manage::gc(&store, out),
+        Verb::Gc(g) => manage::gc(&store, out, g.untagged),
         Verb::Verify(v) => verify::run(&store, out, v),
         Verb::Export(e) => transfer::export(&store, out, e),
         Verb::Import(i) => transfer::import(&store, out, i),
@@ -61,24 +61,33 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
     }
 }
 
-/// Parse `NAME[:TAG]` with an error that names it.
 /// After an import or pull that committed `digest` as `capsule`: when `capsule` named another
-/// version before (`before`, the refs then), say so, rather than replace it silently.
+/// version before (`replaced`), say so in one line, naming both digests and how to reach the
+/// old one, rather than replace it silently.
 pub fn note_replaced(
-    before: &[(CapsuleRef, capsule_core::digest::Digest)],
     capsule: &CapsuleRef,
+    replaced: Option<&capsule_core::digest::Digest>,
     digest: &capsule_core::digest::Digest,
     verb: &str,
 ) {
-    if let Some((_, old)) = before.iter().find(|(r, d)| r == capsule && d != digest) {
+    if let Some(old) = replaced {
+        let by_digest = format!("{}@{}", capsule.name, old.short());
         eprintln!(
-            "capsule: {capsule} named {} before this {verb} and now names {}; the old version stays in the store until `gc`",
-            &old.to_hex()[..12],
-            &digest.to_hex()[..12]
+            "capsule: this {verb} moved {capsule} from {} to {}; the old version stays in the store as {by_digest} \
+             (`capsule run {by_digest}`; `capsule gc --untagged` removes it)",
+            old.short(),
+            digest.short(),
         );
     }
 }
 
+/// Parse `NAME[:TAG]` (what names a capsule to write) with an error that names it.
 pub fn capsule_ref(name: &str) -> Result<CapsuleRef> {
     name.parse::<CapsuleRef>().with_context(|| format!("invalid capsule reference {name:?}"))
+}
+
+/// Parse `NAME[:TAG]` or `NAME@HEX` (a version by its manifest digest, 12 to 64 hex digits):
+/// what names a capsule to read.
+pub fn any_ref(name: &str) -> Result<CapsuleRef> {
+    CapsuleRef::parse_any(name).with_context(|| format!("invalid capsule reference {name:?}"))
 }

@@ -14,7 +14,7 @@ use capsule_core::oci::{self, PullOptions, Reference};
 use capsule_core::store::Store;
 use serde_json::json;
 
-use super::capsule_ref;
+use super::{any_ref, capsule_ref};
 use crate::cli::args::{Fetch, Pull, Push};
 use crate::cli::progress::Bars;
 use crate::cli::{Output, human_bytes};
@@ -55,16 +55,16 @@ pub fn pull(store: &Store, out: Output, p: Pull) -> Result<ExitCode> {
     let from = reference(&p.reference)?;
     let name = p.name.as_deref().map(capsule_ref).transpose()?;
     let opts = PullOptions { plain_http: p.plain_http, lazy: p.lazy };
-    let before = store.list_refs()?;
     let s = oci::pull(store, &from, name.as_ref(), opts, &Bars::new(out.bars()))
         .with_context(|| format!("pull of {from} refused; the store is unchanged"))?;
-    super::note_replaced(&before, &s.capsule, &s.manifest_digest, "pull");
+    super::note_replaced(&s.capsule, s.replaced.as_ref(), &s.manifest_digest, "pull");
     if out.json {
         out.print_json(&json!({
             "capsule": s.capsule.to_string(), "reference": s.reference,
             "manifest_digest": s.manifest_digest.to_hex(), "oci_digest": s.oci_digest.to_string(),
             "lazy": p.lazy, "blobs_downloaded": s.blobs_downloaded, "blobs_present": s.blobs_present,
             "blobs_deferred": s.blobs_deferred, "bytes_downloaded": s.bytes_downloaded,
+            "replaced": s.replaced.map(|d| d.to_hex()),
         }))?;
     } else {
         let deferred = if s.blobs_deferred > 0 {
@@ -87,7 +87,7 @@ pub fn pull(store: &Store, out: Output, p: Pull) -> Result<ExitCode> {
 
 /// `fetch NAME`.
 pub fn fetch(store: &Store, out: Output, f: Fetch) -> Result<ExitCode> {
-    let r = capsule_ref(&f.name)?;
+    let r = any_ref(&f.name)?;
     let s = oci::lazy::fetch(store, &r, &Bars::new(out.bars()))
         .with_context(|| format!("cannot fetch the blobs of capsule {r}; the store is unchanged"))?;
     if out.json {

@@ -21,7 +21,7 @@ use capsule_core::run::{self, Prepared, Server};
 use capsule_core::store::Store;
 use capsule_core::supervisor::{self, Supervisor, auto};
 
-use super::capsule_ref;
+use super::{any_ref, capsule_ref};
 use crate::cli::Output;
 use crate::cli::args::{Run, RunAttached, Seccomp};
 
@@ -66,7 +66,10 @@ pub(crate) fn find_shim() -> Result<PathBuf> {
 }
 
 fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
-    let cref = capsule_ref(&r.name)?;
+    // A version by digest is resolved once, to its full digest: the plan records the manifest
+    // blob as what the reference names, and the run's sandbox is that version's own.
+    let cref = any_ref(&r.name)?;
+    let cref = store.resolve(&cref).with_context(|| format!("cannot run capsule {cref}"))?;
     let rules = r.isolation.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
     let ident = capsule_core::manifest::Identity {
         hostname: r.hostname.clone(),
@@ -90,11 +93,11 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         ),
     };
     if let Some(s) = &r.sandbox {
-        capsule_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
+        sandbox_name_ok(s)?;
     }
     let with = r.with.iter().map(|w| capsule_ref(w)).collect::<Result<Vec<_>>>()?;
     let run_opts = run::RunOptions { rules, ident, with };
-    let sandbox_name = r.sandbox.clone().unwrap_or_else(|| cref.name.clone());
+    let sandbox_name = r.sandbox.clone().unwrap_or_else(|| cref.sandbox_name());
     let before = run::planner::Before::take(store, &cref, &sandbox_name);
     let prepared = run::prepare(store, &cref, &run_opts, r.sandbox.as_deref())
         .with_context(|| format!("cannot prepare capsule {cref}"))?;
@@ -719,10 +722,19 @@ fn serve_attached(store: &Store, a: &RunAttached, l: &std::os::unix::net::UnixLi
     let digest: capsule_core::digest::Digest =
         a.digest.parse().with_context(|| format!("invalid digest {:?} in the run's plan", a.digest))?;
     let manifest = store.load_manifest(&digest).with_context(|| format!("cannot load capsule {digest}"))?;
-    capsule_ref(&a.sandbox).with_context(|| format!("invalid sandbox name {:?}", a.sandbox))?;
+    sandbox_name_ok(&a.sandbox)?;
     let sandbox = run::sandbox::Sandbox::open(store, &a.sandbox)?;
     let listener = l.try_clone().context("cannot share the materialiser socket")?;
     Ok(Server::on(listener, store.clone(), manifest, sandbox)?.polled()?)
+}
+
+/// A sandbox name: a capsule's name, or `NAME@HEX12` (a version run by digest).
+fn sandbox_name_ok(s: &str) -> Result<()> {
+    let r = any_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
+    if r.sandbox_name() != s {
+        anyhow::bail!("invalid sandbox name {s:?}: a capsule name, or NAME@ and 12 hex digits");
+    }
+    Ok(())
 }
 
 /// A per-run cookie for the filter: 64 random bits, never 0.

@@ -7,14 +7,15 @@ use capsule_core::run::sandbox::Sandbox;
 use capsule_core::store::Store;
 use serde_json::json;
 
-use super::capsule_ref;
+use super::{any_ref, capsule_ref};
 use crate::cli::Output;
 use crate::cli::args::{SandboxAction, SandboxArgs};
 
 /// `sandbox`.
 pub fn run(store: &Store, out: Output, s: SandboxArgs) -> Result<ExitCode> {
-    let r = capsule_ref(&s.name)?;
-    let sandbox = Sandbox::open(store, &r.name)?;
+    // `NAME@HEX`: the sandbox a run of that version by digest uses.
+    let r = any_ref(&s.name)?;
+    let sandbox = Sandbox::open(store, &r.sandbox_name())?;
     match s.action {
         SandboxAction::Diff => {
             let (_, m) = store.load(&r).with_context(|| format!("cannot read capsule {r}"))?;
@@ -31,7 +32,7 @@ pub fn run(store: &Store, out: Output, s: SandboxArgs) -> Result<ExitCode> {
         }
         SandboxAction::Reset => {
             sandbox.reset()?;
-            out.info(format!("sandbox of {} discarded", r.name));
+            out.info(format!("sandbox of {} discarded", r.sandbox_name()));
         }
         SandboxAction::Commit { new } => {
             let new = capsule_ref(&new)?;

@@ -9,7 +9,7 @@ use capsule_core::sign::{PublicKey, SecretKey};
 use capsule_core::store::Store;
 use serde_json::json;
 
-use super::capsule_ref;
+use super::any_ref;
 use crate::cli::args::{Export, Import};
 use crate::cli::progress::Bars;
 use crate::cli::{Output, human_bytes};
@@ -20,6 +20,7 @@ fn print(out: Output, verb: &str, s: &archive::Summary) -> Result<()> {
             "capsule": s.capsule.to_string(), "digest": s.digest.to_hex(),
             "blobs_moved": s.blobs_moved, "blobs_present": s.blobs_present, "bytes": s.bytes,
             "signer": s.signer.map(|k| k.to_hex()),
+            "replaced": s.replaced.map(|d| d.to_hex()),
         }))?;
     } else {
         let signed = s.signer.map(|k| format!(", signed by key {}", k.fingerprint())).unwrap_or_default();
@@ -37,7 +38,7 @@ fn print(out: Output, verb: &str, s: &archive::Summary) -> Result<()> {
 
 /// `export NAME -o FILE [--sign KEY]`.
 pub fn export(store: &Store, out: Output, e: Export) -> Result<ExitCode> {
-    let r = capsule_ref(&e.name)?;
+    let r = any_ref(&e.name)?;
     let key = match &e.sign {
         Some(path) => {
             let loaded = SecretKey::load(path).context("cannot sign the export")?;
@@ -74,10 +75,9 @@ pub fn import(store: &Store, out: Output, i: Import) -> Result<ExitCode> {
         .iter()
         .map(|t| PublicKey::from_arg(t).with_context(|| format!("invalid --trust {t}")))
         .collect::<Result<Vec<_>>>()?;
-    let before = store.list_refs()?;
     let s = archive::import(store, &i.file, &trusted, &Bars::new(out.bars()))
         .with_context(|| format!("import of {} refused; the store is unchanged", i.file.display()))?;
-    super::note_replaced(&before, &s.capsule, &s.digest, "import");
+    super::note_replaced(&s.capsule, s.replaced.as_ref(), &s.digest, "import");
     print(out, "imported", &s)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -45,11 +45,18 @@ pub fn run(store: &Store, out: Output, v: Verify) -> Result<ExitCode> {
     }
     let refs: Vec<(CapsuleRef, Digest)> = match &v.name {
         Some(n) => {
-            let r = super::capsule_ref(n)?;
+            let r = super::any_ref(n)?;
             let d = store.get_ref(&r)?;
             vec![(r, d)]
         }
-        None => store.list_refs()?,
+        // Untagged versions too: they are kept, and runnable by digest.
+        None => {
+            let mut all = store.list_refs()?;
+            for u in store.list_untagged()? {
+                all.push((super::any_ref(&format!("{}@{}", u.name, u.digest.to_hex()))?, u.digest));
+            }
+            all
+        }
     };
     let mut blobs: BTreeSet<Digest> = BTreeSet::new();
     let mut names: BTreeMap<Digest, Vec<String>> = BTreeMap::new();

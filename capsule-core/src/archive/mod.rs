@@ -224,6 +224,9 @@ pub struct Summary {
     pub bytes: u64,
     /// The key that signed the file (export: with `--sign`; import: a verified signature).
     pub signer: Option<PublicKey>,
+    /// Import: the version the capsule's `name:tag` named before, when it named another (it
+    /// stays in the store, reachable by digest).
+    pub replaced: Option<Digest>,
 }
 
 fn key_list(keys: &[PublicKey]) -> String {
@@ -338,7 +341,15 @@ pub fn export(
     }
     progress.finish();
     let signer = signer.map(SecretKey::public);
-    Ok(Summary { capsule: r.clone(), digest, blobs_moved: blobs.len() as u64, blobs_present: 0, bytes, signer })
+    Ok(Summary {
+        capsule: r.clone(),
+        digest,
+        blobs_moved: blobs.len() as u64,
+        blobs_present: 0,
+        bytes,
+        signer,
+        replaced: None,
+    })
 }
 
 /// Read exactly `len` bytes of the current record, reporting EOF as truncation.

@@ -240,9 +240,9 @@ pub fn import(
     }
     // Everything checked: now, and only now, change the store.
     let blobs_moved = staged.commit()? as u64;
-    let digest = store.commit_capsule(&manifest)?;
+    let capsule = CapsuleRef::new(&manifest.name, &manifest.tag);
+    let (digest, replaced) = store.commit_capsule_keeping(&manifest, &capsule, &|_| false)?;
     progress.finish();
-    let capsule = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };
     Ok(Summary {
         capsule,
         digest,
@@ -250,5 +250,6 @@ pub fn import(
         blobs_present: needed.len() as u64 - blobs_moved,
         bytes: im.r.offset,
         signer,
+        replaced,
     })
 }

@@ -125,6 +125,14 @@ pub enum ManifestError {
         /// The value.
         value: String,
     },
+    /// A reference by digest (`NAME@HEX`) whose digest part is not 12 to 64 hex digits.
+    #[error(
+        "invalid digest {value:?} in a capsule reference: use NAME@HEX with 12 to 64 hex digits of a manifest digest (`capsule list` shows them)"
+    )]
+    DigestRef {
+        /// The digest part.
+        value: String,
+    },
 }
 
 /// One capsule. See the module docs for the invariants.

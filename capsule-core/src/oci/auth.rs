@@ -141,26 +141,25 @@ pub fn fetch_token(
     if left.is_zero() {
         return Err(fail(format!("token service {realm}: the operation's deadline has passed")));
     }
-    let mut req = agent.get(realm).query("scope", scope).timeout(left);
+    let mut req = agent.get(realm).query("scope", scope).config().timeout_global(Some(left)).build();
     if let Some(s) = service {
         req = req.query("service", s);
     }
     if let Some(c) = creds {
-        req = req.set("Authorization", &c.basic());
+        req = req.header("Authorization", &c.basic());
     }
-    let resp = match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, _)) => {
-            let to = creds.map_or_else(
-                || "an anonymous request".to_owned(),
-                |c| format!("the credentials of user {:?} (from {})", c.user, c.origin),
-            );
-            return Err(fail(format!("token service {realm} answered {code} to {to}")));
-        }
-        Err(e) => return Err(fail(format!("token service {realm}: {e}"))),
-    };
+    let resp = req.call().map_err(|e| fail(format!("token service {realm}: {e}")))?;
+    let code = resp.status().as_u16();
+    if code != 200 {
+        let to = creds.map_or_else(
+            || "an anonymous request".to_owned(),
+            |c| format!("the credentials of user {:?} (from {})", c.user, c.origin),
+        );
+        return Err(fail(format!("token service {realm} answered {code} to {to}")));
+    }
     let mut body = String::new();
-    resp.into_reader()
+    resp.into_body()
+        .into_reader()
         .take(MAX_TOKEN_BODY)
         .read_to_string(&mut body)
         .map_err(|e| fail(format!("reading the token from {realm}: {e}")))?;

@@ -1,15 +1,18 @@
 //! [`Client`]: the OCI distribution API for one repository, over ureq.
 //!
 //! Plain HTTP for loopback hosts (or when asked), else HTTPS with rustls and the system's CA
-//! store (`native-certs`). Every request goes through [`Client::send`], which on a 401 answers
+//! store (read once per process with rustls-native-certs, which honours `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR`). Every request goes through [`Client::send`], which on a 401 answers
 //! the registry's challenge once ([`super::auth`]) and retries; the `Authorization` it earned
 //! is kept for the next requests. Bodies are streamed; small ones (manifests, maps, tokens) are
 //! read with a cap. Redirects (a registry may send blob GETs to a storage host) are followed
 //! without the `Authorization` header, ureq's default.
 
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use super::auth::{self, Challenge, Credentials};
 use super::deadline;
@@ -18,6 +21,27 @@ use super::{OciError, Reference};
 
 /// How much of an error body goes into a message.
 const DETAIL: u64 = 300;
+
+/// A response, whatever its status.
+pub type Response = ureq::http::Response<ureq::Body>;
+
+/// The system's CA certificates (`/etc/ssl/certs`, or what `SSL_CERT_FILE`/`SSL_CERT_DIR`
+/// name), read once. Certificates that do not load are left out, as rustls-native-certs does;
+/// none at all leaves every HTTPS registry refused with the hint naming the store.
+fn system_roots() -> RootCerts {
+    static ROOTS: OnceLock<RootCerts> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::debug!(error = %e, "a system CA certificate was not loaded");
+            }
+            let certs: Vec<Certificate<'static>> =
+                found.certs.iter().map(|c| Certificate::from_der(c.as_ref()).to_owned()).collect();
+            RootCerts::new_with_certs(&certs)
+        })
+        .clone()
+}
 
 /// One repository of one registry.
 pub struct Client {
@@ -43,12 +67,19 @@ pub type Body<'a> = &'a mut dyn FnMut() -> std::io::Result<Box<dyn Read + Send>>
 impl Client {
     /// A client for `reference`'s repository; `push` asks for push rights when authenticating.
     pub fn new(reference: &Reference, plain_http: bool, push: bool) -> Client {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(Duration::from_secs(120))
-            .timeout_write(Duration::from_secs(120))
+        // Every status is a response (callers decide); redirects are followed without the
+        // `Authorization` header (ureq's default); each request gets the operation's time
+        // left as its overall timeout (`send`). The system's roots even for a plain-HTTP
+        // registry: it may redirect a download to an HTTPS storage host, which must be trusted
+        // the same way (ureq's own default would be a bundled list).
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_per_write(Some(Duration::from_secs(120)))
             .user_agent(concat!("capsule/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .tls_config(TlsConfig::builder().root_certs(system_roots()).build());
+        let agent = ureq::Agent::new_with_config(config.build());
         let actions = if push { "pull,push" } else { "pull" };
         Client {
             agent,
@@ -74,10 +105,10 @@ impl Client {
     }
 
     /// Answer the 401 that `method url` got: the `Authorization` value to retry with.
-    fn authenticate(&self, method: &'static str, url: &str, resp: &ureq::Response) -> Result<String, OciError> {
+    fn authenticate(&self, method: &'static str, url: &str, resp: &Response) -> Result<String, OciError> {
         let registry = &self.reference.registry;
         let fail = |reason: String| OciError::Auth { registry: registry.clone(), reason };
-        let header = resp.header("www-authenticate").unwrap_or_default();
+        let header = header(resp, "www-authenticate").unwrap_or_default();
         let value = match auth::parse_challenge(header) {
             Some(Challenge::Basic) => match &self.creds {
                 Some(c) => c.basic(),
@@ -144,7 +175,7 @@ impl Client {
         url: &str,
         headers: &[(&str, &str)],
         mut body: Option<Body<'_>>,
-    ) -> Result<ureq::Response, OciError> {
+    ) -> Result<Response, OciError> {
         // Credentials go only to the registry itself, never to another host named in a
         // Location header.
         let same_origin = url.starts_with(&format!("{}/", self.origin));
@@ -158,34 +189,38 @@ impl Client {
             if left.is_zero() {
                 return Err(self.deadline_error(method, url));
             }
-            let mut req = self.agent.request(method, url).timeout(left);
+            let mut req = ureq::http::Request::builder().method(method).uri(url);
             for (k, v) in headers {
-                req = req.set(k, v);
+                req = req.header(*k, *v);
             }
             if let Some(a) = &auth {
-                req = req.set("Authorization", a);
+                req = req.header("Authorization", a.as_str());
             }
-            let result = match body.as_mut() {
+            let send_body = match body.as_mut() {
                 Some(open) => {
                     let reader = open().map_err(|source| OciError::Read {
                         what: format!("the body of {method} {url}"),
                         reference: self.reference.to_string(),
                         source,
                     })?;
-                    req.send(reader)
+                    ureq::SendBody::from_owned_reader(reader)
                 }
-                None => req.call(),
+                None => ureq::SendBody::none(),
             };
+            let result = req
+                .body(send_body)
+                .map_err(ureq::Error::from)
+                .and_then(|r| self.agent.run(self.agent.configure_request(r).timeout_global(Some(left)).build()));
             let resp = match result {
-                Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-                Err(ureq::Error::Transport(t)) => {
+                Ok(r) => r,
+                Err(t) => {
                     if deadline::left(deadline).is_zero() {
                         return Err(self.deadline_error(method, url));
                     }
+                    let transient =
+                        matches!(t, ureq::Error::ConnectionFailed | ureq::Error::Io(_) | ureq::Error::Timeout(_));
                     let err = OciError::transport(method, url, t);
-                    let transient = matches!(&err, OciError::Transport { source, hint, .. }
-                        if hint.is_empty()
-                            && matches!(source.kind(), ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Io));
+                    let transient = transient && matches!(&err, OciError::Transport { hint, .. } if hint.is_empty());
                     if transient
                         && attempt < deadline::ATTEMPTS
                         && Self::wait_to_retry(deadline, deadline::backoff(attempt))
@@ -196,18 +231,19 @@ impl Client {
                     return Err(err);
                 }
             };
-            if matches!(resp.status(), 429 | 500 | 502 | 503 | 504) && attempt < deadline::ATTEMPTS {
-                let asked = resp.header("retry-after").and_then(|s| s.trim().parse::<u64>().ok());
+            let status = resp.status().as_u16();
+            if matches!(status, 429 | 500 | 502 | 503 | 504) && attempt < deadline::ATTEMPTS {
+                let asked = header(&resp, "retry-after").and_then(|s| s.trim().parse::<u64>().ok());
                 let delay = asked.map_or_else(
                     || deadline::backoff(attempt),
                     |s| Duration::from_secs(s).min(deadline::MAX_RETRY_AFTER),
                 );
                 if Self::wait_to_retry(deadline, delay) {
-                    tracing::debug!(method, url, attempt, status = resp.status(), "retrying");
+                    tracing::debug!(method, url, attempt, status, "retrying");
                     continue;
                 }
             }
-            if resp.status() == 401 && same_origin {
+            if status == 401 && same_origin {
                 if answered {
                     return Err(self.refused(method, url));
                 }
@@ -220,10 +256,10 @@ impl Client {
     }
 
     /// The error for an unexpected response.
-    pub fn status_error(method: &'static str, url: &str, resp: ureq::Response) -> OciError {
-        let status = resp.status();
+    pub fn status_error(method: &'static str, url: &str, resp: Response) -> OciError {
+        let status = resp.status().as_u16();
         let mut detail = String::new();
-        let _ = resp.into_reader().take(DETAIL).read_to_string(&mut detail);
+        let _ = resp.into_body().into_reader().take(DETAIL).read_to_string(&mut detail);
         OciError::Status { method, url: url.to_owned(), status, detail: detail.trim().to_owned() }
     }
 
@@ -231,7 +267,7 @@ impl Client {
     pub fn has_blob(&self, digest: &Sha256) -> Result<bool, OciError> {
         let url = self.url(&format!("blobs/{digest}"));
         let resp = self.send("HEAD", &url, &[], None)?;
-        match resp.status() {
+        match resp.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
             _ => Err(Self::status_error("HEAD", &url, resp)),
@@ -245,7 +281,7 @@ impl Client {
         if resp.status() != 202 {
             return Err(Self::status_error("POST", &url, resp));
         }
-        let location = resp.header("location").unwrap_or_default().to_owned();
+        let location = header(&resp, "location").unwrap_or_default().to_owned();
         let mut put = if location.starts_with("http://") || location.starts_with("https://") {
             location
         } else if location.starts_with('/') {
@@ -296,7 +332,7 @@ impl Client {
         if resp.status() != 200 {
             return Err(Self::status_error("GET", &url, resp));
         }
-        Ok(Box::new(self.bounded(resp.into_reader())))
+        Ok(Box::new(self.bounded(resp.into_body().into_reader())))
     }
 
     /// `inner`, failing past the operation's deadline with an error naming the registry.
@@ -310,12 +346,10 @@ impl Client {
     }
 
     /// Read a whole body of at most `limit` bytes; more is an error, not a truncation.
-    fn read_capped(&self, resp: ureq::Response, what: &str, limit: u64) -> Result<Vec<u8>, OciError> {
+    fn read_capped(&self, resp: Response, what: &str, limit: u64) -> Result<Vec<u8>, OciError> {
         let mut out = Vec::new();
-        self.bounded(resp.into_reader()).take(limit + 1).read_to_end(&mut out).map_err(|source| OciError::Read {
-            what: what.to_owned(),
-            reference: self.reference.to_string(),
-            source,
+        self.bounded(resp.into_body().into_reader()).take(limit + 1).read_to_end(&mut out).map_err(|source| {
+            OciError::Read { what: what.to_owned(), reference: self.reference.to_string(), source }
         })?;
         if out.len() as u64 > limit {
             return Err(OciError::invalid(
@@ -327,6 +361,11 @@ impl Client {
         }
         Ok(out)
     }
+}
+
+/// Header `name` of `resp`, if it is there and text.
+pub(crate) fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 #[cfg(test)]

@@ -105,12 +105,19 @@ impl<R: std::io::Read> std::io::Read for Reader<R> {
             return Err(self.expired());
         }
         match self.inner.read(buf) {
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
-                Err(self.expired())
-            }
+            Err(e) if timed_out(&e) => Err(self.expired()),
             other => other,
         }
     }
+}
+
+/// Whether a body read failed because a timeout ran out: the socket's (`TimedOut`,
+/// `WouldBlock`) or ureq's own (a [`ureq::Error::Timeout`] inside the I/O error).
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)) || matches!(u, ureq::Error::Io(io) if timed_out(io)))
 }
 
 #[cfg(test)]

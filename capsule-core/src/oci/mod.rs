@@ -55,7 +55,7 @@ pub enum OciError {
         hint: &'static str,
         /// ureq's reason.
         #[source]
-        source: Box<ureq::Transport>,
+        source: Box<ureq::Error>,
     },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: the registry answered {status} {detail}")]
@@ -164,8 +164,9 @@ pub enum OciError {
 
 impl OciError {
     /// A transport failure of `method url`, with a hint when TLS failed in a way a user can fix.
-    pub(crate) fn transport(method: &'static str, url: &str, source: ureq::Transport) -> Self {
-        let text = source.to_string();
+    pub(crate) fn transport(method: &'static str, url: &str, source: ureq::Error) -> Self {
+        // A TLS failure comes as rustls' error, or as an I/O error that carries it.
+        let text = format!("{source} {source:?}");
         let hint = if text.contains("invalid peer certificate") {
             ": the registry's TLS certificate is not valid for this host or not signed by a CA in the \
              system's store (/etc/ssl/certs, or the file SSL_CERT_FILE names)"

@@ -48,6 +48,9 @@ pub struct PullSummary {
     pub blobs_deferred: u64,
     /// Every byte downloaded (manifests, map, blobs).
     pub bytes_downloaded: u64,
+    /// The version `capsule` named before, when it named another (it stays in the store,
+    /// reachable by digest).
+    pub replaced: Option<Digest>,
 }
 
 /// The checked metadata of one pulled capsule.
@@ -209,9 +212,7 @@ pub fn pull(
     let _op = super::deadline::Operation::start();
     let client = Client::new(reference, opts.plain_http, false);
     let remote = fetch_meta(&client)?;
-    let capsule = name
-        .cloned()
-        .unwrap_or_else(|| CapsuleRef { name: remote.manifest.name.clone(), tag: remote.manifest.tag.clone() });
+    let capsule = name.cloned().unwrap_or_else(|| CapsuleRef::new(&remote.manifest.name, &remote.manifest.tag));
     let _lock = StoreLock::shared(store)?;
     let wanted: Vec<MapEntry> = remote.map.entries.iter().filter(|e| !store.has_blob(&e.blake3)).copied().collect();
     let present = (remote.map.entries.len() - wanted.len()) as u64;
@@ -227,15 +228,16 @@ pub fn pull(
     }
     // Everything checked: now, and only now, change the store.
     let downloaded = batch.commit()? as u64;
-    if opts.lazy && !wanted.is_empty() {
+    let replaced = if opts.lazy && !wanted.is_empty() {
         let rec = lazy::RemoteRecord { reference: reference.to_string(), plain_http: opts.plain_http, map: remote.map };
         lazy::write_record(store, &remote.manifest_digest, &rec)?;
         let covered = |d: &Digest| rec.map.get(d).is_some();
-        store.commit_capsule_as(&remote.manifest, &capsule, &covered)?;
+        store.commit_capsule_keeping(&remote.manifest, &capsule, &covered)?.1
     } else {
-        store.commit_capsule_as(&remote.manifest, &capsule, &|_| false)?;
+        let replaced = store.commit_capsule_keeping(&remote.manifest, &capsule, &|_| false)?.1;
         lazy::remove_record(store, &remote.manifest_digest)?;
-    }
+        replaced
+    };
     progress.finish();
     Ok(PullSummary {
         reference: reference.to_string(),
@@ -246,5 +248,6 @@ pub fn pull(
         blobs_present: present,
         blobs_deferred: if opts.lazy { wanted.len() as u64 } else { 0 },
         bytes_downloaded: bytes,
+        replaced,
     })
 }

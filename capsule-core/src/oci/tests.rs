@@ -67,7 +67,7 @@ fn setup() -> (tempfile::TempDir, Plan, Content, Reference) {
     );
     m.name = "app".into();
     src.commit_capsule(&m).unwrap();
-    let r = CapsuleRef { name: "app".into(), tag: "latest".into() };
+    let r = CapsuleRef::new("app", "latest");
     let plan = plan(&src, &r, &NoProgress).unwrap();
     let mut content = HashMap::new();
     let blob = |d: Sha256| format!("/v2/team/app/blobs/{d}");

@@ -205,7 +205,8 @@ pub struct RunOptions {
     pub with: Vec<CapsuleRef>,
 }
 
-/// Prepare capsule `r` for a run in sandbox `sandbox_name` (default: the capsule's name).
+/// Prepare capsule `r` for a run in sandbox `sandbox_name` (default: the capsule's name, or
+/// `NAME@HEX12` for a version named by digest: [`CapsuleRef::sandbox_name`]).
 pub fn prepare(
     store: &Store,
     r: &CapsuleRef,
@@ -213,7 +214,8 @@ pub fn prepare(
     sandbox_name: Option<&str>,
 ) -> Result<Prepared, RunError> {
     let (digest, manifest) = store.load(r)?;
-    let sandbox = sandbox::Sandbox::open(store, sandbox_name.unwrap_or(&r.name))?;
+    let default = r.sandbox_name();
+    let sandbox = sandbox::Sandbox::open(store, sandbox_name.unwrap_or(&default))?;
     prepare_with(store, digest, manifest, sandbox, opts)
 }
 

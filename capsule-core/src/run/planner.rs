@@ -2,7 +2,8 @@
 //! consulted, and what the program is started with.
 //!
 //! Inputs, each checked by the front end with one `stat`:
-//! - the ref, and the sandbox's own files (skeleton stamp, whiteouts, linked directories,
+//! - the ref (for a version named by digest: its manifest blob, and its name's `refs/` and
+//!   `untagged/` directories), and the sandbox's own files (skeleton stamp, whiteouts, linked directories,
 //!   registry layer, projected files): identity taken before [`super::prepare`] and again
 //!   after; a change in between (a commit racing the run) means no plan;
 //! - the tree path of every whiteout (a path made again is no longer whited out);
@@ -42,7 +43,7 @@ impl Before {
     /// Take them for capsule `r` in sandbox `sandbox`.
     pub fn take(store: &Store, r: &CapsuleRef, sandbox: &str) -> Before {
         let dir = store.root().join("sandboxes").join(sandbox);
-        let mut paths = vec![store.root().join("refs").join(&r.name).join(&r.tag)];
+        let mut paths = store.ref_files(r);
         for f in ["skeleton", "whiteouts", "linked", "projected"] {
             paths.push(dir.join(f));
         }

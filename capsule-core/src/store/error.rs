@@ -60,6 +60,32 @@ pub enum StoreError {
         /// The tag.
         tag: String,
     },
+    /// No version of that name has a digest starting so.
+    #[error(
+        "no capsule {name}@{digest}: no tag and no untagged version of {name} has that digest (`capsule list` shows them)"
+    )]
+    NoSuchDigest {
+        /// The name.
+        name: String,
+        /// The digest (or its first hex digits) asked for.
+        digest: String,
+    },
+    /// More than one version of that name has a digest starting so.
+    #[error("capsule reference {name}@{digest} is ambiguous: it matches {matches}; give more digits")]
+    AmbiguousDigest {
+        /// The name.
+        name: String,
+        /// The hex digits given.
+        digest: String,
+        /// The short digests it matches.
+        matches: String,
+    },
+    /// A reference by digest where only `NAME:TAG` will do (writing or removing a ref).
+    #[error("{reference} names a version by digest; a tag is needed here (NAME[:TAG])")]
+    NotATag {
+        /// The reference.
+        reference: String,
+    },
     /// A ref file that does not hold a digest.
     #[error("ref file {} is damaged (expected a digest)", path.display())]
     BadRef {

@@ -5,6 +5,7 @@
 //! refs/<name>/<tag>   one line: a manifest digest (see `refs`)  the truth for names
 //! snapshots/<id>      one line: a snapshot blob digest          pending `capture snapshot`
 //! remotes/<digest>    where a lazily pulled capsule's blobs are  (see `oci::lazy`)
+//! untagged/<name>/<digest>  versions an import or pull moved a tag from (see `refs`)
 //! index/              sled: names, tags, reverse refs           a cache, rebuilt from the above
 //! tmp/                temporary files of writers in progress
 //! lock                flock: writers share it, gc takes it exclusively
@@ -27,7 +28,7 @@ pub use batch::BlobBatch;
 pub use blob::StagedBlob;
 pub use error::StoreError;
 pub use lock::StoreLock;
-pub use refs::CapsuleRef;
+pub use refs::{CapsuleRef, MIN_DIGEST_PREFIX, Untagged};
 pub use usage::{CapsuleUsage, Usage};
 
 use crate::digest::Digest;
@@ -109,7 +110,7 @@ impl Store {
     /// holds a [`StoreLock::shared`] from before it wrote the first blob, so `gc` cannot take
     /// them away in between.
     pub fn commit_capsule(&self, manifest: &Manifest) -> Result<Digest, StoreError> {
-        let r = CapsuleRef { name: manifest.name.clone(), tag: manifest.tag.clone() };
+        let r = CapsuleRef::new(&manifest.name, &manifest.tag);
         self.commit_capsule_as(manifest, &r, &|_| false)
     }
 
@@ -122,16 +123,55 @@ impl Store {
         r: &CapsuleRef,
         remote: &dyn Fn(&Digest) -> bool,
     ) -> Result<Digest, StoreError> {
+        Ok(self.commit(manifest, r, remote, false)?.0)
+    }
+
+    /// [`commit_capsule_as`](Self::commit_capsule_as) for an import or a pull: when `r` named
+    /// another version that no other tag of its name names, that version stays in the store
+    /// as an untagged capsule, reachable as `NAME@DIGEST` (see [`refs`]; a version another
+    /// tag still names is reachable so too). Returns the new digest and the one `r` moved
+    /// from, if it moved.
+    pub fn commit_capsule_keeping(
+        &self,
+        manifest: &Manifest,
+        r: &CapsuleRef,
+        remote: &dyn Fn(&Digest) -> bool,
+    ) -> Result<(Digest, Option<Digest>), StoreError> {
+        self.commit(manifest, r, remote, true)
+    }
+
+    fn commit(
+        &self,
+        manifest: &Manifest,
+        r: &CapsuleRef,
+        remote: &dyn Fn(&Digest) -> bool,
+        keep: bool,
+    ) -> Result<(Digest, Option<Digest>), StoreError> {
         for d in manifest.blobs() {
             if !self.has_blob(&d) && !remote(&d) {
                 return Err(StoreError::MissingBlob { digest: d });
             }
         }
         let digest = self.put_bytes(&manifest.encode())?;
+        let old = match self.get_ref(r) {
+            Ok(d) if d != digest => Some(d),
+            Ok(_) | Err(StoreError::NoSuchCapsule { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        // Kept before the ref moves: a crash in between leaves a version both tagged and
+        // untagged (harmless), never one neither names.
+        if let Some(o) = old
+            && keep
+            && !self.list_refs()?.iter().any(|(x, d)| x != r && x.name == r.name && *d == o)
+        {
+            self.keep_untagged(&r.name, &o, &r.tag)?;
+        }
         self.set_ref(r, &digest)?;
+        // A version tagged again is no longer untagged.
+        self.remove_untagged(&r.name, &digest)?;
         // The ref is the truth; an index left behind by a crash here is reconciled on next use.
         index::Index::with(self, |idx| idx.record(r, &digest, manifest))?;
         tracing::info!(capsule = %r, %digest, files = manifest.entries.len(), "committed");
-        Ok(digest)
+        Ok((digest, old))
     }
 }

@@ -74,7 +74,7 @@ pub enum LinkError {
 /// then `with`; each once, and never `app` itself.
 pub fn linked(store: &Store, app: &Manifest, with: &[CapsuleRef]) -> Result<Vec<Linked>, RunError> {
     let mut out: Vec<Linked> = Vec::new();
-    let declared = app.links.iter().map(|l| (CapsuleRef { name: l.name.clone(), tag: "latest".into() }, l.digest));
+    let declared = app.links.iter().map(|l| (CapsuleRef::new(&l.name, "latest"), l.digest));
     let extra = with.iter().map(|r| (r.clone(), None));
     for (r, pinned) in declared.chain(extra) {
         if r.name == app.name || out.iter().any(|l| l.manifest.name == r.name) {
