@@ -2,10 +2,11 @@
 //! by name (dpkg file lists, desktop entries, new programs in bin directories); `capsule run
 //! NAME PROGRAM ARGS` runs one docker-style; `capsule run NAME` runs the declared default or
 //! lists the programs and exits 2, never a guess; `inspect` lists them; an entry point may
-//! be a capsule symlink to a host program.
+//! be a capsule symlink to a host program. And errors say the first cause only.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 
 use crate::require;
 use crate::support::{Env, dpkg_lock, has, installed, is_root, run_capsule};
@@ -150,6 +151,49 @@ fn an_entry_point_may_be_a_capsule_symlink_to_a_host_program() {
     assert_eq!((code, out.as_str()), (0, "c"), "{err}");
     let (code, out, err) = run_capsule(&env, &["run", "link", "--", "[%s]", "d"]);
     assert_eq!((code, out.as_str()), (0, "[d]"), "{err}");
+}
+
+/// When the dynamic loader fails before the shim arms tier 2 (a library the capsule lacks),
+/// the user sees the loader's error and the program's status, and no supervisor error after
+/// it: with tier 2 on by `--seccomp auto` (the capsule carries /etc/passwd) and `always`,
+/// and under tier 1.
+#[test]
+fn a_loader_error_is_the_only_error() {
+    require!(has("gcc"), "gcc (to build a program whose library is missing)");
+    let env = Env::new();
+    let dir = env.path("build");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("foo.c"), "int foo(void) { return 7; }\n").unwrap();
+    std::fs::write(dir.join("main.c"), "int foo(void);\nint main(void) { return foo(); }\n").unwrap();
+    let gcc = |args: &[&str]| {
+        let o = Command::new("gcc").current_dir(&dir).args(args).output().unwrap();
+        assert!(o.status.success(), "gcc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    gcc(&["-shared", "-fPIC", "-o", "libcapsulefoo.so", "foo.c"]);
+    gcc(&["-o", "needsfoo", "main.c", "-L.", "-lcapsulefoo"]);
+    let prog = std::fs::read(dir.join("needsfoo")).unwrap();
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
+    capsule_of(&env, "t2", &[("usr/bin/needsfoo", &prog, 0o755), ("etc/passwd", passwd, 0o644)], &[]);
+    capsule_of(&env, "t1", &[("usr/bin/needsfoo", &prog, 0o755)], &[]);
+    for args in [&["run", "t2"][..], &["run", "t2", "--seccomp", "always"], &["run", "t1"], &["run", "t1"]] {
+        let (code, _, err) = run_capsule(&env, args);
+        assert_eq!(code, 127, "{args:?}: {err}");
+        assert!(err.contains("error while loading shared libraries: libcapsulefoo.so"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: more than the first cause:\n{err}");
+    }
+    // The same capsule with the library works: the test is about the error, not the run.
+    capsule_of(
+        &env,
+        "ok",
+        &[
+            ("usr/bin/needsfoo", &prog, 0o755),
+            ("usr/lib/libcapsulefoo.so", &std::fs::read(dir.join("libcapsulefoo.so")).unwrap(), 0o755),
+            ("etc/passwd", passwd, 0o644),
+        ],
+        &[],
+    );
+    let (code, _, err) = run_capsule(&env, &["run", "ok"]);
+    assert_eq!(code, 7, "{err}");
 }
 
 /// Real packages: `capture install` of ruby records its programs by name (ruby, irb, gem,

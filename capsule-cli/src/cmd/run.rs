@@ -503,6 +503,9 @@ pub fn start(
     // listener, before exec: the child's calls from then on (its own execve in record mode,
     // the loader's opens) wait for it, so it must not wait for `spawn` to return.
     let (stats_tx, stats_rx) = std::sync::mpsc::channel();
+    // No listener: the program ended before it armed the filter (its loader failed, say), or
+    // ran without it. Which one, the program's status tells (below).
+    let (unarmed_tx, unarmed_rx) = std::sync::mpsc::channel::<std::io::Error>();
     let mut server = Some(server);
     if let Some(a) = armed {
         let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
@@ -512,7 +515,11 @@ pub fn start(
         thread
             .spawn(move || {
                 run::signals::keep_off_this_thread();
-                let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
+                let listener = match a.listener() {
+                    Ok(l) => l,
+                    Err(e) => return drop(unarmed_tx.send(e)),
+                };
+                let sup = Supervisor::new(listener, &view, &tree);
                 let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
                 let mut sup = match sup {
                     Ok(s) => s,
@@ -563,6 +570,16 @@ pub fn start(
         None => caught.wait(&mut child, None),
     };
     let status = status.context("cannot wait for the program")?;
+    // Errors say the first cause only: a program that failed before it armed tier 2 (the
+    // loader's "error while loading shared libraries") said why itself; the closed socket
+    // is its consequence. One that succeeded without arming it ran unsupervised.
+    if let Ok(e) = unarmed_rx.try_recv() {
+        if status.success() {
+            eprintln!("capsule: error: {entry} ran without the seccomp supervisor: {e}");
+        } else {
+            tracing::debug!(error = %e, "the program ended before it armed tier 2");
+        }
+    }
     if opts.stats {
         let rules: Vec<String> = prepared.rules.iter().map(|(p, m)| format!("{p}={}", run::mode_name(*m))).collect();
         eprintln!(
