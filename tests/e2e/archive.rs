@@ -345,12 +345,12 @@ fn import_over_an_existing_name_says_so() {
 /// the same one without the edit imports.
 #[test]
 fn hostile_manifest_values_are_refused_naming_the_entry_and_field() {
-    use capsule_core::manifest::{EntryPoint, RegValue};
+    use capsule_core::manifest::{EntryPoint, EntrySource, RegValue};
     let s = setup();
     let base = || {
         let dir = |p: &str| Entry { kind: EntryKind::Dir, mode: 0o755, ..file_entry(p) };
         let mut m = manifest_with(vec![dir("usr"), dir("usr/bin"), file_entry("usr/bin/app")]);
-        m.entry_points.push(EntryPoint { name: "app".into(), path: RelPath::new("usr/bin/app").unwrap() });
+        m.entry_points.push(EntryPoint::new("app", RelPath::new("usr/bin/app").unwrap(), EntrySource::Declared));
         m.registry.push(("machine/files/etc/app.conf#port".into(), RegValue::Int(80)));
         m
     };

@@ -29,7 +29,8 @@ impl Drop for Server {
 }
 
 fn cli(env: &Env, args: &[&str]) -> String {
-    let mut a = vec!["run", "redis", "--entry", "/usr/bin/redis-cli", "--"];
+    // Docker-style: the first word after the capsule names its program.
+    let mut a = vec!["run", "redis", "redis-cli"];
     a.extend(args);
     let (_, out, _) = run_capsule(env, &a);
     out
@@ -47,6 +48,16 @@ fn two_redis_servers_with_their_own_addresses() {
         assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
         assert!(!installed("redis-server") && !Path::new("/etc/redis").exists(), "the install reached the host");
     }
+    // Issue 17: the capture recorded redis's programs by name, from their packages, and no
+    // default among them: a bare run lists them (exit 2) rather than start the first.
+    let m = env.json(&["inspect", "redis"]);
+    let eps = m["entry_points"].as_array().unwrap();
+    let server = eps.iter().find(|e| e["name"] == "redis-server").unwrap_or_else(|| panic!("{m}"));
+    assert_eq!((&server["path"], &server["source"]), (&"/usr/bin/redis-server".into(), &"package redis-server".into()));
+    assert!(eps.iter().any(|e| e["name"] == "redis-cli") && m["default_entry"].is_null(), "{m}");
+    let (code, out, err) = run_capsule(&env, &["run", "redis"]);
+    assert_eq!(code, 2, "stdout {out}\nstderr {err}");
+    assert!(err.contains("redis-server") && err.contains("redis-benchmark"), "{err}");
     let start = |n: u8| {
         let ip = format!("127.0.0.{}", n + 1);
         let (host, sandbox) = (format!("db{n}"), format!("db{n}"));
@@ -62,7 +73,6 @@ fn two_redis_servers_with_their_own_addresses() {
                 &host,
                 "--sandbox",
                 &sandbox,
-                "--",
                 "redis-server",
                 "/etc/redis/redis.conf",
                 "--daemonize",

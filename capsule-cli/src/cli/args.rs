@@ -102,7 +102,8 @@ pub enum Verb {
     Pull(Pull),
     /// Download every blob a lazy pull left in the registry (for offline use).
     Fetch(Fetch),
-    /// Run a capsule's program (exit status: the program's; 125/126/127 as docker).
+    /// Run a capsule's program: `run NAME [PROGRAM] [ARGS...]` (exit status: the program's;
+    /// 125/126/127 as docker; 2 when no program is named and the capsule has no default).
     Run(Run),
     /// Internal: the launcher's half of a run the `capsule` front end started from its plan.
     #[command(hide = true)]
@@ -180,10 +181,17 @@ pub struct CaptureInstall {
     /// Shared state and links.
     #[command(flatten)]
     pub declare: Declare,
-    /// The capsule's default program (absolute path inside the capsule); default: every new
-    /// program in a bin or sbin directory becomes an entry point.
+    /// The capsule's default program (absolute path inside the capsule). Every program the
+    /// install wrote (its packages' bin and sbin files, desktop entries, new programs in bin
+    /// directories) becomes a named entry point either way; without `--entry` the default is
+    /// the only program, or the requested package's main desktop application, or none.
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
+    /// When `apt-get|apt install` names packages the host already has (apt would install
+    /// nothing of them): reinstall them in the capture, so that all their files go into the
+    /// capsule. Without it, such a capture is refused, naming them.
+    #[arg(long)]
+    pub reinstall: bool,
     /// The installer and its arguments (`apt-get install -y PKG`, `make install`, a script).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -388,8 +396,9 @@ pub struct Run {
     /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
     /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
-    /// The program to run (absolute path inside the capsule, its sandbox, or on the host);
-    /// default: the capsule's first entry point.
+    /// The program to run (absolute path inside the capsule, its sandbox, or on the host, or
+    /// an entry point's name); default: a program named by the first word of ARGS, else the
+    /// capsule's default program (`capsule inspect` lists them).
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
     /// Isolation: `merged|writecopy|full` for `/`, or `/PREFIX=MODE` (repeatable; also
@@ -455,8 +464,11 @@ pub struct Run {
     /// goes through tier 2 (docs/bench/tier2.sh measures what the cookie saves).
     #[arg(long, hide = true)]
     pub no_cookie: bool,
-    /// Arguments for the program.
-    #[arg(last = true)]
+    /// `[PROGRAM] [ARGS...]`: a first word that names a program of the capsule (an entry
+    /// point, or a program in its bin directories) runs it with the rest; otherwise every word
+    /// goes to the default program. `run` options come before it: every word from the first
+    /// one that is not an option (or after `--`) on is the program's.
+    #[arg(trailing_var_arg = true, value_name = "PROGRAM_AND_ARGS")]
     pub args: Vec<String>,
 }
 

@@ -112,7 +112,32 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
     use capsule_core::manifest::CaptureStep;
 
     let r = capsule_ref(&i.name)?;
-    let command = i.command.join(" ");
+    // apt installs nothing of a package the host already has: the capsule would not hold it.
+    let requested = capsule_core::capture::install::requested(&i.command);
+    let had = capsule_core::capture::install::already_installed(&requested)?;
+    let mut packages = capsule_core::capture::install::Packages { requested, reinstalled: Vec::new() };
+    let command_words = if had.is_empty() {
+        i.command.clone()
+    } else if i.reinstall {
+        let words = capsule_core::capture::install::with_reinstall(&i.command)
+            .context("--reinstall works with apt-get and apt; aptitude has no such option (use its reinstall verb)")?;
+        eprintln!(
+            "capsule: the host already has {}: reinstalling in the capture, so all their files go into capsule {r}",
+            had.join(", ")
+        );
+        packages.reinstalled = had;
+        words
+    } else {
+        let them = if had.len() == 1 { "it" } else { "them" };
+        eprintln!(
+            "capsule: error: the host already has {} installed, so the installer would install nothing of \
+             {them} and capsule {r} would not hold {them}; nothing was captured. Pass --reinstall to capture \
+             {them} in full (what else the host has is still not captured), or leave {them} out",
+            had.join(", "),
+        );
+        return Ok(ExitCode::from(1));
+    };
+    let command = command_words.join(" ");
     // Write-copy everywhere the defaults would let a write through to the host.
     let mut rules: Vec<String> = capsule_core::run::default_rules()
         .into_iter()
@@ -120,7 +145,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         .map(|(p, _)| format!("{p}=writecopy"))
         .collect();
     rules.extend(["/=writecopy".to_owned(), "/run=writecopy".to_owned()]);
-    let run = run_scratch(store, &r, CaptureStep::Install, &i.command, &rules, None)?;
+    let run = run_scratch(store, &r, CaptureStep::Install, &command_words, &rules, None)?;
     if run.code != ExitCode::SUCCESS {
         eprintln!("capsule: error: the installer ({command}) failed; nothing was captured and the host is unchanged");
         return Ok(run.code);
@@ -136,6 +161,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         &r.tag,
         i.entry.as_deref(),
         &command,
+        &packages,
         &bars,
     )
     .with_context(|| format!("capture install for capsule {r} failed"))?;

@@ -66,7 +66,11 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
         "digest": digest.to_hex(),
         "created": m.created,
         "size": m.size(),
-        "entry_points": m.entry_points.iter().map(|e| json!({ "name": e.name, "path": e.path.display() })).collect::<Vec<_>>(),
+        "entry_points": m.entry_points.iter().map(|e| json!({
+            "name": e.name, "path": e.path.display(), "args": e.args, "source": e.source.describe(),
+            "default": m.default_entry.as_deref() == Some(e.name.as_str()),
+        })).collect::<Vec<_>>(),
+        "default_entry": m.default_entry,
         "env": m.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         "isolation": m.isolation.iter().map(|r| json!({ "prefix": r.prefix, "mode": format!("{:?}", r.mode).to_lowercase() })).collect::<Vec<_>>(),
         "effective_isolation": capsule_core::run::effective_rules(m, &[]).iter().map(|(p, mode)| json!({ "prefix": p, "mode": capsule_core::run::mode_name(*mode) })).collect::<Vec<_>>(),
@@ -92,7 +96,12 @@ fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Resu
         writeln!(w, "origin    {}: {}", o.step.name(), o.detail)?;
     }
     for e in &m.entry_points {
-        writeln!(w, "entry     {} ({})", e.name, e.path)?;
+        let args = if e.args.is_empty() { String::new() } else { format!(" {}", e.args.join(" ")) };
+        let default = if m.default_entry.as_deref() == Some(e.name.as_str()) { ", default" } else { "" };
+        writeln!(w, "entry     {} ({}{args}; {}{default})", e.name, e.path, e.source.describe())?;
+    }
+    if m.default_entry.is_none() && !m.entry_points.is_empty() {
+        writeln!(w, "entry     (no default: `capsule run {} PROGRAM` names one)", m.name)?;
     }
     for (k, v) in &m.registry {
         writeln!(w, "registry  {k} = {}", reg_json(v))?;

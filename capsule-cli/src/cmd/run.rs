@@ -8,7 +8,8 @@
 //! past it. The launcher stays as the parent, serving the materialiser (and the supervisor)
 //! on one thread, and returns the program's exit status (128 + signal if killed);
 //! 125 when capsule itself failed, 126 when the entry is not executable, 127 when there is no
-//! such entry.
+//! such entry, 2 when no program was named and the capsule has no default (its programs are
+//! listed).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -31,6 +32,8 @@ const FAILED: u8 = 125;
 const NOT_EXECUTABLE: u8 = 126;
 /// Exit code: no such entry.
 const NOT_FOUND: u8 = 127;
+/// Exit code: no program named and no default (the programs are listed), as for a usage error.
+const NO_DEFAULT: u8 = 2;
 
 /// `run`.
 pub fn run(store: &Store, _out: Output, r: Run) -> Result<ExitCode> {
@@ -101,22 +104,17 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     let before = run::planner::Before::take(store, &cref, &sandbox_name);
     let prepared = run::prepare(store, &cref, &run_opts, r.sandbox.as_deref())
         .with_context(|| format!("cannot prepare capsule {cref}"))?;
-    let mut args = r.args.as_slice();
-    let entry = match (&r.entry, args.first().and_then(|a| named_entry(&prepared, a))) {
-        (Some(e), _) => e.clone(),
-        // `run NAME -- PROGRAM ARGS...`: PROGRAM names one of the capsule's entry points.
-        (None, Some(e)) => {
-            args = &args[1..];
-            e
-        }
-        (None, None) => match prepared.manifest.entry_points.first() {
-            Some(ep) => ep.path.display(),
-            None => {
-                eprintln!("capsule: error: capsule {cref} has no entry point; pass --entry PATH");
-                return Ok(ExitCode::from(NOT_FOUND));
-            }
-        },
+    let Some(chosen) = choose(&prepared.manifest, r.entry.as_deref(), &r.args) else {
+        list_programs(&cref, &prepared.manifest, r.args.first());
+        return Ok(ExitCode::from(NO_DEFAULT));
     };
+    let entry = chosen.entry;
+    let args_owned: Vec<String>;
+    let mut args = &r.args[chosen.skip..];
+    if !chosen.args.is_empty() {
+        args_owned = chosen.args.iter().chain(args).cloned().collect();
+        args = &args_owned;
+    }
     let loader = run::exec::loader(store, &prepared).context("cannot read the capsule's loader")?;
     let Some(program) = run::exec::program(store, &prepared, &entry, loader)? else {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
@@ -146,9 +144,72 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
     start(store, &prepared, &program, args, opts)
 }
 
-/// The entry point called `name` (its name, or its path), if the capsule has one.
-fn named_entry(p: &Prepared, name: &str) -> Option<String> {
-    p.manifest.entry_points.iter().find(|ep| ep.name == name || ep.path.display() == name).map(|ep| ep.path.display())
+/// What a run starts ([`choose`]).
+struct Chosen {
+    /// The program: a virtual path (or a host program's path).
+    entry: String,
+    /// The entry point's own arguments, before the command line's.
+    args: Vec<String>,
+    /// How many words of the command line named the program.
+    skip: usize,
+}
+
+/// The program of `run NAME [--entry E] [WORD ARGS...]`, docker-style: `--entry` (a path, or
+/// an entry point's name); else WORD when it names a program of the capsule (an entry point
+/// by name or path, a program in one of the capsule's PATH directories, or the absolute path
+/// of one of its programs), which then takes the arguments after it; else the capsule's
+/// default entry point with every argument. `None`: none of these (the caller lists the
+/// programs), never a guess.
+fn choose(m: &capsule_core::manifest::Manifest, entry: Option<&str>, args: &[String]) -> Option<Chosen> {
+    use capsule_core::capture::programs::{PATH_DIRS, is_program};
+    use capsule_core::manifest::RelPath;
+    let of = |ep: &capsule_core::manifest::EntryPoint, skip| Chosen {
+        entry: ep.path.display(),
+        args: ep.args.clone(),
+        skip,
+    };
+    if let Some(e) = entry {
+        return Some(match m.entry_point(e).filter(|_| !e.contains('/')) {
+            Some(ep) => of(ep, 0),
+            None => Chosen { entry: e.to_owned(), args: Vec::new(), skip: 0 },
+        });
+    }
+    if let Some(word) = args.first() {
+        if let Some(ep) = m.entry_point(word) {
+            return Some(of(ep, 1));
+        }
+        let program = |p: String| RelPath::new(p.into_bytes()).ok().filter(|p| is_program(m, p));
+        let found = match word.strip_prefix('/') {
+            Some(abs) => program(abs.to_owned()),
+            None if !word.is_empty() && !word.contains('/') => {
+                PATH_DIRS.iter().find_map(|d| program(format!("{d}/{word}")))
+            }
+            None => None,
+        };
+        if let Some(p) = found {
+            return Some(Chosen { entry: p.display(), args: Vec::new(), skip: 1 });
+        }
+    }
+    m.default_entry_point().map(|ep| of(ep, 0))
+}
+
+/// No program named and no default: say so, and list the capsule's programs (stderr).
+fn list_programs(cref: &capsule_core::store::CapsuleRef, m: &capsule_core::manifest::Manifest, word: Option<&String>) {
+    let why = match word {
+        Some(w) => format!("{w:?} is not a program of capsule {cref}, and it has no default program"),
+        None => format!("capsule {cref} has no default program"),
+    };
+    if m.entry_points.is_empty() {
+        eprintln!("capsule: error: {why} and no entry points; run one with --entry PATH");
+        return;
+    }
+    eprintln!("capsule: error: {why}; name one: capsule run {} PROGRAM [ARGS...]", cref.name);
+    eprintln!("programs:");
+    let width = m.entry_points.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for e in &m.entry_points {
+        let args = if e.args.is_empty() { String::new() } else { format!(" {}", e.args.join(" ")) };
+        eprintln!("  {:width$}  {}{args}", e.name, e.path);
+    }
 }
 
 /// How to start a prepared program.
@@ -455,6 +516,9 @@ pub fn start(
     // listener, before exec: the child's calls from then on (its own execve in record mode,
     // the loader's opens) wait for it, so it must not wait for `spawn` to return.
     let (stats_tx, stats_rx) = std::sync::mpsc::channel();
+    // No listener: the program ended before it armed the filter (its loader failed, say), or
+    // ran without it. Which one, the program's status tells (below).
+    let (unarmed_tx, unarmed_rx) = std::sync::mpsc::channel::<std::io::Error>();
     let mut server = Some(server);
     if let Some(a) = armed {
         let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
@@ -464,7 +528,11 @@ pub fn start(
         thread
             .spawn(move || {
                 run::signals::keep_off_this_thread();
-                let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
+                let listener = match a.listener() {
+                    Ok(l) => l,
+                    Err(e) => return drop(unarmed_tx.send(e)),
+                };
+                let sup = Supervisor::new(listener, &view, &tree);
                 let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
                 let mut sup = match sup {
                     Ok(s) => s,
@@ -515,6 +583,16 @@ pub fn start(
         None => caught.wait(&mut child, None),
     };
     let status = status.context("cannot wait for the program")?;
+    // Errors say the first cause only: a program that failed before it armed tier 2 (the
+    // loader's "error while loading shared libraries") said why itself; the closed socket
+    // is its consequence. One that succeeded without arming it ran unsupervised.
+    if let Ok(e) = unarmed_rx.try_recv() {
+        if status.success() {
+            eprintln!("capsule: error: {entry} ran without the seccomp supervisor: {e}");
+        } else {
+            tracing::debug!(error = %e, "the program ended before it armed tier 2");
+        }
+    }
     if opts.stats {
         let rules: Vec<String> = prepared.rules.iter().map(|(p, m)| format!("{p}={}", run::mode_name(*m))).collect();
         eprintln!(

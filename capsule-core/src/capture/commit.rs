@@ -85,12 +85,16 @@ pub fn from_sandbox_changes(
     m.entry_points = base
         .entry_points
         .iter()
-        .filter(|ep| {
-            m.resolve(&ep.path)
-                .is_some_and(|(_, e)| matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }))
+        .filter(|ep| match m.follow(&ep.path) {
+            Some(crate::manifest::Followed::Capsule(_, e)) => {
+                matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. })
+            }
+            Some(crate::manifest::Followed::Host(p)) => p != ep.path,
+            None => false,
         })
         .cloned()
         .collect();
+    m.default_entry = base.default_entry.clone().filter(|d| m.entry_points.iter().any(|e| &e.name == d));
     m.env.clone_from(&base.env);
     m.isolation.clone_from(&base.isolation);
     m.identity.clone_from(&base.identity);

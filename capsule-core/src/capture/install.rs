@@ -9,7 +9,14 @@
 //! a config rewritten identically) are left out. Noise rules apply to files as for a snapshot
 //! capture (package databases, caches, logs), but directories a package created under them are
 //! kept empty: programs expect their log and cache directories to exist (`/var/log/nginx`).
+//!
+//! The programs it installed become named entry points ([`super::programs`]). An installer
+//! that is `apt-get`/`apt`/`aptitude install PKG…` names the packages it was asked for
+//! ([`requested`]); those the host already has ([`already_installed`]) would be installed
+//! by nobody, so the capture either refuses or reinstalls them ([`with_reinstall`]) and keeps
+//! every file of their file lists, identical to the host's or not.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -21,15 +28,26 @@ use super::scan::{S_IFDIR, S_IFLNK, S_IFREG, ScanEntry, Stat, host_path, scan};
 use super::snapshot::set_entry;
 use super::{CaptureError, Progress};
 use crate::digest::Digest;
-use crate::manifest::{CaptureStep, EntryPoint, RelPath};
+use crate::manifest::{CaptureStep, RelPath};
 use crate::store::{Store, StoreLock};
 
 /// Directories that never hold anything a capsule should carry, not even empty.
 const NEVER: &[&str] = &["/tmp", "/var/tmp", "/proc", "/sys", "/dev", "/run", "/var/run", "/var/lock"];
 
+/// What the installer was asked for.
+#[derive(Debug, Default, Clone)]
+pub struct Packages {
+    /// The packages the command names ([`requested`]).
+    pub requested: Vec<String>,
+    /// Those of them reinstalled because the host had them: every file of their file lists
+    /// goes into the capsule, even where it is the host's.
+    pub reinstalled: Vec<String>,
+}
+
 /// Make capsule `name:tag` of install sandbox `tree` (with deletions `whiteouts`) against the
-/// host's `/`. `entry` is the default program; without it, every new executable in a bin or
-/// sbin directory becomes an entry point. `command` is recorded in the capsule's origin.
+/// host's `/`. `entry` is the default program; with it or without, the programs the install
+/// wrote become named entry points ([`super::programs::record`]). `command` is recorded in
+/// the capsule's origin.
 #[allow(clippy::too_many_arguments)] // one capture, described once
 pub fn from_sandbox(
     store: &Store,
@@ -39,6 +57,7 @@ pub fn from_sandbox(
     tag: &str,
     entry: Option<&str>,
     command: &str,
+    packages: &Packages,
     progress: &dyn Progress,
 ) -> Result<Digest, CaptureError> {
     let noise = Noise::with_defaults(&[])?;
@@ -48,6 +67,7 @@ pub fn from_sandbox(
     let _lock = StoreLock::shared(store)?;
     let origin = Builder::origin(CaptureStep::Install, command.to_owned());
     let mut b = Builder::new(store, tree, name, tag, origin, progress);
+    let forced = reinstalled_files(tree, &packages.reinstalled);
     let mut chosen: Vec<(RelPath, &ScanEntry)> = Vec::new();
     for e in &entries {
         let abs = [b"/", &e.path[..]].concat();
@@ -55,10 +75,10 @@ pub fn from_sandbox(
             continue;
         }
         let is_dir = e.stat.kind() == S_IFDIR;
-        if (!is_dir && noise.covers(&abs)) || same_as_host(tree, e) {
+        let rel = RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?;
+        if (!is_dir && noise.covers(&abs)) || (!forced.contains(&rel) && same_as_host(tree, e)) {
             continue;
         }
-        let rel = RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?;
         chosen.push((rel, e));
     }
     if chosen.is_empty() && whiteouts.is_empty() {
@@ -72,37 +92,104 @@ pub fn from_sandbox(
             m.deletions.push(w.clone());
         }
     }
-    match entry {
-        Some(p) => set_entry(m, p)?,
-        None => m.entry_points = programs(m),
+    if let Some(p) = entry {
+        set_entry(m, p)?;
     }
+    super::programs::record(m, tree, &packages.requested, true);
     super::snapshot::record_etc(m);
     b.commit()
 }
 
-/// New executables in the usual program directories, as entry points named after them.
-fn programs(m: &crate::manifest::Manifest) -> Vec<EntryPoint> {
-    const DIRS: &[&[u8]] = &[b"usr/sbin/", b"usr/bin/", b"sbin/", b"bin/", b"usr/local/bin/", b"usr/local/sbin/"];
-    let mut out: Vec<EntryPoint> = m
-        .entries
-        .iter()
-        // Programs, and symlinks to programs (Debian's /usr/bin/redis-server -> redis-check-rdb).
-        .filter(|e| match &e.kind {
-            crate::manifest::EntryKind::File { .. } => e.mode & 0o111 != 0,
-            crate::manifest::EntryKind::Symlink { .. } => m
-                .resolve(&e.path)
-                .is_some_and(|(_, t)| t.mode & 0o111 != 0 && matches!(t.kind, crate::manifest::EntryKind::File { .. })),
-            _ => false,
-        })
-        .filter(|e| DIRS.iter().any(|d| e.path.as_bytes().strip_prefix(*d).is_some_and(|n| !n.contains(&b'/'))))
-        .map(|e| EntryPoint {
-            name: String::from_utf8_lossy(e.path.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default())
-                .into_owned(),
-            path: e.path.clone(),
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+/// The files (not directories) the file lists of `pkgs` name, as the install left them: the
+/// sandbox's list when dpkg rewrote it, else the host's.
+fn reinstalled_files(tree: &Path, pkgs: &[String]) -> BTreeSet<RelPath> {
+    let mut out = BTreeSet::new();
+    if pkgs.is_empty() {
+        return out;
+    }
+    let (in_tree, on_host) = (super::programs::lists(tree), super::programs::lists(Path::new("/")));
+    for pkg in pkgs {
+        let list = |l: &[(String, Vec<RelPath>)]| l.iter().find(|(p, _)| p == pkg).map(|(_, paths)| paths.clone());
+        let paths = list(&in_tree).or_else(|| list(&on_host)).unwrap_or_default();
+        out.extend(
+            paths
+                .into_iter()
+                .filter(|p| Stat::lstat(&host_path(tree, p.as_bytes())).is_ok_and(|s| s.kind() != S_IFDIR)),
+        );
+    }
     out
+}
+
+/// The packages an installer command asks for: `apt-get`, `apt` or `aptitude` (by any path)
+/// with the verb `install`, then its words that are not options (an option's value skipped:
+/// `-o`, `-t`, `-c` and their long forms), without `=VERSION`, `/RELEASE` or `:ARCH`.
+/// Local `.deb` files and removals (`pkg-`) are not packages the host could have. Empty for
+/// any other command.
+pub fn requested(command: &[String]) -> Vec<String> {
+    let Some((prog, rest)) = command.split_first() else { return Vec::new() };
+    let base = prog.rsplit('/').next().unwrap_or_default();
+    if !matches!(base, "apt-get" | "apt" | "aptitude") {
+        return Vec::new();
+    }
+    const VALUED: &[&str] = &["-o", "-t", "-c", "--option", "--target-release", "--default-release", "--config-file"];
+    let mut words = Vec::new();
+    let mut skip = false;
+    for w in rest {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if w.starts_with('-') {
+            skip = VALUED.contains(&w.as_str());
+            continue;
+        }
+        words.push(w.as_str());
+    }
+    let Some(("install", pkgs)) = words.split_first().map(|(v, r)| (*v, r)) else { return Vec::new() };
+    pkgs.iter()
+        .filter(|w| !w.ends_with(".deb") && !w.starts_with('.') && !w.starts_with('/') && !w.ends_with('-'))
+        .map(|w| {
+            let w = w.split(['=', '/']).next().unwrap_or_default();
+            let w = w.split(':').next().unwrap_or_default();
+            w.trim_end_matches('+').to_owned()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Which of `pkgs` the host's dpkg database (`/var/lib/dpkg/status`) has installed.
+pub fn already_installed(pkgs: &[String]) -> Result<Vec<String>, CaptureError> {
+    let path = Path::new("/var/lib/dpkg/status");
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CaptureError::Io { action: "cannot read", path: path.to_owned(), source }),
+    };
+    let text = String::from_utf8_lossy(&text);
+    let mut have = BTreeSet::new();
+    for stanza in text.split("\n\n") {
+        let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        if let (Some(p), Some(st)) = (field("Package:"), field("Status:"))
+            && st.ends_with(" installed")
+        {
+            have.insert(p.to_owned());
+        }
+    }
+    let mut out: Vec<String> = pkgs.iter().filter(|p| have.contains(p.as_str())).cloned().collect();
+    out.dedup();
+    Ok(out)
+}
+
+/// `command` (a [`requested`] one) with `--reinstall` after its `install` verb; `None` for
+/// `aptitude`, which has no such option.
+pub fn with_reinstall(command: &[String]) -> Option<Vec<String>> {
+    let prog = command.first()?.rsplit('/').next().unwrap_or_default();
+    if !matches!(prog, "apt-get" | "apt") {
+        return None;
+    }
+    let mut out = command.to_vec();
+    let i = out.iter().skip(1).position(|w| w == "install")?;
+    out.insert(i + 2, "--reinstall".to_owned());
+    Some(out)
 }
 
 /// Whether the host has this node as the tree has it (the installer copied it up and left it).
@@ -147,4 +234,25 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn requested_packages() {
+        let got = requested(&words(
+            "/usr/bin/apt-get -q install -y --no-install-recommends -o Dpkg::Options=x ruby php-cli=2:8.2 redis/bookworm libc6:amd64 ./x.deb nano-",
+        ));
+        assert_eq!(got, ["ruby", "php-cli", "redis", "libc6"]);
+        assert!(requested(&words("apt-get update")).is_empty());
+        assert!(requested(&words("sh -c apt-get install ruby")).is_empty());
+        assert_eq!(with_reinstall(&words("apt-get -y install jq")), Some(words("apt-get -y install --reinstall jq")));
+        assert_eq!(with_reinstall(&words("aptitude install jq")), None);
+    }
 }

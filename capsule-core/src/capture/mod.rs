@@ -17,6 +17,7 @@ mod elfcap;
 pub mod install;
 pub mod ldcache;
 pub mod noise;
+pub mod programs;
 pub mod scan;
 pub mod snapshot;
 pub mod trace;

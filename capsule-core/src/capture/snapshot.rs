@@ -213,6 +213,7 @@ pub fn end(
     if let Some(entry) = entry {
         set_entry(m, entry)?;
     }
+    super::programs::record(m, &snap.base, &[], true);
     let digest = b.commit()?;
     let _ = fs::remove_file(pending_path(store));
     Ok(digest)
@@ -232,13 +233,15 @@ pub(crate) fn record_etc(m: &mut crate::manifest::Manifest) {
     }
 }
 
-/// Make `path` the capsule's first entry point.
+/// Make `path` the capsule's first entry point and its default (declared at capture).
 pub fn set_entry(m: &mut crate::manifest::Manifest, path: &str) -> Result<(), CaptureError> {
     let rel = RelPath::from_host(path.as_bytes()).map_err(|source| CaptureError::Path { path: path.into(), source })?;
     let name = rel.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default();
     let name = String::from_utf8_lossy(name).into_owned();
-    m.entry_points.retain(|e| e.path != rel);
-    m.entry_points.insert(0, crate::manifest::EntryPoint { name, path: rel });
+    m.entry_points.retain(|e| e.path != rel && e.name != name);
+    m.entry_points
+        .insert(0, crate::manifest::EntryPoint::new(name.clone(), rel, crate::manifest::EntrySource::Declared));
+    m.default_entry = Some(name);
     Ok(())
 }
 

@@ -11,12 +11,13 @@
 
 mod path;
 mod types;
+mod v1;
 
 use std::collections::BTreeSet;
 
 pub use path::{MAX_COMPONENT, MAX_PATH, PathError, RelPath, check_symlink, relativize_symlink, symlink_destination};
 pub use types::{
-    CaptureStep, Entry, EntryKind, EntryPoint, Identity, Isolation, IsolationRule, Link, Origin, RegValue,
+    CaptureStep, Entry, EntryKind, EntryPoint, EntrySource, Identity, Isolation, IsolationRule, Link, Origin, RegValue,
 };
 
 use crate::codec::{self, CodecError};
@@ -24,8 +25,9 @@ use crate::digest::Digest;
 
 /// Magic of an encoded manifest.
 pub const MAGIC: &[u8; 8] = b"CAPSMANI";
-/// The manifest format version this build writes and the newest it reads.
-pub const VERSION: u16 = 1;
+/// The manifest format version this build writes and the newest it reads. Version 1 (entry
+/// points without arguments, source or a declared default) is still read.
+pub const VERSION: u16 = 2;
 /// The largest encoded manifest accepted (about two million files).
 pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 /// The most entries one manifest may hold.
@@ -135,6 +137,15 @@ pub enum ManifestError {
     },
 }
 
+/// Where a capsule path leads ([`Manifest::follow`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed<'a> {
+    /// To this entry of the capsule, at this path.
+    Capsule(RelPath, &'a Entry),
+    /// Out of the capsule: this path is the host's.
+    Host(RelPath),
+}
+
 /// One capsule. See the module docs for the invariants.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
@@ -148,8 +159,11 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
     /// Paths the capture saw deleted from the host: whiteouts in the application's view.
     pub deletions: Vec<RelPath>,
-    /// Programs the capsule offers; the first is the default.
+    /// Programs the capsule offers, with unique names.
     pub entry_points: Vec<EntryPoint>,
+    /// The name of the entry point `capsule run NAME` starts when no program is named; `None`
+    /// when the capture could not tell (a run then lists the programs).
+    pub default_entry: Option<String>,
     /// Environment set for the application.
     pub env: Vec<(String, String)>,
     /// Isolation per path prefix (longest prefix wins).
@@ -252,6 +266,7 @@ impl Manifest {
             entries: Vec::new(),
             deletions: Vec::new(),
             entry_points: Vec::new(),
+            default_entry: None,
             env: Vec::new(),
             isolation: Vec::new(),
             registry: Vec::new(),
@@ -268,9 +283,27 @@ impl Manifest {
 
     /// Decode and [`validate`](Self::validate) untrusted bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let (_, m): (u16, Manifest) = codec::open_envelope("manifest", MAGIC, VERSION, bytes, MAX_MANIFEST_BYTES)?;
+        let m = if bytes.get(8..10) == Some(&1u16.to_le_bytes()[..]) {
+            let (_, old): (u16, v1::ManifestV1) =
+                codec::open_envelope("manifest", MAGIC, 1, bytes, MAX_MANIFEST_BYTES)?;
+            Manifest::from(old)
+        } else {
+            codec::open_envelope::<Manifest>("manifest", MAGIC, VERSION, bytes, MAX_MANIFEST_BYTES)?.1
+        };
         m.validate()?;
         Ok(m)
+    }
+
+    /// The default entry point, if the capsule declares one.
+    pub fn default_entry_point(&self) -> Option<&EntryPoint> {
+        let name = self.default_entry.as_deref()?;
+        self.entry_points.iter().find(|e| e.name == name)
+    }
+
+    /// The entry point called `name`, or at virtual path `name` (`/usr/bin/jq`).
+    pub fn entry_point(&self, name: &str) -> Option<&EntryPoint> {
+        let by_path = |e: &&EntryPoint| name.strip_prefix('/').is_some_and(|p| e.path.as_bytes() == p.as_bytes());
+        self.entry_points.iter().find(|e| e.name == name).or_else(|| self.entry_points.iter().find(by_path))
     }
 
     /// Check every invariant named in the module docs.
@@ -334,8 +367,11 @@ impl Manifest {
 
     /// Every entry point names a program of the capsule: a capsule path (relative, normal:
     /// not `/bin/sh`, which a run would take from the host) that resolves, through the
-    /// capsule's own symlinks, to one of its regular files.
+    /// capsule's own symlinks, to one of its regular files, or to a host path through at least
+    /// one capsule symlink (Debian's `/usr/bin/redis-server` → `redis-check-rdb`, which the
+    /// host may have). Names are unique, arguments hold no NUL, and the default names one.
     fn check_entry_points(&self) -> Result<(), ManifestError> {
+        let mut names = BTreeSet::new();
         for ep in &self.entry_points {
             let what = || format!("entry point {:?}", ep.name.chars().take(200).collect::<String>());
             if ep.name.is_empty() || ep.name.len() > MAX_COMPONENT || ep.name.contains(['/', '\0']) {
@@ -350,10 +386,26 @@ impl Manifest {
                 let shown: String = String::from_utf8_lossy(ep.path.as_bytes()).chars().take(200).collect();
                 return Err(refuse(what(), "path", shown, "is not a capsule path (relative, normalised)"));
             }
-            let is_file = |e: &Entry| matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. });
-            if !self.resolve(&ep.path).is_some_and(|(_, e)| is_file(e)) {
+            let ok = match self.follow(&ep.path) {
+                Some(Followed::Capsule(_, e)) => matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }),
+                Some(Followed::Host(p)) => p != ep.path,
+                None => false,
+            };
+            if !ok {
                 return Err(refuse(what(), "path", ep.path.display(), "names no file of the capsule"));
             }
+            if !names.insert(ep.name.as_str()) {
+                return Err(refuse(what(), "name", ep.name.clone(), "names two entry points"));
+            }
+            if let Some(a) = ep.args.iter().find(|a| a.contains('\0')) {
+                return Err(refuse(what(), "args", a.replace('\0', "\\0"), "holds a NUL"));
+            }
+        }
+        if let Some(d) = &self.default_entry
+            && !names.contains(d.as_str())
+        {
+            let shown: String = d.chars().take(200).collect();
+            return Err(refuse("default entry point".to_owned(), "name", shown, "names no entry point"));
         }
         Ok(())
     }
@@ -368,6 +420,10 @@ impl Manifest {
             .flat_map(|(k, v)| [over("env", k.len()), over("env", v.len())])
             .chain(self.registry.iter().map(|(k, _)| over("registry key", k.len())))
             .chain(self.entry_points.iter().map(|e| over("entry point", e.name.len())))
+            .chain(
+                self.entry_points.iter().map(|e| over("entry point arguments", e.args.iter().map(String::len).sum())),
+            )
+            .chain(self.default_entry.iter().map(|d| over("default entry point", d.len())))
             .chain(self.origins.iter().map(|o| over("origin", o.detail.len())))
             .chain(self.links.iter().map(|l| over("link", l.name.len())));
         match checks.flatten().next() {
@@ -425,6 +481,30 @@ impl Manifest {
             }
             let e = self.get(&cur)?;
             return Some((cur, e));
+        }
+        None
+    }
+
+    /// Where `path` leads: like [`resolve`](Self::resolve), but a path that leaves the
+    /// capsule (a missing component, reached through the capsule's symlinks or not) is the
+    /// host's path at that point, with the rest of the path below it. `None` after 40 links.
+    pub fn follow(&self, path: &RelPath) -> Option<Followed<'_>> {
+        let mut cur = path.clone();
+        'hops: for _ in 0..40 {
+            let prefixes: Vec<RelPath> = cur.ancestors().chain(std::iter::once(cur.clone())).collect();
+            for prefix in prefixes {
+                let Some(e) = self.get(&prefix) else { return Some(Followed::Host(cur)) };
+                if let EntryKind::Symlink { target } = &e.kind {
+                    let dest = symlink_destination(&prefix, target)?;
+                    let rest = &cur.as_bytes()[prefix.as_bytes().len()..];
+                    let mut joined = dest.as_bytes().to_vec();
+                    joined.extend_from_slice(rest);
+                    cur = RelPath::new(joined).ok()?;
+                    continue 'hops;
+                }
+            }
+            let e = self.get(&cur)?;
+            return Some(Followed::Capsule(cur, e));
         }
         None
     }

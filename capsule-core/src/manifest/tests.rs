@@ -132,3 +132,63 @@ fn children_are_the_entries_directly_below() {
         assert_eq!(m.children(&dir).collect::<Vec<_>>(), scan, "{dir}");
     }
 }
+
+/// A version-1 manifest (entry points of a name and a path, the first the default) still
+/// decodes: the first stays the default, except for an install capture's list of programs.
+#[test]
+fn version_1_manifests_decode() {
+    let v1 = |m: &Manifest, eps: Vec<(String, RelPath)>| {
+        let body = (
+            &m.name,
+            &m.tag,
+            m.created,
+            &m.entries,
+            &m.deletions,
+            eps,
+            &m.env,
+            &m.isolation,
+            &m.registry,
+            &m.identity,
+            &m.links,
+            &m.origins,
+        );
+        codec::envelope(MAGIC, 1, &body)
+    };
+    let m = sample();
+    let eps = vec![("jq".to_owned(), p("usr/bin/jq")), ("jq2".to_owned(), p("usr/bin/jq2"))];
+    let back = Manifest::decode(&v1(&m, eps.clone())).unwrap();
+    assert_eq!(back.entries, m.entries);
+    let names: Vec<&str> = back.entry_points.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["jq", "jq2"]);
+    assert!(back.entry_points.iter().all(|e| e.source == EntrySource::Unknown && e.args.is_empty()));
+    assert_eq!(back.default_entry.as_deref(), Some("jq"), "an elf capture's first binary stays the default");
+    let mut inst = sample();
+    inst.origins[0].step = CaptureStep::Install;
+    assert_eq!(Manifest::decode(&v1(&inst, eps.clone())).unwrap().default_entry, None);
+    assert_eq!(Manifest::decode(&v1(&inst, eps[..1].to_vec())).unwrap().default_entry.as_deref(), Some("jq"));
+    // This build writes version 2.
+    assert_eq!(&m.encode()[8..10], &VERSION.to_le_bytes());
+}
+
+#[test]
+fn entry_points_are_checked() {
+    let mut m = sample();
+    m.entries.insert(5, entry("usr/bin/zz", EntryKind::Symlink { target: b"../../opt/host-tool".to_vec() }));
+    // A capsule symlink that leads out of the capsule is an entry point (the host's program).
+    m.entry_points.push(EntryPoint::new("zz", p("usr/bin/zz"), EntrySource::Program));
+    m.validate().unwrap();
+    // A path the capsule does not hold at all is not.
+    let mut bad = m.clone();
+    bad.entry_points.push(EntryPoint::new("sh", p("usr/bin/sh"), EntrySource::Program));
+    assert!(matches!(bad.validate(), Err(ManifestError::Value { .. })));
+    let mut bad = m.clone();
+    bad.entry_points.push(EntryPoint::new("zz", p("usr/bin/jq"), EntrySource::Program));
+    assert!(matches!(bad.validate(), Err(ManifestError::Value { field: "name", .. })), "a name given twice");
+    let mut bad = m.clone();
+    bad.default_entry = Some("nope".into());
+    assert!(matches!(bad.validate(), Err(ManifestError::Value { .. })));
+    m.default_entry = Some("zz".into());
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    assert_eq!(m.entry_point("/usr/bin/zz").map(|e| e.name.as_str()), Some("zz"));
+    assert_eq!(m.default_entry_point().map(|e| e.name.as_str()), Some("zz"));
+}

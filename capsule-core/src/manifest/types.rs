@@ -67,10 +67,51 @@ impl EntryKind {
 /// A program the capsule offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryPoint {
-    /// Short name ("jq").
+    /// Short name ("jq"), unique in the capsule: `capsule run NAME PROGRAM` picks it by this.
     pub name: String,
-    /// Absolute path inside the capsule.
+    /// Where it is in the capsule: a program of the capsule, or a capsule symlink that leads
+    /// to a program on the host.
     pub path: RelPath,
+    /// Arguments put before the command line's (a desktop entry's `Exec=` arguments, field
+    /// codes removed).
+    pub args: Vec<String>,
+    /// How the capture found it.
+    pub source: EntrySource,
+}
+
+impl EntryPoint {
+    /// An entry point without arguments.
+    pub fn new(name: impl Into<String>, path: RelPath, source: EntrySource) -> EntryPoint {
+        EntryPoint { name: name.into(), path, args: Vec::new(), source }
+    }
+}
+
+/// How a capture found an entry point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntrySource {
+    /// Named at capture: `--entry`, `capture elf`'s binaries, `capture trace`'s command.
+    Declared,
+    /// A program in the file list of this Debian package (`/var/lib/dpkg/info/PKG.list`).
+    Package(String),
+    /// The `Exec=` line of this desktop entry (its capsule path).
+    Desktop(String),
+    /// A new program in a bin or sbin directory.
+    Program,
+    /// Recorded by a version-1 manifest, which did not say.
+    Unknown,
+}
+
+impl EntrySource {
+    /// How `inspect` shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            EntrySource::Declared => "declared".to_owned(),
+            EntrySource::Package(p) => format!("package {p}"),
+            EntrySource::Desktop(d) => format!("desktop /{d}"),
+            EntrySource::Program => "new program".to_owned(),
+            EntrySource::Unknown => "recorded".to_owned(),
+        }
+    }
 }
 
 /// ThinApp's isolation modes, per path prefix.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Prepared, RunError, materialize};
 use crate::exec::{self, HEAD, INTERP_CAP, MAX_DEPTH};
-use crate::manifest::{EntryKind, RelPath};
+use crate::manifest::{EntryKind, Followed, RelPath};
 use crate::store::Store;
 
 /// The environment variable telling the shim that the capsule carries a loader of its own,
@@ -78,31 +78,38 @@ struct Located {
 }
 
 /// Find `name` (a virtual path as an exec would name it) in the capsule, materialising it
-/// (and, with `dir`, every file of its directory), or on the host. `None`: neither has a
-/// regular file there.
+/// (and, with `dir`, every file of its directory), or on the host. A capsule symlink that
+/// leads out of the capsule (`/usr/bin/redis-server` → `redis-check-rdb`, which the host
+/// has) is followed, as the view's resolver follows it. `None`: neither has a regular file
+/// there.
 fn locate(store: &Store, p: &Prepared, name: &[u8], dir: bool) -> Result<Option<Located>, RunError> {
-    if let Ok(rel) = RelPath::from_host(name)
-        && let Some((resolved, e)) = p.manifest.resolve(&rel)
-    {
-        if !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
-            return Ok(None);
+    let mut target = name.to_vec();
+    if let Ok(rel) = RelPath::from_host(name) {
+        match p.manifest.follow(&rel) {
+            Some(Followed::Capsule(resolved, e)) => {
+                if !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
+                    return Ok(None);
+                }
+                materialize::link_entry(store, p.sandbox.tree(), &p.manifest, &resolved)?;
+                if let Some(d) = resolved.parent().filter(|_| dir) {
+                    link_dir(store, p, &d)?;
+                }
+                let host = p.sandbox.tree().join(std::ffi::OsStr::from_bytes(resolved.as_bytes()));
+                return Ok(Some(Located { host, in_tree: true }));
+            }
+            Some(Followed::Host(out)) => target = [b"/", out.as_bytes()].concat(),
+            None => return Ok(None),
         }
-        materialize::link_entry(store, p.sandbox.tree(), &p.manifest, &resolved)?;
-        if let Some(d) = resolved.parent().filter(|_| dir) {
-            link_dir(store, p, &d)?;
-        }
-        let host = p.sandbox.tree().join(std::ffi::OsStr::from_bytes(resolved.as_bytes()));
-        return Ok(Some(Located { host, in_tree: true }));
     }
     // A program the sandbox holds (an earlier run installed it: write-copy put it in the
     // tree), which the view finds before the host's.
-    if let Ok(rel) = RelPath::from_host(name) {
+    if let Ok(rel) = RelPath::from_host(&target) {
         let tree = p.sandbox.tree().join(std::ffi::OsStr::from_bytes(rel.as_bytes()));
         if std::fs::symlink_metadata(&tree).is_ok_and(|m| m.is_file()) {
             return Ok(Some(Located { host: tree, in_tree: true }));
         }
     }
-    let host = PathBuf::from(std::ffi::OsStr::from_bytes(name));
+    let host = PathBuf::from(std::ffi::OsStr::from_bytes(&target));
     Ok(host.is_file().then_some(Located { host, in_tree: false }))
 }
 
