@@ -96,6 +96,7 @@ fn run_scratch(
         netns: None,
         plan: None,
         loader: None,
+        user: None,
     };
     // A host program over an empty capsule: the kernel's exec (the shim resolves what the
     // installer execs later).

@@ -66,6 +66,10 @@ pub(crate) fn find_shim() -> Result<PathBuf> {
 }
 
 fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
+    if r.user.is_some() && !run::user::is_root() {
+        eprintln!("capsule: error: --user needs root: only root may start a program as another user");
+        return Ok(ExitCode::from(FAILED));
+    }
     let cref = capsule_ref(&r.name)?;
     let rules = r.isolation.iter().map(|s| run::parse_isolation(s)).collect::<Result<Vec<_>, _>>()?;
     let ident = capsule_core::manifest::Identity {
@@ -114,6 +118,13 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
             }
         },
     };
+    // `--user`: resolved in the files the program will read (root only: checked above).
+    let user = match &r.user {
+        None => None,
+        Some(spec) => {
+            Some(run::user::resolve(store, prepared.sandbox.tree(), &prepared.manifest, &cref.to_string(), spec)?)
+        }
+    };
     let loader = run::exec::loader(store, &prepared).context("cannot read the capsule's loader")?;
     let Some(program) = run::exec::program(store, &prepared, &entry, loader)? else {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
@@ -137,6 +148,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         netns,
         plan,
         loader,
+        user,
     };
     start(store, &prepared, &program, args, opts)
 }
@@ -167,6 +179,8 @@ pub struct Start {
     /// The capsule's own loader, for the shim to start the capsule's programs with
     /// (`run::exec::loader`).
     pub loader: Option<run::exec::Loader>,
+    /// `--user`: the program starts as this user (`run::user`).
+    pub user: Option<run::user::User>,
 }
 
 /// What a launch plan needs besides the prepared run (capsule_core::plan).
@@ -294,8 +308,28 @@ pub fn start(
     // The materialiser's abstract socket belongs to a network namespace: bind it in the
     // program's.
     let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
-    let mut cmd = Command::new(path);
-    cmd.arg0(&program.argv0).args(&program.prefix).args(args);
+    // The view and the tree as inherited descriptors too, for processes that change user.
+    // Optional: under a descriptor limit of 1000 or less they are skipped (paths still work).
+    let view_fd = supervisor::launch::inheritable(&prepared.view, false);
+    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true);
+    // A program started as another user reaches the tree only through its descriptor (the
+    // store is private to its owner): the program and the library directories are named
+    // through it.
+    let tree_fd_no = match (&opts.user, &tree_fd) {
+        (None, _) => None,
+        (Some(_), Ok(t)) => Some(std::os::fd::AsRawFd::as_raw_fd(t)),
+        (Some(_), Err(e)) => anyhow::bail!("--user needs the sandbox tree as an inherited descriptor: {e}"),
+    };
+    let reach = |p: &Path| match tree_fd_no {
+        Some(fd) => run::user::via_descriptor(p, prepared.sandbox.tree(), fd),
+        None => p.to_owned(),
+    };
+    let mut cmd = Command::new(reach(path));
+    let prefix: Vec<OsString> = match tree_fd_no {
+        Some(_) => program.prefix.iter().map(|a| reach(Path::new(a)).into_os_string()).collect(),
+        None => program.prefix.clone(),
+    };
+    cmd.arg0(&program.argv0).args(&prefix).args(args);
     // Killed with us, even by SIGKILL (run::lifetime).
     run::lifetime::die_with_launcher(&mut cmd);
     let server = match (&netns, &opts.netns) {
@@ -344,7 +378,7 @@ pub fn start(
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();
         for d in &prepared.lib_dirs {
-            lp.extend_from_slice(d.as_os_str().as_encoded_bytes());
+            lp.extend_from_slice(reach(d).as_os_str().as_encoded_bytes());
             lp.push(b':');
         }
         if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
@@ -354,10 +388,6 @@ pub fn start(
         }
         cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
     }
-    // The view and the tree as inherited descriptors too, for processes that change user.
-    // Optional: under a descriptor limit of 1000 or less they are skipped (paths still work).
-    let view_fd = supervisor::launch::inheritable(&prepared.view, false);
-    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true);
     match (&view_fd, &tree_fd) {
         (Ok(v), Ok(t)) => {
             use std::os::fd::AsRawFd;
@@ -365,6 +395,14 @@ pub fn start(
             cmd.env("CAPSULE_TREE_FD", t.as_raw_fd().to_string());
         }
         (Err(e), _) | (_, Err(e)) => tracing::info!(error = %e, "no inherited view and tree descriptors"),
+    }
+    // `--user`: the child takes the user's credentials now, after entering the namespaces
+    // (root's business) and before confinement and the filter (then installed as that user).
+    if let Some(u) = &opts.user {
+        for (k, v) in run::user::env(u) {
+            cmd.env(k, v);
+        }
+        run::user::apply(&mut cmd, u);
     }
     // Kernel confinement: the ruleset is built here, the child restricts itself before exec.
     let grants = run::confine::for_run(prepared, &shim, path);
@@ -386,6 +424,7 @@ pub fn start(
         && opts.netns.is_none()
         && !opts.stats
         && opts.record.is_none()
+        && opts.user.is_none()
         && view_fd.is_ok()
         && tree_fd.is_ok();
     let planned_grants = if matches!(confinement, run::confine::Confinement::OptedOut) { Vec::new() } else { grants };
@@ -446,13 +485,14 @@ pub fn start(
     if let Some(a) = armed {
         let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
         let identity = prepared.identity.clone();
+        let as_callers = opts.user.is_some();
         let server = server.take();
         let thread = std::thread::Builder::new().name("capsule-supervisor".into());
         thread
             .spawn(move || {
                 run::signals::keep_off_this_thread();
                 let sup = a.listener().and_then(|l| Supervisor::new(l, &view, &tree));
-                let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
+                let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings).as_callers(as_callers));
                 let mut sup = match sup {
                     Ok(s) => s,
                     Err(e) => {
@@ -491,7 +531,7 @@ pub fn start(
     let server = server.map(|s| s.server().and_then(|s| Ok(s.polled()?))).transpose();
     let server = server.context("cannot serve the capsule's namespace")?;
     if let (Some(s), Some(g)) = (&server, guard) {
-        s.supervise(g, prepared.view.clone(), prepared.sandbox.tree().to_owned());
+        s.supervise(g, prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.user.is_some());
     }
     let stats = if tier2 { stats_rx.recv().ok() } else { None };
     let status = match &server {
@@ -668,7 +708,7 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
                     .ok();
             }
             match (s.as_ref(), run::sandbox::Sandbox::open(&store, &a.sandbox)) {
-                (Some(srv), Ok(sb)) => srv.supervise(guard, view, sb.tree().to_owned()),
+                (Some(srv), Ok(sb)) => srv.supervise(guard, view, sb.tree().to_owned(), false),
                 (_, Err(e)) => eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
                 (None, _) => {}
             }

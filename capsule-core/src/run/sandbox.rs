@@ -122,6 +122,9 @@ impl Sandbox {
                     fs::create_dir_all(&host).map_err(RunError::io("failed to create", &host))?;
                     // The owner must be able to add files (lazy links, copy-ups).
                     let perm = fs::Permissions::from_mode(super::materialize::dir_mode(e.mode) | 0o700);
+                    // The manifest's owner, when we may give it (as root): a daemon that
+                    // drops to its own user writes its packaged state directories.
+                    super::materialize::own(&host, e).map_err(RunError::io("failed to set the owner of", &host))?;
                     fs::set_permissions(&host, perm).map_err(RunError::io("failed to set mode of", &host))?;
                 }
                 EntryKind::Symlink { target } => {
@@ -134,7 +137,9 @@ impl Sandbox {
                             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                                 return Err(RunError::Io { action: "failed to create symlink", path: host, source: e });
                             }
-                            _ => {}
+                            Err(_) => {}
+                            Ok(()) => super::materialize::own(&host, e)
+                                .map_err(RunError::io("failed to set the owner of", &host))?,
                         }
                     }
                 }

@@ -175,12 +175,12 @@ impl Server {
     /// metadata, the credential changes) on a thread of its own, once the program sent its
     /// listener over `armed`, sharing this materialiser. A program that never sends one (it
     /// died first) leaves the thread waiting for nothing, which costs nothing.
-    pub fn supervise(&self, armed: crate::supervisor::launch::Armed, view: PathBuf, tree: PathBuf) {
+    pub fn supervise(&self, armed: crate::supervisor::launch::Armed, view: PathBuf, tree: PathBuf, as_callers: bool) {
         let mat = Shared(Arc::clone(&self.mat.0));
         let spawned = std::thread::Builder::new().name("capsule-guard".into()).spawn(move || {
             super::signals::keep_off_this_thread();
             match armed.listener().and_then(|l| Supervisor::new(l, &view, &tree)) {
-                Ok(mut sup) => notifications(&mut sup, mat),
+                Ok(sup) => notifications(&mut sup.as_callers(as_callers), mat),
                 Err(e) => tracing::info!(error = %e, "no guard supervisor"),
             }
         });
