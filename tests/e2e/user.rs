@@ -21,7 +21,8 @@ fn nobody_capsule(env: &Env) {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(host.join("opt/app/readme"), "root's\n").unwrap();
     std::fs::write(data.join("seed"), "seed\n").unwrap();
-    for p in [&data, &data.join("seed")] {
+    std::fs::write(data.join("other"), "other\n").unwrap();
+    for p in [&data, &data.join("seed"), &data.join("other")] {
         std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
     }
     env.ok(&["-q", "capture", "snapshot", "end", "app"]);
@@ -39,7 +40,9 @@ fn nobody_writes_where_the_manifest_lets_it() {
     let script = "id -u; id -g; id -G; echo \"$HOME $USER $LOGNAME\"; \
                   echo new > /opt/app/data/new && cat /opt/app/data/new; \
                   echo more >> /opt/app/data/seed && cat /opt/app/data/seed; \
-                  if echo x > /opt/app/intruder; then echo wrote-root-dir; else echo refused; fi";
+                  if echo x > /opt/app/intruder; then echo wrote-root-dir; else echo refused; fi; \
+                  if rm /opt/app/readme; then echo deleted-root-file; else echo kept; fi; \
+                  rm /opt/app/data/other && echo deleted-own; ls /opt/app/data";
     let o = env
         .cmd(&["run", "app", "--user", "nobody", "--entry", "/bin/sh", "--", "-c", script])
         .current_dir("/")
@@ -52,7 +55,11 @@ fn nobody_writes_where_the_manifest_lets_it() {
         .lines()
         .find_map(|l| l.strip_prefix("nobody:").map(|r| r.split(':').nth(4).unwrap_or("").to_owned()))
         .unwrap();
-    assert_eq!(out, format!("65534\n65534\n65534\n{home} nobody nobody\nnew\nseed\nmore\nrefused\n"), "stderr:\n{err}");
+    assert_eq!(
+        out,
+        format!("65534\n65534\n65534\n{home} nobody nobody\nnew\nseed\nmore\nrefused\nkept\ndeleted-own\nnew\nseed\n"),
+        "stderr:\n{err}"
+    );
     let tree = env.store().join("sandboxes/app/root/opt/app");
     for f in ["data", "data/new", "data/seed"] {
         let m = std::fs::symlink_metadata(tree.join(f)).unwrap();
@@ -61,6 +68,42 @@ fn nobody_writes_where_the_manifest_lets_it() {
     let m = std::fs::symlink_metadata(&tree).unwrap();
     assert_eq!((m.uid(), m.gid()), (0, 0), "owner of /opt/app in the sandbox");
     assert!(!tree.join("intruder").exists());
+    // A raw request to the materialiser (what a hostile program of the run could send): the
+    // deletion of root's file is refused with nobody's EACCES, not done with root's rights.
+    if has("perl") {
+        let script = r#"
+use Socket;
+my ($name, $op, $path) = @ARGV;
+socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+connect($s, pack_sockaddr_un("\0" . $name)) or die "connect: $!";
+syswrite($s, pack("C v", $op, length($path)) . $path) or die "write: $!";
+my $n = sysread($s, my $buf, 4);
+print((defined $n && $n == 4) ? "reply " . unpack("l<", $buf) . "\n" : "no reply\n");
+"#;
+        let o = env
+            .cmd(&[
+                "run",
+                "app",
+                "--user",
+                "nobody",
+                "--entry",
+                "/bin/sh",
+                "--",
+                "-c",
+                "exec perl -e \"$0\" \"$CAPSULE_SOCKET\" 3 opt/app/readme",
+                script,
+            ])
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "reply 13\n", "{}", String::from_utf8_lossy(&o.stderr));
+    } else {
+        crate::support::require_or_skip("perl (a raw materialiser request)");
+    }
+    // Root's file is still there; nobody's deletion of its own file holds.
+    let (code, out, err) =
+        run_capsule(&env, &["run", "app", "--entry", "/bin/sh", "--", "-c", "cat /opt/app/readme; ls /opt/app/data"]);
+    assert_eq!((code, out.as_str()), (0, "root's\nnew\nseed\n"), "{err}");
     // The store is root's alone still (tests/e2e/ownership.rs).
     assert_eq!(std::fs::metadata(env.store()).unwrap().permissions().mode() & 0o777, 0o700);
     // Unknown names fail before anything runs, naming the capsule and the name.
