@@ -100,6 +100,21 @@ print((defined $n && $n == 4) ? "reply " . unpack("l<", $buf) . "\n" : "no reply
     } else {
         crate::support::require_or_skip("perl (a raw materialiser request)");
     }
+    // A host file in a host directory nobody may write, below the write-copy /opt: nobody
+    // deletes it, and the same process sees it gone (the sandbox's table of deletions, which
+    // it cannot open by path, is inherited); the host keeps it.
+    let hostdir = std::path::PathBuf::from(format!("/opt/capsule-user-{}", std::process::id()));
+    std::fs::create_dir_all(&hostdir).unwrap();
+    std::fs::write(hostdir.join("f"), "host\n").unwrap();
+    std::os::unix::fs::chown(&hostdir, Some(65534), Some(65534)).unwrap();
+    let script =
+        format!("rm {d}/f && if [ -e {d}/f ]; then echo still-there; else echo gone; fi", d = hostdir.display());
+    let (code, out, err) =
+        run_capsule(&env, &["run", "app", "--user", "nobody", "--entry", "/bin/sh", "--", "-c", &script]);
+    let kept = std::fs::read_to_string(hostdir.join("f"));
+    let _ = std::fs::remove_dir_all(&hostdir);
+    assert_eq!((code, out.as_str()), (0, "gone\n"), "{err}");
+    assert_eq!(kept.unwrap(), "host\n", "the host's file changed");
     // Root's file is still there; nobody's deletion of its own file holds.
     let (code, out, err) =
         run_capsule(&env, &["run", "app", "--entry", "/bin/sh", "--", "-c", "cat /opt/app/readme; ls /opt/app/data"]);

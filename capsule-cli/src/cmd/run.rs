@@ -388,6 +388,18 @@ pub fn start(
         }
         cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
     }
+    // A program of another user cannot open the sandbox's table of deletions by its path:
+    // it inherits it too (read-only).
+    let live_fd = match &opts.user {
+        Some(_) => {
+            let table = prepared.sandbox.dir().join(capsule_core::view::live::FILE);
+            let fd = supervisor::launch::inheritable(&table, false)
+                .with_context(|| format!("cannot open the sandbox's table of deletions {}", table.display()))?;
+            cmd.env("CAPSULE_LIVE_FD", std::os::fd::AsRawFd::as_raw_fd(&fd).to_string());
+            Some(fd)
+        }
+        None => None,
+    };
     match (&view_fd, &tree_fd) {
         (Ok(v), Ok(t)) => {
             use std::os::fd::AsRawFd;
@@ -514,7 +526,7 @@ pub fn start(
     }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
-    drop((view_fd, tree_fd, arm_end, confinement));
+    drop((view_fd, tree_fd, live_fd, arm_end, confinement));
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

@@ -55,7 +55,10 @@ impl Sandbox {
         if !tree.is_dir() {
             crate::store::private_dir(&dir).map_err(RunError::io("failed to create sandbox", &dir))?;
             match fs::create_dir(&tree) {
-                Ok(()) => {}
+                // 0755 whatever the umask: a program of the run started as another user
+                // (`run --user`) enters it through its inherited descriptor.
+                Ok(()) => fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
+                    .map_err(RunError::io("failed to set mode of", &tree))?,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(RunError::Io { action: "failed to create sandbox", path: tree, source: e }),
             }
