@@ -344,3 +344,119 @@ fn postgresql_initdb_and_server_run_as_postgres() {
     assert!(!tree_data.join("postmaster.pid").exists(), "the server did not shut down cleanly");
     assert!(!Path::new(data).exists(), "the cluster reached the host's {data}");
 }
+
+/// A server of capsule `pg` (run options `run`), as the capsule's postgres, with `args` after
+/// `-D data`, once the host's psql reaches it through `reach` (its connection arguments); with
+/// an empty message, or stopped with what went wrong when it did not answer within a minute.
+fn pg_server(env: &Env, bin: &str, run: &[&str], args: &[&str], reach: &[&str]) -> (std::process::Child, String) {
+    let mut a = vec!["run", "pg"];
+    a.extend_from_slice(run);
+    let postgres = format!("{bin}/postgres");
+    a.extend_from_slice(&["--user", "postgres", "--entry", &postgres, "--", "-D", "/var/lib/postgresql/data"]);
+    a.extend_from_slice(args);
+    let mut server = env.cmd(&a).current_dir("/").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = pg_sql(bin, reach, "select 1");
+        if o.0 && o.1 == "1\n" {
+            return (server, String::new());
+        }
+        if Instant::now() > deadline || server.try_wait().unwrap().is_some() {
+            stop(&mut server);
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut err).unwrap();
+            return (server, format!("psql: {}\nserver:\n{err}", o.2));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The host's psql with `reach` (connection arguments) running `sql`: success, stdout, stderr.
+fn pg_sql(bin: &str, reach: &[&str], sql: &str) -> (bool, String, String) {
+    let o = Command::new(format!("{bin}/psql"))
+        .args(reach)
+        .args(["-U", "postgres", "-d", "postgres", "-qAtc", sql])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Issue 17, done-when 2: two PostgreSQL runs of one capsule on port 5432, each initialised
+/// with `initdb` and started with `--ip 127.0.0.2X --hostname pgX --user postgres` in a
+/// sandbox of its own; psql from the host reaches each; a table made in one is absent from the
+/// other; `inet_server_addr()` answers each run's address.
+#[test]
+fn two_postgresql_servers_on_5432_as_postgres() {
+    require!(is_root(), "root (--user is root's)");
+    let Some(version) = host_postgresql() else {
+        require!(false, "PostgreSQL's server on the host (.ci/run installs postgresql)");
+        return;
+    };
+    require!(has("dpkg"), "dpkg (the package's file list)");
+    let taken = Command::new("getent").args(["passwd", "7432"]).output().unwrap();
+    require!(!taken.status.success(), "uid 7432 free on the host (the capsule's postgres)");
+    let busy = |ip: &str| std::net::TcpStream::connect((ip, 5432)).is_ok();
+    require!(!busy("127.0.0.21") && !busy("127.0.0.22"), "127.0.0.21:5432 and 127.0.0.22:5432 free");
+    let env = Env::new();
+    postgresql_capsule(&env, &version);
+    let bin = format!("/usr/lib/postgresql/{version}/bin");
+    let initdb = format!("{bin}/initdb");
+    let mut servers = Vec::new();
+    for (n, ip) in [(1, "127.0.0.21"), (2, "127.0.0.22")] {
+        let sandbox = format!("pg{n}");
+        let o = env
+            .cmd(&[
+                "run",
+                "pg",
+                "--sandbox",
+                &sandbox,
+                "--user",
+                "postgres",
+                "--entry",
+                &initdb,
+                "--",
+                "-D",
+                "/var/lib/postgresql/data",
+                "-A",
+                "trust",
+            ])
+            .current_dir("/")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "initdb {sandbox}: {}", String::from_utf8_lossy(&o.stderr));
+        let reach = ["-h", ip, "-p", "5432"];
+        let (server, failed) = pg_server(
+            &env,
+            &bin,
+            &["--sandbox", &sandbox, "--ip", ip, "--hostname", &sandbox],
+            &["-c", "listen_addresses=*", "-c", "unix_socket_directories="],
+            &reach,
+        );
+        servers.push(server);
+        if !failed.is_empty() {
+            for s in &mut servers {
+                stop(s);
+            }
+            panic!("{sandbox} on {ip}:5432 did not answer: {failed}");
+        }
+    }
+    let one = ["-h", "127.0.0.21", "-p", "5432"];
+    let two = ["-h", "127.0.0.22", "-p", "5432"];
+    let made = pg_sql(&bin, &one, "create table only_in_pg1(x int)");
+    let addr1 = pg_sql(&bin, &one, "select inet_server_addr(), current_user");
+    let addr2 = pg_sql(&bin, &two, "select inet_server_addr(), current_user");
+    let in1 = pg_sql(&bin, &one, "select count(*) from pg_tables where tablename = 'only_in_pg1'");
+    let in2 = pg_sql(&bin, &two, "select count(*) from pg_tables where tablename = 'only_in_pg1'");
+    for s in &mut servers {
+        stop(s);
+    }
+    assert!(made.0, "{}", made.2);
+    assert_eq!(addr1.1, "127.0.0.21|postgres\n", "{}", addr1.2);
+    assert_eq!(addr2.1, "127.0.0.22|postgres\n", "{}", addr2.2);
+    assert_eq!((in1.1.as_str(), in2.1.as_str()), ("1\n", "0\n"), "{} {}", in1.2, in2.2);
+}
