@@ -125,6 +125,22 @@ print((defined $n && $n == 4) ? "reply " . unpack("l<", $buf) . "\n" : "no reply
     let (code, _, err) = run_capsule(&env, &["run", "app", "--user", "nosuchuser", "--entry", "/bin/true"]);
     assert_eq!(code, 125, "{err}");
     assert!(err.contains("app") && err.contains("nosuchuser") && err.contains("/etc/passwd"), "{err}");
+    // A shim the user cannot read (in a directory private to root) is refused before the
+    // run, rather than leave the program unvirtualised.
+    let shim = Path::new(env!("CARGO_BIN_EXE_capsule")).with_file_name("libcapsule_shim.so");
+    let private = env.path("private-shim/libcapsule_shim.so");
+    std::fs::create_dir_all(private.parent().unwrap()).unwrap();
+    std::fs::set_permissions(private.parent().unwrap(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(&shim, &private).unwrap();
+    let o = env
+        .cmd(&["run", "app", "--user", "nobody", "--entry", "/bin/true"])
+        .env("CAPSULE_SHIM", &private)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("cannot read the preload shim") && err.contains("private-shim"), "{err}");
     // A numeric user needs no entry; without a group, its group is the same number.
     let (code, out, err) =
         run_capsule(&env, &["run", "app", "--user", "4242", "--entry", "/bin/sh", "--", "-c", "id -u; id -g"]);

@@ -370,6 +370,15 @@ pub fn start(
         env.push((run::exec::LOADER_VAR.into(), l.value().into()));
     }
     let shim = find_shim()?;
+    if let Some(u) = &opts.user {
+        run::user::may_read(u, &shim).with_context(|| {
+            format!(
+                "--user: uid {} cannot read the preload shim {} (its program would run unvirtualised)",
+                u.uid,
+                shim.display()
+            )
+        })?;
+    }
     env.push(("LD_PRELOAD".into(), shim.clone().into()));
     env.push(("CAPSULE_VIEW".into(), prepared.view.clone().into()));
     cmd.envs(env.iter().map(|(k, v)| (k, v))).env("CAPSULE_SOCKET", &socket);

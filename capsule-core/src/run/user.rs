@@ -172,6 +172,30 @@ pub fn apply(cmd: &mut Command, u: &User) {
     }
 }
 
+/// Whether `u` may read `path` (every directory on the way searched): asked of the kernel
+/// on a thread of its own that takes `u`'s file-access credentials (`supervisor::creds`), so
+/// a shim `u` cannot load is refused before the run, not found out by a loader that runs the
+/// program without it.
+pub fn may_read(u: &User, path: &Path) -> std::io::Result<()> {
+    use crate::supervisor::creds;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let to = creds::Creds { fsuid: u.uid, fsgid: u.gid, groups: u.groups.clone(), cap_eff: 0 };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let own = creds::Own::current()?;
+            let _as = creds::switch(&own, &to).map_err(std::io::Error::from_raw_os_error)?;
+            // SAFETY: faccessat2 reads a NUL-terminated path.
+            let r = unsafe {
+                libc::syscall(libc::SYS_faccessat2, libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS)
+            };
+            if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the check's thread failed")))
+    })
+}
+
 /// `/proc/self/fd/FD/REST` for a path below `tree` (`REST` relative to it), else `path`: how a
 /// process that is not the store's owner reaches the tree, through the descriptor `fd` it
 /// inherits (the store's root is private to its owner: docs/security.md).
