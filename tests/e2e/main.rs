@@ -37,4 +37,5 @@ mod shim;
 mod store;
 mod supervisor;
 mod transfer;
+mod user;
 mod writecopy;

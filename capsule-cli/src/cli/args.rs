@@ -451,6 +451,12 @@ pub struct Run {
     /// digest's first 12 hex digits): two instances of one server each keep their own files.
     #[arg(long, value_name = "NAME")]
     pub sandbox: Option<String>,
+    /// Run the program as this user (root only): a name or uid of the capsule's /etc/passwd
+    /// (the host's when the capsule has none), optionally with a group of its /etc/group;
+    /// supplementary groups from the capsule's /etc/group; HOME, USER, LOGNAME and SHELL from
+    /// the passwd entry, as `runuser -u` sets them.
+    #[arg(long, value_name = "NAME|UID[:GROUP]")]
+    pub user: Option<String>,
     /// Do not confine the program with Landlock: the isolation rules are then kept by
     /// interposition alone, which a program can step around (docs/security.md). Needed for
     /// `--isolation full` on a kernel without Landlock.

@@ -97,6 +97,7 @@ fn run_scratch(
         plan: None,
         loader: None,
         stop_timeout: capsule_core::run::signals::STOP_TIMEOUT,
+        user: None,
     };
     // A host program over an empty capsule: the kernel's exec (the shim resolves what the
     // installer execs later).

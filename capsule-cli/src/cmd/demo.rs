@@ -87,6 +87,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         netns: false,
         netns_peer: None,
         sandbox: None,
+        user: None,
         with: Vec::new(),
         args: Vec::new(),
     };

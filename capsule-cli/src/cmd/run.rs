@@ -69,6 +69,10 @@ pub(crate) fn find_shim() -> Result<PathBuf> {
 }
 
 fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
+    if r.user.is_some() && !run::user::is_root() {
+        eprintln!("capsule: error: --user needs root: only root may start a program as another user");
+        return Ok(ExitCode::from(FAILED));
+    }
     // A version by digest is resolved once, to its full digest: the plan records the manifest
     // blob as what the reference names, and the run's sandbox is that version's own.
     let cref = any_ref(&r.name)?;
@@ -115,6 +119,13 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         args_owned = chosen.args.iter().chain(args).cloned().collect();
         args = &args_owned;
     }
+    // `--user`: resolved in the files the program will read (root only: checked above).
+    let user = match &r.user {
+        None => None,
+        Some(spec) => {
+            Some(run::user::resolve(store, prepared.sandbox.tree(), &prepared.manifest, &cref.to_string(), spec)?)
+        }
+    };
     let loader = run::exec::loader(store, &prepared).context("cannot read the capsule's loader")?;
     let Some(program) = run::exec::program(store, &prepared, &entry, loader)? else {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
@@ -140,6 +151,7 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         plan: plan.filter(|_| r.stop_timeout == 10),
         loader,
         stop_timeout: std::time::Duration::from_secs(u64::from(r.stop_timeout)),
+        user,
     };
     start(store, &prepared, &program, args, opts)
 }
@@ -235,6 +247,8 @@ pub struct Start {
     pub loader: Option<run::exec::Loader>,
     /// `--stop-timeout`.
     pub stop_timeout: std::time::Duration,
+    /// `--user`: the program starts as this user (`run::user`).
+    pub user: Option<run::user::User>,
 }
 
 /// What a launch plan needs besides the prepared run (capsule_core::plan).
@@ -363,8 +377,28 @@ pub fn start(
     // The materialiser's abstract socket belongs to a network namespace: bind it in the
     // program's.
     let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
-    let mut cmd = Command::new(path);
-    cmd.arg0(&program.argv0).args(&program.prefix).args(args);
+    // The view and the tree as inherited descriptors too, for processes that change user.
+    // Optional: under a descriptor limit of 1000 or less they are skipped (paths still work).
+    let view_fd = supervisor::launch::inheritable(&prepared.view, false);
+    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true);
+    // A program started as another user reaches the tree only through its descriptor (the
+    // store is private to its owner): the program and the library directories are named
+    // through it.
+    let tree_fd_no = match (&opts.user, &tree_fd) {
+        (None, _) => None,
+        (Some(_), Ok(t)) => Some(std::os::fd::AsRawFd::as_raw_fd(t)),
+        (Some(_), Err(e)) => anyhow::bail!("--user needs the sandbox tree as an inherited descriptor: {e}"),
+    };
+    let reach = |p: &Path| match tree_fd_no {
+        Some(fd) => run::user::via_descriptor(p, prepared.sandbox.tree(), fd),
+        None => p.to_owned(),
+    };
+    let mut cmd = Command::new(reach(path));
+    let prefix: Vec<OsString> = match tree_fd_no {
+        Some(_) => program.prefix.iter().map(|a| reach(Path::new(a)).into_os_string()).collect(),
+        None => program.prefix.clone(),
+    };
+    cmd.arg0(&program.argv0).args(&prefix).args(args);
     let server = match (&netns, &opts.netns) {
         (Some(ns), _) => {
             ns.enter(&mut cmd, prepared.identity.hostname.as_deref());
@@ -403,6 +437,15 @@ pub fn start(
         env.push((run::exec::LOADER_VAR.into(), l.value().into()));
     }
     let shim = find_shim()?;
+    if let Some(u) = &opts.user {
+        run::user::may_read(u, &shim).with_context(|| {
+            format!(
+                "--user: uid {} cannot read the preload shim {} (its program would run unvirtualised)",
+                u.uid,
+                shim.display()
+            )
+        })?;
+    }
     env.push(("LD_PRELOAD".into(), shim.clone().into()));
     env.push(("CAPSULE_VIEW".into(), prepared.view.clone().into()));
     cmd.envs(env.iter().map(|(k, v)| (k, v))).env("CAPSULE_SOCKET", &socket);
@@ -411,7 +454,7 @@ pub fn start(
     if !prepared.lib_dirs.is_empty() {
         let mut lp: Vec<u8> = Vec::new();
         for d in &prepared.lib_dirs {
-            lp.extend_from_slice(d.as_os_str().as_encoded_bytes());
+            lp.extend_from_slice(reach(d).as_os_str().as_encoded_bytes());
             lp.push(b':');
         }
         if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
@@ -421,10 +464,18 @@ pub fn start(
         }
         cmd.env("LD_LIBRARY_PATH", OsString::from_vec(lp));
     }
-    // The view and the tree as inherited descriptors too, for processes that change user.
-    // Optional: under a descriptor limit of 1000 or less they are skipped (paths still work).
-    let view_fd = supervisor::launch::inheritable(&prepared.view, false);
-    let tree_fd = supervisor::launch::inheritable(prepared.sandbox.tree(), true);
+    // A program of another user cannot open the sandbox's table of deletions by its path:
+    // it inherits it too (read-only).
+    let live_fd = match &opts.user {
+        Some(_) => {
+            let table = prepared.sandbox.dir().join(capsule_core::view::live::FILE);
+            let fd = supervisor::launch::inheritable(&table, false)
+                .with_context(|| format!("cannot open the sandbox's table of deletions {}", table.display()))?;
+            cmd.env("CAPSULE_LIVE_FD", std::os::fd::AsRawFd::as_raw_fd(&fd).to_string());
+            Some(fd)
+        }
+        None => None,
+    };
     match (&view_fd, &tree_fd) {
         (Ok(v), Ok(t)) => {
             use std::os::fd::AsRawFd;
@@ -433,17 +484,25 @@ pub fn start(
         }
         (Err(e), _) | (_, Err(e)) => tracing::info!(error = %e, "no inherited view and tree descriptors"),
     }
+    // `--user`: the child takes the user's credentials in its last step before exec (below),
+    // after entering the namespaces (root's business) and before confinement and the filter
+    // (then installed as that user).
+    if let Some(u) = &opts.user {
+        for (k, v) in run::user::env(u) {
+            cmd.env(k, v);
+        }
+    }
     // Kernel confinement: the ruleset is built here, the child restricts itself before exec.
     let grants = run::confine::for_run(prepared, &shim, path);
     let confinement = run::confine::prepare(&grants, &prepared.rules, opts.unconfined)?;
     let confinement_kind = matches!(confinement, run::confine::Confinement::Landlock(_)).then(run::confine::kernel_abi);
-    // The program's side of the launch, as the front end's (capsule_core::launch): killed with
-    // us, even by SIGKILL, and confined; the last step before exec, after the namespaces.
+    // The program's side of the launch, as the front end's (capsule_core::launch): the user,
+    // killed with us even by SIGKILL, confined; the last step before exec, after the namespaces.
     let ruleset = match &confinement {
         run::confine::Confinement::Landlock(fd) => Some(fd),
         _ => None,
     };
-    run::lifetime::before_exec(&mut cmd, ruleset);
+    run::lifetime::before_exec(&mut cmd, opts.user.as_ref(), ruleset);
     match &confinement {
         run::confine::Confinement::Landlock(_) => {}
         run::confine::Confinement::Unavailable => eprintln!(
@@ -460,6 +519,7 @@ pub fn start(
         && opts.netns.is_none()
         && !opts.stats
         && opts.record.is_none()
+        && opts.user.is_none()
         && view_fd.is_ok()
         && tree_fd.is_ok();
     let planned_grants = if matches!(confinement, run::confine::Confinement::OptedOut) { Vec::new() } else { grants };
@@ -523,6 +583,7 @@ pub fn start(
     if let Some(a) = armed {
         let (view, tree, record) = (prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.record.clone());
         let identity = prepared.identity.clone();
+        let as_callers = opts.user.is_some();
         let server = server.take();
         let thread = std::thread::Builder::new().name("capsule-supervisor".into());
         thread
@@ -533,7 +594,7 @@ pub fn start(
                     Err(e) => return drop(unarmed_tx.send(e)),
                 };
                 let sup = Supervisor::new(listener, &view, &tree);
-                let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings));
+                let sup = sup.map(|s| s.with_identity(&identity).merge_listings(listings).as_callers(as_callers));
                 let mut sup = match sup {
                     Ok(s) => s,
                     Err(e) => {
@@ -555,7 +616,7 @@ pub fn start(
     }
     let spawned = cmd.spawn();
     drop(cmd); // closes our copy of the child's end of the listener socket
-    drop((view_fd, tree_fd, arm_end, confinement));
+    drop((view_fd, tree_fd, live_fd, arm_end, confinement));
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -572,7 +633,7 @@ pub fn start(
     let server = server.map(|s| s.server().and_then(|s| Ok(s.polled()?))).transpose();
     let server = server.context("cannot serve the capsule's namespace")?;
     if let (Some(s), Some(g)) = (&server, guard) {
-        s.supervise(g, prepared.view.clone(), prepared.sandbox.tree().to_owned());
+        s.supervise(g, prepared.view.clone(), prepared.sandbox.tree().to_owned(), opts.user.is_some());
     }
     let stats = if tier2 { stats_rx.recv().ok() } else { None };
     let status = match &server {
@@ -759,7 +820,7 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
                     .ok();
             }
             match (s.as_ref(), run::sandbox::Sandbox::open(&store, &a.sandbox)) {
-                (Some(srv), Ok(sb)) => srv.supervise(guard, view, sb.tree().to_owned()),
+                (Some(srv), Ok(sb)) => srv.supervise(guard, view, sb.tree().to_owned(), false),
                 (_, Err(e)) => eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
                 (None, _) => {}
             }

@@ -355,8 +355,9 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
         sys1(sys::CLOSE, listener);
         sys1(sys::CLOSE, status_r);
         // The program's side of the launch, as the full launcher's (capsule_core::launch):
-        // dies with us, starts with the mask we were given, confined.
-        let child = capsule_core::launch::Child { launcher: pid as usize, mask: Some(old_mask), ruleset };
+        // starts with the mask we were given, dies with us, confined (a run with `--user` has no
+        // plan: the user is the full launcher's step).
+        let child = capsule_core::launch::Child { launcher: pid as usize, mask: Some(old_mask), creds: None, ruleset };
         let err = match capsule_core::launch::child(sys::call, &child) {
             Err(e) => e,
             Ok(()) => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),

@@ -28,25 +28,26 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// Register the program's side of the launch ([`crate::launch::child`], the routine the front
-/// end runs too) as `cmd`'s last `pre_exec` step: it dies (SIGKILL) when this process dies,
-/// and it is restricted to `ruleset` (Landlock) just before exec. Register it after the
+/// end runs too) as `cmd`'s last `pre_exec` step: it takes `user`'s credentials (`--user`),
+/// dies (SIGKILL) when this process dies, and is restricted to `ruleset` (Landlock) just before
+/// exec. Register it after the
 /// namespace steps, and spawn from the thread that lives as long as the process (the main
 /// thread): the kernel sends the death signal when the *thread* that forked the child exits.
-pub fn before_exec(cmd: &mut Command, ruleset: Option<&std::os::fd::OwnedFd>) {
+pub fn before_exec(cmd: &mut Command, user: Option<&super::user::User>, ruleset: Option<&std::os::fd::OwnedFd>) {
     use std::os::fd::AsRawFd;
-    let child = crate::launch::Child {
-        launcher: std::process::id() as usize,
-        mask: None,
-        ruleset: ruleset.map(|fd| fd.as_raw_fd().cast_unsigned() as usize),
-    };
+    let launcher = std::process::id() as usize;
+    let ruleset = ruleset.map(|fd| fd.as_raw_fd().cast_unsigned() as usize);
+    let user = user.map(|u| (u.uid, u.gid, u.groups.clone()));
     let step = move || {
+        let creds = user.as_ref().map(|(uid, gid, groups)| crate::launch::Creds { uid: *uid, gid: *gid, groups });
+        let child = crate::launch::Child { launcher, mask: None, creds, ruleset };
         crate::launch::child(crate::confine::raw, &child)
             .map_err(|e| io::Error::from_raw_os_error(i32::try_from(-e).unwrap_or(libc::EINVAL)))
     };
     // SAFETY: the closure runs in the forked child before exec and only makes system calls on
-    // integers and its own stack (async-signal-safe, no allocation: `launch::child`); the
-    // ruleset stays open in the parent until the spawn returned (the caller holds it), so the
-    // child's copy is valid.
+    // integers, its own stack and the groups allocated before the fork and only read here
+    // (async-signal-safe, no allocation: `launch::child`); the ruleset stays open in the parent
+    // until the spawn returned (the caller holds it), so the child's copy is valid.
     unsafe { cmd.pre_exec(step) };
 }
 

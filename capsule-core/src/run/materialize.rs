@@ -35,10 +35,34 @@ pub fn dir_mode(mode: u32) -> u32 {
     if m & 0o1000 != 0 { m } else { m & !0o002 }
 }
 
-/// The cache file for content `digest` with permission bits `mode` and mtime `e`.
+/// Whether materialised files and directories take the manifest's owners: when the run is
+/// by root (only root may give a file away); otherwise they are the runner's.
+pub fn owners_kept() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The owner entry `e` gives a materialised file: its manifest's, or `None` (the runner's).
+fn owner_of(e: &Entry) -> Option<(u32, u32)> {
+    (owners_kept() && (e.uid, e.gid) != (0, 0)).then_some((e.uid, e.gid))
+}
+
+/// Give `path` (not followed) the owner of manifest entry `e`, when the run is by root
+/// ([`owners_kept`]); otherwise leave it the runner's.
+pub fn own(path: &Path, e: &Entry) -> io::Result<()> {
+    match owner_of(e) {
+        Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+        // Root's already (made by root), or the runner's.
+        None => Ok(()),
+    }
+}
+
+/// The cache file for content `digest` with permission bits `mode` and mtime `e`, and the
+/// owner when it is not root's (`-UID.GID`: hardlinks share the inode, so each owner has its
+/// own cache file).
 pub fn cache_path(store: &Store, digest: &Digest, e: &Entry) -> PathBuf {
     let hex = digest.to_hex();
-    store.root().join("cache").join(&hex[..2]).join(format!("{hex}-{:o}-{}.{}", e.mode, e.mtime, e.mtime_nsec))
+    let owner = owner_of(e).map(|(u, g)| format!("-{u}.{g}")).unwrap_or_default();
+    store.root().join("cache").join(&hex[..2]).join(format!("{hex}-{:o}-{}.{}{owner}", e.mode, e.mtime, e.mtime_nsec))
 }
 
 /// Decompress blob `digest` into the cache (once), checking its digest on the way. A blob
@@ -86,6 +110,10 @@ pub fn ensure_cache(store: &Store, digest: &Digest, e: &Entry) -> Result<PathBuf
 }
 
 fn set_meta(f: &File, e: &Entry) -> io::Result<()> {
+    // The manifest's owner when run by root (before the mode: chown clears set-id bits).
+    if let Some((uid, gid)) = owner_of(e) {
+        std::os::unix::fs::fchown(f, Some(uid), Some(gid))?;
+    }
     // Never set-id: a capsule's set-uid-root file materialised by root would be one on the
     // host (issue 16).
     f.set_permissions(fs::Permissions::from_mode(file_mode(e.mode)))?;

@@ -25,6 +25,7 @@ pub mod sandbox;
 mod server;
 pub mod shared;
 pub mod signals;
+pub mod user;
 pub mod userns;
 
 use std::fs;
@@ -83,6 +84,14 @@ pub enum RunError {
     /// A link to a shared capsule that cannot be followed.
     #[error(transparent)]
     Link(#[from] shared::LinkError),
+    /// A `--user` value that names no user or group of the capsule.
+    #[error("capsule {capsule}: {why}")]
+    User {
+        /// The capsule.
+        capsule: String,
+        /// What is wrong (naming the user or group and the file looked in).
+        why: String,
+    },
 }
 
 impl From<crate::oci::OciError> for RunError {

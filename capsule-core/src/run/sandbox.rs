@@ -55,7 +55,10 @@ impl Sandbox {
         if !tree.is_dir() {
             crate::store::private_dir(&dir).map_err(RunError::io("failed to create sandbox", &dir))?;
             match fs::create_dir(&tree) {
-                Ok(()) => {}
+                // 0755 whatever the umask: a program of the run started as another user
+                // (`run --user`) enters it through its inherited descriptor.
+                Ok(()) => fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
+                    .map_err(RunError::io("failed to set mode of", &tree))?,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(RunError::Io { action: "failed to create sandbox", path: tree, source: e }),
             }
@@ -122,6 +125,9 @@ impl Sandbox {
                     fs::create_dir_all(&host).map_err(RunError::io("failed to create", &host))?;
                     // The owner must be able to add files (lazy links, copy-ups).
                     let perm = fs::Permissions::from_mode(super::materialize::dir_mode(e.mode) | 0o700);
+                    // The manifest's owner, when we may give it (as root): a daemon that
+                    // drops to its own user writes its packaged state directories.
+                    super::materialize::own(&host, e).map_err(RunError::io("failed to set the owner of", &host))?;
                     fs::set_permissions(&host, perm).map_err(RunError::io("failed to set mode of", &host))?;
                 }
                 EntryKind::Symlink { target } => {
@@ -134,7 +140,9 @@ impl Sandbox {
                             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                                 return Err(RunError::Io { action: "failed to create symlink", path: host, source: e });
                             }
-                            _ => {}
+                            Err(_) => {}
+                            Ok(()) => super::materialize::own(&host, e)
+                                .map_err(RunError::io("failed to set the owner of", &host))?,
                         }
                     }
                 }
@@ -329,6 +337,65 @@ mod tests {
         assert_eq!(fs::read_to_string(sb.tree().join("opt/mine")).unwrap(), "mine");
         assert_eq!(fs::read_to_string(sb.tree().join("opt/mine-too")).unwrap(), "mine");
         assert!(cache.join("abcd-644-0.0").exists());
+    }
+
+    /// Run by root, the skeleton's directories and the materialised files take the manifest's
+    /// owners (each owner its own cache file); root's entries stay root's.
+    #[test]
+    fn root_gives_the_manifest_owners() {
+        use std::os::unix::fs::MetadataExt;
+        if !super::super::materialize::owners_kept() {
+            assert!(std::env::var_os("CAPSULE_REQUIRE_ALL").is_none(), "needs root");
+            eprintln!("skipped: root_gives_the_manifest_owners needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let digest = store.put_bytes(b"conf\n").unwrap();
+        let file = EntryKind::File { size: 5, digest };
+        let mut m = Manifest::for_tests(
+            vec![
+                ("var", EntryKind::Dir),
+                ("var/pg", EntryKind::Dir),
+                ("var/pg/conf", file.clone()),
+                ("var/root", file),
+            ],
+            0o750,
+        );
+        for e in &mut m.entries {
+            if e.path.as_bytes().starts_with(b"var/pg") {
+                (e.uid, e.gid) = (7432, 7433);
+            }
+        }
+        let sb = Sandbox::open(&store, "t").unwrap();
+        sb.build_skeleton(&Digest::of(b"v1"), &m).unwrap();
+        for rel in ["var/pg", "var/pg/conf", "var/root", "var"] {
+            let p = RelPath::new(rel).unwrap();
+            if matches!(m.get(&p).unwrap().kind, EntryKind::File { .. }) {
+                assert!(super::super::materialize::link_entry(&store, sb.tree(), &m, &p).unwrap());
+            }
+        }
+        let owner = |rel: &str| {
+            let md = fs::symlink_metadata(sb.tree().join(rel)).unwrap();
+            (md.uid(), md.gid())
+        };
+        assert_eq!((owner("var/pg"), owner("var/pg/conf")), ((7432, 7433), (7432, 7433)));
+        assert_eq!((owner("var"), owner("var/root")), ((0, 0), (0, 0)));
+        // The same content, two owners: two cache files.
+        let cached: Vec<_> = walk_files(&store.root().join("cache"));
+        assert_eq!(cached.len(), 2, "{cached:?}");
+        assert!(cached.iter().any(|n| n.ends_with("-7432.7433")), "{cached:?}");
+    }
+
+    fn walk_files(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(dir, dir, &mut |rel, meta| {
+            if meta.is_file() {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        })
+        .unwrap();
+        out
     }
 
     /// Concurrent first runs of one sandbox build its skeleton once, and none fails.

@@ -17,6 +17,7 @@
 //! With tier 2 on, a second thread answers the seccomp supervisor's notifications
 //! ([`crate::supervisor`]); one [`Materialiser`] serves both tiers, so a file materialised for
 //! one is there for the other.
+#![allow(unsafe_code)] // getsockopt(SO_PEERCRED) and faccessat2 for a deletion's permission check
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -175,12 +176,12 @@ impl Server {
     /// metadata, the credential changes) on a thread of its own, once the program sent its
     /// listener over `armed`, sharing this materialiser. A program that never sends one (it
     /// died first) leaves the thread waiting for nothing, which costs nothing.
-    pub fn supervise(&self, armed: crate::supervisor::launch::Armed, view: PathBuf, tree: PathBuf) {
+    pub fn supervise(&self, armed: crate::supervisor::launch::Armed, view: PathBuf, tree: PathBuf, as_callers: bool) {
         let mat = Shared(Arc::clone(&self.mat.0));
         let spawned = std::thread::Builder::new().name("capsule-guard".into()).spawn(move || {
             super::signals::keep_off_this_thread();
             match armed.listener().and_then(|l| Supervisor::new(l, &view, &tree)) {
-                Ok(mut sup) => notifications(&mut sup, mat),
+                Ok(sup) => notifications(&mut sup.as_callers(as_callers), mat),
                 Err(e) => tracing::info!(error = %e, "no guard supervisor"),
             }
         });
@@ -305,6 +306,11 @@ impl Shared {
         let mut path = vec![0u8; len];
         conn.read_exact(&mut path)?;
         let Some(path) = request_path(&path) else { return Ok(libc::EINVAL) };
+        if matches!(head[0], OP_WHITEOUT | OP_WHITEOUT_DIR)
+            && let Err(errno) = self.0.may_delete(conn, &path)
+        {
+            return Ok(errno);
+        }
         Ok(self.0.run(head[0], &path))
     }
 }
@@ -319,6 +325,19 @@ fn request_path(rel: &[u8]) -> Option<RelPath> {
     RelPath::new(rel.to_vec()).ok()
 }
 
+/// The pid and effective uid of `conn`'s peer (at connect time).
+fn peer_of(conn: &UnixStream) -> Option<(u32, u32)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: ucred is plain data the kernel fills; the length is its size.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::ucred>()).ok()?;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is ours.
+    let r = unsafe {
+        libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&raw mut cred).cast(), &raw mut len)
+    };
+    (r == 0).then_some((u32::try_from(cred.pid).ok()?, cred.uid))
+}
+
 impl Materialise for Shared {
     fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
         match request_path(rel) {
@@ -329,6 +348,37 @@ impl Materialise for Shared {
 }
 
 impl Materialiser {
+    /// Whether the process at the other end of `conn` may delete `path`: a process of another
+    /// user than the launcher's (`run --user`, a daemon that dropped privileges) must be able
+    /// to write and search the directory holding it as the program sees it (the tree's, else
+    /// the host's), with its own credentials (`supervisor::creds`); the launcher's user is
+    /// not asked (the kernel decides its own calls). Sticky directories are not told apart.
+    fn may_delete(&self, conn: &UnixStream, path: &RelPath) -> Result<(), i32> {
+        use crate::supervisor::creds;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let (pid, uid) = peer_of(conn).ok_or(libc::EPERM)?;
+        if uid == nix::unistd::geteuid().as_raw() {
+            return Ok(());
+        }
+        let parent = path.parent();
+        let parent = parent.as_ref().map_or(&b"."[..], RelPath::as_bytes);
+        // Opened as the launcher: the store is not the caller's to walk.
+        let tree = std::fs::File::open(self.sandbox.tree()).map_err(|_| libc::EIO)?;
+        let here = std::ffi::CString::new(parent).map_err(|_| libc::EINVAL)?;
+        let in_tree = std::fs::symlink_metadata(self.sandbox.tree().join(std::ffi::OsStr::from_bytes(parent))).is_ok();
+        let host = std::ffi::CString::new([&b"/"[..], parent].concat()).map_err(|_| libc::EINVAL)?;
+        let own = creds::Own::current().map_err(|_| libc::EPERM)?;
+        let theirs = creds::of(pid).map_err(|_| libc::EPERM)?;
+        let _switched = creds::switch(&own, &theirs)?;
+        let (dirfd, at) = if in_tree { (tree.as_raw_fd(), &here) } else { (libc::AT_FDCWD, &host) };
+        // SAFETY: faccessat2 reads a NUL-terminated path relative to an open directory.
+        let r = unsafe {
+            libc::syscall(libc::SYS_faccessat2, dirfd, at.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS)
+        };
+        if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EACCES)) }
+    }
+
     /// Run operation `op` on `path`: 0, or an errno.
     fn run(&self, op: u8, path: &RelPath) -> i32 {
         REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -133,6 +133,15 @@ impl Supervisor {
         self
     }
 
+    /// Serve every call with the calling thread's credentials from the start, not only once a
+    /// thread changed its own: for a run whose program starts as another user than the
+    /// launcher (`run --user`, [`crate::run::user`]).
+    #[must_use]
+    pub fn as_callers(mut self, on: bool) -> Supervisor {
+        self.creds_changed |= on;
+        self
+    }
+
     /// Record mode: log every path named in a trapped call into `rec` (the filter must be
     /// [`filter::recording_program`], and the shim must not have the cookie).
     pub fn record_into(&mut self, rec: Recorder) {

@@ -63,14 +63,14 @@ pub struct State {
     pub loader: u8,
     /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
     /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...`,
-    /// `CAPSULE_DOMAIN=...`, `CAPSULE_IP=...`, `CAPSULE_IFACE=...` and `CAPSULE_LOADER=...`
-    /// as found at start, NUL-terminated, re-added to the environment of programs started
+    /// `CAPSULE_DOMAIN=...`, `CAPSULE_IP=...`, `CAPSULE_IFACE=...`, `CAPSULE_LOADER=...` and
+    /// `CAPSULE_LIVE_FD=...` as found at start, NUL-terminated, re-added to the environment of programs started
     /// with a cleared one.
     pub env: [&'static CStr; ENV_SLOTS],
 }
 
 /// Our environment entries ([`State::env`]).
-const ENV_SLOTS: usize = 11;
+const ENV_SLOTS: usize = 12;
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
@@ -90,6 +90,7 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -298,6 +299,7 @@ fn init() {
     // Inherited descriptors first: they work after the program changed its user.
     let (view_fd_entry, view_fd) = inherited(c"CAPSULE_VIEW_FD", 4);
     let (tree_fd_entry, inherited_tree) = inherited(c"CAPSULE_TREE_FD", 5);
+    let (live_fd_entry, live_fd) = inherited(c"CAPSULE_LIVE_FD", 11);
     let mapped = if view_fd >= 0 { map_fd(view_fd) } else { None };
     let Some(bytes) = mapped.or_else(|| map_view(view_path)) else { return complain(b"cannot map the view") };
     // A parent closed or marked close-on-exec what it inherited (apt marks every descriptor
@@ -312,10 +314,17 @@ fn init() {
         // would be a supervisor round trip at every process start).
         // SAFETY: NUL-terminated path; the descriptor is closed right after mapping.
         let fd = unsafe { sys::openat(libc::AT_FDCWD, table.as_cstr().as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
-        let fd = c_int::try_from(fd).ok().filter(|&fd| fd >= 0)?;
-        let m = live::Mapping::from_fd(fd, false);
-        sys::close(fd);
-        m
+        match c_int::try_from(fd).ok().filter(|&fd| fd >= 0) {
+            Some(fd) => {
+                let m = live::Mapping::from_fd(fd, false);
+                sys::close(fd);
+                m
+            }
+            // Not ours to open by path (a program of another user, `run --user`): the
+            // descriptor it inherited, kept open for its children.
+            None if live_fd >= 0 => live::Mapping::from_fd(live_fd, false),
+            None => None,
+        }
     });
     let view = view.with_live(live.and_then(live::Mapping::leak));
     let tree = view.tree();
@@ -376,6 +385,7 @@ fn init() {
         ip_entry,
         iface_entry,
         loader_entry,
+        live_fd_entry,
     ];
     let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, iface, mac, socket, loader, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the

@@ -370,12 +370,41 @@ const FOLLOW: Intent = Intent { follow: true, create: false };
 /// becoming a controlling terminal.
 const READ: c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
 
-/// `st.tree/rel` into `out`.
+/// `st.tree/rel` into `out`; `/proc/self/fd/TREE_FD/rel` when this process cannot reach the
+/// tree by its path (it runs as another user than the store's owner, whose root is private:
+/// `run --user`, or a daemon that dropped privileges) — the inherited tree descriptor is how
+/// it reaches the tree, the loader and an interpreter after the exec too.
 fn tree_path(st: &State, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
     out.clear();
     out.push(st.tree)?;
+    // SAFETY: NUL-terminated buffer; faccessat2 only reads it.
+    let reachable =
+        unsafe { sys::faccessat(libc::AT_FDCWD, out.as_cstr().as_ptr(), libc::X_OK, libc::AT_EACCESS) } == 0;
+    if !reachable && st.tree_fd >= 0 {
+        out.clear();
+        out.push(b"/proc/self/fd/")?;
+        push_decimal(out, st.tree_fd)?;
+    }
     out.push(b"/")?;
     out.push(rel.to_bytes())
+}
+
+/// Append `n` (≥ 0) in decimal to `out`.
+fn push_decimal(out: &mut PathBuffer, n: c_int) -> Result<(), c_int> {
+    let mut digits = [0u8; 12];
+    let mut at = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || at == 0 {
+            break;
+        }
+    }
+    out.push(digits.get(at..).unwrap_or_default())
 }
 
 /// Ask the materialiser to link every file of the directory holding tree file `rel`, unless
