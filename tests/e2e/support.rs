@@ -72,7 +72,7 @@ pub fn installed(pkg: &str) -> bool {
 /// compatibility corpus (tests/compat/run.sh) and other checkouts' tests take.
 pub fn dpkg_lock() -> File {
     let path = Path::new("/tmp/apt.lock");
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).expect("open dpkg lock");
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(path).expect("open dpkg lock");
     f.lock().expect("take dpkg lock");
     f
 }

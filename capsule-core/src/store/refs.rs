@@ -11,6 +11,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::str::FromStr;
 
 use super::blob::sync_dir;
@@ -178,18 +179,7 @@ impl Store {
         let path = self.ref_path(r);
         let dir = self.root.join("refs").join(&r.name);
         super::private_dir(&dir).map_err(StoreError::io("failed to create", &dir))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".ref-")
-            .tempfile_in(&dir)
-            .map_err(StoreError::io("failed to create a temporary file in", &dir))?;
-        writeln!(tmp, "{digest}").map_err(StoreError::io("failed to write", tmp.path()))?;
-        tmp.as_file().sync_all().map_err(StoreError::io("failed to sync", tmp.path()))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io {
-            action: "failed to write",
-            path: path.clone(),
-            source: e.error,
-        })?;
-        sync_dir(&dir)
+        write_line(&dir, ".ref-", &path, &digest.to_string())
     }
 
     /// Remove `r`. The manifest and its blobs stay until `gc`.
@@ -244,18 +234,7 @@ impl Store {
         let dir = self.root.join("untagged").join(name);
         super::private_dir(&dir).map_err(StoreError::io("failed to create", &dir))?;
         let path = self.untagged_path(name, digest);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".untagged-")
-            .tempfile_in(&dir)
-            .map_err(StoreError::io("failed to create a temporary file in", &dir))?;
-        writeln!(tmp, "{former_tag}").map_err(StoreError::io("failed to write", tmp.path()))?;
-        tmp.as_file().sync_all().map_err(StoreError::io("failed to sync", tmp.path()))?;
-        tmp.persist(&path).map_err(|e| StoreError::Io {
-            action: "failed to write",
-            path: path.clone(),
-            source: e.error,
-        })?;
-        sync_dir(&dir)
+        write_line(&dir, ".untagged-", &path, former_tag)
     }
 
     /// Drop the untagged record of version `digest` of `name`; whether there was one.
@@ -295,6 +274,23 @@ impl Store {
         out.sort();
         Ok(out)
     }
+}
+
+/// Make `path` (in `dir`) hold `line` durably: a temporary file named `prefix…` in `dir`,
+/// written, synced and renamed over it, then the directory synced.
+fn write_line(dir: &Path, prefix: &str, path: &Path, line: &str) -> Result<(), StoreError> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(StoreError::io("failed to create a temporary file in", dir))?;
+    writeln!(tmp, "{line}").map_err(StoreError::io("failed to write", tmp.path()))?;
+    tmp.as_file().sync_all().map_err(StoreError::io("failed to sync", tmp.path()))?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        action: "failed to write",
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

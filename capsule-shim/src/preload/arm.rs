@@ -111,20 +111,8 @@ fn install_and_send(fd: c_int) -> Result<(), c_long> {
 /// started for.
 fn fail(errno: c_long) -> ! {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut v = errno.unsigned_abs();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || at == 0 {
-            break;
-        }
-    }
-    let msg: [&[u8]; 3] =
-        [b"capsule-shim: cannot install the seccomp filter (errno ", digits.get(at..).unwrap_or_default(), b")\n"];
+    let digits = crate::preload::sys::decimal(errno.unsigned_abs(), &mut digits);
+    let msg: [&[u8]; 3] = [b"capsule-shim: cannot install the seccomp filter (errno ", digits, b")\n"];
     for part in msg {
         // SAFETY: writing a readable buffer to stderr.
         let _ = unsafe { write(2, part.as_ptr(), part.len()) };

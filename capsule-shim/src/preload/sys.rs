@@ -213,3 +213,21 @@ pub fn ret(r: c_long) -> c_int {
         v
     }
 }
+
+/// `n` in decimal, written at the end of `buf`: the digits (no allocation, no libc).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut v = n;
+    loop {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            // Truncation intended: a digit.
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || at == 0 {
+            break;
+        }
+    }
+    buf.get(at..).unwrap_or_default()
+}

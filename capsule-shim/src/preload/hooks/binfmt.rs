@@ -391,20 +391,8 @@ fn tree_path(st: &State, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> 
 
 /// Append `n` (≥ 0) in decimal to `out`.
 fn push_decimal(out: &mut PathBuffer, n: c_int) -> Result<(), c_int> {
-    let mut digits = [0u8; 12];
-    let mut at = digits.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (v % 10) as u8;
-        }
-        v /= 10;
-        if v == 0 || at == 0 {
-            break;
-        }
-    }
-    out.push(digits.get(at..).unwrap_or_default())
+    let mut digits = [0u8; 20];
+    out.push(crate::preload::sys::decimal(u64::from(n.unsigned_abs()), &mut digits))
 }
 
 /// Ask the materialiser to link every file of the directory holding tree file `rel`, unless
