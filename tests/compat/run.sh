@@ -179,8 +179,12 @@ kill_tagged() {
 fail_reason=
 fail() { [ -z "$fail_reason" ] && fail_reason=$(printf '%s' "$1" | tr '\n\t|' '   ' | cut -c1-160); return 1; }
 first_error() {
-    # The first line of a failed command's output that says something (stderr first).
-    { grep -v '^\s*$' "$1.err"; grep -v '^\s*$' "$1.out"; } 2>/dev/null | grep -iv '^SKIP\|^warning: \|^Reading \|^Building \|^Selecting\|^Preparing\|^Unpacking\|^Setting up\|^Processing\|^Get:\|^Fetched\|^Need to get\|^After this\|^The following\|^  ' | head -1
+    # The first line of a failed command's output that says what went wrong (stderr first),
+    # else its first line.
+    local f=$1 line
+    line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -iE 'error|fail|cannot|unable|denied|refus|not found|no such|unexpected' | grep -v '^debconf: ' | head -1)
+    [ -n "$line" ] || line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -v '^\s*$' | head -1)
+    printf '%s' "$line"
 }
 sh_step() {
     # sh_step LABEL CMD: runs CMD in the case's directory; output in $work/last.{out,err}.
@@ -294,8 +298,9 @@ run_case() {
     mkdir -p "$NATIVE"
     local t0 t1 rc name=${head[name]:-$id} pkgs=${head[packages]:-} method=${head[method]}
     local capture_args=${head[capture-args]:-}
-    PATH=$bindir:$PATH
-    export PATH
+    # The system's PATH, as an admin's root shell has it (not the caller's: a pyenv or a
+    # toolchain of the caller's must not stand in for Debian's programs).
+    export PATH=$bindir:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
     # Host programs the workload needs (Xvfb): installed for the whole case.
     local need
@@ -408,7 +413,7 @@ load_rows() {
         case $line in '| ['*) ;; *) continue ;; esac
         id=${line#| [}; id=${id%%]*}
         rows[$id]=$line
-    done <"$doc"
+    done < <(sed '/^## /q' "$doc")
 }
 write_doc() {
     local id pass=0 total=0
@@ -436,6 +441,8 @@ Passing: $pass of $total. Last run: $(date -u +%Y-%m-%d) on $(uname -r), $(. /et
 | --- | --- | --- | --- | --- | --- | --- |
 HEAD
         for id in $(printf '%s\n' "${!rows[@]}" | sort); do echo "${rows[$id]}"; done
+        # What people wrote below the matrix (the failures and their causes) stays.
+        if [ -f "$doc" ] && grep -q '^## ' "$doc"; then echo; sed -n '/^## /,$p' "$doc"; fi
     } >"$doc.tmp" && mv "$doc.tmp" "$doc"
 }
 
@@ -468,7 +475,8 @@ for f in "${files[@]}"; do
         failed=1
         printf 'FAIL  %s\n' "$fail_reason"
     fi
-    workload=$(printf '%s\n' "${steps[@]}" | awk -F'\t' '$1=="run"||$1=="serve"{print $2}' | head -2 | tr '\n' ';' | sed 's/;$//; s/;/; /' | tr '|' '/' | cut -c1-110)
+    # The first two commands of the workload, `|` escaped for the table.
+    workload=$(printf '%s\n' "${steps[@]}" | awk -F'\t' '$1=="run"||$1=="serve"{print $2}' | head -2 | cut -c1-90 | paste -sd'\037' | sed 's/\x1f/` ⏎ `/; s/|/\\|/g')
     reason=
     [ "$result" = FAIL ] && reason=": $fail_reason"
     rows[$id]="| [$id](../tests/compat/cases/$id.case) | ${head[app]:-?} | ${head[method]:-?} | \`$workload\` | $result$reason | $first | $warm |"
