@@ -287,7 +287,7 @@ run_case() {
     local file=$1 id
     id=$(basename "$file" .case)
     fail_reason=
-    first=-; warm=-; result=FAIL
+    first=-; warm=-; captured=-; result=FAIL
     parse "$file" 2>"/tmp/capsule-compat-parse.$$" || { fail "bad case file: $(head -1 "/tmp/capsule-compat-parse.$$")"; rm -f "/tmp/capsule-compat-parse.$$"; return; }
     rm -f "/tmp/capsule-compat-parse.$$"
     work=$(mktemp -d /tmp/capsule-compat.XXXXXX)
@@ -321,6 +321,8 @@ run_case() {
     run_steps setup || return
 
     # 1-2. Packages and capture.
+    local tc0
+    tc0=$(now)
     case $method in
     install)
         # `capture install` never changes the host; the host must not have the packages,
@@ -384,6 +386,7 @@ run_case() {
     *) fail "unknown capture method $method"; return ;;
     esac
     if [ "$rc" != 0 ]; then fail "capture $method: $(first_error "$work/capture")"; return; fi
+    captured=$(secs "$tc0" "$(now)")
 
     # 3. Native reference while the host still has the packages; then the host as it was.
     if ! run_steps native; then fail_reason="native reference: $fail_reason"; return; fi
@@ -427,18 +430,19 @@ write_doc() {
 
 Real Debian applications captured the way an admin would and run from their capsules with
 default options (no \`--seccomp always\`, no \`--isolation\`, no apt options). One case per
-application in \`tests/compat/cases/\` (format: \`tests/compat/README.md\`); \`bash tests/compat/run.sh\`
-runs them all and rewrites this matrix (a run of some cases updates their rows only).
-*First run*: the whole workload against a capsule just captured (cold cache: every file
-materialised on first open); *warm run*: the same workload again, in fresh sandboxes with the
-cache warm. Times are wall-clock seconds
-on a 2-core VM shared with other builds; they include server start-up and the readiness wait.
-A failing case shows the first line of its reason.
+application in \`tests/compat/cases/\` (format: \`tests/compat/README.md\`);
+\`bash tests/compat/run.sh\` runs them all and rewrites this matrix (a run of some cases
+updates their rows only). *Capture*: the capture with the package changes on the host around
+it (under the apt lock: a wait for another apt-get counts too). *First run*: the whole
+workload against the capsule just captured (cold cache: every file materialised on first
+open); *warm run*: the same workload again, in fresh sandboxes with the cache warm. Times are
+wall-clock seconds on a 2-core VM shared with other builds; they include server start-up and
+the readiness wait. A failing case shows the first line of its reason.
 
 Passing: $pass of $total. Last run: $(date -u +%Y-%m-%d) on $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME").
 
-| case | application | capture | workload | result | first run (s) | warm run (s) |
-| --- | --- | --- | --- | --- | --- | --- |
+| case | application | capture | workload | result | capture (s) | first run (s) | warm run (s) |
+| --- | --- | --- | --- | --- | --- | --- | --- |
 HEAD
         for id in $(printf '%s\n' "${!rows[@]}" | sort); do echo "${rows[$id]}"; done
         # What people wrote below the matrix (the failures and their causes) stays.
@@ -470,7 +474,7 @@ for f in "${files[@]}"; do
     cleanup_case
     work=
     if [ "$result" = PASS ]; then
-        printf 'PASS  first %6ss  warm %6ss\n' "$first" "$warm"
+        printf 'PASS  capture %6ss  first %6ss  warm %6ss\n' "$captured" "$first" "$warm"
     else
         failed=1
         printf 'FAIL  %s\n' "$fail_reason"
@@ -479,7 +483,7 @@ for f in "${files[@]}"; do
     workload=$(printf '%s\n' "${steps[@]}" | awk -F'\t' '$1=="run"||$1=="serve"{print $2}' | head -2 | cut -c1-90 | paste -sd'\037' | sed 's/\x1f/` ⏎ `/; s/|/\\|/g')
     reason=
     [ "$result" = FAIL ] && reason=": $fail_reason"
-    rows[$id]="| [$id](../tests/compat/cases/$id.case) | ${head[app]:-?} | ${head[method]:-?} | \`$workload\` | $result$reason | $first | $warm |"
+    rows[$id]="| [$id](../tests/compat/cases/$id.case) | ${head[app]:-?} | ${head[method]:-?} | \`$workload\` | $result$reason | $captured | $first | $warm |"
     [ $write_doc = 1 ] && write_doc
 done
 exit $failed
