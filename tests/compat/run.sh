@@ -182,7 +182,10 @@ first_error() {
     # The first line of a failed command's output that says what went wrong (stderr first),
     # else its first line.
     local f=$1 line
-    line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -iE 'error|fail|cannot|unable|denied|refus|not found|no such|unexpected' | grep -v '^debconf: ' | head -1)
+    # A line with an errno's text first (dpkg's "unable to …: Is a directory" says more than
+    # apt's "dpkg returned an error code"), then any line that names an error.
+    line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -E 'Input/output error|Permission denied|Is a directory|Not a directory|No such file|Operation not permitted|Read-only file system|Invalid argument' | head -1)
+    [ -n "$line" ] || line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -iE 'error|fail|cannot|unable|denied|refus|not found|no such|unexpected' | grep -v '^debconf: ' | head -1)
     [ -n "$line" ] || line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -v '^\s*$' | head -1)
     printf '%s' "$line"
 }
@@ -238,7 +241,8 @@ run_steps() {
                 for s in "${!serves[@]}"; do kill -0 "${serves[s]}" 2>/dev/null || dead=$s; done
                 if [ -n "$dead" ]; then
                     wait "${serves[dead]}"
-                    fail "server \`$(head -c 60 <<<"$(step_of serve "$dead")")\` exited ($?) before it was ready: $(grep -v '^\s*$' "$work/serve$dead.log" | grep -iv '^warning' | head -1)"
+                    local st=$?
+                    fail "server \`$(head -c 60 <<<"$(step_of serve "$dead")")\` exited ($st) before it was ready: $(grep -v '^\s*$' "$work/serve$dead.log" | grep -iv '^warning' | head -1)"
                     return 1
                 fi
                 sleep 0.5
@@ -339,12 +343,22 @@ run_case() {
         load_pkgstate
         [ $rc = 0 ] || { fail "purging $pkgs from the host failed: $(tail -1 "$work/apt.log")"; return; }
         local cmd=${head[install]:-apt-get install -y --no-install-recommends $pkgs}
-        if [ "${cmd%% *}" = apt-get ]; then
-            (flock 9; "$bin" -q capture install "$name" $capture_args -- bash -c "$cmd") 9>"$apt_lock" >"$work/capture.out" 2>"$work/capture.err"
-        else
-            "$bin" -q capture install "$name" $capture_args -- bash -c "$cmd" >"$work/capture.out" 2>"$work/capture.err"
-        fi
-        rc=$? ;;
+        local attempt
+        for attempt in 1 2 3; do
+            if [ "${cmd%% *}" = apt-get ]; then
+                (flock 9; "$bin" -q capture install "$name" $capture_args -- bash -c "$cmd") 9>"$apt_lock" >"$work/capture.out" 2>"$work/capture.err"
+            else
+                "$bin" -q capture install "$name" $capture_args -- bash -c "$cmd" >"$work/capture.out" 2>"$work/capture.err"
+            fi
+            rc=$?
+            # apt in the capsule reads the host's dpkg database: a dpkg running on the host
+            # outside the apt lock (another test suite) leaves its journal there for a moment,
+            # and apt refuses ("dpkg was interrupted"). Once that dpkg is done, again.
+            [ $rc != 0 ] && grep -q "dpkg was interrupted\|Could not get lock" "$work/capture.err" || break
+            echo "  (capture $attempt: the host's dpkg was busy; again)" >&2
+            while [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ]; do sleep 2; done
+            sleep 5
+        done ;;
     snapshot)
         (
             flock 9
