@@ -177,7 +177,7 @@ kill_tagged() {
 
 # --- steps -----------------------------------------------------------------------------------
 fail_reason=
-fail() { [ -z "$fail_reason" ] && fail_reason=$(printf '%s' "$1" | tr '\n\t|' '   ' | cut -c1-160); return 1; }
+fail() { [ -z "$fail_reason" ] && fail_reason=$(printf '%s' "$1" | tr '\r\n\t|' '    ' | tr -s ' ' | cut -c1-160); return 1; }
 first_error() {
     # The first line of a failed command's output that says what went wrong (stderr first),
     # else its first line.
@@ -494,7 +494,7 @@ for f in "${files[@]}"; do
         printf 'FAIL  %s\n' "$fail_reason"
     fi
     # The first two commands of the workload, `|` escaped for the table.
-    workload=$(printf '%s\n' "${steps[@]}" | awk -F'\t' '$1=="run"||$1=="serve"{print $2}' | head -2 | cut -c1-90 | paste -sd'\037' | sed 's/\x1f/` ⏎ `/; s/|/\\|/g')
+    workload=$(printf '%s\n' "${steps[@]}" | awk -F'\t' '$1=="run"||$1=="serve"{print $2}' | head -2 | cut -c1-90 | awk 'NR > 1 { printf "` ⏎ `" } { printf "%s", $0 }' | sed 's/|/\\|/g')
     reason=
     [ "$result" = FAIL ] && reason=": $fail_reason"
     rows[$id]="| [$id](../tests/compat/cases/$id.case) | ${head[app]:-?} | ${head[method]:-?} | \`$workload\` | $result$reason | $captured | $first | $warm |"
