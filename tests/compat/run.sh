@@ -21,6 +21,8 @@
 # --cases DIR (the case files of another directory). $CAPSULE_BIN: the `capsule` to test
 # (default target/release/capsule); $COMPAT_KEEP=1 keeps a failed case's scratch directory.
 # Exit status: 0 when every case run passed, 1 otherwise, 2 on a usage error.
+# pipefail: a pipeline fails with any of its commands. (So no `… | grep -q`: grep leaving
+# early would fail the writer with SIGPIPE, and the pipeline with it.)
 set -uo pipefail
 shopt -s nullglob
 
@@ -137,14 +139,14 @@ load_pkgstate() { if [ -f "$work/pkgstate" ]; then source "$work/pkgstate"; rm -
 present() {
     local p out=()
     for p in "$@"; do
-        if dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then out+=("$p"); fi
+        if [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) == ii* ]]; then out+=("$p"); fi
     done
     echo "${out[*]}"
 }
 missing() {
     local p out=()
     for p in "$@"; do
-        if ! dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii'; then out+=("$p"); fi
+        if [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null) != ii* ]]; then out+=("$p"); fi
     done
     echo "${out[*]}"
 }
@@ -156,7 +158,7 @@ tagged() {
     for e in /proc/[0-9]*/environ; do
         pid=${e#/proc/}; pid=${pid%/environ}
         [ "$pid" = $$ ] && continue
-        if { tr '\0' '\n' <"$e"; } 2>/dev/null | grep -qx "COMPAT_TAG=$tag"; then echo "$pid"; fi
+        if grep -qxzF "COMPAT_TAG=$tag" "$e" 2>/dev/null; then echo "$pid"; fi
     done
 }
 tagged_names() {
@@ -223,9 +225,9 @@ run_steps() {
             fi ;;
         exit) ;;
         expect)
-            cat "$work/last.out" "$work/last.err" | grep -qF -- "$val" || { fail "expected '$val' in the output of the run before, got: $(head -c 100 "$work/last.out" | tr '\n' ' ') $(first_error "$work/last")"; return 1; } ;;
+            grep -qF -- "$val" "$work/last.out" "$work/last.err" || { fail "expected '$val' in the output of the run before, got: $(head -c 100 "$work/last.out" | tr '\n' ' ') $(first_error "$work/last")"; return 1; } ;;
         expect-not)
-            ! cat "$work/last.out" "$work/last.err" | grep -qF -- "$val" || { fail "unexpected '$val' in the output"; return 1; } ;;
+            ! grep -qF -- "$val" "$work/last.out" "$work/last.err" || { fail "unexpected '$val' in the output"; return 1; } ;;
         files)
             local f
             for f in $val; do [ -e "$casework/$f" ] || { fail "no file $f"; return 1; }; done ;;
@@ -343,12 +345,15 @@ run_case() {
         load_pkgstate
         [ $rc = 0 ] || { fail "purging $pkgs from the host failed: $(tail -1 "$work/apt.log")"; return; }
         local cmd=${head[install]:-apt-get install -y --no-install-recommends $pkgs}
-        local attempt
+        # The installer's words as an admin types them (capture install reads an apt-get
+        # command's package names: --reinstall needs them).
+        local attempt argv
+        eval "argv=($cmd)"
         for attempt in 1 2 3; do
-            if [ "${cmd%% *}" = apt-get ]; then
-                (flock 9; "$bin" -q capture install "$name" $capture_args -- bash -c "$cmd") 9>"$apt_lock" >"$work/capture.out" 2>"$work/capture.err"
+            if [ "${argv[0]}" = apt-get ]; then
+                (flock 9; "$bin" -q capture install "$name" $capture_args -- "${argv[@]}") 9>"$apt_lock" >"$work/capture.out" 2>"$work/capture.err"
             else
-                "$bin" -q capture install "$name" $capture_args -- bash -c "$cmd" >"$work/capture.out" 2>"$work/capture.err"
+                "$bin" -q capture install "$name" $capture_args -- "${argv[@]}" >"$work/capture.out" 2>"$work/capture.err"
             fi
             rc=$?
             # apt in the capsule reads the host's dpkg database: a dpkg running on the host
