@@ -382,26 +382,25 @@ run_case() {
         [ $rc = 1 ] && { fail "purging $pkgs from the host failed: $(tail -1 "$work/apt.log")"; return; }
         [ $rc = 3 ] && { fail "apt-get install $pkgs failed: $(tail -1 "$work/apt.log")"; return; } ;;
     elf | trace)
-        local need
-        need=$(missing $pkgs)
-        if [ -n "$need" ]; then
-            (
-                flock 9
-                apt_change install $need || exit 1
-                declare -p added removed removed_auto | sed "s/^declare -a/declare -ga/" >"$work/pkgstate"
-            ) 9>"$apt_lock"
-            rc=$?
-            load_pkgstate
-            [ $rc = 0 ] || { fail "apt-get install $need failed: $(tail -1 "$work/apt.log")"; return; }
-        fi
-        if [ "$method" = elf ]; then
-            "$bin" -q capture elf "$name" ${head[elf]} $capture_args >"$work/capture.out" 2>"$work/capture.err"
-        else
-            local argv
-            eval "argv=(${head[trace]})"
-            (cd "$casework" && "$bin" -q capture trace "$name" $capture_args -- "${argv[@]}") >"$work/capture.out" 2>"$work/capture.err"
-        fi
-        rc=$? ;;
+        # Under the lock throughout: the packages must stay put while they are captured (other
+        # test suites purge and reinstall jq under the same lock).
+        (
+            flock 9
+            local need
+            need=$(missing $pkgs)
+            if [ -n "$need" ]; then apt_change install $need || exit 101; fi
+            declare -p added removed removed_auto | sed "s/^declare -a/declare -ga/" >"$work/pkgstate"
+            if [ "$method" = elf ]; then
+                "$bin" -q capture elf "$name" ${head[elf]} $capture_args >"$work/capture.out" 2>"$work/capture.err"
+            else
+                local argv
+                eval "argv=(${head[trace]})"
+                (cd "$casework" && "$bin" -q capture trace "$name" $capture_args -- "${argv[@]}") >"$work/capture.out" 2>"$work/capture.err"
+            fi
+        ) 9>"$apt_lock"
+        rc=$?
+        load_pkgstate
+        [ $rc = 101 ] && { fail "apt-get install $pkgs failed: $(tail -1 "$work/apt.log")"; return; } ;;
     *) fail "unknown capture method $method"; return ;;
     esac
     if [ "$rc" != 0 ]; then fail "capture $method: $(first_error "$work/capture")"; return; fi
