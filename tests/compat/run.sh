@@ -299,6 +299,9 @@ run_case() {
     work=$(mktemp -d /tmp/capsule-compat.XXXXXX)
     casework=$work/case
     mkdir -p "$casework" "$work/store"
+    # Searchable by the users a case runs programs as (--user postgres starts in this
+    # directory, as a server started from an admin's shell would).
+    chmod 755 "$work" "$casework"
     tag=compat-$id-$$
     export CAPSULE_HOME=$work/store CASE_DIR=$cases_dir NATIVE=$work/native
     mkdir -p "$NATIVE"
