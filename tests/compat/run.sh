@@ -191,6 +191,15 @@ first_error() {
     [ -n "$line" ] || line=$(cat "$f.err" "$f.out" 2>/dev/null | grep -v '^\s*$' | head -1)
     printf '%s' "$line"
 }
+first_error_in() {
+    # The same for one file (a server's log): an errno's text, else an ERROR or FATAL line,
+    # else its first line.
+    local line
+    line=$(grep -E 'Input/output error|Permission denied|Is a directory|Not a directory|No such file|Operation not permitted|Read-only file system|Cannot assign requested address' "$1" | head -1)
+    [ -n "$line" ] || line=$(grep -E 'ERROR|FATAL|[Ee]rror' "$1" | head -1)
+    [ -n "$line" ] || line=$(grep -v '^\s*$' "$1" | head -1)
+    printf '%s' "$line"
+}
 sh_step() {
     # sh_step LABEL CMD: runs CMD in the case's directory; output in $work/last.{out,err}.
     local cmd=$2
@@ -244,12 +253,12 @@ run_steps() {
                 if [ -n "$dead" ]; then
                     wait "${serves[dead]}"
                     local st=$?
-                    fail "server \`$(head -c 60 <<<"$(step_of serve "$dead")")\` exited ($st) before it was ready: $(grep -v '^\s*$' "$work/serve$dead.log" | grep -iv '^warning' | head -1)"
+                    fail "server \`$(head -c 60 <<<"$(step_of serve "$dead")")\` exited ($st) before it was ready: $(first_error_in "$work/serve$dead.log")"
                     return 1
                 fi
                 sleep 0.5
             done
-            [ $ok = 1 ] || { fail "not ready after ${wait_limit}s: \`$(head -c 60 <<<"$val")\`: $(first_error "$work/last") / $(tail -1 "$work/serve0.log" 2>/dev/null)"; return 1; } ;;
+            [ $ok = 1 ] || { fail "not ready after ${wait_limit}s: \`$(head -c 60 <<<"$val")\`: $(first_error "$work/last") / $(first_error_in "$work/serve0.log" 2>/dev/null)"; return 1; } ;;
         stop)
             stop_serves || return 1 ;;
         esac

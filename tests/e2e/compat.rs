@@ -3,7 +3,7 @@
 //! output differs as failed.
 
 use crate::require;
-use crate::support::{Env, dpkg_lock, has, is_root};
+use crate::support::{Env, has, is_root};
 use std::path::Path;
 use std::process::{Command, Output};
 
