@@ -314,7 +314,7 @@ pub fn inventory(packages: &[Record], distro: Option<Distro>) -> Inventory {
             ok
         })
         .collect();
-    recs.sort_by(|a, b| key(a).cmp(&key(b)));
+    recs.sort_by_key(|r| key(r));
     recs.dedup_by(|a, b| key(a) == key(b));
     // Each name a dependency may use: the packages' own, and the virtual ones they provide.
     let mut provided: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
