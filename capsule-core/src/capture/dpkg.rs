@@ -385,7 +385,7 @@ Status: install ok installed
 Priority: optional
 Architecture: amd64
 Multi-Arch: same
-Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Maintainer: GNU Libc Maintainers <libc@lists.example.org>
 Version: 2.36-9+deb12u10
 Source: glibc
 Depends: libgcc-s1
