@@ -205,7 +205,7 @@ fn a_captured_install_lists_its_packages_in_valid_sboms() {
 }
 
 #[test]
-fn an_elf_capture_lists_the_host_packages_owning_its_files() {
+fn elf_and_trace_captures_list_the_host_packages_owning_their_files() {
     require!(has("jq") && has("dpkg-query"), "jq and dpkg-query on the host");
     let Some(python) = validator_python() else {
         require!(false, "CAPSULE_SBOM_PYTHON (a python3 with spdx-tools and cyclonedx-python-lib; .ci/run makes one)");
@@ -223,6 +223,13 @@ fn an_elf_capture_lists_the_host_packages_owning_its_files() {
     let got = inspected(&env, "jq");
     for pkg in ["jq", "libjq1", "libc6"] {
         assert!(got.contains(&(pkg.to_owned(), version(pkg))), "{pkg} {} not in {got:?}", version(pkg));
+    }
+    // A traced run of jq holds the same packages' files, and so the same packages.
+    let (code, out, err) = run_capsule(&env, &["-q", "capture", "trace", "jqt", "--", "/usr/bin/jq", "-n", "6*7"]);
+    assert_eq!((code, out.as_str()), (0, "42\n"), "{err}");
+    let traced = inspected(&env, "jqt");
+    for pkg in ["jq", "libjq1", "libc6"] {
+        assert!(traced.contains(&(pkg.to_owned(), version(pkg))), "{pkg} {} not in {traced:?}", version(pkg));
     }
     let (spdx, _) = both_documents(&env, &python, "jq");
     assert_eq!(spdx_packages(&spdx), got);
