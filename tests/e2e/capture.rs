@@ -13,8 +13,14 @@ use crate::support::{Env, b3, dpkg_lock, has, is_root};
 
 const PACKAGES: [&str; 3] = ["jq", "libjq1", "libonig5"];
 
+/// `apt-get ARGS` under the machine's apt lock (`flock /tmp/apt.lock`).
 fn apt(args: &[&str]) -> std::process::Output {
-    Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").output().expect("run apt-get")
+    Command::new("flock")
+        .args(["/tmp/apt.lock", "apt-get"])
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .expect("run apt-get")
 }
 
 /// Files (by capsule path) of an `inspect --json`.
@@ -87,6 +93,16 @@ fn snapshot_diff_of_an_apt_install_holds_every_packaged_file() {
         assert!(!noise.covers(p.as_bytes()), "capsule holds noise: {p}");
     }
     assert_eq!(inspect["entry_points"][0]["path"], "/usr/bin/jq");
+    // Issue 18: the inventory is the packages the install added, with the versions dpkg reports.
+    let dpkg = Command::new("dpkg-query").args(["-W", "-f=${Package} ${Version}\n"]).args(PACKAGES).output().unwrap();
+    let want: BTreeSet<String> = String::from_utf8_lossy(&dpkg.stdout).lines().map(str::to_owned).collect();
+    let got: BTreeSet<String> = inspect["inventory"]["packages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no inventory: {}", inspect["inventory"]))
+        .iter()
+        .map(|p| format!("{} {}", p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, want);
 
     // Issue 3: the captured jq runs from its capsule once the host no longer has it.
     let o = apt(&["purge", "-y", "jq", "libjq1", "libonig5"]);

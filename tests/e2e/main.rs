@@ -33,6 +33,7 @@ mod programs;
 mod redis;
 mod reinstall;
 mod run;
+mod sbom;
 mod shared;
 mod shim;
 mod store;

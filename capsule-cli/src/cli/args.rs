@@ -82,6 +82,8 @@ pub enum Verb {
     List,
     /// Show what a capsule holds.
     Inspect(Inspect),
+    /// Write a capsule's package inventory as an SPDX 2.3 or CycloneDX 1.5 JSON document.
+    Sbom(Sbom),
     /// Remove a capsule (its blobs stay until `gc`).
     Rm(Rm),
     /// Remove blobs no capsule uses (untagged versions stay unless --untagged).
@@ -252,6 +254,29 @@ pub struct Inspect {
     /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
     /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
+}
+
+/// `sbom`
+#[derive(Debug, Args)]
+pub struct Sbom {
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
+    pub name: String,
+    /// The document's format.
+    #[arg(long, value_enum, default_value_t = SbomFormat::Spdx)]
+    pub format: SbomFormat,
+    /// Write the document to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The formats `sbom` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SbomFormat {
+    /// SPDX 2.3, JSON.
+    Spdx,
+    /// CycloneDX 1.5, JSON.
+    Cyclonedx,
 }
 
 /// `rm`

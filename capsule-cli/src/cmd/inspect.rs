@@ -84,6 +84,14 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
         "files": m.entries.iter().map(|e| entry_json(m, e)).collect::<Vec<_>>(),
         "deletions": m.deletions.iter().map(|d| d.display()).collect::<Vec<_>>(),
         "registry": m.registry.iter().map(|(k, v)| json!({ "key": k, "value": reg_json(v) })).collect::<Vec<_>>(),
+        "inventory": m.inventory.as_ref().map(|inv| json!({
+            "distro": inv.distro.as_ref().map(|d| json!({ "id": d.id, "version_id": d.version_id, "codename": d.codename })),
+            "packages": inv.packages.iter().map(|p| json!({
+                "name": p.name, "version": p.version, "architecture": p.architecture, "source": p.source,
+                "source_version": p.source_version.as_deref().unwrap_or(&p.version), "maintainer": p.maintainer,
+                "depends": p.depends, "purl": super::sbom::purl(p, inv.distro.as_ref()),
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 
@@ -116,6 +124,19 @@ fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Resu
     for l in &m.links {
         let pin = l.digest.map(|d| format!(" @{}", d.short())).unwrap_or_default();
         writeln!(w, "links-to  {}{pin}", l.name)?;
+    }
+    match &m.inventory {
+        None => writeln!(w, "packages  (no inventory: made before capsules kept one, or by `capture shared`)")?,
+        Some(inv) if inv.packages.is_empty() => writeln!(w, "packages  (none from dpkg)")?,
+        Some(inv) => {
+            for p in &inv.packages {
+                let source = match (&p.source, &p.source_version) {
+                    (s, None) if *s == p.name => String::new(),
+                    (s, v) => format!(" (source {s} {})", v.as_deref().unwrap_or(&p.version)),
+                };
+                writeln!(w, "package   {} {} {}{source}", p.name, p.version, p.architecture)?;
+            }
+        }
     }
     for (c, how) in used_by {
         let how = if *how == "link" { "links to it" } else { "ran with --with" };

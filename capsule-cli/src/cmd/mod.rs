@@ -12,6 +12,7 @@ mod manage;
 mod oci;
 mod run;
 mod sandbox;
+mod sbom;
 mod transfer;
 mod verify;
 
@@ -42,6 +43,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::Capture(Capture::Shared(c)) => capture::shared(&store, out, c),
         Verb::List => list::run(&store, out),
         Verb::Inspect(i) => inspect::run(&store, out, &i.name),
+        Verb::Sbom(s) => sbom::run(&store, out, &s),
         Verb::Rm(r) => manage::rm(&store, out, &r.name, r.force),
         Verb::Gc(g) => manage::gc(&store, out, g.untagged),
         Verb::Verify(v) => verify::run(&store, out, v),

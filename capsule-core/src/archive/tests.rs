@@ -295,3 +295,50 @@ fn hostile_entry_values_are_refused_naming_entry_and_field() {
         );
     }
 }
+
+/// An export file whose manifest carries a hostile package inventory (a version that would
+/// inject a purl qualifier, a dependency on nothing listed) is refused, naming the package and
+/// the field, and the store is untouched; a sound inventory imports.
+#[test]
+fn hostile_inventories_are_refused_naming_package_and_field() {
+    use crate::manifest::{Inventory, Package};
+    let (dir, store, r) = sample_store();
+    let file = dir.path().join("app.capsule");
+    export(&store, &r, &file, None, &NoProgress).unwrap();
+    let (version, recs) = records(&fs::read(&file).unwrap());
+    let (_, m) = store.load(&r).unwrap();
+    let pkg = |name: &str, version: &str, depends: &[&str]| Package {
+        name: name.into(),
+        version: version.into(),
+        architecture: "amd64".into(),
+        source: name.into(),
+        depends: depends.iter().map(|d| (*d).to_owned()).collect(),
+        ..Package::default()
+    };
+    let cases = [
+        (vec![pkg("app", "1.0", &["lib"]), pkg("lib", "2", &[])], None),
+        (vec![pkg("app", "1.0?arch=evil", &[])], Some("version")),
+        (vec![pkg("app", "1.0", &["ghost"])], Some("depends")),
+    ];
+    for (packages, field) in cases {
+        let mut m = m.clone();
+        m.inventory = Some(Inventory { distro: None, packages });
+        let frame = zstd::encode_all(&m.encode()[..], 3).unwrap();
+        let recs: Vec<_> =
+            recs.iter().map(|(t, p)| if *t == TAG_MANIFEST { (*t, frame.clone()) } else { (*t, p.clone()) }).collect();
+        let dir2 = tempfile::tempdir().unwrap();
+        let path = dir2.path().join("f.capsule");
+        fs::write(&path, assemble(version, &recs)).unwrap();
+        let target = fresh(&dir2, "s");
+        match (import(&target, &path, &[], &NoProgress), field) {
+            (Ok(_), None) => assert_eq!(target.load(&r).unwrap().1.inventory, m.inventory),
+            (Err(err), Some(field)) => {
+                let text =
+                    format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+                assert!(text.contains("package \"app\"") && text.contains(field), "{field}: {text}");
+                assert!(target.list_refs().unwrap().is_empty() && target.list_blobs().unwrap().is_empty());
+            }
+            (got, want) => panic!("{want:?}: {got:?}"),
+        }
+    }
+}

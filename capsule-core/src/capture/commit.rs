@@ -99,6 +99,8 @@ pub fn from_sandbox_changes(
     m.isolation.clone_from(&base.isolation);
     m.identity.clone_from(&base.identity);
     m.links.clone_from(&base.links);
+    // The packages are the base's: what its programs changed is no package dpkg installed.
+    m.inventory.clone_from(&base.inventory);
     m.registry = registry::merged(base, &[], &layer).into_iter().collect();
     b.commit()
 }

@@ -41,5 +41,7 @@ pub fn elf_capture(
     for bin in absolute.iter().rev() {
         set_entry(b.manifest_mut(), &bin.to_string_lossy())?;
     }
+    let inventory = super::dpkg::host_inventory(b.manifest_mut())?;
+    b.manifest_mut().inventory = Some(inventory);
     b.commit()
 }

@@ -97,7 +97,24 @@ pub fn from_sandbox(
     }
     super::programs::record(m, tree, &packages.requested, true);
     super::snapshot::record_etc(m);
+    m.inventory = Some(inventory(tree, &packages.reinstalled)?);
     b.commit()
+}
+
+/// The packages the install put in the tree: those dpkg's status in the tree (written by the
+/// installer) has installed that the host's does not have at the same version, and the
+/// reinstalled ones. No status file in the tree: the installer installed no package.
+fn inventory(tree: &Path, reinstalled: &[String]) -> Result<crate::manifest::Inventory, CaptureError> {
+    use super::dpkg;
+    let host = Path::new("/");
+    let changed = if tree.join(dpkg::STATUS).exists() {
+        let all = dpkg::read(tree)?;
+        dpkg::changed(&dpkg::read(host)?, &all, reinstalled)
+    } else {
+        Vec::new()
+    };
+    let distro = dpkg::os_release(tree).or_else(|| dpkg::os_release(host));
+    Ok(dpkg::inventory(&changed, distro))
 }
 
 /// The files (not directories) the file lists of `pkgs` name, as the install left them: the
@@ -158,25 +175,7 @@ pub fn requested(command: &[String]) -> Vec<String> {
 
 /// Which of `pkgs` the host's dpkg database (`/var/lib/dpkg/status`) has installed.
 pub fn already_installed(pkgs: &[String]) -> Result<Vec<String>, CaptureError> {
-    let path = Path::new("/var/lib/dpkg/status");
-    let text = match fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CaptureError::Io { action: "cannot read", path: path.to_owned(), source }),
-    };
-    let text = String::from_utf8_lossy(&text);
-    let mut have = BTreeSet::new();
-    for stanza in text.split("\n\n") {
-        let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
-        if let (Some(p), Some(st)) = (field("Package:"), field("Status:"))
-            && st.ends_with(" installed")
-        {
-            have.insert(p.to_owned());
-        }
-    }
-    let mut out: Vec<String> = pkgs.iter().filter(|p| have.contains(p.as_str())).cloned().collect();
-    out.dedup();
-    Ok(out)
+    Ok(super::dpkg::installed_names(&super::dpkg::read(Path::new("/"))?, pkgs))
 }
 
 /// `command` (a [`requested`] one) with `--reinstall` after its `install` verb; `None` for

@@ -8,10 +8,12 @@
 //! - [`builder`]: the one place host files become manifest entries (hashing into the store,
 //!   hardlinks, symlink rewriting, parent directories), used by every capture kind.
 //! - [`noise`]: the exclusion rules (caches, logs, /tmp, the store itself).
+//! - [`dpkg`]: dpkg's status database and the package inventory a capture keeps.
 
 pub mod builder;
 pub mod commit;
 pub mod declare;
+pub mod dpkg;
 pub mod elf;
 mod elfcap;
 pub mod install;

@@ -189,15 +189,24 @@ pub fn packages(m: &Manifest, root: &Path) -> BTreeMap<String, Vec<RelPath>> {
 
 /// Every dpkg file list under `root`: package name (without `:ARCH`) and the paths it lists.
 pub fn lists(root: &Path) -> Vec<(String, Vec<RelPath>)> {
+    lists_by_arch(root).into_iter().map(|(pkg, _, paths)| (pkg, paths)).collect()
+}
+
+/// Every dpkg file list under `root` (`var/lib/dpkg/info/NAME[:ARCH].list`): package name,
+/// the architecture its file name gives (multiarch `same` packages), and the paths it lists;
+/// sorted by name.
+pub fn lists_by_arch(root: &Path) -> Vec<(String, Option<String>, Vec<RelPath>)> {
     let Ok(dir) = fs::read_dir(root.join("var/lib/dpkg/info")) else { return Vec::new() };
     let mut out = Vec::new();
     for e in dir.flatten() {
         let file = e.file_name();
         let Some(stem) = file.as_bytes().strip_suffix(b".list") else { continue };
-        let pkg = String::from_utf8_lossy(stem.split(|&c| c == b':').next().unwrap_or_default()).into_owned();
-        out.push((pkg, read_list(&e.path())));
+        let mut parts = stem.splitn(2, |&c| c == b':');
+        let pkg = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let arch = parts.next().map(|a| String::from_utf8_lossy(a).into_owned());
+        out.push((pkg, arch, read_list(&e.path())));
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     out
 }
 

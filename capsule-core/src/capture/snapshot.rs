@@ -23,7 +23,8 @@ use crate::manifest::{CaptureStep, EntryKind, RegValue, RelPath};
 use crate::store::{Store, StoreError, StoreLock};
 
 const MAGIC: &[u8; 8] = b"CAPSSNAP";
-const VERSION: u16 = 1;
+/// Version 2 added [`Snapshot::dpkg`]; a version-1 pending snapshot is still ended.
+const VERSION: u16 = 2;
 /// The largest snapshot accepted (tens of millions of files).
 const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 /// The default watched roots.
@@ -42,6 +43,19 @@ pub struct Snapshot {
     pub taken: u64,
     /// What was seen, sorted by path.
     pub entries: Vec<ScanEntry>,
+    /// The packages dpkg had installed under `base` (name, architecture, version), to tell
+    /// at `end` which ones the install added or changed; `None` from a version-1 snapshot.
+    pub dpkg: Option<Vec<(String, String, String)>>,
+}
+
+/// A version-1 pending snapshot (taken by an older build), field for field.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    base: PathBuf,
+    roots: Vec<String>,
+    noise: Vec<String>,
+    taken: u64,
+    entries: Vec<ScanEntry>,
 }
 
 /// What changed between two scans.
@@ -121,6 +135,13 @@ pub fn begin(
         noise: noise.patterns().to_vec(),
         taken: super::now(),
         entries,
+        dpkg: Some(
+            super::dpkg::read(base)?
+                .into_iter()
+                .filter(super::dpkg::Record::installed)
+                .map(|r| (r.package, r.architecture, r.version))
+                .collect(),
+        ),
     };
     let _lock = StoreLock::shared(store)?;
     let digest = store.put_bytes(&codec::envelope(MAGIC, VERSION, &snap))?;
@@ -171,8 +192,16 @@ pub fn pending(store: &Store) -> Result<(Digest, Snapshot), CaptureError> {
         fs::read_to_string(&path).map_err(|_| CaptureError::NoPendingSnapshot { store: store.root().to_owned() })?;
     let digest: Digest = text.trim().parse().map_err(|_| StoreError::BadRef { path })?;
     let bytes = store.read_blob(&digest, MAX_SNAPSHOT_BYTES, "snapshot")?;
-    let (_, snap) = codec::open_envelope("snapshot", MAGIC, VERSION, &bytes, MAX_SNAPSHOT_BYTES)
-        .map_err(|source| StoreError::Snapshot { digest, source })?;
+    let snap = if bytes.get(8..10) == Some(&1u16.to_le_bytes()[..]) {
+        let (_, old): (u16, SnapshotV1) = codec::open_envelope("snapshot", MAGIC, 1, &bytes, MAX_SNAPSHOT_BYTES)
+            .map_err(|source| StoreError::Snapshot { digest, source })?;
+        let SnapshotV1 { base, roots, noise, taken, entries } = old;
+        Snapshot { base, roots, noise, taken, entries, dpkg: None }
+    } else {
+        codec::open_envelope("snapshot", MAGIC, VERSION, &bytes, MAX_SNAPSHOT_BYTES)
+            .map_err(|source| StoreError::Snapshot { digest, source })?
+            .1
+    };
     Ok((digest, snap))
 }
 
@@ -214,9 +243,35 @@ pub fn end(
         set_entry(m, entry)?;
     }
     super::programs::record(m, &snap.base, &[], true);
+    m.inventory = Some(inventory(m, &snap)?);
     let digest = b.commit()?;
     let _ = fs::remove_file(pending_path(store));
     Ok(digest)
+}
+
+/// The packages dpkg has installed under the snapshot's base now that it did not have at the
+/// same version when the snapshot was taken. A version-1 snapshot recorded none: then the
+/// installed packages owning files of the capsule.
+fn inventory(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<crate::manifest::Inventory, CaptureError> {
+    use super::dpkg;
+    let now = dpkg::read(&snap.base)?;
+    let changed = match &snap.dpkg {
+        Some(before) => {
+            let before: Vec<dpkg::Record> = before
+                .iter()
+                .map(|(package, architecture, version)| dpkg::Record {
+                    package: package.clone(),
+                    architecture: architecture.clone(),
+                    version: version.clone(),
+                    status: "install ok installed".to_owned(),
+                    ..dpkg::Record::default()
+                })
+                .collect();
+            dpkg::changed(&before, &now, &[])
+        }
+        None => dpkg::owning(m, &snap.base, &now),
+    };
+    Ok(dpkg::inventory(&changed, dpkg::os_release(&snap.base)))
 }
 
 /// Every /etc file the capture added, changed or deleted becomes a registry entry.
@@ -305,6 +360,11 @@ mod tests {
         fs::write(b.join("etc/gone.conf"), b"x").unwrap();
         let roots = vec!["/usr".to_string(), "/etc".to_string()];
         fs::write(st.path().join("excludes"), "# user rules\n/usr/share/app/*.log\n").unwrap();
+        fs::create_dir_all(b.join("var/lib/dpkg")).unwrap();
+        let pkg = |name: &str, version: &str| {
+            format!("Package: {name}\nStatus: install ok installed\nArchitecture: amd64\nVersion: {version}\n\n")
+        };
+        fs::write(b.join("var/lib/dpkg/status"), pkg("kept", "1") + &pkg("upgraded", "1")).unwrap();
         begin(&store, b, &roots, &["/etc/skip.conf".into()], &NoProgress).unwrap();
         assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoChanges { .. })));
         fs::create_dir_all(b.join("usr/share/app")).unwrap();
@@ -315,6 +375,8 @@ mod tests {
         fs::write(b.join("usr/share/app/run.log"), b"excluded by the excludes file\n").unwrap();
         fs::remove_file(b.join("etc/gone.conf")).unwrap();
         std::os::unix::fs::symlink("/usr/share/app/data", b.join("usr/bin/app")).unwrap();
+        let status = pkg("app", "2:1.0-1") + &pkg("kept", "1") + &pkg("upgraded", "2");
+        fs::write(b.join("var/lib/dpkg/status"), status).unwrap();
         let digest = end(&store, "t", "latest", Some("/usr/bin/app"), &NoProgress).unwrap();
         let m = store.load_manifest(&digest).unwrap();
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.display()).collect();
@@ -342,6 +404,10 @@ mod tests {
         let keys: Vec<_> = m.registry.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["machine/files/etc/app.conf", "machine/files/etc/gone.conf"]);
         assert_eq!(m.entry_points[0].name, "app");
+        // The packages the install added or changed, not those it left alone.
+        let inv = m.inventory.as_ref().unwrap();
+        let pkgs: Vec<(&str, &str)> = inv.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+        assert_eq!(pkgs, [("app", "2:1.0-1"), ("upgraded", "2")]);
         // The pending snapshot is consumed.
         assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoPendingSnapshot { .. })));
     }

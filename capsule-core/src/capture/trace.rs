@@ -64,6 +64,8 @@ pub fn from_paths(
     }
     progress.finish();
     set_entry(b.manifest_mut(), entry)?;
+    let inventory = super::dpkg::host_inventory(b.manifest_mut())?;
+    b.manifest_mut().inventory = Some(inventory);
     b.commit()
 }
 

@@ -12,12 +12,14 @@
 mod path;
 mod types;
 mod v1;
+mod v2;
 
 use std::collections::BTreeSet;
 
 pub use path::{MAX_COMPONENT, MAX_PATH, PathError, RelPath, check_symlink, relativize_symlink, symlink_destination};
 pub use types::{
-    CaptureStep, Entry, EntryKind, EntryPoint, EntrySource, Identity, Isolation, IsolationRule, Link, Origin, RegValue,
+    CaptureStep, Distro, Entry, EntryKind, EntryPoint, EntrySource, Identity, Inventory, Isolation, IsolationRule,
+    Link, Origin, Package, RegValue,
 };
 
 use crate::codec::{self, CodecError};
@@ -26,14 +28,19 @@ use crate::digest::Digest;
 /// Magic of an encoded manifest.
 pub const MAGIC: &[u8; 8] = b"CAPSMANI";
 /// The manifest format version this build writes and the newest it reads. Version 1 (entry
-/// points without arguments, source or a declared default) is still read.
-pub const VERSION: u16 = 2;
+/// points without arguments, source or a declared default) and version 2 (no package
+/// inventory) are still read.
+pub const VERSION: u16 = 3;
 /// The largest encoded manifest accepted (about two million files).
 pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 /// The most entries one manifest may hold.
 pub const MAX_ENTRIES: usize = 4_000_000;
 /// The longest name, tag, env value, registry key or string field accepted.
 pub const MAX_STRING: usize = 64 << 10;
+/// The most packages an inventory may list (a whole distribution has about 65,000).
+pub const MAX_PACKAGES: usize = 100_000;
+/// The most dependencies one package of an inventory may list.
+pub const MAX_DEPENDS: usize = 4096;
 
 /// A manifest that is not acceptable.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +183,10 @@ pub struct Manifest {
     pub links: Vec<Link>,
     /// Capture steps; each entry's `origin` indexes this list.
     pub origins: Vec<Origin>,
+    /// The packages the capsule holds, as the capture found them in dpkg's database; `None`
+    /// for a capsule made before inventories (manifest versions 1 and 2) or by a capture that
+    /// keeps none (`capture shared`).
+    pub inventory: Option<Inventory>,
 }
 
 /// Seconds either side of the epoch a valid mtime may be: far beyond any file, well inside
@@ -246,6 +257,91 @@ fn check_registry(key: &str, value: &RegValue) -> Result<(), ManifestError> {
     }
 }
 
+/// A package inventory an SBOM and a purl can carry as it is: at most [`MAX_PACKAGES`]
+/// packages, sorted by (name, architecture) without duplicates; names, architectures and
+/// versions of the characters Debian allows (names and sources 1-128 of `a-z 0-9 + - .`
+/// starting with a letter or digit, architectures 1-64 of `a-z 0-9 -`, versions 1-256 of
+/// `A-Z a-z 0-9 . + ~ : -`); a maintainer of at most 1024 bytes without control characters;
+/// at most [`MAX_DEPENDS`] dependencies each, every one a package of the inventory; a
+/// distribution's fields 0-64 of `A-Z a-z 0-9 . _ ~ -` (the id not empty).
+fn check_inventory(inv: &Inventory) -> Result<(), ManifestError> {
+    fn word(s: &str, max: usize, first_alnum: bool, ok: impl Fn(char) -> bool) -> bool {
+        !s.is_empty()
+            && s.len() <= max
+            && s.chars().all(ok)
+            && (!first_alnum || s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()))
+    }
+    let name_ok = |s: &str| word(s, 128, true, |c| matches!(c, 'a'..='z' | '0'..='9' | '+' | '-' | '.'));
+    let arch_ok = |s: &str| word(s, 64, true, |c| matches!(c, 'a'..='z' | '0'..='9' | '-'));
+    let version_ok =
+        |s: &str| word(s, 256, false, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | ':' | '-'));
+    let distro_ok =
+        |s: &str| s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'));
+    let shown = |s: &str| s.chars().take(200).collect::<String>();
+    if inv.packages.len() > MAX_PACKAGES {
+        return Err(ManifestError::Oversize { field: "packages", size: inv.packages.len(), limit: MAX_PACKAGES });
+    }
+    if let Some(d) = &inv.distro {
+        for (field, v) in [("id", &d.id), ("version_id", &d.version_id), ("codename", &d.codename)] {
+            if !distro_ok(v) || (field == "id" && v.is_empty()) {
+                return Err(refuse("inventory distribution".to_owned(), field, shown(v), "is not an os-release word"));
+            }
+        }
+    }
+    let names: BTreeSet<&str> = inv.packages.iter().map(|p| p.name.as_str()).collect();
+    let mut prev: Option<(&str, &str)> = None;
+    for p in &inv.packages {
+        let what = || format!("package {:?}", shown(&p.name));
+        if !name_ok(&p.name) {
+            return Err(refuse(what(), "name", shown(&p.name), "is not a Debian package name"));
+        }
+        if !arch_ok(&p.architecture) {
+            return Err(refuse(what(), "architecture", shown(&p.architecture), "is not a Debian architecture"));
+        }
+        if !version_ok(&p.version) {
+            return Err(refuse(what(), "version", shown(&p.version), "is not a Debian version"));
+        }
+        if !name_ok(&p.source) {
+            return Err(refuse(what(), "source", shown(&p.source), "is not a Debian package name"));
+        }
+        if let Some(v) = p.source_version.as_deref().filter(|v| !version_ok(v)) {
+            return Err(refuse(what(), "source_version", shown(v), "is not a Debian version"));
+        }
+        if p.maintainer.len() > 1024 || p.maintainer.chars().any(char::is_control) {
+            return Err(refuse(
+                what(),
+                "maintainer",
+                shown(&p.maintainer),
+                "is over 1024 bytes or holds a control character",
+            ));
+        }
+        if p.depends.len() > MAX_DEPENDS {
+            return Err(ManifestError::Oversize {
+                field: "package depends",
+                size: p.depends.len(),
+                limit: MAX_DEPENDS,
+            });
+        }
+        if let Some(d) = p.depends.iter().find(|d| !names.contains(d.as_str())) {
+            return Err(refuse(what(), "depends", shown(d), "names no package of the inventory"));
+        }
+        if p.depends.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(refuse(
+                what(),
+                "depends",
+                p.depends.join(",").chars().take(200).collect::<String>(),
+                "is not sorted without duplicates",
+            ));
+        }
+        let key = (p.name.as_str(), p.architecture.as_str());
+        if prev.is_some_and(|q| q >= key) {
+            return Err(refuse(what(), "name", shown(&p.name), "is duplicated or out of order"));
+        }
+        prev = Some(key);
+    }
+    Ok(())
+}
+
 /// Check a capsule name (`what` = "name") or tag (`what` = "tag").
 pub fn check_name(what: &'static str, value: &str) -> Result<(), ManifestError> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
@@ -273,6 +369,7 @@ impl Manifest {
             identity: Identity::default(),
             links: Vec::new(),
             origins: Vec::new(),
+            inventory: None,
         }
     }
 
@@ -286,6 +383,10 @@ impl Manifest {
         let m = if bytes.get(8..10) == Some(&1u16.to_le_bytes()[..]) {
             let (_, old): (u16, v1::ManifestV1) =
                 codec::open_envelope("manifest", MAGIC, 1, bytes, MAX_MANIFEST_BYTES)?;
+            Manifest::from(old)
+        } else if bytes.get(8..10) == Some(&2u16.to_le_bytes()[..]) {
+            let (_, old): (u16, v2::ManifestV2) =
+                codec::open_envelope("manifest", MAGIC, 2, bytes, MAX_MANIFEST_BYTES)?;
             Manifest::from(old)
         } else {
             codec::open_envelope::<Manifest>("manifest", MAGIC, VERSION, bytes, MAX_MANIFEST_BYTES)?.1
@@ -361,6 +462,9 @@ impl Manifest {
             if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
                 return Err(refuse(format!("env {k:?}"), "name", k.clone(), "is empty or holds '=' or NUL"));
             }
+        }
+        if let Some(inv) = &self.inventory {
+            check_inventory(inv)?;
         }
         self.check_strings()
     }

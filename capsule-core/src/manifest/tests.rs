@@ -166,8 +166,84 @@ fn version_1_manifests_decode() {
     inst.origins[0].step = CaptureStep::Install;
     assert_eq!(Manifest::decode(&v1(&inst, eps.clone())).unwrap().default_entry, None);
     assert_eq!(Manifest::decode(&v1(&inst, eps[..1].to_vec())).unwrap().default_entry.as_deref(), Some("jq"));
-    // This build writes version 2.
-    assert_eq!(&m.encode()[8..10], &VERSION.to_le_bytes());
+    // This build writes version 3.
+    assert_eq!(&m.encode()[8..10], &3u16.to_le_bytes());
+}
+
+/// A version-2 manifest (no package inventory) still decodes, with no inventory.
+#[test]
+fn version_2_manifests_decode() {
+    let mut m = sample();
+    m.default_entry = m.entry_points.first().map(|e| e.name.clone());
+    let body = (
+        &m.name,
+        &m.tag,
+        m.created,
+        &m.entries,
+        &m.deletions,
+        &m.entry_points,
+        &m.default_entry,
+        &m.env,
+        &m.isolation,
+        &m.registry,
+        &m.identity,
+        &m.links,
+        &m.origins,
+    );
+    let back = Manifest::decode(&codec::envelope(MAGIC, 2, &body)).unwrap();
+    assert_eq!(back.inventory, None);
+    assert_eq!(back, m);
+}
+
+fn package(name: &str, version: &str) -> Package {
+    Package {
+        name: name.into(),
+        version: version.into(),
+        architecture: "amd64".into(),
+        source: name.into(),
+        source_version: None,
+        maintainer: "A Person <a@example.org>".into(),
+        depends: Vec::new(),
+    }
+}
+
+/// An inventory round-trips; hostile values (characters a purl or a document would carry
+/// through, sizes, order, dependencies on nothing listed) are refused.
+#[test]
+fn inventories_are_checked() {
+    let mut m = sample();
+    let mut libc = package("libc6", "2.36-9+deb12u10");
+    libc.source = "glibc".into();
+    let mut app = package("app", "1:2.0~rc1-1+b1");
+    app.source_version = Some("1:2.0~rc1-1".into());
+    app.depends = vec!["libc6".into()];
+    let distro = Distro { id: "debian".into(), version_id: "12".into(), codename: "bookworm".into() };
+    m.inventory = Some(Inventory { distro: Some(distro), packages: vec![app, libc] });
+    m.validate().unwrap();
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    let bad = |f: &dyn Fn(&mut Inventory)| {
+        let mut b = m.clone();
+        f(b.inventory.as_mut().unwrap());
+        assert!(Manifest::decode(&b.encode()).is_err(), "{:?}", b.inventory);
+    };
+    bad(&|i| i.packages[0].name = "App".into());
+    bad(&|i| i.packages[0].name = "a/../b".into());
+    bad(&|i| i.packages[0].name = String::new());
+    bad(&|i| i.packages[0].name = "a".repeat(129));
+    bad(&|i| i.packages[0].version = "1.0?x=y".into());
+    bad(&|i| i.packages[0].version = "1".repeat(257));
+    bad(&|i| i.packages[0].architecture = "amd64&distro=x".into());
+    bad(&|i| i.packages[0].source = "Src Name".into());
+    bad(&|i| i.packages[0].source_version = Some(String::new()));
+    bad(&|i| i.packages[0].maintainer = "x\ny".into());
+    bad(&|i| i.packages[0].maintainer = "m".repeat(1025));
+    bad(&|i| i.packages[0].depends = vec!["nothing".into()]);
+    bad(&|i| i.packages[0].depends = vec!["libc6".into(), "libc6".into()]);
+    bad(&|i| i.packages.swap(0, 1));
+    bad(&|i| i.packages.push(i.packages[1].clone()));
+    bad(&|i| i.distro.as_mut().unwrap().id = String::new());
+    bad(&|i| i.distro.as_mut().unwrap().codename = "a b".into());
+    bad(&|i| i.packages = (0..=MAX_PACKAGES).map(|n| package(&format!("p{n:06}"), "1")).collect());
 }
 
 #[test]

@@ -227,3 +227,46 @@ pub struct Origin {
     /// Seconds since the epoch.
     pub at: u64,
 }
+
+/// What a capture knows of the packages the capsule holds (manifest version 3): the Debian
+/// packages the capture installed or changed (`capture install`, `capture snapshot`), or that
+/// own the files it packed (`capture elf`, `capture trace`), as dpkg recorded them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// The distribution of the capture's root (its `os-release`), if it says.
+    pub distro: Option<Distro>,
+    /// The packages, sorted by name and architecture, each (name, architecture) once.
+    pub packages: Vec<Package>,
+}
+
+/// A distribution as `os-release` names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distro {
+    /// `ID` ("debian").
+    pub id: String,
+    /// `VERSION_ID` ("12"); empty when the release has none (sid).
+    pub version_id: String,
+    /// `VERSION_CODENAME` ("bookworm"); may be empty.
+    pub codename: String,
+}
+
+/// One Debian package, as dpkg's status database records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// `Package`.
+    pub name: String,
+    /// `Version`.
+    pub version: String,
+    /// `Architecture` (`amd64`, `all`).
+    pub architecture: String,
+    /// The source package (`Source`, else the package's own name).
+    pub source: String,
+    /// The source package's version when it differs from [`version`](Self::version)
+    /// (`Source: NAME (VERSION)`, binNMUs).
+    pub source_version: Option<String>,
+    /// `Maintainer` (the supplier an SBOM names); may be empty.
+    pub maintainer: String,
+    /// The packages of this inventory it depends on (`Depends`, `Pre-Depends`: any
+    /// alternative, or a package of the inventory providing it), sorted, each once.
+    pub depends: Vec<String>,
+}

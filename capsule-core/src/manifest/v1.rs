@@ -59,6 +59,7 @@ impl From<ManifestV1> for Manifest {
             identity: m.identity,
             links: m.links,
             origins: m.origins,
+            inventory: None,
         }
     }
 }
