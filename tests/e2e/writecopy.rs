@@ -172,3 +172,23 @@ fn the_working_directory_is_its_absolute_path() {
     let _ = std::fs::remove_dir_all(&host);
     assert_eq!(before, after, "the host directory changed");
 }
+
+/// A Unix socket bound at a path under write-copy (`/run/mysqld/mysqld.sock`, PostgreSQL's
+/// socket directory) is made in the sandbox, where the capsule's clients connect to it; the
+/// host gets nothing. (It failed with ENOENT or EACCES: the kernel looked on the host.)
+#[test]
+fn a_unix_socket_bound_under_write_copy_lives_in_the_sandbox() {
+    let env = Env::new();
+    env.small_capsule("wcs", &[("opt/wcs/readme", b"r\n")]);
+    let dir = format!("/run/capsule-wcs-{}", std::process::id());
+    let py = "import socket, os, sys, threading\n\
+              d = sys.argv[1]; os.makedirs(d); p = d + '/s.sock'\n\
+              srv = socket.socket(socket.AF_UNIX); srv.bind(p); srv.listen(1)\n\
+              def serve():\n    c, _ = srv.accept(); c.sendall(b'hello over unix'); c.close()\n\
+              t = threading.Thread(target=serve); t.start()\n\
+              cl = socket.socket(socket.AF_UNIX); cl.connect(p); print(cl.recv(100).decode()); t.join()\n\
+              print(os.path.exists(p))\n";
+    let (code, out, err) = run_capsule(&env, &["run", "wcs", "--entry", "/usr/bin/python3", "--", "-c", py, &dir]);
+    assert_eq!((code, out.as_str()), (0, "hello over unix\nTrue\n"), "{err}");
+    assert!(!Path::new(&dir).exists(), "the socket's directory reached the host's /run");
+}

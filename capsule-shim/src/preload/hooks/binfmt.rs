@@ -374,7 +374,7 @@ const READ: c_int = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::
 /// tree by its path (it runs as another user than the store's owner, whose root is private:
 /// `run --user`, or a daemon that dropped privileges) — the inherited tree descriptor is how
 /// it reaches the tree, the loader and an interpreter after the exec too.
-fn tree_path(st: &State, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
+pub(crate) fn tree_path(st: &State, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
     out.clear();
     out.push(st.tree)?;
     // SAFETY: NUL-terminated buffer; faccessat2 only reads it.

@@ -267,7 +267,9 @@ pub unsafe extern "C" fn dlopen(path: *const c_char, flags: c_int) -> *mut c_voi
         Route::Tree(rel, entry) => {
             // SAFETY: NUL-terminated relative path.
             let _ = in_tree(entry, rel, || unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::F_OK, 0) });
-            if abs.push(st.tree).and_then(|()| abs.push(b"/")).and_then(|()| abs.push(rel.to_bytes())).is_err() {
+            // Through the tree's descriptor when this process cannot reach the store by path
+            // (`run --user`): PostgreSQL as postgres dlopens its dictionaries by full path.
+            if super::binfmt::tree_path(st, rel, &mut abs).is_err() {
                 return plain();
             }
             abs.as_cstr().as_ptr()
@@ -571,7 +573,8 @@ pub extern "C" fn gethostid() -> c_long {
     }
 }
 
-/// bind(2): with a capsule address (`--ip`), wildcard and loopback binds land on it (rules in
+/// bind(2): a Unix socket's path is placed in the view (`hooks::sockpath`); with a capsule
+/// address (`--ip`), wildcard and loopback binds land on it (rules in
 /// `capsule_core::bindaddr`, shared with the supervisor), so two copies of one server share a
 /// machine; getsockname then reports it (the kernel's own answer).
 ///
@@ -579,6 +582,11 @@ pub extern "C" fn gethostid() -> c_long {
 /// C ABI: `addr` points to `len` readable bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int {
+    // A Unix socket's path is placed like any other (hooks::sockpath).
+    // SAFETY: the caller's address.
+    if let Some(r) = unsafe { super::sockpath::call(libc::SYS_bind, fd, addr, len) } {
+        return r;
+    }
     let raw = |a: *const libc::sockaddr| {
         // SAFETY: the caller's socket and a sockaddr of `len` readable bytes.
         ret(unsafe { sys::raw(libc::SYS_bind, fd.into(), a as c_long, c_long::from(len), 0, 0, 0) })

@@ -15,6 +15,7 @@ pub mod open;
 pub mod pwlock;
 pub mod query;
 pub mod real;
+pub mod sockpath;
 pub mod stat;
 pub mod syscall;
 pub mod temp;

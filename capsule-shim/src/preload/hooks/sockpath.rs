@@ -1,0 +1,153 @@
+//! Unix socket paths (`bind` and `connect` of an AF_UNIX socket named by a path): the path is
+//! placed like any other (a server binding `/run/mysqld/mysqld.sock` under write-copy makes its
+//! socket in the sandbox tree, and a client of the capsule connecting to that path reaches
+//! it there). A tree path goes to the kernel as `/proc/self/fd/TREE_FD/REL`: `sun_path` holds
+//! 107 bytes, which the store's own path often exceeds, and a program started as another user
+//! (`run --user`) reaches the tree only through that descriptor. Abstract names and autobind
+//! pass through. Tier 1 only: a static program's `bind` of a path is the kernel's.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use core::ffi::{c_char, c_int, c_long};
+
+use super::{Effects, Route, check, route};
+use crate::preload::guard::HookGuard;
+use crate::preload::sys::{self, ret, set_errno};
+use crate::preload::{State, state};
+use capsule_core::boundary::effect::{self, At};
+use capsule_core::resolve::Intent;
+use capsule_core::resolve::path::PathBuffer;
+
+/// `sun_path`'s size.
+const SUN_PATH: usize = 108;
+/// Where `sun_path` starts in a `sockaddr_un`.
+const PATH_AT: usize = 2;
+
+/// The path of an AF_UNIX `addr` of `len` bytes, NUL-terminated into `out`, when it names one
+/// (not abstract, not autobind).
+///
+/// # Safety
+/// `addr` is null or points to `len` readable bytes.
+unsafe fn unix_path(addr: *const libc::sockaddr, len: libc::socklen_t, out: &mut [u8; SUN_PATH + 1]) -> bool {
+    let len = len as usize;
+    if addr.is_null() || len <= PATH_AT || len > PATH_AT + SUN_PATH {
+        return false;
+    }
+    // SAFETY: non-null with at least two readable bytes (checked above); the family is first.
+    if c_int::from(unsafe { (*addr).sa_family }) != libc::AF_UNIX {
+        return false;
+    }
+    // SAFETY: `len` readable bytes (caller), of which those after the family are the path.
+    let bytes = unsafe { core::slice::from_raw_parts(addr.cast::<u8>().add(PATH_AT), len - PATH_AT) };
+    let path = bytes.split(|&b| b == 0).next().unwrap_or_default();
+    if path.is_empty() {
+        return false;
+    }
+    out.fill(0);
+    match out.get_mut(..path.len()) {
+        Some(d) => d.copy_from_slice(path),
+        None => return false,
+    }
+    true
+}
+
+/// A `sockaddr_un` naming `path` (`Err(ENAMETOOLONG)` when it does not fit).
+fn sockaddr(path: &[u8]) -> Result<(libc::sockaddr_un, libc::socklen_t), c_int> {
+    // SAFETY: plain data; all zeroes is a valid (empty) address.
+    let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    sa.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).unwrap_or(1);
+    let slot = sa.sun_path.get_mut(..path.len()).filter(|_| path.len() < SUN_PATH).ok_or(libc::ENAMETOOLONG)?;
+    for (d, &s) in slot.iter_mut().zip(path) {
+        *d = s.cast_signed();
+    }
+    let len = libc::socklen_t::try_from(PATH_AT + path.len() + 1).map_err(|_| libc::ENAMETOOLONG)?;
+    Ok((sa, len))
+}
+
+/// `/proc/self/fd/TREE_FD/REL` into `out`.
+fn via_tree(st: &State, rel: &[u8], out: &mut PathBuffer) -> Result<(), c_int> {
+    out.clear();
+    out.push(b"/proc/self/fd/")?;
+    let mut digits = [0u8; 20];
+    out.push(sys::decimal(u64::from(st.tree_fd.unsigned_abs()), &mut digits))?;
+    out.push(b"/")?;
+    out.push(rel)
+}
+
+/// The kernel's `nr` (bind or connect) on `fd` with `target` as the path.
+fn raw_with(nr: c_long, fd: c_int, target: &[u8]) -> Result<(), c_int> {
+    let (sa, sa_len) = sockaddr(target)?;
+    // SAFETY: the caller's socket and our sockaddr_un of `sa_len` bytes.
+    check(unsafe { sys::raw(nr, fd.into(), (&raw const sa) as c_long, c_long::from(sa_len), 0, 0, 0) }).map(drop)
+}
+
+/// The kernel's `nr` (bind or connect) on `fd` with a path of the view in place of `addr`'s, or
+/// `None` when `addr` names no path or there is nothing to place (the caller's own call then).
+///
+/// # Safety
+/// `addr` is null or points to `len` readable bytes.
+pub unsafe fn call(nr: c_long, fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> Option<c_int> {
+    let mut path = [0u8; SUN_PATH + 1];
+    // SAFETY: the caller's address (contract above).
+    if !unsafe { unix_path(addr, len, &mut path) } {
+        return None;
+    }
+    let guard = HookGuard::enter()?;
+    let st = state().filter(|st| st.tree_fd >= 0)?;
+    let create = nr == libc::SYS_bind;
+    let mut buf = PathBuffer::new();
+    let mut tree = PathBuffer::new();
+    let intent = Intent { follow: !create, create };
+    // SAFETY: `path` is NUL-terminated (one byte more than sun_path, zeroed).
+    let placed = unsafe { route(st, libc::AT_FDCWD, path.as_ptr().cast::<c_char>(), &mut buf, intent) };
+    let mut at_tree = |rel: &core::ffi::CStr| {
+        via_tree(st, rel.to_bytes(), &mut tree).and_then(|()| raw_with(nr, fd, tree.as_bytes()))
+    };
+    let r = if create {
+        // A new name, as mknod makes one: the host's directories above it mirrored into the
+        // tree under write-copy.
+        effect::mutate(&mut Effects(st), &placed, effect::Op::Create, |at| match at {
+            At::Tree(rel) => at_tree(rel),
+            At::Host(abs) => raw_with(nr, fd, abs.to_bytes()),
+        })?
+    } else {
+        match placed {
+            Route::Original => return None,
+            Route::Deny(e) => Err(e),
+            Route::Host(p) => raw_with(nr, fd, p.to_bytes()),
+            Route::Tree(rel, _) => at_tree(rel),
+            // A socket the sandbox made wins over the host's name.
+            Route::TreeThenHost(rel, abs) => {
+                // SAFETY: plain struct; `rel` NUL-terminated.
+                let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+                // SAFETY: as above; `sb` writable.
+                let made =
+                    unsafe { sys::newfstatat(st.tree_fd, rel.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) } == 0;
+                if made { at_tree(rel) } else { raw_with(nr, fd, abs.to_bytes()) }
+            }
+        }
+    };
+    Some(match r {
+        Ok(()) => {
+            guard.restore_errno();
+            0
+        }
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    })
+}
+
+/// connect(2): an AF_UNIX path is placed (module docs); anything else is the kernel's.
+///
+/// # Safety
+/// C ABI: `addr` points to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int {
+    // SAFETY: the caller's address.
+    if let Some(r) = unsafe { call(libc::SYS_connect, fd, addr, len) } {
+        return r;
+    }
+    // SAFETY: the caller's socket and address, unchanged.
+    ret(unsafe { sys::raw(libc::SYS_connect, fd.into(), addr as c_long, c_long::from(len), 0, 0, 0) })
+}
