@@ -11,6 +11,7 @@ mod support;
 mod apps;
 mod archive;
 mod capture;
+mod check;
 mod config;
 mod confine;
 mod demo;

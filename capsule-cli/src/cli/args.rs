@@ -82,6 +82,10 @@ pub enum Verb {
     List,
     /// Show what a capsule holds.
     Inspect(Inspect),
+    /// Pre-flight: what a capsule expects of this host that it lacks (libraries, interpreters,
+    /// programs its entry points name, kernel features its run options need); exit status 1
+    /// if anything is missing. Reads only.
+    Check(Check),
     /// Remove a capsule (its blobs stay until `gc`).
     Rm(Rm),
     /// Remove blobs no capsule uses (untagged versions stay unless --untagged).
@@ -252,6 +256,26 @@ pub struct Inspect {
     /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
     /// digest (`list` shows them; an import or pull that moves a tag keeps the old version so)
     pub name: String,
+}
+
+/// `check`
+#[derive(Debug, Args)]
+pub struct Check {
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest
+    pub name: String,
+    /// As `run --isolation`: the run whose kernel needs are checked (`full` needs Landlock).
+    #[arg(long, value_name = "RULE")]
+    pub isolation: Vec<String>,
+    /// As `run --seccomp`: tier 2 needs seccomp user notification.
+    #[arg(long, value_enum, default_value_t = Seccomp::Auto)]
+    pub seccomp: Seccomp,
+    /// As `run --netns`: without root, it needs unprivileged user namespaces.
+    #[arg(long)]
+    pub netns: bool,
+    /// As `run --unconfined`: no Landlock needed.
+    #[arg(long)]
+    pub unconfined: bool,
 }
 
 /// `rm`

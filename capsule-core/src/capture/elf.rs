@@ -37,8 +37,8 @@ use std::rc::Rc;
 use goblin::elf::header::ELFCLASS64;
 
 use self::object::{ElfInfo, abi, parse_elf};
-pub use self::sysroot::{Node, Sysroot, Tree, resolve_in_root};
 use self::sysroot::without_dots;
+pub use self::sysroot::{Node, Sysroot, Tree, resolve_in_root};
 use super::ldcache::LdCache;
 
 /// What the loader needs for `binaries`.
@@ -431,8 +431,8 @@ fn dst_len(input: &str, name: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::fs;
     use std::ffi::OsStr;
+    use std::fs;
 
     use goblin::elf::header::EM_X86_64;
     use std::process::Command;

@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::elf::{ElfError, Node, Resolver, Sysroot, Tree, resolve_in_root};
 use crate::digest::Digest;
-use crate::manifest::{Entry, EntryKind, Manifest, RelPath};
+use crate::manifest::{Entry, EntryKind, Followed, Manifest, RelPath};
 use crate::store::Store;
 use crate::view::Mode;
 
@@ -45,6 +45,10 @@ pub struct CapsuleTree<'a> {
     deleted: BTreeSet<RelPath>,
     content: Box<Content<'a>>,
 }
+
+/// The largest capsule file read whole (an ELF file; the biggest real libraries are a few
+/// hundred MiB): a capsule is untrusted, and its declared sizes may be up to 1 TiB.
+pub const MAX_READ: u64 = 1 << 30;
 
 /// The `st_dev` given to capsule files: ld.so tells files apart by `(st_dev, st_ino)`, and a
 /// run links every file of one digest to one cache inode, so the digest stands for the inode.
@@ -143,6 +147,11 @@ impl Tree for CapsuleTree<'_> {
         match self.entry(path) {
             Ok(Some(e)) => {
                 let (file, digest) = self.file_of(e).ok_or_else(|| io::Error::from_raw_os_error(libc::EISDIR))?;
+                if let EntryKind::File { size, .. } = file.kind
+                    && size > MAX_READ
+                {
+                    return Err(io::Error::other(format!("{size} bytes: larger than the {MAX_READ} examined")));
+                }
                 let mut ino = [0u8; 8];
                 ino.copy_from_slice(digest.0.get(..8).unwrap_or(&[0; 8]));
                 Ok(((self.content)(file, &digest, None)?, (CAPSULE_DEV, u64::from_le_bytes(ino))))
@@ -212,7 +221,8 @@ impl fmt::Display for Need {
 pub struct Report {
     /// The missing needs, sorted, without duplicates.
     pub missing: Vec<Need>,
-    /// ELF programs and libraries of the capsule loaded.
+    /// ELF programs and libraries of the capsule whose needs were resolved (each program as a
+    /// process, each library in a program's process or as its own).
     pub elf: usize,
     /// `#!` scripts of the capsule whose interpreter was looked up.
     pub scripts: usize,
@@ -280,9 +290,10 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
             }
         };
         if head.starts_with(b"\x7fELF") {
-            match crate::supervisor::auto::interpreter_of(&head) {
-                Some(_) => programs.push(e.path.to_absolute()),
-                None => libraries.push(e.path.to_absolute()),
+            if has_interp(&head) {
+                programs.push(e.path.to_absolute());
+            } else {
+                libraries.push(e.path.to_absolute());
             }
         } else if exec && crate::exec::shebang(&head).is_some() {
             scripts.push((e.path.to_absolute(), head));
@@ -291,23 +302,27 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
     let mut resolver = Resolver::new(tree, library_path.to_vec());
     let mut missing = BTreeSet::new();
     let mut loaded: HashSet<PathBuf> = HashSet::new();
-    let mut load = |path: &Path, report: &mut Report, loaded: &mut HashSet<PathBuf>, missing: &mut BTreeSet<Need>| {
-        match resolver.program(path) {
+    let mut load =
+        |path: &Path, report: &mut Report, loaded: &mut HashSet<PathBuf>, missing: &mut BTreeSet<Need>| match resolver
+            .program(path)
+        {
             Ok(found) => {
                 report.elf += 1;
-                loaded.extend(found.libs.iter().filter_map(|l| resolver.canonical(l)));
+                let interp = found.interpreter.iter().map(|(i, _)| i);
+                loaded.extend(found.libs.iter().chain(interp).filter_map(|l| resolver.canonical(l)));
                 missing.extend(elf_missing(found.interpreter.as_ref(), found.missing));
             }
             Err(e) => report.unreadable.push((path.display().to_string(), elf_error(&e))),
-        }
-    };
+        };
     for p in &programs {
         load(p, &mut report, &mut loaded, &mut missing);
     }
     // A library no program loaded is loaded as its own process (dlopen): its own needs.
     for l in &libraries {
         let canonical = resolve_in_root(tree, l).unwrap_or_else(|_| l.clone());
-        if !loaded.contains(&canonical) {
+        if loaded.contains(&canonical) {
+            report.elf += 1;
+        } else {
             load(l, &mut report, &mut loaded, &mut missing);
         }
     }
@@ -319,7 +334,13 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
         report.entry_points += 1;
         let p = ep.path.to_absolute();
         if !tree.is_file(&p) {
-            missing.insert(Need::file(format!("entry point {}", ep.name), Want::Program(p.display().to_string())));
+            // A capsule symlink out of the capsule: the host file it names is what is missing.
+            let shown = match m.follow(&ep.path) {
+                Some(Followed::Host(h)) => h.to_absolute(),
+                _ => p,
+            };
+            let want = Want::Program(shown.display().to_string());
+            missing.insert(Need::file(format!("entry point {}", ep.name), want));
         }
     }
     report.missing = missing.into_iter().collect();
@@ -365,6 +386,19 @@ fn head_of(tree: &CapsuleTree<'_>, path: &Path) -> Option<Vec<u8>> {
         }
         Err(()) => None,
     }
+}
+
+/// Whether the ELF file whose first bytes are `head` has a PT_INTERP (is a program to ld.so).
+fn has_interp(head: &[u8]) -> bool {
+    let Some(e) = crate::exec::elf(head) else { return false };
+    crate::exec::interp_segment(&e, |off, buf| {
+        let from = usize::try_from(off).unwrap_or(usize::MAX);
+        let avail = head.get(from..).unwrap_or_default();
+        let n = avail.len().min(buf.len());
+        buf.get_mut(..n).unwrap_or_default().copy_from_slice(avail.get(..n).unwrap_or_default());
+        n
+    })
+    .is_some()
 }
 
 /// The `#!` interpreter of a script whose head is `head`.

@@ -99,8 +99,8 @@ fn a_library_the_capsule_lacks_is_reported() {
     let lp = library_path(&m);
     assert_eq!(lp, vec![Path::new("/").join(DIR).join("lib")], "libfix.so's directory; plugin.so is not lib*");
     let r = capsule_needs(&t, &lp, &[]);
-    // The program is loaded, with libfix.so; the plugin on its own, and its libgone.so is missing.
-    assert_eq!(r.elf, 2, "{r:?}");
+    // The program is loaded with libfix.so; the plugin on its own, and its libgone.so is missing.
+    assert_eq!(r.elf, 3, "{r:?}");
     let plugin_path = format!("/{DIR}/plugins/plugin.so");
     assert_eq!(r.missing, vec![Need::file(plugin_path.clone(), Want::Library("libgone.so".into()))]);
     assert_eq!(r.missing[0].to_string(), format!("{plugin_path} needs libgone.so: {NOWHERE}"));
