@@ -661,7 +661,7 @@ pub fn start(
     };
     let status = status.context("cannot wait for the program")?;
     // Errors say the first cause only: a program that failed before it armed tier 2 (the
-    // loader's "error while loading shared libraries") said why itself; the closed socket
+    // loader's "symbol lookup error"; a missing library the pre-flight said) said why itself; the closed socket
     // is its consequence. One that succeeded without arming it ran unsupervised.
     if let Ok(e) = unarmed_rx.try_recv() {
         if status.success() {
