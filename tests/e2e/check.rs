@@ -177,3 +177,78 @@ fn an_entry_point_naming_a_missing_host_program_is_reported() {
     assert!(out.lines().any(|l| l == line), "{out}");
     assert!(out.contains("1 missing on this host"), "{out}");
 }
+
+/// The case, on another machine: a snapshot capsule of a program that needs
+/// `libatomic.so.1`, which this (the capture) host has and a minimal trixie root lacks. Here it
+/// checks clean and runs; in the root (entered with chroot in a mount namespace of its own),
+/// `check` names the library and exits 1, and `run` says the same and exits 127.
+#[test]
+fn check_on_a_machine_that_lacks_a_host_library() {
+    use crate::support::is_root;
+    require!(is_root() && has("unshare") && has("chroot"), "needs root, unshare and chroot");
+    require!(has("mmdebstrap"), "mmdebstrap is not installed (apt-get install mmdebstrap)");
+    require!(has("gcc"), "no C compiler for the fixture");
+    require!(Path::new("/usr/lib/x86_64-linux-gnu/libatomic.so.1").exists(), "this host has no libatomic.so.1");
+    let root = match crate::exec::trixie_root() {
+        Ok(r) => r,
+        Err(why) => {
+            crate::support::require_or_skip(&why);
+            return;
+        }
+    };
+    assert!(!root.join("usr/lib/x86_64-linux-gnu/libatomic.so.1").exists(), "minbase trixie has no libatomic1");
+    let env = Env::new();
+    let build = env.path("build");
+    fs::create_dir_all(&build).unwrap();
+    capture_staged(
+        &env,
+        "atomic",
+        "/opt/checkapp/bin/atomic",
+        |_| {},
+        |stage| {
+            let app = stage.join("opt/checkapp/bin/atomic");
+            fs::create_dir_all(app.parent().unwrap()).unwrap();
+            let src = "#include <stdio.h>\nint main(void) { puts(\"atomic\"); return 0; }\n";
+            gcc(&build, &app, src, &["-Wl,--no-as-needed", "-latomic"]);
+        },
+    );
+    let (code, out, err) = check(&env, &["atomic"]);
+    assert_eq!(code, 0, "on the capture host: {out}{err}");
+    let (code, out, err) = run_capsule(&env, &["run", "atomic"]);
+    assert_eq!((code, out.as_str()), (0, "atomic\n"), "{err}");
+
+    let inside = format!("/opt/capsule-e2e-check-{}", std::process::id());
+    let dir = root.join(inside.trim_start_matches('/'));
+    let _cleanup = crate::exec::RemoveDir(dir.clone());
+    fs::create_dir_all(&dir).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_capsule")).parent().unwrap();
+    for f in ["capsule", "capsule-cli", "libcapsule_shim.so"] {
+        fs::copy(bin.join(f), dir.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
+    env.ok(&["-q", "export", "atomic", "-o", dir.join("atomic.capsule").to_str().unwrap()]);
+    let in_root = |script: &str| {
+        let r = root.to_str().unwrap();
+        let outer =
+            format!("mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && exec chroot {r} /bin/sh -c \"$1\"");
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &outer, "sh", script]);
+        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let cap = format!("{inside}/capsule --store {inside}/store");
+    let (code, _, err) = in_root(&format!("{cap} -q import {inside}/atomic.capsule"));
+    assert_eq!(code, Some(0), "import: {err}");
+    let line = format!("/opt/checkapp/bin/atomic needs libatomic.so.1: {NOWHERE}");
+    let (code, out, err) = in_root(&format!("{cap} check atomic"));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.lines().any(|l| l == line), "{out}");
+    let (code, out, err) = in_root(&format!("{cap} run atomic"));
+    assert_eq!(code, Some(127), "{out}{err}");
+    assert!(err.lines().any(|l| l == format!("capsule: error: {line}")), "{err}");
+    assert!(out.is_empty(), "{out}");
+}
