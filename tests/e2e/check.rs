@@ -59,6 +59,19 @@ fn an_elf_capture_of_a_host_binary_checks_clean() {
     // ls, its loader, libc and the libraries ls needs were all loaded.
     assert!(doc["checked"]["elf"].as_u64().unwrap() >= 3, "{doc}");
     assert_eq!(doc["checked"]["entry_points"], 1, "{doc}");
+    // The kernel features of the run options: `full` isolation needs Landlock, which this
+    // kernel is made to lack (`CAPSULE_DEBUG_LANDLOCK=off`, as `run` sees it).
+    let no_landlock = |args: &[&str]| {
+        let o = env.cmd(args).env("CAPSULE_DEBUG_LANDLOCK", "off").output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let (code, out) = no_landlock(&["check", "ls", "--isolation", "full"]);
+    assert_eq!(code, Some(1), "{out}");
+    let line =
+        "isolation full for / needs Landlock: this kernel has no Landlock (run it with --unconfined to go without)";
+    assert!(out.lines().any(|l| l == line), "{out}");
+    assert_eq!(no_landlock(&["check", "ls", "--isolation", "full", "--unconfined"]).0, Some(0));
+    assert_eq!(no_landlock(&["check", "ls"]).0, Some(0), "the default rules need no Landlock");
 }
 
 /// A program needing `libcheckfix.so`, built in `dir`; the library too, at `lib`.
