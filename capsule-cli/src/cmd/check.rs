@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use capsule_core::capture::elf::Bytes;
 use capsule_core::capture::needs::{self, CapsuleTree, Kernel, Need, RunNeeds};
 use capsule_core::manifest::Manifest;
 use capsule_core::run::{self, Prepared};
@@ -85,13 +86,10 @@ pub fn program_missing(store: &Store, p: &Prepared, entry: &str) -> Vec<Need> {
     let content = move |e: &capsule_core::manifest::Entry, d: &capsule_core::digest::Digest, limit: Option<u64>| {
         let cache = run::materialize::ensure_cache(store, d, e).map_err(std::io::Error::other)?;
         let f = std::fs::File::open(cache)?;
+        let Some(n) = limit else { return Bytes::map(&f) };
         let mut buf = Vec::new();
-        use std::io::Read;
-        match limit {
-            Some(n) => f.take(n).read_to_end(&mut buf)?,
-            None => { f }.read_to_end(&mut buf)?,
-        };
-        Ok(buf)
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, n), &mut buf)?;
+        Ok(Bytes::Owned(buf))
     };
     let tree = CapsuleTree::new(&p.manifest, Box::new(content));
     let path = needs::search_path(&p.manifest, std::env::var_os("PATH").as_deref());

@@ -38,7 +38,7 @@ use goblin::elf::header::ELFCLASS64;
 
 use self::object::{ElfInfo, abi, parse_elf};
 use self::sysroot::without_dots;
-pub use self::sysroot::{Node, Sysroot, Tree, resolve_in_root};
+pub use self::sysroot::{Bytes, Mapped, Node, Sysroot, Tree, resolve_in_root};
 use super::ldcache::LdCache;
 
 /// What the loader needs for `binaries`.

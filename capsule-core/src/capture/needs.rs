@@ -30,14 +30,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::elf::{ElfError, Node, Resolver, Sysroot, Tree, resolve_in_root};
+use super::elf::{Bytes, ElfError, Node, Resolver, Sysroot, Tree, resolve_in_root};
 use crate::digest::Digest;
 use crate::manifest::{Entry, EntryKind, Followed, Manifest, RelPath};
 use crate::store::Store;
 use crate::view::Mode;
 
 /// Reads the content of a capsule file: the first `limit` bytes, or all of it.
-pub type Content<'a> = dyn Fn(&Entry, &Digest, Option<u64>) -> io::Result<Vec<u8>> + 'a;
+pub type Content<'a> = dyn Fn(&Entry, &Digest, Option<u64>) -> io::Result<Bytes> + 'a;
 
 /// A capsule's entries over the host's `/`, as a run sees them.
 pub struct CapsuleTree<'a> {
@@ -70,7 +70,7 @@ impl<'a> CapsuleTree<'a> {
                 Some(n) => blob.take(n).read_to_end(&mut out)?,
                 None => blob.read_to_end(&mut out)?,
             };
-            Ok(out)
+            Ok(Bytes::Owned(out))
         };
         CapsuleTree::new(manifest, Box::new(content))
     }
@@ -103,7 +103,7 @@ impl<'a> CapsuleTree<'a> {
     }
 
     /// The first `n` bytes of capsule file `e`.
-    fn head(&self, e: &'a Entry, n: u64) -> io::Result<Vec<u8>> {
+    fn head(&self, e: &'a Entry, n: u64) -> io::Result<Bytes> {
         let (file, digest) = self.file_of(e).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
         (self.content)(file, &digest, Some(n))
     }
@@ -143,7 +143,7 @@ impl Tree for CapsuleTree<'_> {
         }
     }
 
-    fn read(&self, path: &Path) -> io::Result<(Vec<u8>, (u64, u64))> {
+    fn read(&self, path: &Path) -> io::Result<(Bytes, (u64, u64))> {
         match self.entry(path) {
             Ok(Some(e)) => {
                 let (file, digest) = self.file_of(e).ok_or_else(|| io::Error::from_raw_os_error(libc::EISDIR))?;
@@ -374,7 +374,7 @@ pub fn program_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
 }
 
 /// The first [`HEAD`] bytes of the file `path` leads to, in the capsule or on the host.
-fn head_of(tree: &CapsuleTree<'_>, path: &Path) -> Option<Vec<u8>> {
+fn head_of(tree: &CapsuleTree<'_>, path: &Path) -> Option<Bytes> {
     let real = resolve_in_root(tree, path).ok()?;
     match tree.entry(&real) {
         Ok(Some(e)) => tree.head(e, HEAD).ok(),
@@ -382,7 +382,7 @@ fn head_of(tree: &CapsuleTree<'_>, path: &Path) -> Option<Vec<u8>> {
             let f = std::fs::File::open(&real).ok()?;
             let mut out = Vec::new();
             f.take(HEAD).read_to_end(&mut out).ok()?;
-            Some(out)
+            Some(Bytes::Owned(out))
         }
         Err(()) => None,
     }

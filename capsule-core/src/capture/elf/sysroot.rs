@@ -4,12 +4,16 @@
 //! that a fake tree's absolute symlinks (bookworm's `/usr/lib64/ld-linux-x86-64.so.2` →
 //! `/lib/x86_64-linux-gnu/...`) point back into the tree instead of out to the host.
 //!
+//! Files are mapped rather than read ([`Bytes`]): a parse touches a few pages of each.
+//!
 //! Invariant: every result is an absolute capsule path (without the sysroot prefix); `..` never
 //! climbs above the root, and more than 40 symlinks in one resolution is `ELOOP`, as in Linux.
+#![allow(unsafe_code)] // mmap and munmap of files this module opens (Bytes::map)
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -26,6 +30,69 @@ pub enum Node {
     Other,
 }
 
+/// A file's content: read into memory, or mapped read-only ([`Bytes::map`]).
+pub enum Bytes {
+    /// Read.
+    Owned(Vec<u8>),
+    /// Mapped.
+    Mapped(Mapped),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Mapped(m) => m.as_slice(),
+        }
+    }
+}
+
+impl Bytes {
+    /// The whole of `file`, mapped read-only and private: only the pages a parse touches are
+    /// read (an ELF file's headers and dynamic section, not its code).
+    pub fn map(file: &fs::File) -> io::Result<Bytes> {
+        let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+        if len == 0 {
+            return Ok(Bytes::Owned(Vec::new()));
+        }
+        // SAFETY: a fresh mapping (no address given) of `len` bytes of a descriptor we own,
+        // read-only and private; the result is checked against MAP_FAILED before use.
+        let addr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Bytes::Mapped(Mapped { addr, len }))
+    }
+}
+
+/// A read-only private mapping of a whole file, unmapped when dropped.
+pub struct Mapped {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `addr` is a live mapping of `len` readable bytes (made in `Bytes::map`,
+        // unmapped only in `drop`). A file truncated while mapped would fault on access: the
+        // files mapped are libraries and programs, which dpkg and the store replace by rename,
+        // never rewrite in place (ld.so maps the same files on the same assumption).
+        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Bytes::map`, unmapped once, here; no slice of it
+        // outlives `self` (`as_slice` borrows it).
+        unsafe {
+            libc::munmap(self.addr, self.len);
+        }
+    }
+}
+
 /// A file tree addressed by absolute paths, read without following a final symlink (the
 /// resolver follows them itself, so that absolute targets stay inside the tree).
 pub trait Tree {
@@ -35,7 +102,7 @@ pub trait Tree {
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// The content of the regular file at `path` (no symlink on the way), and an identity
     /// that two names of one file share (the host's `(st_dev, st_ino)`).
-    fn read(&self, path: &Path) -> io::Result<(Vec<u8>, (u64, u64))>;
+    fn read(&self, path: &Path) -> io::Result<(Bytes, (u64, u64))>;
 }
 
 /// A host directory seen as `/`.
@@ -60,10 +127,13 @@ impl Tree for Sysroot<'_> {
         fs::read_link(under(self.0, path))
     }
 
-    fn read(&self, path: &Path) -> io::Result<(Vec<u8>, (u64, u64))> {
-        let host = under(self.0, path);
-        let meta = fs::metadata(&host)?;
-        Ok((fs::read(&host)?, (meta.dev(), meta.ino())))
+    fn read(&self, path: &Path) -> io::Result<(Bytes, (u64, u64))> {
+        let f = fs::File::open(under(self.0, path))?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        Ok((Bytes::map(&f)?, (meta.dev(), meta.ino())))
     }
 }
 

@@ -41,7 +41,7 @@ fn tree<'a>(m: &'a Manifest, blobs: &'a HashMap<Digest, Vec<u8>>) -> CapsuleTree
         Box::new(move |_: &Entry, d: &Digest, limit: Option<u64>| {
             let all = blobs.get(d).ok_or_else(absent)?;
             let n = limit.map_or(all.len(), |l| all.len().min(usize::try_from(l).unwrap()));
-            Ok(all[..n].to_vec())
+            Ok(Bytes::Owned(all[..n].to_vec()))
         }),
     )
 }
@@ -78,7 +78,7 @@ fn overlay_capsule_over_host() {
     assert_eq!(t.lstat(Path::new("/")).unwrap(), Node::Dir);
     assert_eq!(t.lstat(&Path::new("/").join(DIR)).unwrap(), Node::Dir, "the capsule's directory");
     assert_eq!(t.lstat(&Path::new("/").join(DIR).join("f")).unwrap(), Node::File);
-    assert_eq!(t.read(&Path::new("/").join(DIR).join("f")).unwrap().0, b"x");
+    assert_eq!(&*t.read(&Path::new("/").join(DIR).join("f")).unwrap().0, b"x");
     assert!(t.is_file(&Path::new("/").join(DIR).join("sh")), "a capsule symlink to a host program");
     assert!(t.lstat(Path::new("/etc/hostname")).is_err(), "deleted by the capsule");
     assert!(t.is_file(Path::new("/etc/passwd")), "the host's");
