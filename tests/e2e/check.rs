@@ -72,6 +72,14 @@ fn an_elf_capture_of_a_host_binary_checks_clean() {
     assert!(out.lines().any(|l| l == line), "{out}");
     assert_eq!(no_landlock(&["check", "ls", "--isolation", "full", "--unconfined"]).0, Some(0));
     assert_eq!(no_landlock(&["check", "ls"]).0, Some(0), "the default rules need no Landlock");
+    // A blob the store lacks (as after a lazy pull) is a file whose needs are unknown, said so.
+    let libc = Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6");
+    let hex = crate::support::b3(libc);
+    fs::remove_file(env.store().join("blobs").join(&hex[..2]).join(&hex)).unwrap();
+    let (code, out, err) = check(&env, &["ls"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("; 1 files not read, their needs unknown"), "{out}");
+    assert!(err.contains("/usr/lib/x86_64-linux-gnu/libc.so.6 of capsule ls:latest could not be read"), "{err}");
 }
 
 /// A program needing `libcheckfix.so`, built in `dir`; the library too, at `lib`.
@@ -162,7 +170,7 @@ fn a_script_whose_interpreter_is_missing_is_reported() {
     ];
     assert_eq!(lines.get(..2), Some(&want[..]), "{out}");
     assert!(
-        out.contains("2 missing on this host (0 ELF programs and libraries, 3 scripts, 1 entry points checked)"),
+        out.contains("2 missing on this host (checked 0 ELF programs and libraries, 3 scripts, 1 entry points)"),
         "{out}"
     );
     // `run` of the script names its interpreter, not the kernel's "No such file or directory".

@@ -64,16 +64,24 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
         for n in &report.missing {
             println!("{n}");
         }
-        for (p, why) in &report.unreadable {
+        // A lazily pulled capsule lacks blobs until they are fetched (`capsule fetch NAME`).
+        const SHOWN: usize = 5;
+        for (p, why) in report.unreadable.iter().take(SHOWN) {
             eprintln!("capsule: warning: {p} of capsule {cref} could not be read, its needs are unknown: {why}");
         }
-        let what = format!(
+        if report.unreadable.len() > SHOWN {
+            eprintln!("capsule: warning: and {} more files of capsule {cref}", report.unreadable.len() - SHOWN);
+        }
+        let mut what = format!(
             "{} ELF programs and libraries, {} scripts, {} entry points",
             report.elf, report.scripts, report.entry_points
         );
+        if !report.unreadable.is_empty() {
+            what = format!("{what}; {} files not read, their needs unknown", report.unreadable.len());
+        }
         match report.missing.len() {
-            0 => println!("capsule {cref}: nothing missing on this host ({what} checked)"),
-            n => println!("capsule {cref}: {n} missing on this host ({what} checked)"),
+            0 => println!("capsule {cref}: nothing missing on this host (checked {what})"),
+            n => println!("capsule {cref}: {n} missing on this host (checked {what})"),
         }
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

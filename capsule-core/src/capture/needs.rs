@@ -343,6 +343,19 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
             missing.insert(Need::file(format!("entry point {}", ep.name), want));
         }
     }
+    // A library the capsule has but that could not be read (a blob a lazy pull left in the
+    // registry) is not missing: its needs are unknown, which `unreadable` says.
+    if !report.unreadable.is_empty() {
+        let unread: HashSet<PathBuf> = report.unreadable.iter().map(|(p, _)| PathBuf::from(p)).collect();
+        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        for e in &m.entries {
+            let p = e.path.to_absolute();
+            if resolve_in_root(tree, &p).is_ok_and(|r| unread.contains(&r)) {
+                names.insert(e.path.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default().to_vec());
+            }
+        }
+        missing.retain(|n| !matches!(&n.want, Want::Library(l) if names.contains(l.as_bytes())));
+    }
     report.missing = missing.into_iter().collect();
     report
 }
