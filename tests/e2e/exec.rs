@@ -181,7 +181,7 @@ fn phar_from_a_php_capsule_runs_by_name_on_a_host_without_php() {
 }
 
 /// The trixie root under target/, built once (and again only if it is gone).
-fn trixie_root() -> Result<PathBuf, String> {
+pub(crate) fn trixie_root() -> Result<PathBuf, String> {
     let roots = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("roots");
     let root = roots.join("trixie");
     fs::create_dir_all(&roots).map_err(|e| e.to_string())?;
@@ -203,7 +203,7 @@ fn trixie_root() -> Result<PathBuf, String> {
 }
 
 /// Removes a directory inside the trixie root when dropped.
-struct RemoveDir(PathBuf);
+pub(crate) struct RemoveDir(pub(crate) PathBuf);
 
 impl Drop for RemoveDir {
     fn drop(&mut self) {

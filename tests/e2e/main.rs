@@ -11,6 +11,7 @@ mod support;
 mod apps;
 mod archive;
 mod capture;
+mod check;
 mod compat;
 mod config;
 mod confine;

@@ -153,7 +153,9 @@ fn an_entry_point_may_be_a_capsule_symlink_to_a_host_program() {
     assert_eq!((code, out.as_str()), (0, "[d]"), "{err}");
 }
 
-/// When the dynamic loader fails before the shim arms tier 2 (a library the capsule lacks),
+/// When the dynamic loader fails before the shim arms tier 2 (a library of the capsule that
+/// lacks a symbol the program binds at load: a missing library is said by `run`'s pre-flight
+/// before anything starts, `check::a_library_the_capsule_lacks_is_reported_by_check_and_by_run`),
 /// the user sees the loader's error and the program's status, and no supervisor error after
 /// it: with tier 2 on by `--seccomp auto` (the capsule carries /etc/passwd) and `always`,
 /// and under tier 1.
@@ -170,15 +172,25 @@ fn a_loader_error_is_the_only_error() {
         assert!(o.status.success(), "gcc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
     };
     gcc(&["-shared", "-fPIC", "-o", "libcapsulefoo.so", "foo.c"]);
-    gcc(&["-o", "needsfoo", "main.c", "-L.", "-lcapsulefoo"]);
+    // Bound at load (`-z now`): the loader fails before any constructor, the shim's included.
+    gcc(&["-o", "needsfoo", "main.c", "-L.", "-lcapsulefoo", "-Wl,-z,now"]);
     let prog = std::fs::read(dir.join("needsfoo")).unwrap();
+    std::fs::write(dir.join("nofoo.c"), "int bar(void) { return 1; }\n").unwrap();
+    gcc(&["-shared", "-fPIC", "-o", "nofoo.so", "nofoo.c"]);
+    let nofoo = std::fs::read(dir.join("nofoo.so")).unwrap();
     let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
-    capsule_of(&env, "t2", &[("usr/bin/needsfoo", &prog, 0o755), ("etc/passwd", passwd, 0o644)], &[]);
-    capsule_of(&env, "t1", &[("usr/bin/needsfoo", &prog, 0o755)], &[]);
+    let lib = "usr/lib/libcapsulefoo.so";
+    capsule_of(
+        &env,
+        "t2",
+        &[("usr/bin/needsfoo", &prog, 0o755), (lib, &nofoo, 0o755), ("etc/passwd", passwd, 0o644)],
+        &[],
+    );
+    capsule_of(&env, "t1", &[("usr/bin/needsfoo", &prog, 0o755), (lib, &nofoo, 0o755)], &[]);
     for args in [&["run", "t2"][..], &["run", "t2", "--seccomp", "always"], &["run", "t1"], &["run", "t1"]] {
         let (code, _, err) = run_capsule(&env, args);
         assert_eq!(code, 127, "{args:?}: {err}");
-        assert!(err.contains("error while loading shared libraries: libcapsulefoo.so"), "{args:?}: {err}");
+        assert!(err.contains("symbol lookup error") && err.contains("undefined symbol: foo"), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: more than the first cause:\n{err}");
     }
     // The same capsule with the library works: the test is about the error, not the run.

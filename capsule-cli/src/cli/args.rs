@@ -84,6 +84,10 @@ pub enum Verb {
     Inspect(Inspect),
     /// Write a capsule's package inventory as an SPDX 2.3 or CycloneDX 1.5 JSON document.
     Sbom(Sbom),
+    /// Pre-flight: what a capsule expects of this host that it lacks (libraries, interpreters,
+    /// programs its entry points name, kernel features its run options need); exit status 1
+    /// if anything is missing. Reads only.
+    Check(Check),
     /// Remove a capsule (its blobs stay until `gc`).
     Rm(Rm),
     /// Remove blobs no capsule uses (untagged versions stay unless --untagged).
@@ -277,6 +281,26 @@ pub enum SbomFormat {
     Spdx,
     /// CycloneDX 1.5, JSON.
     Cyclonedx,
+}
+
+/// `check`
+#[derive(Debug, Args)]
+pub struct Check {
+    /// NAME[:TAG], or NAME@DIGEST: a version by the first 12 to 64 hex digits of its manifest
+    /// digest
+    pub name: String,
+    /// As `run --isolation`: the run whose kernel needs are checked (`full` needs Landlock).
+    #[arg(long, value_name = "RULE")]
+    pub isolation: Vec<String>,
+    /// As `run --seccomp`: tier 2 needs seccomp user notification.
+    #[arg(long, value_enum, default_value_t = Seccomp::Auto)]
+    pub seccomp: Seccomp,
+    /// As `run --netns`: without root, it needs unprivileged user namespaces.
+    #[arg(long)]
+    pub netns: bool,
+    /// As `run --unconfined`: no Landlock needed.
+    #[arg(long)]
+    pub unconfined: bool,
 }
 
 /// `rm`

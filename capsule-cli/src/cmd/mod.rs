@@ -1,6 +1,7 @@
 //! One module per verb: argument glue around capsule-core, and output.
 
 mod capture;
+mod check;
 mod config;
 mod demo;
 mod df;
@@ -44,6 +45,7 @@ pub fn dispatch(cli: Cli, out: Output) -> Result<ExitCode> {
         Verb::List => list::run(&store, out),
         Verb::Inspect(i) => inspect::run(&store, out, &i.name),
         Verb::Sbom(s) => sbom::run(&store, out, &s),
+        Verb::Check(c) => check::run(&store, out, &c),
         Verb::Rm(r) => manage::rm(&store, out, &r.name, r.force),
         Verb::Gc(g) => manage::gc(&store, out, g.untagged),
         Verb::Verify(v) => verify::run(&store, out, v),

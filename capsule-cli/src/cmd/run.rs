@@ -131,6 +131,22 @@ fn launch(store: &Store, r: &Run) -> Result<ExitCode> {
         eprintln!("capsule: error: {entry} is not a program in capsule {cref} or on the host");
         return Ok(ExitCode::from(NOT_FOUND));
     };
+    // Pre-flight of the program about to start, on this (the full launcher's) path only: a plan
+    // is written only after a run that started. What it needs that neither the capsule nor
+    // the host has is said as `capsule check` says it, instead of the loader's error.
+    let t0 = std::time::Instant::now();
+    let missing = super::check::program_missing(store, &prepared, &entry);
+    tracing::debug!(elapsed_us = t0.elapsed().as_micros(), missing = missing.len(), "pre-flight of {entry}");
+    if !missing.is_empty() {
+        for n in &missing {
+            eprintln!("capsule: error: {n}");
+        }
+        eprintln!(
+            "capsule: error: {entry} of capsule {cref} cannot start on this host (`capsule check {cref}` lists all \
+             the capsule lacks)"
+        );
+        return Ok(ExitCode::from(NOT_FOUND));
+    }
     let plan = PlanFor::this_run(store, args).map(|(key, args_from)| PlanFor {
         before,
         cref,
@@ -645,7 +661,7 @@ pub fn start(
     };
     let status = status.context("cannot wait for the program")?;
     // Errors say the first cause only: a program that failed before it armed tier 2 (the
-    // loader's "error while loading shared libraries") said why itself; the closed socket
+    // loader's "symbol lookup error"; a missing library the pre-flight said) said why itself; the closed socket
     // is its consequence. One that succeeded without arming it ran unsupervised.
     if let Ok(e) = unarmed_rx.try_recv() {
         if status.success() {

@@ -6,8 +6,13 @@
 //! for a DT_NEEDED name without a slash, the DT_RPATH of the needing object (ignored when that
 //! object has DT_RUNPATH) and of every object up its loader chain, then that object's own
 //! DT_RUNPATH, then `/etc/ld.so.cache` ([`super::ldcache::LdCache`]), then the default
-//! directories. LD_LIBRARY_PATH is deliberately not consulted: a capsule must not depend on
-//! the capturing shell's environment.
+//! directories. LD_LIBRARY_PATH is deliberately not consulted at capture: a capsule must not
+//! depend on the capturing shell's environment. A [`Resolver`] is given the one a run sets
+//! instead (the capsule's library directories: `capture::needs`), searched where ld.so searches
+//! LD_LIBRARY_PATH, after DT_RPATH and before DT_RUNPATH.
+//!
+//! Files are read through a [`Tree`]: the host, a directory as `/` ([`Sysroot`]), or a
+//! capsule's entries over the host (`capture::needs::CapsuleTree`).
 //!
 //! Invariants:
 //! - every input is resolved as its own process (its own loaded set and loader chain), because
@@ -25,17 +30,16 @@ mod object;
 mod sysroot;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use goblin::elf::header::ELFCLASS64;
 
 use self::object::{ElfInfo, abi, parse_elf};
-use self::sysroot::{resolve_in_root, under, without_dots};
-use super::ldcache::{LdCache, LdCacheError};
+use self::sysroot::without_dots;
+pub use self::sysroot::{Bytes, Mapped, Node, Sysroot, Tree, resolve_in_root};
+use super::ldcache::LdCache;
 
 /// What the loader needs for `binaries`.
 #[derive(Debug, Clone)]
@@ -90,15 +94,19 @@ pub fn closure(binaries: &[PathBuf]) -> Result<Closure, ElfError> {
 /// `sysroot` (so tests can build a fake tree); paths in the result are still absolute *capsule*
 /// paths (without the sysroot prefix).
 pub fn closure_in(sysroot: &Path, binaries: &[PathBuf]) -> Result<Closure, ElfError> {
-    let mut world = World::new(sysroot);
-    let tidy = |p: PathBuf| without_dots(sysroot, &p);
+    closure_over(&Sysroot(sysroot), &[], binaries)
+}
+
+/// Same, in any [`Tree`], with `library_path` searched as ld.so searches LD_LIBRARY_PATH.
+pub fn closure_over(tree: &dyn Tree, library_path: &[PathBuf], binaries: &[PathBuf]) -> Result<Closure, ElfError> {
+    let mut resolver = Resolver::new(tree, library_path.to_vec());
     let (mut inputs, mut interpreters, mut present, mut libs) = (vec![], vec![], vec![], vec![]);
     let mut missing = Vec::new();
     for binary in binaries {
         let path = std::path::absolute(binary).map_err(|source| ElfError::Read { path: binary.clone(), source })?;
-        let found = world.process(&path)?;
-        inputs.push(tidy(path));
-        if let Some((interp, exists)) = found.interpreter.map(|(i, e)| (tidy(i), e)) {
+        let found = resolver.program(&path)?;
+        inputs.push(without_dots(tree, &path));
+        if let Some((interp, exists)) = found.interpreter {
             if exists {
                 present.push(interp.clone());
             }
@@ -106,8 +114,8 @@ pub fn closure_in(sysroot: &Path, binaries: &[PathBuf]) -> Result<Closure, ElfEr
                 interpreters.push(interp);
             }
         }
-        libs.extend(found.libs.into_iter().map(tidy));
-        for pair in found.missing.into_iter().map(|(by, name)| (tidy(by), name)) {
+        libs.extend(found.libs);
+        for pair in found.missing {
             if !missing.contains(&pair) {
                 missing.push(pair);
             }
@@ -132,11 +140,46 @@ struct Obj {
 }
 
 /// The outcome of resolving one input as a process.
-#[derive(Default)]
-struct Found {
-    interpreter: Option<(PathBuf, bool)>,
-    libs: Vec<PathBuf>,
-    missing: Vec<(PathBuf, String)>,
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Its PT_INTERP, and whether that exists.
+    pub interpreter: Option<(PathBuf, bool)>,
+    /// The libraries loaded, in the order ld.so maps them, as found.
+    pub libs: Vec<PathBuf>,
+    /// (needed-by file, soname or interpreter path) pairs found nowhere.
+    pub missing: Vec<(PathBuf, String)>,
+}
+
+/// Resolves inputs one at a time in one [`Tree`], parsing each file once: what `closure_over`
+/// does, input by input, for callers that decide per input (`capture::needs`).
+pub struct Resolver<'a> {
+    world: World<'a>,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver over `tree`, its ld.so.cache (`/etc/ld.so.cache` in it), and `library_path`
+    /// searched as LD_LIBRARY_PATH.
+    pub fn new(tree: &'a dyn Tree, library_path: Vec<PathBuf>) -> Self {
+        Resolver { world: World::new(tree, library_path) }
+    }
+
+    /// Loads absolute path `path` as its own process, as [`closure_over`] does each input;
+    /// paths in the result have no `.` or `..` components.
+    pub fn program(&mut self, path: &Path) -> Result<Found, ElfError> {
+        let tree = self.world.tree;
+        let tidy = |p: PathBuf| without_dots(tree, &p);
+        let found = self.world.process(path)?;
+        Ok(Found {
+            interpreter: found.interpreter.map(|(i, e)| (tidy(i), e)),
+            libs: found.libs.into_iter().map(tidy).collect(),
+            missing: found.missing.into_iter().map(|(by, name)| (tidy(by), name)).collect(),
+        })
+    }
+
+    /// `path` with every symlink resolved in the tree; `None` if it does not resolve.
+    pub fn canonical(&self, path: &Path) -> Option<PathBuf> {
+        resolve_in_root(self.world.tree, path).ok()
+    }
 }
 
 /// How a DT_NEEDED entry was satisfied.
@@ -147,41 +190,35 @@ enum Hit {
     New(PathBuf, Rc<ElfInfo>),
 }
 
-/// The filesystem under a sysroot, its ld.so.cache and a cache of parsed files.
+/// The tree, its ld.so.cache, the LD_LIBRARY_PATH a run sets, and a cache of parsed files.
 struct World<'a> {
-    sysroot: &'a Path,
+    tree: &'a dyn Tree,
     ldcache: LdCache,
+    library_path: Vec<PathBuf>,
     probed: HashMap<PathBuf, Option<Rc<ElfInfo>>>,
 }
 
 impl<'a> World<'a> {
-    fn new(sysroot: &'a Path) -> Self {
-        let mut world = World { sysroot, ldcache: LdCache::default(), probed: HashMap::new() };
+    fn new(tree: &'a dyn Tree, library_path: Vec<PathBuf>) -> Self {
+        let mut world = World { tree, ldcache: LdCache::default(), library_path, probed: HashMap::new() };
         let path = Path::new("/etc/ld.so.cache");
         // ld.so silently goes without a cache that is missing or that it cannot use.
-        match world.host(path).map_err(|source| LdCacheError::Read { path: path.into(), source }) {
-            Ok(host) => match LdCache::load(&host) {
+        match resolve_in_root(tree, path).and_then(|p| tree.read(&p)) {
+            Ok((bytes, _)) => match LdCache::parse(&bytes) {
                 Ok(cache) => world.ldcache = cache,
-                Err(e) => tracing::warn!("ignoring ld.so cache: {e}"),
+                Err(e) => tracing::warn!("ignoring ld.so cache {}: {e}", path.display()),
             },
             Err(e) => tracing::debug!("no ld.so cache: {e}"),
         }
         world
     }
 
-    /// The host path of capsule path `path`, every symlink resolved inside the sysroot.
-    fn host(&self, path: &Path) -> io::Result<PathBuf> {
-        Ok(under(self.sysroot, &resolve_in_root(self.sysroot, path)?))
-    }
-
     /// Reads and parses `path`; the errors are those of an input.
     fn load(&self, path: &Path) -> Result<ElfInfo, ElfError> {
         let read_err = |source| ElfError::Read { path: path.to_path_buf(), source };
-        let canonical = resolve_in_root(self.sysroot, path).map_err(read_err)?;
-        let host = under(self.sysroot, &canonical);
-        let bytes = fs::read(&host).map_err(read_err)?;
-        let meta = fs::metadata(&host).map_err(read_err)?;
-        parse_elf(path, &bytes, canonical, (meta.dev(), meta.ino()))
+        let canonical = resolve_in_root(self.tree, path).map_err(read_err)?;
+        let (bytes, id) = self.tree.read(&canonical).map_err(read_err)?;
+        parse_elf(path, &bytes, canonical, id)
     }
 
     /// A candidate library: `None` if it is absent or unusable (ld.so moves on to the next).
@@ -298,7 +335,9 @@ impl<'a> World<'a> {
                 at = obj.loader;
             }
         }
-        // DT_RUNPATH is the needing object's own and is not inherited.
+        // LD_LIBRARY_PATH (the run's), then DT_RUNPATH, the needing object's own and not
+        // inherited.
+        dirs.extend(self.library_path.iter().cloned());
         dirs.extend(needer.info.runpath.iter().flat_map(|r| search_list(r, needer)));
         let mut paths: Vec<PathBuf> = dirs.into_iter().map(|d| d.join(name)).collect();
         let abi = abi(&needer.info);
@@ -393,6 +432,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
     use std::ffi::OsStr;
+    use std::fs;
 
     use goblin::elf::header::EM_X86_64;
     use std::process::Command;

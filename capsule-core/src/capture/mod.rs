@@ -18,6 +18,7 @@ pub mod elf;
 mod elfcap;
 pub mod install;
 pub mod ldcache;
+pub mod needs;
 pub mod noise;
 pub mod programs;
 pub mod scan;

@@ -327,13 +327,8 @@ fn write_view(store: &Store, bytes: &[u8]) -> Result<PathBuf, RunError> {
 /// raw syscalls. Returns the directories that hold them.
 fn link_libraries(store: &Store, sandbox: &sandbox::Sandbox, m: &Manifest) -> Result<Vec<PathBuf>, RunError> {
     let mut dirs = Vec::new();
-    for e in &m.entries {
-        let name = e.path.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default();
-        let is_lib = name.windows(3).any(|w| w == b".so") && name.starts_with(b"lib");
-        if !is_lib || !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. } | EntryKind::Symlink { .. })
-        {
-            continue;
-        }
+    // The same entries, and so the same directories, as `capture::needs::library_dirs`.
+    for e in m.entries.iter().filter(|e| crate::capture::needs::is_library(e)) {
         if !matches!(e.kind, EntryKind::Symlink { .. }) {
             materialize::link_entry(store, sandbox.tree(), m, &e.path)?;
         }
