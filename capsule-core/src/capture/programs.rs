@@ -145,7 +145,8 @@ fn base_name(p: &RelPath) -> String {
 }
 
 /// Whether `path` is a program: a capsule file with an execute bit, or a capsule symlink that
-/// leads to one, or out of the capsule to an executable host file.
+/// leads to one, or (the capsule's symlink named `path` itself) out of the capsule to an
+/// executable host file.
 pub fn is_program(m: &Manifest, path: &RelPath) -> bool {
     match m.follow(path) {
         Some(Followed::Capsule(_, e)) => match &e.kind {
@@ -153,7 +154,11 @@ pub fn is_program(m: &Manifest, path: &RelPath) -> bool {
             EntryKind::Hardlink { target } => m.get(target).is_some_and(|t| t.mode & 0o111 != 0),
             _ => false,
         },
-        Some(Followed::Host(p)) if &p != path => {
+        // The capsule's own symlink by that name (a directory symlink on the way, such as
+        // `/bin` → `usr/bin`, does not make every host program one of the capsule's).
+        Some(Followed::Host(p))
+            if &p != path && m.get(path).is_some_and(|e| matches!(e.kind, EntryKind::Symlink { .. })) =>
+        {
             let host = Path::new("/").join(std::ffi::OsStr::from_bytes(p.as_bytes()));
             fs::metadata(host).is_ok_and(|md| md.is_file() && md.permissions().mode() & 0o111 != 0)
         }
