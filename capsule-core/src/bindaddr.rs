@@ -5,12 +5,14 @@
 //! With a capsule address (`--ip A`):
 //! - `0.0.0.0` and `127.0.0.1` (and their IPv4-mapped forms) become `A`: two copies of one
 //!   server share a port;
-//! - `::1` fails with EADDRNOTAVAIL, as on a machine without IPv6 loopback: the capsule has no
-//!   IPv6 address of its own (redis's `bind 127.0.0.1 -::1` treats that as "no IPv6");
+//! - `::1` is *parked* (below): the capsule has no IPv6 address of its own, and a server that
+//!   listens on both loopbacks (Debian's exim4: `127.0.0.1 ; ::1`) must start, while two
+//!   copies of it must not collide on `[::1]:PORT` (it failed with EADDRNOTAVAIL, which exim
+//!   retries and then gives up on);
 //! - `::` on a dual-stack socket becomes `::ffff:A`: it serves `A` over IPv4, as the wildcard
 //!   would have;
 //! - `::` on an IPv6-only socket (nginx's default `listen [::]:80`, next to its `listen 80`) is
-//!   *parked*: bound to `::1` on a port the kernel picks, so the program starts and the socket
+//!   parked too: bound to `::1` on a port the kernel picks, so the program starts and the socket
 //!   works, but no second copy of the server collides with it and nothing is served on the
 //!   host's IPv6 addresses in the capsule's name.
 //!
@@ -44,7 +46,10 @@ pub fn rewrite(sa: &mut [u8; IN6_LEN], len: usize, ip: [u8; 4], v6only: impl FnO
     let Some(addr) = sa.get_mut(8..24) else { return Ok(false) };
     let mapped = addr.get(..12) == Some(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff][..]);
     if *addr == LOOPBACK6 {
-        return Err(libc::EADDRNOTAVAIL);
+        if let Some(port) = sa.get_mut(2..4) {
+            port.copy_from_slice(&[0, 0]);
+        }
+        return Ok(true);
     }
     if mapped && addr.get(12..).is_some_and(wildcard_or_loopback) {
         if let Some(a) = addr.get_mut(12..) {
@@ -114,7 +119,9 @@ mod tests {
         let mut sa = v6([0; 16], 80);
         assert_eq!(rewrite(&mut sa, IN6_LEN, IP, || true), Ok(true));
         assert_eq!(sa, v6(LOOPBACK6, 0));
-        assert_eq!(rewrite(&mut v6(LOOPBACK6, 80), IN6_LEN, IP, || unreachable!()), Err(libc::EADDRNOTAVAIL));
+        let mut sa = v6(LOOPBACK6, 80);
+        assert_eq!(rewrite(&mut sa, IN6_LEN, IP, || unreachable!()), Ok(true), "::1 parked");
+        assert_eq!(sa, v6(LOOPBACK6, 0));
         let mut sa = v6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0], 80);
         assert_eq!(rewrite(&mut sa, IN6_LEN, IP, || unreachable!()), Ok(true));
         assert_eq!(sa, v6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 4], 80));
