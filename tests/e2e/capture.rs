@@ -13,10 +13,10 @@ use crate::support::{Env, b3, dpkg_lock, has, is_root};
 
 const PACKAGES: [&str; 3] = ["jq", "libjq1", "libonig5"];
 
-/// `apt-get ARGS` under the machine's apt lock (`flock /tmp/apt.lock`).
+/// `apt-get ARGS` (callers hold the machine's dpkg lock, `support::dpkg_lock`: a `flock` of
+/// the same file here would wait for ever).
 fn apt(args: &[&str]) -> std::process::Output {
-    Command::new("flock")
-        .args(["/tmp/apt.lock", "apt-get"])
+    Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .output()

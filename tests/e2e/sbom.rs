@@ -111,8 +111,9 @@ fn validators_refuse_broken_documents(env: &Env, python: &str, spdx: &Value, cdx
 /// What `apt-get install` would install for `pkg` on this host: (name, version) of each
 /// `Inst` line of a simulation (nothing changes).
 fn apt_would_install(pkg: &str) -> BTreeSet<(String, String)> {
-    let o = Command::new("flock")
-        .args(["/tmp/apt.lock", "apt-get", "install", "-s", "-y", pkg])
+    // The caller holds the machine's dpkg lock (support::dpkg_lock).
+    let o = Command::new("apt-get")
+        .args(["install", "-s", "-y", pkg])
         .env("LC_ALL", "C")
         .output()
         .expect("apt-get -s");
@@ -142,9 +143,10 @@ fn a_captured_install_lists_its_packages_in_valid_sboms() {
     assert!(expected.iter().any(|(n, _)| n == "toilet"), "apt would not install toilet: {expected:?}");
     require!(expected.len() > 1, "a host that lacks some of toilet's dependencies (it has them all)");
     let env = Env::new();
-    // Under the machine's apt lock: nothing changes apt's lists while the installer reads them.
-    let mut cmd = Command::new("flock");
-    cmd.arg("/tmp/apt.lock").arg(env!("CARGO_BIN_EXE_capsule")).arg("--store").arg(env.store());
+    // Under the machine's dpkg lock (held above): nothing changes apt's lists while the
+    // installer reads them.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capsule"));
+    cmd.arg("--store").arg(env.store());
     cmd.args([
         "-q",
         "capture",
