@@ -16,11 +16,7 @@ const PACKAGES: [&str; 3] = ["jq", "libjq1", "libonig5"];
 /// `apt-get ARGS` (callers hold the machine's dpkg lock, `support::dpkg_lock`: a `flock` of
 /// the same file here would wait for ever).
 fn apt(args: &[&str]) -> std::process::Output {
-    Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .output()
-        .expect("run apt-get")
+    Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").output().expect("run apt-get")
 }
 
 /// Files (by capsule path) of an `inspect --json`.

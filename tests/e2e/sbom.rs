@@ -112,11 +112,7 @@ fn validators_refuse_broken_documents(env: &Env, python: &str, spdx: &Value, cdx
 /// `Inst` line of a simulation (nothing changes).
 fn apt_would_install(pkg: &str) -> BTreeSet<(String, String)> {
     // The caller holds the machine's dpkg lock (support::dpkg_lock).
-    let o = Command::new("apt-get")
-        .args(["install", "-s", "-y", pkg])
-        .env("LC_ALL", "C")
-        .output()
-        .expect("apt-get -s");
+    let o = Command::new("apt-get").args(["install", "-s", "-y", pkg]).env("LC_ALL", "C").output().expect("apt-get -s");
     assert!(o.status.success(), "apt-get -s install {pkg}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout)
         .lines()
