@@ -238,23 +238,9 @@ fn check_on_a_machine_that_lacks_a_host_library() {
     let (code, out, err) = run_capsule(&env, &["run", "atomic"]);
     assert_eq!((code, out.as_str()), (0, "atomic\n"), "{err}");
 
-    let inside = format!("/opt/capsule-e2e-check-{}", std::process::id());
-    let dir = root.join(inside.trim_start_matches('/'));
-    let _cleanup = crate::exec::RemoveDir(dir.clone());
-    fs::create_dir_all(&dir).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_capsule")).parent().unwrap();
-    for f in ["capsule", "capsule-cli", "libcapsule_shim.so"] {
-        fs::copy(bin.join(f), dir.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
-    }
-    env.ok(&["-q", "export", "atomic", "-o", dir.join("atomic.capsule").to_str().unwrap()]);
+    let (inside, _cleanup) = crate::exec::stage_in_root(&env, &root, "capsule-e2e-check", "atomic");
     let in_root = |script: &str| {
-        let r = root.to_str().unwrap();
-        let outer =
-            format!("mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && exec chroot {r} /bin/sh -c \"$1\"");
-        let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private", "sh", "-c", &outer, "sh", script]);
-        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        let o = c.output().unwrap();
+        let o = crate::exec::in_root(&root, script).output().unwrap();
         (
             o.status.code(),
             String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -202,6 +202,33 @@ pub(crate) fn trixie_root() -> Result<PathBuf, String> {
     Ok(root)
 }
 
+/// capsule's binaries and capsule `name` (exported as `name.capsule`) in a fresh directory
+/// `/opt/PREFIX-PID` inside `root`: its path inside the root, and what removes it.
+pub(crate) fn stage_in_root(env: &Env, root: &Path, prefix: &str, name: &str) -> (String, RemoveDir) {
+    let inside = format!("/opt/{prefix}-{}", std::process::id());
+    let dir = root.join(inside.trim_start_matches('/'));
+    let cleanup = RemoveDir(dir.clone());
+    fs::create_dir_all(&dir).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_capsule")).parent().unwrap();
+    for f in ["capsule", "capsule-cli", "libcapsule_shim.so"] {
+        fs::copy(bin.join(f), dir.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
+    env.ok(&["-q", "export", name, "-o", dir.join(format!("{name}.capsule")).to_str().unwrap()]);
+    (inside, cleanup)
+}
+
+/// `sh -c SCRIPT` chrooted into `root`, in a private mount namespace of its own (/proc and /dev
+/// for the chroot go away with it), with a clean environment.
+pub(crate) fn in_root(root: &Path, script: &str) -> Command {
+    let r = root.to_str().unwrap();
+    let outer =
+        format!("mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && exec chroot {r} /bin/sh -c \"$1\"");
+    let mut c = Command::new("unshare");
+    c.args(["-m", "--propagation", "private", "sh", "-c", &outer, "sh", script]);
+    c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    c
+}
+
 /// Removes a directory inside the trixie root when dropped.
 pub(crate) struct RemoveDir(pub(crate) PathBuf);
 
@@ -237,25 +264,8 @@ fn elf_capsule_with_its_own_glibc_runs_in_a_trixie_root() {
         env.ok(&["-q", "capture", "elf", "jq", "/usr/bin/jq"]);
     }
     // capsule's binaries and the capsule, inside the root.
-    let inside = format!("/opt/capsule-e2e-{}", std::process::id());
-    let dir = root.join(inside.trim_start_matches('/'));
-    let _cleanup = RemoveDir(dir.clone());
-    fs::create_dir_all(&dir).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_capsule")).parent().unwrap();
-    for f in ["capsule", "capsule-cli", "libcapsule_shim.so"] {
-        fs::copy(bin.join(f), dir.join(f)).unwrap_or_else(|e| panic!("copy {f}: {e}"));
-    }
-    env.ok(&["-q", "export", "jq", "-o", dir.join("jq.capsule").to_str().unwrap()]);
-    // A private mount namespace: /proc and /dev for the chroot go away with it.
-    let in_root = |script: &str| {
-        let r = root.to_str().unwrap();
-        let outer =
-            format!("mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && exec chroot {r} /bin/sh -c \"$1\"");
-        let mut c = Command::new("unshare");
-        c.args(["-m", "--propagation", "private", "sh", "-c", &outer, "sh", script]);
-        c.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        with_stdin(&mut c, b"{\"a\":1}")
-    };
+    let (inside, _cleanup) = stage_in_root(&env, &root, "capsule-e2e", "jq");
+    let in_root = |script: &str| with_stdin(&mut in_root(&root, script), b"{\"a\":1}");
     let store = format!("{inside}/store");
     let o = in_root(&format!("{inside}/capsule --store {store} -q import {inside}/jq.capsule && ldd --version"));
     assert!(o.status.success(), "import: {}", String::from_utf8_lossy(&o.stderr));
