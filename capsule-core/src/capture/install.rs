@@ -58,6 +58,7 @@ pub fn from_sandbox(
     entry: Option<&str>,
     command: &str,
     packages: &Packages,
+    base: crate::manifest::BaseKind,
     progress: &dyn Progress,
 ) -> Result<Digest, CaptureError> {
     let noise = Noise::with_defaults(&[])?;
@@ -97,24 +98,28 @@ pub fn from_sandbox(
     }
     super::programs::record(m, tree, &packages.requested, true);
     super::snapshot::record_etc(m);
-    m.inventory = Some(inventory(tree, &packages.reinstalled)?);
+    let host = Path::new("/");
+    let captured = captured_packages(tree, &packages.reinstalled)?;
+    let db = if tree.join(super::dpkg::STATUS).exists() { tree } else { host };
+    let src = super::closure::Source { root: host, db };
+    let added = super::closure::complete(&mut b, base, &src, &captured, progress)?;
+    let all: Vec<_> = captured.into_iter().chain(added.packages).collect();
+    let distro = super::dpkg::os_release(tree).or_else(|| super::dpkg::os_release(host));
+    b.manifest_mut().inventory = Some(super::dpkg::inventory(&all, distro));
     b.commit()
 }
 
 /// The packages the install put in the tree: those dpkg's status in the tree (written by the
 /// installer) has installed that the host's does not have at the same version, and the
 /// reinstalled ones. No status file in the tree: the installer installed no package.
-fn inventory(tree: &Path, reinstalled: &[String]) -> Result<crate::manifest::Inventory, CaptureError> {
+fn captured_packages(tree: &Path, reinstalled: &[String]) -> Result<Vec<super::dpkg::Record>, CaptureError> {
     use super::dpkg;
     let host = Path::new("/");
-    let changed = if tree.join(dpkg::STATUS).exists() {
-        let all = dpkg::read(tree)?;
-        dpkg::changed(&dpkg::read(host)?, &all, reinstalled)
-    } else {
-        Vec::new()
-    };
-    let distro = dpkg::os_release(tree).or_else(|| dpkg::os_release(host));
-    Ok(dpkg::inventory(&changed, distro))
+    if !tree.join(dpkg::STATUS).exists() {
+        return Ok(Vec::new());
+    }
+    let all = dpkg::read(tree)?;
+    Ok(dpkg::changed(&dpkg::read(host)?, &all, reinstalled))
 }
 
 /// The files (not directories) the file lists of `pkgs` name, as the install left them: the

@@ -212,6 +212,7 @@ pub fn end(
     name: &str,
     tag: &str,
     entry: Option<&str>,
+    base: crate::manifest::BaseKind,
     progress: &dyn Progress,
 ) -> Result<Digest, CaptureError> {
     let (snap_digest, snap) = pending(store)?;
@@ -243,7 +244,11 @@ pub fn end(
         set_entry(m, entry)?;
     }
     super::programs::record(m, &snap.base, &[], true);
-    m.inventory = Some(inventory(m, &snap)?);
+    let captured = captured_packages(m, &snap)?;
+    let src = super::closure::Source { root: &snap.base, db: &snap.base };
+    let added = super::closure::complete(&mut b, base, &src, &captured, progress)?;
+    let all: Vec<_> = captured.into_iter().chain(added.packages).collect();
+    b.manifest_mut().inventory = Some(super::dpkg::inventory(&all, super::dpkg::os_release(&snap.base)));
     let digest = b.commit()?;
     let _ = fs::remove_file(pending_path(store));
     Ok(digest)
@@ -252,7 +257,7 @@ pub fn end(
 /// The packages dpkg has installed under the snapshot's base now that it did not have at the
 /// same version when the snapshot was taken. A version-1 snapshot recorded none: then the
 /// installed packages owning files of the capsule.
-fn inventory(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<crate::manifest::Inventory, CaptureError> {
+fn captured_packages(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<Vec<super::dpkg::Record>, CaptureError> {
     use super::dpkg;
     let now = dpkg::read(&snap.base)?;
     let changed = match &snap.dpkg {
@@ -271,7 +276,7 @@ fn inventory(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<crate::ma
         }
         None => dpkg::owning(m, &snap.base, &now),
     };
-    Ok(dpkg::inventory(&changed, dpkg::os_release(&snap.base)))
+    Ok(changed)
 }
 
 /// Every /etc file the capture added, changed or deleted becomes a registry entry.
