@@ -270,8 +270,12 @@ fn report_capsule(
     digest: &capsule_core::digest::Digest,
 ) -> Result<()> {
     let m = store.load_manifest(digest)?;
+    let closure = closure_size(&m);
     if out.json {
-        out.print_json(&json!({ "capsule": r.to_string(), "digest": digest.to_hex(), "entries": m.entries.len(), "deletions": m.deletions.len(), "size": m.size() }))?;
+        let base = m.base.as_ref().map(|b| {
+            json!({ "base": b.kind.name(), "packages": closure.0, "files": closure.1, "size": closure.2, "unmet": b.unmet })
+        });
+        out.print_json(&json!({ "capsule": r.to_string(), "digest": digest.to_hex(), "entries": m.entries.len(), "deletions": m.deletions.len(), "size": m.size(), "closure": base }))?;
     } else if !out.quiet {
         println!(
             "{r} {} ({} entries, {} deletions, {})",
@@ -280,6 +284,38 @@ fn report_capsule(
             m.deletions.len(),
             crate::cli::human_bytes(m.size())
         );
+        if let Some(b) = &m.base {
+            let (packages, files, bytes) = closure;
+            let added = match b.kind {
+                capsule_core::manifest::BaseKind::Host => {
+                    "nothing added (it runs on machines like this one)".to_owned()
+                }
+                _ => format!("{packages} packages and {files} files added, {}", crate::cli::human_bytes(bytes)),
+            };
+            println!("  base {}: {added}", b.kind.name());
+            if !b.unmet.is_empty() {
+                println!("  {} needs this host did not meet either (`capsule inspect {r}` lists them)", b.unmet.len());
+            }
+        }
     }
     Ok(())
+}
+
+/// What the closure step of capsule `m` added: packages, files, bytes.
+fn closure_size(m: &capsule_core::manifest::Manifest) -> (usize, u64, u64) {
+    use capsule_core::manifest::{CaptureStep, EntryKind};
+    let Some(i) = m.origins.iter().position(|o| o.step == CaptureStep::Closure) else { return (0, 0, 0) };
+    let (mut files, mut bytes) = (0, 0);
+    for e in m.entries.iter().filter(|e| e.origin as usize == i) {
+        match e.kind {
+            EntryKind::File { size, .. } => {
+                files += 1;
+                bytes += size;
+            }
+            EntryKind::Symlink { .. } | EntryKind::Hardlink { .. } => files += 1,
+            EntryKind::Dir => {}
+        }
+    }
+    let packages = m.origins.get(i).and_then(|o| o.detail.split(": ").nth(1)).and_then(|d| d.split(' ').next());
+    (packages.and_then(|p| p.parse().ok()).unwrap_or(0), files, bytes)
 }

@@ -49,6 +49,11 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
         rootless_netns: c.netns && run::userns::needed(),
     };
     report.missing.extend(needs::kernel_needs(&run_needs, &Kernel::probe()));
+    // What the capture's source lacked too is the capsule's as it was made, not this host's.
+    let unmet = m.base.as_ref().map(|b| b.unmet.as_slice()).unwrap_or_default();
+    let (as_captured, missing): (Vec<Need>, Vec<Need>) =
+        report.missing.into_iter().partition(|n| unmet.binary_search(&n.key()).is_ok());
+    report.missing = missing;
     let failed = !report.missing.is_empty();
     if out.json {
         let doc = json!({
@@ -56,6 +61,7 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
             "digest": digest.to_hex(),
             "ok": !failed,
             "missing": report.missing,
+            "unmet_at_capture": as_captured,
             "checked": { "elf": report.elf, "scripts": report.scripts, "entry_points": report.entry_points },
             "unreadable": report.unreadable.iter().map(|(p, why)| json!({"path": p, "why": why})).collect::<Vec<_>>(),
         });
@@ -63,6 +69,9 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
     } else {
         for n in &report.missing {
             println!("{n}");
+        }
+        for n in &as_captured {
+            println!("{}: missing where it was captured too (not counted)", n.key());
         }
         // A lazily pulled capsule lacks blobs until they are fetched (`capsule fetch NAME`).
         const SHOWN: usize = 5;

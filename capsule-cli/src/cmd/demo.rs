@@ -46,7 +46,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
         capsule_core::manifest::BaseKind::Host,
         &bars,
     )
-        .context("demo: snapshot end failed")?;
+    .context("demo: snapshot end failed")?;
     let m = store.load_manifest(&digest)?;
     if out.json {
         out.print_json(&super::inspect::to_json(&digest, &m))?;

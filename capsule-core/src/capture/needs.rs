@@ -220,6 +220,16 @@ impl Need {
     }
 }
 
+impl Need {
+    /// Who needs what, without why: the same need found on two machines has the same key
+    /// ([`crate::manifest::Base::unmet`]).
+    pub fn key(&self) -> String {
+        let full = self.to_string();
+        let suffix = format!(": {}", self.why);
+        full.strip_suffix(&suffix).map(str::to_owned).unwrap_or(full)
+    }
+}
+
 impl fmt::Display for Need {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by = &self.by;

@@ -317,6 +317,7 @@ mod tests {
     use super::*;
     use crate::capture::NoProgress;
     use crate::capture::scan::{S_IFREG, Stat};
+    use crate::manifest::BaseKind;
 
     fn e(p: &str, mode: u32, size: u64) -> ScanEntry {
         let stat = Stat {
@@ -371,7 +372,10 @@ mod tests {
         };
         fs::write(b.join("var/lib/dpkg/status"), pkg("kept", "1") + &pkg("upgraded", "1")).unwrap();
         begin(&store, b, &roots, &["/etc/skip.conf".into()], &NoProgress).unwrap();
-        assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoChanges { .. })));
+        assert!(matches!(
+            end(&store, "t", "latest", None, BaseKind::Host, &NoProgress),
+            Err(CaptureError::NoChanges { .. })
+        ));
         fs::create_dir_all(b.join("usr/share/app")).unwrap();
         fs::write(b.join("usr/share/app/data"), b"data").unwrap();
         fs::hard_link(b.join("usr/share/app/data"), b.join("usr/share/app/data2")).unwrap();
@@ -382,7 +386,7 @@ mod tests {
         std::os::unix::fs::symlink("/usr/share/app/data", b.join("usr/bin/app")).unwrap();
         let status = pkg("app", "2:1.0-1") + &pkg("kept", "1") + &pkg("upgraded", "2");
         fs::write(b.join("var/lib/dpkg/status"), status).unwrap();
-        let digest = end(&store, "t", "latest", Some("/usr/bin/app"), &NoProgress).unwrap();
+        let digest = end(&store, "t", "latest", Some("/usr/bin/app"), BaseKind::Host, &NoProgress).unwrap();
         let m = store.load_manifest(&digest).unwrap();
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.display()).collect();
         assert_eq!(
@@ -414,6 +418,9 @@ mod tests {
         let pkgs: Vec<(&str, &str)> = inv.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
         assert_eq!(pkgs, [("app", "2:1.0-1"), ("upgraded", "2")]);
         // The pending snapshot is consumed.
-        assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoPendingSnapshot { .. })));
+        assert!(matches!(
+            end(&store, "t", "latest", None, BaseKind::Host, &NoProgress),
+            Err(CaptureError::NoPendingSnapshot { .. })
+        ));
     }
 }

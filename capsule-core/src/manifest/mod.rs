@@ -40,6 +40,8 @@ pub const MAX_ENTRIES: usize = 4_000_000;
 pub const MAX_STRING: usize = 64 << 10;
 /// The most packages an inventory may list (a whole distribution has about 65,000).
 pub const MAX_PACKAGES: usize = 100_000;
+/// The most needs a base may record as unmet at capture.
+pub const MAX_UNMET: usize = 100_000;
 /// The most dependencies one package of an inventory may list.
 pub const MAX_DEPENDS: usize = 4096;
 
@@ -284,7 +286,6 @@ fn check_distro(what: &str, d: &Distro) -> Result<(), ManifestError> {
 /// at most [`MAX_DEPENDS`] dependencies each, every one a package of the inventory; a
 /// distribution's fields 0-64 of `A-Z a-z 0-9 . _ ~ -` (the id not empty).
 fn check_inventory(inv: &Inventory) -> Result<(), ManifestError> {
-
     fn word(s: &str, max: usize, first_alnum: bool, ok: impl Fn(char) -> bool) -> bool {
         !s.is_empty()
             && s.len() <= max
@@ -485,8 +486,13 @@ impl Manifest {
         if let Some(inv) = &self.inventory {
             check_inventory(inv)?;
         }
-        if let Some(d) = self.base.as_ref().and_then(|b| b.distro.as_ref()) {
-            check_distro("base distribution", d)?;
+        if let Some(base) = &self.base {
+            if let Some(d) = &base.distro {
+                check_distro("base distribution", d)?;
+            }
+            if base.unmet.len() > MAX_UNMET {
+                return Err(ManifestError::Oversize { field: "base unmet", size: base.unmet.len(), limit: MAX_UNMET });
+            }
         }
         self.check_strings()
     }
@@ -551,7 +557,8 @@ impl Manifest {
             )
             .chain(self.default_entry.iter().map(|d| over("default entry point", d.len())))
             .chain(self.origins.iter().map(|o| over("origin", o.detail.len())))
-            .chain(self.links.iter().map(|l| over("link", l.name.len())));
+            .chain(self.links.iter().map(|l| over("link", l.name.len())))
+            .chain(self.base.iter().flat_map(|b| b.unmet.iter().map(|u| over("base unmet", u.len()))));
         match checks.flatten().next() {
             Some(e) => Err(e),
             None => Ok(()),

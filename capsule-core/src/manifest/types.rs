@@ -307,4 +307,8 @@ pub struct Base {
     /// The distribution of the capture's source root (`minimal` of Debian 12 is bookworm's
     /// minbase); `None` when its `os-release` does not say.
     pub distro: Option<Distro>,
+    /// Needs of the capsule that the capture's source did not meet either (`WHO needs WHAT`,
+    /// as `capsule check` prints them without the reason: Debian's `cgi.py` names
+    /// `#!/usr/local/bin/python`), sorted: `check` shows them apart and does not fail for them.
+    pub unmet: Vec<String>,
 }
