@@ -16,7 +16,7 @@ fn capture_staged(env: &Env, name: &str, entry: &str, fill: impl FnOnce(&Path)) 
     let stage = env.path(&format!("stage-{name}"));
     fs::create_dir_all(&stage).unwrap();
     let base = stage.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc,/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/usr,/etc,/opt"]);
     fill(&stage);
     env.ok(&["-q", "capture", "snapshot", "end", name, "--entry", entry]);
 }

@@ -228,9 +228,11 @@ pub struct SnapshotBegin {
     /// More paths to ignore (globs over absolute paths; repeatable). Added to the defaults.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
-    /// Treat this host directory as `/` (capture an install made into a staging root).
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub base: PathBuf,
+    /// Treat this host directory as `/` (capture an install made into a staging root); its
+    /// packages and files are also what `end` completes the closure from. (`--base DIR` is
+    /// the old spelling.)
+    #[arg(long = "root", alias = "base", value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// `capture snapshot end`

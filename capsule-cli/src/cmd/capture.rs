@@ -18,7 +18,7 @@ pub fn snapshot(store: &Store, out: Output, s: Snapshot) -> Result<ExitCode> {
     match s {
         Snapshot::Begin(b) => {
             let digest =
-                snapshot::begin(store, &b.base, &b.roots, &b.exclude, &bars).context("snapshot begin failed")?;
+                snapshot::begin(store, &b.root, &b.roots, &b.exclude, &bars).context("snapshot begin failed")?;
             let files = snapshot::pending(store).map(|(_, s)| s.entries.len()).unwrap_or(0);
             if out.json {
                 out.print_json(&json!({ "snapshot": digest.to_hex(), "files": files, "roots": b.roots }))?;
