@@ -26,7 +26,8 @@
 //!    holds the interpreter, `python3` its standard library).
 //!
 //! Files come from the source root ([`Source::root`]), packages from its dpkg database (the
-//! install's sandbox tree first: [`Source::db`]). Added entries are recorded under a capture
+//! install's sandbox tree first: [`Source::db`]). A source root that is not `/` and has no
+//! dpkg database is a staging tree of this host: the host's `/` is the source then. Added entries are recorded under a capture
 //! step of their own ([`CaptureStep::Closure`]), so `inspect` tells them apart and the capture
 //! reports their size. A path the capture deleted is not brought back.
 
@@ -85,6 +86,16 @@ pub fn complete(
     captured: &[Record],
     progress: &dyn Progress,
 ) -> Result<Added, CaptureError> {
+    // A source root without a package database is a staging tree of this host (`snapshot
+    // begin --root DIR` of a `make install DESTDIR=DIR`): what its programs need is the host's.
+    let staged;
+    let src =
+        if src.root != Path::new("/") && !src.db.join(dpkg::STATUS).exists() && !src.root.join(dpkg::STATUS).exists() {
+            staged = Source { root: Path::new("/"), db: Path::new("/") };
+            &staged
+        } else {
+            src
+        };
     let distro = dpkg::os_release(src.db).or_else(|| dpkg::os_release(src.root));
     b.manifest_mut().base = Some(Base { kind: base, distro, unmet: Vec::new() });
     if base == BaseKind::Host {

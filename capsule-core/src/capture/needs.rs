@@ -9,7 +9,8 @@
 //! - every ELF program and library of the capsule is loaded as [`super::elf`] loads a program
 //!   (PT_INTERP, DT_NEEDED as ld.so resolves them): programs first, then the libraries no
 //!   program of the capsule loaded, each as its own process (a plugin that is `dlopen`ed);
-//! - every executable `#!` script's interpreter is looked up, and for `/usr/bin/env NAME`,
+//! - every executable `#!` script's interpreter is looked up (not below `/usr/share/doc`: examples
+//!   are read, not run), and for `/usr/bin/env NAME`,
 //!   NAME in the run's PATH;
 //! - every entry point's program is looked up;
 //! - [`kernel_needs`] says which kernel features the run options need.
@@ -314,6 +315,11 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
         let name = e.path.as_bytes().rsplit(|&c| c == b'/').next().unwrap_or_default();
         let maybe_lib = name.windows(3).any(|w| w == b".so");
         if !(exec || maybe_lib) || !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
+            continue;
+        }
+        // Documentation is read, not run: Debian ships examples there with whatever `#!`
+        // their authors had (`debian/rules` naming make, a Ruby script in redis-tools).
+        if e.path.as_bytes().starts_with(b"usr/share/doc/") {
             continue;
         }
         let head = match tree.head(e, HEAD) {
