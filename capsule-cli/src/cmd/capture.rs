@@ -293,8 +293,10 @@ fn report_capsule(
                 _ => format!("{packages} packages and {files} files added, {}", crate::cli::human_bytes(bytes)),
             };
             println!("  base {}: {added}", b.kind.name());
-            if !b.unmet.is_empty() {
-                println!("  {} needs this host did not meet either (`capsule inspect {r}` lists them)", b.unmet.len());
+            match b.unmet.len() {
+                0 => {}
+                1 => println!("  1 need this host did not meet either (`capsule inspect {r}` shows it)"),
+                n => println!("  {n} needs this host did not meet either (`capsule inspect {r}` lists them)"),
             }
         }
     }
