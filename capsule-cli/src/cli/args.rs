@@ -179,7 +179,7 @@ pub struct CaptureTrace {
     pub command: Vec<String>,
 }
 
-/// `capture install NAME [--entry PATH] -- CMD...`
+/// `capture install NAME [--entry PATH] [--root DIR|minimal] -- CMD...`
 #[derive(Debug, Args)]
 pub struct CaptureInstall {
     /// NAME[:TAG] of the new capsule.
@@ -198,6 +198,13 @@ pub struct CaptureInstall {
     /// capsule. Without it, such a capture is refused, naming them.
     #[arg(long)]
     pub reinstall: bool,
+    /// Run the installer over a root directory instead of the live host, and capture what it
+    /// wrote relative to that root: `minimal` (the host release's Debian minbase, bootstrapped
+    /// once with mmdebstrap and kept in the store) or a directory holding a Debian root. The
+    /// host stays hidden from the installer (its /dev, /proc, /sys, /etc/resolv.conf and
+    /// /etc/hosts excepted), so a package the host has is captured in full.
+    #[arg(long, value_name = "DIR|minimal")]
+    pub root: Option<String>,
     /// The installer and its arguments (`apt-get install -y PKG`, `make install`, a script).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

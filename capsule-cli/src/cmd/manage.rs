@@ -101,6 +101,13 @@ pub fn gc(store: &Store, out: Output, untagged: bool) -> Result<ExitCode> {
     if let Ok((snap, _)) = capsule_core::capture::snapshot::pending(store) {
         live.insert(snap);
     }
+    // The kept minimal roots' capsules (`capture install --root minimal`).
+    for d in capsule_core::capture::root::kept(store) {
+        if let Ok(m) = store.load_manifest(&d) {
+            live.insert(d);
+            live.extend(m.blobs());
+        }
+    }
     for d in lazy::records(store) {
         if !live.contains(&d) {
             lazy::remove_record(store, &d).with_context(|| format!("cannot remove the remote record of {d}"))?;

@@ -114,6 +114,28 @@ impl Store {
         self.commit_capsule_as(manifest, &r, &|_| false)
     }
 
+    /// The minimal roots kept in `roots/` (`capture install --root minimal`): each release's
+    /// codename, its directory, and the manifest digest of its capsule (`roots/CODENAME.manifest`;
+    /// `None` before it is made). Sorted by codename.
+    pub fn kept_roots(&self) -> Vec<(String, PathBuf, Option<Digest>)> {
+        let dir = self.root().join("roots");
+        let mut out: Vec<(String, PathBuf, Option<Digest>)> = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok().filter(|n| !n.starts_with('.'))?;
+                let digest = fs::read_to_string(dir.join(format!("{name}.manifest")))
+                    .ok()
+                    .and_then(|h| h.trim().parse::<Digest>().ok());
+                Some((name, e.path(), digest))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// [`commit_capsule`](Self::commit_capsule) under ref `r` (a pull may store a capsule under
     /// another name). A blob may be missing only where `remote(blob)` says a remote record
     /// covers it (a lazy pull, see `oci::lazy`), which the caller wrote before.
