@@ -33,6 +33,7 @@ mod plan;
 mod programs;
 mod redis;
 mod reinstall;
+mod root;
 mod run;
 mod sbom;
 mod shared;
