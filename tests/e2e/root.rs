@@ -229,3 +229,27 @@ fn minimal_root_captures_packages_the_host_has_in_full_and_leaves_the_host_alone
     assert_eq!(paths(&env.json(&["inspect", "opt2"])), ["/opt", "/opt/hi2"]);
     assert!(!Path::new("/opt/hi").exists() && !Path::new("/opt/hi2").exists(), "the installer wrote on the host");
 }
+
+#[test]
+fn a_failed_bootstrap_says_it_needs_the_network_and_keeps_nothing() {
+    let debian = fs::read_to_string("/etc/os-release").is_ok_and(|t| t.lines().any(|l| l == "ID=debian"));
+    require!(debian, "a Debian host (a minimal root is the host release's Debian minbase)");
+    let env = Env::new();
+    // An mmdebstrap that cannot reach the archive, first on PATH.
+    let bin = env.path("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("mmdebstrap");
+    fs::write(&fake, "#!/bin/sh\necho 'E: Temporary failure resolving the archive' >&2\nmkdir -p \"$4\"/usr\nexit 1\n")
+        .unwrap();
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o =
+        env.cmd(&["capture", "install", "--root", "minimal", "x", "--", "true"]).env("PATH", &path).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("with mmdebstrap failed") && err.contains("must reach the network"), "{err}");
+    assert!(err.contains("Temporary failure resolving the archive"), "mmdebstrap's own error is not shown: {err}");
+    let left: Vec<_> = fs::read_dir(env.store().join("roots")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.iter().all(|n| n.to_string_lossy().ends_with(".lock")), "a failed bootstrap left {left:?}");
+    assert!(!env.store().join("refs/x").exists(), "a capsule was stored");
+}
