@@ -163,6 +163,9 @@ fn minimal_root_captures_packages_the_host_has_in_full_and_leaves_the_host_alone
     {
         assert!(files.contains(&want.to_owned()), "{want} not captured");
     }
+    // The postinst made the default cluster (pg_createcluster runs initdb, whose `popen` of
+    // `postgres -V` starts /bin/sh through glibc's internal spawn).
+    assert!(files.contains(&"/var/lib/postgresql/15/main/PG_VERSION".to_owned()), "no default cluster captured");
     // Its libraries that minbase lacks: libpq5, libicu72, libssl3 (and LLVM's, if present).
     for lib in ["libpq.so.5", "libicuuc.so.72", "libssl.so.3"] {
         assert!(files.iter().any(|f| f.starts_with(&format!("/usr/lib/x86_64-linux-gnu/{lib}"))), "{lib} not captured");

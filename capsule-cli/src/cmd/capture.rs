@@ -304,6 +304,12 @@ fn root_rules(store: &Store) -> Vec<String> {
         })
         .collect();
     rules.extend(["/etc/resolv.conf=writecopy".to_owned(), "/etc/hosts=writecopy".to_owned()]);
+    // glibc's `system` and `popen` start `/bin/sh` through an internal `posix_spawn` that no
+    // hook sees, so the kernel executes the host's shell (which then runs with the shim, over
+    // the root): the file `/bin/sh` leads to is let through, read-only.
+    if let Ok(sh) = std::fs::canonicalize("/bin/sh") {
+        rules.push(format!("{}=writecopy", sh.display()));
+    }
     let home = std::path::absolute(store.root()).unwrap_or_else(|_| store.root().to_owned());
     rules.push(format!("{}=writecopy", home.display()));
     // The shim, which the loader of every program the installer starts opens with a raw
