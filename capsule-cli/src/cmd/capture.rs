@@ -187,6 +187,12 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
 
     let r = capsule_ref(&i.name)?;
     let bars = Bars::new(out.bars());
+    // A source root's capsule has no name: `gc` must not take its blobs while the installer
+    // runs over it (the kept minimal root's record is written under this lock too).
+    let _keep = match i.root {
+        Some(_) => Some(capsule_core::store::StoreLock::shared(store)?),
+        None => None,
+    };
     let source = match i.root.as_deref() {
         None => None,
         Some("minimal") => Some(

@@ -57,7 +57,8 @@ pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCod
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
 /// commit), with `untagged` drop the untagged versions (but those whose sandbox a process
 /// holds); remove the sandboxes of removed capsules ([`gc_sandboxes`]); every blob that no
-/// capsule (tagged, or untagged and kept), and no pending snapshot, uses; empty tmp/; remove the scratch sandboxes of
+/// capsule (tagged, or untagged and kept), no pending snapshot and no kept minimal root
+/// (`roots/CODENAME.manifest`, `capture install --root minimal`) uses; empty tmp/; remove the scratch sandboxes of
 /// captures whose process died; remove the remote records (lazy pulls) of capsules no ref
 /// names any more (those of live capsules stay); stale launch plans; the views no plan names
 /// and no process holds ([`gc_views`]); and the cache files no run needs ([`gc_cache`]).

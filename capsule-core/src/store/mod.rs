@@ -29,7 +29,7 @@ pub use blob::StagedBlob;
 pub use error::StoreError;
 pub use lock::StoreLock;
 pub use refs::{CapsuleRef, MIN_DIGEST_PREFIX, Untagged};
-pub use usage::{CapsuleUsage, Usage};
+pub use usage::{CapsuleUsage, RootUsage, Usage};
 
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
