@@ -12,7 +12,7 @@ STAGE=$work/stage
 cc -O2 ${STATLOOP_CFLAGS:-} -o "$work/statloop" fixtures/bench/statloop.c
 LOOP=$work/statloop
 mkdir -p "$STAGE/opt"
-"$CAP" --store "$S" -q capture snapshot begin --base "$STAGE" --roots /opt
+"$CAP" --store "$S" -q capture snapshot begin --root "$STAGE" --roots /opt
 mkdir -p "$STAGE/opt/benchtree"
 for i in $(seq -w 0 49); do
     head -c $((200 + 10#$i * 97)) /dev/urandom >"$STAGE/opt/benchtree/file$i.dat"

@@ -46,7 +46,7 @@ head -c "$((BIG_MIB << 20))" /dev/urandom >"$work/big.bin"
 capture() { # capture STORE GREETING
     local host=$work/host-$RANDOM
     mkdir -p "$host/usr/bin" "$host/opt/app"
-    "$CAP" --store "$1" -q capture snapshot begin --base "$host" --roots /usr,/opt
+    "$CAP" --store "$1" -q capture snapshot begin --root "$host" --roots /usr,/opt
     cp /usr/bin/cat "$host/usr/bin/cat"
     cp "$work/big.bin" "$host/opt/app/big.bin"
     echo "$2" >"$host/opt/app/greeting"

@@ -44,7 +44,7 @@ rel=${TREE#/}
 mkdir -p "$work/root"
 capture() {
     rm -rf "$work/root" "$work/s1" && mkdir -p "$work/root"
-    "$CAP" --store "$work/s1" -q capture snapshot begin --base "$work/root" --roots /usr
+    "$CAP" --store "$work/s1" -q capture snapshot begin --root "$work/root" --roots /usr
     mkdir -p "$work/root/$(dirname "$rel")" && cp -a "$TREE" "$work/root/$rel"
     "$CAP" --store "$work/s1" -q capture snapshot end bench
 }

@@ -30,13 +30,25 @@ fn write_exec(path: &Path, content: &str) {
 /// Snapshot-capture what `fill` adds to staging root `stage` (which `before` filled before
 /// the pre-scan) as capsule `name` with entry `entry`.
 fn capture_staged(env: &Env, name: &str, entry: &str, before: impl FnOnce(&Path), fill: impl FnOnce(&Path)) {
+    capture_staged_with(env, name, entry, &[], before, fill);
+}
+
+/// [`capture_staged`] with more arguments for `snapshot end` (`--base host`).
+fn capture_staged_with(
+    env: &Env,
+    name: &str,
+    entry: &str,
+    end: &[&str],
+    before: impl FnOnce(&Path),
+    fill: impl FnOnce(&Path),
+) {
     let stage = env.path(&format!("stage-{name}"));
     fs::create_dir_all(&stage).unwrap();
     before(&stage);
     let base = stage.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc,/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/usr,/etc,/opt"]);
     fill(&stage);
-    env.ok(&["-q", "capture", "snapshot", "end", name, "--entry", entry]);
+    env.ok(&[&["-q", "capture", "snapshot", "end", name, "--entry", entry][..], end].concat());
 }
 
 /// `capsule check ARGS`: (exit code, stdout, stderr).
@@ -162,21 +174,23 @@ fn a_script_whose_interpreter_is_missing_is_reported() {
     let (code, out, err) = check(&env, &["script"]);
     assert_eq!(code, 1, "{out}{err}");
     let lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    // The entry point's interpreter counts; envtool's command, which the capture host lacked
+    // too and no entry point needs, is shown apart (the base's `unmet`).
     let want = [
-        "/opt/checkapp/bin/envtool needs capsule-no-such-command (#!/usr/bin/env capsule-no-such-command): not in \
-         the capsule's or this host's PATH"
-            .to_owned(),
         format!("/opt/checkapp/bin/tool needs its #! interpreter /opt/nowhere/interp: {NOWHERE}"),
+        "/opt/checkapp/bin/envtool needs capsule-no-such-command (#!/usr/bin/env capsule-no-such-command): missing \
+         where it was captured too (not counted)"
+            .to_owned(),
     ];
     assert_eq!(lines.get(..2), Some(&want[..]), "{out}");
     assert!(
-        out.contains("2 missing on this host (checked 0 ELF programs and libraries, 3 scripts, 1 entry points)"),
+        out.contains("1 missing on this host (checked 0 ELF programs and libraries, 3 scripts, 1 entry points)"),
         "{out}"
     );
     // `run` of the script names its interpreter, not the kernel's "No such file or directory".
     let (code, _, err) = run_capsule(&env, &["run", "script"]);
     assert_eq!(code, 127, "{err}");
-    assert!(err.lines().any(|l| l == format!("capsule: error: {}", want[1])), "{err}");
+    assert!(err.lines().any(|l| l == format!("capsule: error: {}", want[0])), "{err}");
     let (code, out, err) = run_capsule(&env, &["run", "script", "--entry", "/opt/checkapp/bin/ok"]);
     assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
 }
@@ -200,9 +214,11 @@ fn an_entry_point_naming_a_missing_host_program_is_reported() {
 }
 
 /// The issue's case, on another machine: a snapshot capsule of a program that needs
-/// `libatomic.so.1`, which this (the capture) host has and a minimal trixie root lacks. Here it
-/// checks clean and runs; in the root (entered with chroot in a mount namespace of its own),
-/// `check` names the library and exits 1, and `run` says the same and exits 127.
+/// `libatomic.so.1`, which this (the capture) host has and a minimal trixie root lacks,
+/// captured with `--base host` (only what the capture changed). Here it checks clean and runs;
+/// in the root (entered with chroot in a mount namespace of its own), `check` names the
+/// library and exits 1, and `run` says the same and exits 127. The same capture with the
+/// default base (`minimal`) carries libatomic and runs there.
 #[test]
 fn check_on_a_machine_that_lacks_a_host_library() {
     use crate::support::is_root;
@@ -221,18 +237,21 @@ fn check_on_a_machine_that_lacks_a_host_library() {
     let env = Env::new();
     let build = env.path("build");
     fs::create_dir_all(&build).unwrap();
-    capture_staged(
-        &env,
-        "atomic",
-        "/opt/checkapp/bin/atomic",
-        |_| {},
-        |stage| {
-            let app = stage.join("opt/checkapp/bin/atomic");
-            fs::create_dir_all(app.parent().unwrap()).unwrap();
-            let src = "#include <stdio.h>\nint main(void) { puts(\"atomic\"); return 0; }\n";
-            gcc(&build, &app, src, &["-Wl,--no-as-needed", "-latomic"]);
-        },
-    );
+    for (name, base) in [("atomic", "host"), ("atomicmin", "minimal")] {
+        capture_staged_with(
+            &env,
+            name,
+            "/opt/checkapp/bin/atomic",
+            &["--base", base],
+            |_| {},
+            |stage| {
+                let app = stage.join("opt/checkapp/bin/atomic");
+                fs::create_dir_all(app.parent().unwrap()).unwrap();
+                let src = "#include <stdio.h>\nint main(void) { puts(\"atomic\"); return 0; }\n";
+                gcc(&build, &app, src, &["-Wl,--no-as-needed", "-latomic"]);
+            },
+        );
+    }
     let (code, out, err) = check(&env, &["atomic"]);
     assert_eq!(code, 0, "on the capture host: {out}{err}");
     let (code, out, err) = run_capsule(&env, &["run", "atomic"]);
@@ -258,4 +277,12 @@ fn check_on_a_machine_that_lacks_a_host_library() {
     assert_eq!(code, Some(127), "{out}{err}");
     assert!(err.lines().any(|l| l == format!("capsule: error: {line}")), "{err}");
     assert!(out.is_empty(), "{out}");
+    // Against the minimal base, the capture took libatomic along.
+    let (inside, _cleanup) = crate::exec::stage_in_root(&env, &root, "capsule-e2e-checkmin", "atomicmin");
+    let cap = format!("{inside}/capsule --store {inside}/store");
+    let (code, out, err) =
+        in_root(&format!("{cap} -q import {inside}/atomicmin.capsule && {cap} check atomicmin && {cap} run atomicmin"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("capsule atomicmin:latest: nothing missing on this host"), "{out}{err}");
+    assert!(out.ends_with("\natomic\n"), "{out}{err}");
 }

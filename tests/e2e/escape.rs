@@ -73,7 +73,7 @@ fn capsule(env: &Env) {
     let host = env.path("host-esc");
     fs::create_dir_all(host.join("opt/esc/data")).unwrap();
     let base = host.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/opt"]);
     fs::write(host.join("opt/esc/data/file"), "capsule-data\n").unwrap();
     std::os::unix::fs::symlink("/opt/esc/data/file", host.join("opt/esc/abs")).unwrap();
     env.ok(&["-q", "capture", "snapshot", "end", "esc"]);

@@ -16,7 +16,7 @@ fn capture_staged(env: &Env, name: &str, entry: &str, fill: impl FnOnce(&Path)) 
     let stage = env.path(&format!("stage-{name}"));
     fs::create_dir_all(&stage).unwrap();
     let base = stage.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc,/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/usr,/etc,/opt"]);
     fill(&stage);
     env.ok(&["-q", "capture", "snapshot", "end", name, "--entry", entry]);
 }
@@ -182,21 +182,27 @@ fn phar_from_a_php_capsule_runs_by_name_on_a_host_without_php() {
 
 /// The trixie root under target/, built once (and again only if it is gone).
 pub(crate) fn trixie_root() -> Result<PathBuf, String> {
+    minimal_root("trixie")
+}
+
+/// A Debian `suite` minbase root made once per machine with mmdebstrap (under the target
+/// directory, locked, built aside and renamed into place).
+pub(crate) fn minimal_root(suite: &str) -> Result<PathBuf, String> {
     let roots = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("roots");
-    let root = roots.join("trixie");
+    let root = roots.join(suite);
     fs::create_dir_all(&roots).map_err(|e| e.to_string())?;
-    let lock = fs::File::create(roots.join("trixie.lock")).map_err(|e| e.to_string())?;
+    let lock = fs::File::create(roots.join(format!("{suite}.lock"))).map_err(|e| e.to_string())?;
     lock.lock().map_err(|e| e.to_string())?;
     if root.join("usr/bin/dpkg").exists() {
         return Ok(root);
     }
-    let tmp = roots.join(format!("trixie.tmp{}", std::process::id()));
+    let tmp = roots.join(format!("{suite}.tmp{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    let o = Command::new("mmdebstrap").args(["--variant=minbase", "--quiet", "trixie"]).arg(&tmp).output();
+    let o = Command::new("mmdebstrap").args(["--variant=minbase", "--quiet", suite]).arg(&tmp).output();
     let o = o.map_err(|e| format!("mmdebstrap: {e}"))?;
     if !o.status.success() {
         let _ = fs::remove_dir_all(&tmp);
-        return Err(format!("mmdebstrap trixie failed: {}", String::from_utf8_lossy(&o.stderr)));
+        return Err(format!("mmdebstrap {suite} failed: {}", String::from_utf8_lossy(&o.stderr)));
     }
     fs::rename(&tmp, &root).map_err(|e| e.to_string())?;
     Ok(root)

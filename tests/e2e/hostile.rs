@@ -45,7 +45,7 @@ fn capsule(env: &Env, dynamic: &Path, fixed: &Path) {
     let host = env.path("host-hostile");
     fs::create_dir_all(host.join("opt")).unwrap();
     let base = host.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/opt"]);
     fs::create_dir_all(host.join("opt/hostile")).unwrap();
     fs::copy(dynamic, host.join("opt/hostile/hostile")).unwrap();
     fs::copy(fixed, host.join("opt/hostile/hostile-static")).unwrap();

@@ -30,6 +30,7 @@ mod oci;
 mod oci_tls;
 mod ownership;
 mod plan;
+mod portable;
 mod programs;
 mod redis;
 mod reinstall;

@@ -102,7 +102,7 @@ pub(crate) fn app(env: &Env, greeting: &str) {
     std::fs::create_dir_all(host.join("usr/bin")).unwrap();
     std::fs::create_dir_all(host.join("opt/app")).unwrap();
     let base = host.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/usr,/opt"]);
     std::fs::copy("/usr/bin/cat", host.join("usr/bin/cat")).unwrap();
     std::fs::set_permissions(host.join("usr/bin/cat"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(host.join("opt/app/greeting"), greeting).unwrap();

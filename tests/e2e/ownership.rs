@@ -18,7 +18,7 @@ fn hostile_modes_capsule(env: &Env) {
     let host = env.path("host-app");
     std::fs::create_dir_all(&host).unwrap();
     let base = host.to_str().unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc,/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/usr,/etc,/opt"]);
     let files: &[(&str, &[u8], u32)] = &[
         ("opt/app/data.txt", b"original\n", 0o644),
         ("opt/app/late.txt", b"late content\n", 0o644),

@@ -16,7 +16,7 @@ use crate::support::{Env, dpkg_lock, has, installed, is_root, run_capsule};
 fn capsule_of(env: &Env, name: &str, files: &[(&str, &[u8], u32)], extra: &[&str]) {
     let host = env.path(&format!("host-{name}"));
     std::fs::create_dir_all(&host).unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/usr,/etc,/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", host.to_str().unwrap(), "--roots", "/usr,/etc,/opt"]);
     for (rel, content, mode) in files {
         let p = host.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -137,7 +137,7 @@ fn an_entry_point_may_be_a_capsule_symlink_to_a_host_program() {
     let env = Env::new();
     let host = env.path("host-link");
     std::fs::create_dir_all(host.join("usr/bin")).unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/usr"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", host.to_str().unwrap(), "--roots", "/usr"]);
     std::os::unix::fs::symlink("printf", host.join("usr/bin/say")).unwrap();
     std::fs::create_dir_all(host.join("usr/share/say")).unwrap();
     std::fs::write(host.join("usr/share/say/x"), "x").unwrap();

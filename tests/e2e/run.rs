@@ -333,7 +333,7 @@ fn fifty_first_runs_at_once_all_succeed() {
         let host = env.path("host");
         std::fs::create_dir_all(host.join("opt/many")).unwrap();
         let base = host.to_str().unwrap();
-        env.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/opt"]);
+        env.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/opt"]);
         std::fs::write(host.join("opt/many/data"), "d\n").unwrap();
         for i in 0..40 {
             std::os::unix::fs::symlink("data", host.join(format!("opt/many/link{i}"))).unwrap();

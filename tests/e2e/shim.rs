@@ -141,7 +141,7 @@ impl Diff {
         let stage = env.path("stage");
         fs::create_dir_all(stage.join("opt")).unwrap();
         let stage = stage.canonicalize().unwrap();
-        env.ok(&["-q", "capture", "snapshot", "begin", "--base", stage.to_str().unwrap(), "--roots", "/opt"]);
+        env.ok(&["-q", "capture", "snapshot", "begin", "--root", stage.to_str().unwrap(), "--roots", "/opt"]);
         let root = stage.join("opt/difftest");
         let files: &[(&str, &str, u32)] = &[
             ("hello.txt", "hello capsule\n", 0o644),

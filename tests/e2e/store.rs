@@ -70,7 +70,7 @@ fn ten_lists_during_a_commit_all_succeed() {
     let host = env.path("host");
     std::fs::create_dir_all(&host).unwrap();
     env.small_capsule("before", &[("usr/bin/x", b"x")]);
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/usr"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", host.to_str().unwrap(), "--roots", "/usr"]);
     for i in 0..300 {
         let p = host.join(format!("usr/share/many/f{i}"));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -136,7 +136,7 @@ fn kill_9_during_capture_leaves_the_snapshot_pending_and_retry_works() {
     let env = two_capsules();
     let host = env.path("host-k");
     std::fs::create_dir_all(&host).unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/usr"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", host.to_str().unwrap(), "--roots", "/usr"]);
     let p = host.join("usr/bin/killed");
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(&p, b"payload\n").unwrap();

@@ -140,7 +140,7 @@ impl Env {
         let host = self.path(&format!("host-{name}"));
         std::fs::create_dir_all(&host).unwrap();
         let base = host.to_str().unwrap();
-        self.ok(&["-q", "capture", "snapshot", "begin", "--base", base, "--roots", "/usr,/etc,/opt"]);
+        self.ok(&["-q", "capture", "snapshot", "begin", "--root", base, "--roots", "/usr,/etc,/opt"]);
         for (rel, content) in files {
             let p = host.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();

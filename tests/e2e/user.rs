@@ -16,7 +16,7 @@ use crate::support::{Env, has, is_root, run_capsule, stop};
 fn nobody_capsule(env: &Env) {
     let host = env.path("host-app");
     std::fs::create_dir_all(&host).unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/opt"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", host.to_str().unwrap(), "--roots", "/opt"]);
     let data = host.join("opt/app/data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(host.join("opt/app/readme"), "root's\n").unwrap();
@@ -199,7 +199,7 @@ fn host_postgresql() -> Option<String> {
 fn postgresql_capsule(env: &Env, version: &str) {
     let host = env.path("host-pg");
     std::fs::create_dir_all(&host).unwrap();
-    env.ok(&["-q", "capture", "snapshot", "begin", "--base", host.to_str().unwrap(), "--roots", "/usr,/etc,/var/lib"]);
+    env.ok(&["-q", "capture", "snapshot", "begin", "--root", host.to_str().unwrap(), "--roots", "/usr,/etc,/var/lib"]);
     let list = Command::new("dpkg").args(["-L", &format!("postgresql-{version}")]).output().unwrap();
     assert!(list.status.success(), "dpkg -L postgresql-{version}");
     let files: Vec<String> = String::from_utf8_lossy(&list.stdout)

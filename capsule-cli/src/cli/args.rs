@@ -205,6 +205,13 @@ pub struct CaptureInstall {
     /// /etc/hosts excepted), so a package the host has is captured in full.
     #[arg(long, value_name = "DIR|minimal")]
     pub root: Option<String>,
+    /// What the machines that run the capsule are assumed to have, and so is left out:
+    /// `minimal` (Debian's required packages with glibc: a minbase root), `none` (only a
+    /// kernel: the loader, glibc and interpreters go in too) or `host` (machines like this
+    /// one: only what the capture changed). Everything else the captured programs, scripts
+    /// and packages need is added from the host.
+    #[arg(long, value_enum, default_value_t = BaseArg::Minimal, value_name = "BASE")]
+    pub base: BaseArg,
     /// The installer and its arguments (`apt-get install -y PKG`, `make install`, a script).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -228,9 +235,11 @@ pub struct SnapshotBegin {
     /// More paths to ignore (globs over absolute paths; repeatable). Added to the defaults.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
-    /// Treat this host directory as `/` (capture an install made into a staging root).
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub base: PathBuf,
+    /// Treat this host directory as `/` (capture an install made into a staging root); its
+    /// packages and files are also what `end` completes the closure from. (`--base DIR` is
+    /// the old spelling.)
+    #[arg(long = "root", alias = "base", value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// `capture snapshot end`
@@ -244,6 +253,13 @@ pub struct SnapshotEnd {
     /// The capsule's default program (absolute path inside the capsule).
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
+    /// What the machines that run the capsule are assumed to have, and so is left out:
+    /// `minimal` (Debian's required packages with glibc: a minbase root), `none` (only a
+    /// kernel: the loader, glibc and interpreters go in too) or `host` (machines like this
+    /// one: only what the capture changed). Everything else the captured programs, scripts
+    /// and packages need is added from the host.
+    #[arg(long, value_enum, default_value_t = BaseArg::Minimal, value_name = "BASE")]
+    pub base: BaseArg,
 }
 
 /// `capture elf`
@@ -617,4 +633,25 @@ pub enum SandboxAction {
         /// NAME[:TAG] of the new capsule.
         new: String,
     },
+}
+
+/// `--base` of a snapshot or install capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BaseArg {
+    /// Debian's required packages with glibc (a minbase root).
+    Minimal,
+    /// Nothing but a kernel.
+    None,
+    /// Machines like the capture host.
+    Host,
+}
+
+impl From<BaseArg> for capsule_core::manifest::BaseKind {
+    fn from(b: BaseArg) -> Self {
+        match b {
+            BaseArg::Minimal => capsule_core::manifest::BaseKind::Minimal,
+            BaseArg::None => capsule_core::manifest::BaseKind::None,
+            BaseArg::Host => capsule_core::manifest::BaseKind::Host,
+        }
+    }
 }

@@ -18,7 +18,7 @@ pub fn snapshot(store: &Store, out: Output, s: Snapshot) -> Result<ExitCode> {
     match s {
         Snapshot::Begin(b) => {
             let digest =
-                snapshot::begin(store, &b.base, &b.roots, &b.exclude, &bars).context("snapshot begin failed")?;
+                snapshot::begin(store, &b.root, &b.roots, &b.exclude, &bars).context("snapshot begin failed")?;
             let files = snapshot::pending(store).map(|(_, s)| s.entries.len()).unwrap_or(0);
             if out.json {
                 out.print_json(&json!({ "snapshot": digest.to_hex(), "files": files, "roots": b.roots }))?;
@@ -32,7 +32,7 @@ pub fn snapshot(store: &Store, out: Output, s: Snapshot) -> Result<ExitCode> {
         }
         Snapshot::End(e) => {
             let r = capsule_ref(&e.name)?;
-            let digest = snapshot::end(store, &r.name, &r.tag, e.entry.as_deref(), &bars)
+            let digest = snapshot::end(store, &r.name, &r.tag, e.entry.as_deref(), e.base.into(), &bars)
                 .with_context(|| format!("snapshot end for capsule {r} failed"))?;
             let digest = declare(store, &r, &e.declare, digest)?;
             report_capsule(store, out, &r, &digest)?;
@@ -284,6 +284,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         i.entry.as_deref(),
         &command,
         &packages,
+        i.base.into(),
         &bars,
     )
     .with_context(|| format!("capture install for capsule {r} failed"))?;
@@ -426,8 +427,12 @@ fn report_capsule(
     digest: &capsule_core::digest::Digest,
 ) -> Result<()> {
     let m = store.load_manifest(digest)?;
+    let closure = closure_size(&m);
     if out.json {
-        out.print_json(&json!({ "capsule": r.to_string(), "digest": digest.to_hex(), "entries": m.entries.len(), "deletions": m.deletions.len(), "size": m.size() }))?;
+        let base = m.base.as_ref().map(|b| {
+            json!({ "base": b.kind.name(), "packages": closure.0, "files": closure.1, "size": closure.2, "unmet": b.unmet })
+        });
+        out.print_json(&json!({ "capsule": r.to_string(), "digest": digest.to_hex(), "entries": m.entries.len(), "deletions": m.deletions.len(), "size": m.size(), "closure": base }))?;
     } else if !out.quiet {
         println!(
             "{r} {} ({} entries, {} deletions, {})",
@@ -436,6 +441,38 @@ fn report_capsule(
             m.deletions.len(),
             crate::cli::human_bytes(m.size())
         );
+        if let Some(b) = &m.base {
+            let (packages, files, bytes) = closure;
+            let added = match b.kind {
+                capsule_core::manifest::BaseKind::Host => {
+                    "nothing added (it runs on machines like this one)".to_owned()
+                }
+                _ => format!("{packages} packages and {files} files added, {}", crate::cli::human_bytes(bytes)),
+            };
+            println!("  base {}: {added}", b.kind.name());
+            if !b.unmet.is_empty() {
+                println!("  {} needs this host did not meet either (`capsule inspect {r}` lists them)", b.unmet.len());
+            }
+        }
     }
     Ok(())
+}
+
+/// What the closure step of capsule `m` added: packages, files, bytes.
+fn closure_size(m: &capsule_core::manifest::Manifest) -> (usize, u64, u64) {
+    use capsule_core::manifest::{CaptureStep, EntryKind};
+    let Some(i) = m.origins.iter().position(|o| o.step == CaptureStep::Closure) else { return (0, 0, 0) };
+    let (mut files, mut bytes) = (0, 0);
+    for e in m.entries.iter().filter(|e| e.origin as usize == i) {
+        match e.kind {
+            EntryKind::File { size, .. } => {
+                files += 1;
+                bytes += size;
+            }
+            EntryKind::Symlink { .. } | EntryKind::Hardlink { .. } => files += 1,
+            EntryKind::Dir => {}
+        }
+    }
+    let packages = m.origins.get(i).and_then(|o| o.detail.split(": ").nth(1)).and_then(|d| d.split(' ').next());
+    (packages.and_then(|p| p.parse().ok()).unwrap_or(0), files, bytes)
 }

@@ -49,6 +49,21 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
         rootless_netns: c.netns && run::userns::needed(),
     };
     report.missing.extend(needs::kernel_needs(&run_needs, &Kernel::probe()));
+    // What the capture's source lacked too is the capsule's as it was made, not this host's,
+    // unless a program the capsule offers needs it (then that program cannot start here).
+    let unmet = m.base.as_ref().map(|b| b.unmet.as_slice()).unwrap_or_default();
+    let mut offered: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    if !unmet.is_empty() {
+        for ep in &m.entry_points {
+            let needs = needs::program_needs(&tree, &library_path(&m), &path, &ep.path.to_absolute());
+            offered.extend(needs.iter().map(Need::key));
+        }
+    }
+    let (as_captured, missing): (Vec<Need>, Vec<Need>) = report.missing.into_iter().partition(|n| {
+        let key = n.key();
+        unmet.binary_search(&key).is_ok() && !offered.contains(&key) && !matches!(n.want, needs::Want::Program(_))
+    });
+    report.missing = missing;
     let failed = !report.missing.is_empty();
     if out.json {
         let doc = json!({
@@ -56,6 +71,7 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
             "digest": digest.to_hex(),
             "ok": !failed,
             "missing": report.missing,
+            "unmet_at_capture": as_captured,
             "checked": { "elf": report.elf, "scripts": report.scripts, "entry_points": report.entry_points },
             "unreadable": report.unreadable.iter().map(|(p, why)| json!({"path": p, "why": why})).collect::<Vec<_>>(),
         });
@@ -63,6 +79,9 @@ pub fn run(store: &Store, out: Output, c: &Check) -> Result<ExitCode> {
     } else {
         for n in &report.missing {
             println!("{n}");
+        }
+        for n in &as_captured {
+            println!("{}: missing where it was captured too (not counted)", n.key());
         }
         // A lazily pulled capsule lacks blobs until they are fetched (`capsule fetch NAME`).
         const SHOWN: usize = 5;

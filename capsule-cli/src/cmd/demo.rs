@@ -38,8 +38,15 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
     out.info("2. building and installing the demo application (a C program, its config under /etc, its data and its own library)");
     fixture::install_demo(staging.path()).context("demo: cannot build the demo application")?;
     out.info("3. snapshot end: the changes become the capsule");
-    let digest = snapshot::end(store, NAME, "latest", Some(&format!("/{}", fixture::DEMO_BINARY)), &bars)
-        .context("demo: snapshot end failed")?;
+    let digest = snapshot::end(
+        store,
+        NAME,
+        "latest",
+        Some(&format!("/{}", fixture::DEMO_BINARY)),
+        capsule_core::manifest::BaseKind::Host,
+        &bars,
+    )
+    .context("demo: snapshot end failed")?;
     let m = store.load_manifest(&digest)?;
     if out.json {
         out.print_json(&super::inspect::to_json(&digest, &m))?;

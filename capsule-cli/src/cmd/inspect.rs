@@ -84,6 +84,11 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
         "files": m.entries.iter().map(|e| entry_json(m, e)).collect::<Vec<_>>(),
         "deletions": m.deletions.iter().map(|d| d.display()).collect::<Vec<_>>(),
         "registry": m.registry.iter().map(|(k, v)| json!({ "key": k, "value": reg_json(v) })).collect::<Vec<_>>(),
+        "base": m.base.as_ref().map(|b| json!({
+            "kind": b.kind.name(),
+            "distro": b.distro.as_ref().map(|d| json!({ "id": d.id, "version_id": d.version_id, "codename": d.codename })),
+            "unmet": b.unmet,
+        })),
         "inventory": m.inventory.as_ref().map(|inv| json!({
             "distro": inv.distro.as_ref().map(|d| json!({ "id": d.id, "version_id": d.version_id, "codename": d.codename })),
             "packages": inv.packages.iter().map(|p| json!({
@@ -102,6 +107,16 @@ fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Resu
     writeln!(w, "size      {} in {} entries, {} deletions", human_bytes(m.size()), m.entries.len(), m.deletions.len())?;
     for o in &m.origins {
         writeln!(w, "origin    {}: {}", o.step.name(), o.detail)?;
+    }
+    match &m.base {
+        None => writeln!(w, "base      (none recorded: made before bases, or by an elf, trace or shared capture)")?,
+        Some(b) => {
+            let of = b.distro.as_ref().map(|d| format!(" ({} {} {})", d.id, d.version_id, d.codename));
+            writeln!(w, "base      {}{}", b.kind.name(), of.unwrap_or_default().replace("  ", " "))?;
+            for u in &b.unmet {
+                writeln!(w, "unmet     {u} (where it was captured too)")?;
+            }
+        }
     }
     for e in &m.entry_points {
         let args = if e.args.is_empty() { String::new() } else { format!(" {}", e.args.join(" ")) };

@@ -71,6 +71,31 @@ impl<'s> Builder<'s> {
         &mut self.manifest
     }
 
+    /// Record the entries added from now on as coming from a new capture step `origin`.
+    pub fn begin_origin(&mut self, origin: Origin) {
+        self.origin = u32::try_from(self.manifest.origins.len()).unwrap_or(u32::MAX);
+        self.manifest.origins.push(origin);
+    }
+
+    /// The index of the capture step entries are recorded under now.
+    pub fn current_origin(&self) -> u32 {
+        self.origin
+    }
+
+    /// Run `f` with host files read from `base` instead of the builder's own directory (a
+    /// closure's files come from the capture's source root, not the install's sandbox tree).
+    pub fn with_base<R>(&mut self, base: &Path, f: impl FnOnce(&mut Self) -> R) -> R {
+        let own = std::mem::replace(&mut self.base, base.to_owned());
+        let out = f(self);
+        self.base = own;
+        out
+    }
+
+    /// The directory host files are read from.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
     /// Whether `rel` is already recorded.
     pub fn contains(&self, rel: &RelPath) -> bool {
         self.seen.contains_key(rel)

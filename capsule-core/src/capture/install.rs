@@ -60,6 +60,7 @@ pub fn from_sandbox(
     entry: Option<&str>,
     command: &str,
     packages: &Packages,
+    base: crate::manifest::BaseKind,
     progress: &dyn Progress,
 ) -> Result<Digest, CaptureError> {
     let noise = Noise::with_defaults(&[])?;
@@ -99,7 +100,13 @@ pub fn from_sandbox(
     }
     super::programs::record(m, tree, &packages.requested, true);
     super::snapshot::record_etc(m);
-    m.inventory = Some(inventory(tree, lower, &packages.reinstalled)?);
+    let captured = captured_packages(tree, lower, &packages.reinstalled)?;
+    let db = if tree.join(super::dpkg::STATUS).exists() { tree } else { lower };
+    let src = super::closure::Source { root: lower, db };
+    let added = super::closure::complete(&mut b, base, &src, &captured, progress)?;
+    let all: Vec<_> = captured.into_iter().chain(added.packages).collect();
+    let distro = super::dpkg::os_release(tree).or_else(|| super::dpkg::os_release(lower));
+    b.manifest_mut().inventory = Some(super::dpkg::inventory(&all, distro));
     b.commit()
 }
 
@@ -107,17 +114,17 @@ pub fn from_sandbox(
 /// installer) has installed that `lower`'s (the host's, or the source root's) does not have at
 /// the same version, and the reinstalled ones. No status file in the tree: the installer
 /// installed no package.
-fn inventory(tree: &Path, lower: &Path, reinstalled: &[String]) -> Result<crate::manifest::Inventory, CaptureError> {
+fn captured_packages(
+    tree: &Path,
+    lower: &Path,
+    reinstalled: &[String],
+) -> Result<Vec<super::dpkg::Record>, CaptureError> {
     use super::dpkg;
-    let host = lower;
-    let changed = if tree.join(dpkg::STATUS).exists() {
-        let all = dpkg::read(tree)?;
-        dpkg::changed(&dpkg::read(host)?, &all, reinstalled)
-    } else {
-        Vec::new()
-    };
-    let distro = dpkg::os_release(tree).or_else(|| dpkg::os_release(host));
-    Ok(dpkg::inventory(&changed, distro))
+    if !tree.join(dpkg::STATUS).exists() {
+        return Ok(Vec::new());
+    }
+    let all = dpkg::read(tree)?;
+    Ok(dpkg::changed(&dpkg::read(lower)?, &all, reinstalled))
 }
 
 /// The files (not directories) the file lists of `pkgs` name, as the install left them: the

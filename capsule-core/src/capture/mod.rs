@@ -11,6 +11,7 @@
 //! - [`dpkg`]: dpkg's status database and the package inventory a capture keeps.
 
 pub mod builder;
+pub mod closure;
 pub mod commit;
 pub mod declare;
 pub mod dpkg;

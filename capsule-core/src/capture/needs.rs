@@ -9,7 +9,8 @@
 //! - every ELF program and library of the capsule is loaded as [`super::elf`] loads a program
 //!   (PT_INTERP, DT_NEEDED as ld.so resolves them): programs first, then the libraries no
 //!   program of the capsule loaded, each as its own process (a plugin that is `dlopen`ed);
-//! - every executable `#!` script's interpreter is looked up, and for `/usr/bin/env NAME`,
+//! - every executable `#!` script's interpreter is looked up (not below `/usr/share/doc`: examples
+//!   are read, not run), and for `/usr/bin/env NAME`,
 //!   NAME in the run's PATH;
 //! - every entry point's program is looked up;
 //! - [`kernel_needs`] says which kernel features the run options need.
@@ -44,6 +45,9 @@ pub struct CapsuleTree<'a> {
     manifest: &'a Manifest,
     deleted: BTreeSet<RelPath>,
     content: Box<Content<'a>>,
+    /// The directory standing for `/` below the capsule: the host's `/`, or a capture's
+    /// source root (`capture install --root`).
+    lower: PathBuf,
 }
 
 /// The largest capsule file read whole (an ELF file; the biggest real libraries are a few
@@ -57,7 +61,23 @@ const CAPSULE_DEV: u64 = u64::MAX;
 impl<'a> CapsuleTree<'a> {
     /// `manifest` over the host, its files read by `content`.
     pub fn new(manifest: &'a Manifest, content: Box<Content<'a>>) -> Self {
-        CapsuleTree { manifest, deleted: manifest.deletions.iter().cloned().collect(), content }
+        CapsuleTree {
+            manifest,
+            deleted: manifest.deletions.iter().cloned().collect(),
+            content,
+            lower: PathBuf::from("/"),
+        }
+    }
+
+    /// The same capsule over directory `root` instead of the host's `/`.
+    pub fn over(mut self, root: &Path) -> Self {
+        root.clone_into(&mut self.lower);
+        self
+    }
+
+    /// Whether absolute `path` (no symlink followed) is the capsule's, not the lower tree's.
+    pub fn in_capsule(&self, path: &Path) -> bool {
+        matches!(self.entry(path), Ok(Some(_)))
     }
 
     /// `manifest` over the host, its files read from their blobs in `store` (a blob the store
@@ -129,7 +149,7 @@ impl Tree for CapsuleTree<'_> {
                 EntryKind::Symlink { .. } => Node::Symlink,
                 EntryKind::File { .. } | EntryKind::Hardlink { .. } => Node::File,
             }),
-            Ok(None) => Sysroot(Path::new("/")).lstat(path),
+            Ok(None) => Sysroot(&self.lower).lstat(path),
             Err(()) => Err(absent()),
         }
     }
@@ -138,7 +158,7 @@ impl Tree for CapsuleTree<'_> {
         match self.entry(path) {
             Ok(Some(Entry { kind: EntryKind::Symlink { target }, .. })) => Ok(PathBuf::from(OsStr::from_bytes(target))),
             Ok(Some(_)) => Err(io::Error::from_raw_os_error(libc::EINVAL)),
-            Ok(None) => Sysroot(Path::new("/")).read_link(path),
+            Ok(None) => Sysroot(&self.lower).read_link(path),
             Err(()) => Err(absent()),
         }
     }
@@ -156,7 +176,7 @@ impl Tree for CapsuleTree<'_> {
                 ino.copy_from_slice(digest.0.get(..8).unwrap_or(&[0; 8]));
                 Ok(((self.content)(file, &digest, None)?, (CAPSULE_DEV, u64::from_le_bytes(ino))))
             }
-            Ok(None) => Sysroot(Path::new("/")).read(path),
+            Ok(None) => Sysroot(&self.lower).read(path),
             Err(()) => Err(absent()),
         }
     }
@@ -201,6 +221,16 @@ impl Need {
     }
 }
 
+impl Need {
+    /// Who needs what, without why: the same need found on two machines has the same key
+    /// ([`crate::manifest::Base::unmet`]).
+    pub fn key(&self) -> String {
+        let full = self.to_string();
+        let suffix = format!(": {}", self.why);
+        full.strip_suffix(&suffix).map(str::to_owned).unwrap_or(full)
+    }
+}
+
 impl fmt::Display for Need {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let by = &self.by;
@@ -230,6 +260,11 @@ pub struct Report {
     pub entry_points: usize,
     /// Capsule files that could not be read or parsed (path, why): their needs are unknown.
     pub unreadable: Vec<(String, String)>,
+    /// The files outside the capsule that its needs were met with (libraries, loaders, `#!`
+    /// interpreters, `env` commands, entry points' host programs), as they were found (a
+    /// library's symlink stays the symlink): what a capture adds for a closure.
+    #[serde(skip)]
+    pub used: BTreeSet<PathBuf>,
 }
 
 /// The directories a run puts in LD_LIBRARY_PATH: those holding the capsule's shared
@@ -282,6 +317,11 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
         if !(exec || maybe_lib) || !matches!(e.kind, EntryKind::File { .. } | EntryKind::Hardlink { .. }) {
             continue;
         }
+        // Documentation is read, not run: Debian ships examples there with whatever `#!`
+        // their authors had (`debian/rules` naming make, a Ruby script in redis-tools).
+        if e.path.as_bytes().starts_with(b"usr/share/doc/") {
+            continue;
+        }
         let head = match tree.head(e, HEAD) {
             Ok(h) => h,
             Err(err) => {
@@ -308,8 +348,14 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
         {
             Ok(found) => {
                 report.elf += 1;
-                let interp = found.interpreter.iter().map(|(i, _)| i);
-                loaded.extend(found.libs.iter().chain(interp).filter_map(|l| resolver.canonical(l)));
+                let interp = found.interpreter.iter().filter(|(_, exists)| *exists).map(|(i, _)| i);
+                for l in found.libs.iter().chain(interp) {
+                    let Some(canonical) = resolver.canonical(l) else { continue };
+                    if !tree.in_capsule(&canonical) {
+                        report.used.insert(l.clone());
+                    }
+                    loaded.insert(canonical);
+                }
                 missing.extend(elf_missing(found.interpreter.as_ref(), found.missing));
             }
             Err(e) => report.unreadable.push((path.display().to_string(), elf_error(&e))),
@@ -329,10 +375,17 @@ pub fn capsule_needs(tree: &CapsuleTree<'_>, library_path: &[PathBuf], path: &[P
     for (p, head) in &scripts {
         report.scripts += 1;
         missing.extend(script_missing(tree, p, head, path));
+        report.used.extend(script_used(tree, head, path));
     }
     for ep in &m.entry_points {
         report.entry_points += 1;
         let p = ep.path.to_absolute();
+        if let Ok(real) = resolve_in_root(tree, &p)
+            && !tree.in_capsule(&real)
+            && tree.is_file(&real)
+        {
+            report.used.insert(p.clone());
+        }
         if !tree.is_file(&p) {
             // A capsule symlink out of the capsule: the host file it names is what is missing.
             let shown = match m.follow(&ep.path) {
@@ -392,7 +445,8 @@ fn head_of(tree: &CapsuleTree<'_>, path: &Path) -> Option<Bytes> {
     match tree.entry(&real) {
         Ok(Some(e)) => tree.head(e, HEAD).ok(),
         Ok(None) => {
-            let f = std::fs::File::open(&real).ok()?;
+            let rel = real.strip_prefix("/").unwrap_or(&real);
+            let f = std::fs::File::open(tree.lower.join(rel)).ok()?;
             let mut out = Vec::new();
             f.take(HEAD).read_to_end(&mut out).ok()?;
             Some(Bytes::Owned(out))
@@ -460,6 +514,33 @@ fn script_missing(tree: &CapsuleTree<'_>, script: &Path, head: &[u8], path: &[Pa
     }
     let why = "not in the capsule's or this host's PATH".to_owned();
     vec![Need { by, want: Want::Command(cmd.display().to_string()), why }]
+}
+
+/// The files outside the capsule the `#!` line of a script (its first bytes `head`) is met
+/// with: the interpreter, and the command `/usr/bin/env` finds in `path`.
+fn script_used(tree: &CapsuleTree<'_>, head: &[u8], path: &[PathBuf]) -> Vec<PathBuf> {
+    let Some(sb) = crate::exec::shebang(head) else { return Vec::new() };
+    let Some(interp) = head.get(sb.interp.clone()) else { return Vec::new() };
+    let interp = PathBuf::from(OsStr::from_bytes(interp));
+    let outside = |p: &Path| resolve_in_root(tree, p).is_ok_and(|r| !tree.in_capsule(&r) && tree.is_file(&r));
+    let mut out = Vec::new();
+    if outside(&interp) {
+        out.push(interp.clone());
+    }
+    if interp.file_name() == Some(OsStr::new("env")) {
+        let arg = sb.arg.and_then(|r| head.get(r)).unwrap_or_default();
+        let mut words = arg.split(|c| *c == b' ' || *c == b'\t').filter(|w| !w.is_empty());
+        if let Some(cmd) = words.find(|w| !w.starts_with(b"-") && !w.contains(&b'=')) {
+            let cmd = Path::new(OsStr::from_bytes(cmd));
+            let found = if cmd.is_absolute() {
+                Some(cmd.to_path_buf())
+            } else {
+                path.iter().map(|d| d.join(cmd)).find(|p| tree.is_file(p))
+            };
+            out.extend(found.filter(|p| outside(p)));
+        }
+    }
+    out
 }
 
 fn elf_error(e: &ElfError) -> String {

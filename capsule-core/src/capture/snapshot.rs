@@ -212,6 +212,7 @@ pub fn end(
     name: &str,
     tag: &str,
     entry: Option<&str>,
+    base: crate::manifest::BaseKind,
     progress: &dyn Progress,
 ) -> Result<Digest, CaptureError> {
     let (snap_digest, snap) = pending(store)?;
@@ -243,7 +244,11 @@ pub fn end(
         set_entry(m, entry)?;
     }
     super::programs::record(m, &snap.base, &[], true);
-    m.inventory = Some(inventory(m, &snap)?);
+    let captured = captured_packages(m, &snap)?;
+    let src = super::closure::Source { root: &snap.base, db: &snap.base };
+    let added = super::closure::complete(&mut b, base, &src, &captured, progress)?;
+    let all: Vec<_> = captured.into_iter().chain(added.packages).collect();
+    b.manifest_mut().inventory = Some(super::dpkg::inventory(&all, super::dpkg::os_release(&snap.base)));
     let digest = b.commit()?;
     let _ = fs::remove_file(pending_path(store));
     Ok(digest)
@@ -252,7 +257,7 @@ pub fn end(
 /// The packages dpkg has installed under the snapshot's base now that it did not have at the
 /// same version when the snapshot was taken. A version-1 snapshot recorded none: then the
 /// installed packages owning files of the capsule.
-fn inventory(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<crate::manifest::Inventory, CaptureError> {
+fn captured_packages(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<Vec<super::dpkg::Record>, CaptureError> {
     use super::dpkg;
     let now = dpkg::read(&snap.base)?;
     let changed = match &snap.dpkg {
@@ -271,7 +276,7 @@ fn inventory(m: &crate::manifest::Manifest, snap: &Snapshot) -> Result<crate::ma
         }
         None => dpkg::owning(m, &snap.base, &now),
     };
-    Ok(dpkg::inventory(&changed, dpkg::os_release(&snap.base)))
+    Ok(changed)
 }
 
 /// Every /etc file the capture added, changed or deleted becomes a registry entry.
@@ -312,6 +317,7 @@ mod tests {
     use super::*;
     use crate::capture::NoProgress;
     use crate::capture::scan::{S_IFREG, Stat};
+    use crate::manifest::BaseKind;
 
     fn e(p: &str, mode: u32, size: u64) -> ScanEntry {
         let stat = Stat {
@@ -366,7 +372,10 @@ mod tests {
         };
         fs::write(b.join("var/lib/dpkg/status"), pkg("kept", "1") + &pkg("upgraded", "1")).unwrap();
         begin(&store, b, &roots, &["/etc/skip.conf".into()], &NoProgress).unwrap();
-        assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoChanges { .. })));
+        assert!(matches!(
+            end(&store, "t", "latest", None, BaseKind::Host, &NoProgress),
+            Err(CaptureError::NoChanges { .. })
+        ));
         fs::create_dir_all(b.join("usr/share/app")).unwrap();
         fs::write(b.join("usr/share/app/data"), b"data").unwrap();
         fs::hard_link(b.join("usr/share/app/data"), b.join("usr/share/app/data2")).unwrap();
@@ -377,7 +386,7 @@ mod tests {
         std::os::unix::fs::symlink("/usr/share/app/data", b.join("usr/bin/app")).unwrap();
         let status = pkg("app", "2:1.0-1") + &pkg("kept", "1") + &pkg("upgraded", "2");
         fs::write(b.join("var/lib/dpkg/status"), status).unwrap();
-        let digest = end(&store, "t", "latest", Some("/usr/bin/app"), &NoProgress).unwrap();
+        let digest = end(&store, "t", "latest", Some("/usr/bin/app"), BaseKind::Host, &NoProgress).unwrap();
         let m = store.load_manifest(&digest).unwrap();
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.display()).collect();
         assert_eq!(
@@ -409,6 +418,9 @@ mod tests {
         let pkgs: Vec<(&str, &str)> = inv.packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
         assert_eq!(pkgs, [("app", "2:1.0-1"), ("upgraded", "2")]);
         // The pending snapshot is consumed.
-        assert!(matches!(end(&store, "t", "latest", None, &NoProgress), Err(CaptureError::NoPendingSnapshot { .. })));
+        assert!(matches!(
+            end(&store, "t", "latest", None, BaseKind::Host, &NoProgress),
+            Err(CaptureError::NoPendingSnapshot { .. })
+        ));
     }
 }

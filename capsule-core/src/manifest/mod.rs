@@ -13,13 +13,14 @@ mod path;
 mod types;
 mod v1;
 mod v2;
+mod v3;
 
 use std::collections::BTreeSet;
 
 pub use path::{MAX_COMPONENT, MAX_PATH, PathError, RelPath, check_symlink, relativize_symlink, symlink_destination};
 pub use types::{
-    CaptureStep, Distro, Entry, EntryKind, EntryPoint, EntrySource, Identity, Inventory, Isolation, IsolationRule,
-    Link, Origin, Package, RegValue,
+    Base, BaseKind, CaptureStep, Distro, Entry, EntryKind, EntryPoint, EntrySource, Identity, Inventory, Isolation,
+    IsolationRule, Link, Origin, Package, RegValue,
 };
 
 use crate::codec::{self, CodecError};
@@ -28,9 +29,9 @@ use crate::digest::Digest;
 /// Magic of an encoded manifest.
 pub const MAGIC: &[u8; 8] = b"CAPSMANI";
 /// The manifest format version this build writes and the newest it reads. Version 1 (entry
-/// points without arguments, source or a declared default) and version 2 (no package
-/// inventory) are still read.
-pub const VERSION: u16 = 3;
+/// points without arguments, source or a declared default), version 2 (no package
+/// inventory) and version 3 (no base) are still read.
+pub const VERSION: u16 = 4;
 /// The largest encoded manifest accepted (about two million files).
 pub const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 /// The most entries one manifest may hold.
@@ -39,6 +40,8 @@ pub const MAX_ENTRIES: usize = 4_000_000;
 pub const MAX_STRING: usize = 64 << 10;
 /// The most packages an inventory may list (a whole distribution has about 65,000).
 pub const MAX_PACKAGES: usize = 100_000;
+/// The most needs a base may record as unmet at capture.
+pub const MAX_UNMET: usize = 100_000;
 /// The most dependencies one package of an inventory may list.
 pub const MAX_DEPENDS: usize = 4096;
 
@@ -187,6 +190,11 @@ pub struct Manifest {
     /// for a capsule made before inventories (manifest versions 1 and 2) or by a capture that
     /// keeps none (`capture shared`).
     pub inventory: Option<Inventory>,
+    /// What the capture assumed target machines have, and so left out (`--base`); `None` for
+    /// a capsule made before bases (manifest versions 1 to 3) or by a capture that does not
+    /// compute a closure (`capture elf` carries its whole ELF closure, `capture trace` what
+    /// the program opened, `capture shared` state only).
+    pub base: Option<Base>,
 }
 
 /// Seconds either side of the epoch a valid mtime may be: far beyond any file, well inside
@@ -257,6 +265,19 @@ fn check_registry(key: &str, value: &RegValue) -> Result<(), ManifestError> {
     }
 }
 
+/// A distribution's fields: 0-64 of `A-Z a-z 0-9 . _ ~ -`, the id not empty.
+fn check_distro(what: &str, d: &Distro) -> Result<(), ManifestError> {
+    let distro_ok =
+        |s: &str| s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'));
+    for (field, v) in [("id", &d.id), ("version_id", &d.version_id), ("codename", &d.codename)] {
+        if !distro_ok(v) || (field == "id" && v.is_empty()) {
+            let shown = v.chars().take(200).collect::<String>();
+            return Err(refuse(what.to_owned(), field, shown, "is not an os-release word"));
+        }
+    }
+    Ok(())
+}
+
 /// A package inventory an SBOM and a purl can carry as it is: at most [`MAX_PACKAGES`]
 /// packages, sorted by (name, architecture) without duplicates; names, architectures and
 /// versions of the characters Debian allows (names and sources 1-128 of `a-z 0-9 + - .`
@@ -275,18 +296,12 @@ fn check_inventory(inv: &Inventory) -> Result<(), ManifestError> {
     let arch_ok = |s: &str| word(s, 64, true, |c| matches!(c, 'a'..='z' | '0'..='9' | '-'));
     let version_ok =
         |s: &str| word(s, 256, false, |c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | ':' | '-'));
-    let distro_ok =
-        |s: &str| s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'));
     let shown = |s: &str| s.chars().take(200).collect::<String>();
     if inv.packages.len() > MAX_PACKAGES {
         return Err(ManifestError::Oversize { field: "packages", size: inv.packages.len(), limit: MAX_PACKAGES });
     }
     if let Some(d) = &inv.distro {
-        for (field, v) in [("id", &d.id), ("version_id", &d.version_id), ("codename", &d.codename)] {
-            if !distro_ok(v) || (field == "id" && v.is_empty()) {
-                return Err(refuse("inventory distribution".to_owned(), field, shown(v), "is not an os-release word"));
-            }
-        }
+        check_distro("inventory distribution", d)?;
     }
     let names: BTreeSet<&str> = inv.packages.iter().map(|p| p.name.as_str()).collect();
     let mut prev: Option<(&str, &str)> = None;
@@ -370,6 +385,7 @@ impl Manifest {
             links: Vec::new(),
             origins: Vec::new(),
             inventory: None,
+            base: None,
         }
     }
 
@@ -387,6 +403,10 @@ impl Manifest {
         } else if bytes.get(8..10) == Some(&2u16.to_le_bytes()[..]) {
             let (_, old): (u16, v2::ManifestV2) =
                 codec::open_envelope("manifest", MAGIC, 2, bytes, MAX_MANIFEST_BYTES)?;
+            Manifest::from(old)
+        } else if bytes.get(8..10) == Some(&3u16.to_le_bytes()[..]) {
+            let (_, old): (u16, v3::ManifestV3) =
+                codec::open_envelope("manifest", MAGIC, 3, bytes, MAX_MANIFEST_BYTES)?;
             Manifest::from(old)
         } else {
             codec::open_envelope::<Manifest>("manifest", MAGIC, VERSION, bytes, MAX_MANIFEST_BYTES)?.1
@@ -466,6 +486,14 @@ impl Manifest {
         if let Some(inv) = &self.inventory {
             check_inventory(inv)?;
         }
+        if let Some(base) = &self.base {
+            if let Some(d) = &base.distro {
+                check_distro("base distribution", d)?;
+            }
+            if base.unmet.len() > MAX_UNMET {
+                return Err(ManifestError::Oversize { field: "base unmet", size: base.unmet.len(), limit: MAX_UNMET });
+            }
+        }
         self.check_strings()
     }
 
@@ -529,7 +557,8 @@ impl Manifest {
             )
             .chain(self.default_entry.iter().map(|d| over("default entry point", d.len())))
             .chain(self.origins.iter().map(|o| over("origin", o.detail.len())))
-            .chain(self.links.iter().map(|l| over("link", l.name.len())));
+            .chain(self.links.iter().map(|l| over("link", l.name.len())))
+            .chain(self.base.iter().flat_map(|b| b.unmet.iter().map(|u| over("base unmet", u.len()))));
         match checks.flatten().next() {
             Some(e) => Err(e),
             None => Ok(()),

@@ -166,8 +166,8 @@ fn version_1_manifests_decode() {
     inst.origins[0].step = CaptureStep::Install;
     assert_eq!(Manifest::decode(&v1(&inst, eps.clone())).unwrap().default_entry, None);
     assert_eq!(Manifest::decode(&v1(&inst, eps[..1].to_vec())).unwrap().default_entry.as_deref(), Some("jq"));
-    // This build writes version 3.
-    assert_eq!(&m.encode()[8..10], &3u16.to_le_bytes());
+    // This build writes version 4.
+    assert_eq!(&m.encode()[8..10], &4u16.to_le_bytes());
 }
 
 /// A version-2 manifest (no package inventory) still decodes, with no inventory.
@@ -193,6 +193,42 @@ fn version_2_manifests_decode() {
     let back = Manifest::decode(&codec::envelope(MAGIC, 2, &body)).unwrap();
     assert_eq!(back.inventory, None);
     assert_eq!(back, m);
+}
+
+/// A version-3 manifest (no base) still decodes, with its inventory and no base; a base
+/// round-trips through version 4.
+#[test]
+fn version_3_manifests_decode_and_bases_round_trip() {
+    let mut m = sample();
+    m.inventory = Some(Inventory { distro: None, packages: vec![package("jq", "1.6-2.1")] });
+    let body = (
+        &m.name,
+        &m.tag,
+        m.created,
+        &m.entries,
+        &m.deletions,
+        &m.entry_points,
+        &m.default_entry,
+        &m.env,
+        &m.isolation,
+        &m.registry,
+        &m.identity,
+        &m.links,
+        &m.origins,
+        &m.inventory,
+    );
+    let back = Manifest::decode(&codec::envelope(MAGIC, 3, &body)).unwrap();
+    assert_eq!(back.base, None);
+    assert_eq!(back, m);
+    let distro = Some(Distro { id: "debian".into(), version_id: "12".into(), codename: "bookworm".into() });
+    m.base = Some(Base { kind: BaseKind::Minimal, distro, unmet: vec!["/x needs libq.so.1".into()] });
+    assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+    // A base's distribution is checked as an inventory's is.
+    if let Some(b) = m.base.as_mut() {
+        b.distro = Some(Distro { id: "deb ian\n".into(), version_id: String::new(), codename: String::new() });
+    }
+    let err = Manifest::decode(&m.encode()).unwrap_err().to_string();
+    assert!(err.contains("base distribution"), "{err}");
 }
 
 fn package(name: &str, version: &str) -> Package {

@@ -201,6 +201,9 @@ pub enum CaptureStep {
     Declared,
     /// `sandbox NAME commit NEWNAME`: a capsule and what its programs changed.
     Commit,
+    /// What a snapshot or install capture needs beyond its base (`--base`): the host packages
+    /// and files its programs, libraries, interpreters and packages need. (Appended last.)
+    Closure,
 }
 
 impl CaptureStep {
@@ -213,6 +216,7 @@ impl CaptureStep {
             CaptureStep::Trace => "trace",
             CaptureStep::Declared => "declared",
             CaptureStep::Commit => "sandbox-commit",
+            CaptureStep::Closure => "closure",
         }
     }
 }
@@ -269,4 +273,42 @@ pub struct Package {
     /// The packages of this inventory it depends on (`Depends`, `Pre-Depends`: any
     /// alternative, or a package of the inventory providing it), sorted, each once.
     pub depends: Vec<String>,
+}
+
+/// What a capture assumed the machines that run the capsule have (`--base`), and so left
+/// out of its closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BaseKind {
+    /// Debian's `Priority: required` and `Essential: yes` packages with what they depend on
+    /// (glibc among them): a minbase root. The capsule carries everything else it needs.
+    Minimal,
+    /// Nothing but a kernel: the capsule carries its loader, glibc and every interpreter.
+    None,
+    /// The capture host itself: the capsule holds only what the capture changed.
+    Host,
+}
+
+impl BaseKind {
+    /// The name `--base` and `inspect` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseKind::Minimal => "minimal",
+            BaseKind::None => "none",
+            BaseKind::Host => "host",
+        }
+    }
+}
+
+/// The base a capsule was captured against ([`BaseKind`]), and the distribution it is of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Base {
+    /// Which base.
+    pub kind: BaseKind,
+    /// The distribution of the capture's source root (`minimal` of Debian 12 is bookworm's
+    /// minbase); `None` when its `os-release` does not say.
+    pub distro: Option<Distro>,
+    /// Needs of the capsule that the capture's source did not meet either (`WHO needs WHAT`,
+    /// as `capsule check` prints them without the reason: Debian's `cgi.py` names
+    /// `#!/usr/local/bin/python`), sorted: `check` shows them apart and does not fail for them.
+    pub unmet: Vec<String>,
 }

@@ -60,6 +60,7 @@ impl From<ManifestV1> for Manifest {
             links: m.links,
             origins: m.origins,
             inventory: None,
+            base: None,
         }
     }
 }

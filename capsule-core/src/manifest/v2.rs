@@ -40,6 +40,7 @@ impl From<ManifestV2> for Manifest {
             links: m.links,
             origins: m.origins,
             inventory: None,
+            base: None,
         }
     }
 }
