@@ -195,6 +195,30 @@ fn minimal_root_captures_packages_the_host_has_in_full_and_leaves_the_host_alone
     assert_eq!(fs::read_to_string(&version).unwrap_or_default().trim(), "15", "{}", version.display());
     assert!(!Path::new("/var/lib/postgresql/e2e").exists(), "initdb wrote on the host");
 
+    // Exported, the server runs in a trixie minbase root (no PostgreSQL; trixie's libraries
+    // and glibc, not bookworm's): `check` finds nothing missing, and initdb runs.
+    match crate::exec::trixie_root() {
+        Err(why) => require_or_skip(&why),
+        Ok(trixie) => {
+            let (inside, _cleanup) = crate::exec::stage_in_root(&env, &trixie, "capsule-e2e-pgroot", "pg");
+            let store = format!("{inside}/store");
+            let o = crate::exec::in_root(
+                &trixie,
+                &format!(
+                    "test ! -e /usr/lib/postgresql && {inside}/capsule --store {store} -q import {inside}/pg.capsule && \
+                     {inside}/capsule --store {store} check pg && {inside}/capsule --store {store} run pg --user postgres \
+                     -- /usr/lib/postgresql/15/bin/initdb -D /var/lib/postgresql/trixie && \
+                     cat {store}/sandboxes/pg/root/var/lib/postgresql/trixie/PG_VERSION"
+                ),
+            )
+            .output()
+            .unwrap();
+            let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            assert!(o.status.success(), "in the trixie root:\nstdout:\n{out}\nstderr:\n{err}");
+            assert!(out.contains("nothing missing on this host") && out.trim_end().ends_with("15"), "{out}");
+        }
+    }
+
     // The host: not one file changed.
     assert_eq!(fs::read("/var/lib/dpkg/status").unwrap(), pg_status, "dpkg's status changed on the host");
     let after = host_state(&watched);
