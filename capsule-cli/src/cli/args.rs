@@ -201,8 +201,9 @@ pub struct CaptureInstall {
     /// Run the installer over a root directory instead of the live host, and capture what it
     /// wrote relative to that root: `minimal` (the host release's Debian minbase, bootstrapped
     /// once with mmdebstrap and kept in the store) or a directory holding a Debian root. The
-    /// host stays hidden from the installer (its /dev, /proc, /sys, /etc/resolv.conf and
-    /// /etc/hosts excepted), so a package the host has is captured in full.
+    /// host's system stays hidden from the installer (its /dev, /proc and /sys pass through;
+    /// the user's data, /etc/resolv.conf, /etc/hosts and /bin/sh are visible read-only), so a
+    /// package the host has is captured in full.
     #[arg(long, value_name = "DIR|minimal")]
     pub root: Option<String>,
     /// What the machines that run the capsule are assumed to have, and so is left out:
