@@ -279,4 +279,16 @@ fn a_failed_bootstrap_says_it_needs_the_network_and_keeps_nothing() {
     let left: Vec<_> = fs::read_dir(env.store().join("roots")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.iter().all(|n| n.to_string_lossy().ends_with(".lock")), "a failed bootstrap left {left:?}");
     assert!(!env.store().join("refs/x").exists(), "a capsule was stored");
+    // What a killed bootstrap leaves, `gc` removes; a live one's it keeps.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = env.store().join(format!("roots/.bookworm.{dead}"));
+    let live = env.store().join(format!("roots/.bookworm.{}", std::process::id()));
+    for d in [&stale, &live] {
+        fs::create_dir_all(d.join("usr/bin")).unwrap();
+    }
+    env.ok(&["gc"]);
+    assert!(!stale.exists() && live.exists(), "gc: stale {}, live {}", stale.exists(), live.exists());
+    fs::remove_dir_all(&live).unwrap();
 }
