@@ -34,6 +34,7 @@ mod portable;
 mod programs;
 mod redis;
 mod reinstall;
+mod root;
 mod run;
 mod sbom;
 mod shared;

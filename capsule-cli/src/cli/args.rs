@@ -179,7 +179,7 @@ pub struct CaptureTrace {
     pub command: Vec<String>,
 }
 
-/// `capture install NAME [--entry PATH] -- CMD...`
+/// `capture install NAME [--entry PATH] [--root DIR|minimal] -- CMD...`
 #[derive(Debug, Args)]
 pub struct CaptureInstall {
     /// NAME[:TAG] of the new capsule.
@@ -198,6 +198,14 @@ pub struct CaptureInstall {
     /// capsule. Without it, such a capture is refused, naming them.
     #[arg(long)]
     pub reinstall: bool,
+    /// Run the installer over a root directory instead of the live host, and capture what it
+    /// wrote relative to that root: `minimal` (the host release's Debian minbase, bootstrapped
+    /// once with mmdebstrap and kept in the store) or a directory holding a Debian root. The
+    /// host's system stays hidden from the installer (its /dev, /proc and /sys pass through;
+    /// the user's data, /etc/resolv.conf, /etc/hosts and /bin/sh are visible read-only), so a
+    /// package the host has is captured in full.
+    #[arg(long, value_name = "DIR|minimal")]
+    pub root: Option<String>,
     /// What the machines that run the capsule are assumed to have, and so is left out:
     /// `minimal` (Debian's required packages with glibc: a minbase root), `none` (only a
     /// kernel: the loader, glibc and interpreters go in too) or `host` (machines like this

@@ -34,11 +34,23 @@ fn to_json(u: &Usage) -> Value {
             })
         })
         .collect();
+    let roots: Vec<Value> = u
+        .roots
+        .iter()
+        .map(|r| {
+            json!({
+                "release": r.release, "digest": r.digest.map(|d| d.to_hex()), "dir_bytes": r.dir_bytes,
+                "blobs": r.blobs, "stored": r.stored,
+            })
+        })
+        .collect();
     json!({
         "capsules": capsules,
+        "roots": roots,
         "total": {
             "logical": u.logical, "blobs": u.blobs, "stored": u.stored,
             "not_fetched_blobs": u.not_fetched_blobs, "not_fetched": u.not_fetched,
+            "root_only_blobs": u.root_only_blobs, "root_only": u.root_only,
             "unused_blobs": u.unused_blobs, "unused": u.unused,
             "on_disk": u.on_disk(), "dedup_ratio": u.dedup_ratio(),
         },
@@ -75,6 +87,17 @@ fn print_text(u: &Usage) -> Result<()> {
         human_bytes(u.stored),
         u.blobs
     )?;
+    for r in &u.roots {
+        writeln!(
+            w,
+            "minimal root {}: {} on disk in roots/{}, its capsule {} in {} blobs (`capture install --root minimal`; gc keeps it)",
+            r.release,
+            human_bytes(r.dir_bytes),
+            r.release,
+            human_bytes(r.stored),
+            r.blobs
+        )?;
+    }
     if u.not_fetched_blobs > 0 {
         writeln!(w, "not fetched: {} blobs, {} logical", u.not_fetched_blobs, human_bytes(u.not_fetched))?;
     }

@@ -57,8 +57,9 @@ pub fn rm(store: &Store, out: Output, name: &str, force: bool) -> Result<ExitCod
 /// `gc`: with the store lock held exclusively (no writer between its first blob and its
 /// commit), with `untagged` drop the untagged versions (but those whose sandbox a process
 /// holds); remove the sandboxes of removed capsules ([`gc_sandboxes`]); every blob that no
-/// capsule (tagged, or untagged and kept), and no pending snapshot, uses; empty tmp/; remove the scratch sandboxes of
-/// captures whose process died; remove the remote records (lazy pulls) of capsules no ref
+/// capsule (tagged, or untagged and kept), no pending snapshot and no kept minimal root
+/// (`roots/CODENAME.manifest`, `capture install --root minimal`) uses; empty tmp/; remove the scratch sandboxes of
+/// captures and the temporary roots of bootstraps whose process died; remove the remote records (lazy pulls) of capsules no ref
 /// names any more (those of live capsules stay); stale launch plans; the views no plan names
 /// and no process holds ([`gc_views`]); and the cache files no run needs ([`gc_cache`]).
 pub fn gc(store: &Store, out: Output, untagged: bool) -> Result<ExitCode> {
@@ -101,6 +102,13 @@ pub fn gc(store: &Store, out: Output, untagged: bool) -> Result<ExitCode> {
     if let Ok((snap, _)) = capsule_core::capture::snapshot::pending(store) {
         live.insert(snap);
     }
+    // The kept minimal roots' capsules (`capture install --root minimal`).
+    for d in capsule_core::capture::root::kept(store) {
+        if let Ok(m) = store.load_manifest(&d) {
+            live.insert(d);
+            live.extend(m.blobs());
+        }
+    }
     for d in lazy::records(store) {
         if !live.contains(&d) {
             lazy::remove_record(store, &d).with_context(|| format!("cannot remove the remote record of {d}"))?;
@@ -121,6 +129,16 @@ pub fn gc(store: &Store, out: Output, untagged: bool) -> Result<ExitCode> {
         let scratch = name.strip_prefix(".install-").or_else(|| name.strip_prefix(".trace-"));
         let pid = scratch.and_then(|s| s.rsplit_once('-')).map(|(_, pid)| pid.to_owned());
         if let Some(pid) = pid
+            && !std::path::Path::new("/proc").join(&pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    // Temporary roots of `capture install --root minimal` bootstraps whose process is gone.
+    for e in std::fs::read_dir(store.root().join(capsule_core::capture::root::ROOTS)).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix('.').and_then(|n| n.rsplit_once('.')).map(|(_, pid)| pid.to_owned());
+        if let Some(pid) = pid.filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
             && !std::path::Path::new("/proc").join(&pid).exists()
         {
             let _ = std::fs::remove_dir_all(e.path());

@@ -264,4 +264,15 @@ impl<'s> Builder<'s> {
         self.batch.commit()?;
         Ok(self.store.commit_capsule(&self.manifest)?)
     }
+
+    /// [`commit`](Self::commit) without a name: the blobs and the manifest are made durable,
+    /// no ref names the capsule (`capture install --root` runs its installer over it; the
+    /// caller keeps it from `gc`). Returns the manifest's digest and the manifest.
+    pub fn commit_unnamed(mut self) -> Result<(Digest, Manifest), CaptureError> {
+        self.manifest.normalize();
+        self.manifest.validate()?;
+        self.batch.commit()?;
+        let digest = self.store.put_bytes(&self.manifest.encode())?;
+        Ok((digest, self.manifest))
+    }
 }

@@ -44,14 +44,16 @@ pub struct Packages {
     pub reinstalled: Vec<String>,
 }
 
-/// Make capsule `name:tag` of install sandbox `tree` (with deletions `whiteouts`) against the
-/// host's `/`. `entry` is the default program; with it or without, the programs the install
+/// Make capsule `name:tag` of install sandbox `tree` (with deletions `whiteouts`) against
+/// `lower`, the directory whose files stood behind the sandbox: the host's `/`, or the source
+/// root of `capture install --root` ([`super::root`]). `entry` is the default program; with it or without, the programs the install
 /// wrote become named entry points ([`super::programs::record`]). `command` is recorded in
 /// the capsule's origin.
 #[allow(clippy::too_many_arguments)] // one capture, described once
 pub fn from_sandbox(
     store: &Store,
     tree: &Path,
+    lower: &Path,
     whiteouts: &[RelPath],
     name: &str,
     tag: &str,
@@ -68,7 +70,7 @@ pub fn from_sandbox(
     let _lock = StoreLock::shared(store)?;
     let origin = Builder::origin(CaptureStep::Install, command.to_owned());
     let mut b = Builder::new(store, tree, name, tag, origin, progress);
-    let forced = reinstalled_files(tree, &packages.reinstalled);
+    let forced = reinstalled_files(tree, lower, &packages.reinstalled);
     let mut chosen: Vec<(RelPath, &ScanEntry)> = Vec::new();
     for e in &entries {
         let abs = [b"/", &e.path[..]].concat();
@@ -77,7 +79,7 @@ pub fn from_sandbox(
         }
         let is_dir = e.stat.kind() == S_IFDIR;
         let rel = RelPath::new(e.path.clone()).map_err(|source| CaptureError::Path { path: e.path_buf(), source })?;
-        if (!is_dir && noise.covers(&abs)) || (!forced.contains(&rel) && same_as_host(tree, e)) {
+        if (!is_dir && noise.covers(&abs)) || (!forced.contains(&rel) && same_as_host(lower, tree, e)) {
             continue;
         }
         chosen.push((rel, e));
@@ -98,38 +100,41 @@ pub fn from_sandbox(
     }
     super::programs::record(m, tree, &packages.requested, true);
     super::snapshot::record_etc(m);
-    let host = Path::new("/");
-    let captured = captured_packages(tree, &packages.reinstalled)?;
-    let db = if tree.join(super::dpkg::STATUS).exists() { tree } else { host };
-    let src = super::closure::Source { root: host, db };
+    let captured = captured_packages(tree, lower, &packages.reinstalled)?;
+    let db = if tree.join(super::dpkg::STATUS).exists() { tree } else { lower };
+    let src = super::closure::Source { root: lower, db };
     let added = super::closure::complete(&mut b, base, &src, &captured, progress)?;
     let all: Vec<_> = captured.into_iter().chain(added.packages).collect();
-    let distro = super::dpkg::os_release(tree).or_else(|| super::dpkg::os_release(host));
+    let distro = super::dpkg::os_release(tree).or_else(|| super::dpkg::os_release(lower));
     b.manifest_mut().inventory = Some(super::dpkg::inventory(&all, distro));
     b.commit()
 }
 
 /// The packages the install put in the tree: those dpkg's status in the tree (written by the
-/// installer) has installed that the host's does not have at the same version, and the
-/// reinstalled ones. No status file in the tree: the installer installed no package.
-fn captured_packages(tree: &Path, reinstalled: &[String]) -> Result<Vec<super::dpkg::Record>, CaptureError> {
+/// installer) has installed that `lower`'s (the host's, or the source root's) does not have at
+/// the same version, and the reinstalled ones. No status file in the tree: the installer
+/// installed no package.
+fn captured_packages(
+    tree: &Path,
+    lower: &Path,
+    reinstalled: &[String],
+) -> Result<Vec<super::dpkg::Record>, CaptureError> {
     use super::dpkg;
-    let host = Path::new("/");
     if !tree.join(dpkg::STATUS).exists() {
         return Ok(Vec::new());
     }
     let all = dpkg::read(tree)?;
-    Ok(dpkg::changed(&dpkg::read(host)?, &all, reinstalled))
+    Ok(dpkg::changed(&dpkg::read(lower)?, &all, reinstalled))
 }
 
 /// The files (not directories) the file lists of `pkgs` name, as the install left them: the
-/// sandbox's list when dpkg rewrote it, else the host's.
-fn reinstalled_files(tree: &Path, pkgs: &[String]) -> BTreeSet<RelPath> {
+/// sandbox's list when dpkg rewrote it, else `lower`'s.
+fn reinstalled_files(tree: &Path, lower: &Path, pkgs: &[String]) -> BTreeSet<RelPath> {
     let mut out = BTreeSet::new();
     if pkgs.is_empty() {
         return out;
     }
-    let (in_tree, on_host) = (super::programs::lists(tree), super::programs::lists(Path::new("/")));
+    let (in_tree, on_host) = (super::programs::lists(tree), super::programs::lists(lower));
     for pkg in pkgs {
         let list = |l: &[(String, Vec<RelPath>)]| l.iter().find(|(p, _)| p == pkg).map(|(_, paths)| paths.clone());
         let paths = list(&in_tree).or_else(|| list(&on_host)).unwrap_or_default();
@@ -178,9 +183,10 @@ pub fn requested(command: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Which of `pkgs` the host's dpkg database (`/var/lib/dpkg/status`) has installed.
-pub fn already_installed(pkgs: &[String]) -> Result<Vec<String>, CaptureError> {
-    Ok(super::dpkg::installed_names(&super::dpkg::read(Path::new("/"))?, pkgs))
+/// Which of `pkgs` the dpkg database (`var/lib/dpkg/status`) under `lower` (the host's `/`, or
+/// a source root) has installed.
+pub fn already_installed(lower: &Path, pkgs: &[String]) -> Result<Vec<String>, CaptureError> {
+    Ok(super::dpkg::installed_names(&super::dpkg::read(lower)?, pkgs))
 }
 
 /// `command` (a [`requested`] one) with `--reinstall` after its `install` verb; `None` for
@@ -196,9 +202,10 @@ pub fn with_reinstall(command: &[String]) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Whether the host has this node as the tree has it (the installer copied it up and left it).
-fn same_as_host(tree: &Path, e: &ScanEntry) -> bool {
-    let host = host_path(Path::new("/"), &e.path);
+/// Whether `lower` (the host's `/`, or a source root) has this node as the tree has it (the
+/// installer copied it up and left it, or a run materialised it from the source root).
+fn same_as_host(lower: &Path, tree: &Path, e: &ScanEntry) -> bool {
+    let host = host_path(lower, &e.path);
     let Ok(h) = Stat::lstat(&host) else { return false };
     if h.kind() != e.stat.kind() {
         return false;

@@ -22,6 +22,7 @@ pub mod ldcache;
 pub mod needs;
 pub mod noise;
 pub mod programs;
+pub mod root;
 pub mod scan;
 pub mod snapshot;
 pub mod trace;
@@ -119,6 +120,9 @@ pub enum CaptureError {
         /// The DT_NEEDED name.
         soname: String,
     },
+    /// A capture's source root (`capture install --root`) that cannot be used or made.
+    #[error(transparent)]
+    Root(#[from] root::RootError),
 }
 
 impl CaptureError {

@@ -29,7 +29,7 @@ pub use blob::StagedBlob;
 pub use error::StoreError;
 pub use lock::StoreLock;
 pub use refs::{CapsuleRef, MIN_DIGEST_PREFIX, Untagged};
-pub use usage::{CapsuleUsage, Usage};
+pub use usage::{CapsuleUsage, RootUsage, Usage};
 
 use crate::digest::Digest;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
@@ -112,6 +112,28 @@ impl Store {
     pub fn commit_capsule(&self, manifest: &Manifest) -> Result<Digest, StoreError> {
         let r = CapsuleRef::new(&manifest.name, &manifest.tag);
         self.commit_capsule_as(manifest, &r, &|_| false)
+    }
+
+    /// The minimal roots kept in `roots/` (`capture install --root minimal`): each release's
+    /// codename, its directory, and the manifest digest of its capsule (`roots/CODENAME.manifest`;
+    /// `None` before it is made). Sorted by codename.
+    pub fn kept_roots(&self) -> Vec<(String, PathBuf, Option<Digest>)> {
+        let dir = self.root().join("roots");
+        let mut out: Vec<(String, PathBuf, Option<Digest>)> = fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok().filter(|n| !n.starts_with('.'))?;
+                let digest = fs::read_to_string(dir.join(format!("{name}.manifest")))
+                    .ok()
+                    .and_then(|h| h.trim().parse::<Digest>().ok());
+                Some((name, e.path(), digest))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// [`commit_capsule`](Self::commit_capsule) under ref `r` (a pull may store a capsule under

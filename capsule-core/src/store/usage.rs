@@ -41,6 +41,21 @@ pub struct CapsuleUsage {
     pub not_fetched: u64,
 }
 
+/// One kept minimal root (`roots/CODENAME/`, its capsule named by `roots/CODENAME.manifest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootUsage {
+    /// The release's codename.
+    pub release: String,
+    /// Its capsule's manifest digest (`None`: not made yet).
+    pub digest: Option<Digest>,
+    /// Bytes the root directory takes on disk (allocated blocks).
+    pub dir_bytes: u64,
+    /// Distinct blobs its capsule uses, its manifest included.
+    pub blobs: u64,
+    /// Stored bytes of those.
+    pub stored: u64,
+}
+
 /// The whole store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
@@ -56,16 +71,23 @@ pub struct Usage {
     pub not_fetched_blobs: u64,
     /// Their logical bytes, each blob once.
     pub not_fetched: u64,
-    /// Blobs no capsule uses (snapshots in progress, garbage for `gc`).
+    /// The kept minimal roots of `capture install --root minimal`: their directories and
+    /// their capsules' blobs (counted in the totals as used, not as capsules).
+    pub roots: Vec<RootUsage>,
+    /// Blobs only the kept roots use.
+    pub root_only_blobs: u64,
+    /// Their stored bytes.
+    pub root_only: u64,
+    /// Blobs no capsule or kept root uses (snapshots in progress, garbage for `gc`).
     pub unused_blobs: u64,
     /// Their stored bytes.
     pub unused: u64,
 }
 
 impl Usage {
-    /// Every blob file's bytes: `stored + unused`.
+    /// Every blob file's bytes: `stored + root_only + unused`.
     pub fn on_disk(&self) -> u64 {
-        self.stored + self.unused
+        self.stored + self.root_only + self.unused
     }
 
     /// Logical bytes of the content held locally over the stored bytes that hold it; `None`
@@ -121,9 +143,27 @@ impl Store {
             });
             uses.push(mine);
         }
+        let mut roots = Vec::new();
+        let mut root_uses: Vec<Vec<Digest>> = Vec::new();
+        for (release, dir, digest) in self.kept_roots() {
+            let mut mine = Vec::new();
+            if let Some(m) = digest.and_then(|d| self.load_manifest(&d).ok()) {
+                mine = m.blobs().into_iter().chain(digest).collect();
+                mine.sort();
+                mine.dedup();
+            }
+            roots.push(RootUsage { release, digest, dir_bytes: disk_usage(&dir), blobs: mine.len() as u64, stored: 0 });
+            root_uses.push(mine);
+        }
         for (d, b) in &mut blobs {
             b.stored = self.stored_size_if_present(d)?;
         }
+        for (r, mine) in roots.iter_mut().zip(&root_uses) {
+            for d in mine {
+                r.stored += self.stored_size_if_present(d)?.unwrap_or(0);
+            }
+        }
+        let root_blobs: std::collections::BTreeSet<Digest> = root_uses.into_iter().flatten().collect();
         for (c, mine) in capsules.iter_mut().zip(&uses) {
             for (d, entry_bytes) in mine {
                 let Some(b) = blobs.get(d) else { continue };
@@ -142,17 +182,26 @@ impl Store {
                 }
             }
         }
-        self.totals(capsules, &blobs)
+        self.totals(capsules, roots, &blobs, &root_blobs)
     }
 
-    fn totals(&self, capsules: Vec<CapsuleUsage>, blobs: &BTreeMap<Digest, BlobUse>) -> Result<Usage, StoreError> {
+    fn totals(
+        &self,
+        capsules: Vec<CapsuleUsage>,
+        roots: Vec<RootUsage>,
+        blobs: &BTreeMap<Digest, BlobUse>,
+        root_blobs: &std::collections::BTreeSet<Digest>,
+    ) -> Result<Usage, StoreError> {
         let mut u = Usage {
             logical: capsules.iter().map(|c| c.logical).sum(),
             capsules,
+            roots,
             blobs: 0,
             stored: 0,
             not_fetched_blobs: 0,
             not_fetched: 0,
+            root_only_blobs: 0,
+            root_only: 0,
             unused_blobs: 0,
             unused: 0,
         };
@@ -172,8 +221,13 @@ impl Store {
             if !blobs.contains_key(&d) {
                 // Raced with gc: gone is gone, not an error.
                 if let Some(s) = self.stored_size_if_present(&d)? {
-                    u.unused_blobs += 1;
-                    u.unused += s;
+                    if root_blobs.contains(&d) {
+                        u.root_only_blobs += 1;
+                        u.root_only += s;
+                    } else {
+                        u.unused_blobs += 1;
+                        u.unused += s;
+                    }
                 }
             }
         }
@@ -188,6 +242,28 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Bytes `dir` takes on disk (allocated blocks of everything below it, symlinks not
+/// followed, each inode once).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.nlink() > 1 && !seen.insert((m.dev(), m.ino())) {
+                continue;
+            }
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]
