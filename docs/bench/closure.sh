@@ -19,7 +19,7 @@ work=$(mktemp -d)
 app=/usr/local/bin/capsule-bench-reqapp
 trap 'rm -rf "$work"; rm -f "$app"' EXIT
 export DEBIAN_FRONTEND=noninteractive
-apt() { flock /tmp/apt.lock apt-get -y -q -o DPkg::Lock::Timeout=600 "$@" >/dev/null; }
+apt() { flock /tmp/apt.lock apt-get -y -q -o DPkg::Lock::Timeout=600 "$@" >/dev/null 2>&1; }
 installed() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
 size() { "$CAP" --store "$1" inspect --json "$2" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["size"], len(d["inventory"]["packages"]))'; }

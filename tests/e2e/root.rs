@@ -195,28 +195,37 @@ fn minimal_root_captures_packages_the_host_has_in_full_and_leaves_the_host_alone
     assert_eq!(fs::read_to_string(&version).unwrap_or_default().trim(), "15", "{}", version.display());
     assert!(!Path::new("/var/lib/postgresql/e2e").exists(), "initdb wrote on the host");
 
-    // Exported, the server runs in a trixie minbase root (no PostgreSQL; trixie's libraries
-    // and glibc, not bookworm's): `check` finds nothing missing, and initdb runs.
-    match crate::exec::trixie_root() {
-        Err(why) => require_or_skip(&why),
-        Ok(trixie) => {
-            let (inside, _cleanup) = crate::exec::stage_in_root(&env, &trixie, "capsule-e2e-pgroot", "pg");
-            let store = format!("{inside}/store");
-            let o = crate::exec::in_root(
-                &trixie,
-                &format!(
-                    "test ! -e /usr/lib/postgresql && {inside}/capsule --store {store} -q import {inside}/pg.capsule && \
-                     {inside}/capsule --store {store} check pg && {inside}/capsule --store {store} run pg --user postgres \
-                     -- /usr/lib/postgresql/15/bin/initdb -D /var/lib/postgresql/trixie && \
-                     cat {store}/sandboxes/pg/root/var/lib/postgresql/trixie/PG_VERSION"
-                ),
-            )
-            .output()
-            .unwrap();
-            let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-            assert!(o.status.success(), "in the trixie root:\nstdout:\n{out}\nstderr:\n{err}");
-            assert!(out.contains("nothing missing on this host") && out.trim_end().ends_with("15"), "{out}");
-        }
+    // Exported, the server runs in bookworm and trixie minbase roots (no PostgreSQL; in
+    // trixie, trixie's libraries and glibc, not bookworm's): `check` finds nothing missing,
+    // initdb makes a cluster as postgres, the server starts on a port of its own and answers.
+    let port = 5500 + std::process::id() % 400;
+    for suite in ["bookworm", "trixie"] {
+        let root = match crate::exec::minimal_root(suite) {
+            Err(why) => {
+                require_or_skip(&why);
+                continue;
+            }
+            Ok(r) => r,
+        };
+        let (inside, _cleanup) = crate::exec::stage_in_root(&env, &root, "capsule-e2e-pgroot", "pg");
+        let bin = "/usr/lib/postgresql/15/bin";
+        let script = format!(
+            "set -e; test ! -e /usr/lib/postgresql; C='{inside}/capsule --store {inside}/store'
+             $C -q import {inside}/pg.capsule
+             $C check pg
+             $C run pg --user postgres -- {bin}/initdb -D /var/lib/postgresql/{suite} >/dev/null
+             $C run pg --user postgres -- {bin}/postgres -D /var/lib/postgresql/{suite} -k /tmp -p {port} \
+                -c listen_addresses=127.0.0.1 >{inside}/pg.log 2>&1 & p=$!
+             for i in $(seq 150); do $C run pg --user postgres -- {bin}/pg_isready -q -h 127.0.0.1 -p {port} && break; sleep 0.2; done
+             $C run pg --user postgres -- {bin}/psql -h 127.0.0.1 -p {port} -d postgres -Atc 'select 40 + 2'
+             kill $p; wait $p || true"
+        );
+        let o = crate::exec::in_root(&root, &script).output().unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let log = fs::read_to_string(root.join(inside.trim_start_matches('/')).join("pg.log")).unwrap_or_default();
+        assert!(o.status.success(), "in the {suite} root:\nstdout:\n{out}\nstderr:\n{err}\nserver:\n{log}");
+        assert!(out.contains("nothing missing on this host"), "{suite}: {out}");
+        assert!(out.trim_end().ends_with("42"), "{suite}: the server did not answer:\n{out}\n{err}\n{log}");
     }
 
     // The host: not one file changed.
