@@ -74,7 +74,7 @@ for what in "${which[@]}"; do
             store=$work/redis-$base
             t0=$(date +%s%N)
             flock /tmp/apt.lock "$CAP" --store "$store" -q capture install redis --base "$base" -- \
-                apt-get install -y --no-install-recommends redis-server >/dev/null
+                apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1
             t1=$(date +%s%N)
             row redis "$base" "$store" "$t0" "$t1"
             [ "$had" = n ] || apt install --no-install-recommends redis-server
@@ -85,7 +85,7 @@ for what in "${which[@]}"; do
             "$CAP" capture install --help | grep -q -- '--root' || { echo "| pg-$base | $base | (no --root in this build) | | |"; continue; }
             t0=$(date +%s%N)
             "$CAP" --store "$store" -q capture install --root minimal "pg-$base" --base "$base" -- \
-                apt-get install -y postgresql >/dev/null
+                apt-get install -y postgresql >/dev/null 2>&1
             t1=$(date +%s%N)
             row "pg-$base" "$base" "$store" "$t0" "$t1"
             ;;
