@@ -331,6 +331,12 @@ impl Db {
                 lists.insert((name, arch), paths);
             }
         }
+        Ok(Db::new(records, lists))
+    }
+
+    /// `records` (installed, the native architecture's first) indexed by name and by what
+    /// they provide, with their file lists.
+    fn new(records: Vec<Record>, lists: HashMap<(String, Option<String>), Vec<RelPath>>) -> Db {
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         let mut providers: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
@@ -341,7 +347,7 @@ impl Db {
                 }
             }
         }
-        Ok(Db { records, by_name, providers, lists })
+        Db { records, by_name, providers, lists }
     }
 
     /// The installed record of `r`'s package and architecture.
@@ -432,17 +438,7 @@ mod tests {
             rec("postfix", "", "mta"),
             rec("mawk", "", "awk"),
         ];
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut providers: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, r) in records.iter().enumerate() {
-            by_name.entry(r.package.clone()).or_default().push(i);
-            for g in dpkg::relations(&r.provides) {
-                for p in g {
-                    providers.entry(p.name).or_default().push(i);
-                }
-            }
-        }
-        let db = Db { records, by_name, providers, lists: HashMap::new() };
+        let db = Db::new(records, HashMap::new());
         // libc6 and mawk are the base: not followed, not added.
         let mut have: BTreeSet<usize> = [0, 2, 4].into_iter().collect();
         let mut got: Vec<&str> =
