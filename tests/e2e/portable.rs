@@ -184,3 +184,35 @@ fn jq_captured_by_snapshot_after_a_purge_runs_in_minimal_roots() {
         assert!(stdout.contains("nothing missing") && stdout.ends_with("3\n"), "{suite}: {stdout}{stderr}");
     }
 }
+
+/// A perl program (cowsay) captured by `capture install`: its `#!/usr/bin/perl` is perl-base,
+/// a base package, but `perl` depends on that exact version, so the capsule carries it; in
+/// trixie (perl 5.40, whose @INC has no 5.36 modules) it runs with its own perl.
+#[test]
+fn a_perl_program_runs_with_the_perl_its_modules_were_built_for() {
+    let Some(roots) = roots() else { return };
+    let env = Env::new();
+    {
+        let _lock = dpkg_lock();
+        let had = installed("cowsay");
+        if had {
+            apt(&["purge", "cowsay"]);
+        }
+        let args =
+            ["-q", "capture", "install", "cow", "--", "apt-get", "install", "-y", "--no-install-recommends", "cowsay"];
+        let o = env.cmd(&args).output().unwrap();
+        if had {
+            apt(&["install", "--no-install-recommends", "cowsay"]);
+        }
+        assert!(o.status.success(), "capture install cowsay: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let inv = env.json(&["inspect", "cow"]);
+    let pkgs: Vec<&str> =
+        inv["inventory"]["packages"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(pkgs.contains(&"perl-base") && pkgs.contains(&"perl"), "{pkgs:?}");
+    for (suite, root) in &roots {
+        let (stdout, stderr, ok) = in_minimal_root(&env, root, "cow", "$C check cow && $C run cow cowsay moo");
+        assert!(ok, "{suite}: {stdout}{stderr}");
+        assert!(stdout.contains("< moo >") && stdout.contains("(oo)"), "{suite}: {stdout}{stderr}");
+    }
+}

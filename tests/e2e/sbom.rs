@@ -253,6 +253,31 @@ fn elf_and_trace_captures_list_the_host_packages_owning_their_files() {
     );
 }
 
+/// A capsule exported by a build before bases (manifest version 3, the fixture
+/// `fixtures/manifest-v3/v3cap.capsule`: a shell script `hello-v3`, made by a snapshot
+/// capture) imports and runs; it keeps its (empty) inventory, `inspect` says it records no
+/// base, `check` and `sbom` work on it.
+#[test]
+fn a_capsule_without_a_base_imports_runs_and_checks() {
+    let env = Env::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/manifest-v3/v3cap.capsule");
+    let bytes = std::fs::read(&fixture).unwrap();
+    let len = usize::try_from(u64::from_le_bytes(bytes[17..25].try_into().unwrap())).unwrap();
+    let manifest = zstd::stream::decode_all(&bytes[25..25 + len]).unwrap_or_default();
+    assert_eq!(manifest.get(..10), Some(&b"CAPSMANI\x03\x00"[..]), "the fixture is not a version-3 manifest");
+    env.ok(&["-q", "import", fixture.to_str().unwrap()]);
+    let (code, out, err) = run_capsule(&env, &["run", "v3cap", "--", "world"]);
+    assert_eq!((code, out.as_str()), (0, "hello from a manifest v3 capsule: world\n"), "{err}");
+    let doc = env.json(&["inspect", "v3cap"]);
+    assert_eq!(doc["base"], Value::Null, "{doc}");
+    assert_eq!(doc["inventory"]["packages"], serde_json::json!([]), "{doc}");
+    assert!(env.ok(&["inspect", "v3cap"]).contains("base      (none recorded"));
+    let (code, out, err) = run_capsule(&env, &["check", "v3cap"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("capsule v3cap:latest: nothing missing on this host"), "{out}");
+    assert!(env.ok(&["sbom", "v3cap"]).contains("SPDX-2.3"));
+}
+
 /// A capsule exported by a build before inventories (manifest version 2, the fixture
 /// `fixtures/manifest-v2/oldcap.capsule`: a shell script `hello-v2`) imports and runs;
 /// `inspect` says it has no inventory, and `sbom` says so rather than failing obscurely.

@@ -227,7 +227,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         eprintln!(
             "capsule: error: {whose} already has {} installed, so the installer would install nothing of \
              {them} and capsule {r} would not hold {them}; nothing was captured. Pass --reinstall to capture \
-             {them} in full (what else {whose} has is still not captured), or leave {them} out",
+             {them} in full, or --root minimal to install into a clean root, or leave {them} out",
             had.join(", "),
         );
         return Ok(ExitCode::from(1));

@@ -17,8 +17,10 @@
 //! 1. every file of the captured packages (a snapshot of an upgrade holds only the files that
 //!    changed; the rest are the old host's);
 //! 2. the dpkg dependency closure (`Pre-Depends`, `Depends`; the first installed alternative,
-//!    directly or through `Provides`) of the captured and added packages, less the base, and
-//!    every file of those packages;
+//!    directly or through `Provides`) of the captured and added packages, less the base (but
+//!    a base package a dependency names at one exact version comes along: `perl` needs
+//!    `perl-base (= …)`, and another release's perl finds none of its modules), and every
+//!    file of those packages;
 //! 3. what [`needs::capsule_needs`] finds the capsule's programs, libraries, scripts and entry
 //!    points met with outside the capsule ([`needs::Report::used`]), by path as found (the
 //!    symlinks on the way go in too) and by the package owning it, unless that package is the
@@ -115,7 +117,7 @@ pub fn complete(
                 .collect();
             let mut have = BTreeSet::new();
             have.extend(seeds.iter().copied());
-            db.close(&seeds, &mut have);
+            db.close(&seeds, &mut have, &BTreeSet::new(), &mut BTreeSet::new());
             have.retain(portable);
             have
         }
@@ -129,8 +131,9 @@ pub fn complete(
     let mut queue = captured_idx;
     let mut complete = false;
     let mut unmet = Vec::new();
+    let mut pinned = BTreeSet::new();
     for _ in 0..MAX_ROUNDS {
-        let mut new = db.close(&queue, &mut have);
+        let mut new = db.close(&queue, &mut have, &base_set, &mut pinned);
         let mut i = 0;
         while let Some(&p) = new.get(i) {
             i += 1;
@@ -139,7 +142,7 @@ pub fn complete(
                 && have.insert(q)
             {
                 new.push(q);
-                new.extend(db.close(&[q], &mut have));
+                new.extend(db.close(&[q], &mut have, &base_set, &mut pinned));
             }
         }
         added.extend(new.iter().copied());
@@ -154,7 +157,8 @@ pub fn complete(
         let mut loose = Vec::new();
         for (as_found, canonical) in used {
             match owners.get(&canonical).copied() {
-                Some(o) if base_set.contains(&o) => continue,
+                Some(o) if base_set.contains(&o) && !pinned.contains(&o) => continue,
+                Some(o) if pinned.contains(&o) => {}
                 Some(o) if have.insert(o) => {
                     more.push(o);
                     added.push(o);
@@ -369,11 +373,31 @@ impl Db {
 
     /// Follow the dependencies of `seeds`: a group any of whose alternatives `have` satisfies
     /// is met; otherwise its first installed alternative joins `have`. Returns the joiners.
-    fn close(&self, seeds: &[usize], have: &mut BTreeSet<usize>) -> Vec<usize> {
+    /// A base package (in `base`) that a dependency names at one exact version (`perl` on
+    /// `perl-base (= 5.36.0-7)`) joins too, once (`pinned`): the target's base has its own
+    /// version of it, which the capsule's packages do not work with.
+    fn close(
+        &self,
+        seeds: &[usize],
+        have: &mut BTreeSet<usize>,
+        base: &BTreeSet<usize>,
+        pinned: &mut BTreeSet<usize>,
+    ) -> Vec<usize> {
         let mut out = Vec::new();
         let mut queue: Vec<usize> = seeds.to_vec();
         while let Some(p) = queue.pop() {
             for group in self.records[p].dependencies() {
+                let exact =
+                    group.iter().filter(|alt| alt.version.as_ref().is_some_and(|(op, _)| op == "=")).find_map(|alt| {
+                        self.by_name.get(&alt.name).into_iter().flatten().copied().find(|c| base.contains(c))
+                    });
+                if let Some(c) = exact {
+                    if pinned.insert(c) {
+                        out.push(c);
+                        queue.push(c);
+                    }
+                    continue;
+                }
                 if group.iter().any(|alt| self.candidates(&alt.name).any(|c| have.contains(&c))) {
                     continue;
                 }
@@ -441,9 +465,41 @@ mod tests {
         let db = Db::new(records, HashMap::new());
         // libc6 and mawk are the base: not followed, not added.
         let mut have: BTreeSet<usize> = [0, 2, 4].into_iter().collect();
-        let mut got: Vec<&str> =
-            db.close(&[0], &mut have).into_iter().map(|i| db.records[i].package.as_str()).collect();
+        let mut got: Vec<&str> = db
+            .close(&[0], &mut have, &[2, 4].into_iter().collect(), &mut BTreeSet::new())
+            .into_iter()
+            .map(|i| db.records[i].package.as_str())
+            .collect();
         got.sort_unstable();
         assert_eq!(got, ["libfoo", "postfix"]);
+    }
+
+    #[test]
+    fn an_exact_version_dependency_on_a_base_package_brings_it_along_once() {
+        let rec = |name: &str, depends: &str| Record {
+            package: name.to_owned(),
+            status: "install ok installed".to_owned(),
+            version: "5.36.0-7".to_owned(),
+            architecture: "amd64".to_owned(),
+            depends: depends.to_owned(),
+            ..Record::default()
+        };
+        let records = vec![
+            rec("perl", "perl-base (= 5.36.0-7), perl-modules-5.36 (>= 5.36.0-7)"),
+            rec("perl-modules-5.36", "perl-base (>= 5.36.0-1)"),
+            rec("perl-base", "dpkg (>= 1.17.17)"),
+            rec("dpkg", ""),
+        ];
+        let db = Db::new(records, HashMap::new());
+        let base: BTreeSet<usize> = [2, 3].into_iter().collect();
+        let (mut have, mut pinned) = (base.clone(), BTreeSet::new());
+        let names = |v: Vec<usize>| {
+            let mut n: Vec<&str> = v.into_iter().map(|i| db.records[i].package.as_str()).collect();
+            n.sort_unstable();
+            n
+        };
+        // perl-base comes for perl's `=`; perl-modules' `>=` alone would leave it to the base.
+        assert_eq!(names(db.close(&[0], &mut have, &base, &mut pinned)), ["perl-base", "perl-modules-5.36"]);
+        assert!(names(db.close(&[1, 0], &mut have, &base, &mut pinned)).is_empty());
     }
 }
