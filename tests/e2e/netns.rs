@@ -120,7 +120,7 @@ fn without_root_a_capsule_gets_a_namespace_of_its_own() {
         "id -u; hostname; ip -o -4 addr show cap0; ip -o link show cap0; \
          (nc -l -p 7000 > {g} &); i=0; while [ $i -lt 50 ]; do \
          echo hello-ns | nc -w 1 10.200.0.2 7000 2>/dev/null && break; i=$((i+1)); sleep 0.1; done; \
-         sleep 0.2; cat {g}",
+         i=0; while [ $i -lt 50 ] && [ ! -s {g} ]; do i=$((i+1)); sleep 0.1; done; cat {g}",
         g = got.display()
     );
     let o = capsule(&[
