@@ -206,13 +206,9 @@ pub struct CaptureInstall {
     /// package the host has is captured in full.
     #[arg(long, value_name = "DIR|minimal")]
     pub root: Option<String>,
-    /// What the machines that run the capsule are assumed to have, and so is left out:
-    /// `minimal` (Debian's required packages with glibc: a minbase root), `none` (only a
-    /// kernel: the loader, glibc and interpreters go in too) or `host` (machines like this
-    /// one: only what the capture changed). Everything else the captured programs, scripts
-    /// and packages need is added from the host.
-    #[arg(long, value_enum, default_value_t = BaseArg::Minimal, value_name = "BASE")]
-    pub base: BaseArg,
+    /// The base the capsule is captured against.
+    #[command(flatten)]
+    pub base: Base,
     /// The installer and its arguments (`apt-get install -y PKG`, `make install`, a script).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -254,13 +250,9 @@ pub struct SnapshotEnd {
     /// The capsule's default program (absolute path inside the capsule).
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
-    /// What the machines that run the capsule are assumed to have, and so is left out:
-    /// `minimal` (Debian's required packages with glibc: a minbase root), `none` (only a
-    /// kernel: the loader, glibc and interpreters go in too) or `host` (machines like this
-    /// one: only what the capture changed). Everything else the captured programs, scripts
-    /// and packages need is added from the host.
-    #[arg(long, value_enum, default_value_t = BaseArg::Minimal, value_name = "BASE")]
-    pub base: BaseArg,
+    /// The base the capsule is captured against.
+    #[command(flatten)]
+    pub base: Base,
 }
 
 /// `capture elf`
@@ -637,6 +629,19 @@ pub enum SandboxAction {
 }
 
 /// `--base` of a snapshot or install capture.
+#[derive(Debug, Args)]
+pub struct Base {
+    /// What the machines that run the capsule are assumed to have, and so is left out:
+    /// `minimal` (Debian's required packages with glibc: a minbase root), `none` (only a
+    /// kernel: the loader, glibc and interpreters go in too) or `host` (machines like this
+    /// one: only what the capture changed). Everything else the captured programs, scripts
+    /// and packages need is added from the capture's source (this host, or the root the
+    /// capture ran over).
+    #[arg(long, value_enum, default_value_t = BaseArg::Minimal, value_name = "BASE")]
+    pub base: BaseArg,
+}
+
+/// The values of `--base`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BaseArg {
     /// Debian's required packages with glibc (a minbase root).

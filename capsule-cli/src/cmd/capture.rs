@@ -32,7 +32,7 @@ pub fn snapshot(store: &Store, out: Output, s: Snapshot) -> Result<ExitCode> {
         }
         Snapshot::End(e) => {
             let r = capsule_ref(&e.name)?;
-            let digest = snapshot::end(store, &r.name, &r.tag, e.entry.as_deref(), e.base.into(), &bars)
+            let digest = snapshot::end(store, &r.name, &r.tag, e.entry.as_deref(), e.base.base.into(), &bars)
                 .with_context(|| format!("snapshot end for capsule {r} failed"))?;
             let digest = declare(store, &r, &e.declare, digest)?;
             report_capsule(store, out, &r, &digest)?;
@@ -284,7 +284,7 @@ pub fn install(store: &Store, out: Output, i: CaptureInstall) -> Result<ExitCode
         i.entry.as_deref(),
         &command,
         &packages,
-        i.base.into(),
+        i.base.base.into(),
         &bars,
     )
     .with_context(|| format!("capture install for capsule {r} failed"))?;
