@@ -253,6 +253,19 @@ fn elf_and_trace_captures_list_the_host_packages_owning_their_files() {
     );
 }
 
+/// The exported capsule `fixtures/NAME`, checked to hold a manifest of format `version`:
+/// its first record (after the 16-byte header, a kind byte and a 64-bit length) is a zstd
+/// frame holding "CAPSMANI" and the version.
+fn old_fixture(name: &str, version: u8) -> std::path::PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name);
+    let bytes = std::fs::read(&fixture).unwrap();
+    let len = usize::try_from(u64::from_le_bytes(bytes[17..25].try_into().unwrap())).unwrap();
+    let manifest = zstd::stream::decode_all(&bytes[25..25 + len]).unwrap_or_default();
+    let want = [&b"CAPSMANI"[..], &[version, 0]].concat();
+    assert_eq!(manifest.get(..10), Some(&want[..]), "{name} is not a version-{version} manifest");
+    fixture
+}
+
 /// A capsule exported by a build before bases (manifest version 3, the fixture
 /// `fixtures/manifest-v3/v3cap.capsule`: a shell script `hello-v3`, made by a snapshot
 /// capture) imports and runs; it keeps its (empty) inventory, `inspect` says it records no
@@ -260,12 +273,7 @@ fn elf_and_trace_captures_list_the_host_packages_owning_their_files() {
 #[test]
 fn a_capsule_without_a_base_imports_runs_and_checks() {
     let env = Env::new();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/manifest-v3/v3cap.capsule");
-    let bytes = std::fs::read(&fixture).unwrap();
-    let len = usize::try_from(u64::from_le_bytes(bytes[17..25].try_into().unwrap())).unwrap();
-    let manifest = zstd::stream::decode_all(&bytes[25..25 + len]).unwrap_or_default();
-    assert_eq!(manifest.get(..10), Some(&b"CAPSMANI\x03\x00"[..]), "the fixture is not a version-3 manifest");
-    env.ok(&["-q", "import", fixture.to_str().unwrap()]);
+    env.ok(&["-q", "import", old_fixture("manifest-v3/v3cap.capsule", 3).to_str().unwrap()]);
     let (code, out, err) = run_capsule(&env, &["run", "v3cap", "--", "world"]);
     assert_eq!((code, out.as_str()), (0, "hello from a manifest v3 capsule: world\n"), "{err}");
     let doc = env.json(&["inspect", "v3cap"]);
@@ -284,14 +292,7 @@ fn a_capsule_without_a_base_imports_runs_and_checks() {
 #[test]
 fn a_capsule_without_an_inventory_imports_runs_and_says_so() {
     let env = Env::new();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/manifest-v2/oldcap.capsule");
-    let bytes = std::fs::read(&fixture).unwrap();
-    // It really is a version-2 manifest: the first record (after the 16-byte header, a kind
-    // byte and a 64-bit length) is a zstd frame holding "CAPSMANI", version 2.
-    let len = usize::try_from(u64::from_le_bytes(bytes[17..25].try_into().unwrap())).unwrap();
-    let manifest = zstd::stream::decode_all(&bytes[25..25 + len]).unwrap_or_default();
-    assert_eq!(manifest.get(..10), Some(&b"CAPSMANI\x02\x00"[..]), "the fixture is not a version-2 manifest");
-    env.ok(&["-q", "import", fixture.to_str().unwrap()]);
+    env.ok(&["-q", "import", old_fixture("manifest-v2/oldcap.capsule", 2).to_str().unwrap()]);
     let (code, out, err) = run_capsule(&env, &["run", "oldcap", "--", "world"]);
     assert_eq!((code, out.as_str()), (0, "hello from a manifest v2 capsule: world\n"), "{err}");
     assert_eq!(env.json(&["inspect", "oldcap"])["inventory"], Value::Null);
