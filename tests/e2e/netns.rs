@@ -116,11 +116,15 @@ fn without_root_a_capsule_gets_a_namespace_of_its_own() {
     let o = capsule(&["-q", "capture", "elf", "bb", "/bin/busybox"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = dir.path().join("got.txt");
+    // The listener's input is a pipe that stays open (8 s): on the run's empty stdin busybox's
+    // `nc -l` can see end-of-input right after it accepts and quit before the client's bytes
+    // arrive, which lost the message in two of three CI runs under the whole suite's load. The
+    // client sends until the file has it (at most 100 tries); the listener is killed at the end.
     let script = format!(
         "id -u; hostname; ip -o -4 addr show cap0; ip -o link show cap0; \
-         (nc -l -p 7000 > {g} &); i=0; while [ $i -lt 50 ]; do \
-         echo hello-ns | nc -w 1 10.200.0.2 7000 2>/dev/null && break; i=$((i+1)); sleep 0.1; done; \
-         i=0; while [ $i -lt 50 ] && [ ! -s {g} ]; do i=$((i+1)); sleep 0.1; done; cat {g}",
+         sleep 8 | nc -l -p 7000 > {g} & l=$!; i=0; while [ $i -lt 100 ] && [ ! -s {g} ]; do \
+         echo hello-ns | nc -w 1 10.200.0.2 7000 2>/dev/null; i=$((i+1)); sleep 0.1; done; \
+         kill $l 2>/dev/null; cat {g}",
         g = got.display()
     );
     let o = capsule(&[
