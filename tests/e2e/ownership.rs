@@ -53,11 +53,13 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-/// The program `capsule run` (pid `launcher`) started, once it runs, and its environment.
-fn program_of(launcher: u32) -> (u32, String) {
+/// The program `capsule run` (`launcher`) started, once it runs, and its environment. A
+/// launcher that exits first fails the test with what it printed.
+fn program_of(launcher: &mut std::process::Child) -> (u32, String) {
+    let pid = launcher.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        for p in children_of(launcher) {
+        for p in children_of(pid) {
             if let Ok(env) = std::fs::read(format!("/proc/{p}/environ"))
                 && let Some(sock) = env
                     .split(|&b| b == 0)
@@ -66,12 +68,20 @@ fn program_of(launcher: u32) -> (u32, String) {
                 return (p, sock);
             }
         }
-        let status = std::fs::read_to_string(format!("/proc/{launcher}/status")).unwrap_or_default();
+        if let Ok(Some(status)) = launcher.try_wait() {
+            let mut out = String::new();
+            if let Some(mut o) = launcher.stdout.take() {
+                let _ = o.read_to_string(&mut out);
+            }
+            if let Some(mut e) = launcher.stderr.take() {
+                let _ = e.read_to_string(&mut out);
+            }
+            panic!("capsule run {pid} exited ({status}) before its program started:\n{out}");
+        }
         assert!(
             Instant::now() < deadline,
-            "the program of capsule run {launcher} did not start (children {:?}; {})",
-            children_of(launcher),
-            status.lines().take(3).collect::<Vec<_>>().join(", ")
+            "the program of capsule run {pid} did not start within 30 s (children {:?})",
+            children_of(pid)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -144,7 +154,7 @@ fn another_user_cannot_reach_a_root_run() {
     hostile_modes_capsule(&env);
     let store = env.store();
     let tag = std::process::id();
-    let go = PathBuf::from(format!("/tmp/capsule-own-go-{tag}"));
+    let go = PathBuf::from(format!("/tmp/capsule-own-reach-go-{tag}"));
     let _ = std::fs::remove_file(&go);
     // Reads (materialises) the capsule's files, then waits, then materialises one more.
     let script = format!(
@@ -159,7 +169,7 @@ fn another_user_cannot_reach_a_root_run() {
         .spawn()
         .unwrap();
     let launcher = child.id();
-    let (_program, socket) = program_of(launcher);
+    let (_program, socket) = program_of(&mut child);
     // The early reads are done once the set-id files are in the tree.
     wait_for(&store.join("sandboxes/app/root/opt/app/sgid"), "the program's first reads");
 
@@ -263,7 +273,7 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
     let env = Env::new();
     env.small_capsule("app", &[("opt/app/data.txt", b"original\n"), ("opt/app/other.txt", b"other\n")]);
     let tag = std::process::id();
-    let tmp = |what: &str| PathBuf::from(format!("/tmp/capsule-own-{what}-{tag}"));
+    let tmp = |what: &str| PathBuf::from(format!("/tmp/capsule-own-kill-{what}-{tag}"));
     let (ready, go, pidfile, err) = (tmp("ready"), tmp("go"), tmp("pid"), tmp("err"));
     let orphan_script = tmp("orphan.sh");
     for p in [&ready, &go, &pidfile, &err] {
@@ -292,7 +302,7 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
         .spawn()
         .unwrap();
     let launcher = child.id();
-    let (program, _) = program_of(launcher);
+    let (program, _) = program_of(&mut child);
     wait_for(&ready, "the orphan-to-be's first read");
     let orphan: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     let data = env.store().join("sandboxes/app/root/opt/app/data.txt");
@@ -317,7 +327,13 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
         let _ = std::fs::remove_file(p);
     }
     assert!(program_gone, "the program {program} outlived its launcher");
-    assert!(orphan_err.contains("Input/output error"), "the orphan's writes did not fail with EIO:\n{orphan_err}");
+    let tree_other = env.store().join("sandboxes/app/root/opt/app/other.txt");
+    assert!(
+        orphan_err.contains("Input/output error"),
+        "the orphan's writes did not fail with EIO:\n{orphan_err}\n(tree file: {:?} links, {:?})",
+        std::fs::metadata(&tree_other).map(|m| std::os::unix::fs::MetadataExt::nlink(&m)),
+        std::fs::read_to_string(&tree_other)
+    );
 
     // The cache holds what the capsule says.
     let v = env.json(&["verify"]);
