@@ -301,7 +301,6 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let launcher = child.id();
     let (program, _) = program_of(&mut child);
     wait_for(&ready, "the orphan-to-be's first read");
     let orphan: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
