@@ -14,7 +14,14 @@
 //! 3. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`, after the change of user, which
 //!    clears it), and at once if it already died since the fork (the parent is then no longer
 //!    the launcher).
-//! 4. **Confinement** (`confine::restrict`): after the rest, so that nothing the steps before it
+//! 4. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
+//!    keeper, a child subreaper that takes no program code: every process of the run below it
+//!    that loses its parent is reparented to it, and when the launcher dies (even by `kill -9`)
+//!    it kills all of them, so the whole process tree ends with the launcher, not only the
+//!    program. It passes on the signals the launcher sends it alone, and exits as the program
+//!    did once the last of them has. The other process goes on to become the program, with
+//!    `PR_SET_PDEATHSIG(SIGKILL)` against the keeper.
+//! 5. **Confinement** (`confine::restrict`): after the rest, so that nothing the steps before it
 //!    need is refused; the kernel then enforces the run's isolation on everything the program
 //!    does.
 //!
@@ -57,9 +64,30 @@ const SYS_PRCTL: usize = 157;
 const SYS_SETRESUID: usize = 117;
 const SYS_SETRESGID: usize = 119;
 const SYS_SETGROUPS: usize = 116;
+const SYS_RT_SIGACTION: usize = 13;
+const SYS_CLONE: usize = 56;
+const SYS_WAIT4: usize = 61;
+const SYS_RT_SIGTIMEDWAIT: usize = 128;
+const SYS_EXIT_GROUP: usize = 231;
+const SYS_CLOSE_RANGE: usize = 436;
 const PR_SET_PDEATHSIG: usize = 1;
+const PR_SET_DUMPABLE: usize = 4;
+const PR_SET_CHILD_SUBREAPER: usize = 36;
+const PR_SET_NAME: usize = 15;
+const SIG_UNBLOCK: usize = 1;
 const SIG_SETMASK: usize = 2;
+const SIGINT: usize = 2;
 const SIGKILL: usize = 9;
+const SIGTERM: usize = 15;
+const SIGCHLD: usize = 17;
+const WNOHANG: usize = 1;
+const WALL: usize = 0x4000_0000;
+const ECHILD: isize = 10;
+const EINTR: isize = 4;
+/// The keeper's name (`/proc/PID/comm`), by which the launcher knows it.
+pub const KEEPER_NAME: &core::ffi::CStr = c"capsule-keeper";
+/// `si_code` of a signal a process sent with kill(2).
+const SI_USER: i32 = 0;
 
 /// Run the steps of `c` in the forked child. `Err(-errno)` when the program must not start
 /// (the user could not be taken, or confinement entered): the caller reports it and exits.
@@ -73,15 +101,172 @@ pub fn child(sys: Sys, c: &Child<'_>) -> Result<(), isize> {
         ok(sys(SYS_SETRESGID, [u.gid as usize, u.gid as usize, u.gid as usize, 0, 0, 0]))?;
         ok(sys(SYS_SETRESUID, [u.uid as usize, u.uid as usize, u.uid as usize, 0, 0, 0]))?;
     }
-    sys(SYS_PRCTL, [PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0]);
-    if sys(SYS_GETPPID, [0; 6]).cast_unsigned() != c.launcher {
-        let me = sys(SYS_GETPID, [0; 6]).cast_unsigned();
-        sys(SYS_KILL, [me, SIGKILL, 0, 0, 0, 0]);
-    }
+    die_with(sys, c.launcher);
+    split_keeper(sys, c.launcher);
     if let Some(rs) = c.ruleset {
         crate::confine::restrict(sys, rs)?;
     }
     Ok(())
+}
+
+/// `PR_SET_PDEATHSIG(SIGKILL)`, and SIGKILL at once when the parent is no longer `parent`
+/// (it died before the prctl: nobody would send the signal).
+fn die_with(sys: Sys, parent: usize) {
+    sys(SYS_PRCTL, [PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0]);
+    if sys(SYS_GETPPID, [0; 6]).cast_unsigned() != parent {
+        let me = sys(SYS_GETPID, [0; 6]).cast_unsigned();
+        sys(SYS_KILL, [me, SIGKILL, 0, 0, 0, 0]);
+    }
+}
+
+/// Step 4: fork; the parent becomes the keeper (`keep`, never returns), the child returns
+/// to become the program, with the signal mask it was to start with and dying with the
+/// keeper. Every signal is blocked across the fork, so that none sent to the keeper before it
+/// waits for them takes its default action. Where the fork fails the run goes on without a
+/// keeper, as before it had one (the program dies with the launcher; its descendants may not).
+fn split_keeper(sys: Sys, launcher: usize) {
+    let all: u64 = !0;
+    let mut mask: u64 = 0;
+    sys(SYS_RT_SIGPROCMASK, [SIG_SETMASK, (&raw const all) as usize, (&raw mut mask) as usize, 8, 0, 0]);
+    let keeper = sys(SYS_GETPID, [0; 6]).cast_unsigned();
+    // clone(SIGCHLD): a plain fork.
+    let r = sys(SYS_CLONE, [SIGCHLD, 0, 0, 0, 0, 0]);
+    if r > 0 {
+        // The keeper's own death signal: any that wakes its wait, which then finds the
+        // launcher gone (the kernel reparents before it signals).
+        sys(SYS_PRCTL, [PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0, 0]);
+        keep(sys, launcher, r.cast_unsigned());
+    }
+    sys(SYS_RT_SIGPROCMASK, [SIG_SETMASK, (&raw const mask) as usize, 0, 8, 0, 0]);
+    if r == 0 {
+        die_with(sys, keeper);
+    }
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction` (handler 0: SIG_DFL).
+#[repr(C)]
+struct KSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The keeper of a run whose program is `program` (its child): a child subreaper holding no
+/// descriptor, with every signal blocked and taken with `rt_sigtimedwait`. It reaps what
+/// exits; it passes a signal on to the program (or, once the program has exited, to its
+/// remaining children) when the launcher sent it, except SIGTERM and SIGINT, which the
+/// launcher sends to every process of the run itself (`run::signals`); it ignores the rest (a
+/// terminal's signals reach the program's process group anyway). When its parent is no longer
+/// `launcher`, it kills its children with SIGKILL, again every 20 ms until none is left (each
+/// one's own children are then its). When it has no child left, it ends as the program did:
+/// the same exit code, or the same signal (with core dumps off).
+fn keep(sys: Sys, launcher: usize, program: usize) -> ! {
+    sys(SYS_CLOSE_RANGE, [0, u32::MAX as usize, 0, 0, 0, 0]);
+    sys(SYS_PRCTL, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0]);
+    sys(SYS_PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]);
+    // Its name in ps and top (its command line stays the launcher's).
+    sys(SYS_PRCTL, [PR_SET_NAME, KEEPER_NAME.as_ptr() as usize, 0, 0, 0, 0]);
+    // SIGCHLD may have been ignored by the launcher: then exits are not signalled at all.
+    let dfl = KSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    sys(SYS_RT_SIGACTION, [SIGCHLD, (&raw const dfl) as usize, 0, 8, 0, 0]);
+    let all: u64 = !0;
+    let mut status: Option<i32> = None;
+    let mut orphaned = false;
+    loop {
+        loop {
+            let mut st: i32 = 0;
+            let r = sys(SYS_WAIT4, [usize::MAX, (&raw mut st) as usize, WNOHANG | WALL, 0, 0, 0]);
+            if r == -ECHILD {
+                finish(sys, status);
+            }
+            if r == -EINTR {
+                continue;
+            }
+            if r <= 0 {
+                break;
+            }
+            if r.cast_unsigned() == program {
+                status = Some(st);
+            }
+        }
+        if !orphaned && sys(SYS_GETPPID, [0; 6]).cast_unsigned() != launcher {
+            orphaned = true;
+        }
+        if orphaned {
+            signal_children(sys, SIGKILL);
+        }
+        // siginfo_t: si_signo, si_errno, si_code, a pad, then si_pid and si_uid (32 bits each).
+        let mut info = [0u32; 32];
+        let tick: [i64; 2] = [0, 20_000_000];
+        let wait = if orphaned { (&raw const tick) as usize } else { 0 };
+        let sig = sys(SYS_RT_SIGTIMEDWAIT, [(&raw const all) as usize, (&raw mut info) as usize, wait, 8, 0, 0]);
+        let Ok(sig) = usize::try_from(sig) else { continue };
+        let code = info.get(2).map_or(-1, |c| c.cast_signed());
+        let from = info.get(4).copied().unwrap_or(0) as usize;
+        if sig == SIGCHLD || sig == SIGTERM || sig == SIGINT || code != SI_USER || from != launcher {
+            continue;
+        }
+        if status.is_none() {
+            sys(SYS_KILL, [program, sig, 0, 0, 0, 0]);
+        } else {
+            signal_children(sys, sig);
+        }
+    }
+}
+
+/// Send `sig` to every child of this (single-threaded) process, as `/proc/thread-self/children`
+/// lists them.
+fn signal_children(sys: Sys, sig: usize) {
+    const SYS_READ: usize = 0;
+    const SYS_OPEN: usize = 2;
+    const SYS_CLOSE: usize = 3;
+    const O_RDONLY_CLOEXEC: usize = 0o2_000_000;
+    let fd = sys(SYS_OPEN, [c"/proc/thread-self/children".as_ptr() as usize, O_RDONLY_CLOEXEC, 0, 0, 0, 0]);
+    let Ok(fd) = usize::try_from(fd) else { return };
+    let mut buf = [0u8; 512];
+    let mut pid = 0usize;
+    loop {
+        let n = sys(SYS_READ, [fd, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]);
+        let Ok(n @ 1..) = usize::try_from(n) else { break };
+        for &b in buf.get(..n).unwrap_or_default() {
+            if b.is_ascii_digit() {
+                pid = pid.saturating_mul(10).saturating_add(usize::from(b - b'0'));
+            } else {
+                if pid > 1 {
+                    sys(SYS_KILL, [pid, sig, 0, 0, 0, 0]);
+                }
+                pid = 0;
+            }
+        }
+    }
+    if pid > 1 {
+        sys(SYS_KILL, [pid, sig, 0, 0, 0, 0]);
+    }
+    sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+}
+
+/// End the keeper as the program ended (`status`, a wait status): its exit code, or its
+/// signal raised against itself (default action restored, unblocked); 128 + the signal where
+/// that does not end the process, 127 when the program's status was never taken.
+fn finish(sys: Sys, status: Option<i32>) -> ! {
+    let code = match status {
+        Some(st) if st & 0x7f == 0 => (st >> 8) & 0xff,
+        Some(st) => {
+            let sig = (st & 0x7f).cast_unsigned() as usize;
+            let dfl = KSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+            sys(SYS_RT_SIGACTION, [sig, (&raw const dfl) as usize, 0, 8, 0, 0]);
+            let bit: u64 = 1u64.checked_shl(u32::try_from(sig.saturating_sub(1)).unwrap_or(64)).unwrap_or(0);
+            let me = sys(SYS_GETPID, [0; 6]).cast_unsigned();
+            sys(SYS_KILL, [me, sig, 0, 0, 0, 0]);
+            sys(SYS_RT_SIGPROCMASK, [SIG_UNBLOCK, (&raw const bit) as usize, 0, 8, 0, 0]);
+            128 + (st & 0x7f)
+        }
+        None => 127,
+    };
+    loop {
+        sys(SYS_EXIT_GROUP, [code.cast_unsigned() as usize, 0, 0, 0, 0, 0]);
+    }
 }
 
 #[cfg(test)]
@@ -98,7 +283,10 @@ mod tests {
         fn fake(nr: usize, a: [usize; 6]) -> isize {
             CALLS.with(|c| c.borrow_mut().push((nr, a[0])));
             let (ppid, restrict) = ANSWERS.with(|a| *a.borrow());
+            // After the fork (the child's side: 0), the parent is the keeper, 4242.
+            let forked = CALLS.with(|c| c.borrow().iter().any(|c| c.0 == SYS_CLONE));
             match nr {
+                SYS_GETPPID if forked => 4242,
                 SYS_GETPPID => ppid.cast_signed(),
                 SYS_GETPID => 4242,
                 446 => restrict,
@@ -121,11 +309,29 @@ mod tests {
         let nrs: Vec<usize> = calls.iter().map(|c| c.0).collect();
         assert_eq!(
             nrs,
-            [SYS_RT_SIGPROCMASK, SYS_SETGROUPS, SYS_SETRESGID, SYS_SETRESUID, SYS_PRCTL, SYS_GETPPID, 446],
-            "the death signal after the change of user (which clears it), confinement last"
+            [
+                SYS_RT_SIGPROCMASK,
+                SYS_SETGROUPS,
+                SYS_SETRESGID,
+                SYS_SETRESUID,
+                SYS_PRCTL,
+                SYS_GETPPID,
+                // The keeper: every signal blocked across the fork, the program's mask back in
+                // the child, which dies with the keeper.
+                SYS_RT_SIGPROCMASK,
+                SYS_GETPID,
+                SYS_CLONE,
+                SYS_RT_SIGPROCMASK,
+                SYS_PRCTL,
+                SYS_GETPPID,
+                446
+            ],
+            "the death signal after the change of user (which clears it), the keeper, confinement last"
         );
         assert_eq!((calls[1].1, calls[2].1, calls[3].1), (2, 7433, 7432));
-        assert_eq!(calls[6].1, 7, "restricts to the ruleset given");
+        assert_eq!(calls[8].1, SIGCHLD, "a plain fork");
+        assert!(!calls.iter().any(|c| c.0 == SYS_KILL), "{calls:?}");
+        assert_eq!(calls[12].1, 7, "restricts to the ruleset given");
     }
 
     #[test]

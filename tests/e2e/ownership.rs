@@ -59,7 +59,8 @@ fn program_of(launcher: &mut std::process::Child) -> (u32, String) {
     let pid = launcher.id();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        for p in children_of(pid) {
+        // The launcher's child is the run's keeper; the program is the keeper's child.
+        for p in children_of(pid).into_iter().flat_map(|k| std::iter::once(k).chain(children_of(k))) {
             if let Ok(env) = std::fs::read(format!("/proc/{p}/environ"))
                 && let Some(sock) = env
                     .split(|&b| b == 0)
@@ -263,8 +264,9 @@ fn another_user_cannot_reach_a_root_run() {
 }
 
 /// Done-when 3. `kill -9` of the launcher while its program writes to a capsule file in a
-/// loop: the program is gone within seconds; a process of the run that outlives the launcher
-/// (a child of the program's) cannot write through the pristine file it had opened before,
+/// loop: the program and its child are gone within seconds (the run's keeper kills what is
+/// left); a process of the run that escapes that and outlives the launcher (a child of the
+/// program's, after the keeper was killed first) cannot write through the pristine file it had opened before,
 /// whose inode is the shared cache's (EIO); `verify` reports the cache intact. And `verify`
 /// does catch a damaged cache file, which `--repair` removes (the next run materialises the
 /// content again).
@@ -295,22 +297,45 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
     )
     .unwrap();
     let script = format!("sh {} & while :; do echo x >> /opt/app/data.txt; done", orphan_script.display());
-    let mut child = env
-        .cmd(&["run", "app", "--entry", "/bin/sh", "--", "-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (program, _) = program_of(&mut child);
-    wait_for(&ready, "the orphan-to-be's first read");
-    let orphan: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     let data = env.store().join("sandboxes/app/root/opt/app/data.txt");
-    wait_for(&data, "the program's first write");
-    std::thread::sleep(Duration::from_millis(200));
+    // Starts the run; once the orphan-to-be has read and the program writes: the launcher, its
+    // child (the run's keeper), the program and the orphan-to-be.
+    let start = || {
+        for p in [&ready, &pidfile] {
+            let _ = std::fs::remove_file(p);
+        }
+        let mut child = env
+            .cmd(&["run", "app", "--entry", "/bin/sh", "--", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (program, _) = program_of(&mut child);
+        wait_for(&ready, "the orphan-to-be's first read");
+        let orphan: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        wait_for(&data, "the program's first write");
+        std::thread::sleep(Duration::from_millis(200));
+        let keeper = children_of(child.id()).into_iter().next().expect("the launcher's child");
+        (child, keeper, program, orphan)
+    };
 
+    // The launcher killed: its whole process tree ends, the orphan-to-be too.
+    let (mut child, _, program, orphan) = start();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let program_gone = gone(program, Duration::from_secs(10));
+    let (program_gone, orphan_gone) = (gone(program, Duration::from_secs(10)), gone(orphan, Duration::from_secs(10)));
+    let _ =
+        Command::new("kill").args(["-KILL", &orphan.to_string(), &program.to_string()]).stderr(Stdio::null()).status();
+    assert!(program_gone, "the program {program} outlived its launcher");
+    assert!(orphan_gone, "the program's child {orphan} outlived the launcher");
+
+    // A process that escapes the keeper (here: the keeper killed first, as `kill -9` of the
+    // whole group might) and outlives the launcher cannot write through the shared cache.
+    let (mut child, keeper, program, orphan) = start();
+    let _ = Command::new("kill").args(["-KILL", &keeper.to_string()]).status();
+    assert!(gone(program, Duration::from_secs(10)), "the program {program} outlived its keeper");
+    child.kill().unwrap();
+    child.wait().unwrap();
     // The orphan, now init's, tries to append to the pristine file it read.
     std::fs::write(&go, b"").unwrap();
     wait_for(&err, "the orphan's writes");
@@ -321,11 +346,9 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
     }
     let orphan_err = std::fs::read_to_string(&err).unwrap_or_default();
     let _ = Command::new("kill").args(["-KILL", &orphan.to_string()]).status();
-    let _ = Command::new("kill").args(["-KILL", &program.to_string()]).status();
     for p in [&ready, &go, &pidfile, &err, &orphan_script] {
         let _ = std::fs::remove_file(p);
     }
-    assert!(program_gone, "the program {program} outlived its launcher");
     let tree_other = env.store().join("sandboxes/app/root/opt/app/other.txt");
     assert!(
         orphan_err.contains("Input/output error"),

@@ -274,13 +274,18 @@ fn a_program_starts_with_no_signal_blocked_and_dies_of_a_forwarded_term() {
         run_capsule(&env, &["run", "sig2", "--entry", "/bin/grep", "--", "^SigBlk", "/proc/self/status"]);
     assert_eq!((code, out.as_str()), (0, "SigBlk:\t0000000000000000\n"), "{err}");
     let mut child = env.cmd(&["run", "sig2", "--entry", "/bin/sleep", "--", "30"]).spawn().unwrap();
-    // Bounded wait until sleep runs (a child of capsule whose name is sleep).
-    let children = format!("/proc/{}/task/{}/children", child.id(), child.id());
+    // Bounded wait until sleep runs (a child of the run's keeper, capsule's child, whose name
+    // is sleep).
+    let children = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     let started = std::time::Instant::now();
     let running = loop {
-        let pids = std::fs::read_to_string(&children).unwrap_or_default();
-        let is_sleep = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sleep\n");
-        if pids.split_whitespace().any(is_sleep) {
+        let keepers = children(&child.id().to_string());
+        let pids: Vec<String> = keepers
+            .split_whitespace()
+            .flat_map(|k| children(k).split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        let is_sleep = |p: &String| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sleep\n");
+        if pids.iter().any(is_sleep) {
             break true;
         }
         if started.elapsed() > std::time::Duration::from_secs(20) {

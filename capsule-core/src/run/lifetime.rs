@@ -6,10 +6,14 @@
 //!   run's processes stay its descendants (which is how the materialiser knows them,
 //!   [`super::peer`]), and the launcher, which waits for every child of its own
 //!   ([`reap_others`]), keeps serving a daemonised server its materialiser.
-//! - The program is started with `PR_SET_PDEATHSIG(SIGKILL)` ([`before_exec`]; the
-//!   front end does the same after its fork: both run `crate::launch::child`): when the launcher dies, even by `kill -9`, the
-//!   kernel kills it. The preload shim sets the same in every process whose parent is the
-//!   launcher when it starts (an orphan adopted by the launcher that then executes a program).
+//! - Between the launcher and the program sits the run's keeper (`crate::launch::keep`, made
+//!   by `crate::launch::child`, which [`before_exec`] registers and the front end calls after
+//!   its fork): a subreaper of its own, to which the run's orphans are reparented, and which
+//!   kills every process below it when the launcher dies, even by `kill -9`. The program is
+//!   started with `PR_SET_PDEATHSIG(SIGKILL)` against the keeper. Where the keeper could not
+//!   fork, the program dies with the launcher, and the preload shim sets the same death signal
+//!   in every process whose parent is the launcher when it starts (an orphan adopted by the
+//!   launcher that then executes a program).
 #![allow(unsafe_code)] // prctl(2), getppid(2), waitid(2), waitpid(2), kill(2) in a pre_exec hook
 
 use std::io;
@@ -107,4 +111,11 @@ pub fn descendants() -> Vec<i32> {
         i += 1;
     }
     found.into_iter().skip(1).filter_map(|p| i32::try_from(p).ok()).collect()
+}
+
+/// Whether `pid` is a run's keeper (`crate::launch`: the launcher's child, which names itself
+/// `capsule-keeper`), not the program itself (a launch whose keeper could not fork).
+pub fn is_keeper(pid: i32) -> bool {
+    let name = crate::launch::KEEPER_NAME.to_bytes();
+    std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c.strip_suffix(b"\n") == Some(name))
 }

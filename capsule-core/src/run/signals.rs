@@ -199,10 +199,15 @@ impl Caught {
     }
 
     /// Send `sig` to every process of the run: the program `pid` and, when the whole run is
-    /// waited for, every descendant of this process.
+    /// waited for, every descendant of this process. When `pid` is the run's keeper
+    /// (`crate::launch`), it is left out of the whole run's signals: it ignores SIGTERM and
+    /// SIGINT (the program has them from here), and it must outlive a SIGKILL of the others to
+    /// report how the program ended.
     fn signal_run(&self, pid: i32, sig: Signal) {
         let mut targets = if self.whole_run { super::lifetime::descendants() } else { Vec::new() };
-        if !targets.contains(&pid) {
+        if targets.len() > 1 && super::lifetime::is_keeper(pid) {
+            targets.retain(|&p| p != pid);
+        } else if !targets.contains(&pid) {
             targets.push(pid);
         }
         for p in targets {
