@@ -70,6 +70,7 @@ const SYS_WAIT4: usize = 61;
 const SYS_RT_SIGTIMEDWAIT: usize = 128;
 const SYS_EXIT_GROUP: usize = 231;
 const SYS_CLOSE_RANGE: usize = 436;
+const SYS_CLOSE: usize = 3;
 const PR_SET_PDEATHSIG: usize = 1;
 const PR_SET_DUMPABLE: usize = 4;
 const PR_SET_CHILD_SUBREAPER: usize = 36;
@@ -162,7 +163,14 @@ struct KSigaction {
 /// one's own children are then its). When it has no child left, it ends as the program did:
 /// the same exit code, or the same signal (with core dumps off).
 fn keep(sys: Sys, launcher: usize, program: usize) -> ! {
-    sys(SYS_CLOSE_RANGE, [0, u32::MAX as usize, 0, 0, 0, 0]);
+    // No descriptor: a pipe the launcher's spawn reads to its end, the terminal, the caller's
+    // pipes must not stay open because of the keeper. close_range is Linux 5.9; before it,
+    // the descriptors a run usually has.
+    if sys(SYS_CLOSE_RANGE, [0, u32::MAX as usize, 0, 0, 0, 0]) < 0 {
+        for fd in 0..4096 {
+            sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+        }
+    }
     sys(SYS_PRCTL, [PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0, 0]);
     sys(SYS_PRCTL, [PR_SET_DUMPABLE, 0, 0, 0, 0, 0]);
     // Its name in ps and top (its command line stays the launcher's).
@@ -220,7 +228,6 @@ fn keep(sys: Sys, launcher: usize, program: usize) -> ! {
 fn signal_children(sys: Sys, sig: usize) {
     const SYS_READ: usize = 0;
     const SYS_OPEN: usize = 2;
-    const SYS_CLOSE: usize = 3;
     const O_RDONLY_CLOEXEC: usize = 0o2_000_000;
     let fd = sys(SYS_OPEN, [c"/proc/thread-self/children".as_ptr() as usize, O_RDONLY_CLOEXEC, 0, 0, 0, 0]);
     let Ok(fd) = usize::try_from(fd) else { return };
