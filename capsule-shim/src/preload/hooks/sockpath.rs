@@ -151,3 +151,92 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: li
     // SAFETY: the caller's socket and address, unchanged.
     ret(unsafe { sys::raw(libc::SYS_connect, fd.into(), addr as c_long, c_long::from(len), 0, 0, 0) })
 }
+
+/// The path a name the kernel holds for a socket (`name`, `sun_path` bytes up to the first
+/// NUL) stands for in the view: `/REL` for `/proc/self/fd/TREE_FD/REL` (how [`call`] names a
+/// tree path to the kernel), written into `out`; `None` for any other name.
+fn unplaced<'o>(st: &State, name: &[u8], out: &'o mut [u8; SUN_PATH + 1]) -> Option<&'o [u8]> {
+    let mut digits = [0u8; 20];
+    let fd = sys::decimal(u64::from(st.tree_fd.unsigned_abs()), &mut digits);
+    let rest = name.strip_prefix(&b"/proc/self/fd/"[..])?.strip_prefix(fd)?;
+    if !rest.starts_with(b"/") {
+        return None;
+    }
+    let dst = out.get_mut(..rest.len())?;
+    dst.copy_from_slice(rest);
+    out.get(..rest.len())
+}
+
+/// getsockname(2) or getpeername(2) (`nr`): the kernel's answer, with a socket path named
+/// through the tree ([`call`]) given back as the program named it (`/run/app.sock`, not
+/// `/proc/self/fd/N/run/app.sock`). The address is fetched whole into a buffer of our own,
+/// then copied into the caller's as the kernel would: truncated to the size it offered, with
+/// `*len` set to the full size.
+///
+/// # Safety
+/// `addr` points to `*len` writable bytes, `len` to a writable length (or either is invalid,
+/// as the kernel reports: EFAULT).
+unsafe fn name_of(nr: c_long, fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int {
+    if addr.is_null() || len.is_null() {
+        // SAFETY: the caller's arguments, unchanged: the kernel answers EFAULT or EINVAL.
+        return ret(unsafe { sys::raw(nr, fd.into(), addr as c_long, len as c_long, 0, 0, 0) });
+    }
+    // SAFETY: plain data, zeroed.
+    let mut sa: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
+    let mut sa_len = libc::socklen_t::try_from(core::mem::size_of::<libc::sockaddr_storage>()).unwrap_or(128);
+    // SAFETY: our buffer of `sa_len` bytes and its length.
+    let r = unsafe { sys::raw(nr, fd.into(), (&raw mut sa) as c_long, (&raw mut sa_len) as c_long, 0, 0, 0) };
+    if r < 0 {
+        return ret(r);
+    }
+    let full = (sa_len as usize).min(core::mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: `sa` is ours and holds `full` initialised bytes.
+    let bytes = unsafe { core::slice::from_raw_parts((&raw const sa).cast::<u8>(), full) };
+    let mut out = [0u8; SUN_PATH + 1];
+    let placed = match (c_int::from(sa.ss_family) == libc::AF_UNIX, state().filter(|st| st.tree_fd >= 0)) {
+        (true, Some(st)) => {
+            let name = bytes.get(PATH_AT..).unwrap_or_default();
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            unplaced(st, name, &mut out).and_then(|p| sockaddr(p).ok())
+        }
+        _ => None,
+    };
+    let (src, size): (&[u8], usize) = match &placed {
+        Some((un, l)) => {
+            let l = (*l as usize).min(core::mem::size_of::<libc::sockaddr_un>());
+            // SAFETY: a sockaddr_un of ours, alive for this scope; `l` is within its size.
+            (unsafe { core::slice::from_raw_parts((un as *const libc::sockaddr_un).cast::<u8>(), l) }, l)
+        }
+        None => (bytes, sa_len as usize),
+    };
+    // SAFETY: `len` is the caller's, readable and writable (checked non-null; EFAULT otherwise
+    // was the kernel's above, which wrote through it).
+    let offered = unsafe { *len } as usize;
+    let n = offered.min(src.len());
+    // SAFETY: the caller offered `offered` writable bytes at `addr`; `n` is no more.
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), addr.cast::<u8>(), n) };
+    // SAFETY: as above.
+    unsafe { *len = libc::socklen_t::try_from(size).unwrap_or(libc::socklen_t::MAX) };
+    0
+}
+
+/// getsockname(2): a socket bound at a tree path reports the path the program bound.
+///
+/// # Safety
+/// C ABI: `addr` points to `*len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int {
+    // SAFETY: the caller's arguments (contract above).
+    unsafe { name_of(libc::SYS_getsockname, fd, addr, len) }
+}
+
+/// getpeername(2): a socket connected to one bound at a tree path reports that path as the
+/// program named it.
+///
+/// # Safety
+/// C ABI: `addr` points to `*len` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut libc::sockaddr, len: *mut libc::socklen_t) -> c_int {
+    // SAFETY: the caller's arguments (contract above).
+    unsafe { name_of(libc::SYS_getpeername, fd, addr, len) }
+}
