@@ -160,6 +160,14 @@ fn push_pull_and_run_on_a_second_machine_and_push_only_what_changed() {
     assert_eq!((again["blobs_uploaded"].as_u64(), again["blobs_present"].as_u64()), (Some(0), Some(2)), "{again}");
     assert_eq!(again["records_uploaded"], 0);
     assert_eq!(again["oci_digest"], first["oci_digest"]);
+    // A version by its digest pushes the same artifact (nothing new to upload).
+    let by_digest = format!("app@{}", first["manifest_digest"].as_str().unwrap());
+    let third = v1.json(&["push", &by_digest, &to("bydigest")]);
+    assert_eq!(
+        (third["blobs_uploaded"].as_u64(), third["oci_digest"].clone()),
+        (Some(0), first["oci_digest"].clone()),
+        "{third}"
+    );
 
     // Version 2, captured on another store: one file differs, so one blob moves, plus the
     // capsule manifest, the blob map and the OCI manifest.

@@ -386,7 +386,7 @@ pub struct Keygen {
 /// `push NAME HOST[:PORT]/REPO:TAG`
 #[derive(Debug, Args)]
 pub struct Push {
-    /// NAME[:TAG] of the capsule.
+    /// NAME[:TAG] of the capsule, or NAME@DIGEST (a version by its manifest digest).
     pub name: String,
     /// Where: HOST[:PORT]/REPO:TAG (loopback hosts are spoken to over HTTP, others HTTPS).
     pub reference: String,

@@ -23,9 +23,10 @@ fn reference(s: &str) -> Result<Reference> {
     s.parse::<Reference>().with_context(|| format!("invalid registry reference {s:?}"))
 }
 
-/// `push NAME REF`.
+/// `push NAME[:TAG]|NAME@DIGEST REF`.
 pub fn push(store: &Store, out: Output, p: Push) -> Result<ExitCode> {
-    let r = capsule_ref(&p.name)?;
+    let r = super::any_ref(&p.name)?;
+    let r = store.resolve(&r).with_context(|| format!("cannot push capsule {r}"))?;
     let to = reference(&p.reference)?;
     let s = oci::push(store, &r, &to, p.plain_http, &Bars::new(out.bars()))
         .with_context(|| format!("cannot push capsule {r} to {to}"))?;

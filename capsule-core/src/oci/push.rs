@@ -117,7 +117,15 @@ pub fn plan(store: &Store, r: &CapsuleRef, progress: &dyn Progress) -> Result<Pl
         config: desc(MEDIA_CONFIG, Sha256::of(&config), config.len() as u64),
         layers,
         annotations: [
-            (ANNOTATION_CAPSULE.to_owned(), r.to_string()),
+            // The capsule's NAME:TAG; for a version pushed by digest, the one it was made as
+            // (the artifact is then the same as when pushed by that tag).
+            (
+                ANNOTATION_CAPSULE.to_owned(),
+                match r.digest {
+                    None => r.to_string(),
+                    Some(_) => CapsuleRef::new(&manifest.name, &manifest.tag).to_string(),
+                },
+            ),
             (ANNOTATION_DIGEST.to_owned(), manifest_digest.to_hex()),
         ]
         .into(),
