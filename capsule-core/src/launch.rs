@@ -8,20 +8,23 @@
 //! The order is the point:
 //! 1. **The signal mask** the program starts with, when the launcher changed its own around
 //!    the fork (the front end holds the forwarded signals until `run-attached` catches them).
-//! 2. **The user** (`run --user`, root only): groups, group and user, after what needs root
+//! 2. **Root's reach beyond files** (a child running as root, `--user` or not): the
+//!    capabilities in [`DROPPED_CAPS`] leave the bounding set (kernel modules, raw I/O, reboot,
+//!    the clock, device nodes, immutable flags…), which Landlock does not cover.
+//! 3. **The user** (`run --user`, root only): groups, group and user, after what needs root
 //!    (the namespaces) and before confinement and the filter, which it then enters without
 //!    privileges (`no_new_privs`, as a non-root run does).
-//! 3. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`, after the change of user, which
+//! 4. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`, after the change of user, which
 //!    clears it), and at once if it already died since the fork (the parent is then no longer
 //!    the launcher).
-//! 4. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
+//! 5. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
 //!    keeper, a child subreaper that takes no program code: every process of the run below it
 //!    that loses its parent is reparented to it, and when the launcher dies (even by `kill -9`)
 //!    it kills all of them, so the whole process tree ends with the launcher, not only the
 //!    program. It passes on the signals the launcher sends it alone, and exits as the program
 //!    did once the last of them has. The other process goes on to become the program, with
 //!    `PR_SET_PDEATHSIG(SIGKILL)` against the keeper.
-//! 5. **Confinement** (`confine::restrict`): after the rest, so that nothing the steps before it
+//! 6. **Confinement** (`confine::restrict`): after the rest, so that nothing the steps before it
 //!    need is refused; the kernel then enforces the run's isolation on everything the program
 //!    does.
 //!
@@ -85,6 +88,16 @@ const WNOHANG: usize = 1;
 const WALL: usize = 0x4000_0000;
 const ECHILD: isize = 10;
 const EINTR: isize = 4;
+const SYS_GETEUID: usize = 107;
+const PR_CAPBSET_DROP: usize = 24;
+/// What a run as root may not do, whatever it runs: the capabilities that change the machine
+/// rather than files (taken out of the bounding set, so that the program's exec does not get
+/// them): immutable and append-only flags (9, `CAP_LINUX_IMMUTABLE`), kernel modules (16,
+/// `CAP_SYS_MODULE`), raw I/O (17, `CAP_SYS_RAWIO`: ports, `/dev/mem`), process accounting
+/// (20, `CAP_SYS_PACCT`), reboot and kexec (22, `CAP_SYS_BOOT`), the clock (25,
+/// `CAP_SYS_TIME`), device nodes (27, `CAP_MKNOD`), audit rules (30, `CAP_AUDIT_CONTROL`) and
+/// MAC policy (32 and 33, `CAP_MAC_OVERRIDE`, `CAP_MAC_ADMIN`). Landlock does not cover them.
+pub const DROPPED_CAPS: [usize; 10] = [9, 16, 17, 20, 22, 25, 27, 30, 32, 33];
 /// The keeper's name (`/proc/PID/comm`), by which the launcher knows it.
 pub const KEEPER_NAME: &core::ffi::CStr = c"capsule-keeper";
 /// `si_code` of a signal a process sent with kill(2).
@@ -95,6 +108,11 @@ const SI_USER: i32 = 0;
 pub fn child(sys: Sys, c: &Child<'_>) -> Result<(), isize> {
     if let Some(mask) = c.mask {
         sys(SYS_RT_SIGPROCMASK, [SIG_SETMASK, (&raw const mask) as usize, 0, 8, 0, 0]);
+    }
+    if sys(SYS_GETEUID, [0; 6]) == 0 {
+        for cap in DROPPED_CAPS {
+            sys(SYS_PRCTL, [PR_CAPBSET_DROP, cap, 0, 0, 0, 0]);
+        }
     }
     if let Some(u) = c.creds {
         let ok = |r: isize| if r < 0 { Err(r) } else { Ok(()) };
@@ -120,7 +138,7 @@ fn die_with(sys: Sys, parent: usize) {
     }
 }
 
-/// Step 4: fork; the parent becomes the keeper (`keep`, never returns), the child returns
+/// Step 5: fork; the parent becomes the keeper (`keep`, never returns), the child returns
 /// to become the program, with the signal mask it was to start with and dying with the
 /// keeper. Every signal is blocked across the fork, so that none sent to the keeper before it
 /// waits for them takes its default action. Where the fork fails the run goes on without a
@@ -314,6 +332,11 @@ mod tests {
         let (r, calls) = traced(&c, 100, 0);
         assert_eq!(r, Ok(()));
         let nrs: Vec<usize> = calls.iter().map(|c| c.0).collect();
+        let drops = DROPPED_CAPS.len();
+        assert_eq!(&nrs[1..2 + drops], &[[SYS_GETEUID].as_slice(), &[SYS_PRCTL; 10]].concat(), "as root: {calls:?}");
+        assert!(calls[2..2 + drops].iter().all(|c| c.1 == PR_CAPBSET_DROP));
+        let nrs: Vec<usize> = [&nrs[..1], &nrs[2 + drops..]].concat();
+        let calls: Vec<(usize, usize)> = [&calls[..1], &calls[2 + drops..]].concat();
         assert_eq!(
             nrs,
             [

@@ -194,3 +194,75 @@ fn groupadd_locks_and_writes_the_sandbox_password_files_under_tier_1() {
     let tree = fs::read_to_string(env.store().join("sandboxes/conf/root/etc/group")).unwrap();
     assert!(tree.lines().any(|l| l.starts_with(&format!("{name}:"))), "{tree}");
 }
+
+/// As root, what changes the machine rather than files is not the program's (Landlock does
+/// not cover it): the capabilities for kernel modules, raw I/O, reboot, the clock, device
+/// nodes, immutable flags, accounting, audit and MAC policy are out of its bounding set, so a
+/// block device node cannot be made (in the merged /tmp, where Landlock lets it create files)
+/// to reach a disk through; what root needs for files (chown, reading anything) it keeps.
+#[test]
+fn a_root_program_cannot_load_modules_or_make_device_nodes() {
+    require!(is_root(), "root (only root has the capabilities to take away)");
+    let env = Env::new();
+    env.small_capsule("caps", &[("opt/caps/readme", b"r\n")]);
+    let node = format!("/tmp/capsule-caps-node-{}", std::process::id());
+    let script = format!(
+        "grep -E '^Cap(Bnd|Eff)' /proc/self/status; mknod {node} b 7 0 2>&1; echo mknod=$?; \
+         chown 1:1 /opt/caps/readme && echo chown=ok; head -c1 /etc/shadow >/dev/null && echo shadow=read"
+    );
+    let (code, out, err) =
+        crate::support::run_capsule(&env, &["run", "caps", "--entry", "/bin/sh", "--", "-c", &script]);
+    let _ = fs::remove_file(&node);
+    assert_eq!(code, 0, "{out}{err}");
+    let mask = |which: &str| {
+        let line = out.lines().find(|l| l.starts_with(which)).unwrap_or_else(|| panic!("no {which} in {out}"));
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    for (name, bit) in [
+        ("LINUX_IMMUTABLE", 9),
+        ("SYS_MODULE", 16),
+        ("SYS_RAWIO", 17),
+        ("SYS_PACCT", 20),
+        ("SYS_BOOT", 22),
+        ("SYS_TIME", 25),
+        ("MKNOD", 27),
+        ("AUDIT_CONTROL", 30),
+        ("MAC_OVERRIDE", 32),
+        ("MAC_ADMIN", 33),
+    ] {
+        assert_eq!(mask("CapBnd:") & (1 << bit), 0, "CAP_{name} in the bounding set: {out}");
+        assert_eq!(mask("CapEff:") & (1 << bit), 0, "CAP_{name} effective: {out}");
+    }
+    // CAP_CHOWN (0), CAP_DAC_OVERRIDE (1), CAP_SETUID (7), CAP_SYS_ADMIN (21) stay.
+    for bit in [0, 1, 7, 21] {
+        assert_ne!(mask("CapEff:") & (1 << bit), 0, "capability {bit} taken: {out}");
+    }
+    assert!(out.contains("Operation not permitted") && !out.contains("mknod=0"), "{out}");
+    assert!(out.contains("chown=ok") && out.contains("shadow=read"), "{out}{err}");
+    assert!(!Path::new(&node).exists(), "a device node reached the host's /tmp");
+
+    // The host's disks: as root, no block device of /dev opens for writing (Landlock: /dev
+    // is expanded, a disk granted nothing), while /dev/null and /dev/shm stay the program's.
+    use std::os::unix::fs::FileTypeExt;
+    let disk = fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+        .map(|e| e.path());
+    let Some(disk) = disk else {
+        require!(false, "a block device in /dev (the host's disks)");
+        return;
+    };
+    // Natively, root opens it for writing (nothing is written).
+    assert!(fs::OpenOptions::new().write(true).open(&disk).is_ok(), "{} does not open natively", disk.display());
+    let py = "import os, sys\n\
+              try:\n    os.close(os.open(sys.argv[1], os.O_WRONLY)); print('disk opened')\n\
+              except OSError as e: print('disk', e.strerror)\n\
+              os.close(os.open('/dev/null', os.O_WRONLY)); print('null ok')\n\
+              p = '/dev/shm/capsule-caps-%d' % os.getpid(); open(p, 'w').write('x'); os.unlink(p); print('shm ok')\n";
+    let (code, out, err) = crate::support::run_capsule(
+        &env,
+        &["run", "caps", "--entry", "/usr/bin/python3", "--", "-c", py, disk.to_str().unwrap()],
+    );
+    assert_eq!((code, out.as_str()), (0, "disk Permission denied\nnull ok\nshm ok\n"), "{err}");
+}

@@ -118,6 +118,38 @@ pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
     out
 }
 
+/// The rules the grants follow: `rules`, and for a run as root (whom the modes of the host's
+/// disks do not stop) every block device directly in `/dev` as a `full` prefix when `/dev`
+/// itself is passed through or merged. `/dev` is then expanded (module docs): its other
+/// entries get what it had, a disk nothing, so the program can neither write a disk of the host
+/// through its node nor, where reads are confined, read one. The view is not changed (only
+/// the grants follow these rules), and neither is what the ruleset handles.
+pub fn grant_rules(rules: &[(String, Mode)]) -> Vec<(String, Mode)> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = rules.to_vec();
+    if !nix::unistd::geteuid().is_root() {
+        return out;
+    }
+    let dev = rules
+        .iter()
+        .filter(|(p, _)| Path::new("/dev").starts_with(normal(p)))
+        .max_by_key(|(p, _)| normal(p).components().count())
+        .map(|(_, m)| *m);
+    if !matches!(dev, Some(Mode::Merged | Mode::Passthrough)) {
+        return out;
+    }
+    let Ok(entries) = std::fs::read_dir("/dev") else { return out };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_block_device())
+            && let Some(path) = e.path().to_str()
+            && !rules.iter().any(|(p, _)| normal(p) == Path::new(path))
+        {
+            out.push((path.to_owned(), Mode::Full));
+        }
+    }
+    out
+}
+
 fn grants_for(p: &super::Prepared, shim: &Path, program: &Path, mut extra: Vec<Grant>) -> Vec<Grant> {
     if p.rules.iter().any(|(_, m)| *m == Mode::Full) {
         let mut start = vec![shim.to_owned()];
@@ -131,7 +163,7 @@ fn grants_for(p: &super::Prepared, shim: &Path, program: &Path, mut extra: Vec<G
             }
         }
     }
-    grants(&p.rules, &extra)
+    grants(&grant_rules(&p.rules), &extra)
 }
 
 /// Build the ruleset of `grants` for a kernel of Landlock ABI `abi`: its descriptor, for

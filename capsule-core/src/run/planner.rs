@@ -114,7 +114,7 @@ pub fn write(
     // The directories whose entries the Landlock grants list: an entry made or removed there
     // changes the grants.
     if !launch.grants.is_empty() {
-        for dir in super::confine::listed(&p.rules) {
+        for dir in super::confine::listed(&super::confine::grant_rules(&p.rules)) {
             files.push((bytes(&dir), true, sig_of(&dir, true)));
         }
     }
