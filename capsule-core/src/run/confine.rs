@@ -72,8 +72,14 @@ fn grants_listing(rules: &[(String, Mode)], extra: &[Grant], listed: &mut Vec<Pa
     }
     // A grant an ancestor's covers is left out: each costs the front end system calls at every
     // start. Only for paths without a symlink on the way (a rule holds on the target's inode).
+    // (Looked up by ancestor: `/dev` expanded alone gives a hundred grants or more, and path
+    // comparisons of every pair cost the full launcher milliseconds.)
+    let mut by_path: std::collections::HashMap<&Path, Vec<u64>> = std::collections::HashMap::new();
+    for h in &out {
+        by_path.entry(h.path.as_path()).or_default().push(h.rights);
+    }
     let covered = |g: &Grant| {
-        out.iter().any(|h| h.path != g.path && g.path.starts_with(&h.path) && h.rights & g.rights == g.rights)
+        g.path.ancestors().skip(1).any(|a| by_path.get(a).is_some_and(|rs| rs.iter().any(|r| r & g.rights == g.rights)))
             && std::fs::canonicalize(&g.path).is_ok_and(|c| c == g.path)
     };
     let keep: Vec<bool> = out.iter().map(|g| !covered(g)).collect();
