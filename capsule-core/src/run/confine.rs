@@ -12,7 +12,8 @@
 //! (`/=merged` with `/usr=writecopy`), the upper prefix is not granted itself: its entries are,
 //! one by one, except the branch leading to the narrower prefix, which is expanded again. The
 //! expanded directory keeps only the rights every prefix below it has (so nothing can be
-//! created or removed directly in it); its symlinks are not followed.
+//! created or removed directly in it), and its listing where the narrower prefixes below it are
+//! files; its symlinks are not followed.
 
 #![allow(unsafe_code)] // adopting the descriptor landlock_create_ruleset returns
 
@@ -262,7 +263,13 @@ fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>,
         }
         return;
     }
-    let common = below.iter().fold(rights, |acc, (_, r)| acc & r);
+    // Listing the directory shows a file's name, not the file (its own rule decides that): a
+    // prefix below that is a file (a block device of `grant_rules`) does not take the listing
+    // away from the directory.
+    let listing = |p: &Path| {
+        if std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) { crate::confine::access::READ_DIR } else { 0 }
+    };
+    let common = below.iter().fold(rights, |acc, (p, r)| acc & (r | listing(p)));
     if common != 0 {
         out.push(Grant { path: dir.to_owned(), rights: common });
     }
@@ -349,5 +356,25 @@ mod tests {
         // An entry made there after the grants were computed is granted the next time.
         std::fs::create_dir(root.join("new")).unwrap();
         assert_eq!(rights_of(&grants(&rules, &[]), &format!("{top}/new")), Some(READ | WRITE));
+    }
+
+    #[test]
+    fn a_file_given_nothing_below_a_passed_through_directory_leaves_its_listing() {
+        // As `grant_rules` does for a disk in /dev: the file gets nothing, its siblings what
+        // the directory had, and the directory may still be listed (nothing created in it).
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("dev");
+        std::fs::create_dir_all(dev.join("shm")).unwrap();
+        for f in ["disk", "null"] {
+            std::fs::write(dev.join(f), b"").unwrap();
+        }
+        let d = dev.to_str().unwrap().to_owned();
+        let rules =
+            vec![("/".to_owned(), Mode::Full), (d.clone(), Mode::Passthrough), (format!("{d}/disk"), Mode::Full)];
+        let g = grants(&rules, &[]);
+        assert_eq!(rights_of(&g, &d), Some(crate::confine::access::READ_DIR));
+        assert_eq!(rights_of(&g, &format!("{d}/disk")), None);
+        assert_eq!(rights_of(&g, &format!("{d}/null")), Some((READ | WRITE) & crate::confine::FILE_RIGHTS));
+        assert_eq!(rights_of(&g, &format!("{d}/shm")), Some(READ | WRITE));
     }
 }
