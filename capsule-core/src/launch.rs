@@ -11,19 +11,20 @@
 //! 2. **Root's reach beyond files** (a child running as root, `--user` or not): the
 //!    capabilities in [`DROPPED_CAPS`] leave the bounding set (kernel modules, raw I/O, reboot,
 //!    the clock, device nodes, immutable flags…), which Landlock does not cover.
-//! 3. **The user** (`run --user`, root only): groups, group and user, after what needs root
-//!    (the namespaces) and before confinement and the filter, which it then enters without
-//!    privileges (`no_new_privs`, as a non-root run does).
-//! 4. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`, after the change of user, which
-//!    clears it), and at once if it already died since the fork (the parent is then no longer
-//!    the launcher).
-//! 5. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
+//! 3. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`), and at once if it already died
+//!    since the fork (the parent is then no longer the launcher).
+//! 4. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
 //!    keeper, a child subreaper that takes no program code: every process of the run below it
 //!    that loses its parent is reparented to it, and when the launcher dies (even by `kill -9`)
 //!    it kills all of them, so the whole process tree ends with the launcher, not only the
 //!    program. It passes on the signals the launcher sends it alone, and exits as the program
-//!    did once the last of them has. The other process goes on to become the program, with
-//!    `PR_SET_PDEATHSIG(SIGKILL)` against the keeper.
+//!    did once the last of them has. It is made before the change of user, so a program run as
+//!    another user cannot kill it. The other process goes on to become the program.
+//! 5. **The user** (`run --user`, root only): groups, group and user, after what needs root
+//!    (the namespaces, the keeper) and before confinement and the filter, which it then enters
+//!    without privileges (`no_new_privs`, as a non-root run does); then
+//!    `PR_SET_PDEATHSIG(SIGKILL)` against the keeper (the change of user clears it), checked
+//!    as in step 3.
 //! 6. **Confinement** (`confine::restrict`): after the rest, so that nothing the steps before it
 //!    need is refused; the kernel then enforces the run's isolation on everything the program
 //!    does.
@@ -114,14 +115,17 @@ pub fn child(sys: Sys, c: &Child<'_>) -> Result<(), isize> {
             sys(SYS_PRCTL, [PR_CAPBSET_DROP, cap, 0, 0, 0, 0]);
         }
     }
+    die_with(sys, c.launcher);
+    // The keeper before the change of user: a program run as another user cannot kill it.
+    let parent = split_keeper(sys, c.launcher).unwrap_or(c.launcher);
     if let Some(u) = c.creds {
         let ok = |r: isize| if r < 0 { Err(r) } else { Ok(()) };
         ok(sys(SYS_SETGROUPS, [u.groups.len(), u.groups.as_ptr() as usize, 0, 0, 0, 0]))?;
         ok(sys(SYS_SETRESGID, [u.gid as usize, u.gid as usize, u.gid as usize, 0, 0, 0]))?;
         ok(sys(SYS_SETRESUID, [u.uid as usize, u.uid as usize, u.uid as usize, 0, 0, 0]))?;
     }
-    die_with(sys, c.launcher);
-    split_keeper(sys, c.launcher);
+    // After the change of user, which clears the death signal.
+    die_with(sys, parent);
     if let Some(rs) = c.ruleset {
         crate::confine::restrict(sys, rs)?;
     }
@@ -138,12 +142,13 @@ fn die_with(sys: Sys, parent: usize) {
     }
 }
 
-/// Step 5: fork; the parent becomes the keeper (`keep`, never returns), the child returns
-/// to become the program, with the signal mask it was to start with and dying with the
-/// keeper. Every signal is blocked across the fork, so that none sent to the keeper before it
-/// waits for them takes its default action. Where the fork fails the run goes on without a
-/// keeper, as before it had one (the program dies with the launcher; its descendants may not).
-fn split_keeper(sys: Sys, launcher: usize) {
+/// The keeper's step: fork; the parent becomes the keeper (`keep`, never returns), the child
+/// returns the keeper's pid, to become the program with the signal mask it was to start with
+/// (the caller then makes it die with the keeper). Every signal is blocked across the fork,
+/// so that none sent to the keeper before it waits for them takes its default action. Where
+/// the fork fails (`None`) the run goes on without a keeper, as before it had one (the program
+/// dies with the launcher; its descendants may not).
+fn split_keeper(sys: Sys, launcher: usize) -> Option<usize> {
     let all: u64 = !0;
     let mut mask: u64 = 0;
     sys(SYS_RT_SIGPROCMASK, [SIG_SETMASK, (&raw const all) as usize, (&raw mut mask) as usize, 8, 0, 0]);
@@ -157,9 +162,7 @@ fn split_keeper(sys: Sys, launcher: usize) {
         keep(sys, launcher, r.cast_unsigned());
     }
     sys(SYS_RT_SIGPROCMASK, [SIG_SETMASK, (&raw const mask) as usize, 0, 8, 0, 0]);
-    if r == 0 {
-        die_with(sys, keeper);
-    }
+    (r == 0).then_some(keeper)
 }
 
 /// The kernel's `struct sigaction` for `rt_sigaction` (handler 0: SIG_DFL).
@@ -325,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn mask_then_user_then_death_signal_then_confinement() {
+    fn mask_then_keeper_then_user_then_death_signal_then_confinement() {
         let groups = [5, 6];
         let creds = Creds { uid: 7432, gid: 7433, groups: &groups };
         let c = Child { launcher: 100, mask: Some(0), creds: Some(creds), ruleset: Some(7) };
@@ -341,25 +344,26 @@ mod tests {
             nrs,
             [
                 SYS_RT_SIGPROCMASK,
-                SYS_SETGROUPS,
-                SYS_SETRESGID,
-                SYS_SETRESUID,
                 SYS_PRCTL,
                 SYS_GETPPID,
-                // The keeper: every signal blocked across the fork, the program's mask back in
-                // the child, which dies with the keeper.
+                // The keeper, before the change of user: every signal blocked across the
+                // fork, the program's mask back in the child.
                 SYS_RT_SIGPROCMASK,
                 SYS_GETPID,
                 SYS_CLONE,
                 SYS_RT_SIGPROCMASK,
+                SYS_SETGROUPS,
+                SYS_SETRESGID,
+                SYS_SETRESUID,
+                // Dies with the keeper, set after the change of user (which clears it).
                 SYS_PRCTL,
                 SYS_GETPPID,
                 446
             ],
-            "the death signal after the change of user (which clears it), the keeper, confinement last"
+            "the keeper before the change of user, the death signal after it, confinement last"
         );
-        assert_eq!((calls[1].1, calls[2].1, calls[3].1), (2, 7433, 7432));
-        assert_eq!(calls[8].1, SIGCHLD, "a plain fork");
+        assert_eq!(calls[5].1, SIGCHLD, "a plain fork");
+        assert_eq!((calls[7].1, calls[8].1, calls[9].1), (2, 7433, 7432));
         assert!(!calls.iter().any(|c| c.0 == SYS_KILL), "{calls:?}");
         assert_eq!(calls[12].1, 7, "restricts to the ruleset given");
     }

@@ -42,7 +42,8 @@ fn nobody_writes_where_the_manifest_lets_it() {
                   echo more >> /opt/app/data/seed && cat /opt/app/data/seed; \
                   if echo x > /opt/app/intruder; then echo wrote-root-dir; else echo refused; fi; \
                   if rm /opt/app/readme; then echo deleted-root-file; else echo kept; fi; \
-                  rm /opt/app/data/other && echo deleted-own; ls /opt/app/data";
+                  rm /opt/app/data/other && echo deleted-own; ls /opt/app/data; \
+                  if kill -9 $PPID 2>/dev/null; then echo killed-keeper; else echo keeper-kept; fi";
     let o = env
         .cmd(&["run", "app", "--user", "nobody", "--entry", "/bin/sh", "--", "-c", script])
         .current_dir("/")
@@ -57,7 +58,11 @@ fn nobody_writes_where_the_manifest_lets_it() {
         .unwrap();
     assert_eq!(
         out,
-        format!("65534\n65534\n65534\n{home} nobody nobody\nnew\nseed\nmore\nrefused\nkept\ndeleted-own\nnew\nseed\n"),
+        // The run's keeper (the program's parent) is root's: nobody cannot take the run out
+        // of its reach.
+        format!(
+            "65534\n65534\n65534\n{home} nobody nobody\nnew\nseed\nmore\nrefused\nkept\ndeleted-own\nnew\nseed\nkeeper-kept\n"
+        ),
         "stderr:\n{err}"
     );
     let tree = env.store().join("sandboxes/app/root/opt/app");

@@ -32,9 +32,9 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// Register the program's side of the launch ([`crate::launch::child`], the routine the front
-/// end runs too) as `cmd`'s last `pre_exec` step: it takes `user`'s credentials (`--user`),
-/// dies (SIGKILL) when this process dies, and is restricted to `ruleset` (Landlock) just before
-/// exec. Register it after the
+/// end runs too) as `cmd`'s last `pre_exec` step: it leaves the run's keeper behind (whose
+/// child the program is, and which dies, killing the run, when this process dies), takes
+/// `user`'s credentials (`--user`), and is restricted to `ruleset` (Landlock) just before exec. Register it after the
 /// namespace steps, and spawn from the thread that lives as long as the process (the main
 /// thread): the kernel sends the death signal when the *thread* that forked the child exits.
 pub fn before_exec(cmd: &mut Command, user: Option<&super::user::User>, ruleset: Option<&std::os::fd::OwnedFd>) {
