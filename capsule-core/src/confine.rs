@@ -133,12 +133,28 @@ pub const fn mask(reads: bool) -> u64 {
     if reads { w | READ } else { w }
 }
 
-/// A new ruleset handling [`handled`]`(abi) & mask`: its descriptor (close-on-exec), or
-/// `-errno`.
+/// `LANDLOCK_SCOPE_SIGNAL` (ABI 6): a process of the domain may signal only processes of the
+/// same domain or of one nested in it.
+pub const SCOPE_SIGNAL: u64 = 1 << 1;
+
+/// What a ruleset of a kernel of ABI `abi` scopes: signals from ABI 6 on. The program can then
+/// signal its own processes, but not the run's keeper and launcher (which would take processes
+/// out of the run's reach: `launch`), nor any other process of the host, its user's included.
+/// Signals the kernel sends (a child's SIGCHLD, a terminal's SIGINT, a death signal) are not
+/// affected. Abstract unix sockets are not scoped: the host's (an X server, D-Bus) stay
+/// reachable, as a capsule shares the host's desktop.
+pub const fn scoped(abi: i32) -> u64 {
+    if abi >= 6 { SCOPE_SIGNAL } else { 0 }
+}
+
+/// A new ruleset handling [`handled`]`(abi) & mask` and scoping [`scoped`]`(abi)`: its
+/// descriptor (close-on-exec), or `-errno`.
 pub fn ruleset(sys: Sys, abi: i32, mask: u64) -> Result<usize, isize> {
-    // struct landlock_ruleset_attr, as far as handled_access_fs (the kernel takes a prefix).
-    let attr: u64 = handled(abi) & mask;
-    let fd = sys(SYS_LANDLOCK_CREATE_RULESET, [(&raw const attr) as usize, 8, 0, 0, 0, 0]);
+    // struct landlock_ruleset_attr { handled_access_fs, handled_access_net, scoped }: the
+    // kernel takes a prefix of it, so an older one gets only what it knows (8 bytes).
+    let attr: [u64; 3] = [handled(abi) & mask, 0, scoped(abi)];
+    let size = if attr[2] == 0 { 8 } else { 24 };
+    let fd = sys(SYS_LANDLOCK_CREATE_RULESET, [attr.as_ptr() as usize, size, 0, 0, 0, 0]);
     if fd < 0 { Err(fd) } else { Ok(fd.cast_unsigned()) }
 }
 
@@ -223,6 +239,13 @@ mod tests {
         assert_ne!(handled(2) & access::REFER, 0);
         assert_eq!(handled(7), READ | WRITE);
         assert_eq!(handled(1) & 0x1fff, 0x1fff);
+    }
+
+    #[test]
+    fn signals_are_scoped_from_abi_6() {
+        assert_eq!(scoped(5), 0);
+        assert_eq!(scoped(6), SCOPE_SIGNAL);
+        assert_eq!(scoped(7), SCOPE_SIGNAL);
     }
 
     #[test]

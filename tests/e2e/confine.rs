@@ -266,3 +266,44 @@ fn a_root_program_cannot_load_modules_or_make_device_nodes() {
     );
     assert_eq!((code, out.as_str()), (0, "disk Permission denied\nnull ok\nshm ok\n"), "{err}");
 }
+
+/// A program signals only its own run (Landlock's signal scope, ABI 6): not the run's keeper
+/// (its parent, which would take the run's processes out of the launcher's reach), not another
+/// process of the same user; its own children it can. On both launch paths: the full launcher,
+/// then from the plan it wrote.
+#[test]
+fn a_program_cannot_signal_outside_its_run() {
+    let env = Env::new();
+    env.small_capsule("sig", &[("opt/sig/readme", b"r\n")]);
+    let (_, _, err) = crate::support::run_capsule(&env, &["run", "--stats", "sig", "--entry", "/bin/true"]);
+    let abi = err
+        .split("Landlock ABI ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    require!(abi >= 6, "Landlock ABI 6 or later (signal scoping)");
+    let mut host = Command::new("sleep").arg("60").spawn().unwrap();
+    let script = format!(
+        "echo plan=${{CAPSULE_PLAN:--}}; \
+         if kill -9 $PPID 2>/dev/null; then echo keeper-killed; else echo keeper-kept; fi; \
+         if kill -9 {} 2>/dev/null; then echo host-killed; else echo host-kept; fi; \
+         sleep 30 & if kill -9 $!; then echo own-killed; fi; wait",
+        host.id()
+    );
+    let mut plans = Vec::new();
+    for round in 0..2 {
+        let (code, out, err) =
+            crate::support::run_capsule(&env, &["run", "sig", "--entry", "/bin/sh", "--", "-c", &script]);
+        let ctx = format!("round {round}:\n{out}\n{err}");
+        assert_eq!(code, 0, "{ctx}");
+        let mut lines = out.lines();
+        plans.push(lines.next().unwrap_or_default().to_owned());
+        assert_eq!(lines.collect::<Vec<_>>(), ["keeper-kept", "host-kept", "own-killed"], "{ctx}");
+        assert!(host.try_wait().unwrap().is_none(), "the host's process was killed ({ctx})");
+    }
+    let _ = host.kill();
+    let _ = host.wait();
+    assert_eq!(plans[0], "plan=-", "the first run is the full launcher's");
+    assert_ne!(plans[1], "plan=-", "the second run starts from its plan: {plans:?}");
+}
