@@ -10,7 +10,9 @@
 //!    the fork (the front end holds the forwarded signals until `run-attached` catches them).
 //! 2. **Root's reach beyond files** (a child running as root, `--user` or not): the
 //!    capabilities in [`DROPPED_CAPS`] leave the bounding set (kernel modules, raw I/O, reboot,
-//!    the clock, device nodes, immutable flags…), which Landlock does not cover.
+//!    the clock, device nodes, immutable flags…), which Landlock does not cover; and unless the
+//!    run is unconfined, a mount namespace of the run's own in which the kernel's and the
+//!    devices' settings are read-only ([`READ_ONLY`]: `/proc/sys`, `/sys`).
 //! 3. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`), and at once if it already died
 //!    since the fork (the parent is then no longer the launcher).
 //! 4. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
@@ -58,6 +60,14 @@ pub struct Child<'a> {
     pub creds: Option<Creds<'a>>,
     /// The Landlock ruleset (a descriptor) to restrict the program to.
     pub ruleset: Option<usize>,
+    /// As root: the kernel's and the devices' settings read-only ([`READ_ONLY`], in a mount
+    /// namespace of the run's own). Off for `--unconfined`.
+    pub read_only_system: bool,
+    /// The sandbox tree's inherited descriptor (a directory), opened again by its path once
+    /// the run has its own mount namespace: opened by the launcher, it names a mount of the
+    /// host's, and a `fchdir` through it would leave the program's working directory outside
+    /// its namespace (`getcwd` then says "(unreachable)").
+    pub tree_fd: Option<usize>,
 }
 
 const SYS_RT_SIGPROCMASK: usize = 14;
@@ -93,12 +103,19 @@ const SYS_GETEUID: usize = 107;
 const PR_CAPBSET_DROP: usize = 24;
 /// What a run as root may not do, whatever it runs: the capabilities that change the machine
 /// rather than files (taken out of the bounding set, so that the program's exec does not get
-/// them): immutable and append-only flags (9, `CAP_LINUX_IMMUTABLE`), kernel modules (16,
+/// them): the host's network configuration (12, `CAP_NET_ADMIN`: interfaces, routes, packet
+/// filters), immutable and append-only flags (9, `CAP_LINUX_IMMUTABLE`), kernel modules (16,
 /// `CAP_SYS_MODULE`), raw I/O (17, `CAP_SYS_RAWIO`: ports, `/dev/mem`), process accounting
-/// (20, `CAP_SYS_PACCT`), reboot and kexec (22, `CAP_SYS_BOOT`), the clock (25,
-/// `CAP_SYS_TIME`), device nodes (27, `CAP_MKNOD`), audit rules (30, `CAP_AUDIT_CONTROL`) and
-/// MAC policy (32 and 33, `CAP_MAC_OVERRIDE`, `CAP_MAC_ADMIN`). Landlock does not cover them.
-pub const DROPPED_CAPS: [usize; 10] = [9, 16, 17, 20, 22, 25, 27, 30, 32, 33];
+/// (20, `CAP_SYS_PACCT`), the system administration that `CAP_SYS_ADMIN` (21) gates (BPF and
+/// system-wide perf without the two below, namespaces, keyrings, the host's name, a device's
+/// administration ioctls), reboot and kexec (22, `CAP_SYS_BOOT`), the clock (25,
+/// `CAP_SYS_TIME`), device nodes (27, `CAP_MKNOD`), audit rules (30, `CAP_AUDIT_CONTROL`), MAC
+/// policy (32 and 33, `CAP_MAC_OVERRIDE`, `CAP_MAC_ADMIN`), the kernel's log (34,
+/// `CAP_SYSLOG`), system-wide performance monitoring (38, `CAP_PERFMON`) and BPF programs (39,
+/// `CAP_BPF`: a tracing program can write any process's memory). Landlock does not cover
+/// them. What a Docker container keeps, a root run keeps (files of any owner, set-uid changes,
+/// raw sockets, low ports, chroot, kill).
+pub const DROPPED_CAPS: [usize; 15] = [9, 12, 16, 17, 20, 21, 22, 25, 27, 30, 32, 33, 34, 38, 39];
 /// The keeper's name (`/proc/PID/comm`), by which the launcher knows it.
 pub const KEEPER_NAME: &core::ffi::CStr = c"capsule-keeper";
 /// `si_code` of a signal a process sent with kill(2).
@@ -113,6 +130,17 @@ pub fn child(sys: Sys, c: &Child<'_>) -> Result<(), isize> {
     if sys(SYS_GETEUID, [0; 6]) == 0 {
         for cap in DROPPED_CAPS {
             sys(SYS_PRCTL, [PR_CAPBSET_DROP, cap, 0, 0, 0, 0]);
+        }
+        if c.read_only_system {
+            // The tree's path as the launcher names it, read before the namespace changes
+            // what its descriptor's path looks like from inside (under a chroot, the host's).
+            let mut path = [0u8; 4096];
+            let tree = c.tree_fd.filter(|&fd| fd_path(sys, fd, &mut path));
+            if read_only_system(sys)?
+                && let Some(fd) = tree
+            {
+                reopen(sys, fd, &path);
+            }
         }
     }
     die_with(sys, c.launcher);
@@ -130,6 +158,204 @@ pub fn child(sys: Sys, c: &Child<'_>) -> Result<(), isize> {
         crate::confine::restrict(sys, rs)?;
     }
     Ok(())
+}
+
+const SYS_UNSHARE: usize = 272;
+const SYS_MOUNT: usize = 165;
+const SYS_MOUNT_SETATTR: usize = 442;
+const CLONE_NEWNS: usize = 0x2_0000;
+const MS_RDONLY: usize = 1;
+const MS_REMOUNT: usize = 32;
+const MS_BIND: usize = 0x1000;
+const MS_REC: usize = 0x4000;
+const MS_SLAVE: usize = 1 << 19;
+const AT_FDCWD: isize = -100;
+const AT_RECURSIVE: usize = 0x8000;
+const MOUNT_ATTR_RDONLY: u64 = 1;
+const MOUNT_ATTR_NODEV: u64 = 4;
+const MS_NODEV: usize = 4;
+const SYS_OPENAT: usize = 257;
+const SYS_GETDENTS64: usize = 217;
+const O_DIRECTORY_CLOEXEC: usize = 0o200_000 | 0o2_000_000;
+/// `d_type` of a block device.
+const DT_BLK: u8 = 6;
+const EPERM: isize = 1;
+const ENOENT: isize = 2;
+const EINVAL: isize = 22;
+const ENOSYS: isize = 38;
+
+/// What a run as root finds read-only: the kernel's settings (`/proc/sys`: `core_pattern`,
+/// which would run a program of its choosing as the host's root, the host name, the network
+/// stack's settings), the magic SysRq key, and `/sys` (devices, drivers, firmware settings),
+/// each with what is mounted below it; `/dev`'s own mount is made read-only too (the nodes'
+/// modes and owners), and its block devices sealed ([`read_only_system`]). Landlock cannot make them read-only without refusing
+/// writes to `/proc/self`, which programs need (an Electron sandbox writes its `uid_map`).
+pub const READ_ONLY: [&core::ffi::CStr; 3] = [c"/proc/sys", c"/proc/sysrq-trigger", c"/sys"];
+
+/// A mount namespace of the run's own (as Docker makes one) in which each path of
+/// [`READ_ONLY`] is a read-only bind of itself, and each block device directly in `/dev` (the
+/// host's disks) a read-only bind of itself without device access (`nodev`): neither opened
+/// (EACCES) nor its mode or owner changed (EROFS), whoever asks from inside the namespace —
+/// the program, or tier 2's supervisor and the guard on its behalf, which enter it
+/// (`supervisor::Supervisor`), through a symlink the program made. Mounts stay slaves of the host's, so what the
+/// host mounts later (a USB disk under `/media`) still shows; nothing of the run's reaches
+/// the host's. The filter refuses the program every call that mounts or unmounts
+/// (`supervisor::table::REFUSED`), and Landlock's ptrace rule keeps it from entering the host's
+/// namespace through `/proc/PID/ns/mnt` of a process outside the run. Where the kernel refuses
+/// the namespace (no CAP_SYS_ADMIN after all: root of a user namespace without it) the run goes
+/// on without it, and under a chroot it stays a plain copy; a path the host does not have is
+/// skipped; any other failure stops the start.
+/// Whether the namespace was made (sealed or not: under a chroot it is a plain copy).
+fn read_only_system(sys: Sys) -> Result<bool, isize> {
+    let r = sys(SYS_UNSHARE, [CLONE_NEWNS, 0, 0, 0, 0, 0]);
+    if matches!(-r, EPERM | EINVAL | ENOSYS) {
+        return Ok(false);
+    }
+    let ok = |r: isize| if r < 0 { Err(r) } else { Ok(()) };
+    ok(r)?;
+    // Under a chroot `/` is no mount of its own (EINVAL): its mount cannot be made a slave, so
+    // nothing is bound (a bind could reach the host's namespace through shared propagation),
+    // and the namespace stays a plain copy of the host's.
+    let slave = sys(SYS_MOUNT, [0, c"/".as_ptr() as usize, 0, MS_SLAVE | MS_REC, 0, 0]);
+    if slave == -EINVAL {
+        return Ok(true);
+    }
+    ok(slave)?;
+    for path in READ_ONLY {
+        let p = path.as_ptr() as usize;
+        // A bind of itself: /proc/sys is a directory of procfs, not a mount of its own.
+        let b = sys(SYS_MOUNT, [p, p, 0, MS_BIND | MS_REC, 0, 0]);
+        if b == -ENOENT {
+            continue;
+        }
+        ok(b)?;
+        // struct mount_attr { attr_set, attr_clr, propagation, userns_fd }.
+        let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+        let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), p, AT_RECURSIVE, (&raw const attr) as usize, 32, 0]);
+        if r == -ENOSYS {
+            // Before Linux 5.12: the bind itself only.
+            ok(sys(SYS_MOUNT, [0, p, 0, MS_BIND | MS_REMOUNT | MS_RDONLY, 0, 0]))?;
+        } else {
+            ok(r)?;
+        }
+    }
+    // `/dev` itself: the modes and owners of its nodes (a root program's `chmod 0666 /dev/mem`
+    // through the guard), not what is mounted below it (`/dev/shm`, `/dev/pts` stay writable,
+    // and a device node opens for writing on a read-only mount): a recursive bind of itself
+    // whose top alone is read-only.
+    let dev = c"/dev".as_ptr() as usize;
+    if sys(SYS_MOUNT, [dev, dev, 0, MS_BIND | MS_REC, 0, 0]) == 0 {
+        let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+        let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), dev, 0, (&raw const attr) as usize, 32, 0]);
+        ok(if r == -ENOSYS { sys(SYS_MOUNT, [0, dev, 0, MS_BIND | MS_REMOUNT | MS_RDONLY, 0, 0]) } else { r })?;
+    }
+    seal_block_devices(sys)?;
+    Ok(true)
+}
+
+/// Bind every block device directly in `/dev` onto itself, read-only and `nodev`
+/// ([`read_only_system`]). One that is gone by the time it is bound is skipped.
+fn seal_block_devices(sys: Sys) -> Result<(), isize> {
+    let dir = sys(SYS_OPENAT, [AT_FDCWD.cast_unsigned(), c"/dev".as_ptr() as usize, O_DIRECTORY_CLOEXEC, 0, 0, 0]);
+    let Ok(dir) = usize::try_from(dir) else { return Ok(()) };
+    let mut result = Ok(());
+    let mut buf = [0u8; 4096];
+    'read: loop {
+        let n = sys(SYS_GETDENTS64, [dir, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]);
+        let Ok(n @ 1..) = usize::try_from(n) else { break };
+        let mut off = 0;
+        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+        while let Some(rec) = buf.get(off..n) {
+            let Some(&[lo, hi]) = rec.get(16..18) else { break };
+            let len = usize::from(u16::from_ne_bytes([lo, hi]));
+            if len == 0 {
+                break;
+            }
+            if rec.get(18) == Some(&DT_BLK)
+                && let Some(name) = rec.get(19..len.min(rec.len()))
+                && let Err(e) = seal(sys, name)
+            {
+                result = Err(e);
+                break 'read;
+            }
+            off += len;
+        }
+    }
+    sys(SYS_CLOSE, [dir, 0, 0, 0, 0, 0]);
+    result
+}
+
+/// [`seal_block_devices`] for one entry of `/dev`: `name` as `d_name` holds it (NUL-padded).
+fn seal(sys: Sys, name: &[u8]) -> Result<(), isize> {
+    let name = name.split(|&b| b == 0).next().unwrap_or_default();
+    let mut path = [0u8; 5 + 256];
+    let Some(slot) = path.get_mut(5..5 + name.len()) else { return Ok(()) };
+    slot.copy_from_slice(name);
+    path[..5].copy_from_slice(b"/dev/");
+    let p = path.as_ptr() as usize;
+    let b = sys(SYS_MOUNT, [p, p, 0, MS_BIND, 0, 0]);
+    if b == -ENOENT {
+        return Ok(());
+    }
+    if b < 0 {
+        return Err(b);
+    }
+    let attr: [u64; 4] = [MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0, 0, 0];
+    let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), p, 0, (&raw const attr) as usize, 32, 0]);
+    let r = if r == -ENOSYS { sys(SYS_MOUNT, [0, p, 0, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV, 0, 0]) } else { r };
+    if r < 0 { Err(r) } else { Ok(()) }
+}
+
+const SYS_FCNTL: usize = 72;
+const F_GETFD: usize = 1;
+const F_GETFL: usize = 3;
+
+/// The path descriptor `fd` names (`/proc/self/fd/FD`), NUL-terminated in `out`: whether it
+/// is one (absolute, and fits).
+fn fd_path(sys: Sys, fd: usize, out: &mut [u8; 4096]) -> bool {
+    const SYS_READLINK: usize = 89;
+    let mut link = [0u8; 40];
+    let prefix = b"/proc/self/fd/";
+    link[..prefix.len()].copy_from_slice(prefix);
+    let (mut digits, mut n, mut len) = ([0u8; 20], fd, 0);
+    while len < digits.len() {
+        digits[len] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        link[prefix.len() + i] = *d;
+    }
+    let got = sys(SYS_READLINK, [link.as_ptr() as usize, out.as_mut_ptr() as usize, out.len() - 1, 0, 0, 0]);
+    match usize::try_from(got) {
+        Ok(got @ 1..) if out[0] == b'/' => {
+            out[got] = 0;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Open directory descriptor `fd` again by `path` (NUL-terminated), in its place (same
+/// number, same close-on-exec flag, same `O_PATH`-ness). Left as it is where that cannot be
+/// done.
+fn reopen(sys: Sys, fd: usize, path: &[u8; 4096]) {
+    const SYS_DUP3: usize = 292;
+    const O_PATH: isize = 0o10_000_000;
+    const O_ACCMODE: isize = 3;
+    const O_CLOEXEC: usize = 0o2_000_000;
+    let (fl, fdfl) = (sys(SYS_FCNTL, [fd, F_GETFL, 0, 0, 0, 0]), sys(SYS_FCNTL, [fd, F_GETFD, 0, 0, 0, 0]));
+    if fl < 0 || fdfl < 0 {
+        return;
+    }
+    let flags = (fl & (O_PATH | O_ACCMODE)).cast_unsigned() | O_DIRECTORY_CLOEXEC;
+    let new = sys(SYS_OPENAT, [AT_FDCWD.cast_unsigned(), path.as_ptr() as usize, flags, 0, 0, 0]);
+    let Ok(new) = usize::try_from(new) else { return };
+    sys(SYS_DUP3, [new, fd, if fdfl & 1 != 0 { O_CLOEXEC } else { 0 }, 0, 0, 0]);
+    sys(SYS_CLOSE, [new, 0, 0, 0, 0, 0]);
 }
 
 /// `PR_SET_PDEATHSIG(SIGKILL)`, and SIGKILL at once when the parent is no longer `parent`
@@ -331,12 +557,19 @@ mod tests {
     fn mask_then_keeper_then_user_then_death_signal_then_confinement() {
         let groups = [5, 6];
         let creds = Creds { uid: 7432, gid: 7433, groups: &groups };
-        let c = Child { launcher: 100, mask: Some(0), creds: Some(creds), ruleset: Some(7) };
+        let c = Child {
+            launcher: 100,
+            mask: Some(0),
+            creds: Some(creds),
+            ruleset: Some(7),
+            read_only_system: false,
+            tree_fd: None,
+        };
         let (r, calls) = traced(&c, 100, 0);
         assert_eq!(r, Ok(()));
         let nrs: Vec<usize> = calls.iter().map(|c| c.0).collect();
         let drops = DROPPED_CAPS.len();
-        assert_eq!(&nrs[1..2 + drops], &[[SYS_GETEUID].as_slice(), &[SYS_PRCTL; 10]].concat(), "as root: {calls:?}");
+        assert_eq!(&nrs[1..2 + drops], &[[SYS_GETEUID].as_slice(), &[SYS_PRCTL; 15]].concat(), "as root: {calls:?}");
         assert!(calls[2..2 + drops].iter().all(|c| c.1 == PR_CAPBSET_DROP));
         let nrs: Vec<usize> = [&nrs[..1], &nrs[2 + drops..]].concat();
         let calls: Vec<(usize, usize)> = [&calls[..1], &calls[2 + drops..]].concat();
@@ -369,15 +602,36 @@ mod tests {
     }
 
     #[test]
+    fn as_root_the_system_settings_are_bound_read_only_in_a_namespace_of_the_run() {
+        let c = Child { launcher: 100, mask: None, creds: None, ruleset: None, read_only_system: true, tree_fd: None };
+        let (r, calls) = traced(&c, 100, 0);
+        assert_eq!(r, Ok(()));
+        let at = calls.iter().position(|c| c.0 == SYS_UNSHARE).expect("unshare");
+        assert_eq!(calls[at].1, CLONE_NEWNS);
+        let next: Vec<usize> = calls[at + 1..at + 2 + 2 * READ_ONLY.len()].iter().map(|c| c.0).collect();
+        assert_eq!(next[0], SYS_MOUNT, "the host's mounts propagate in, ours not out");
+        assert!(next[1..].chunks(2).all(|p| p == [SYS_MOUNT, SYS_MOUNT_SETATTR]), "{calls:?}");
+        let bound: Vec<usize> = calls[at + 2..].iter().filter(|c| c.0 == SYS_MOUNT).map(|c| c.1).collect();
+        // Each path bound onto itself, then /dev (its top alone read-only).
+        assert_eq!(bound[..READ_ONLY.len()], READ_ONLY.map(|p| p.as_ptr() as usize), "{calls:?}");
+        assert_eq!(bound.len(), READ_ONLY.len() + 1, "{calls:?}");
+        assert!(calls[..at].iter().any(|c| c.0 == SYS_PRCTL && c.1 == PR_CAPBSET_DROP), "after the capabilities");
+        assert!(calls[at..].iter().any(|c| c.0 == SYS_CLONE), "before the keeper");
+        let off = Child { read_only_system: false, ..c };
+        assert!(!traced(&off, 100, 0).1.iter().any(|c| c.0 == SYS_UNSHARE), "unconfined: no namespace");
+    }
+
+    #[test]
     fn kills_itself_when_the_launcher_is_already_gone() {
-        let c = Child { launcher: 100, mask: None, creds: None, ruleset: None };
+        let c = Child { launcher: 100, mask: None, creds: None, ruleset: None, read_only_system: false, tree_fd: None };
         let (_, calls) = traced(&c, 1, 0);
         assert!(calls.contains(&(SYS_KILL, 4242)), "{calls:?}");
     }
 
     #[test]
     fn a_refused_restriction_stops_the_start() {
-        let c = Child { launcher: 100, mask: None, creds: None, ruleset: Some(7) };
+        let c =
+            Child { launcher: 100, mask: None, creds: None, ruleset: Some(7), read_only_system: false, tree_fd: None };
         // EINVAL from landlock_restrict_self (not EPERM: no retry with no_new_privs).
         let (r, _) = traced(&c, 100, -22);
         assert_eq!(r, Err(-22));

@@ -197,7 +197,9 @@ fn groupadd_locks_and_writes_the_sandbox_password_files_under_tier_1() {
 
 /// As root, what changes the machine rather than files is not the program's (Landlock does
 /// not cover it): the capabilities for kernel modules, raw I/O, reboot, the clock, device
-/// nodes, immutable flags, accounting, audit and MAC policy are out of its bounding set, so a
+/// nodes, immutable flags, accounting, audit, MAC policy, the network's configuration, system
+/// administration (BPF, the host's name), the kernel's log and system-wide perf are out of its
+/// bounding set (the host's name and `lo` cannot be set), so a
 /// block device node cannot be made (in the merged /tmp, where Landlock lets it create files)
 /// to reach a disk through; what root needs for files (chown, reading anything) it keeps.
 #[test]
@@ -208,7 +210,9 @@ fn a_root_program_cannot_load_modules_or_make_device_nodes() {
     let node = format!("/tmp/capsule-caps-node-{}", std::process::id());
     let script = format!(
         "grep -E '^Cap(Bnd|Eff)' /proc/self/status; mknod {node} b 7 0 2>&1; echo mknod=$?; \
-         chown 1:1 /opt/caps/readme && echo chown=ok; head -c1 /etc/shadow >/dev/null && echo shadow=read"
+         chown 1:1 /opt/caps/readme && echo chown=ok; head -c1 /etc/shadow >/dev/null && echo shadow=read; \
+         hostname \"$(hostname)\" 2>/dev/null; echo sethostname=$?; \
+         ip link set lo mtu \"$(cat /sys/class/net/lo/mtu)\" 2>/dev/null; echo netadmin=$?"
     );
     let (code, out, err) =
         crate::support::run_capsule(&env, &["run", "caps", "--entry", "/bin/sh", "--", "-c", &script]);
@@ -220,25 +224,35 @@ fn a_root_program_cannot_load_modules_or_make_device_nodes() {
     };
     for (name, bit) in [
         ("LINUX_IMMUTABLE", 9),
+        ("NET_ADMIN", 12),
         ("SYS_MODULE", 16),
         ("SYS_RAWIO", 17),
         ("SYS_PACCT", 20),
+        ("SYS_ADMIN", 21),
         ("SYS_BOOT", 22),
         ("SYS_TIME", 25),
         ("MKNOD", 27),
         ("AUDIT_CONTROL", 30),
         ("MAC_OVERRIDE", 32),
         ("MAC_ADMIN", 33),
+        ("SYSLOG", 34),
+        ("PERFMON", 38),
+        ("BPF", 39),
     ] {
         assert_eq!(mask("CapBnd:") & (1 << bit), 0, "CAP_{name} in the bounding set: {out}");
         assert_eq!(mask("CapEff:") & (1 << bit), 0, "CAP_{name} effective: {out}");
     }
-    // CAP_CHOWN (0), CAP_DAC_OVERRIDE (1), CAP_SETUID (7), CAP_SYS_ADMIN (21) stay.
-    for bit in [0, 1, 7, 21] {
+    // CAP_CHOWN (0), CAP_DAC_OVERRIDE (1), CAP_SETUID (7), CAP_NET_BIND_SERVICE (10) and
+    // CAP_NET_RAW (13) stay.
+    for bit in [0, 1, 7, 10, 13] {
         assert_ne!(mask("CapEff:") & (1 << bit), 0, "capability {bit} taken: {out}");
     }
     assert!(out.contains("Operation not permitted") && !out.contains("mknod=0"), "{out}");
     assert!(out.contains("chown=ok") && out.contains("shadow=read"), "{out}{err}");
+    // The host's name and network configuration (set to what they are: nothing changes even
+    // where the call would be let through).
+    assert!(out.contains("sethostname=") && !out.contains("sethostname=0"), "{out}{err}");
+    assert!(out.contains("netadmin=") && !out.contains("netadmin=0"), "{out}{err}");
     assert!(!Path::new(&node).exists(), "a device node reached the host's /tmp");
 
     // The host's disks: as root, no block device of /dev opens for writing (Landlock: /dev
@@ -306,4 +320,78 @@ fn a_program_cannot_signal_outside_its_run() {
     let _ = host.wait();
     assert_eq!(plans[0], "plan=-", "the first run is the full launcher's");
     assert_ne!(plans[1], "plan=-", "the second run starts from its plan: {plans:?}");
+}
+
+/// As root, the system's settings and the host's disks stay out of reach whichever tier makes
+/// the call (docs/security.md, "A run as root"): `/proc/sys` and `/sys` are read-only and every
+/// block device of `/dev` is sealed (`nodev`, read-only) in the run's own mount namespace, so
+/// neither a raw open by the program, nor one that tier 2's supervisor makes on its behalf
+/// through a symlink the program put in its tree, nor a change of mode the guard makes, reaches
+/// them. On both launch paths (the full launcher, then its plan) and with both tiers.
+#[test]
+fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() {
+    require!(is_root(), "root (only root could write them)");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let Some(disk) = fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+        .map(|e| e.path())
+    else {
+        require!(false, "a block device in /dev (the host's disks)");
+        return;
+    };
+    let disk_mode = fs::metadata(&disk).unwrap().permissions().mode();
+    let domain = fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    let (bin, env, home) = setup();
+    let (disk, sp) = (disk.to_str().unwrap().to_owned(), "/proc/sys/kernel/domainname");
+    let ln = format!("ln -s {sp} /opt/conf/sp && ln -s {disk} /opt/conf/disk");
+    let (code, _, err) = crate::support::run_capsule(&env, &["run", "conf", "--entry", "/bin/sh", "--", "-c", &ln]);
+    assert_eq!(code, 0, "{err}");
+    let args: Vec<String> = [
+        "env:CAPSULE_PLAN".to_owned(),
+        format!("wo:{sp}"),
+        "wo:/opt/conf/sp".to_owned(),
+        "wo:/sys/class/net/lo/mtu".to_owned(),
+        format!("wo:{disk}"),
+        "wo:/opt/conf/disk".to_owned(),
+        format!("chmod:{disk}"),
+        "chmod:/opt/conf/disk".to_owned(),
+        "chmod:/dev/null".to_owned(),
+    ]
+    .into();
+    let mut outs = Vec::new();
+    for seccomp in ["never", "never", "always"] {
+        let mut c = env.cmd(&["run", "conf", "--seccomp", seccomp, "--entry"]);
+        let o = c.arg(&bin).arg("--").args(&args).env("HOME", &home).output().unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let ctx = format!("--seccomp {seccomp}:\n{out}\n{err}");
+        let now = fs::metadata(&disk).unwrap().permissions().mode();
+        if now != disk_mode {
+            fs::set_permissions(&disk, fs::Permissions::from_mode(disk_mode)).unwrap();
+        }
+        let null = fs::metadata("/dev/null").unwrap().permissions().mode();
+        if null & 0o777 != 0o666 {
+            fs::set_permissions("/dev/null", fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        assert_eq!(null & 0o777, 0o666, "the mode of /dev/null changed ({ctx})");
+        assert_eq!(o.status.code(), Some(0), "{ctx}");
+        assert_eq!(now, disk_mode, "the mode of {disk} changed ({ctx})");
+        assert_eq!(fs::read_to_string(sp).unwrap(), domain, "{ctx}");
+        assert!(!out.contains("opened") && !out.contains(" ok\n"), "{ctx}");
+        assert!(out.contains(&format!("wo {sp} Read-only file system")), "{ctx}");
+        assert!(out.contains("wo /sys/class/net/lo/mtu Read-only file system"), "{ctx}");
+        assert!(out.contains(&format!("wo {disk} Permission denied")), "{ctx}");
+        assert!(out.contains(&format!("chmod {disk} Read-only file system")), "{ctx}");
+        assert!(out.contains("chmod /opt/conf/disk Read-only file system"), "{ctx}");
+        assert!(out.contains("chmod /dev/null Read-only file system"), "{ctx}");
+        if seccomp == "always" {
+            // Served by the supervisor, which follows the tree's symlinks to the host.
+            assert!(out.contains("wo /opt/conf/sp Read-only file system"), "{ctx}");
+            assert!(out.contains("wo /opt/conf/disk Permission denied"), "{ctx}");
+        }
+        outs.push(out.lines().next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(outs[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
+    assert_ne!(outs[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {outs:?}");
 }

@@ -518,7 +518,8 @@ pub fn start(
         run::confine::Confinement::Landlock(fd) => Some(fd),
         _ => None,
     };
-    run::lifetime::before_exec(&mut cmd, opts.user.as_ref(), ruleset);
+    let tree_fd_raw = tree_fd.as_ref().ok().map(std::os::fd::AsRawFd::as_raw_fd);
+    run::lifetime::before_exec(&mut cmd, opts.user.as_ref(), ruleset, !opts.unconfined, tree_fd_raw);
     match &confinement {
         run::confine::Confinement::Landlock(_) => {}
         run::confine::Confinement::Unavailable => eprintln!(

@@ -357,7 +357,14 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
         // The program's side of the launch, as the full launcher's (capsule_core::launch):
         // starts with the mask we were given, dies with us, confined (a run with `--user` has no
         // plan: the user is the full launcher's step).
-        let child = capsule_core::launch::Child { launcher: pid as usize, mask: Some(old_mask), creds: None, ruleset };
+        let child = capsule_core::launch::Child {
+            launcher: pid as usize,
+            mask: Some(old_mask),
+            creds: None,
+            ruleset,
+            read_only_system: c.n_grants > 0,
+            tree_fd,
+        };
         let err = match capsule_core::launch::child(sys::call, &child) {
             Err(e) => e,
             Ok(()) => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),

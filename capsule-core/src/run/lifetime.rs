@@ -34,17 +34,25 @@ pub fn become_subreaper() -> io::Result<()> {
 /// Register the program's side of the launch ([`crate::launch::child`], the routine the front
 /// end runs too) as `cmd`'s last `pre_exec` step: it leaves the run's keeper behind (whose
 /// child the program is, and which dies, killing the run, when this process dies), takes
-/// `user`'s credentials (`--user`), and is restricted to `ruleset` (Landlock) just before exec. Register it after the
+/// `user`'s credentials (`--user`), as root makes the system's settings read-only unless
+/// `read_only_system` is false (`--unconfined`), and is restricted to `ruleset` (Landlock) just before exec. Register it after the
 /// namespace steps, and spawn from the thread that lives as long as the process (the main
 /// thread): the kernel sends the death signal when the *thread* that forked the child exits.
-pub fn before_exec(cmd: &mut Command, user: Option<&super::user::User>, ruleset: Option<&std::os::fd::OwnedFd>) {
+pub fn before_exec(
+    cmd: &mut Command,
+    user: Option<&super::user::User>,
+    ruleset: Option<&std::os::fd::OwnedFd>,
+    read_only_system: bool,
+    tree_fd: Option<i32>,
+) {
     use std::os::fd::AsRawFd;
     let launcher = std::process::id() as usize;
     let ruleset = ruleset.map(|fd| fd.as_raw_fd().cast_unsigned() as usize);
+    let tree_fd = tree_fd.and_then(|fd| usize::try_from(fd).ok());
     let user = user.map(|u| (u.uid, u.gid, u.groups.clone()));
     let step = move || {
         let creds = user.as_ref().map(|(uid, gid, groups)| crate::launch::Creds { uid: *uid, gid: *gid, groups });
-        let child = crate::launch::Child { launcher, mask: None, creds, ruleset };
+        let child = crate::launch::Child { launcher, mask: None, creds, ruleset, read_only_system, tree_fd };
         crate::launch::child(crate::confine::raw, &child)
             .map_err(|e| io::Error::from_raw_os_error(i32::try_from(-e).unwrap_or(libc::EINVAL)))
     };

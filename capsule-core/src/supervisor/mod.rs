@@ -70,6 +70,8 @@ pub struct Supervisor {
     /// A thread of the run changed its credentials: from then on each call is made with the
     /// calling thread's.
     creds_changed: bool,
+    /// This thread is in the run's mount namespace ([`Supervisor::enter_mount_ns`]).
+    in_run_ns: bool,
 }
 
 /// Record mode's log: every absolute path a traced program named in a trapped call.
@@ -103,6 +105,7 @@ impl Supervisor {
             listings: None,
             own: None,
             creds_changed: false,
+            in_run_ns: false,
         })
     }
 
@@ -166,6 +169,15 @@ impl Supervisor {
             self.creds_changed = true;
             self.stats.continued.fetch_add(1, Ordering::Relaxed);
             self.listener.reply(n.id, Reply::Continue)?;
+            return Ok(true);
+        }
+        // In the run's mount namespace, before anything is done on its behalf; a call whose
+        // namespace cannot be told is refused.
+        if !self.in_run_ns
+            && let Err(e) = self.enter_mount_ns(n.pid, n.id)
+        {
+            self.stats.served.fetch_add(1, Ordering::Relaxed);
+            self.listener.reply(n.id, Reply::Error(e))?;
             return Ok(true);
         }
         // As the calling thread, once any thread of the run changed its credentials; a thread
@@ -263,6 +275,64 @@ impl Supervisor {
             Some(own) => creds::switch(own, &theirs),
             None => Err(libc::EPERM),
         }
+    }
+
+    /// Enter the mount namespace of thread `tid` (notification `id`) if it is not this
+    /// thread's: a run as root has one of its own, in which the system's settings are
+    /// read-only (`launch::READ_ONLY`), and what the supervisor opens or changes on the
+    /// program's behalf (a path reached through a symlink the program made) must be what the
+    /// program would reach itself. Only this thread moves (`unshare(CLONE_FS)` first: a thread
+    /// sharing its filesystem attributes cannot change namespace), and it takes the program's
+    /// root again (setns leaves it at the namespace's, outside a chroot the launcher ran in);
+    /// the launcher's other threads stay in the host's. Checked at the first call served, and until it could be told.
+    #[allow(unsafe_code)] // unshare(2), setns(2), fchdir(2), chroot(2)
+    fn enter_mount_ns(&mut self, tid: u32, id: u64) -> Result<(), i32> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let path = format!("/proc/{tid}/ns/mnt");
+        let (theirs, ours) = match (std::fs::metadata(&path), std::fs::metadata("/proc/thread-self/ns/mnt")) {
+            (Ok(t), Ok(o)) => (t, o),
+            _ => return Err(libc::EPERM),
+        };
+        let ns = std::fs::File::open(&path).map_err(|_| libc::EPERM)?;
+        // Its root (a launcher under a chroot: setns puts this thread at the namespace's own
+        // root, outside it), and our working directory, to come back to (a relative store).
+        let dir = |p: &str| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(p)
+        };
+        let root = dir(&format!("/proc/{tid}/root")).map_err(|_| libc::EPERM)?;
+        let cwd = dir(".").ok();
+        // The thread that made the call, not another that took its number since.
+        if !self.listener.id_valid(id) {
+            return Err(libc::EPERM);
+        }
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            // SAFETY: unshare, setns, fchdir and chroot take integers and a NUL-terminated
+            // string; the descriptors are open for the calls, and change only this thread's
+            // filesystem attributes (its own after unshare(CLONE_FS)).
+            let r = unsafe {
+                if libc::unshare(libc::CLONE_FS) == 0
+                    && libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) == 0
+                    && libc::fchdir(root.as_raw_fd()) == 0
+                    && libc::chroot(c".".as_ptr()) == 0
+                {
+                    if let Some(c) = &cwd {
+                        libc::fchdir(c.as_raw_fd());
+                    }
+                    0
+                } else {
+                    -1
+                }
+            };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!(error = %e, tid, "cannot enter the run's mount namespace");
+                return Err(libc::EPERM);
+            }
+        }
+        self.in_run_ns = true;
+        Ok(())
     }
 
     /// Every tracee is gone (the listener hangs up): nothing more will come.

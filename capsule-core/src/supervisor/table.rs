@@ -201,6 +201,8 @@ const fn refuse(nr: i64, errno: i32) -> Refused {
 /// - the mount API, `chroot`, `pivot_root`, swap, quotas and accounting: a capsule's view is
 ///   the launcher's to make (EPERM, as without the capability).
 /// - `fanotify_mark`: watches of host filesystems (EPERM).
+/// - `setns`: entering another process's namespaces, the host's mount namespace among them,
+///   which a run as root leaves for one of its own (`launch::READ_ONLY`) (EPERM).
 /// - `uselib`: an a.out library by path (ENOSYS, as on kernels built without it).
 /// - the `*xattrat` calls and `file_getattr`/`file_setattr`: ENOSYS, as before Linux 6.13 and
 ///   6.17; callers fall back on the plain calls, which are emulated (the shim does too).
@@ -227,6 +229,7 @@ pub const REFUSED: &[Refused] = &[
     refuse(libc::SYS_quotactl, libc::EPERM),
     refuse(libc::SYS_acct, libc::EPERM),
     refuse(libc::SYS_fanotify_mark, libc::EPERM),
+    refuse(libc::SYS_setns, libc::EPERM),
     refuse(nr::SETXATTRAT, libc::ENOSYS),
     refuse(nr::GETXATTRAT, libc::ENOSYS),
     refuse(nr::LISTXATTRAT, libc::ENOSYS),
