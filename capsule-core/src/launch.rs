@@ -12,7 +12,7 @@
 //!    capabilities in [`DROPPED_CAPS`] leave the bounding set (kernel modules, raw I/O, reboot,
 //!    the clock, device nodes, immutable flags…), which Landlock does not cover; and unless the
 //!    run is unconfined, a mount namespace of the run's own in which the kernel's and the
-//!    devices' settings are read-only ([`READ_ONLY`]: `/proc/sys`, `/sys`).
+//!    devices' settings are read-only ([`READ_ONLY`]: `/proc/sys`, `/sys`, and `/dev`'s nodes).
 //! 3. **Die with the launcher** (`PR_SET_PDEATHSIG(SIGKILL)`), and at once if it already died
 //!    since the fork (the parent is then no longer the launcher).
 //! 4. **The keeper** (`keep`): the child forks once more. The parent stays as the run's
@@ -172,13 +172,8 @@ const MS_SLAVE: usize = 1 << 19;
 const AT_FDCWD: isize = -100;
 const AT_RECURSIVE: usize = 0x8000;
 const MOUNT_ATTR_RDONLY: u64 = 1;
-const MOUNT_ATTR_NODEV: u64 = 4;
-const MS_NODEV: usize = 4;
 const SYS_OPENAT: usize = 257;
-const SYS_GETDENTS64: usize = 217;
 const O_DIRECTORY_CLOEXEC: usize = 0o200_000 | 0o2_000_000;
-/// `d_type` of a block device.
-const DT_BLK: u8 = 6;
 const EPERM: isize = 1;
 const ENOENT: isize = 2;
 const EINVAL: isize = 22;
@@ -188,16 +183,17 @@ const ENOSYS: isize = 38;
 /// which would run a program of its choosing as the host's root, the host name, the network
 /// stack's settings), the magic SysRq key, and `/sys` (devices, drivers, firmware settings),
 /// each with what is mounted below it; `/dev`'s own mount is made read-only too (the nodes'
-/// modes and owners), and its block devices sealed ([`read_only_system`]). Landlock cannot make them read-only without refusing
+/// modes and owners: [`read_only_system`]). Landlock cannot make them read-only without refusing
 /// writes to `/proc/self`, which programs need (an Electron sandbox writes its `uid_map`).
 pub const READ_ONLY: [&core::ffi::CStr; 3] = [c"/proc/sys", c"/proc/sysrq-trigger", c"/sys"];
 
 /// A mount namespace of the run's own (as Docker makes one) in which each path of
-/// [`READ_ONLY`] is a read-only bind of itself, and each block device directly in `/dev` (the
-/// host's disks) a read-only bind of itself without device access (`nodev`): neither opened
-/// (EACCES) nor its mode or owner changed (EROFS), whoever asks from inside the namespace —
-/// the program, or tier 2's supervisor and the guard on its behalf, which enter it
-/// (`supervisor::Supervisor`), through a symlink the program made. Mounts stay slaves of the host's, so what the
+/// [`READ_ONLY`] is a read-only bind of itself, and `/dev`'s own mount read-only: the modes and
+/// owners of the host's device nodes cannot be changed (EROFS), whoever asks from inside the
+/// namespace — the program, or tier 2's supervisor and the guard on its behalf, which enter it
+/// (`supervisor::Supervisor`), through a symlink the program made. The disks themselves are
+/// closed by Landlock's grants (`run::confine::grant_rules`) and by the supervisor, which opens
+/// no block device for a run as root. Mounts stay slaves of the host's, so what the
 /// host mounts later (a USB disk under `/media`) still shows; nothing of the run's reaches
 /// the host's. The filter refuses the program every call that mounts or unmounts
 /// (`supervisor::table::REFUSED`), and Landlock's ptrace rule keeps it from entering the host's
@@ -205,7 +201,7 @@ pub const READ_ONLY: [&core::ffi::CStr; 3] = [c"/proc/sys", c"/proc/sysrq-trigge
 /// the namespace (no CAP_SYS_ADMIN after all: root of a user namespace without it) the run goes
 /// on without it, and under a chroot it stays a plain copy; a path the host does not have is
 /// skipped; any other failure stops the start.
-/// Whether the namespace was made (sealed or not: under a chroot it is a plain copy).
+/// Whether the namespace was made (under a chroot it is a plain copy, nothing bound).
 fn read_only_system(sys: Sys) -> Result<bool, isize> {
     let r = sys(SYS_UNSHARE, [CLONE_NEWNS, 0, 0, 0, 0, 0]);
     if matches!(-r, EPERM | EINVAL | ENOSYS) {
@@ -249,61 +245,7 @@ fn read_only_system(sys: Sys) -> Result<bool, isize> {
         let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), dev, 0, (&raw const attr) as usize, 32, 0]);
         ok(if r == -ENOSYS { sys(SYS_MOUNT, [0, dev, 0, MS_BIND | MS_REMOUNT | MS_RDONLY, 0, 0]) } else { r })?;
     }
-    seal_block_devices(sys)?;
     Ok(true)
-}
-
-/// Bind every block device directly in `/dev` onto itself, read-only and `nodev`
-/// ([`read_only_system`]). One that is gone by the time it is bound is skipped.
-fn seal_block_devices(sys: Sys) -> Result<(), isize> {
-    let dir = sys(SYS_OPENAT, [AT_FDCWD.cast_unsigned(), c"/dev".as_ptr() as usize, O_DIRECTORY_CLOEXEC, 0, 0, 0]);
-    let Ok(dir) = usize::try_from(dir) else { return Ok(()) };
-    let mut result = Ok(());
-    let mut buf = [0u8; 4096];
-    'read: loop {
-        let n = sys(SYS_GETDENTS64, [dir, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]);
-        let Ok(n @ 1..) = usize::try_from(n) else { break };
-        let mut off = 0;
-        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-        while let Some(rec) = buf.get(off..n) {
-            let Some(&[lo, hi]) = rec.get(16..18) else { break };
-            let len = usize::from(u16::from_ne_bytes([lo, hi]));
-            if len == 0 {
-                break;
-            }
-            if rec.get(18) == Some(&DT_BLK)
-                && let Some(name) = rec.get(19..len.min(rec.len()))
-                && let Err(e) = seal(sys, name)
-            {
-                result = Err(e);
-                break 'read;
-            }
-            off += len;
-        }
-    }
-    sys(SYS_CLOSE, [dir, 0, 0, 0, 0, 0]);
-    result
-}
-
-/// [`seal_block_devices`] for one entry of `/dev`: `name` as `d_name` holds it (NUL-padded).
-fn seal(sys: Sys, name: &[u8]) -> Result<(), isize> {
-    let name = name.split(|&b| b == 0).next().unwrap_or_default();
-    let mut path = [0u8; 5 + 256];
-    let Some(slot) = path.get_mut(5..5 + name.len()) else { return Ok(()) };
-    slot.copy_from_slice(name);
-    path[..5].copy_from_slice(b"/dev/");
-    let p = path.as_ptr() as usize;
-    let b = sys(SYS_MOUNT, [p, p, 0, MS_BIND, 0, 0]);
-    if b == -ENOENT {
-        return Ok(());
-    }
-    if b < 0 {
-        return Err(b);
-    }
-    let attr: [u64; 4] = [MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0, 0, 0];
-    let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), p, 0, (&raw const attr) as usize, 32, 0]);
-    let r = if r == -ENOSYS { sys(SYS_MOUNT, [0, p, 0, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NODEV, 0, 0]) } else { r };
-    if r < 0 { Err(r) } else { Ok(()) }
 }
 
 const SYS_FCNTL: usize = 72;

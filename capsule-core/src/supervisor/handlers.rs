@@ -176,8 +176,23 @@ fn open_placed(
     let tree = cx.tree;
     effect::open(&mut cx.tier(), placed, flags, |at, flags| {
         let (d, p) = at_fd(tree, at);
-        open_at(d, p, flags, mode)
+        let fd = open_at(d, p, flags, mode)?;
+        if matches!(at, At::Host(_)) && is_block_device(&fd) && nix::unistd::geteuid().is_root() {
+            // A run as root: the host's disks are granted nothing (`run::confine::grant_rules`),
+            // and neither are they opened on the program's behalf, whatever symlink led here.
+            return Err(libc::EACCES);
+        }
+        Ok(fd)
     })
+}
+
+/// Whether `fd` is a block device.
+fn is_block_device(fd: &OwnedFd) -> bool {
+    // SAFETY: `sb` is a plain struct the kernel fills; `fd` is open.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe { libc::fstat(fd.as_raw_fd(), &raw mut sb) };
+    r == 0 && sb.st_mode & libc::S_IFMT == libc::S_IFBLK
 }
 
 /// openat2(2): `struct open_how` at `how` (`size` bytes). Without RESOLVE_* flags it is
