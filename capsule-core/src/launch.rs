@@ -218,34 +218,50 @@ fn read_only_system(sys: Sys) -> Result<bool, isize> {
     }
     ok(slave)?;
     for path in READ_ONLY {
-        let p = path.as_ptr() as usize;
-        // A bind of itself: /proc/sys is a directory of procfs, not a mount of its own.
-        let b = sys(SYS_MOUNT, [p, p, 0, MS_BIND | MS_REC, 0, 0]);
-        if b == -ENOENT {
-            continue;
-        }
-        ok(b)?;
-        // struct mount_attr { attr_set, attr_clr, propagation, userns_fd }.
-        let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
-        let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), p, AT_RECURSIVE, (&raw const attr) as usize, 32, 0]);
-        if r == -ENOSYS {
-            // Before Linux 5.12: the bind itself only.
-            ok(sys(SYS_MOUNT, [0, p, 0, MS_BIND | MS_REMOUNT | MS_RDONLY, 0, 0]))?;
-        } else {
-            ok(r)?;
-        }
+        read_only(sys, path, true)?;
     }
     // `/dev` itself: the modes and owners of its nodes (a root program's `chmod 0666 /dev/mem`
     // through the guard), not what is mounted below it (`/dev/shm`, `/dev/pts` stay writable,
-    // and a device node opens for writing on a read-only mount): a recursive bind of itself
-    // whose top alone is read-only.
-    let dev = c"/dev".as_ptr() as usize;
-    if sys(SYS_MOUNT, [dev, dev, 0, MS_BIND | MS_REC, 0, 0]) == 0 {
-        let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
-        let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), dev, 0, (&raw const attr) as usize, 32, 0]);
-        ok(if r == -ENOSYS { sys(SYS_MOUNT, [0, dev, 0, MS_BIND | MS_REMOUNT | MS_RDONLY, 0, 0]) } else { r })?;
-    }
+    // and a device node opens for writing on a read-only mount).
+    read_only(sys, c"/dev", false)?;
     Ok(true)
+}
+
+/// Make `path` read-only in this namespace (with what is mounted below it when `below`): the
+/// mount it is the root of, or else (`/proc/sys`, a directory of procfs) a bind of itself,
+/// so that nothing else of the mount it is in changes. A path the host does not have is
+/// skipped. Binding a mount root again would copy it and its submounts (`/sys` has a dozen),
+/// which the namespace would then make and tear down at every start.
+fn read_only(sys: Sys, path: &core::ffi::CStr, below: bool) -> Result<(), isize> {
+    const SYS_STATX: usize = 332;
+    const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+    const AT_SYMLINK_NOFOLLOW: usize = 0x100;
+    let p = path.as_ptr() as usize;
+    let rec = if below { AT_RECURSIVE } else { 0 };
+    let ok = |r: isize| if r < 0 { Err(r) } else { Ok(()) };
+    // struct statx: stx_attributes at byte 8, stx_attributes_mask at byte 56.
+    let mut stx = [0u64; 32];
+    let s = sys(SYS_STATX, [AT_FDCWD.cast_unsigned(), p, AT_SYMLINK_NOFOLLOW, 0, stx.as_mut_ptr() as usize, 0]);
+    if s == -ENOENT {
+        return Ok(());
+    }
+    let root = s == 0 && stx[7] & STATX_ATTR_MOUNT_ROOT != 0 && stx[1] & STATX_ATTR_MOUNT_ROOT != 0;
+    if !root {
+        let b = sys(SYS_MOUNT, [p, p, 0, MS_BIND | if below { MS_REC } else { 0 }, 0, 0]);
+        if b == -ENOENT {
+            return Ok(());
+        }
+        ok(b)?;
+    }
+    // struct mount_attr { attr_set, attr_clr, propagation, userns_fd }.
+    let attr: [u64; 4] = [MOUNT_ATTR_RDONLY, 0, 0, 0];
+    let r = sys(SYS_MOUNT_SETATTR, [AT_FDCWD.cast_unsigned(), p, rec, (&raw const attr) as usize, 32, 0]);
+    if r == -ENOSYS {
+        // Before Linux 5.12 (no mount_setattr; statx's mount-root attribute is 5.8): that
+        // mount alone.
+        return ok(sys(SYS_MOUNT, [0, p, 0, MS_BIND | MS_REMOUNT | MS_RDONLY, 0, 0]));
+    }
+    ok(r)
 }
 
 const SYS_FCNTL: usize = 72;
@@ -550,13 +566,15 @@ mod tests {
         assert_eq!(r, Ok(()));
         let at = calls.iter().position(|c| c.0 == SYS_UNSHARE).expect("unshare");
         assert_eq!(calls[at].1, CLONE_NEWNS);
-        let next: Vec<usize> = calls[at + 1..at + 2 + 2 * READ_ONLY.len()].iter().map(|c| c.0).collect();
-        assert_eq!(next[0], SYS_MOUNT, "the host's mounts propagate in, ours not out");
-        assert!(next[1..].chunks(2).all(|p| p == [SYS_MOUNT, SYS_MOUNT_SETATTR]), "{calls:?}");
-        let bound: Vec<usize> = calls[at + 2..].iter().filter(|c| c.0 == SYS_MOUNT).map(|c| c.1).collect();
-        // Each path bound onto itself, then /dev (its top alone read-only).
+        assert_eq!(calls[at + 1].0, SYS_MOUNT, "the host's mounts propagate in, ours not out");
+        // Each path: is it a mount's root (statx)? Not here (the fake kernel says no), so a bind
+        // of itself, made read-only; /dev last, its top alone.
+        let n = READ_ONLY.len() + 1;
+        let steps: Vec<usize> = calls[at + 2..at + 2 + 3 * n].iter().map(|c| c.0).collect();
+        assert!(steps.chunks(3).all(|p| p == [332, SYS_MOUNT, SYS_MOUNT_SETATTR]), "{calls:?}");
+        let bound: Vec<usize> =
+            calls[at + 2..at + 2 + 3 * n].iter().filter(|c| c.0 == SYS_MOUNT).map(|c| c.1).collect();
         assert_eq!(bound[..READ_ONLY.len()], READ_ONLY.map(|p| p.as_ptr() as usize), "{calls:?}");
-        assert_eq!(bound.len(), READ_ONLY.len() + 1, "{calls:?}");
         assert!(calls[..at].iter().any(|c| c.0 == SYS_PRCTL && c.1 == PR_CAPBSET_DROP), "after the capabilities");
         assert!(calls[at..].iter().any(|c| c.0 == SYS_CLONE), "before the keeper");
         let off = Child { read_only_system: false, ..c };
