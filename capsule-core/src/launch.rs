@@ -199,9 +199,9 @@ pub const READ_ONLY: [&core::ffi::CStr; 3] = [c"/proc/sys", c"/proc/sysrq-trigge
 /// (`supervisor::table::REFUSED`), and Landlock's ptrace rule keeps it from entering the host's
 /// namespace through `/proc/PID/ns/mnt` of a process outside the run. Where the kernel refuses
 /// the namespace (no CAP_SYS_ADMIN after all: root of a user namespace without it) the run goes
-/// on without it, and under a chroot it stays a plain copy; a path the host does not have is
-/// skipped; any other failure stops the start.
-/// Whether the namespace was made (under a chroot it is a plain copy, nothing bound).
+/// on without it; under a chroot only what needs no bind outside the chroot's `/proc` is
+/// done; a path the host does not have is skipped; any other failure stops the start.
+/// Whether the namespace was made.
 fn read_only_system(sys: Sys) -> Result<bool, isize> {
     let r = sys(SYS_UNSHARE, [CLONE_NEWNS, 0, 0, 0, 0, 0]);
     if matches!(-r, EPERM | EINVAL | ENOSYS) {
@@ -209,30 +209,33 @@ fn read_only_system(sys: Sys) -> Result<bool, isize> {
     }
     let ok = |r: isize| if r < 0 { Err(r) } else { Ok(()) };
     ok(r)?;
-    // Under a chroot `/` is no mount of its own (EINVAL): its mount cannot be made a slave, so
-    // nothing is bound (a bind could reach the host's namespace through shared propagation),
-    // and the namespace stays a plain copy of the host's.
-    let slave = sys(SYS_MOUNT, [0, c"/".as_ptr() as usize, 0, MS_SLAVE | MS_REC, 0, 0]);
-    if slave == -EINVAL {
-        return Ok(true);
+    // A bind made below a mount of the host's that is shared would show in the host's
+    // namespace too: the mounts are made slaves first. Under a chroot `/` is no mount of its
+    // own (EINVAL) and cannot be; its `/proc` (a mount of the chroot's own) can, so only there
+    // is a bind made: `/sys` and `/dev`, when they are mounts, change flags without one.
+    let slave = |p: &core::ffi::CStr| sys(SYS_MOUNT, [0, p.as_ptr() as usize, 0, MS_SLAVE | MS_REC, 0, 0]);
+    let all = slave(c"/");
+    if all != -EINVAL {
+        ok(all)?;
     }
-    ok(slave)?;
+    let proc_binds = all == 0 || slave(c"/proc") == 0;
     for path in READ_ONLY {
-        read_only(sys, path, true)?;
+        let may_bind = all == 0 || (proc_binds && path.to_bytes().starts_with(b"/proc/"));
+        read_only(sys, path, true, may_bind)?;
     }
     // `/dev` itself: the modes and owners of its nodes (a root program's `chmod 0666 /dev/mem`
     // through the guard), not what is mounted below it (`/dev/shm`, `/dev/pts` stay writable,
     // and a device node opens for writing on a read-only mount).
-    read_only(sys, c"/dev", false)?;
+    read_only(sys, c"/dev", false, all == 0)?;
     Ok(true)
 }
 
 /// Make `path` read-only in this namespace (with what is mounted below it when `below`): the
-/// mount it is the root of, or else (`/proc/sys`, a directory of procfs) a bind of itself,
-/// so that nothing else of the mount it is in changes. A path the host does not have is
+/// mount it is the root of, or else (`/proc/sys`, a directory of procfs) a bind of itself
+/// when `may_bind`, so that nothing else of the mount it is in changes. A path the host does not have is
 /// skipped. Binding a mount root again would copy it and its submounts (`/sys` has a dozen),
 /// which the namespace would then make and tear down at every start.
-fn read_only(sys: Sys, path: &core::ffi::CStr, below: bool) -> Result<(), isize> {
+fn read_only(sys: Sys, path: &core::ffi::CStr, below: bool, may_bind: bool) -> Result<(), isize> {
     const SYS_STATX: usize = 332;
     const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
     const AT_SYMLINK_NOFOLLOW: usize = 0x100;
@@ -247,6 +250,9 @@ fn read_only(sys: Sys, path: &core::ffi::CStr, below: bool) -> Result<(), isize>
     }
     let root = s == 0 && stx[7] & STATX_ATTR_MOUNT_ROOT != 0 && stx[1] & STATX_ATTR_MOUNT_ROOT != 0;
     if !root {
+        if !may_bind {
+            return Ok(());
+        }
         let b = sys(SYS_MOUNT, [p, p, 0, MS_BIND | if below { MS_REC } else { 0 }, 0, 0]);
         if b == -ENOENT {
             return Ok(());
