@@ -188,7 +188,8 @@ const ENOSYS: isize = 38;
 pub const READ_ONLY: [&core::ffi::CStr; 3] = [c"/proc/sys", c"/proc/sysrq-trigger", c"/sys"];
 
 /// A mount namespace of the run's own (as Docker makes one) in which each path of
-/// [`READ_ONLY`] is a read-only bind of itself, and `/dev`'s own mount read-only: the modes and
+/// [`READ_ONLY`] is read-only (its mount, or a bind of itself where it is none: [`read_only`]),
+/// and `/dev`'s own mount read-only: the modes and
 /// owners of the host's device nodes cannot be changed (EROFS), whoever asks from inside the
 /// namespace — the program, or tier 2's supervisor and the guard on its behalf, which enter it
 /// (`supervisor::Supervisor`), through a symlink the program made. The disks themselves are
@@ -201,6 +202,7 @@ pub const READ_ONLY: [&core::ffi::CStr; 3] = [c"/proc/sys", c"/proc/sysrq-trigge
 /// the namespace (no CAP_SYS_ADMIN after all: root of a user namespace without it) the run goes
 /// on without it; under a chroot only what needs no bind outside the chroot's `/proc` is
 /// done; a path the host does not have is skipped; any other failure stops the start.
+///
 /// Whether the namespace was made.
 fn read_only_system(sys: Sys) -> Result<bool, isize> {
     let r = sys(SYS_UNSHARE, [CLONE_NEWNS, 0, 0, 0, 0, 0]);
