@@ -345,7 +345,13 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
     let domain = fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
     let (bin, env, home) = setup();
     let (disk, sp) = (disk.to_str().unwrap().to_owned(), "/proc/sys/kernel/domainname");
-    let ln = format!("ln -s {sp} /opt/conf/sp && ln -s {disk} /opt/conf/disk");
+    // And through the kernel's links to "this process", which tier 2's supervisor must read
+    // as the program's, not its own (the launcher's root, memory and descriptors).
+    let ln = format!(
+        "ln -s {sp} /opt/conf/sp && ln -s {disk} /opt/conf/disk && \
+         ln -s /proc/self/root{sp} /opt/conf/selfroot && ln -s /proc/self/comm /opt/conf/comm && \
+         ln -s /proc/1/environ /opt/conf/init"
+    );
     let (code, _, err) = crate::support::run_capsule(&env, &["run", "conf", "--entry", "/bin/sh", "--", "-c", &ln]);
     assert_eq!(code, 0, "{err}");
     let args: Vec<String> = [
@@ -358,6 +364,9 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
         format!("chmod:{disk}"),
         "chmod:/opt/conf/disk".to_owned(),
         "chmod:/dev/null".to_owned(),
+        "wo:/opt/conf/selfroot".to_owned(),
+        "r:/opt/conf/comm".to_owned(),
+        "wo:/opt/conf/init".to_owned(),
     ]
     .into();
     let mut outs = Vec::new();
@@ -389,6 +398,9 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
             // Served by the supervisor, which follows the tree's symlinks to the host.
             assert!(out.contains("wo /opt/conf/sp Read-only file system"), "{ctx}");
             assert!(out.contains("wo /opt/conf/disk Permission denied"), "{ctx}");
+            assert!(out.contains("wo /opt/conf/selfroot Read-only file system"), "{ctx}");
+            assert!(out.contains("r /opt/conf/comm confine"), "the program's own /proc/self ({ctx})");
+            assert!(out.contains("wo /opt/conf/init Permission denied"), "{ctx}");
         }
         outs.push(out.lines().next().unwrap_or_default().to_owned());
     }

@@ -145,12 +145,50 @@ impl Context<'_, '_> {
     }
 }
 
-/// The descriptor an [`At`] names a path relative to, and the path.
-pub(super) fn at_fd<'b>(tree: BorrowedFd<'_>, at: At<'b>) -> (RawFd, &'b CStr) {
-    match at {
-        At::Tree(rel) => (tree.as_raw_fd(), rel),
-        At::Host(abs) => (libc::AT_FDCWD, abs),
+/// The descriptor an [`At`] names a path relative to, and the path, as the supervisor must
+/// walk it for thread `pid`. The place is the tracee's but the walk is the supervisor's, so a
+/// host path through the kernel's links to "this process" (`/proc/self`, `/proc/thread-self`,
+/// `/dev/fd`, `/dev/std{in,out,err}`), which the kernel would take as the launcher's, is
+/// spelled as the tracee's own (`/proc/PID`); and a host path into `/proc/PID` of any other
+/// process is refused (EACCES). The supervisor is root and confined by nothing: a symlink the
+/// program put in its tree to `/proc/self/mem`, `/proc/self/root/...` or `/proc/1/...` would
+/// otherwise reach through it the launcher's memory or descriptors, the host's mount namespace
+/// or init, none of which the program reaches itself (Landlock's ptrace rule).
+pub(super) fn at_fd<'b>(
+    tree: BorrowedFd<'_>,
+    at: At<'b>,
+    pid: u32,
+) -> Result<(RawFd, std::borrow::Cow<'b, CStr>), i32> {
+    use std::borrow::Cow;
+    const OWN: [(&[u8], &str); 6] = [
+        (b"/proc/self", ""),
+        (b"/proc/thread-self", ""),
+        (b"/dev/fd", "/fd"),
+        (b"/dev/stdin", "/fd/0"),
+        (b"/dev/stdout", "/fd/1"),
+        (b"/dev/stderr", "/fd/2"),
+    ];
+    let abs = match at {
+        At::Tree(rel) => return Ok((tree.as_raw_fd(), Cow::Borrowed(rel))),
+        At::Host(abs) => abs,
+    };
+    let below = |b: &'b [u8], p: &[u8]| b.strip_prefix(p).filter(|r| r.is_empty() || r.first() == Some(&b'/'));
+    let b = abs.to_bytes();
+    for (link, sub) in OWN {
+        if let Some(rest) = below(b, link) {
+            let mut v = format!("/proc/{pid}{sub}").into_bytes();
+            v.extend_from_slice(rest);
+            return std::ffi::CString::new(v).map(|c| (libc::AT_FDCWD, Cow::Owned(c))).map_err(|_| libc::EINVAL);
+        }
     }
+    if let Some(n) = below(b, b"/proc").and_then(|r| r.get(1..)).and_then(|r| r.split(|&c| c == b'/').next())
+        && !n.is_empty()
+        && n.iter().all(u8::is_ascii_digit)
+        && n != pid.to_string().as_bytes()
+    {
+        return Err(libc::EACCES);
+    }
+    Ok((libc::AT_FDCWD, Cow::Borrowed(abs)))
 }
 
 fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, flags: i32, mode: u64) -> Reply {
@@ -173,17 +211,23 @@ fn open_placed(
     flags: i32,
     mode: libc::mode_t,
 ) -> Option<Result<OwnedFd, i32>> {
-    let tree = cx.tree;
+    let (tree, pid) = (cx.tree, cx.pid);
     effect::open(&mut cx.tier(), placed, flags, |at, flags| {
-        let (d, p) = at_fd(tree, at);
-        let fd = open_at(d, p, flags, mode)?;
-        if matches!(at, At::Host(_)) && is_block_device(&fd) && nix::unistd::geteuid().is_root() {
+        let (d, p) = at_fd(tree, at, pid)?;
+        let fd = open_at(d, &p, flags, mode)?;
+        if matches!(at, At::Host(_)) && launcher_is_root() && is_block_device(&fd) {
             // A run as root: the host's disks are granted nothing (`run::confine::grant_rules`),
             // and neither are they opened on the program's behalf, whatever symlink led here.
             return Err(libc::EACCES);
         }
         Ok(fd)
     })
+}
+
+/// Whether this process (the launcher) runs as root: asked once.
+fn launcher_is_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
 }
 
 /// Whether `fd` is a block device.
@@ -273,9 +317,10 @@ fn at<T>(
     let tree = cx.tree;
     let view = cx.view;
     let placed = place(&view, tree, mem, dirfd, addr, intent, &mut buf);
+    let pid = cx.pid;
     effect::read(&mut cx.tier(), &placed, |at| {
-        let (d, p) = at_fd(tree, at);
-        op(d, p)
+        let (d, p) = at_fd(tree, at, pid)?;
+        op(d, &p)
     })
 }
 

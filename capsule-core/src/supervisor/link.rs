@@ -362,9 +362,10 @@ fn single(
     let tree = cx.tree;
     let view = cx.view;
     let placed = place(&view, tree, mem, dirfd, addr, op.intent(follow), &mut buf);
+    let pid = cx.pid;
     match effect::mutate(&mut cx.tier(), &placed, op, |at| {
-        let (d, p) = at_fd(tree, at);
-        call(d, p)
+        let (d, p) = at_fd(tree, at, pid)?;
+        call(d, &p)
     }) {
         None => Reply::Continue,
         Some(r) => reply(r),
@@ -386,12 +387,10 @@ fn two(
     let p1 = place(&view, tree, mem, old.0, old.1, Intent { follow: false, create: false }, &mut b1);
     let p2 = place(&view, tree, mem, new.0, new.1, Intent { follow: false, create: true }, &mut b2);
     let nr = if is_rename { libc::SYS_renameat2 } else { libc::SYS_linkat };
+    let pid = cx.pid;
     // A side that is the host's own is performed here with its absolute path.
     let abs = |s: Side<'_>, arg: (i32, u64)| match s {
-        Side::At(at) => {
-            let (d, p) = at_fd(tree, at);
-            Some((d, p.to_owned()))
-        }
+        Side::At(at) => at_fd(tree, at, pid).ok().map(|(d, p)| (d, p.into_owned())),
         Side::Orig => read_abs(mem, arg).map(|p| (libc::AT_FDCWD, p)),
     };
     let r = effect::two(&mut cx.tier(), &p1, &p2, is_rename, |step| match step {
