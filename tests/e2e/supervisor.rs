@@ -82,7 +82,8 @@ fn a_static_program_changes_the_sandbox_not_the_host() {
     require!(static_busybox(), "{BUSYBOX} from busybox-static (apt-get install busybox-static)");
     let env = Env::new();
     env.small_capsule("mut", &[("opt/capmut/data.txt", b"data\n"), ("opt/capmut/sub/b", b"b\n")]);
-    let script = "mkdir /opt/capmut/newdir && echo new > /opt/capmut/newdir/f && rm /opt/capmut/sub/b && \
+    // busybox's `mkdir -p` starts with `mkdir("/")` (which the supervisor once answered EIO).
+    let script = "mkdir /opt/capmut/newdir && mkdir -p /opt/capmut/newdir/p/q && echo new > /opt/capmut/newdir/f && rm /opt/capmut/sub/b && \
                   mv /opt/capmut/data.txt /opt/capmut/moved.txt && chmod 600 /opt/capmut/moved.txt && \
                   ln -s moved.txt /opt/capmut/sl && cat /opt/capmut/newdir/f /opt/capmut/sl && ls /opt/capmut";
     let (code, out, err) = run_capsule(&env, &["run", "mut", "--entry", BUSYBOX, "--", "sh", "-c", script]);

@@ -245,6 +245,9 @@ pub fn mutate(
             }
             r
         }
+        // `/` is there whatever the sandbox holds, and has no name to copy in (busybox's
+        // `mkdir -p` starts with `mkdir("/")`; the materialiser refused the copy: EIO).
+        Place::TreeThenHost(rel, _) if op == Op::Create && rel == c"." => Err(libc::EEXIST),
         Place::TreeThenHost(rel, abs) if !op.removes() => copy_in(t, rel, abs).and_then(|()| call(At::Tree(rel))),
         Place::TreeThenHost(rel, abs) => {
             let r = call(At::Tree(rel));
