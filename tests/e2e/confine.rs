@@ -367,6 +367,7 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
         "wo:/opt/conf/selfroot".to_owned(),
         "r:/opt/conf/comm".to_owned(),
         "wo:/opt/conf/init".to_owned(),
+        "tpid:/opt/conf/pidcomm".to_owned(),
     ]
     .into();
     let mut outs = Vec::new();
@@ -401,6 +402,8 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
             assert!(out.contains("wo /opt/conf/selfroot Read-only file system"), "{ctx}");
             assert!(out.contains("r /opt/conf/comm confine"), "the program's own /proc/self ({ctx})");
             assert!(out.contains("wo /opt/conf/init Permission denied"), "{ctx}");
+            // Its own process by number, from a thread that is not the main one.
+            assert!(out.contains("tpid /opt/conf/pidcomm confine"), "{ctx}");
         }
         outs.push(out.lines().next().unwrap_or_default().to_owned());
     }

@@ -149,11 +149,13 @@ impl Context<'_, '_> {
 /// walk it for thread `pid`. The place is the tracee's but the walk is the supervisor's, so a
 /// host path through the kernel's links to "this process" (`/proc/self`, `/proc/thread-self`,
 /// `/dev/fd`, `/dev/std{in,out,err}`), which the kernel would take as the launcher's, is
-/// spelled as the tracee's own (`/proc/PID`); and a host path into `/proc/PID` of any other
-/// process is refused (EACCES). The supervisor is root and confined by nothing: a symlink the
-/// program put in its tree to `/proc/self/mem`, `/proc/self/root/...` or `/proc/1/...` would
-/// otherwise reach through it the launcher's memory or descriptors, the host's mount namespace
-/// or init, none of which the program reaches itself (Landlock's ptrace rule).
+/// spelled as the tracee's own (`/proc/TGID`, `/proc/TGID/task/TID`, as the kernel's links
+/// say); and a host path into `/proc/PID` of any other process (its thread group and the
+/// thread itself are the caller's) is refused (EACCES). The supervisor is root and confined
+/// by nothing: a symlink the program put in its tree to `/proc/self/mem`,
+/// `/proc/self/root/...` or `/proc/1/...` would otherwise reach through it the launcher's
+/// memory or descriptors, the host's mount namespace or init, none of which the program
+/// reaches itself (Landlock's ptrace rule).
 pub(super) fn at_fd<'b>(
     tree: BorrowedFd<'_>,
     at: At<'b>,
@@ -162,7 +164,7 @@ pub(super) fn at_fd<'b>(
     use std::borrow::Cow;
     const OWN: [(&[u8], &str); 6] = [
         (b"/proc/self", ""),
-        (b"/proc/thread-self", ""),
+        (b"/proc/thread-self", "/task/"),
         (b"/dev/fd", "/fd"),
         (b"/dev/stdin", "/fd/0"),
         (b"/dev/stdout", "/fd/1"),
@@ -176,7 +178,12 @@ pub(super) fn at_fd<'b>(
     let b = abs.to_bytes();
     for (link, sub) in OWN {
         if let Some(rest) = below(b, link) {
-            let mut v = format!("/proc/{pid}{sub}").into_bytes();
+            // The thread is stopped in its call, so it and its group are there to be named.
+            let tgid = tgid_of(pid).ok_or(libc::ESRCH)?;
+            let mut v = format!("/proc/{tgid}{sub}").into_bytes();
+            if sub == "/task/" {
+                v.extend_from_slice(pid.to_string().as_bytes());
+            }
             v.extend_from_slice(rest);
             return std::ffi::CString::new(v).map(|c| (libc::AT_FDCWD, Cow::Owned(c))).map_err(|_| libc::EINVAL);
         }
@@ -185,10 +192,17 @@ pub(super) fn at_fd<'b>(
         && !n.is_empty()
         && n.iter().all(u8::is_ascii_digit)
         && n != pid.to_string().as_bytes()
+        && tgid_of(pid).is_none_or(|g| n != g.to_string().as_bytes())
     {
         return Err(libc::EACCES);
     }
     Ok((libc::AT_FDCWD, Cow::Borrowed(abs)))
+}
+
+/// The thread group (process) thread `tid` belongs to.
+pub(super) fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:"))?.trim().parse().ok()
 }
 
 fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64, flags: i32, mode: u64) -> Reply {

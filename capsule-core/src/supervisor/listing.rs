@@ -157,8 +157,7 @@ impl Listings {
         if let Some(&g) = self.groups.get(&tid) {
             return Some(g);
         }
-        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-        let g = status.lines().find_map(|l| l.strip_prefix("Tgid:"))?.trim().parse().ok()?;
+        let g = super::handlers::tgid_of(tid)?.cast_signed();
         self.groups.insert(tid, g);
         Some(g)
     }
