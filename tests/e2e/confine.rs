@@ -410,3 +410,49 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
     assert_eq!(outs[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
     assert_ne!(outs[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {outs:?}");
 }
+
+/// The tree's pristine files are hardlinks to the shared cache: a raw open of one for writing,
+/// by its path in the store (which a program can find in its own `/proc/self/maps`), would
+/// change that content for every capsule holding it. The program's Landlock domain has no
+/// right to open a file of the tree for writing; the shim has the materialiser do it (after a
+/// copy-up). With the store outside every writable prefix (here `/tmp` write-copy), the raw
+/// opens are refused, the shim's write lands in a private copy, and the cache is intact. On
+/// both launch paths (the full launcher, then its plan).
+#[test]
+fn a_raw_write_to_a_pristine_file_of_the_tree_is_refused_and_the_cache_stays_intact() {
+    let (bin, env, home) = setup();
+    let file = env.store().join("sandboxes/conf/root/opt/conf/readme");
+    let f = file.to_str().unwrap().to_owned();
+    let args: Vec<String> = vec![
+        "env:CAPSULE_PLAN".into(),
+        "r:/opt/conf/readme".into(),
+        format!("wo:{f}"),
+        format!("asm:{f}"),
+        format!("r:{f}"),
+    ];
+    let mut plans = Vec::new();
+    for _ in 0..2 {
+        let (code, out, err) = run(&env, &bin, &home, &["--isolation", "/tmp=writecopy"], &args);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("r /opt/conf/readme r\n"), "{out}");
+        assert!(out.contains(&format!("wo {f} Permission denied")), "the raw open for writing: {out}");
+        assert!(out.contains(&format!("asm {f} Permission denied")), "the raw write: {out}");
+        assert!(out.contains(&format!("r {f} r\n")), "{out}");
+        plans.push(out.lines().next().unwrap_or_default().to_owned());
+        // Still the cache's inode, and its content.
+        use std::os::unix::fs::MetadataExt;
+        assert!(fs::metadata(&file).unwrap().nlink() > 1, "a pristine link");
+    }
+    assert_eq!(plans[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
+    assert_ne!(plans[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {plans:?}");
+    // Through the shim, the same file is written: copied up first, by the materialiser.
+    let (code, out, err) =
+        run(&env, &bin, &home, &["--isolation", "/tmp=writecopy"], &["w:/opt/conf/readme".into(), format!("r:{f}")]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("w /opt/conf/readme ok") && out.contains(&format!("r {f} capsule")), "{out}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(&file).unwrap().nlink(), 1, "a private copy");
+    assert_eq!(env.json(&["verify"])["ok"], true, "the cache files match their digests");
+    let (code, out, _) = run(&env, &bin, &home, &["--sandbox", "fresh"], &["r:/opt/conf/readme".into()]);
+    assert_eq!((code, out.as_str()), (0, "r /opt/conf/readme r\n"), "another sandbox reads the capsule's content");
+}

@@ -43,6 +43,8 @@ fn nobody_writes_where_the_manifest_lets_it() {
                   if echo x > /opt/app/intruder; then echo wrote-root-dir; else echo refused; fi; \
                   if rm /opt/app/readme; then echo deleted-root-file; else echo kept; fi; \
                   rm /opt/app/data/other && echo deleted-own; ls /opt/app/data; \
+                  ls -l /usr/bin/ls /opt/app/readme >/dev/null && \
+                  python3 -c 'import os; os.listxattr(\"/opt/app/readme\")' && echo listed; \
                   if kill -9 $PPID 2>/dev/null; then echo killed-keeper; else echo keeper-kept; fi";
     let o = env
         .cmd(&["run", "app", "--user", "nobody", "--entry", "/bin/sh", "--", "-c", script])
@@ -61,7 +63,7 @@ fn nobody_writes_where_the_manifest_lets_it() {
         // The run's keeper (the program's parent) is root's: nobody cannot take the run out
         // of its reach.
         format!(
-            "65534\n65534\n65534\n{home} nobody nobody\nnew\nseed\nmore\nrefused\nkept\ndeleted-own\nnew\nseed\nkeeper-kept\n"
+            "65534\n65534\n65534\n{home} nobody nobody\nnew\nseed\nmore\nrefused\nkept\ndeleted-own\nnew\nseed\nlisted\nkeeper-kept\n"
         ),
         "stderr:\n{err}"
     );
@@ -78,13 +80,16 @@ fn nobody_writes_where_the_manifest_lets_it() {
     if has("perl") {
         let script = r#"
 use Socket;
-my ($name, $op, $path) = @ARGV;
+my ($name, $op, $path, $flags) = @ARGV;
 socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
 connect($s, pack_sockaddr_un("\0" . $name)) or die "connect: $!";
-syswrite($s, pack("C v", $op, length($path)) . $path) or die "write: $!";
+my $how = $op == 6 ? pack("l< L<", $flags, 0) : "";
+syswrite($s, pack("C v", $op, length($path)) . $how . $path) or die "write: $!";
 my $n = sysread($s, my $buf, 4);
 print((defined $n && $n == 4) ? "reply " . unpack("l<", $buf) . "\n" : "no reply\n");
 "#;
+        // And an open of it for writing (6, O_WRONLY): refused with nobody's EACCES, no
+        // descriptor passed.
         let o = env
             .cmd(&[
                 "run",
@@ -95,13 +100,18 @@ print((defined $n && $n == 4) ? "reply " . unpack("l<", $buf) . "\n" : "no reply
                 "/bin/sh",
                 "--",
                 "-c",
-                "exec perl -e \"$0\" \"$CAPSULE_SOCKET\" 3 opt/app/readme",
+                "perl -e \"$0\" \"$CAPSULE_SOCKET\" 3 opt/app/readme; perl -e \"$0\" \"$CAPSULE_SOCKET\" 6 opt/app/readme 1",
                 script,
             ])
             .current_dir("/")
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.stdout), "reply 13\n", "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "reply 13\nreply 13\n",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     } else {
         crate::support::require_or_skip("perl (a raw materialiser request)");
     }

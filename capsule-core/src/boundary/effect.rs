@@ -26,6 +26,20 @@ pub const OP_LINK_DIR: u8 = 4;
 /// Materialiser request: record the deletion of a host directory, if every entry it has on the
 /// host is deleted already (else ENOTEMPTY).
 pub const OP_WHITEOUT_DIR: u8 = 5;
+/// Materialiser request: open a tree path for writing (or creating) on the caller's behalf,
+/// with the caller's credentials and umask, and pass the descriptor back. The program's
+/// Landlock domain has no right to open a file of the tree for writing (so a raw `open` of a
+/// pristine link, whose inode is the shared cache's, is refused by the kernel): under tier 1
+/// every write-open of the tree goes through here. The request carries `flags: i32 LE ·
+/// mode: u32 LE` between the header and the path; the reply is the errno, with the
+/// descriptor (SCM_RIGHTS) when it is 0.
+pub const OP_OPEN: u8 = 6;
+
+/// Whether an open with `flags` needs the right to write the file it opens (or makes one).
+#[inline]
+pub fn opens_to_write(flags: i32) -> bool {
+    writes(flags) || flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE
+}
 
 /// Where a tier performs one step of a call.
 #[derive(Debug, Clone, Copy)]

@@ -98,8 +98,9 @@ fn grants_listing(rules: &[(String, Mode)], extra: &[Grant], listed: &mut Vec<Pa
 /// one the user asked to run) stay readable, each by a rule on that file alone.
 pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
     let rw = READ | WRITE;
+    let tree = TREE;
     let mut extra = vec![
-        Grant { path: p.sandbox.tree().to_owned(), rights: rw },
+        Grant { path: p.sandbox.tree().to_owned(), rights: tree },
         Grant { path: p.sandbox.dir().to_owned(), rights: READ },
         Grant { path: p.view.clone(), rights: READ },
         Grant { path: shim.to_owned(), rights: READ },
@@ -120,10 +121,17 @@ pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
     // from the opened file upwards at every open, and stops at the first that grants enough
     // (~20 ns a level here; the store is often several levels below `$HOME` or `/tmp`).
     if !out.iter().any(|g| g.path == p.sandbox.tree()) {
-        out.push(Grant { path: p.sandbox.tree().to_owned(), rights: rw });
+        out.push(Grant { path: p.sandbox.tree().to_owned(), rights: tree & mask });
     }
     out
 }
+
+/// What the program may do in its sandbox tree itself: everything but open a file for writing.
+/// Its pristine files are hardlinks to the shared cache, which a raw `open` of one for writing
+/// would change for every capsule holding that content; the shim has the materialiser open a
+/// tree file for writing (`OP_OPEN`: it copies up such a link first), tier 2's supervisor opens
+/// it itself, both outside the domain. A descriptor they pass keeps its rights.
+pub const TREE: u64 = (READ | WRITE) & !crate::confine::access::WRITE_FILE;
 
 /// The rules the grants follow: `rules`, and for a run as root (whom the modes of the host's
 /// disks do not stop) every block device directly in `/dev` as a `full` prefix when `/dev`

@@ -4,7 +4,9 @@
 //! capsule file it asks over an abstract unix socket, named in the view. One request per
 //! connection: `op: u8 · len: u16 LE · path bytes` (no leading '/'); the reply is an errno as
 //! `i32 LE` (0 = done). Ops: 1 link (materialise), 2 copy-up (make private for writing),
-//! 3 whiteout (record a deletion), 4 link every file of a directory (before a listing).
+//! 3 whiteout (record a deletion), 4 link every file of a directory (before a listing),
+//! 5 whiteout of a host directory, 6 open for writing (`flags · mode` before the path; the
+//! descriptor comes back with the reply: [`Materialiser::open_for`]).
 //!
 //! Only the run's own processes are served ([`super::peer`]: the peer must descend from the
 //! launcher); any other connection is closed unanswered. Accepted connections go to a bounded
@@ -22,6 +24,7 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
 
@@ -37,7 +40,7 @@ use crate::store::Store;
 use crate::supervisor::Supervisor;
 use crate::supervisor::handlers::Materialise;
 
-pub use crate::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, OP_WHITEOUT_DIR};
+pub use crate::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_OPEN, OP_WHITEOUT, OP_WHITEOUT_DIR};
 
 /// Requests served in this process (both tiers), for `capsule run --stats`: a launcher serves
 /// one program.
@@ -271,10 +274,29 @@ fn work(rx: &Mutex<Receiver<UnixStream>>, busy: &AtomicUsize, mat: &Shared) {
     }
 }
 
-/// Read one request from `conn`, run it, reply.
+/// Read one request from `conn`, run it, reply (with the descriptor an open made).
 fn answer(mat: &Shared, mut conn: UnixStream) {
-    let errno = mat.request(&mut conn).unwrap_or(libc::EIO);
-    let _ = conn.write_all(&errno.to_le_bytes());
+    match mat.request(&mut conn) {
+        Ok((0, Some(fd))) => send_fd(&conn, &fd),
+        Ok((errno, _)) => {
+            let _ = conn.write_all(&errno.to_le_bytes());
+        }
+        Err(_) => {
+            let _ = conn.write_all(&libc::EIO.to_le_bytes());
+        }
+    }
+}
+
+/// Reply 0 with descriptor `fd` attached (SCM_RIGHTS). Not received (the client is gone),
+/// it is closed with our copy.
+fn send_fd(conn: &UnixStream, fd: &std::os::fd::OwnedFd) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let zero = 0i32.to_le_bytes();
+    let iov = [std::io::IoSlice::new(&zero)];
+    let fds = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let _ = sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None);
 }
 
 /// After `accept` failed: a short pause unless it was only interrupted (out of descriptors or
@@ -299,20 +321,44 @@ fn host_dir_busy(dir: &RelPath, deleted: &HashSet<RelPath>) -> bool {
 struct Shared(Arc<Materialiser>);
 
 impl Shared {
-    fn request(&self, conn: &mut UnixStream) -> std::io::Result<i32> {
+    fn request(&self, conn: &mut UnixStream) -> std::io::Result<(i32, Option<std::os::fd::OwnedFd>)> {
         let mut head = [0u8; 3];
         conn.read_exact(&mut head)?;
         let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
+        let mut how = [0u8; 8];
+        if head[0] == OP_OPEN {
+            conn.read_exact(&mut how)?;
+        }
         let mut path = vec![0u8; len];
         conn.read_exact(&mut path)?;
-        let Some(path) = request_path(&path) else { return Ok(libc::EINVAL) };
+        let Some(path) = request_path(&path) else { return Ok((libc::EINVAL, None)) };
+        if head[0] == OP_OPEN {
+            let flags = i32::from_le_bytes([how[0], how[1], how[2], how[3]]);
+            let mode = u32::from_le_bytes([how[4], how[5], how[6], how[7]]);
+            return Ok(match self.0.open_for(conn, &path, flags, mode) {
+                Ok(fd) => (0, Some(fd)),
+                Err(e) => (e, None),
+            });
+        }
         if matches!(head[0], OP_WHITEOUT | OP_WHITEOUT_DIR)
             && let Err(errno) = self.0.may_delete(conn, &path)
         {
-            return Ok(errno);
+            return Ok((errno, None));
         }
-        Ok(self.0.run(head[0], &path))
+        Ok((self.0.run(head[0], &path), None))
     }
+}
+
+thread_local! {
+    /// Whether this thread has its own umask (`unshare(CLONE_FS)`), set per open for the
+    /// caller's.
+    static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The umask of process `pid`.
+fn umask_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    u32::from_str_radix(status.lines().find_map(|l| l.strip_prefix("Umask:"))?.trim(), 8).ok()
 }
 
 /// A request's tree path. A directory may come spelled with a trailing slash (`mkdir(".")`
@@ -377,6 +423,88 @@ impl Materialiser {
             libc::syscall(libc::SYS_faccessat2, dirfd, at.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS)
         };
         if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EACCES)) }
+    }
+
+    /// Open tree path `path` with `flags` (and `mode`, for a new file) for the process at the
+    /// other end of `conn`, with its credentials and umask ([`OP_OPEN`]). Never a descriptor
+    /// open for writing on an inode that has another name: a capsule file's pristine link is
+    /// the shared cache's inode, and the program could have given one a name of its own with a
+    /// raw `link`; such a file is copied up first (its other names keep the old content). The
+    /// walk stays in the tree (`RESOLVE_BENEATH`, no `/proc` links): the placed path has no
+    /// symlink the view did not resolve, and one planted since is refused. A FIFO is opened
+    /// without blocking (ENXIO when it has no reader yet: a worker must not wait for one);
+    /// device nodes are refused.
+    fn open_for(&self, conn: &UnixStream, path: &RelPath, flags: i32, mode: u32) -> Result<std::os::fd::OwnedFd, i32> {
+        use crate::supervisor::creds;
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let (pid, _) = peer_of(conn).ok_or(libc::EPERM)?;
+        let tree = self.sandbox.tree();
+        let full = tree.join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+        let mut extra = 0;
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_file() && m.nlink() > 1 => {
+                let r = self.run(OP_COPY_UP, path);
+                if r != 0 {
+                    return Err(r);
+                }
+            }
+            Ok(m) if m.file_type().is_fifo() => extra = libc::O_NONBLOCK,
+            Ok(m) if m.file_type().is_block_device() || m.file_type().is_char_device() => return Err(libc::EACCES),
+            _ => {}
+        }
+        let dir = std::fs::File::open(tree).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let name = std::ffi::CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
+        let own = creds::Own::current().map_err(|_| libc::EPERM)?;
+        let theirs = creds::of(pid).map_err(|_| libc::EPERM)?;
+        let umask = umask_of(pid).ok_or(libc::EPERM)?;
+        if !OWN_FS.get() {
+            // SAFETY: unshare(CLONE_FS) gives this thread its own umask, cwd and root (copies).
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(libc::EIO);
+            }
+            OWN_FS.set(true);
+        }
+        let _switched = creds::switch(&own, &theirs)?;
+        // SAFETY: umask only sets this thread's mask (its own fs, above).
+        let ours = unsafe { libc::umask(umask) };
+        let mut how = crate::supervisor::place::unsafe_zeroed();
+        how.flags = u64::from((flags | extra | libc::O_CLOEXEC).cast_unsigned());
+        // A mode only for a new file (openat2 refuses one otherwise, where open ignores the
+        // garbage a variadic caller leaves in it).
+        let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+        how.mode = if creates { u64::from(mode & 0o7777) } else { 0 };
+        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+        // SAFETY: openat2 reads the NUL-terminated name and `how` (its size given).
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &raw const how,
+                size_of::<libc::open_how>(),
+            )
+        };
+        let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        // SAFETY: as above.
+        unsafe { libc::umask(ours) };
+        let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0).ok_or(err)?;
+        // SAFETY: openat2 returned a new descriptor, ours alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let meta = std::fs::File::from(fd.try_clone().map_err(|_| libc::EIO)?).metadata().map_err(|_| libc::EIO)?;
+        // A name given to the file since the copy-up (a race with a raw `link`): refused.
+        if meta.is_file() && meta.nlink() > 1 {
+            return Err(libc::EIO);
+        }
+        if extra != 0 && flags & libc::O_NONBLOCK == 0 {
+            // SAFETY: fcntl on our own descriptor, integer arguments.
+            unsafe {
+                let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            }
+        }
+        Ok(fd)
     }
 
     /// Run operation `op` on `path`: 0, or an errno.

@@ -91,7 +91,7 @@ fn readlink(dirfd: i32, path: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
 }
 
 /// A zeroed `open_how` (libc's is non-exhaustive, so no struct expression).
-fn unsafe_zeroed() -> libc::open_how {
+pub(crate) fn unsafe_zeroed() -> libc::open_how {
     // SAFETY: `open_how` is three u64 fields; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
 }

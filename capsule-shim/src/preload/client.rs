@@ -1,5 +1,6 @@
 //! The materialiser client: asks `capsule run` (over the abstract socket the view names) to
-//! link a capsule file into the tree, copy it up, or record a whiteout. One short connection
+//! link a capsule file into the tree, copy it up, record a whiteout, or open a tree file for
+//! writing (the program's Landlock domain may not: [`open`]). One short connection
 //! per request, built from raw syscalls on the stack: usable from any thread, after fork, and
 //! in processes that closed every inherited descriptor.
 //!
@@ -8,15 +9,35 @@
 //! connect, before the request was written) would wait for a server that is waiting for this
 //! very thread: a deadlock. Blocked, the handler runs when the request is done.
 
-use core::ffi::c_long;
+use core::ffi::{c_int, c_long};
 
 use super::state;
 use super::sys::{close, raw, read, write};
 
-pub use capsule_core::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT};
+pub use capsule_core::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_OPEN, OP_WHITEOUT};
 
 /// Send `op` for capsule path `path` (no leading '/'); the server's errno (0 = done).
 pub fn request(op: u8, path: &[u8]) -> i32 {
+    session(op, &[], path, None)
+}
+
+/// Have the materialiser open tree path `path` (no leading '/') with `flags` and `mode`
+/// ([`OP_OPEN`]): the descriptor it passes back (close-on-exec as `flags` ask), or -errno.
+pub fn open(path: &[u8], flags: c_int, mode: u32) -> c_long {
+    let mut how = [0u8; 8];
+    how[..4].copy_from_slice(&flags.to_le_bytes());
+    how[4..].copy_from_slice(&mode.to_le_bytes());
+    let mut fd: c_int = -1;
+    match session(OP_OPEN, &how, path, Some((&mut fd, flags & libc::O_CLOEXEC != 0))) {
+        0 if fd >= 0 => c_long::from(fd),
+        0 => -c_long::from(libc::EIO),
+        e => -c_long::from(e),
+    }
+}
+
+/// One request: `op`, `extra` bytes, `path`; the errno replied, and into `fd` the descriptor
+/// that came with it.
+fn session(op: u8, extra: &[u8], path: &[u8], fd: Option<(&mut c_int, bool)>) -> i32 {
     let Some(st) = state() else { return libc::ENOSYS };
     let name = st.socket;
     // AF_UNIX is 1: the narrowing to sa_family_t is lossless.
@@ -46,7 +67,7 @@ pub fn request(op: u8, path: &[u8]) -> i32 {
             0,
         )
     } == 0;
-    let r = connect_and_exchange(&addr, addr_len, op, path);
+    let r = connect_and_exchange(&addr, addr_len, op, extra, path, fd);
     if masked {
         // SAFETY: rt_sigprocmask reads `old`, an 8-byte sigset on our stack (the thread's
         // own mask, put back).
@@ -58,7 +79,14 @@ pub fn request(op: u8, path: &[u8]) -> i32 {
 }
 
 /// One connection: socket, connect, request, reply.
-fn connect_and_exchange(addr: &libc::sockaddr_un, addr_len: usize, op: u8, path: &[u8]) -> i32 {
+fn connect_and_exchange(
+    addr: &libc::sockaddr_un,
+    addr_len: usize,
+    op: u8,
+    extra: &[u8],
+    path: &[u8],
+    fd_out: Option<(&mut c_int, bool)>,
+) -> i32 {
     // SAFETY: plain integer arguments, no memory.
     let fd = unsafe {
         raw(
@@ -77,12 +105,20 @@ fn connect_and_exchange(addr: &libc::sockaddr_un, addr_len: usize, op: u8, path:
     // Truncation intended: socket(2) returns a small descriptor.
     #[allow(clippy::cast_possible_truncation)]
     let fd = fd as i32;
-    let r = exchange(fd, addr, addr_len, op, path);
+    let r = exchange(fd, addr, addr_len, op, extra, path, fd_out);
     close(fd);
     r
 }
 
-fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, op: u8, path: &[u8]) -> i32 {
+fn exchange(
+    fd: i32,
+    addr: &libc::sockaddr_un,
+    addr_len: usize,
+    op: u8,
+    extra: &[u8],
+    path: &[u8],
+    fd_out: Option<(&mut c_int, bool)>,
+) -> i32 {
     // SAFETY: `addr` is a valid sockaddr_un of at least `addr_len` bytes for the call.
     let c =
         unsafe { raw(libc::SYS_connect, c_long::from(fd), addr as *const _ as c_long, addr_len as c_long, 0, 0, 0) };
@@ -93,16 +129,55 @@ fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, op: u8, path: &[
     #[allow(clippy::cast_possible_truncation)]
     let len = (path.len() as u16).to_le_bytes();
     let head = [op, len[0], len[1]];
-    for part in [&head[..], path] {
+    for part in [&head[..], extra, path] {
+        if part.is_empty() {
+            continue;
+        }
         // SAFETY: `part` is readable for its length.
         if unsafe { write(fd, part.as_ptr(), part.len()) } != part.len() as c_long {
             return libc::EIO;
         }
     }
     let mut reply = [0u8; 4];
-    // SAFETY: `reply` is writable for 4 bytes.
-    if unsafe { read(fd, reply.as_mut_ptr(), 4) } != 4 {
+    let Some((out, cloexec)) = fd_out else {
+        // SAFETY: `reply` is writable for 4 bytes.
+        if unsafe { read(fd, reply.as_mut_ptr(), 4) } != 4 {
+            return libc::EIO;
+        }
+        return i32::from_le_bytes(reply);
+    };
+    // The reply and, when it is 0, one descriptor (SCM_RIGHTS) in a control buffer on the
+    // stack, aligned as cmsghdr needs.
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut iov = libc::iovec { iov_base: reply.as_mut_ptr().cast(), iov_len: 4 };
+    // SAFETY: msghdr is plain data; every field the kernel reads is set below.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len();
+    let flags = if cloexec { libc::MSG_CMSG_CLOEXEC } else { 0 };
+    // SAFETY: `msg` points at `iov` (4 writable bytes) and `control` (64 writable bytes), all
+    // alive across the call.
+    let n = unsafe { raw(libc::SYS_recvmsg, c_long::from(fd), &raw mut msg as c_long, c_long::from(flags), 0, 0, 0) };
+    if n != 4 {
         return libc::EIO;
     }
-    i32::from_le_bytes(reply)
+    let errno = i32::from_le_bytes(reply);
+    // SAFETY: CMSG_FIRSTHDR reads the msghdr the kernel filled; the header it returns, if any,
+    // lies within `control`, and its data holds the descriptor when it is SCM_RIGHTS.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&raw const msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            let got = libc::CMSG_DATA(c).cast::<c_int>().read_unaligned();
+            if errno == 0 {
+                *out = got;
+            } else {
+                close(got);
+            }
+        }
+    }
+    errno
 }

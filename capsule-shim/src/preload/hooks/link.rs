@@ -116,8 +116,9 @@ fn res(r: c_long) -> Result<c_long, c_int> {
 
 impl CopySys for Raw {
     fn openat(&mut self, dirfd: c_int, path: &CStr, flags: c_int, mode: u32) -> Result<c_int, c_int> {
-        // SAFETY: `path` NUL-terminated; the kernel returns a descriptor or -errno.
-        let fd = res(unsafe { sys::openat(dirfd, path.as_ptr(), flags, mode) })?;
+        // SAFETY: `path` NUL-terminated; the kernel (or the materialiser, for the tree)
+        // returns a descriptor or -errno.
+        let fd = res(unsafe { open_placed(dirfd, path, flags, mode) })?;
         c_int::try_from(fd).map_err(|_| libc::EBADF)
     }
 
@@ -331,10 +332,23 @@ fn lchown_at(d: c_int, p: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> 
     }
 }
 
+/// openat through [`super::openat_placed`] (the tree's write-opens are the materialiser's).
+///
+/// # Safety
+/// `p` NUL-terminated.
+unsafe fn open_placed(d: c_int, p: &CStr, flags: c_int, mode: libc::mode_t) -> c_long {
+    match state() {
+        // SAFETY: forwarded.
+        Some(st) => unsafe { super::openat_placed(st, d, p, flags, mode) },
+        // SAFETY: forwarded.
+        None => unsafe { sys::openat(d, p.as_ptr(), flags, mode) },
+    }
+}
+
 /// truncate relative to a directory: open for writing, ftruncate, close.
 fn truncate_at(d: c_int, p: *const c_char, len: libc::off_t) -> c_long {
     // SAFETY: NUL-terminated path from the router.
-    let fd = unsafe { sys::openat(d, p, libc::O_WRONLY | libc::O_CLOEXEC, 0) };
+    let fd = unsafe { open_placed(d, CStr::from_ptr(p), libc::O_WRONLY | libc::O_CLOEXEC, 0) };
     if fd < 0 {
         return fd;
     }

@@ -129,6 +129,21 @@ pub fn at_fd<'b>(st: &State, at: At<'b>) -> (c_int, &'b CStr) {
     }
 }
 
+/// openat(2) of a placed path, in the kernel convention: a write-open (or a creation) in the
+/// tree is the materialiser's (`client::open`): the program's Landlock domain has no right
+/// to open a file of the tree for writing, so that a raw `open` of a pristine link (the
+/// shared cache's inode) is the kernel's to refuse.
+///
+/// # Safety
+/// `p` NUL-terminated.
+pub unsafe fn openat_placed(st: &State, d: c_int, p: &CStr, flags: c_int, mode: libc::mode_t) -> c_long {
+    if d == st.tree_fd && effect::opens_to_write(flags) {
+        return crate::preload::client::open(p.to_bytes(), flags, mode);
+    }
+    // SAFETY: NUL-terminated path (caller).
+    unsafe { sys::openat(d, p.as_ptr(), flags, mode) }
+}
+
 /// Make tree file `rel` private before a write: a pristine link (shared with the cache) or a
 /// file not materialised yet is copied up by the materialiser; `Err(EIO)` when it cannot be.
 pub fn ensure_private(st: &State, rel: &CStr) -> Result<(), c_int> {

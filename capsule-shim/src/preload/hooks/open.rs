@@ -40,7 +40,7 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc::m
     let opened = effect::open(&mut Effects(st), &placed, flags, |at, flags| {
         let (d, p) = at_fd(st, at);
         // SAFETY: the placed path is NUL-terminated and outlives the call.
-        check(unsafe { sys::openat(d, p.as_ptr(), flags, mode) })
+        check(unsafe { super::openat_placed(st, d, p, flags, mode) })
     });
     match opened {
         None => {

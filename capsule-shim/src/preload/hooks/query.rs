@@ -19,9 +19,11 @@ use crate::preload::sys::{self, set_errno};
 use capsule_core::resolve::path::PathBuffer;
 
 /// `p`, relative to `d`, as a path the kernel resolves from anywhere: `p` itself when `d` is
-/// `AT_FDCWD` or `p` is absolute; the tree's path and `p` when `d` is the tree descriptor
-/// (what [`routed`] hands its call on the tree side); `/proc/self/fd/D/p` otherwise. The
-/// joined forms are built in `out`. `Err(-errno)`: too long.
+/// `AT_FDCWD` or `p` is absolute; `/proc/self/fd/D/p` otherwise, the tree descriptor's too (a
+/// program run as another user than the store's, `run --user`, cannot walk the store's own
+/// path: every xattr call of its files failed with EACCES), except for the tree itself (`.`:
+/// the descriptor's link would be the final component, not followed under `IN_DONT_FOLLOW`),
+/// which is the tree's path. The joined forms are built in `out`. `Err(-errno)`: too long.
 ///
 /// # Safety
 /// `p` is NUL-terminated and lives for the call.
@@ -33,7 +35,7 @@ pub(crate) unsafe fn anywhere(d: c_int, p: *const c_char, out: &mut PathBuffer) 
     }
     out.clear();
     let pushed = match state() {
-        Some(st) if st.tree_fd == d => out.push(st.tree),
+        Some(st) if st.tree_fd == d && matches!(rel, b"" | b".") => out.push(st.tree),
         _ => {
             let mut digits = [0u8; 12];
             out.push(b"/proc/self/fd/").and_then(|()| out.push(decimal(d, &mut digits)))
