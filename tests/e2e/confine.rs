@@ -456,3 +456,24 @@ fn a_raw_write_to_a_pristine_file_of_the_tree_is_refused_and_the_cache_stays_int
     let (code, out, _) = run(&env, &bin, &home, &["--sandbox", "fresh"], &["r:/opt/conf/readme".into()]);
     assert_eq!((code, out.as_str()), (0, "r /opt/conf/readme r\n"), "another sandbox reads the capsule's content");
 }
+
+/// chroot in a capsule (sshd's privilege-separated child, haproxy's `chroot`): a process with
+/// CAP_SYS_CHROOT gets a jail in the view (absolute paths below the directory, `..` stopping
+/// there, no exec); one without is refused, as by the kernel.
+#[test]
+fn a_root_program_chroots_into_a_directory_of_its_view() {
+    require!(is_root(), "root (chroot needs CAP_SYS_CHROOT)");
+    let (bin, env, home) = setup();
+    let (code, _, err) = crate::support::run_capsule(
+        &env,
+        &["run", "conf", "--entry", "/bin/sh", "--", "-c", "mkdir -p /run/capjail/x && echo in > /run/capjail/inside"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!Path::new("/run/capjail").exists(), "written to the host");
+    let (code, out, err) = run(&env, &bin, &home, &[], &["jail:/run/capjail".into()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "jail /run/capjail entries=2 passwd=0 inside=in exec=Operation not permitted\n", "{err}");
+    let (code, out, err) = run(&env, &bin, &home, &["--user", "nobody"], &["jail:/run/capjail".into()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "jail /run/capjail Operation not permitted\n", "{err}");
+}

@@ -464,6 +464,10 @@ pub fn start(
     }
     env.push(("LD_PRELOAD".into(), shim.clone().into()));
     env.push(("CAPSULE_VIEW".into(), prepared.view.clone().into()));
+    // The tree writable through a prefix above it: the shim opens its files for writing itself.
+    if opts.unconfined || run::confine::tree_writable(&prepared.rules, prepared.sandbox.tree()) {
+        env.push(("CAPSULE_TREE_LOCAL".into(), "1".into()));
+    }
     cmd.envs(env.iter().map(|(k, v)| (k, v))).env("CAPSULE_SOCKET", &socket);
     // Set by the front end for a program started from a plan (this one is not).
     cmd.env_remove("CAPSULE_PLAN");

@@ -126,6 +126,19 @@ pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
     out
 }
 
+/// Whether the program may open files of `tree` for writing itself under `rules` anyway: the
+/// longest prefix that holds the tree lets it write the host there (`merged`, `passthrough`),
+/// and Landlock rights add up down a hierarchy. The shim then opens them itself
+/// (`CAPSULE_TREE_LOCAL`), rather than through the materialiser, which would protect nothing.
+pub fn tree_writable(rules: &[(String, Mode)], tree: &Path) -> bool {
+    rules
+        .iter()
+        .map(|(p, m)| (normal(p), *m))
+        .filter(|(p, _)| tree.starts_with(p))
+        .max_by_key(|(p, _)| p.components().count())
+        .is_some_and(|(_, m)| host_rights(m) & crate::confine::access::WRITE_FILE != 0)
+}
+
 /// What the program may do in its sandbox tree itself: everything but open a file for writing.
 /// Its pristine files are hardlinks to the shared cache, which a raw `open` of one for writing
 /// would change for every capsule holding that content; the shim has the materialiser open a

@@ -65,6 +65,8 @@ pub struct Materialiser {
     /// The sandbox's table of deletions, which every process of its runs reads
     /// ([`crate::view::live`]).
     live: Option<crate::view::live::Mapping>,
+    /// The tree, opened at the first [`Materialiser::open_for`].
+    tree_fd: std::sync::OnceLock<std::fs::File>,
 }
 
 /// Answer `sup`'s notifications until no tracee is left.
@@ -139,7 +141,14 @@ impl Server {
         let deleted = sandbox.whiteouts()?.into_iter().collect();
         let state = TreeState { deleted, linked: HashSet::new() };
         let live = sandbox.deletions();
-        let mat = Materialiser { tree_lock: Mutex::new(state), store, manifest, sandbox, live };
+        let mat = Materialiser {
+            tree_lock: Mutex::new(state),
+            store,
+            manifest,
+            sandbox,
+            live,
+            tree_fd: std::sync::OnceLock::new(),
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let pool = Pool {
             tx,
@@ -236,6 +245,14 @@ impl Server {
         if conn.set_read_timeout(Some(TIMEOUT)).is_err() || conn.set_write_timeout(Some(TIMEOUT)).is_err() {
             return;
         }
+        // An open for writing whose request is here already (the client writes it whole right
+        // after connect) is answered at once, on this thread: it does no slow work (no blob is
+        // extracted; a FIFO is opened without blocking), and a handoff to a worker is one more
+        // wake-up of another thread on every write-open of the tree.
+        if waiting_op(&conn) == Some(OP_OPEN) {
+            answer(&self.mat, conn);
+            return;
+        }
         let pool = &self.pool;
         let started = pool.started.get();
         if started < MAX_WORKERS && pool.busy.load(Ordering::Relaxed) >= started {
@@ -272,6 +289,15 @@ fn work(rx: &Mutex<Receiver<UnixStream>>, busy: &AtomicUsize, mat: &Shared) {
         answer(mat, conn);
         busy.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The op byte of a request already in `conn`'s receive queue (peeked, not read).
+fn waiting_op(conn: &UnixStream) -> Option<u8> {
+    use std::os::fd::AsRawFd;
+    let mut op = 0u8;
+    // SAFETY: recv writes at most one byte into `op`, which is ours.
+    let n = unsafe { libc::recv(conn.as_raw_fd(), (&raw mut op).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    (n == 1).then_some(op)
 }
 
 /// Read one request from `conn`, run it, reply (with the descriptor an open made).
@@ -353,12 +379,8 @@ thread_local! {
     /// Whether this thread has its own umask (`unshare(CLONE_FS)`), set per open for the
     /// caller's.
     static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// The umask of process `pid`.
-fn umask_of(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    u32::from_str_radix(status.lines().find_map(|l| l.strip_prefix("Umask:"))?.trim(), 8).ok()
+    /// This thread's own credentials, to switch back to after an open.
+    static OWN: std::cell::RefCell<Option<crate::supervisor::creds::Own>> = const { std::cell::RefCell::new(None) };
 }
 
 /// A request's tree path. A directory may come spelled with a trailing slash (`mkdir(".")`
@@ -416,7 +438,7 @@ impl Materialiser {
         let host = std::ffi::CString::new([&b"/"[..], parent].concat()).map_err(|_| libc::EINVAL)?;
         let own = creds::Own::current().map_err(|_| libc::EPERM)?;
         let theirs = creds::of(pid).map_err(|_| libc::EPERM)?;
-        let _switched = creds::switch(&own, &theirs)?;
+        let _switched = if own.opens_as(&theirs) { None } else { creds::switch(&own, &theirs)? };
         let (dirfd, at) = if in_tree { (tree.as_raw_fd(), &here) } else { (libc::AT_FDCWD, &host) };
         // SAFETY: faccessat2 reads a NUL-terminated path relative to an open directory.
         let r = unsafe {
@@ -454,11 +476,23 @@ impl Materialiser {
             Ok(m) if m.file_type().is_block_device() || m.file_type().is_char_device() => return Err(libc::EACCES),
             _ => {}
         }
-        let dir = std::fs::File::open(tree).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let dir = match self.tree_fd.get() {
+            Some(d) => d,
+            None => {
+                let d = std::fs::File::open(tree).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                self.tree_fd.get_or_init(|| d)
+            }
+        };
         let name = std::ffi::CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
-        let own = creds::Own::current().map_err(|_| libc::EPERM)?;
-        let theirs = creds::of(pid).map_err(|_| libc::EPERM)?;
-        let umask = umask_of(pid).ok_or(libc::EPERM)?;
+        let own = match OWN.with(|o| o.borrow().clone()) {
+            Some(o) => o,
+            None => {
+                let o = creds::Own::current().map_err(|_| libc::EPERM)?;
+                OWN.with(|c| *c.borrow_mut() = Some(o.clone()));
+                o
+            }
+        };
+        let (theirs, umask) = creds::with_umask_of(pid).map_err(|_| libc::EPERM)?;
         if !OWN_FS.get() {
             // SAFETY: unshare(CLONE_FS) gives this thread its own umask, cwd and root (copies).
             if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
@@ -466,7 +500,7 @@ impl Materialiser {
             }
             OWN_FS.set(true);
         }
-        let _switched = creds::switch(&own, &theirs)?;
+        let _switched = if own.opens_as(&theirs) { None } else { creds::switch(&own, &theirs)? };
         // SAFETY: umask only sets this thread's mask (its own fs, above).
         let ours = unsafe { libc::umask(umask) };
         let mut how = crate::supervisor::place::unsafe_zeroed();
@@ -492,9 +526,14 @@ impl Materialiser {
         let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0).ok_or(err)?;
         // SAFETY: openat2 returned a new descriptor, ours alone.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let meta = std::fs::File::from(fd.try_clone().map_err(|_| libc::EIO)?).metadata().map_err(|_| libc::EIO)?;
+        // SAFETY: a plain struct the kernel fills, for our own descriptor.
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `sb` is writable.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut sb) } != 0 {
+            return Err(libc::EIO);
+        }
         // A name given to the file since the copy-up (a race with a raw `link`): refused.
-        if meta.is_file() && meta.nlink() > 1 {
+        if sb.st_mode & libc::S_IFMT == libc::S_IFREG && sb.st_nlink > 1 {
             return Err(libc::EIO);
         }
         if extra != 0 && flags & libc::O_NONBLOCK == 0 {

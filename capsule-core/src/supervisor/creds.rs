@@ -74,6 +74,17 @@ impl Own {
         Ok(Own { creds, caps })
     }
 
+    /// Whether a thread with `c` opens files as this one does: the same fs ids and groups,
+    /// and the same of the capabilities an open checks (CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH,
+    /// FOWNER, FSETID). A root program's smaller bounding set needs no switch for an open.
+    pub fn opens_as(&self, c: &Creds) -> bool {
+        const OPEN_CAPS: u64 = 0x1f;
+        self.creds.fsuid == c.fsuid
+            && self.creds.fsgid == c.fsgid
+            && self.creds.groups == c.groups
+            && (self.creds.cap_eff ^ c.cap_eff) & OPEN_CAPS == 0
+    }
+
     /// Whether a thread with `c` accesses files as this one does.
     pub fn same(&self, c: &Creds) -> bool {
         self.creds.fsuid == c.fsuid
@@ -87,6 +98,16 @@ impl Own {
 pub fn of(tid: u32) -> io::Result<Creds> {
     let status = std::fs::read(format!("/proc/{tid}/status"))?;
     parse(&status).ok_or_else(|| io::Error::other(format!("cannot parse /proc/{tid}/status")))
+}
+
+/// The credentials of process (or thread) `pid`, and its umask (what a file it makes gets).
+pub fn with_umask_of(pid: u32) -> io::Result<(Creds, u32)> {
+    let status = std::fs::read(format!("/proc/{pid}/status"))?;
+    let bad = || io::Error::other(format!("cannot parse /proc/{pid}/status"));
+    let creds = parse(&status).ok_or_else(bad)?;
+    let text = std::str::from_utf8(&status).map_err(|_| bad())?;
+    let umask = text.lines().find_map(|l| l.strip_prefix("Umask:")).ok_or_else(bad)?;
+    Ok((creds, u32::from_str_radix(umask.trim(), 8).map_err(|_| bad())?))
 }
 
 /// The fields of a `/proc/.../status` file that decide file access.

@@ -128,14 +128,32 @@ fn exchange(
     // Truncation impossible: checked against u16::MAX by the caller.
     #[allow(clippy::cast_possible_truncation)]
     let len = (path.len() as u16).to_le_bytes();
-    let head = [op, len[0], len[1]];
-    for part in [&head[..], extra, path] {
-        if part.is_empty() {
-            continue;
+    // The request whole, in one write where it fits (the server answers an open at once when
+    // it finds the request waiting).
+    let mut whole = [0u8; 3 + 8 + 4096];
+    let total = 3 + extra.len() + path.len();
+    let parts: [&[u8]; 3] = [&[op, len[0], len[1]], extra, path];
+    if let Some(buf) = whole.get_mut(..total) {
+        let mut at = 0;
+        for part in parts {
+            if let Some(d) = buf.get_mut(at..at + part.len()) {
+                d.copy_from_slice(part);
+            }
+            at += part.len();
         }
-        // SAFETY: `part` is readable for its length.
-        if unsafe { write(fd, part.as_ptr(), part.len()) } != part.len() as c_long {
+        // SAFETY: `buf` is readable for its length.
+        if unsafe { write(fd, buf.as_ptr(), buf.len()) } != buf.len() as c_long {
             return libc::EIO;
+        }
+    } else {
+        for part in parts {
+            if part.is_empty() {
+                continue;
+            }
+            // SAFETY: `part` is readable for its length.
+            if unsafe { write(fd, part.as_ptr(), part.len()) } != part.len() as c_long {
+                return libc::EIO;
+            }
         }
     }
     let mut reply = [0u8; 4];

@@ -42,6 +42,10 @@ pub struct State {
     pub tree_fd: c_int,
     /// The tree's host path.
     pub tree: &'static [u8],
+    /// Whether the program's Landlock domain lets it open the tree's files for writing itself
+    /// (`CAPSULE_TREE_LOCAL=1`: the store is below a writable prefix, or the run is not
+    /// confined); else the materialiser opens them (`hooks::openat_placed`).
+    pub tree_local: bool,
     /// The inherited view descriptor (`CAPSULE_VIEW_FD`), kept open for our children; -1.
     pub view_fd: c_int,
     /// The run's host name (`CAPSULE_HOSTNAME`), empty when the machine's is kept.
@@ -64,13 +68,13 @@ pub struct State {
     /// `LD_PRELOAD=...`, `CAPSULE_VIEW=...`, `CAPSULE_SOCKET=...`, `CAPSULE_COOKIE=...`,
     /// `CAPSULE_VIEW_FD=...`, `CAPSULE_TREE_FD=...`, `CAPSULE_HOSTNAME=...`,
     /// `CAPSULE_DOMAIN=...`, `CAPSULE_IP=...`, `CAPSULE_IFACE=...`, `CAPSULE_LOADER=...` and
-    /// `CAPSULE_LIVE_FD=...` as found at start, NUL-terminated, re-added to the environment of programs started
+    /// `CAPSULE_LIVE_FD=...`, `CAPSULE_TREE_LOCAL=...` as found at start, NUL-terminated, re-added to the environment of programs started
     /// with a cleared one.
     pub env: [&'static CStr; ENV_SLOTS],
 }
 
 /// Our environment entries ([`State::env`]).
-const ENV_SLOTS: usize = 12;
+const ENV_SLOTS: usize = 13;
 
 /// Room for one `NAME=value` environment entry and its NUL.
 const ENV_CAP: usize = PATH_CAP + 16;
@@ -90,6 +94,7 @@ unsafe impl Sync for Storage {}
 static STORAGE: Storage = Storage {
     state: UnsafeCell::new(MaybeUninit::uninit()),
     env: [
+        UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
         UnsafeCell::new([0; ENV_CAP]),
@@ -373,6 +378,8 @@ fn init() {
         b"plain" => hooks::binfmt::LOADER_PLAIN,
         _ => hooks::binfmt::LOADER_NONE,
     };
+    let (local_entry, local) = value(c"CAPSULE_TREE_LOCAL", 12, c"CAPSULE_TREE_LOCAL=");
+    let tree_local = local == b"1";
     let env = [
         preload,
         view_entry,
@@ -386,8 +393,10 @@ fn init() {
         iface_entry,
         loader_entry,
         live_fd_entry,
+        local_entry,
     ];
-    let st = State { view, tree_fd, tree, view_fd, hostname, domain, ipv4, iface, mac, socket, loader, env };
+    let st =
+        State { view, tree_fd, tree, tree_local, view_fd, hostname, domain, ipv4, iface, mac, socket, loader, env };
     // SAFETY: the winner of STARTED is the only writer, and nothing reads the slot before the
     // Release store below.
     let slot = unsafe { &mut *STORAGE.state.get() };

@@ -151,6 +151,10 @@ impl Scratch {
         argv: Argv,
         follow: bool,
     ) -> Plan {
+        // A jailed process (`jail`) starts no program: it would see the whole view again.
+        if super::jail::root().is_some() {
+            return Plan::Deny(libc::EPERM);
+        }
         // SAFETY: the caller's contract.
         let first = match unsafe { self.examine(st, 0, dirfd, path, follow) } {
             Ok(f) => f,

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod fortify;
 pub mod glob;
 pub mod internal;
+pub mod jail;
 pub mod link;
 pub mod misc;
 pub mod net;
@@ -54,6 +55,9 @@ pub unsafe fn route<'b>(
 ) -> Route<'b> {
     // SAFETY: guaranteed by the caller.
     let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if let Some(root) = jail::root() {
+        return jail::route(st, dirfd, bytes, root, buf, intent);
+    }
     // The resolver's fast path (the hot case); the relative form is then the argument itself
     // minus its leading '/': no copy.
     if let Some(e) = capsule_core::resolve::literal(&st.view, bytes) {
@@ -72,7 +76,7 @@ pub unsafe fn route<'b>(
 
 /// [`route`] for a path the view does not hold literally: the boundary layer's [`place`].
 #[inline(never)]
-fn route_slow<'b>(
+pub(crate) fn route_slow<'b>(
     st: &'static State,
     dirfd: c_int,
     bytes: &[u8],
@@ -132,12 +136,14 @@ pub fn at_fd<'b>(st: &State, at: At<'b>) -> (c_int, &'b CStr) {
 /// openat(2) of a placed path, in the kernel convention: a write-open (or a creation) in the
 /// tree is the materialiser's (`client::open`): the program's Landlock domain has no right
 /// to open a file of the tree for writing, so that a raw `open` of a pristine link (the
-/// shared cache's inode) is the kernel's to refuse.
+/// shared cache's inode) is the kernel's to refuse. Unless the domain lets the program write
+/// the tree anyway (`State::tree_local`: the store is below a writable prefix), where the
+/// round trip would protect nothing.
 ///
 /// # Safety
 /// `p` NUL-terminated.
 pub unsafe fn openat_placed(st: &State, d: c_int, p: &CStr, flags: c_int, mode: libc::mode_t) -> c_long {
-    if d == st.tree_fd && effect::opens_to_write(flags) {
+    if d == st.tree_fd && !st.tree_local && effect::opens_to_write(flags) {
         return crate::preload::client::open(p.to_bytes(), flags, mode);
     }
     // SAFETY: NUL-terminated path (caller).
