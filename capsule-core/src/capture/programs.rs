@@ -183,13 +183,30 @@ fn find_program(m: &Manifest, program: &str) -> Option<RelPath> {
 pub fn packages(m: &Manifest, root: &Path) -> BTreeMap<String, Vec<RelPath>> {
     let mut out = BTreeMap::new();
     for (pkg, paths) in lists(root) {
-        let files: Vec<RelPath> =
-            paths.into_iter().filter(|p| m.get(p).is_some_and(|e| !matches!(e.kind, EntryKind::Dir))).collect();
+        let mut files: Vec<RelPath> = paths.into_iter().filter_map(|p| in_capsule(m, p)).collect();
+        files.sort();
+        files.dedup();
         if !files.is_empty() {
             out.entry(pkg).or_insert_with(Vec::new).extend(files);
         }
     }
     out
+}
+
+/// The capsule's file or symlink a dpkg list line names: the path itself, or on a merged-usr
+/// system (`/bin` → `usr/bin`, and `sbin`, `lib*` alike) the same name below `usr`, where the
+/// file is: bookworm's packages list `/bin/ed`, `/bin/mksh`, `/bin/busybox` (which were then
+/// no entry points, and `mksh` was dietlibc's static `/usr/lib/diet/bin/mksh`).
+fn in_capsule(m: &Manifest, p: RelPath) -> Option<RelPath> {
+    let file = |q: &RelPath| m.get(q).is_some_and(|e| !matches!(e.kind, EntryKind::Dir));
+    if file(&p) {
+        return Some(p);
+    }
+    let top = p.as_bytes().split(|&c| c == b'/').next().unwrap_or_default();
+    if !matches!(top, b"bin" | b"sbin" | b"lib" | b"lib32" | b"lib64" | b"libx32") {
+        return None;
+    }
+    RelPath::new([&b"usr/"[..], p.as_bytes()].concat()).ok().filter(file)
 }
 
 /// Every dpkg file list under `root`: package name (without `:ARCH`) and the paths it lists.
@@ -335,5 +352,42 @@ mod tests {
         // Several programs, no desktop application: no default.
         assert_eq!(m.default_entry, None);
         m.validate().unwrap();
+    }
+
+    /// A package that lists `/bin/mksh` (merged-usr: the file is `usr/bin/mksh`) and a second
+    /// build in a `bin` directory outside PATH: the entry point is the PATH one, by its
+    /// package; `/bin/ed` alone gives `ed`.
+    #[test]
+    fn merged_usr_list_lines_name_the_files_below_usr() {
+        use crate::digest::Digest;
+        let file = EntryKind::File { size: 1, digest: Digest::of(b"x") };
+        let mut m = Manifest::for_tests(
+            vec![
+                ("usr", EntryKind::Dir),
+                ("usr/bin", EntryKind::Dir),
+                ("usr/bin/ed", file.clone()),
+                ("usr/bin/mksh", file.clone()),
+                ("usr/lib", EntryKind::Dir),
+                ("usr/lib/diet", EntryKind::Dir),
+                ("usr/lib/diet/bin", EntryKind::Dir),
+                ("usr/lib/diet/bin/mksh", file.clone()),
+            ],
+            0o755,
+        );
+        let root = tempfile::tempdir().unwrap();
+        let info = root.path().join("var/lib/dpkg/info");
+        fs::create_dir_all(&info).unwrap();
+        fs::write(info.join("mksh.list"), "/.\n/bin\n/bin/mksh\n/usr/lib/diet/bin/mksh\n").unwrap();
+        fs::write(info.join("ed.list"), "/.\n/bin/ed\n").unwrap();
+        record(&mut m, root.path(), &[], false);
+        let got: Vec<(&str, &[u8], &EntrySource)> =
+            m.entry_points.iter().map(|e| (e.name.as_str(), e.path.as_bytes(), &e.source)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ed", &b"usr/bin/ed"[..], &EntrySource::Package("ed".into())),
+                ("mksh", &b"usr/bin/mksh"[..], &EntrySource::Package("mksh".into())),
+            ]
+        );
     }
 }
