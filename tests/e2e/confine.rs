@@ -453,8 +453,24 @@ fn a_raw_write_to_a_pristine_file_of_the_tree_is_refused_and_the_cache_stays_int
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::metadata(&file).unwrap().nlink(), 1, "a private copy");
     assert_eq!(env.json(&["verify"])["ok"], true, "the cache files match their digests");
-    let (code, out, _) = run(&env, &bin, &home, &["--sandbox", "fresh"], &["r:/opt/conf/readme".into()]);
-    assert_eq!((code, out.as_str()), (0, "r /opt/conf/readme r\n"), "another sandbox reads the capsule's content");
+    let (code, out, _) = run(
+        &env,
+        &bin,
+        &home,
+        &["--sandbox", "fresh"],
+        &["r:/opt/conf/readme".into(), "w:/opt/conf/fresh-only".into()],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "r /opt/conf/readme r\nw /opt/conf/fresh-only ok\n"),
+        "another sandbox reads the capsule's content"
+    );
+    // `sandbox NAME --sandbox S` looks at the sandbox `run --sandbox S` used.
+    let diff = env.ok(&["sandbox", "conf", "--sandbox", "fresh", "diff"]);
+    assert!(diff.lines().any(|l| l == "A /opt/conf/fresh-only"), "{diff}");
+    assert!(!env.ok(&["sandbox", "conf", "diff"]).contains("fresh-only"));
+    let o = env.fails(&["sandbox", "conf", "--sandbox", "nosuch", "diff"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no sandbox named nosuch"), "{o:?}");
 }
 
 /// chroot in a capsule (sshd's privilege-separated child, haproxy's `chroot`): a process with

@@ -608,6 +608,9 @@ pub struct SandboxArgs {
     /// NAME[:TAG] (the sandbox is per capsule name), or NAME@DIGEST (the sandbox of runs of that
     /// version by digest)
     pub name: String,
+    /// The sandbox a `run --sandbox NAME` used (default: the capsule's own, as for `run`)
+    #[arg(long, value_name = "NAME")]
+    pub sandbox: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub action: SandboxAction,

@@ -889,7 +889,7 @@ fn serve_attached(store: &Store, a: &RunAttached, l: &std::os::unix::net::UnixLi
 }
 
 /// A sandbox name: a capsule's name, or `NAME@HEX12` (a version run by digest).
-fn sandbox_name_ok(s: &str) -> Result<()> {
+pub(crate) fn sandbox_name_ok(s: &str) -> Result<()> {
     let r = any_ref(s).with_context(|| format!("invalid sandbox name {s:?}"))?;
     if r.sandbox_name() != s {
         anyhow::bail!("invalid sandbox name {s:?}: a capsule name, or NAME@ and 12 hex digits");

@@ -1,4 +1,5 @@
-//! `sandbox NAME diff|reset|commit NEWNAME`: what a capsule's programs wrote, kept across runs.
+//! `sandbox NAME [--sandbox SANDBOX] diff|reset|commit NEWNAME`: what a capsule's programs
+//! wrote, kept across runs.
 
 use std::process::ExitCode;
 
@@ -15,7 +16,18 @@ use crate::cli::args::{SandboxAction, SandboxArgs};
 pub fn run(store: &Store, out: Output, s: SandboxArgs) -> Result<ExitCode> {
     // `NAME@HEX`: the sandbox a run of that version by digest uses.
     let r = any_ref(&s.name)?;
-    let sandbox = Sandbox::open(store, &r.sandbox_name())?;
+    // `--sandbox NAME`: the one a `run --sandbox NAME` of this capsule used.
+    let name = match &s.sandbox {
+        Some(n) => {
+            super::run::sandbox_name_ok(n)?;
+            n.clone()
+        }
+        None => r.sandbox_name(),
+    };
+    if !store.root().join("sandboxes").join(&name).is_dir() && s.sandbox.is_some() {
+        anyhow::bail!("no sandbox named {name} in {}", store.root().display());
+    }
+    let sandbox = Sandbox::open(store, &name)?;
     match s.action {
         SandboxAction::Diff => {
             let (_, m) = store.load(&r).with_context(|| format!("cannot read capsule {r}"))?;
@@ -32,7 +44,7 @@ pub fn run(store: &Store, out: Output, s: SandboxArgs) -> Result<ExitCode> {
         }
         SandboxAction::Reset => {
             sandbox.reset()?;
-            out.info(format!("sandbox of {} discarded", r.sandbox_name()));
+            out.info(format!("sandbox {name} discarded"));
         }
         SandboxAction::Commit { new } => {
             let new = capsule_ref(&new)?;

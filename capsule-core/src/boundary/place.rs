@@ -112,17 +112,17 @@ pub fn place<'b, 'v>(
 }
 
 /// A path already inside the tree (a program that found its files from its own loaded path,
-/// which the loader names in the tree: graphviz's plugin configuration): the kernel's, but a
-/// capsule file not materialised yet is materialised first, as by its virtual path.
+/// which the loader names in the tree: graphviz's plugin configuration, which `dot -c` writes
+/// next to the plugins): the tree's, relative to its descriptor as any tree path, so that an
+/// open for writing goes where the tier opens tree files (the program's Landlock domain may
+/// not); a capsule file not materialised yet is materialised first, as by its virtual path.
 fn tree_path<'b, 'v>(view: &View<'v>, virt: &[u8], buf: &'b mut PathBuffer) -> Place<'b, 'v> {
-    let Some(e) = view.lookup(virt.get(1..).unwrap_or_default()).filter(|e| e.kind == crate::view::Kind::File) else {
-        return Place::Original;
-    };
+    let e = view.lookup(virt.get(1..).unwrap_or_default()).filter(|e| e.kind == crate::view::Kind::File);
     buf.clear();
     if buf.push(virt).is_err() {
         return Place::Original;
     }
-    Place::Tree(buf.rel_cstr(), Some(e))
+    Place::Tree(buf.rel_cstr(), e)
 }
 
 fn into_place<'b, 'v>(view: &View<'v>, decision: Decision, buf: &'b PathBuffer) -> Place<'b, 'v> {
