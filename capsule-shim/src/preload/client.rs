@@ -67,7 +67,7 @@ fn session(op: u8, extra: &[u8], path: &[u8], fd: Option<(&mut c_int, bool)>) ->
             0,
         )
     } == 0;
-    let r = connect_and_exchange(&addr, addr_len, op, extra, path, fd);
+    let r = connect_and_exchange(&addr, addr_len, Request { op, extra, path, fd_out: fd });
     if masked {
         // SAFETY: rt_sigprocmask reads `old`, an 8-byte sigset on our stack (the thread's
         // own mask, put back).
@@ -78,15 +78,17 @@ fn session(op: u8, extra: &[u8], path: &[u8], fd: Option<(&mut c_int, bool)>) ->
     r
 }
 
-/// One connection: socket, connect, request, reply.
-fn connect_and_exchange(
-    addr: &libc::sockaddr_un,
-    addr_len: usize,
+/// One request: `op`, `extra` bytes, `path`; where the descriptor a reply carries goes, and
+/// whether it is close-on-exec.
+struct Request<'a> {
     op: u8,
-    extra: &[u8],
-    path: &[u8],
-    fd_out: Option<(&mut c_int, bool)>,
-) -> i32 {
+    extra: &'a [u8],
+    path: &'a [u8],
+    fd_out: Option<(&'a mut c_int, bool)>,
+}
+
+/// One connection: socket, connect, request, reply.
+fn connect_and_exchange(addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>) -> i32 {
     // SAFETY: plain integer arguments, no memory.
     let fd = unsafe {
         raw(
@@ -105,20 +107,13 @@ fn connect_and_exchange(
     // Truncation intended: socket(2) returns a small descriptor.
     #[allow(clippy::cast_possible_truncation)]
     let fd = fd as i32;
-    let r = exchange(fd, addr, addr_len, op, extra, path, fd_out);
+    let r = exchange(fd, addr, addr_len, req);
     close(fd);
     r
 }
 
-fn exchange(
-    fd: i32,
-    addr: &libc::sockaddr_un,
-    addr_len: usize,
-    op: u8,
-    extra: &[u8],
-    path: &[u8],
-    fd_out: Option<(&mut c_int, bool)>,
-) -> i32 {
+fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>) -> i32 {
+    let Request { op, extra, path, fd_out } = req;
     // SAFETY: `addr` is a valid sockaddr_un of at least `addr_len` bytes for the call.
     let c =
         unsafe { raw(libc::SYS_connect, c_long::from(fd), addr as *const _ as c_long, addr_len as c_long, 0, 0, 0) };
