@@ -458,7 +458,7 @@ impl Materialiser {
     /// device nodes are refused.
     fn open_for(&self, conn: &UnixStream, path: &RelPath, flags: i32, mode: u32) -> Result<std::os::fd::OwnedFd, i32> {
         use crate::supervisor::creds;
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::AsRawFd;
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         REQUESTS.fetch_add(1, Ordering::Relaxed);
         let (pid, _) = peer_of(conn).ok_or(libc::EPERM)?;
@@ -503,39 +503,17 @@ impl Materialiser {
         let _switched = if own.opens_as(&theirs) { None } else { creds::switch(&own, &theirs)? };
         // SAFETY: umask only sets this thread's mask (its own fs, above).
         let ours = unsafe { libc::umask(umask) };
-        let mut how = crate::supervisor::place::unsafe_zeroed();
-        how.flags = u64::from((flags | extra | libc::O_CLOEXEC).cast_unsigned());
-        // A mode only for a new file (openat2 refuses one otherwise, where open ignores the
-        // garbage a variadic caller leaves in it).
-        let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
-        how.mode = if creates { u64::from(mode & 0o7777) } else { 0 };
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-        // SAFETY: openat2 reads the NUL-terminated name and `how` (its size given).
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                &raw const how,
-                size_of::<libc::open_how>(),
-            )
-        };
-        let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        let opened = crate::supervisor::place::open_unshared(
+            dir.as_raw_fd(),
+            &name,
+            flags | extra,
+            mode,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+        );
         // SAFETY: as above.
         unsafe { libc::umask(ours) };
-        let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0).ok_or(err)?;
-        // SAFETY: openat2 returned a new descriptor, ours alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: a plain struct the kernel fills, for our own descriptor.
-        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: as above; `sb` is writable.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut sb) } != 0 {
-            return Err(libc::EIO);
-        }
         // A name given to the file since the copy-up (a race with a raw `link`): refused.
-        if sb.st_mode & libc::S_IFMT == libc::S_IFREG && sb.st_nlink > 1 {
-            return Err(libc::EIO);
-        }
+        let fd = opened.map_err(|e| if e == libc::EMLINK { libc::EIO } else { e })?;
         if extra != 0 && flags & libc::O_NONBLOCK == 0 {
             // SAFETY: fcntl on our own descriptor, integer arguments.
             unsafe {

@@ -218,8 +218,30 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
     }
 }
 
-/// Open a placed path in the supervisor, with the layer's open effects. `None`: not ours.
+/// Open a placed path in the supervisor, with the layer's open effects. `None`: not ours. A
+/// tree file opened to be written that has another name (a link the program made) is copied
+/// up and opened again: never written through to an inode it shares.
 fn open_placed(
+    cx: &mut Context<'_, '_>,
+    placed: &Place<'_, '_>,
+    flags: i32,
+    mode: libc::mode_t,
+) -> Option<Result<OwnedFd, i32>> {
+    let r = open_placed_once(cx, placed, flags, mode);
+    let rel = match *placed {
+        Place::Tree(rel, _) | Place::TreeThenHost(rel, _) => rel,
+        _ => return r,
+    };
+    match r {
+        Some(Err(libc::EMLINK)) if effect::Tier::materialise(&mut cx.tier(), effect::OP_COPY_UP, rel) == 0 => {
+            Some(open_placed_once(cx, placed, flags, mode)?.map_err(|e| if e == libc::EMLINK { libc::EIO } else { e }))
+        }
+        Some(Err(libc::EMLINK)) => Some(Err(libc::EIO)),
+        r => r,
+    }
+}
+
+fn open_placed_once(
     cx: &mut Context<'_, '_>,
     placed: &Place<'_, '_>,
     flags: i32,
@@ -228,7 +250,12 @@ fn open_placed(
     let (tree, pid) = (cx.tree, cx.pid);
     effect::open(&mut cx.tier(), placed, flags, |at, flags| {
         let (d, p) = at_fd(tree, at, pid)?;
-        let fd = open_at(d, &p, flags, mode)?;
+        // A tree file opened to be written is never one with another name (the cache's).
+        let fd = if matches!(at, At::Tree(_)) && effect::opens_to_write(flags) {
+            super::place::open_unshared(d, &p, flags, mode, 0)?
+        } else {
+            open_at(d, &p, flags, mode)?
+        };
         if matches!(at, At::Host(_)) && launcher_is_root() && is_block_device(&fd) {
             // A run as root: the host's disks are granted nothing (`run::confine::grant_rules`),
             // and neither are they opened on the program's behalf, whatever symlink led here.

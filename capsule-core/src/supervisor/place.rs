@@ -80,6 +80,71 @@ fn probe(dirfd: i32, path: &CStr, follow: bool, resolve: u64) -> Result<(), i32>
     Ok(())
 }
 
+/// Open tree path `rel` (relative to `tree`) with `flags` for the program, never on an inode
+/// that has another name (a pristine link is the shared cache's inode): the file is opened
+/// without `O_TRUNC`, refused (EMLINK, which callers turn into a copy-up or EIO) when it is a
+/// regular file with more than one link, and only then truncated. The caller made it private first; this closes the race with a
+/// program that renames a pristine link over the name in between (an `O_TRUNC` open would
+/// have emptied the cache's file before any check). `resolve`: openat2's RESOLVE_* flags.
+/// Both the materialiser (`OP_OPEN`) and tier 2's supervisor open tree files through it.
+pub(crate) fn open_unshared(
+    tree: i32,
+    rel: &CStr,
+    flags: i32,
+    mode: libc::mode_t,
+    resolve: u64,
+) -> Result<std::os::fd::OwnedFd, i32> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let trunc = flags & libc::O_TRUNC != 0;
+    let mut how = unsafe_zeroed();
+    #[allow(clippy::cast_sign_loss)] // flag bits
+    {
+        how.flags = ((flags & !libc::O_TRUNC) | libc::O_CLOEXEC) as u64;
+    }
+    // A mode only for a new file (openat2 refuses one otherwise, where open ignores the
+    // garbage a variadic caller leaves in it).
+    let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    how.mode = if creates { u64::from(mode & 0o7777) } else { 0 };
+    how.resolve = resolve;
+    // SAFETY: `rel` is NUL-terminated; `how` is a live struct of the size passed.
+    let r =
+        unsafe { libc::syscall(libc::SYS_openat2, tree, rel.as_ptr(), &raw const how, size_of::<libc::open_how>()) };
+    let fd = i32::try_from(r).ok().filter(|&fd| fd >= 0).ok_or_else(super::handlers::errno)?;
+    // SAFETY: openat2 returned a new descriptor, ours alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a plain struct the kernel fills, for our own descriptor.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `sb` is writable.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &raw mut sb) } != 0 {
+        return Err(libc::EIO);
+    }
+    let regular = sb.st_mode & libc::S_IFMT == libc::S_IFREG;
+    if regular && sb.st_nlink > 1 {
+        return Err(libc::EMLINK);
+    }
+    if trunc && regular {
+        // Through a descriptor open for writing: ours, or one more on the same file.
+        let writer = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            let own = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
+            // SAFETY: a NUL-terminated path to our own descriptor's file.
+            let w = unsafe { libc::open(own.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            if w < 0 {
+                return Err(super::handlers::errno());
+            }
+            // SAFETY: a new descriptor, ours alone.
+            Some(unsafe { OwnedFd::from_raw_fd(w) })
+        } else {
+            None
+        };
+        let t = writer.as_ref().unwrap_or(&fd);
+        // SAFETY: ftruncate on a descriptor we own.
+        if unsafe { libc::ftruncate(t.as_raw_fd(), 0) } != 0 {
+            return Err(super::handlers::errno());
+        }
+    }
+    Ok(fd)
+}
+
 /// readlinkat(`dirfd`, `path`) into `out`.
 fn readlink(dirfd: i32, path: &CStr, out: &mut PathBuffer) -> Result<(), i32> {
     let (ptr, cap) = out.storage();
@@ -140,5 +205,40 @@ impl Tier for Sup<'_, '_> {
         // SAFETY: as above.
         let found = unsafe { libc::fstatat(libc::AT_FDCWD, abs.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 };
         found.then_some(sb.st_mode & libc::S_IFMT)
+    }
+}
+
+#[cfg(test)]
+mod open_unshared_tests {
+    use super::open_unshared;
+    use std::os::fd::AsRawFd;
+
+    /// A file with a second name (as a pristine link has the cache's) is never opened to be
+    /// written, and `O_TRUNC` never empties it; a file of one name is truncated after the
+    /// check, through a descriptor open for reading too.
+    #[test]
+    fn a_file_with_another_name_is_refused_and_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shared"), b"cache\n").unwrap();
+        std::fs::hard_link(dir.path().join("shared"), dir.path().join("link")).unwrap();
+        std::fs::write(dir.path().join("own"), b"mine\n").unwrap();
+        std::fs::write(dir.path().join("own2"), b"mine\n").unwrap();
+        let tree = std::fs::File::open(dir.path()).unwrap();
+        let t = tree.as_raw_fd();
+        let r = open_unshared(t, c"link", libc::O_WRONLY | libc::O_TRUNC, 0, libc::RESOLVE_BENEATH);
+        assert_eq!(r.err(), Some(libc::EMLINK));
+        assert_eq!(std::fs::read(dir.path().join("shared")).unwrap(), b"cache\n");
+        let fd = open_unshared(t, c"own", libc::O_WRONLY | libc::O_TRUNC, 0, 0).unwrap();
+        assert!(fd.as_raw_fd() >= 0);
+        assert_eq!(std::fs::read(dir.path().join("own")).unwrap(), b"");
+        let fd = open_unshared(t, c"own2", libc::O_RDONLY | libc::O_TRUNC, 0, 0).unwrap();
+        // SAFETY: fcntl on our own descriptor.
+        assert_eq!(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) } & libc::O_ACCMODE, libc::O_RDONLY);
+        assert_eq!(std::fs::read(dir.path().join("own2")).unwrap(), b"");
+        let fd = open_unshared(t, c"new", libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600, 0).unwrap();
+        drop(fd);
+        assert!(dir.path().join("new").is_file());
+        let escape = open_unshared(t, c"../x", libc::O_WRONLY | libc::O_CREAT, 0o600, libc::RESOLVE_BENEATH);
+        assert_eq!(escape.err(), Some(libc::EXDEV));
     }
 }
