@@ -488,7 +488,7 @@ fn a_root_program_chroots_into_a_directory_of_its_view() {
     assert!(!Path::new("/run/capjail").exists(), "written to the host");
     let (code, out, err) = run(&env, &bin, &home, &[], &["jail:/run/capjail".into()]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "jail /run/capjail entries=2 passwd=0 inside=in exec=Operation not permitted\n", "{err}");
+    assert_eq!(out, "jail /run/capjail entries=2 passwd=0 cwd=/ inside=in exec=Operation not permitted\n", "{err}");
     let (code, out, err) = run(&env, &bin, &home, &["--user", "nobody"], &["jail:/run/capjail".into()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "jail /run/capjail Operation not permitted\n", "{err}");

@@ -4,10 +4,9 @@
 //! haproxy with Debian's configuration (`chroot /var/lib/haproxy`), vsftpd. Here a process with
 //! CAP_SYS_CHROOT that chroots into a directory of its view gets a *jail*: from then on every
 //! absolute path it names is placed below that directory (`..` stops at it, as the kernel's
-//! would), as fakechroot does; relative paths follow its working directory as before (so a
-//! `..` from the jail's top, relative, leaves it). A
-//! symlink's absolute target still resolves from the view's own root, and `getcwd` shows the
-//! directory's path in the view. The jail is the process's (and its forks'): an exec inside it
+//! would), as fakechroot does, and so are paths relative to a directory inside it; `getcwd`
+//! names the working directory from the jail's root. A symlink's absolute target still
+//! resolves from the view's own root. The jail is the process's (and its forks'): an exec inside it
 //! is refused (EPERM) rather than start a program that would see the whole view again. A
 //! second chroot is refused too. Raw system calls are not jailed: this keeps the programs
 //! working, it is not a boundary (docs/security.md).
@@ -21,7 +20,7 @@ use super::{Route, Shim, route_slow};
 use crate::preload::guard::HookGuard;
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
-use capsule_core::boundary::place;
+use capsule_core::boundary::{Caller, place};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
@@ -59,20 +58,45 @@ pub fn route<'b>(
     buf: &'b mut PathBuffer,
     intent: Intent,
 ) -> Route<'b> {
-    if bytes.first() != Some(&b'/') {
-        return route_slow(st, dirfd, bytes, buf, intent);
-    }
     let mut joined = PathBuffer::new();
-    if joined.push(root).is_err() || push_clamped(&mut joined, bytes).is_err() {
+    if bytes.first() != Some(&b'/') {
+        // Relative to a directory inside the jail: joined to its path in the view, and `..`
+        // stops at the jail's root as well. From a directory outside it (no chdir after the
+        // chroot, or a descriptor opened before), as before.
+        let mut base = PathBuffer::new();
+        let got = if dirfd == libc::AT_FDCWD { Shim(st).cwd(&mut base) } else { Shim(st).fd_path(dirfd, &mut base) };
+        let virt = match got {
+            Ok(()) => capsule_core::resolve::untree(st.view.tree(), base.as_bytes()).unwrap_or(base.as_bytes()),
+            Err(_) => return route_slow(st, dirfd, bytes, buf, intent),
+        };
+        let inside = virt.strip_prefix(root).is_some_and(|r| r.is_empty() || r.first() == Some(&b'/'));
+        if !inside || bytes.is_empty() {
+            return route_slow(st, dirfd, bytes, buf, intent);
+        }
+        if joined.push(virt).is_err() || push_clamped(&mut joined, bytes, root.len()).is_err() {
+            return Route::Deny(libc::ENAMETOOLONG);
+        }
+        return place(&st.view, &Shim(st), libc::AT_FDCWD, joined.as_bytes(), intent, buf);
+    }
+    if joined.push(root).is_err() || push_clamped(&mut joined, bytes, root.len()).is_err() {
         return Route::Deny(libc::ENAMETOOLONG);
     }
     place(&st.view, &Shim(st), libc::AT_FDCWD, joined.as_bytes(), intent, buf)
 }
 
-/// Append absolute path `path`'s components to `out` (which holds the jail's root), `.` left
-/// out and `..` taking back only what `path` added.
-fn push_clamped(out: &mut PathBuffer, path: &[u8]) -> Result<(), i32> {
-    let base = out.as_bytes().len();
+/// `virt`, a path of the view, as the jail names it: below its root, or `None` outside.
+pub fn inside<'a>(root: &[u8], virt: &'a [u8]) -> Option<&'a [u8]> {
+    match virt.strip_prefix(root) {
+        Some(b"") => Some(b"/"),
+        Some(r) if r.first() == Some(&b'/') => Some(r),
+        _ => None,
+    }
+}
+
+/// Append path `path`'s components to `out`, `.` left out and `..` taking back nothing of
+/// its first `floor` bytes (the jail's root).
+fn push_clamped(out: &mut PathBuffer, path: &[u8], floor: usize) -> Result<(), i32> {
+    let base = floor;
     for comp in path.split(|&c| c == b'/') {
         match comp {
             b"" | b"." => {}
@@ -177,7 +201,7 @@ pub unsafe extern "C" fn chroot(path: *const c_char) -> c_int {
     // A tree path names the view's `/REL`.
     let mut src = PathBuffer::new();
     let mut root = PathBuffer::new();
-    let pushed = src.push(b"/").and_then(|()| src.push(virt)).and_then(|()| push_clamped(&mut root, src.as_bytes()));
+    let pushed = src.push(b"/").and_then(|()| src.push(virt)).and_then(|()| push_clamped(&mut root, src.as_bytes(), 0));
     if pushed.is_err() {
         return fail(libc::ENAMETOOLONG);
     }

@@ -111,7 +111,22 @@ pub unsafe extern "C" fn getcwd(buf: *mut c_char, size: usize) -> *mut c_char {
     // SAFETY: the caller's arguments, unchanged.
     let r = unsafe { real_fn(buf, size) };
     // SAFETY: getcwd returns null or a NUL-terminated string it owns or the caller does.
-    unsafe { untree_cstr(r) }
+    let r = unsafe { untree_cstr(r) };
+    if let (false, Some(root)) = (r.is_null(), super::jail::root()) {
+        // SAFETY: non-null, NUL-terminated and writable (getcwd's result).
+        let s = unsafe { core::slice::from_raw_parts_mut(r.cast::<u8>(), CStr::from_ptr(r).to_bytes().len() + 1) };
+        let len = s.len() - 1;
+        // Inside a jail: named from its root (a shorter suffix of the same string).
+        if let Some(rest) = s.get(..len).and_then(|v| super::jail::inside(root, v)).map(<[u8]>::len) {
+            if rest == 1 && len == root.len() {
+                s[0] = b'/';
+                s[1] = 0;
+            } else {
+                s.copy_within(len - rest.., 0);
+            }
+        }
+    }
+    r
 }
 
 /// Translate a NUL-terminated result naming a place in the tree back, in place (the string
