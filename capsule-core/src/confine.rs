@@ -86,6 +86,11 @@ const SYS_CLOSE: usize = 3;
 const SYS_PRCTL: usize = 157;
 const SYS_OPENAT: usize = 257;
 const SYS_NEWFSTATAT: usize = 262;
+const SYS_GETDENTS64: usize = 217;
+const O_DIRECTORY: usize = 0o200_000;
+const O_NOFOLLOW: usize = 0o400_000;
+const DT_DIR: u8 = 4;
+const DT_LNK: u8 = 10;
 const SYS_LANDLOCK_CREATE_RULESET: usize = 444;
 const SYS_LANDLOCK_ADD_RULE: usize = 445;
 const SYS_LANDLOCK_RESTRICT_SELF: usize = 446;
@@ -158,6 +163,25 @@ pub fn ruleset(sys: Sys, abi: i32, mask: u64) -> Result<usize, isize> {
     if fd < 0 { Err(fd) } else { Ok(fd.cast_unsigned()) }
 }
 
+/// Rights flag of a grant made not on its directory but on each of its entries, at every
+/// launch (`run::confine`: a writable prefix expanded around a narrower one): the directory's
+/// entries, but symlinks and the names listed after the path, get the rights; the directory
+/// itself nothing. Read when the ruleset is built, so an entry made since the last run is
+/// granted too (a launch plan holds the record, not the listing).
+pub const EXPAND: u64 = 1 << 63;
+
+/// Add one grant to `ruleset` (of rights `handled`): `rights` beneath `path` ([`add`]), or,
+/// with [`EXPAND`], beneath each entry of the directory `path` names up to its first NUL, but
+/// symlinks and the NUL-terminated names after it ([`add_entries`]).
+pub fn apply(sys: Sys, ruleset: usize, handled: u64, path: &[u8], rights: u64) -> Result<(), isize> {
+    if rights & EXPAND == 0 {
+        return add(sys, ruleset, handled, path, rights);
+    }
+    let Some(end) = path.iter().position(|&c| c == 0) else { return Err(-22) };
+    let (dir, except) = path.split_at(end + 1);
+    add_entries(sys, ruleset, handled, dir, rights & !EXPAND, except)
+}
+
 /// Add a rule granting `rights` (masked to what the ruleset `handled`, and to [`FILE_RIGHTS`] when
 /// `path` is not a directory, which the launcher usually did already) beneath `path`
 /// (NUL-terminated) to `ruleset`. A path that does
@@ -174,6 +198,15 @@ pub fn add(sys: Sys, ruleset: usize, handled: u64, path: &[u8], rights: u64) -> 
         };
     }
     let fd = fd.cast_unsigned();
+    let result = add_fd(sys, ruleset, fd, rights & handled, None);
+    sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+    result
+}
+
+/// The rule for `O_PATH` descriptor `fd`: `allowed`, masked to [`FILE_RIGHTS`] when it is not
+/// a directory (`dir`: whether it is, when the caller knows; else asked when the kernel
+/// refuses directory rights on it).
+fn add_fd(sys: Sys, ruleset: usize, fd: usize, allowed: u64, dir: Option<bool>) -> Result<(), isize> {
     let rule = |allowed: u64| {
         // struct landlock_path_beneath_attr { u64 allowed_access; s32 parent_fd; } packed.
         let mut attr = [0u8; 12];
@@ -181,9 +214,9 @@ pub fn add(sys: Sys, ruleset: usize, handled: u64, path: &[u8], rights: u64) -> 
         attr[8..].copy_from_slice(&i32::try_from(fd).unwrap_or(-1).to_ne_bytes());
         sys(SYS_LANDLOCK_ADD_RULE, [ruleset, LANDLOCK_RULE_PATH_BENEATH, attr.as_ptr() as usize, 0, 0, 0])
     };
+    let allowed = if dir == Some(false) { allowed & FILE_RIGHTS } else { allowed };
     // The launcher masks the rights of a file's rule already (`run::confine`): one call. A
     // path that is no longer what it was (EINVAL: directory rights on a file) is looked at.
-    let allowed = rights & handled;
     let mut r = if allowed == 0 { 0 } else { rule(allowed) };
     if r == -22 {
         // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
@@ -193,9 +226,92 @@ pub fn add(sys: Sys, ruleset: usize, handled: u64, path: &[u8], rights: u64) -> 
         let masked = if is_dir { allowed } else { allowed & FILE_RIGHTS };
         r = if s != 0 || masked == 0 { s } else { rule(masked) };
     }
-    let result = if r < 0 { Err(r) } else { Ok(()) };
-    sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+    if r < 0 { Err(r) } else { Ok(()) }
+}
+
+/// Grant `rights` (masked to `handled`) beneath each entry of directory `dir` (NUL-terminated)
+/// but `.`, `..`, symlinks (a rule holds on the inode it names: the target's) and the names in
+/// `except` (each NUL-terminated): [`EXPAND`]. A directory that is not there grants nothing.
+pub fn add_entries(
+    sys: Sys,
+    ruleset: usize,
+    handled: u64,
+    dir: &[u8],
+    rights: u64,
+    except: &[u8],
+) -> Result<(), isize> {
+    const O_RDONLY: usize = 0;
+    if dir.last() != Some(&0) {
+        return Err(-22);
+    }
+    let allowed = rights & handled;
+    let d =
+        sys(SYS_OPENAT, [AT_FDCWD.cast_unsigned(), dir.as_ptr() as usize, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, 0]);
+    if d < 0 {
+        return match -d {
+            ENOENT | ENOTDIR | EACCES | ELOOP => Ok(()),
+            _ => Err(d),
+        };
+    }
+    let d = d.cast_unsigned();
+    // struct linux_dirent64 records, 8-byte aligned.
+    #[repr(C, align(8))]
+    struct Buf([u8; 4096]);
+    let mut buf = Buf([0; 4096]);
+    let mut result = Ok(());
+    'read: loop {
+        let n = sys(SYS_GETDENTS64, [d, buf.0.as_mut_ptr() as usize, buf.0.len(), 0, 0, 0]);
+        if n <= 0 {
+            if n < 0 {
+                result = Err(n);
+            }
+            break;
+        }
+        let mut at = 0usize;
+        let end = usize::try_from(n).unwrap_or(0).min(buf.0.len());
+        while at + 19 < end {
+            // d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name NUL-terminated.
+            let Some(rec) = buf.0.get(at..end) else { break };
+            let reclen = usize::from(u16::from_ne_bytes([rec[16], rec[17]]));
+            if reclen < 20 || reclen > rec.len() {
+                break;
+            }
+            let (kind, name) = (rec[18], &rec[19..reclen]);
+            at += reclen;
+            let Some(len) = name.iter().position(|&c| c == 0) else { continue };
+            let name = &name[..=len];
+            if name == b".\0" || name == b"..\0" || kind == DT_LNK || excluded(except, name) || allowed == 0 {
+                continue;
+            }
+            let fd = sys(SYS_OPENAT, [d, name.as_ptr() as usize, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, 0, 0]);
+            if fd < 0 {
+                continue; // gone since the listing, or not ours to reach
+            }
+            let fd = fd.cast_unsigned();
+            // DT_UNKNOWN (0): the kernel's refusal of directory rights tells (add_fd).
+            let dir = match kind {
+                0 => None,
+                DT_DIR => Some(true),
+                _ => Some(false),
+            };
+            let r = add_fd(sys, ruleset, fd, allowed, dir);
+            sys(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+            if let Err(e) = r {
+                // A symlink the listing did not say was one (DT_UNKNOWN): not granted.
+                if e != -22 {
+                    result = Err(e);
+                    break 'read;
+                }
+            }
+        }
+    }
+    sys(SYS_CLOSE, [d, 0, 0, 0, 0, 0]);
     result
+}
+
+/// Whether NUL-terminated `name` is one of the NUL-terminated names of `list`.
+fn excluded(list: &[u8], name: &[u8]) -> bool {
+    list.split_inclusive(|&c| c == 0).any(|n| n == name)
 }
 
 /// Restrict this process (and what it executes) to `ruleset`: the launcher's child calls it

@@ -355,7 +355,7 @@ impl Plan {
     pub fn has_nul(&self) -> bool {
         let strings = [&self.program, &self.argv0, &self.view, &self.tree, &self.library_path, &self.launcher];
         strings.iter().any(|s| s.contains(&0))
-            || self.landlock.iter().any(|(_, p)| p.contains(&0))
+            || self.landlock.iter().any(|(r, p)| p.contains(&0) && r & crate::confine::EXPAND == 0)
             || self.landlock.len() > MAX_GRANTS
             || self.env.iter().any(|e| e.contains(&0))
             || self.args.iter().any(|a| a.contains(&0))

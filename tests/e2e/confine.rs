@@ -56,7 +56,15 @@ fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() 
     let system: Vec<String> =
         ["/etc", "/opt", "/usr/bin", "/srv"].iter().map(|d| format!("{d}/capsule-confine-{id}")).collect();
     let mine = home.join("raw");
-    let tmp = format!("/tmp/capsule-confine-{id}");
+    // In a directory of `/tmp` that is there when the run starts: `/tmp` itself holds the
+    // test's store, so Landlock grants it entry by entry (below).
+    let tmp_dir = format!("/tmp/capsule-confine-{id}");
+    fs::create_dir_all(&tmp_dir).unwrap();
+    let tmp = format!("{tmp_dir}/raw");
+    // Directly in `/tmp`, beside the store: a raw creation is refused by the kernel, one
+    // through libc is made by the broker.
+    let beside = format!("/tmp/capsule-confine-beside-{id}");
+    let brokered = format!("/tmp/capsule-confine-w-{id}");
     // A host file whose mode a raw fchmodat tries to change: the guard's supervisor changes
     // the sandbox's copy instead (Landlock has no right for modes).
     let meta = PathBuf::from(format!("/srv/capsule-confine-meta-{id}"));
@@ -66,6 +74,8 @@ fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() 
     args.push(format!("chmod:{}", meta.display()));
     args.push(format!("asm:{}", mine.display()));
     args.push(format!("asm:{tmp}"));
+    args.push(format!("asm:{beside}"));
+    args.push(format!("w:{brokered}"));
     args.push("env:CAPSULE_PLAN".to_owned());
     // Twice: the first from the full launcher, which writes a plan; the second from the plan.
     let mut plans = Vec::new();
@@ -85,9 +95,17 @@ fn raw_writes_to_the_system_are_refused_by_the_kernel_and_user_data_is_merged() 
         assert_eq!(fs::read_to_string(&mine).unwrap(), "raw\n");
         assert_eq!(fs::read_to_string(&tmp).unwrap(), "raw\n");
         let _ = fs::remove_file(&tmp);
+        if env.store().starts_with("/tmp") {
+            assert!(out.contains(&format!("asm {beside} Permission denied")), "{ctx}");
+            assert!(!Path::new(&beside).exists(), "{ctx}");
+        }
+        assert!(out.contains(&format!("w {brokered} ok")), "{ctx}");
+        assert_eq!(fs::read_to_string(&brokered).unwrap(), "capsule\n", "{ctx}");
+        let _ = fs::remove_file(&brokered);
         plans.push(out.lines().find(|l| l.starts_with("env CAPSULE_PLAN")).unwrap_or_default().to_owned());
     }
     let _ = fs::remove_file(&meta);
+    let _ = fs::remove_dir(&tmp_dir);
     assert_eq!(plans[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
     assert_ne!(plans[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {plans:?}");
     // `--isolation merged` lets the same raw write through (the rules decide, not a blanket
@@ -432,7 +450,7 @@ fn a_raw_write_to_a_pristine_file_of_the_tree_is_refused_and_the_cache_stays_int
     ];
     let mut plans = Vec::new();
     for _ in 0..2 {
-        let (code, out, err) = run(&env, &bin, &home, &["--isolation", "/tmp=writecopy"], &args);
+        let (code, out, err) = run(&env, &bin, &home, &[], &args);
         assert_eq!(code, 0, "{out}\n{err}");
         assert!(out.contains("r /opt/conf/readme r\n"), "{out}");
         assert!(out.contains(&format!("wo {f} Permission denied")), "the raw open for writing: {out}");
@@ -446,8 +464,7 @@ fn a_raw_write_to_a_pristine_file_of_the_tree_is_refused_and_the_cache_stays_int
     assert_eq!(plans[0], "env CAPSULE_PLAN -", "the first run is the full launcher's");
     assert_ne!(plans[1], "env CAPSULE_PLAN -", "the second run starts from its plan: {plans:?}");
     // Through the shim, the same file is written: copied up first, by the materialiser.
-    let (code, out, err) =
-        run(&env, &bin, &home, &["--isolation", "/tmp=writecopy"], &["w:/opt/conf/readme".into(), format!("r:{f}")]);
+    let (code, out, err) = run(&env, &bin, &home, &[], &["w:/opt/conf/readme".into(), format!("r:{f}")]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("w /opt/conf/readme ok") && out.contains(&format!("r {f} capsule")), "{out}");
     use std::os::unix::fs::MetadataExt;
@@ -492,4 +509,89 @@ fn a_root_program_chroots_into_a_directory_of_its_view() {
     let (code, out, err) = run(&env, &bin, &home, &["--user", "nobody"], &["jail:/run/capjail".into()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "jail /run/capjail Operation not permitted\n", "{err}");
+}
+
+/// The store is out of the program's reach by its host path even where it lies in a merged
+/// prefix (the default store is in `$HOME`; the tests' is in `/tmp`): the rules make it
+/// write-copy, so Landlock grants the merged prefix around it entry by entry, and the names
+/// made, renamed and removed directly beside the store, or in a directory made there during the
+/// run, are made by the broker (the materialiser for tier 1, the supervisor for tier 2), as the
+/// merged prefix promises. Tier 1 from the full launcher and from its plan, and tier 2.
+#[test]
+fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
+    let (bin, env, home) = setup();
+    // The directory holding the store: expanded around it.
+    let e = env.store().parent().unwrap().to_path_buf();
+    let store = env.store();
+    // The same arguments twice (a plan is the same command's), then tier 2, then a write to
+    // the store's path through libc.
+    let rounds = [("never", false), ("never", false), ("always", false), ("never", true)];
+    for (round, (seccomp, store_write)) in rounds.into_iter().enumerate() {
+        let at = |n: &str| e.join(format!("confine-{n}")).display().to_string();
+        let (f1, f3, d, l, raw) = (at("f1"), at("f3"), at("d"), at("l"), at("raw"));
+        let in_d = format!("{d}/f2");
+        let evil = store.join("evil").display().to_string();
+        let mut args: Vec<String> = vec![
+            format!("w:{f1}"),
+            format!("mkdir:{d}"),
+            format!("w:{in_d}"),
+            format!("mv:{f1}|{f3}"),
+            format!("ln:{f3}|{l}"),
+            format!("r:{l}"),
+            format!("rm:{l}"),
+            format!("rm:{in_d}"),
+            format!("rmdir:{d}"),
+            format!("asm:{raw}"),
+            format!("asm:{evil}"),
+            format!("mv:{}|{}", store.display(), at("stolen")),
+            "env:CAPSULE_PLAN".into(),
+        ];
+        if store_write {
+            args.push(format!("w:{evil}"));
+        }
+        let mut c: Command = env.cmd(&["run", "conf", "--seccomp", seccomp, "--entry"]);
+        c.arg(&bin).arg("--").args(&args).env("HOME", &home);
+        let o = c.output().unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let ctx = format!("round {round} (--seccomp {seccomp}):\n{out}\n{err}");
+        assert_eq!(o.status.code(), Some(0), "{ctx}");
+        for line in [
+            format!("w {f1} ok"),
+            format!("mkdir {d} ok"),
+            format!("w {in_d} ok"),
+            format!("mv {f1}|{f3} ok"),
+            format!("ln {f3}|{l} ok"),
+            format!("r {l} capsule"),
+            format!("rm {l} ok"),
+            format!("rm {in_d} ok"),
+            format!("rmdir {d} ok"),
+            // Through libc, the store's path is write-copy: the sandbox's copy.
+            if store_write { format!("w {evil} ok") } else { format!("rmdir {d} ok") },
+        ] {
+            assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
+        }
+        assert_eq!(fs::read_to_string(&f3).unwrap(), "capsule\n", "{ctx}");
+        assert!(!Path::new(&f1).exists() && !Path::new(&d).exists() && !Path::new(&l).exists(), "{ctx}");
+        if seccomp == "never" {
+            // A raw creation beside the store is the kernel's to refuse (no broker sees it);
+            // one in the store too.
+            assert!(out.contains(&format!("asm {raw} Permission denied")), "{ctx}");
+            assert!(out.contains(&format!("asm {evil} Permission denied")), "{ctx}");
+            let plan = out.lines().find(|l| l.starts_with("env CAPSULE_PLAN")).unwrap_or_default();
+            if round < 2 {
+                assert_eq!(plan == "env CAPSULE_PLAN -", round == 0, "full launcher, then the plan: {ctx}");
+            }
+        } else {
+            // Tier 2 sees every call: the raw one is made by the broker, and the store's path
+            // is write-copy.
+            assert!(out.contains(&format!("asm {raw} ok")), "{ctx}");
+            assert!(out.contains(&format!("asm {evil} ok")), "{ctx}");
+            let _ = fs::remove_file(&raw);
+        }
+        assert!(!Path::new(&evil).exists(), "the store was written: {ctx}");
+        assert!(!out.contains(&format!("mv {}|{} ok", store.display(), at("stolen"))), "{ctx}");
+        assert!(store.join("blobs").is_dir() && !Path::new(&at("stolen")).exists(), "{ctx}");
+        let _ = fs::remove_file(&f3);
+    }
+    assert_eq!(env.json(&["verify"])["ok"], true, "the cache files match their digests");
 }

@@ -392,7 +392,8 @@ pub fn start(
     };
     // The materialiser's abstract socket belongs to a network namespace: bind it in the
     // program's.
-    let bind = || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
+    let bind =
+        || Server::bind(&socket, store.clone(), prepared.manifest.clone(), prepared.sandbox.clone(), &prepared.view);
     // The view and the tree as inherited descriptors too, for processes that change user.
     // Optional: under a descriptor limit of 1000 or less they are skipped (paths still work).
     let view_fd = supervisor::launch::inheritable(&prepared.view, false);
@@ -425,8 +426,9 @@ pub fn start(
                 run::userns::Plan::new(*ip, 24, prepared.identity.mac, prepared.identity.hostname.as_deref(), &socket)
                     .context("cannot prepare the capsule's namespaces")?;
             let end = plan.enter(&mut cmd);
-            let (st, m, sb) = (store.clone(), prepared.manifest.clone(), prepared.sandbox.clone());
-            Listening::FromChild(end, Box::new(move |l| Ok(Server::on(l, st, m, sb)?)))
+            let (st, m, sb, v) =
+                (store.clone(), prepared.manifest.clone(), prepared.sandbox.clone(), prepared.view.clone());
+            Listening::FromChild(end, Box::new(move |l| Ok(Server::on(l, st, m, sb, &v)?)))
         }
         _ => Listening::Now(Box::new(bind()?)),
     };
@@ -885,7 +887,8 @@ fn serve_attached(store: &Store, a: &RunAttached, l: &std::os::unix::net::UnixLi
     sandbox_name_ok(&a.sandbox)?;
     let sandbox = run::sandbox::Sandbox::open(store, &a.sandbox)?;
     let listener = l.try_clone().context("cannot share the materialiser socket")?;
-    Ok(Server::on(listener, store.clone(), manifest, sandbox)?.polled()?)
+    let view = a.view.as_deref().context("the run's plan names no view")?;
+    Ok(Server::on(listener, store.clone(), manifest, sandbox, view)?.polled()?)
 }
 
 /// A sandbox name: a capsule's name, or `NAME@HEX12` (a version run by digest).

@@ -396,7 +396,7 @@ fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
     let rs = confine::ruleset(sys::call, abi, mask).ok().filter(|_| abi > 0)?;
     for g in c.grants.iter().take(c.n_grants).skip(1) {
         let added = confine::record(g)
-            .map(|(rights, path)| confine::add(sys::call, rs, confine::handled(abi) & mask, path, rights));
+            .map(|(rights, path)| confine::apply(sys::call, rs, confine::handled(abi) & mask, path, rights));
         if !matches!(added, Some(Ok(()))) {
             confine::close(sys::call, rs);
             return None;

@@ -34,6 +34,34 @@ pub const OP_WHITEOUT_DIR: u8 = 5;
 /// mode: u32 LE` between the header and the path; the reply is the errno, with the
 /// descriptor (SCM_RIGHTS) when it is 0.
 pub const OP_OPEN: u8 = 6;
+/// Materialiser request: make a host call the program's Landlock domain refused where the
+/// run's isolation rules allow it (the broker, `supervisor::host`: a name made, removed or
+/// opened for writing in a writable prefix expanded around a narrower one, such as `$HOME`
+/// around the store). The request carries `call: u8 · 0 · 0 · 0 · flags: i32 LE · mode: u32
+/// LE` ([`HOST_EXTRA`] bytes) between the header and the path; after the path, a NUL and the
+/// second path of the calls that have one (a symlink's target, a rename's or link's new name).
+/// The reply is the errno, with the descriptor of an open when it is 0.
+pub const OP_HOST: u8 = 7;
+/// Bytes of an [`OP_HOST`] request between the header and the path.
+pub const HOST_EXTRA: usize = 12;
+
+/// The calls of an [`OP_HOST`] request.
+pub mod host_call {
+    /// open(2): flags and mode.
+    pub const OPEN: u8 = 1;
+    /// mkdir(2): mode.
+    pub const MKDIR: u8 = 2;
+    /// mknod(2) of a regular file, FIFO or socket: mode (with the type).
+    pub const MKNOD: u8 = 3;
+    /// symlink(2): the second path is the target.
+    pub const SYMLINK: u8 = 4;
+    /// unlinkat(2): flags (`AT_REMOVEDIR`).
+    pub const UNLINK: u8 = 5;
+    /// renameat2(2): flags; the second path is the new name.
+    pub const RENAME: u8 = 6;
+    /// linkat(2) without following a symlink: the second path is the new name.
+    pub const LINK: u8 = 7;
+}
 
 /// Whether an open with `flags` needs the right to write the file it opens (or makes one).
 #[inline]

@@ -10,7 +10,11 @@ use crate::view::{Entry, View};
 /// Where a call goes. Paths borrow the caller's [`PathBuffer`].
 #[derive(Debug)]
 pub enum Place<'b, 'v> {
-    /// Not ours: the kernel runs the call as made.
+    /// Not ours: the kernel runs the call as made. The caller's buffer then holds the host
+    /// path the call names, normalised (absolute), or is empty when the layer could not name it
+    /// (an empty path, a directory it cannot name, a path too long): what a tier asks the
+    /// broker for when Landlock refuses a write the isolation rules allow
+    /// ([`crate::supervisor::host`]).
     Original,
     /// This absolute host path instead of the argument.
     Host(&'b CStr),
@@ -39,6 +43,7 @@ pub fn place<'b, 'v>(
     buf: &'b mut PathBuffer,
 ) -> Place<'b, 'v> {
     if path.is_empty() {
+        buf.clear();
         return Place::Original;
     }
     let tree = view.tree();
@@ -51,6 +56,7 @@ pub fn place<'b, 'v>(
         let mut base = PathBuffer::new();
         let got = if dirfd == libc::AT_FDCWD { caller.cwd(&mut base) } else { caller.fd_path(dirfd, &mut base) };
         if got.is_err() {
+            buf.clear();
             return Place::Original;
         }
         match untree(tree, base.as_bytes()) {
@@ -60,7 +66,10 @@ pub fn place<'b, 'v>(
     };
     let (walk, in_tree) = match walked {
         Ok(v) => v,
-        Err(libc::ENAMETOOLONG) => return Place::Original,
+        Err(libc::ENAMETOOLONG) => {
+            buf.clear();
+            return Place::Original;
+        }
         Err(e) => return Place::Deny(e),
     };
     let mut rewritten = in_tree || walk.substituted;
@@ -120,6 +129,7 @@ fn tree_path<'b, 'v>(view: &View<'v>, virt: &[u8], buf: &'b mut PathBuffer) -> P
     let e = view.lookup(virt.get(1..).unwrap_or_default()).filter(|e| e.kind == crate::view::Kind::File);
     buf.clear();
     if buf.push(virt).is_err() {
+        buf.clear();
         return Place::Original;
     }
     Place::Tree(buf.rel_cstr(), e)

@@ -22,13 +22,42 @@ use std::path::{Path, PathBuf};
 use crate::confine::{READ, WRITE};
 use crate::view::Mode;
 
-/// One Landlock rule: rights beneath a host path.
+/// One Landlock rule: rights beneath a host path, or beneath each entry of a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     /// The host path (a directory, or a file).
     pub path: PathBuf,
     /// `confine::access` rights.
     pub rights: u64,
+    /// `Some(names)`: the rights are not the directory's but each of its entries', except
+    /// symlinks and these names (the way to a narrower prefix), listed when the ruleset is
+    /// built, at every launch (`confine::EXPAND`).
+    pub entries_but: Option<Vec<Vec<u8>>>,
+}
+
+impl Grant {
+    /// `rights` beneath `path`.
+    pub fn on(path: impl Into<PathBuf>, rights: u64) -> Grant {
+        Grant { path: path.into(), rights, entries_but: None }
+    }
+
+    /// The grant as a launch plan's Landlock record holds it (`confine::record`, without the
+    /// final NUL the plan adds): its rights ([`crate::confine::EXPAND`] set for a grant on
+    /// entries) and its path, then each excepted name NUL-terminated.
+    pub fn record(&self) -> (u64, Vec<u8>) {
+        use std::os::unix::ffi::OsStrExt;
+        let mut path = self.path.as_os_str().as_bytes().to_vec();
+        match &self.entries_but {
+            None => (self.rights, path),
+            Some(names) => {
+                for n in names {
+                    path.push(0);
+                    path.extend_from_slice(n);
+                }
+                (self.rights | crate::confine::EXPAND, path)
+            }
+        }
+    }
 }
 
 /// What a mode lets the program do on the host below its prefix.
@@ -43,19 +72,6 @@ pub fn host_rights(mode: Mode) -> u64 {
 /// The grants for `rules` (the run's effective isolation rules, prefix and mode), followed
 /// by `extra` (granted as they are: the tree, the view, the shim…).
 pub fn grants(rules: &[(String, Mode)], extra: &[Grant]) -> Vec<Grant> {
-    grants_listing(rules, extra, &mut Vec::new())
-}
-
-/// The host directories whose entries [`grants`] lists for `rules` (each expanded above a
-/// narrower prefix): a launch plan's grants hold while they are unchanged, so they are the
-/// plan's inputs (`run::planner`).
-pub fn listed(rules: &[(String, Mode)]) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    grants_listing(rules, &[], &mut dirs);
-    dirs
-}
-
-fn grants_listing(rules: &[(String, Mode)], extra: &[Grant], listed: &mut Vec<PathBuf>) -> Vec<Grant> {
     let mut prefixes: Vec<(PathBuf, u64)> =
         rules.iter().map(|(p, m)| (normal(p), host_rights(*m))).filter(|(p, _)| p.is_absolute()).collect();
     prefixes.sort();
@@ -63,24 +79,28 @@ fn grants_listing(rules: &[(String, Mode)], extra: &[Grant], listed: &mut Vec<Pa
     let root_rights = prefixes.iter().find(|(p, _)| p == Path::new("/")).map_or(0, |(_, r)| *r);
     let below: Vec<(PathBuf, u64)> = prefixes.into_iter().filter(|(p, _)| p != Path::new("/")).collect();
     let mut out = Vec::new();
-    emit(Path::new("/"), root_rights, &below, &mut out, listed);
+    emit(Path::new("/"), root_rights, &below, &mut out);
     out.extend(extra.iter().filter(|g| g.rights != 0).cloned());
     // A file's rule carries file rights only (the kernel refuses others on a file).
-    for g in &mut out {
+    for g in out.iter_mut().filter(|g| g.entries_but.is_none()) {
         if std::fs::metadata(&g.path).is_ok_and(|m| !m.is_dir()) {
             g.rights &= crate::confine::FILE_RIGHTS;
         }
     }
     // A grant an ancestor's covers is left out: each costs the front end system calls at every
     // start. Only for paths without a symlink on the way (a rule holds on the target's inode).
-    // (Looked up by ancestor: `/dev` expanded alone gives a hundred grants or more, and path
-    // comparisons of every pair cost the full launcher milliseconds.)
+    // (Looked up by ancestor: path comparisons of every pair cost the full launcher
+    // milliseconds.) A grant on a directory's entries covers nothing by its path.
     let mut by_path: std::collections::HashMap<&Path, Vec<u64>> = std::collections::HashMap::new();
-    for h in &out {
+    for h in out.iter().filter(|g| g.entries_but.is_none()) {
         by_path.entry(h.path.as_path()).or_default().push(h.rights);
     }
     let covered = |g: &Grant| {
-        g.path.ancestors().skip(1).any(|a| by_path.get(a).is_some_and(|rs| rs.iter().any(|r| r & g.rights == g.rights)))
+        g.entries_but.is_none()
+            && g.path
+                .ancestors()
+                .skip(1)
+                .any(|a| by_path.get(a).is_some_and(|rs| rs.iter().any(|r| r & g.rights == g.rights)))
             && std::fs::canonicalize(&g.path).is_ok_and(|c| c == g.path)
     };
     let keep: Vec<bool> = out.iter().map(|g| !covered(g)).collect();
@@ -100,28 +120,28 @@ pub fn for_run(p: &super::Prepared, shim: &Path, program: &Path) -> Vec<Grant> {
     let rw = READ | WRITE;
     let tree = TREE;
     let mut extra = vec![
-        Grant { path: p.sandbox.tree().to_owned(), rights: tree },
-        Grant { path: p.sandbox.dir().to_owned(), rights: READ },
-        Grant { path: p.view.clone(), rights: READ },
-        Grant { path: shim.to_owned(), rights: READ },
+        Grant::on(p.sandbox.tree().to_owned(), tree),
+        Grant::on(p.sandbox.dir().to_owned(), READ),
+        Grant::on(p.view.clone(), READ),
+        Grant::on(shim.to_owned(), READ),
         // The kernel starts a dynamic program with the loader its PT_INTERP names, from the
         // host, unless the capsule's own loader differs from it (`run::exec::loader`): the
         // same bytes the capsule carries, readable even under `full`.
-        Grant { path: PathBuf::from(HOST_LOADER), rights: READ },
+        Grant::on(PathBuf::from(HOST_LOADER), READ),
     ];
-    extra.extend(p.state_dirs.iter().map(|d| Grant { path: d.clone(), rights: rw }));
+    extra.extend(p.state_dirs.iter().map(|d| Grant::on(d.clone(), rw)));
     let mut out = grants_for(p, shim, program, extra);
     // First, what the ruleset handles (an empty path): reads only where a rule hides the host.
     let reads = p.rules.iter().any(|(_, m)| *m == Mode::Full);
     let mask = crate::confine::mask(reads);
     // A grant of nothing the ruleset handles (a read, when reads are not confined) is none.
     out.retain(|g| g.rights & mask != 0);
-    out.insert(0, Grant { path: PathBuf::new(), rights: mask });
+    out.insert(0, Grant::on(PathBuf::new(), mask));
     // The tree's own grant, even where an ancestor's covers it: the kernel looks for a rule
     // from the opened file upwards at every open, and stops at the first that grants enough
     // (~20 ns a level here; the store is often several levels below `$HOME` or `/tmp`).
     if !out.iter().any(|g| g.path == p.sandbox.tree()) {
-        out.push(Grant { path: p.sandbox.tree().to_owned(), rights: tree & mask });
+        out.push(Grant::on(p.sandbox.tree().to_owned(), tree & mask));
     }
     out
 }
@@ -187,7 +207,7 @@ fn grants_for(p: &super::Prepared, shim: &Path, program: &Path, mut extra: Vec<G
         // A program that is not ELF (a script) or cannot be parsed grants nothing more.
         for bin in start {
             if let Ok(c) = crate::capture::elf::closure(std::slice::from_ref(&bin)) {
-                extra.extend(c.files.into_iter().map(|path| Grant { path, rights: READ }));
+                extra.extend(c.files.into_iter().map(|path| Grant::on(path, READ)));
             }
         }
     }
@@ -199,16 +219,15 @@ fn grants_for(p: &super::Prepared, shim: &Path, program: &Path, mut extra: Vec<G
 pub fn ruleset(grants: &[Grant], abi: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     use crate::confine;
     use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
     let mask = grants.first().filter(|g| g.path.as_os_str().is_empty()).map_or(READ | WRITE, |g| g.rights);
     let fd = confine::ruleset(confine::raw, abi, mask).map_err(errno)?;
     let fd = i32::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: landlock_create_ruleset just returned this descriptor; nobody else owns it.
     let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
     for g in grants.iter().filter(|g| !g.path.as_os_str().is_empty()) {
-        let mut path = g.path.as_os_str().as_bytes().to_vec();
+        let (rights, mut path) = g.record();
         path.push(0);
-        confine::add(confine::raw, fd.cast_unsigned() as usize, confine::handled(abi) & mask, &path, g.rights)
+        confine::apply(confine::raw, fd.cast_unsigned() as usize, confine::handled(abi) & mask, &path, rights)
             .map_err(|e| {
                 let e = errno(e);
                 std::io::Error::new(e.kind(), format!("cannot grant access to {}: {e}", g.path.display()))
@@ -271,16 +290,20 @@ fn normal(p: &str) -> PathBuf {
     Path::new(p).components().collect()
 }
 
-/// Grant `rights` beneath `dir`, given the prefixes strictly below it (`below`).
-fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>, listed: &mut Vec<PathBuf>) {
+/// Grant `rights` beneath `dir`, given the prefixes strictly below it (`below`). Where a
+/// prefix below has fewer rights, `dir` is expanded: its own grant keeps what every prefix
+/// below it has, its entries get `rights` (a grant on entries, listed at each launch:
+/// `confine::EXPAND`) but the ways to the prefixes below, which are granted the same way in
+/// turn.
+fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>) {
     let lacking = below.iter().any(|(_, r)| rights & !r != 0);
     if !lacking {
         if rights != 0 {
-            out.push(Grant { path: dir.to_owned(), rights });
+            out.push(Grant::on(dir, rights));
         }
         for (p, r) in top_most(below) {
             let under: Vec<_> = below.iter().filter(|(q, _)| q != p && q.starts_with(p)).cloned().collect();
-            emit(p, *r, &under, out, listed);
+            emit(p, *r, &under, out);
         }
         return;
     }
@@ -292,21 +315,30 @@ fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>,
     };
     let common = below.iter().fold(rights, |acc, (p, r)| acc & (r | listing(p)));
     if common != 0 {
-        out.push(Grant { path: dir.to_owned(), rights: common });
+        out.push(Grant::on(dir, common));
     }
-    listed.push(dir.to_owned());
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
-    names.sort();
-    for name in names {
-        let path = dir.join(&name);
-        let under: Vec<_> = below.iter().filter(|(q, _)| q != &path && q.starts_with(&path)).cloned().collect();
-        if let Some((_, r)) = below.iter().find(|(q, _)| q == &path) {
-            emit(&path, *r, &under, out, listed);
-        } else if !under.is_empty() {
-            emit(&path, rights, &under, out, listed);
-        } else if rights != 0 && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
-            out.push(Grant { path, rights });
+    // The entries of `dir` on the way to a prefix below, each once.
+    let mut ways: Vec<PathBuf> = Vec::new();
+    for (q, _) in below {
+        if let Ok(rest) = q.strip_prefix(dir)
+            && let Some(first) = rest.components().next()
+        {
+            let way = dir.join(first);
+            if !ways.contains(&way) {
+                ways.push(way);
+            }
+        }
+    }
+    if rights != 0 {
+        use std::os::unix::ffi::OsStrExt;
+        let names = ways.iter().filter_map(|w| w.file_name()).map(|n| n.as_bytes().to_vec()).collect();
+        out.push(Grant { path: dir.to_owned(), rights, entries_but: Some(names) });
+    }
+    for way in ways {
+        let under: Vec<_> = below.iter().filter(|(q, _)| q != &way && q.starts_with(&way)).cloned().collect();
+        match below.iter().find(|(q, _)| q == &way) {
+            Some((_, r)) => emit(&way, *r, &under, out),
+            None => emit(&way, rights, &under, out),
         }
     }
 }
@@ -319,9 +351,35 @@ fn top_most(below: &[(PathBuf, u64)]) -> impl Iterator<Item = &(PathBuf, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
+    /// The grant on `p` itself (not one on its entries).
     fn rights_of(g: &[Grant], p: &str) -> Option<u64> {
-        g.iter().find(|g| g.path == Path::new(p)).map(|g| g.rights)
+        g.iter().find(|g| g.path == Path::new(p) && g.entries_but.is_none()).map(|g| g.rights)
+    }
+
+    /// The rights `g` gives `p` (a path without symlinks), as the kernel would: the grants on
+    /// `p` and its ancestors, and the grants on the entries of an ancestor, but the names they
+    /// except and symlinks.
+    fn effective(g: &[Grant], p: &str) -> u64 {
+        let p = Path::new(p);
+        g.iter()
+            .filter(|g| !g.path.as_os_str().is_empty())
+            .map(|g| match &g.entries_but {
+                None if p.starts_with(&g.path) => g.rights,
+                None => 0,
+                Some(but) => match p.strip_prefix(&g.path).ok().and_then(|r| r.components().next()) {
+                    Some(first)
+                        if !but.iter().any(|n| n.as_slice() == first.as_os_str().as_bytes())
+                            && !std::fs::symlink_metadata(g.path.join(first)).is_ok_and(|m| m.is_symlink()) =>
+                    {
+                        g.rights
+                    }
+                    _ => 0,
+                },
+            })
+            .fold(0, |a, r| a | r)
+            & if std::fs::metadata(p).is_ok_and(|m| !m.is_dir()) { crate::confine::FILE_RIGHTS } else { !0 }
     }
 
     #[test]
@@ -332,21 +390,23 @@ mod tests {
             ("/dev".to_owned(), Mode::Passthrough),
             ("/opt/".to_owned(), Mode::Full),
         ];
-        let g = grants(&rules, &[Grant { path: "/srv/tree".into(), rights: READ | WRITE }]);
+        let g = grants(&rules, &[Grant::on("/srv/tree", READ | WRITE)]);
         // `/opt` full under a readable `/`: `/` is expanded (and keeps no right of its own),
         // `/opt` gets nothing.
         assert_eq!(rights_of(&g, "/"), None);
-        assert_eq!(rights_of(&g, "/usr"), Some(READ));
-        assert_eq!(rights_of(&g, "/bin"), None, "a symlink on merged /usr systems");
+        assert_eq!(effective(&g, "/usr/lib"), READ);
+        if std::fs::symlink_metadata("/bin").is_ok_and(|m| m.is_symlink()) {
+            assert_eq!(effective(&g, "/bin"), 0, "a symlink on merged /usr systems");
+        }
         assert_eq!(rights_of(&g, "/tmp"), Some(READ | WRITE));
         assert_eq!(rights_of(&g, "/dev"), Some(READ | WRITE));
         assert_eq!(rights_of(&g, "/srv/tree"), Some(READ | WRITE));
         // Covered by `/tmp`'s grant: left out.
         let inside = tempfile::tempdir_in("/tmp").unwrap();
         let inside = inside.path().canonicalize().unwrap();
-        let g2 = grants(&rules, &[Grant { path: inside.clone(), rights: READ }]);
+        let g2 = grants(&rules, &[Grant::on(inside.clone(), READ)]);
         assert_eq!(rights_of(&g2, inside.to_str().unwrap()), None);
-        assert_eq!(rights_of(&g, "/opt"), None);
+        assert_eq!(effective(&g, "/opt/x"), 0);
     }
 
     #[test]
@@ -366,17 +426,21 @@ mod tests {
         assert_eq!(rights_of(&g, &top), Some(READ), "the expanded directory keeps what all below it have");
         // `usr` may be read and no more: what `top`'s own grant gives it, so it has none itself.
         assert_eq!(rights_of(&g, &format!("{top}/usr")), None);
-        assert_eq!(rights_of(&g, &format!("{top}/etc")), Some(READ | WRITE));
-        assert_eq!(rights_of(&g, &format!("{top}/home")), Some(READ | WRITE));
-        assert_eq!(rights_of(&g, &format!("{top}/file")), Some((READ | WRITE) & crate::confine::FILE_RIGHTS));
-        assert_eq!(rights_of(&g, &format!("{top}/lib")), None, "a symlink would grant its target");
-        // The expanded directories are the plan's inputs: `top` (listed for its entries), not
-        // `usr` (granted nothing of its own) nor `/` (full: nothing to expand).
-        let listed = listed(&rules);
-        assert_eq!(listed, vec![root.to_owned()], "{listed:?}");
-        // An entry made there after the grants were computed is granted the next time.
-        std::fs::create_dir(root.join("new")).unwrap();
-        assert_eq!(rights_of(&grants(&rules, &[]), &format!("{top}/new")), Some(READ | WRITE));
+        assert_eq!(effective(&g, &format!("{top}/usr/lib")), READ);
+        assert_eq!(effective(&g, &format!("{top}/etc")), READ | WRITE);
+        assert_eq!(effective(&g, &format!("{top}/home/u")), READ | WRITE);
+        assert_eq!(effective(&g, &format!("{top}/file")), (READ | WRITE) & crate::confine::FILE_RIGHTS);
+        assert_eq!(effective(&g, &format!("{top}/lib")), READ, "a symlink would grant its target");
+        // The entries are a grant of their own, listed at launch: not in the grants, and so
+        // neither in a launch plan, and an entry made since is granted.
+        let on_entries: Vec<_> = g.iter().filter(|g| g.entries_but.is_some()).collect();
+        assert_eq!(on_entries.len(), 1, "{g:?}");
+        assert_eq!(on_entries[0].path, root);
+        assert_eq!(on_entries[0].entries_but, Some(vec![b"usr".to_vec()]));
+        let (rights, record) = on_entries[0].record();
+        assert_eq!(rights, READ | WRITE | crate::confine::EXPAND);
+        assert_eq!(record, [root.as_os_str().as_bytes(), b"\0usr"].concat());
+        assert!(!g.iter().any(|g| g.path.starts_with(root.join("etc"))), "{g:?}");
     }
 
     #[test]
@@ -394,8 +458,45 @@ mod tests {
             vec![("/".to_owned(), Mode::Full), (d.clone(), Mode::Passthrough), (format!("{d}/disk"), Mode::Full)];
         let g = grants(&rules, &[]);
         assert_eq!(rights_of(&g, &d), Some(crate::confine::access::READ_DIR));
-        assert_eq!(rights_of(&g, &format!("{d}/disk")), None);
-        assert_eq!(rights_of(&g, &format!("{d}/null")), Some((READ | WRITE) & crate::confine::FILE_RIGHTS));
-        assert_eq!(rights_of(&g, &format!("{d}/shm")), Some(READ | WRITE));
+        assert_eq!(effective(&g, &format!("{d}/disk")), 0);
+        assert_eq!(effective(&g, &format!("{d}/null")), (READ | WRITE) & crate::confine::FILE_RIGHTS);
+        assert_eq!(effective(&g, &format!("{d}/shm/x")), READ | WRITE);
+    }
+
+    /// The kernel's verdict on a ruleset with a grant on entries (`confine::add_entries`), in a
+    /// thread of its own (Landlock restricts the calling thread).
+    #[test]
+    fn the_kernel_grants_each_entry_listed_at_launch_but_the_way_to_the_narrower_prefix() {
+        if kernel_abi() < 1 {
+            eprintln!("SKIP: the kernel has no Landlock");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().canonicalize().unwrap();
+        for d in ["open/sub", "store/cache"] {
+            std::fs::create_dir_all(top.join(d)).unwrap();
+        }
+        std::fs::write(top.join("file"), b"x").unwrap();
+        std::fs::write(top.join("store/cache/blob"), b"shared").unwrap();
+        std::os::unix::fs::symlink(top.join("store"), top.join("link")).unwrap();
+        let t = top.to_str().unwrap().to_owned();
+        let rules = vec![("/".to_owned(), Mode::Merged), (format!("{t}/store"), Mode::WriteCopy)];
+        let g = grants(&rules, &[]);
+        let top2 = top.clone();
+        let verdicts = std::thread::spawn(move || {
+            let fd = ruleset(&g, kernel_abi()).unwrap();
+            crate::confine::restrict(
+                crate::confine::raw,
+                std::os::fd::AsRawFd::as_raw_fd(&fd).cast_unsigned() as usize,
+            )
+            .unwrap();
+            let w = |p: &str| std::fs::OpenOptions::new().append(true).open(top2.join(p)).is_ok();
+            let mk = |p: &str| std::fs::write(top2.join(p), b"new").is_ok();
+            [w("file"), mk("open/sub/new"), w("store/cache/blob"), mk("store/x"), w("link/cache/blob"), mk("beside")]
+        })
+        .join()
+        .unwrap();
+        assert_eq!(verdicts, [true, true, false, false, false, false], "{top:?}");
+        assert_eq!(std::fs::read(top.join("store/cache/blob")).unwrap(), b"shared");
     }
 }

@@ -166,6 +166,40 @@ pub fn effective_rules(manifest: &Manifest, run: &[(String, Mode)]) -> Vec<(Stri
     all
 }
 
+/// `rules` with the store made write-copy where a merged or passed-through rule holds it (the
+/// default store is in `$HOME`): no program writes the cache, the capsules or another
+/// sandbox by its host path. Landlock then expands the writable prefix around the store
+/// (`run::confine`), and the broker makes what the kernel refuses there for nothing
+/// (`supervisor::host`). By the store's path as given and by its canonical one (a rule holds
+/// on the inode the path names). Rules stay longest prefix first.
+pub fn protect_store(rules: &mut Vec<(String, Mode)>, store: &Path) {
+    let mut paths = vec![store.to_path_buf()];
+    if let Ok(c) = store.canonicalize()
+        && c != store
+    {
+        paths.push(c);
+    }
+    for p in paths {
+        let Some(s) = p.to_str().map(|s| s.trim_end_matches('/').to_owned()) else { continue };
+        if !s.starts_with('/') || s.is_empty() {
+            continue;
+        }
+        let governing = rules
+            .iter()
+            .filter(|(q, _)| {
+                let q = q.trim_end_matches('/');
+                q.is_empty() || s == q || s.strip_prefix(q).is_some_and(|r| r.starts_with('/'))
+            })
+            .max_by_key(|(q, _)| q.trim_end_matches('/').len())
+            .map(|(_, m)| *m);
+        if matches!(governing, Some(Mode::Merged | Mode::Passthrough)) {
+            rules.retain(|(q, _)| q.trim_end_matches('/') != s);
+            rules.push((s, Mode::WriteCopy));
+        }
+    }
+    rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+}
+
 /// A mode's name as `--isolation` spells it.
 pub fn mode_name(m: Mode) -> &'static str {
     match m {
@@ -254,7 +288,8 @@ pub fn prepare_with(
     for l in &links {
         shared::record_user(store, &l.manifest.name, &manifest.name)?;
     }
-    let all_rules = effective_rules(&manifest, &run.rules);
+    let mut all_rules = effective_rules(&manifest, &run.rules);
+    protect_store(&mut all_rules, store.root());
     let mut opts = ViewOptions {
         tree: sandbox.tree().to_owned(),
         capsule_mode: Mode::WriteCopy,

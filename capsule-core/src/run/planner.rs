@@ -12,7 +12,7 @@
 //! - the view file, the program (and the scripts and interpreter that decided it,
 //!   `run::exec`), the library directories, the shim and the launcher itself (an upgrade of
 //!   capsule starts over);
-//! - the host directories whose entries the Landlock grants list (`run::confine::listed`).
+//! - for a run as root, `/dev` (its disks are granted nothing, by name: `run::confine::grant_rules`).
 //!
 //! A run only gets a plan when nothing else went into it ([`Prepared::plannable`]): no shared
 //! capsules, no registry edits of files, no identity.
@@ -111,12 +111,12 @@ pub fn write(
         let path = p.sandbox.tree().join(w.trim_start_matches('/'));
         files.push((bytes(&path), true, sig_of(&path, true)));
     }
-    // The directories whose entries the Landlock grants list: an entry made or removed there
-    // changes the grants.
-    if !launch.grants.is_empty() {
-        for dir in super::confine::listed(&super::confine::grant_rules(&p.rules)) {
-            files.push((bytes(&dir), true, sig_of(&dir, true)));
-        }
+    // A run as root grants the host's disks nothing, by name (`confine::grant_rules`): a disk
+    // that appears in /dev changes the grants. (The entries of an expanded directory are
+    // listed at every launch: `confine::EXPAND`.)
+    if !launch.grants.is_empty() && super::confine::grant_rules(&p.rules).len() > p.rules.len() {
+        let dev = Path::new("/dev");
+        files.push((bytes(dev), true, sig_of(dev, true)));
     }
     let mut follow =
         vec![p.view.clone(), launch.program.path.clone(), launch.launcher.to_owned(), launch.shim.to_owned()];
@@ -144,7 +144,7 @@ pub fn write(
         digest: p.digest.to_hex().into_bytes(),
         sandbox: sandbox.as_bytes().to_vec(),
         launcher: bytes(launch.launcher),
-        landlock: launch.grants.iter().map(|g| (g.rights, bytes(&g.path))).collect(),
+        landlock: launch.grants.iter().map(super::confine::Grant::record).collect(),
     };
     if plan.has_nul() || launch.env.iter().any(|(k, _)| k.contains('=')) {
         return Ok(Written::NotPlannable);

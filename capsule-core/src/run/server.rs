@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -40,7 +40,9 @@ use crate::store::Store;
 use crate::supervisor::Supervisor;
 use crate::supervisor::handlers::Materialise;
 
-pub use crate::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_OPEN, OP_WHITEOUT, OP_WHITEOUT_DIR};
+pub use crate::boundary::effect::{
+    HOST_EXTRA, OP_COPY_UP, OP_HOST, OP_LINK, OP_LINK_DIR, OP_OPEN, OP_WHITEOUT, OP_WHITEOUT_DIR,
+};
 
 /// Requests served in this process (both tiers), for `capsule run --stats`: a launcher serves
 /// one program.
@@ -67,6 +69,9 @@ pub struct Materialiser {
     live: Option<crate::view::live::Mapping>,
     /// The tree, opened at the first [`Materialiser::open_for`].
     tree_fd: std::sync::OnceLock<std::fs::File>,
+    /// The run's view (its isolation rules bound what [`OP_HOST`] does); empty when none
+    /// was given, and then every such request is refused.
+    view: Vec<u8>,
 }
 
 /// Answer `sup`'s notifications until no tracee is left.
@@ -127,16 +132,30 @@ struct Pool {
 
 impl Server {
     /// Listen on abstract socket `name`.
-    pub fn bind(name: &str, store: Store, manifest: Manifest, sandbox: Sandbox) -> Result<Server, RunError> {
+    pub fn bind(
+        name: &str,
+        store: Store,
+        manifest: Manifest,
+        sandbox: Sandbox,
+        view: &Path,
+    ) -> Result<Server, RunError> {
         let addr = SocketAddr::from_abstract_name(name.as_bytes())
             .map_err(RunError::io("bad socket name", PathBuf::from(name)))?;
         let listener = UnixListener::bind_addr(&addr)
             .map_err(RunError::io("failed to listen on abstract socket", PathBuf::from(name)))?;
-        Server::on(listener, store, manifest, sandbox)
+        Server::on(listener, store, manifest, sandbox, view)
     }
 
-    /// Serve on a socket already listening (made in the program's network namespace).
-    pub fn on(listener: UnixListener, store: Store, manifest: Manifest, sandbox: Sandbox) -> Result<Server, RunError> {
+    /// Serve on a socket already listening (made in the program's network namespace), for a
+    /// run of view `view`.
+    pub fn on(
+        listener: UnixListener,
+        store: Store,
+        manifest: Manifest,
+        sandbox: Sandbox,
+        view: &Path,
+    ) -> Result<Server, RunError> {
+        let view = std::fs::read(view).map_err(RunError::io("failed to read", view.to_path_buf()))?;
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
         let state = TreeState { deleted, linked: HashSet::new() };
@@ -148,6 +167,7 @@ impl Server {
             sandbox,
             live,
             tree_fd: std::sync::OnceLock::new(),
+            view,
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let pool = Pool {
@@ -249,7 +269,7 @@ impl Server {
         // after connect) is answered at once, on this thread: it does no slow work (no blob is
         // extracted; a FIFO is opened without blocking), and a handoff to a worker is one more
         // wake-up of another thread on every write-open of the tree.
-        if waiting_op(&conn) == Some(OP_OPEN) {
+        if matches!(waiting_op(&conn), Some(OP_OPEN | OP_HOST)) {
             answer(&self.mat, conn);
             return;
         }
@@ -355,6 +375,16 @@ impl Shared {
         if head[0] == OP_OPEN {
             conn.read_exact(&mut how)?;
         }
+        if head[0] == OP_HOST {
+            let mut extra = [0u8; HOST_EXTRA];
+            conn.read_exact(&mut extra)?;
+            let mut paths = vec![0u8; len];
+            conn.read_exact(&mut paths)?;
+            return Ok(match self.0.host_for(conn, &extra, &paths) {
+                Ok(fd) => (0, fd),
+                Err(e) => (e, None),
+            });
+        }
         let mut path = vec![0u8; len];
         conn.read_exact(&mut path)?;
         let Some(path) = request_path(&path) else { return Ok((libc::EINVAL, None)) };
@@ -381,6 +411,36 @@ thread_local! {
     static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// This thread's own credentials, to switch back to after an open.
     static OWN: std::cell::RefCell<Option<crate::supervisor::creds::Own>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with the credentials and umask of process `pid` (the peer of a request) on this
+/// thread, and take this thread's own back after. No switch when the caller's credentials
+/// open files as ours would.
+fn as_caller<T>(pid: u32, f: impl FnOnce() -> T) -> Result<T, i32> {
+    use crate::supervisor::creds;
+    let own = match OWN.with(|o| o.borrow().clone()) {
+        Some(o) => o,
+        None => {
+            let o = creds::Own::current().map_err(|_| libc::EPERM)?;
+            OWN.with(|c| *c.borrow_mut() = Some(o.clone()));
+            o
+        }
+    };
+    let (theirs, umask) = creds::with_umask_of(pid).map_err(|_| libc::EPERM)?;
+    if !OWN_FS.get() {
+        // SAFETY: unshare(CLONE_FS) gives this thread its own umask, cwd and root (copies).
+        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+            return Err(libc::EIO);
+        }
+        OWN_FS.set(true);
+    }
+    let _switched = if own.opens_as(&theirs) { None } else { creds::switch(&own, &theirs)? };
+    // SAFETY: umask only sets this thread's mask (its own fs, above).
+    let ours = unsafe { libc::umask(umask) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(ours) };
+    Ok(r)
 }
 
 /// A request's tree path. A directory may come spelled with a trailing slash (`mkdir(".")`
@@ -457,7 +517,6 @@ impl Materialiser {
     /// without blocking (ENXIO when it has no reader yet: a worker must not wait for one);
     /// device nodes are refused.
     fn open_for(&self, conn: &UnixStream, path: &RelPath, flags: i32, mode: u32) -> Result<std::os::fd::OwnedFd, i32> {
-        use crate::supervisor::creds;
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         REQUESTS.fetch_add(1, Ordering::Relaxed);
@@ -484,34 +543,15 @@ impl Materialiser {
             }
         };
         let name = std::ffi::CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
-        let own = match OWN.with(|o| o.borrow().clone()) {
-            Some(o) => o,
-            None => {
-                let o = creds::Own::current().map_err(|_| libc::EPERM)?;
-                OWN.with(|c| *c.borrow_mut() = Some(o.clone()));
-                o
-            }
-        };
-        let (theirs, umask) = creds::with_umask_of(pid).map_err(|_| libc::EPERM)?;
-        if !OWN_FS.get() {
-            // SAFETY: unshare(CLONE_FS) gives this thread its own umask, cwd and root (copies).
-            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                return Err(libc::EIO);
-            }
-            OWN_FS.set(true);
-        }
-        let _switched = if own.opens_as(&theirs) { None } else { creds::switch(&own, &theirs)? };
-        // SAFETY: umask only sets this thread's mask (its own fs, above).
-        let ours = unsafe { libc::umask(umask) };
-        let opened = crate::supervisor::place::open_unshared(
-            dir.as_raw_fd(),
-            &name,
-            flags | extra,
-            mode,
-            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
-        );
-        // SAFETY: as above.
-        unsafe { libc::umask(ours) };
+        let opened = as_caller(pid, || {
+            crate::supervisor::place::open_unshared(
+                dir.as_raw_fd(),
+                &name,
+                flags | extra,
+                mode,
+                libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+            )
+        })?;
         // A name given to the file since the copy-up (a race with a raw `link`): refused.
         let fd = opened.map_err(|e| if e == libc::EMLINK { libc::EIO } else { e })?;
         if extra != 0 && flags & libc::O_NONBLOCK == 0 {
@@ -522,6 +562,29 @@ impl Materialiser {
             }
         }
         Ok(fd)
+    }
+
+    /// Make the host call an [`OP_HOST`] request names (`extra`: its call, flags and mode;
+    /// `paths`: the path, then a NUL and the second path if it has one) for the process at the
+    /// other end of `conn`, with its credentials and umask, as far as the run's isolation rules
+    /// allow (`supervisor::host`): the descriptor of an open.
+    fn host_for(
+        &self,
+        conn: &UnixStream,
+        extra: &[u8; HOST_EXTRA],
+        paths: &[u8],
+    ) -> Result<Option<std::os::fd::OwnedFd>, i32> {
+        use crate::supervisor::host;
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let (pid, _) = peer_of(conn).ok_or(libc::EPERM)?;
+        let view = crate::view::View::new(&self.view).map_err(|_| libc::EACCES)?;
+        let flags = i32::from_le_bytes([extra[4], extra[5], extra[6], extra[7]]);
+        let mode = u32::from_le_bytes([extra[8], extra[9], extra[10], extra[11]]);
+        let mut parts = paths.splitn(2, |&c| c == 0);
+        let path = std::ffi::CString::new(parts.next().unwrap_or_default()).map_err(|_| libc::EINVAL)?;
+        let other = parts.next().map(std::ffi::CString::new).transpose().map_err(|_| libc::EINVAL)?;
+        let call = host::Call::decode(extra[0], flags, mode, other.as_deref()).ok_or(libc::EINVAL)?;
+        as_caller(pid, || host::perform(&view, &path, call))?
     }
 
     /// Run operation `op` on `path`: 0, or an errno.

@@ -211,10 +211,37 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
     let mut buf = PathBuffer::new();
     let view = cx.view;
     let placed = place(&view, cx.tree, mem, dirfd, addr, effect::open_intent(flags), &mut buf);
-    match open_placed(cx, &placed, flags, mode).map(|r| r.and_then(|fd| injectable(fd, flags))) {
+    let original = matches!(placed, Place::Original);
+    let r = match open_placed(cx, &placed, flags, mode) {
+        None if original && effect::opens_to_write(flags) => {
+            brokered(&view, &buf, super::host::Call::Open { flags, mode }).map(|r| r?.ok_or(libc::EIO))
+        }
+        r => r,
+    };
+    match r.map(|r| r.and_then(|fd| injectable(fd, flags))) {
         None => Reply::Continue,
         Some(Ok(fd)) => Reply::Fd { fd, cloexec: flags & libc::O_CLOEXEC != 0 },
         Some(Err(e)) => Reply::Error(e),
+    }
+}
+
+/// A host call as the program named it (`Place::Original`, whose host path `buf` holds) that
+/// changes a name or opens a file for writing, where the path is governed by a writable prefix
+/// Landlock had to expand (`supervisor::host::allowed`): the broker's, made here, since the
+/// kernel would refuse it for nothing. `None` (`CONTINUE`: the kernel and Landlock decide)
+/// elsewhere, and where the broker refuses (a symlink out of the prefix: the kernel's walk is
+/// the one that counts).
+pub(super) fn brokered(
+    view: &View<'_>,
+    buf: &PathBuffer,
+    call: super::host::Call<'_>,
+) -> Option<Result<Option<OwnedFd>, i32>> {
+    if !super::host::allowed(view, buf.as_bytes()) {
+        return None;
+    }
+    match super::host::perform(view, buf.as_cstr(), call) {
+        Err(libc::EACCES) => None,
+        r => Some(r),
     }
 }
 

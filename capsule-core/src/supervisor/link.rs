@@ -9,6 +9,7 @@
 use std::ffi::{CStr, CString};
 
 use super::handlers::{Context, at_fd, place};
+use super::host;
 use super::memory::{TraceeMemory, read_path};
 use super::notify::Reply;
 use crate::boundary::effect::{self, Op, Side, Step};
@@ -29,23 +30,36 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         }
     };
     Some(match nr {
-        libc::SYS_mkdir => single(cx, mem, cwd, a[0], Op::Create, false, sys2(libc::SYS_mkdirat, reg(a[1]), 0, 0)),
+        libc::SYS_mkdir => {
+            let b = host::Call::Mkdir { mode: mode(a[1]) };
+            made(cx, mem, (cwd, a[0]), Op::Create, false, Some(b), sys2(libc::SYS_mkdirat, reg(a[1]), 0, 0))
+        }
         libc::SYS_mkdirat => {
-            single(cx, mem, int(a[0]), a[1], Op::Create, false, sys2(libc::SYS_mkdirat, reg(a[2]), 0, 0))
+            let b = host::Call::Mkdir { mode: mode(a[2]) };
+            made(cx, mem, (int(a[0]), a[1]), Op::Create, false, Some(b), sys2(libc::SYS_mkdirat, reg(a[2]), 0, 0))
         }
         libc::SYS_mknod => {
-            single(cx, mem, cwd, a[0], Op::Create, false, sys2(libc::SYS_mknodat, reg(a[1]), reg(a[2]), 0))
+            let b = host::Call::Mknod { mode: mode(a[1]) };
+            made(cx, mem, (cwd, a[0]), Op::Create, false, Some(b), sys2(libc::SYS_mknodat, reg(a[1]), reg(a[2]), 0))
         }
         libc::SYS_mknodat => {
-            single(cx, mem, int(a[0]), a[1], Op::Create, false, sys2(libc::SYS_mknodat, reg(a[2]), reg(a[3]), 0))
+            let b = host::Call::Mknod { mode: mode(a[2]) };
+            let sys = sys2(libc::SYS_mknodat, reg(a[2]), reg(a[3]), 0);
+            made(cx, mem, (int(a[0]), a[1]), Op::Create, false, Some(b), sys)
         }
-        libc::SYS_unlink => single(cx, mem, cwd, a[0], Op::Remove, false, sys2(libc::SYS_unlinkat, 0, 0, 0)),
+        libc::SYS_unlink => {
+            let b = host::Call::Unlink { flags: 0 };
+            made(cx, mem, (cwd, a[0]), Op::Remove, false, Some(b), sys2(libc::SYS_unlinkat, 0, 0, 0))
+        }
         libc::SYS_rmdir => {
             let flag = libc::c_long::from(libc::AT_REMOVEDIR);
-            single(cx, mem, cwd, a[0], Op::RemoveDir, false, sys2(libc::SYS_unlinkat, flag, 0, 0))
+            let b = host::Call::Unlink { flags: libc::AT_REMOVEDIR };
+            made(cx, mem, (cwd, a[0]), Op::RemoveDir, false, Some(b), sys2(libc::SYS_unlinkat, flag, 0, 0))
         }
         libc::SYS_unlinkat => {
-            single(cx, mem, int(a[0]), a[1], Op::unlinkat(int(a[2])), false, sys2(libc::SYS_unlinkat, reg(a[2]), 0, 0))
+            let b = host::Call::Unlink { flags: int(a[2]) };
+            let sys = sys2(libc::SYS_unlinkat, reg(a[2]), 0, 0);
+            made(cx, mem, (int(a[0]), a[1]), Op::unlinkat(int(a[2])), false, Some(b), sys)
         }
         libc::SYS_chmod => single(cx, mem, cwd, a[0], Op::Modify, true, sys2(libc::SYS_fchmodat, reg(a[1]), 0, 0)),
         libc::SYS_fchmodat => {
@@ -154,7 +168,9 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
             let Ok(target) = read_path(mem, target).map(|t| CString::new(t).unwrap_or_default()) else {
                 return Some(Reply::Error(libc::EFAULT));
             };
-            single(cx, mem, dirfd, addr, Op::Create, false, move |d, p| {
+            let made_target = target.clone();
+            let b = host::Call::Symlink { target: &made_target };
+            made(cx, mem, (dirfd, addr), Op::Create, false, Some(b), move |d, p| {
                 check(unsafe_syscall(
                     libc::SYS_symlinkat,
                     target.as_ptr() as libc::c_long,
@@ -168,6 +184,12 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         }
         _ => return None,
     })
+}
+
+/// A mode argument (32 bits in a 64-bit register).
+#[allow(clippy::cast_possible_truncation)]
+fn mode(v: u64) -> u32 {
+    v as u32
 }
 
 /// XATTR_SIZE_MAX: no value is longer.
@@ -356,18 +378,36 @@ fn single(
     addr: u64,
     op: Op,
     follow: bool,
+    call: impl FnMut(i32, &CStr) -> Result<(), i32>,
+) -> Reply {
+    made(cx, mem, (dirfd, addr), op, follow, None, call)
+}
+
+/// [`single`] for a call that makes or removes a name: where the kernel would refuse it for
+/// nothing (a writable prefix Landlock expanded), the broker's `broker` ([`super::handlers::brokered`]).
+fn made(
+    cx: &mut Context<'_, '_>,
+    mem: &impl TraceeMemory,
+    (dirfd, addr): (i32, u64),
+    op: Op,
+    follow: bool,
+    broker: Option<host::Call<'_>>,
     mut call: impl FnMut(i32, &CStr) -> Result<(), i32>,
 ) -> Reply {
     let mut buf = PathBuffer::new();
     let tree = cx.tree;
     let view = cx.view;
     let placed = place(&view, tree, mem, dirfd, addr, op.intent(follow), &mut buf);
+    let original = matches!(placed, crate::boundary::Place::Original);
     let pid = cx.pid;
     match effect::mutate(&mut cx.tier(), &placed, op, |at| {
         let (d, p) = at_fd(tree, at, pid)?;
         call(d, &p)
     }) {
-        None => Reply::Continue,
+        None => match broker.filter(|_| original).and_then(|b| super::handlers::brokered(&view, &buf, b)) {
+            Some(r) => reply(r.map(drop)),
+            None => Reply::Continue,
+        },
         Some(r) => reply(r),
     }
 }
@@ -413,7 +453,23 @@ fn two(
         // program itself.
         Step::Copy(..) | Step::Unlink(_) | Step::Discard(_) => Err(libc::EXDEV),
     });
+    let both_original = matches!((&p1, &p2), (crate::boundary::Place::Original, crate::boundary::Place::Original));
     match r {
+        None if both_original => {
+            let to = b2.as_cstr();
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // the flags' bits
+            let b = if is_rename {
+                host::Call::Rename { to, flags: flags as u32 }
+            } else if flags & libc::c_long::from(libc::AT_SYMLINK_FOLLOW) == 0 {
+                host::Call::Link { to }
+            } else {
+                return Reply::Continue;
+            };
+            match super::handlers::brokered(&view, &b1, b) {
+                Some(r) => reply(r.map(drop)),
+                None => Reply::Continue,
+            }
+        }
         None => Reply::Continue,
         Some(r) => reply(r),
     }

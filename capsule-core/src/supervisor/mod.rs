@@ -16,6 +16,7 @@ pub mod auto;
 pub mod creds;
 pub mod filter;
 pub mod handlers;
+pub mod host;
 pub mod launch;
 pub mod link;
 pub mod listing;

@@ -173,6 +173,7 @@ pub fn place<'b, 'v>(
     intent: Intent,
     buf: &'b mut PathBuffer,
 ) -> Place<'b, 'v> {
+    buf.clear();
     let Ok(path) = read_path(mem, addr) else { return Place::Original };
     if !mem.still_valid() {
         return Place::Original;

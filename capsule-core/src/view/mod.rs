@@ -390,23 +390,34 @@ impl<'a> View<'a> {
         None
     }
 
+    /// The number of isolation rules.
+    pub fn rule_count(&self) -> usize {
+        self.n_rules as usize
+    }
+
+    /// Isolation rule `i` (longest prefix first): its prefix (no leading '/', empty for `/`)
+    /// and mode.
+    pub fn rule(&self, i: usize) -> Option<(&'a [u8], Mode)> {
+        let at = i.checked_mul(RULE)?;
+        let (o, l, m) = (le32(self.rules, at)?, le32(self.rules, at + 4)?, le32(self.rules, at + 8)?);
+        Some((self.string(o, l)?, Mode::from_u32(m)))
+    }
+
+    /// The isolation rule that governs host path `path` (no leading '/'): the longest whose
+    /// prefix holds it, as its index.
+    pub fn rule_of(&self, path: &[u8]) -> Option<usize> {
+        (0..self.rule_count()).find(|&i| {
+            self.rule(i).is_some_and(|(prefix, _)| {
+                prefix.is_empty()
+                    || (path.starts_with(prefix)
+                        && (path.len() == prefix.len() || path.get(prefix.len()) == Some(&b'/')))
+            })
+        })
+    }
+
     /// The isolation mode of host path `path` (no leading '/'): the longest matching rule, or
     /// `Merged`.
     pub fn mode_of(&self, path: &[u8]) -> Mode {
-        for i in 0..self.n_rules as usize {
-            let at = i * RULE;
-            let (Some(o), Some(l), Some(m)) =
-                (le32(self.rules, at), le32(self.rules, at + 4), le32(self.rules, at + 8))
-            else {
-                break;
-            };
-            let Some(prefix) = self.string(o, l) else { continue };
-            let matches = prefix.is_empty()
-                || (path.starts_with(prefix) && (path.len() == prefix.len() || path.get(prefix.len()) == Some(&b'/')));
-            if matches {
-                return Mode::from_u32(m);
-            }
-        }
-        Mode::Merged
+        self.rule_of(path).and_then(|i| self.rule(i)).map_or(Mode::Merged, |(_, m)| m)
     }
 }

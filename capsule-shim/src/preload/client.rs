@@ -14,7 +14,7 @@ use core::ffi::{c_int, c_long};
 use super::state;
 use super::sys::{close, raw, read, write};
 
-pub use capsule_core::boundary::effect::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_OPEN, OP_WHITEOUT};
+pub use capsule_core::boundary::effect::{HOST_EXTRA, OP_COPY_UP, OP_HOST, OP_LINK, OP_LINK_DIR, OP_OPEN, OP_WHITEOUT};
 
 /// Send `op` for capsule path `path` (no leading '/'); the server's errno (0 = done).
 pub fn request(op: u8, path: &[u8]) -> i32 {
@@ -29,6 +29,35 @@ pub fn open(path: &[u8], flags: c_int, mode: u32) -> c_long {
     how[4..].copy_from_slice(&mode.to_le_bytes());
     let mut fd: c_int = -1;
     match session(OP_OPEN, &how, path, Some((&mut fd, flags & libc::O_CLOEXEC != 0))) {
+        0 if fd >= 0 => c_long::from(fd),
+        0 => -c_long::from(libc::EIO),
+        e => -c_long::from(e),
+    }
+}
+
+/// Have the broker make host call `call` (`host_call::*`) with `flags` and `mode` on absolute
+/// host path `path` (and `other`, the second path of a symlink, rename or link), where the
+/// program's Landlock domain refused it ([`OP_HOST`]): 0, the descriptor of an open
+/// (close-on-exec as `flags` ask), or -errno.
+pub fn host(call: u8, flags: c_int, mode: u32, path: &[u8], other: Option<&[u8]>) -> c_long {
+    let mut extra = [0u8; HOST_EXTRA];
+    extra[0] = call;
+    extra[4..8].copy_from_slice(&flags.to_le_bytes());
+    extra[8..12].copy_from_slice(&mode.to_le_bytes());
+    let mut both = [0u8; 2 * capsule_core::resolve::path::PATH_CAP + 1];
+    let len = path.len() + other.map_or(0, |o| o.len() + 1);
+    let Some(buf) = both.get_mut(..len) else { return -c_long::from(libc::ENAMETOOLONG) };
+    let (first, rest) = buf.split_at_mut(path.len());
+    first.copy_from_slice(path);
+    if let (Some(o), Some((nul, second))) = (other, rest.split_first_mut()) {
+        *nul = 0;
+        second.copy_from_slice(o);
+    }
+    if call != capsule_core::boundary::effect::host_call::OPEN {
+        return -c_long::from(session(OP_HOST, &extra, buf, None));
+    }
+    let mut fd: c_int = -1;
+    match session(OP_HOST, &extra, buf, Some((&mut fd, flags & libc::O_CLOEXEC != 0))) {
         0 if fd >= 0 => c_long::from(fd),
         0 => -c_long::from(libc::EIO),
         e => -c_long::from(e),
@@ -125,7 +154,7 @@ fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>
     let len = (path.len() as u16).to_le_bytes();
     // The request whole, in one write where it fits (the server answers an open at once when
     // it finds the request waiting).
-    let mut whole = [0u8; 3 + 8 + 4096];
+    let mut whole = [0u8; 3 + HOST_EXTRA + 4096];
     let total = 3 + extra.len() + path.len();
     let parts: [&[u8]; 3] = [&[op, len[0], len[1]], extra, path];
     if let Some(buf) = whole.get_mut(..total) {

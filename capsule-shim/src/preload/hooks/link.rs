@@ -12,8 +12,9 @@
 
 use core::ffi::{CStr, c_char, c_int, c_long, c_uint};
 
+use crate::preload::client;
 pub(crate) use capsule_core::boundary::effect::Op;
-use capsule_core::boundary::effect::{self, CopySys, Side, Step};
+use capsule_core::boundary::effect::{self, CopySys, Side, Step, host_call};
 
 use super::{Effects, at_fd, check, route, unchecked};
 use crate::preload::guard::HookGuard;
@@ -32,6 +33,51 @@ pub(crate) unsafe fn mutate(
     path: *const c_char,
     op: Op,
     follow: bool,
+    call: impl FnMut(c_int, *const c_char) -> c_long,
+) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { mutate_with(dirfd, path, op, follow, None, call) }
+}
+
+/// What the broker makes of a mutation the kernel refused on the host ([`super::brokered`]):
+/// the `host_call`, its flags and mode, and the second path (a symlink's target, or null).
+#[derive(Clone, Copy)]
+pub(crate) struct Broker {
+    call: u8,
+    flags: c_int,
+    mode: u32,
+    other: *const c_char,
+}
+
+impl Broker {
+    fn new(call: u8, flags: c_int, mode: u32) -> Option<Broker> {
+        Some(Broker { call, flags, mode, other: core::ptr::null() })
+    }
+
+    fn unlink(flags: c_int) -> Option<Broker> {
+        Broker::new(host_call::UNLINK, flags, 0)
+    }
+
+    fn mkdir(mode: libc::mode_t) -> Option<Broker> {
+        Broker::new(host_call::MKDIR, 0, mode)
+    }
+
+    fn mknod(mode: libc::mode_t) -> Option<Broker> {
+        Broker::new(host_call::MKNOD, 0, mode)
+    }
+}
+
+/// [`mutate`], and where the call is the host's and the kernel refused it, the broker's
+/// answer (`broker`: a mutation that makes or removes a name).
+///
+/// # Safety
+/// `path` null or NUL-terminated; `broker`'s second path null or NUL-terminated.
+unsafe fn mutate_with(
+    dirfd: c_int,
+    path: *const c_char,
+    op: Op,
+    follow: bool,
+    broker: Option<Broker>,
     mut call: impl FnMut(c_int, *const c_char) -> c_long,
 ) -> c_int {
     let Some(guard) = HookGuard::enter() else { return ret(call(dirfd, path)) };
@@ -42,15 +88,24 @@ pub(crate) unsafe fn mutate(
     let mut buf = PathBuffer::new();
     // SAFETY: non-null, NUL-terminated (caller).
     let placed = unsafe { route(st, dirfd, path, &mut buf, op.intent(follow)) };
-    match effect::mutate(&mut Effects(st), &placed, op, |at| {
+    let host = super::on_host(&placed);
+    let r = match effect::mutate(&mut Effects(st), &placed, op, |at| {
         let (d, p) = at_fd(st, at);
         check(call(d, p.as_ptr())).map(drop)
     }) {
         None => {
             guard.restore_errno();
-            ret(call(dirfd, path))
+            call(dirfd, path)
         }
-        Some(r) => ret(unchecked(r.map(|()| 0))),
+        Some(r) => unchecked(r.map(|()| 0)),
+    };
+    match broker {
+        Some(b) if host => {
+            // SAFETY: null or NUL-terminated (caller).
+            let other = (!b.other.is_null()).then(|| unsafe { CStr::from_ptr(b.other) }.to_bytes());
+            ret(super::brokered(r, &buf, |p| client::host(b.call, b.flags, b.mode, p, other)))
+        }
+        _ => ret(r),
     }
 }
 
@@ -64,6 +119,7 @@ unsafe fn two_paths(
     nd: c_int,
     new: *const c_char,
     is_rename: bool,
+    broker: Option<(u8, c_int)>,
     mut call: impl FnMut(c_int, *const c_char, c_int, *const c_char) -> c_long,
 ) -> c_int {
     let Some(_guard) = HookGuard::enter() else { return ret(call(od, old, nd, new)) };
@@ -76,6 +132,7 @@ unsafe fn two_paths(
             route(st, nd, new, &mut b2, Intent { follow: false, create: true }),
         )
     };
+    let host = super::on_host(&p1) && super::on_host(&p2);
     let arg = |s: Side<'_>, fd: c_int, p: *const c_char| match s {
         Side::Orig => (fd, p),
         Side::At(at) => {
@@ -100,9 +157,26 @@ unsafe fn two_paths(
         }
         Step::Discard(to) => Raw.unlinkat(st.tree_fd, to),
     });
-    match r {
-        None => ret(call(od, old, nd, new)),
-        Some(r) => ret(unchecked(r.map(|()| 0))),
+    let r = match r {
+        None => call(od, old, nd, new),
+        Some(r) => unchecked(r.map(|()| 0)),
+    };
+    // Landlock refuses a rename or link out of or into a directory without `REFER` with EXDEV
+    // (so `mv` copies), and one within such a directory with EACCES: the broker's, both.
+    let (a, b) = (b1.as_bytes(), b2.as_bytes());
+    match broker {
+        Some((call, flags))
+            if host
+                && (r == -c_long::from(libc::EACCES) || r == -c_long::from(libc::EXDEV))
+                && a.first() == Some(&b'/')
+                && b.first() == Some(&b'/') =>
+        {
+            let brokered = client::host(call, flags, 0, a, Some(b));
+            // Not the broker's to make either (another filesystem, a prefix it does not
+            // widen): the kernel's answer stands.
+            ret(if brokered == -c_long::from(libc::EACCES) { r } else { brokered })
+        }
+        _ => ret(r),
     }
 }
 
@@ -174,7 +248,7 @@ impl CopySys for Raw {
 }
 
 macro_rules! at_hook {
-    ($(#[$doc:meta] $name:ident($($arg:ident: $ty:ty),*) -> $dirfd:expr, $path:expr, $op:expr, $follow:expr, |$d:ident, $p:ident| $body:expr;)*) => {$(
+    ($(#[$doc:meta] $name:ident($($arg:ident: $ty:ty),*) -> $dirfd:expr, $path:expr, $op:expr, $follow:expr, $broker:expr, |$d:ident, $p:ident| $body:expr;)*) => {$(
         #[$doc]
         ///
         /// # Safety
@@ -182,7 +256,7 @@ macro_rules! at_hook {
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
             // SAFETY: forwarded; each call gets a NUL-terminated path.
-            unsafe { mutate($dirfd, $path, $op, $follow, |$d, $p| $body) }
+            unsafe { mutate_with($dirfd, $path, $op, $follow, $broker, |$d, $p| $body) }
         }
     )*};
 }
@@ -195,49 +269,49 @@ fn sc(nr: c_long, a: c_long, b: c_long, c: c_long, d: c_long) -> c_long {
 
 at_hook! {
     /// unlink(2).
-    unlink(path: *const c_char) -> libc::AT_FDCWD, path, Op::Remove, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, 0, 0);
+    unlink(path: *const c_char) -> libc::AT_FDCWD, path, Op::Remove, false, Broker::unlink(0), |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, 0, 0);
     /// unlinkat(2).
-    unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> dirfd, path, Op::unlinkat(flags), false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, flags.into(), 0);
+    unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) -> dirfd, path, Op::unlinkat(flags), false, Broker::unlink(flags), |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, flags.into(), 0);
     /// rmdir(2).
-    rmdir(path: *const c_char) -> libc::AT_FDCWD, path, Op::RemoveDir, false, |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, libc::AT_REMOVEDIR.into(), 0);
+    rmdir(path: *const c_char) -> libc::AT_FDCWD, path, Op::RemoveDir, false, Broker::unlink(libc::AT_REMOVEDIR), |d, p| sc(libc::SYS_unlinkat, d.into(), p as c_long, libc::AT_REMOVEDIR.into(), 0);
     /// mkdir(2).
-    mkdir(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
+    mkdir(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, Broker::mkdir(mode), |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
     /// mkdirat(2).
-    mkdirat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
+    mkdirat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, Broker::mkdir(mode), |d, p| sc(libc::SYS_mkdirat, d.into(), p as c_long, mode.into(), 0);
     /// chmod(2).
-    chmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
+    chmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
     /// fchmodat(2); with AT_SYMLINK_NOFOLLOW a symlink is not followed (EOPNOTSUPP, as glibc).
-    fchmodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, flags: c_int) -> dirfd, path, Op::Modify, flags & libc::AT_SYMLINK_NOFOLLOW == 0, |d, p| fchmodat_at(d, p, mode, flags);
+    fchmodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, flags: c_int) -> dirfd, path, Op::Modify, flags & libc::AT_SYMLINK_NOFOLLOW == 0, None, |d, p| fchmodat_at(d, p, mode, flags);
     /// lchmod(3).
-    lchmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, false, |d, p| fchmodat_at(d, p, mode, libc::AT_SYMLINK_NOFOLLOW);
+    lchmod(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Modify, false, None, |d, p| fchmodat_at(d, p, mode, libc::AT_SYMLINK_NOFOLLOW);
     /// chown(2).
-    chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| sc(libc::SYS_fchownat, d.into(), p as c_long, uid.into(), gid.into());
+    chown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| sc(libc::SYS_fchownat, d.into(), p as c_long, uid.into(), gid.into());
     /// lchown(2).
-    lchown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, false, |d, p| lchown_at(d, p, uid, gid);
+    lchown(path: *const c_char, uid: libc::uid_t, gid: libc::gid_t) -> libc::AT_FDCWD, path, Op::Modify, false, None, |d, p| lchown_at(d, p, uid, gid);
     /// truncate(2).
-    truncate(path: *const c_char, len: libc::off_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| truncate_at(d, p, len);
+    truncate(path: *const c_char, len: libc::off_t) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| truncate_at(d, p, len);
     /// truncate64.
-    truncate64(path: *const c_char, len: libc::off_t) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| truncate_at(d, p, len);
+    truncate64(path: *const c_char, len: libc::off_t) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| truncate_at(d, p, len);
     /// mknodat(2).
-    mknodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
+    mknodat(dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> dirfd, path, Op::Create, false, Broker::mknod(mode), |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
     /// mknod(2).
-    mknod(path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
+    mknod(path: *const c_char, mode: libc::mode_t, dev: libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, Broker::mknod(mode), |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, mode.into(), dev as c_long);
     /// `__xmknod`: mknod as programs built against glibc before 2.33 call it.
-    __xmknod(_ver: c_int, path: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| xmknod_at(d, p, mode, dev);
+    __xmknod(_ver: c_int, path: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> libc::AT_FDCWD, path, Op::Create, false, Broker::mknod(mode), |d, p| xmknod_at(d, p, mode, dev);
     /// `__xmknodat`.
-    __xmknodat(_ver: c_int, dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> dirfd, path, Op::Create, false, |d, p| xmknod_at(d, p, mode, dev);
+    __xmknodat(_ver: c_int, dirfd: c_int, path: *const c_char, mode: libc::mode_t, dev: *const libc::dev_t) -> dirfd, path, Op::Create, false, Broker::mknod(mode), |d, p| xmknod_at(d, p, mode, dev);
     /// mkfifo(3).
-    mkfifo(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
+    mkfifo(path: *const c_char, mode: libc::mode_t) -> libc::AT_FDCWD, path, Op::Create, false, Broker::mknod(mode | libc::S_IFIFO), |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
     /// mkfifoat(3).
-    mkfifoat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
+    mkfifoat(dirfd: c_int, path: *const c_char, mode: libc::mode_t) -> dirfd, path, Op::Create, false, Broker::mknod(mode | libc::S_IFIFO), |d, p| sc(libc::SYS_mknodat, d.into(), p as c_long, (mode | libc::S_IFIFO).into(), 0);
     /// utimes(2): glibc implements it with the utimensat syscall, not through utimensat(3).
-    utimes(path: *const c_char, tv: *const libc::timeval) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| utimes_at(d, p, tv, 0);
+    utimes(path: *const c_char, tv: *const libc::timeval) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| utimes_at(d, p, tv, 0);
     /// lutimes(3).
-    lutimes(path: *const c_char, tv: *const libc::timeval) -> libc::AT_FDCWD, path, Op::Modify, false, |d, p| utimes_at(d, p, tv, libc::AT_SYMLINK_NOFOLLOW);
+    lutimes(path: *const c_char, tv: *const libc::timeval) -> libc::AT_FDCWD, path, Op::Modify, false, None, |d, p| utimes_at(d, p, tv, libc::AT_SYMLINK_NOFOLLOW);
     /// futimesat(2).
-    futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::timeval) -> dirfd, path, Op::Modify, true, |d, p| utimes_at(d, p, tv, 0);
+    futimesat(dirfd: c_int, path: *const c_char, tv: *const libc::timeval) -> dirfd, path, Op::Modify, true, None, |d, p| utimes_at(d, p, tv, 0);
     /// utime(2).
-    utime(path: *const c_char, times: *const libc::utimbuf) -> libc::AT_FDCWD, path, Op::Modify, true, |d, p| utime_at(d, p, times);
+    utime(path: *const c_char, times: *const libc::utimbuf) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| utime_at(d, p, times);
 }
 
 /// fchmodat2 (Linux 6.6), which honours AT_SYMLINK_NOFOLLOW; before it, glibc's answer:
@@ -405,8 +479,10 @@ pub unsafe extern "C" fn utimensat(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) -> c_int {
     // SAFETY: forwarded.
+    let broker = (!target.is_null()).then_some(Broker { call: host_call::SYMLINK, flags: 0, mode: 0, other: target });
+    // SAFETY: forwarded; `target` checked non-null for the broker.
     unsafe {
-        mutate(dirfd, path, Op::Create, false, |d, p| {
+        mutate_with(dirfd, path, Op::Create, false, broker, |d, p| {
             sc(libc::SYS_symlinkat, target as c_long, d.into(), p as c_long, 0)
         })
     }
@@ -436,7 +512,7 @@ pub unsafe extern "C" fn renameat2(
 ) -> c_int {
     // SAFETY: forwarded.
     unsafe {
-        two_paths(od, old, nd, new, true, |a, b, c, d| {
+        two_paths(od, old, nd, new, true, Some((host_call::RENAME, flags.cast_signed())), |a, b, c, d| {
             sys::raw(libc::SYS_renameat2, a.into(), b as c_long, c.into(), d as c_long, flags.into(), 0)
         })
     }
@@ -470,7 +546,8 @@ pub unsafe extern "C" fn rename(old: *const c_char, new: *const c_char) -> c_int
 pub unsafe extern "C" fn linkat(od: c_int, old: *const c_char, nd: c_int, new: *const c_char, flags: c_int) -> c_int {
     // SAFETY: forwarded.
     unsafe {
-        two_paths(od, old, nd, new, false, |a, b, c, d| {
+        let broker = (flags & libc::AT_SYMLINK_FOLLOW == 0).then_some((host_call::LINK, 0));
+        two_paths(od, old, nd, new, false, broker, |a, b, c, d| {
             sys::raw(libc::SYS_linkat, a.into(), b as c_long, c.into(), d as c_long, flags.into(), 0)
         })
     }

@@ -125,6 +125,24 @@ pub fn unchecked(r: Result<c_long, c_int>) -> c_long {
     r.unwrap_or_else(|e| -c_long::from(e))
 }
 
+/// Whether a call placed at `placed` is made on the host as the program named it, or at a
+/// host path: then, when the kernel refuses it (EACCES), the caller's buffer names the host
+/// path (`Place::Original`'s docs) for [`brokered`].
+pub fn on_host(placed: &Route<'_>) -> bool {
+    matches!(placed, Route::Original | Route::Host(_))
+}
+
+/// `r`, the kernel's answer to a host call that changes a name or opens a file for writing:
+/// when it is EACCES, the broker's answer instead (`call(path)`, path from `buf`): Landlock
+/// refuses, for nothing, names made directly in a writable prefix that holds a narrower one
+/// (`$HOME` around the store), and in directories made there during the run; the broker (the
+/// materialiser, outside the domain) makes the call where the run's isolation rules allow it
+/// (`capsule_core::supervisor::host`), else answers EACCES too.
+pub fn brokered(r: c_long, buf: &PathBuffer, call: impl FnOnce(&[u8]) -> c_long) -> c_long {
+    let path = buf.as_bytes();
+    if r == -c_long::from(libc::EACCES) && path.first() == Some(&b'/') { call(path) } else { r }
+}
+
 /// The descriptor an [`At`] is relative to, and its path.
 pub fn at_fd<'b>(st: &State, at: At<'b>) -> (c_int, &'b CStr) {
     match at {

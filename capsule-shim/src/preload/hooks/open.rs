@@ -11,10 +11,11 @@
 use core::ffi::{c_char, c_int};
 
 use super::{Effects, Route, at_fd, check, ensure_private, real, route, unchecked};
+use crate::preload::client;
 use crate::preload::guard::HookGuard;
 use crate::preload::state;
 use crate::preload::sys::{self, ret, set_errno};
-use capsule_core::boundary::effect;
+use capsule_core::boundary::effect::{self, host_call};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 use capsule_core::view::Kind;
@@ -37,18 +38,26 @@ unsafe fn open_at(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc::m
     let mut buf = PathBuffer::new();
     // SAFETY: non-null and NUL-terminated (caller).
     let placed = unsafe { route(st, dirfd, path, &mut buf, effect::open_intent(flags)) };
+    let host = super::on_host(&placed);
     let opened = effect::open(&mut Effects(st), &placed, flags, |at, flags| {
         let (d, p) = at_fd(st, at);
         // SAFETY: the placed path is NUL-terminated and outlives the call.
         check(unsafe { super::openat_placed(st, d, p, flags, mode) })
     });
-    match opened {
+    let r = match opened {
         None => {
             guard.restore_errno();
-            passthrough()
+            // SAFETY: the application's arguments, unchanged.
+            unsafe { sys::openat(dirfd, path, flags, mode) }
         }
-        Some(r) => ret(unchecked(r)),
+        Some(r) => unchecked(r),
+    };
+    if host && effect::opens_to_write(flags) {
+        // Mode bits only: a variadic caller's garbage is ignored without O_CREAT anyway.
+        let m = mode & 0o7777;
+        return ret(super::brokered(r, &buf, |p| client::host(host_call::OPEN, flags, m, p, None)));
     }
+    ret(r)
 }
 
 /// open(2).

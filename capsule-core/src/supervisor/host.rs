@@ -1,0 +1,411 @@
+//! The broker: host calls made for a program outside its Landlock domain, where the domain
+//! refuses what the run's isolation rules allow.
+//!
+//! Landlock rights only add up down a hierarchy. Where a writable prefix holds a narrower one
+//! (the default `$HOME`, merged, holding the store, which no program may write:
+//! `run::protect_store`), the writable prefix is expanded (`run::confine`): its entries are
+//! granted one by one, except the branch leading to the narrower prefix, and the directory
+//! itself has no right to make or remove an entry; nor has an entry made there during the run
+//! (a rule holds on the inode it was given for). So `echo > ~/.lesshst`, `mkdir ~/.npm` and
+//! what the program then writes below it are refused by the kernel though the rules say
+//! `$HOME` is merged. The shim, refused (EACCES) a write of a host path, asks the
+//! materialiser ([`crate::boundary::effect::OP_HOST`]), which makes the call here with the
+//! caller's credentials and umask; tier 2's supervisor calls [`perform`] itself.
+//!
+//! What it does is what the kernel would let the program do if Landlock could grant a prefix
+//! with a hole in it, and no more ([`allowed`]): the canonical location of every name it
+//! makes, removes or opens for writing (its parent directory opened as the caller, then named
+//! by the kernel) must be governed by a merged or passed-through rule that was expanded (so
+//! not the store, not a write-copy system directory, not `/proc`, `/sys` or `/dev`), and must
+//! not be on the way to a narrower prefix (`rm -r ~/.local` would take the store with it).
+//! The final name is never followed: a symlink met there is resolved once, its target checked
+//! the same way, and opened through its descriptor. Device nodes are neither opened nor made.
+
+#![allow(unsafe_code)] // *at system calls on our own descriptors and buffers
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::view::{Mode, View};
+
+pub use crate::boundary::effect::host_call;
+
+/// One call the broker makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// open(2) with these flags and mode: the descriptor.
+    Open {
+        /// open flags.
+        flags: i32,
+        /// Mode of a new file.
+        mode: u32,
+    },
+    /// mkdir(2).
+    Mkdir {
+        /// Mode.
+        mode: u32,
+    },
+    /// mknod(2) of a regular file, FIFO or socket.
+    Mknod {
+        /// Type and mode.
+        mode: u32,
+    },
+    /// symlink(2): the new link points at `target`.
+    Symlink {
+        /// The link's content.
+        target: &'a CStr,
+    },
+    /// unlinkat(2) (`AT_REMOVEDIR` in flags for rmdir).
+    Unlink {
+        /// unlinkat flags.
+        flags: i32,
+    },
+    /// renameat2(2) to `to`.
+    Rename {
+        /// The new name (absolute).
+        to: &'a CStr,
+        /// renameat2 flags.
+        flags: u32,
+    },
+    /// linkat(2): a new name `to` for the file (never following a symlink).
+    Link {
+        /// The new name (absolute).
+        to: &'a CStr,
+    },
+}
+
+impl<'a> Call<'a> {
+    /// The call a request names: `call` (a [`host_call`] value), its flags and mode, and the
+    /// second path (`other`: a symlink's target, a rename's or link's new name).
+    pub fn decode(call: u8, flags: i32, mode: u32, other: Option<&'a CStr>) -> Option<Call<'a>> {
+        Some(match call {
+            host_call::OPEN => Call::Open { flags, mode },
+            host_call::MKDIR => Call::Mkdir { mode },
+            host_call::MKNOD => Call::Mknod { mode },
+            host_call::SYMLINK => Call::Symlink { target: other? },
+            host_call::UNLINK => Call::Unlink { flags },
+            host_call::RENAME => Call::Rename { to: other?, flags: flags.cast_unsigned() },
+            host_call::LINK => Call::Link { to: other? },
+            _ => return None,
+        })
+    }
+}
+
+/// Whether a mode lets the program write the host.
+fn writable(m: Mode) -> bool {
+    matches!(m, Mode::Merged | Mode::Passthrough)
+}
+
+/// Whether the run's rules (`view`'s) let the broker change host path `abs` (absolute,
+/// canonical) for the program: it is governed by a writable rule that has a narrower rule
+/// below it (one Landlock cannot express, so the kernel may have refused for nothing); it is
+/// not on the way to a narrower rule (nor one itself); and it is not in a kernel filesystem
+/// (`/proc`, `/sys`, `/dev`: the broker runs in the host's mount namespace, where they are
+/// writable, and the program's grants there hold as they are).
+pub fn allowed(view: &View<'_>, abs: &[u8]) -> bool {
+    let Some(rel) = abs.strip_prefix(b"/") else { return false };
+    if [&b"proc"[..], b"sys", b"dev"]
+        .iter()
+        .any(|k| rel.starts_with(k) && matches!(rel.get(k.len()), None | Some(b'/')))
+    {
+        return false;
+    }
+    if rel.split(|&c| c == b'/').any(|c| c.is_empty() || c == b"." || c == b"..") && !rel.is_empty() {
+        return false;
+    }
+    let Some((prefix, mode)) = view.rule_of(rel).and_then(|i| view.rule(i)) else { return false };
+    if !writable(mode) {
+        return false;
+    }
+    let below = |outer: &[u8], inner: &[u8]| {
+        outer.is_empty() || (inner.starts_with(outer) && inner.get(outer.len()) == Some(&b'/'))
+    };
+    let narrower = (0..view.rule_count()).filter_map(|i| view.rule(i)).filter(|(_, m)| !writable(*m));
+    let mut expanded = false;
+    for (n, _) in narrower {
+        // `abs` is the narrower prefix or on its way: moving or removing it would move the
+        // narrower prefix.
+        if n == rel || below(rel, n) {
+            return false;
+        }
+        expanded |= below(prefix, n);
+    }
+    expanded
+}
+
+/// An open `O_PATH` directory and the kernel's name for it.
+struct Dir {
+    fd: OwnedFd,
+    path: Vec<u8>,
+}
+
+/// Split absolute `abs` into its parent directory (opened as the caller: `O_PATH`, following
+/// symlinks as the program's own call would) and its last name (trailing slashes dropped).
+fn parent_of(abs: &CStr) -> Result<(Dir, CString), i32> {
+    let mut b = abs.to_bytes();
+    while b.len() > 1 && b.ends_with(b"/") {
+        b = &b[..b.len() - 1];
+    }
+    let cut = b.iter().rposition(|&c| c == b'/').ok_or(libc::EINVAL)?;
+    let (dir, name) = (&b[..cut.max(1)], &b[cut + 1..]);
+    if name.is_empty() || name == b"." || name == b".." || !b.starts_with(b"/") {
+        return Err(libc::EACCES);
+    }
+    let dir = CString::new(dir).map_err(|_| libc::EINVAL)?;
+    let fd = open(libc::AT_FDCWD, &dir, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let path = fd_path(&fd)?;
+    Ok((Dir { fd, path }, CString::new(name).map_err(|_| libc::EINVAL)?))
+}
+
+/// The kernel's name for our descriptor `fd`.
+fn fd_path(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// `dir`/`name`, checked with [`allowed`]: EACCES (as the kernel's refusal) when not.
+fn check(view: &View<'_>, dir: &Dir, name: &CStr) -> Result<(), i32> {
+    let mut full = dir.path.clone();
+    if full != b"/" {
+        full.push(b'/');
+    }
+    full.extend_from_slice(name.to_bytes());
+    if allowed(view, &full) { Ok(()) } else { Err(libc::EACCES) }
+}
+
+/// The result of a libc call returning 0 or -1.
+fn done(r: libc::c_int) -> Result<(), i32> {
+    if r == 0 { Ok(()) } else { Err(super::handlers::errno()) }
+}
+
+/// openat(2), close-on-exec, as an owned descriptor.
+fn open(dirfd: i32, path: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
+    // SAFETY: `path` is NUL-terminated; the kernel returns a new descriptor or -1.
+    let r = unsafe { libc::openat(dirfd, path.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if r < 0 {
+        return Err(super::handlers::errno());
+    }
+    // SAFETY: a descriptor openat just returned, ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// The file type (`S_IFMT` bits) of `fd`.
+fn kind_of(fd: &OwnedFd) -> Result<u32, i32> {
+    // SAFETY: plain struct the kernel fills, for our own descriptor.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `sb` is writable.
+    done(unsafe { libc::fstat(fd.as_raw_fd(), &raw mut sb) })?;
+    Ok(sb.st_mode & libc::S_IFMT)
+}
+
+/// Whether file type `k` is a device node.
+fn is_device(k: u32) -> bool {
+    k == libc::S_IFBLK || k == libc::S_IFCHR
+}
+
+/// Make `call` on absolute host path `path` for the program, if the run's rules let it
+/// ([`allowed`]; EACCES when not): the descriptor of an open. The caller has taken the
+/// program's credentials and umask (and, for tier 2, its mount namespace and root).
+pub fn perform(view: &View<'_>, path: &CStr, call: Call<'_>) -> Result<Option<OwnedFd>, i32> {
+    let (dir, name) = parent_of(path)?;
+    check(view, &dir, &name)?;
+    let d = dir.fd.as_raw_fd();
+    let name = name.as_c_str();
+    match call {
+        Call::Open { flags, mode } => open_entry(view, &dir, name, flags, mode).map(Some),
+        Call::Mkdir { mode } => {
+            // SAFETY: NUL-terminated name relative to our directory descriptor.
+            done(unsafe { libc::mkdirat(d, name.as_ptr(), mode) }).map(|()| None)
+        }
+        Call::Mknod { mode } => {
+            if !matches!(mode & libc::S_IFMT, 0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK) {
+                return Err(libc::EPERM);
+            }
+            // SAFETY: as above.
+            done(unsafe { libc::mknodat(d, name.as_ptr(), mode, 0) }).map(|()| None)
+        }
+        Call::Symlink { target } => {
+            // SAFETY: both NUL-terminated.
+            done(unsafe { libc::symlinkat(target.as_ptr(), d, name.as_ptr()) }).map(|()| None)
+        }
+        Call::Unlink { flags } => {
+            // SAFETY: as above.
+            done(unsafe { libc::unlinkat(d, name.as_ptr(), flags & libc::AT_REMOVEDIR) }).map(|()| None)
+        }
+        Call::Rename { to, flags } => {
+            let (dir2, name2) = parent_of(to)?;
+            check(view, &dir2, &name2)?;
+            // SAFETY: NUL-terminated names relative to our directory descriptors.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_renameat2,
+                    d,
+                    name.as_ptr(),
+                    dir2.fd.as_raw_fd(),
+                    name2.as_ptr(),
+                    libc::c_ulong::from(flags),
+                )
+            };
+            done(i32::from(r != 0).wrapping_neg()).map(|()| None)
+        }
+        Call::Link { to } => {
+            let (dir2, name2) = parent_of(to)?;
+            check(view, &dir2, &name2)?;
+            // SAFETY: as above; no AT_SYMLINK_FOLLOW: the name's own inode.
+            done(unsafe { libc::linkat(d, name.as_ptr(), dir2.fd.as_raw_fd(), name2.as_ptr(), 0) }).map(|()| None)
+        }
+    }
+}
+
+/// Open `name` in `dir` for the program: never following it there. A symlink the program's
+/// open would follow is resolved once (`O_PATH`), its target checked with [`allowed`] and
+/// opened through the descriptor; one that dangles is refused (its target would be made
+/// wherever it points). A FIFO is opened without waiting for a reader; a device is refused.
+fn open_entry(view: &View<'_>, dir: &Dir, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
+    let d = dir.fd.as_raw_fd();
+    let follow =
+        flags & libc::O_NOFOLLOW == 0 && flags & (libc::O_CREAT | libc::O_EXCL) != libc::O_CREAT | libc::O_EXCL;
+    // SAFETY: plain struct the kernel fills; NUL-terminated name.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `sb` is writable.
+    let kind = (unsafe { libc::fstatat(d, name.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) } == 0)
+        .then_some(sb.st_mode & libc::S_IFMT);
+    if kind.is_some_and(is_device) {
+        return Err(libc::EACCES);
+    }
+    let fd = if kind == Some(libc::S_IFLNK) && follow {
+        let target = open(d, name, libc::O_PATH, 0).map_err(|e| if e == libc::ENOENT { libc::EACCES } else { e })?;
+        let at = fd_path(&target)?;
+        if !allowed(view, &at) || is_device(kind_of(&target)?) {
+            return Err(libc::EACCES);
+        }
+        let fifo = kind_of(&target)? == libc::S_IFIFO;
+        let again = CString::new(format!("/proc/self/fd/{}", target.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+        let nb = if fifo { libc::O_NONBLOCK } else { 0 };
+        let fd = open(libc::AT_FDCWD, &again, (flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW)) | nb, 0)?;
+        if fifo {
+            blocking_again(&fd, flags);
+        }
+        fd
+    } else {
+        let nb = if kind == Some(libc::S_IFIFO) { libc::O_NONBLOCK } else { 0 };
+        let fd = open(d, name, flags | libc::O_NOFOLLOW | nb, mode)?;
+        if nb != 0 {
+            blocking_again(&fd, flags);
+        }
+        fd
+    };
+    if is_device(kind_of(&fd)?) {
+        return Err(libc::EACCES);
+    }
+    Ok(fd)
+}
+
+/// Take `O_NONBLOCK` (added to open a FIFO without waiting) off `fd` unless `flags` asked.
+fn blocking_again(fd: &OwnedFd, flags: i32) {
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: fcntl on our own descriptor, integer arguments.
+        unsafe {
+            let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::view::{ViewOptions, compile};
+
+    fn view_of(rules: &[(&str, Mode)]) -> Vec<u8> {
+        let m = Manifest::new("t", "latest", 0);
+        let opts = ViewOptions {
+            tree: "/nonexistent/tree".into(),
+            capsule_mode: Mode::WriteCopy,
+            rules: rules.iter().map(|(p, m)| ((*p).to_owned(), *m)).collect(),
+            whiteouts: Vec::new(),
+            files: Vec::new(),
+            redirects: Vec::new(),
+            linked: Vec::new(),
+        };
+        compile(&m, &opts)
+    }
+
+    #[test]
+    fn only_what_an_expanded_writable_prefix_governs_and_never_the_way_to_a_narrower_one() {
+        let b = view_of(&[
+            ("/", Mode::WriteCopy),
+            ("/home/u", Mode::Merged),
+            ("/home/u/.local/share/capsule", Mode::WriteCopy),
+            ("/tmp", Mode::Merged),
+            ("/proc", Mode::Passthrough),
+        ]);
+        let v = View::new(&b).unwrap();
+        // In `$HOME`, expanded around the store.
+        assert!(allowed(&v, b"/home/u/x"));
+        assert!(allowed(&v, b"/home/u/.npm/_cacache/x"));
+        assert!(allowed(&v, b"/home/u/.local/share/other"));
+        // The store, and the way to it.
+        assert!(!allowed(&v, b"/home/u/.local/share/capsule"));
+        assert!(!allowed(&v, b"/home/u/.local/share/capsule/cache/ab"));
+        assert!(!allowed(&v, b"/home/u/.local/share"));
+        assert!(!allowed(&v, b"/home/u/.local"));
+        assert!(!allowed(&v, b"/home/u"));
+        // Writable but not expanded: Landlock's own grant decides (the broker is not asked).
+        assert!(!allowed(&v, b"/tmp/x"));
+        // Write-copy, kernel filesystems, odd spellings.
+        assert!(!allowed(&v, b"/etc/passwd"));
+        assert!(!allowed(&v, b"/proc/sys/kernel/core_pattern"));
+        assert!(!allowed(&v, b"/home/u/../../etc/x"));
+        assert!(!allowed(&v, b"home/u/x"));
+    }
+
+    #[test]
+    fn a_name_in_an_expanded_directory_is_made_opened_and_removed_but_not_through_a_symlink_out() {
+        let top = tempfile::tempdir().unwrap();
+        let top = top.path().canonicalize().unwrap();
+        let home = top.join("home");
+        let store = home.join("store");
+        std::fs::create_dir_all(store.join("cache")).unwrap();
+        std::fs::write(store.join("cache/blob"), b"shared").unwrap();
+        let (h, s) = (home.to_str().unwrap(), store.to_str().unwrap());
+        let b = view_of(&[("/", Mode::WriteCopy), (h, Mode::Merged), (s, Mode::WriteCopy)]);
+        let v = View::new(&b).unwrap();
+        let c = |p: &std::path::Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+        let fd = perform(&v, &c(&home.join("new")), Call::Open { flags: libc::O_WRONLY | libc::O_CREAT, mode: 0o600 })
+            .unwrap()
+            .unwrap();
+        drop(fd);
+        assert!(home.join("new").is_file());
+        perform(&v, &c(&home.join("d")), Call::Mkdir { mode: 0o755 }).unwrap();
+        perform(&v, &c(&home.join("new")), Call::Rename { to: &c(&home.join("d/moved")), flags: 0 }).unwrap();
+        assert!(home.join("d/moved").is_file());
+        // A symlink to the store: made, but neither opened for writing nor renamed over.
+        perform(&v, &c(&home.join("l")), Call::Symlink { target: &c(&store.join("cache/blob")) }).unwrap();
+        let e = perform(&v, &c(&home.join("l")), Call::Open { flags: libc::O_WRONLY | libc::O_TRUNC, mode: 0 });
+        assert_eq!(e.err(), Some(libc::EACCES));
+        let e = perform(&v, &c(&home.join("d/moved")), Call::Rename { to: &c(&store.join("cache/blob")), flags: 0 });
+        assert_eq!(e.err(), Some(libc::EACCES));
+        let e = perform(&v, &c(&store.join("cache/blob")), Call::Link { to: &c(&home.join("hard")) });
+        assert_eq!(e.err(), Some(libc::EACCES));
+        let e = perform(&v, &c(&store), Call::Unlink { flags: libc::AT_REMOVEDIR });
+        assert_eq!(e.err(), Some(libc::EACCES));
+        assert_eq!(std::fs::read(store.join("cache/blob")).unwrap(), b"shared");
+        // Through a symlink to a name it may write: followed once.
+        perform(&v, &c(&home.join("l2")), Call::Symlink { target: c"d/moved" }).unwrap();
+        let fd = perform(&v, &c(&home.join("l2")), Call::Open { flags: libc::O_WRONLY | libc::O_APPEND, mode: 0 })
+            .unwrap()
+            .unwrap();
+        let mut f = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut f, b"via link").unwrap();
+        assert_eq!(std::fs::read(home.join("d/moved")).unwrap(), b"via link");
+        perform(&v, &c(&home.join("l2")), Call::Unlink { flags: 0 }).unwrap();
+        assert!(!home.join("l2").exists() && home.join("d/moved").exists());
+        // No device nodes.
+        let e = perform(&v, &c(&home.join("disk")), Call::Mknod { mode: libc::S_IFBLK | 0o600 });
+        assert_eq!(e.err(), Some(libc::EPERM));
+    }
+}
