@@ -152,6 +152,9 @@ fn by_default_the_system_is_write_copy_and_home_is_merged() {
     assert!(shown.contains("effective / writecopy"), "{shown}");
     assert!(shown.contains("effective /tmp merged"), "{shown}");
     assert!(shown.contains("effective /proc passthrough"), "{shown}");
+    // And the store, in the merged /tmp here: write-copy.
+    let store = env.store().canonicalize().unwrap();
+    assert!(shown.contains(&format!("effective {} writecopy", store.display())), "{shown}");
 }
 
 #[test]
@@ -528,7 +531,7 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
     let rounds = [("never", false), ("never", false), ("always", false), ("never", true)];
     for (round, (seccomp, store_write)) in rounds.into_iter().enumerate() {
         let at = |n: &str| e.join(format!("confine-{n}")).display().to_string();
-        let (f1, f3, d, l, raw) = (at("f1"), at("f3"), at("d"), at("l"), at("raw"));
+        let (f1, f3, d, l, raw, sock) = (at("f1"), at("f3"), at("d"), at("l"), at("raw"), at("s"));
         let in_d = format!("{d}/f2");
         let evil = store.join("evil").display().to_string();
         let mut args: Vec<String> = vec![
@@ -542,6 +545,8 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             format!("rm:{in_d}"),
             format!("rmdir:{d}"),
             format!("asm:{raw}"),
+            format!("sock:{sock}"),
+            format!("rm:{sock}"),
             format!("asm:{evil}"),
             format!("mv:{}|{}", store.display(), at("stolen")),
             "env:CAPSULE_PLAN".into(),
@@ -565,12 +570,17 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             format!("rm {l} ok"),
             format!("rm {in_d} ok"),
             format!("rmdir {d} ok"),
+            format!("rm {sock} ok"),
             // Through libc, the store's path is write-copy: the sandbox's copy.
             if store_write { format!("w {evil} ok") } else { format!("rmdir {d} ok") },
         ] {
             assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
         }
         assert_eq!(fs::read_to_string(&f3).unwrap(), "capsule\n", "{ctx}");
+        if seccomp == "never" {
+            // A unix socket bound beside the store: the broker binds the program's socket.
+            assert!(out.lines().any(|o| o == format!("sock {sock} ok {sock}")), "{ctx}");
+        }
         assert!(!Path::new(&f1).exists() && !Path::new(&d).exists() && !Path::new(&l).exists(), "{ctx}");
         if seccomp == "never" {
             // A raw creation beside the store is the kernel's to refuse (no broker sees it);

@@ -275,7 +275,11 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
     let env = Env::new();
     env.small_capsule("app", &[("opt/app/data.txt", b"original\n"), ("opt/app/other.txt", b"other\n")]);
     let tag = std::process::id();
-    let tmp = |what: &str| PathBuf::from(format!("/tmp/capsule-own-kill-{what}-{tag}"));
+    // In a directory there before the run: one made directly in /tmp, beside the test's
+    // store, would be the broker's (the launcher's) to make, and the orphan outlives it.
+    let dir = PathBuf::from(format!("/tmp/capsule-own-kill-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = |what: &str| dir.join(what);
     let (ready, go, pidfile, err) = (tmp("ready"), tmp("go"), tmp("pid"), tmp("err"));
     let orphan_script = tmp("orphan.sh");
     for p in [&ready, &go, &pidfile, &err] {
@@ -349,6 +353,7 @@ fn a_killed_launcher_takes_its_program_and_leaves_the_cache_intact() {
     for p in [&ready, &go, &pidfile, &err, &orphan_script] {
         let _ = std::fs::remove_file(p);
     }
+    let _ = std::fs::remove_dir(&dir);
     let tree_other = env.store().join("sandboxes/app/root/opt/app/other.txt");
     assert!(
         orphan_err.contains("Input/output error"),

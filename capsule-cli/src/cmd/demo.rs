@@ -49,7 +49,7 @@ pub fn run(store: &Store, out: Output) -> Result<ExitCode> {
     .context("demo: snapshot end failed")?;
     let m = store.load_manifest(&digest)?;
     if out.json {
-        out.print_json(&super::inspect::to_json(&digest, &m))?;
+        out.print_json(&super::inspect::to_json(&digest, &m, store.root()))?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("\ncapsule {NAME}:latest {} holds {} entries:", digest.short(), m.entries.len());

@@ -18,11 +18,11 @@ pub fn run(store: &Store, out: Output, name: &str) -> Result<ExitCode> {
     let (digest, m) = store.load(&r).with_context(|| format!("cannot inspect capsule {r}"))?;
     let used_by = capsule_core::run::shared::linked_by(store, &r.name)?;
     if out.json {
-        let mut v = to_json(&digest, &m);
+        let mut v = to_json(&digest, &m, store.root());
         v["used_by"] = used_by.iter().map(|(c, how)| json!({ "capsule": c, "how": how })).collect();
         out.print_json(&v)?;
     } else {
-        print_text(&digest, &m, &used_by)?;
+        print_text(&digest, &m, &used_by, store.root())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -59,7 +59,7 @@ fn reg_json(v: &RegValue) -> Value {
 }
 
 /// The whole manifest as JSON.
-pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
+pub fn to_json(digest: &Digest, m: &Manifest, store: &std::path::Path) -> Value {
     json!({
         "name": m.name,
         "tag": m.tag,
@@ -73,7 +73,7 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
         "default_entry": m.default_entry,
         "env": m.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         "isolation": m.isolation.iter().map(|r| json!({ "prefix": r.prefix, "mode": format!("{:?}", r.mode).to_lowercase() })).collect::<Vec<_>>(),
-        "effective_isolation": capsule_core::run::effective_rules(m, &[]).iter().map(|(p, mode)| json!({ "prefix": p, "mode": capsule_core::run::mode_name(*mode) })).collect::<Vec<_>>(),
+        "effective_isolation": capsule_core::run::run_rules(store, m, &[]).iter().map(|(p, mode)| json!({ "prefix": p, "mode": capsule_core::run::mode_name(*mode) })).collect::<Vec<_>>(),
         "identity": {
             "hostname": m.identity.hostname, "domain": m.identity.domain,
             "ipv4": m.identity.ipv4.map(|a| a.to_string()), "ipv6": m.identity.ipv6.map(|a| a.to_string()),
@@ -100,7 +100,7 @@ pub fn to_json(digest: &Digest, m: &Manifest) -> Value {
     })
 }
 
-fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Result<()> {
+fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)], store: &std::path::Path) -> Result<()> {
     let mut w = std::io::stdout().lock();
     writeln!(w, "capsule   {}:{}", m.name, m.tag)?;
     writeln!(w, "digest    {digest}")?;
@@ -132,8 +132,9 @@ fn print_text(digest: &Digest, m: &Manifest, used_by: &[(String, &str)]) -> Resu
     for i in &m.isolation {
         writeln!(w, "isolation {} {}", i.prefix, format!("{:?}", i.mode).to_lowercase())?;
     }
-    // What a run follows: the defaults with the capsule's rules over them.
-    for (prefix, mode) in capsule_core::run::effective_rules(m, &[]) {
+    // What a run follows: the defaults with the capsule's rules over them, and the store
+    // write-copy.
+    for (prefix, mode) in capsule_core::run::run_rules(store, m, &[]) {
         writeln!(w, "effective {prefix} {}", capsule_core::run::mode_name(mode))?;
     }
     for l in &m.links {

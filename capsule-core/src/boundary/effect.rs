@@ -61,6 +61,8 @@ pub mod host_call {
     pub const RENAME: u8 = 6;
     /// linkat(2) without following a symlink: the second path is the new name.
     pub const LINK: u8 = 7;
+    /// bind(2) of the unix socket sent with the request (SCM_RIGHTS) to the path.
+    pub const BIND: u8 = 8;
 }
 
 /// Whether an open with `flags` needs the right to write the file it opens (or makes one).

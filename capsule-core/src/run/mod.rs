@@ -166,6 +166,14 @@ pub fn effective_rules(manifest: &Manifest, run: &[(String, Mode)]) -> Vec<(Stri
     all
 }
 
+/// The rules a run of `manifest` in store `store` follows: [`effective_rules`], and the store
+/// write-copy ([`protect_store`]).
+pub fn run_rules(store: &Path, manifest: &Manifest, run: &[(String, Mode)]) -> Vec<(String, Mode)> {
+    let mut rules = effective_rules(manifest, run);
+    protect_store(&mut rules, store);
+    rules
+}
+
 /// `rules` with the store made write-copy where a merged or passed-through rule holds it (the
 /// default store is in `$HOME`): no program writes the cache, the capsules or another
 /// sandbox by its host path. Landlock then expands the writable prefix around the store
@@ -288,8 +296,7 @@ pub fn prepare_with(
     for l in &links {
         shared::record_user(store, &l.manifest.name, &manifest.name)?;
     }
-    let mut all_rules = effective_rules(&manifest, &run.rules);
-    protect_store(&mut all_rules, store.root());
+    let all_rules = run_rules(store.root(), &manifest, &run.rules);
     let mut opts = ViewOptions {
         tree: sandbox.tree().to_owned(),
         capsule_mode: Mode::WriteCopy,

@@ -369,7 +369,8 @@ struct Shared(Arc<Materialiser>);
 impl Shared {
     fn request(&self, conn: &mut UnixStream) -> std::io::Result<(i32, Option<std::os::fd::OwnedFd>)> {
         let mut head = [0u8; 3];
-        conn.read_exact(&mut head)?;
+        // A descriptor comes with the request's first bytes (a socket for the broker to bind).
+        let given = read_head(conn, &mut head)?;
         let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
         let mut how = [0u8; 8];
         if head[0] == OP_OPEN {
@@ -380,7 +381,7 @@ impl Shared {
             conn.read_exact(&mut extra)?;
             let mut paths = vec![0u8; len];
             conn.read_exact(&mut paths)?;
-            return Ok(match self.0.host_for(conn, &extra, &paths) {
+            return Ok(match self.0.host_for(conn, &extra, &paths, given) {
                 Ok(fd) => (0, fd),
                 Err(e) => (e, None),
             });
@@ -411,6 +412,55 @@ thread_local! {
     static OWN_FS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// This thread's own credentials, to switch back to after an open.
     static OWN: std::cell::RefCell<Option<crate::supervisor::creds::Own>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Read a request's first `head.len()` bytes from `conn`, and the descriptor that came with
+/// them, if one did (SCM_RIGHTS; more than one: the rest closed).
+fn read_head(conn: &UnixStream, head: &mut [u8]) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut got = 0;
+    let mut given: Option<OwnedFd> = None;
+    while got < head.len() {
+        let mut control = Control([0; 64]);
+        let rest = &mut head[got..];
+        let mut iov = libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() };
+        // SAFETY: msghdr is plain data; every field the kernel reads is set below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        // SAFETY: `msg` points at `iov` (the unread part of `head`) and `control`, both alive
+        // and writable across the call.
+        let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the kernel filled `control` for `msg_controllen` bytes; CMSG_FIRSTHDR and
+        // CMSG_NXTHDR stay within it, and an SCM_RIGHTS message's data holds descriptors,
+        // now ours.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(c).cast::<libc::c_int>();
+                    let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<libc::c_int>();
+                    for i in 0..count {
+                        let fd = OwnedFd::from_raw_fd(data.add(i).read_unaligned());
+                        given.get_or_insert(fd);
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&raw const msg, c);
+            }
+        }
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        got += usize::try_from(n).unwrap_or(0);
+    }
+    Ok(given)
 }
 
 /// Run `f` with the credentials and umask of process `pid` (the peer of a request) on this
@@ -573,6 +623,7 @@ impl Materialiser {
         conn: &UnixStream,
         extra: &[u8; HOST_EXTRA],
         paths: &[u8],
+        given: Option<std::os::fd::OwnedFd>,
     ) -> Result<Option<std::os::fd::OwnedFd>, i32> {
         use crate::supervisor::host;
         REQUESTS.fetch_add(1, Ordering::Relaxed);
@@ -583,7 +634,8 @@ impl Materialiser {
         let mut parts = paths.splitn(2, |&c| c == 0);
         let path = std::ffi::CString::new(parts.next().unwrap_or_default()).map_err(|_| libc::EINVAL)?;
         let other = parts.next().map(std::ffi::CString::new).transpose().map_err(|_| libc::EINVAL)?;
-        let call = host::Call::decode(extra[0], flags, mode, other.as_deref()).ok_or(libc::EINVAL)?;
+        let socket = given.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let call = host::Call::decode(extra[0], flags, mode, other.as_deref(), socket).ok_or(libc::EINVAL)?;
         as_caller(pid, || host::perform(&view, &path, call))?
     }
 

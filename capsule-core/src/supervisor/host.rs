@@ -73,12 +73,24 @@ pub enum Call<'a> {
         /// The new name (absolute).
         to: &'a CStr,
     },
+    /// bind(2) of the program's unix socket (a descriptor of ours for it) to the path.
+    Bind {
+        /// The socket.
+        socket: std::os::fd::RawFd,
+    },
 }
 
 impl<'a> Call<'a> {
     /// The call a request names: `call` (a [`host_call`] value), its flags and mode, and the
     /// second path (`other`: a symlink's target, a rename's or link's new name).
-    pub fn decode(call: u8, flags: i32, mode: u32, other: Option<&'a CStr>) -> Option<Call<'a>> {
+    /// `socket`: the descriptor that came with the request (a bind's).
+    pub fn decode(
+        call: u8,
+        flags: i32,
+        mode: u32,
+        other: Option<&'a CStr>,
+        socket: Option<std::os::fd::RawFd>,
+    ) -> Option<Call<'a>> {
         Some(match call {
             host_call::OPEN => Call::Open { flags, mode },
             host_call::MKDIR => Call::Mkdir { mode },
@@ -87,6 +99,7 @@ impl<'a> Call<'a> {
             host_call::UNLINK => Call::Unlink { flags },
             host_call::RENAME => Call::Rename { to: other?, flags: flags.cast_unsigned() },
             host_call::LINK => Call::Link { to: other? },
+            host_call::BIND => Call::Bind { socket: socket? },
             _ => return None,
         })
     }
@@ -256,7 +269,52 @@ pub fn perform(view: &View<'_>, path: &CStr, call: Call<'_>) -> Result<Option<Ow
             // SAFETY: as above; no AT_SYMLINK_FOLLOW: the name's own inode.
             done(unsafe { libc::linkat(d, name.as_ptr(), dir2.fd.as_raw_fd(), name2.as_ptr(), 0) }).map(|()| None)
         }
+        Call::Bind { socket } => bind(&dir, name, socket).map(|()| None),
     }
+}
+
+/// Bind unix socket `socket` to `name` in `dir`, by the directory's canonical path, so that
+/// the socket's name (`getsockname`, what a peer sees) is the path the program asked for when
+/// it named no symlink. The directory is checked before; should it have been swapped for a
+/// symlink in between (by the program, racing), the node is not found in it after, and is
+/// removed again (EACCES). A name too long for `sun_path` is bound through the directory's
+/// descriptor (and keeps that name).
+fn bind(dir: &Dir, name: &CStr, socket: std::os::fd::RawFd) -> Result<(), i32> {
+    let mut path = dir.path.clone();
+    if path != b"/" {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name.to_bytes());
+    // SAFETY: a plain struct; every field the kernel reads is set below.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::sa_family_t::try_from(libc::AF_UNIX).map_err(|_| libc::EINVAL)?;
+    let by_name = path.len() < sa.sun_path.len();
+    if !by_name {
+        path = format!("/proc/self/fd/{}/", dir.fd.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.to_bytes());
+        if path.len() >= sa.sun_path.len() {
+            return Err(libc::ENAMETOOLONG);
+        }
+    }
+    for (dst, src) in sa.sun_path.iter_mut().zip(&path) {
+        *dst = src.cast_signed();
+    }
+    let len = libc::socklen_t::try_from(size_of::<libc::sa_family_t>() + path.len() + 1).map_err(|_| libc::EINVAL)?;
+    // SAFETY: `socket` is a descriptor we hold; `sa` is a sockaddr_un of `len` bytes.
+    done(unsafe { libc::bind(socket, (&raw const sa).cast(), len) })?;
+    if by_name {
+        // SAFETY: plain struct the kernel fills; NUL-terminated name.
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `sb` is writable.
+        let here = unsafe { libc::fstatat(dir.fd.as_raw_fd(), name.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+        if here != 0 || sb.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            let gone = CString::new(path).map_err(|_| libc::EINVAL)?;
+            // SAFETY: NUL-terminated path.
+            unsafe { libc::unlink(gone.as_ptr()) };
+            return Err(libc::EACCES);
+        }
+    }
+    Ok(())
 }
 
 /// Open `name` in `dir` for the program: never following it there. A symlink the program's

@@ -40,6 +40,12 @@ pub fn open(path: &[u8], flags: c_int, mode: u32) -> c_long {
 /// program's Landlock domain refused it ([`OP_HOST`]): 0, the descriptor of an open
 /// (close-on-exec as `flags` ask), or -errno.
 pub fn host(call: u8, flags: c_int, mode: u32, path: &[u8], other: Option<&[u8]>) -> c_long {
+    host_with(call, flags, mode, path, other, None)
+}
+
+/// [`host`] for a call on the program's descriptor `fd` (bind: the broker binds the very
+/// socket, passed with the request).
+pub fn host_with(call: u8, flags: c_int, mode: u32, path: &[u8], other: Option<&[u8]>, fd: Option<c_int>) -> c_long {
     let mut extra = [0u8; HOST_EXTRA];
     extra[0] = call;
     extra[4..8].copy_from_slice(&flags.to_le_bytes());
@@ -54,7 +60,7 @@ pub fn host(call: u8, flags: c_int, mode: u32, path: &[u8], other: Option<&[u8]>
         second.copy_from_slice(o);
     }
     if call != capsule_core::boundary::effect::host_call::OPEN {
-        return -c_long::from(session(OP_HOST, &extra, buf, None));
+        return -c_long::from(session_with(OP_HOST, &extra, buf, None, fd));
     }
     let mut fd: c_int = -1;
     match session(OP_HOST, &extra, buf, Some((&mut fd, flags & libc::O_CLOEXEC != 0))) {
@@ -67,6 +73,11 @@ pub fn host(call: u8, flags: c_int, mode: u32, path: &[u8], other: Option<&[u8]>
 /// One request: `op`, `extra` bytes, `path`; the errno replied, and into `fd` the descriptor
 /// that came with it.
 fn session(op: u8, extra: &[u8], path: &[u8], fd: Option<(&mut c_int, bool)>) -> i32 {
+    session_with(op, extra, path, fd, None)
+}
+
+/// [`session`], passing descriptor `fd_in` with the request.
+fn session_with(op: u8, extra: &[u8], path: &[u8], fd: Option<(&mut c_int, bool)>, fd_in: Option<c_int>) -> i32 {
     let Some(st) = state() else { return libc::ENOSYS };
     let name = st.socket;
     // AF_UNIX is 1: the narrowing to sa_family_t is lossless.
@@ -96,7 +107,7 @@ fn session(op: u8, extra: &[u8], path: &[u8], fd: Option<(&mut c_int, bool)>) ->
             0,
         )
     } == 0;
-    let r = connect_and_exchange(&addr, addr_len, Request { op, extra, path, fd_out: fd });
+    let r = connect_and_exchange(&addr, addr_len, Request { op, extra, path, fd_out: fd, fd_in });
     if masked {
         // SAFETY: rt_sigprocmask reads `old`, an 8-byte sigset on our stack (the thread's
         // own mask, put back).
@@ -114,6 +125,8 @@ struct Request<'a> {
     extra: &'a [u8],
     path: &'a [u8],
     fd_out: Option<(&'a mut c_int, bool)>,
+    /// A descriptor sent with the request (SCM_RIGHTS).
+    fd_in: Option<c_int>,
 }
 
 /// One connection: socket, connect, request, reply.
@@ -142,7 +155,7 @@ fn connect_and_exchange(addr: &libc::sockaddr_un, addr_len: usize, req: Request<
 }
 
 fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>) -> i32 {
-    let Request { op, extra, path, fd_out } = req;
+    let Request { op, extra, path, fd_out, fd_in } = req;
     // SAFETY: `addr` is a valid sockaddr_un of at least `addr_len` bytes for the call.
     let c =
         unsafe { raw(libc::SYS_connect, c_long::from(fd), addr as *const _ as c_long, addr_len as c_long, 0, 0, 0) };
@@ -165,10 +178,16 @@ fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>
             }
             at += part.len();
         }
+        if let Some(give) = fd_in {
+            if send_with_fd(fd, buf, give) != buf.len() as c_long {
+                return libc::EIO;
+            }
         // SAFETY: `buf` is readable for its length.
-        if unsafe { write(fd, buf.as_ptr(), buf.len()) } != buf.len() as c_long {
+        } else if unsafe { write(fd, buf.as_ptr(), buf.len()) } != buf.len() as c_long {
             return libc::EIO;
         }
+    } else if fd_in.is_some() {
+        return libc::ENAMETOOLONG;
     } else {
         for part in parts {
             if part.is_empty() {
@@ -222,4 +241,36 @@ fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>
         }
     }
     errno
+}
+
+/// sendmsg(2) of `buf` on socket `sock` with descriptor `give` (SCM_RIGHTS): the bytes sent,
+/// or -errno.
+fn send_with_fd(sock: c_int, buf: &[u8], give: c_int) -> c_long {
+    #[repr(C, align(8))]
+    struct Control([u8; 24]);
+    let mut control = Control([0; 24]);
+    let mut iov = libc::iovec { iov_base: buf.as_ptr().cast_mut().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is plain data; every field the kernel reads is set below.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is arithmetic on a constant size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32) } as usize;
+    // SAFETY: the control buffer holds one cmsghdr and an int (CMSG_SPACE above, 24 bytes);
+    // CMSG_FIRSTHDR and CMSG_DATA point inside it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&raw const msg);
+        if c.is_null() {
+            return -c_long::from(libc::EIO);
+        }
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32) as usize;
+        libc::CMSG_DATA(c).cast::<c_int>().write_unaligned(give);
+    }
+    // SAFETY: `msg` points at `iov` (`buf`, readable) and `control`, alive across the call.
+    unsafe {
+        raw(libc::SYS_sendmsg, c_long::from(sock), &raw const msg as c_long, c_long::from(libc::MSG_NOSIGNAL), 0, 0, 0)
+    }
 }

@@ -14,9 +14,9 @@ use core::ffi::{CStr, c_char, c_int, c_long, c_uint};
 
 use crate::preload::client;
 pub(crate) use capsule_core::boundary::effect::Op;
-use capsule_core::boundary::effect::{self, CopySys, Side, Step, host_call};
+use capsule_core::boundary::effect::{self, At, CopySys, Side, Step, host_call};
 
-use super::{Effects, at_fd, check, route, unchecked};
+use super::{Effects, Route, at_fd, check, route, unchecked};
 use crate::preload::guard::HookGuard;
 use crate::preload::state;
 use crate::preload::sys::{self, ret};
@@ -133,6 +133,18 @@ unsafe fn two_paths(
         )
     };
     let host = super::on_host(&p1) && super::on_host(&p2);
+    // The old name the program's own call names on the host, for the broker should the kernel
+    // refuse to remove it after a copy into the tree (it is directly beside the store).
+    let mut named = PathBuffer::new();
+    let p1 = match p1 {
+        Route::Original => {
+            if named.push(b1.as_bytes()).is_err() {
+                named.clear();
+            }
+            Route::Original
+        }
+        p => p,
+    };
     let arg = |s: Side<'_>, fd: c_int, p: *const c_char| match s {
         Side::Orig => (fd, p),
         Side::At(at) => {
@@ -150,10 +162,20 @@ unsafe fn two_paths(
             // SAFETY: `from` is the program's NUL-terminated argument or a placed path.
             effect::copy_file(&mut Raw, (d, unsafe { CStr::from_ptr(from) }), (st.tree_fd, to))
         }
-        Step::Unlink(from) => {
-            let (d, from) = arg(from, od, old);
+        Step::Unlink(side) => {
+            let (d, from) = arg(side, od, old);
             // SAFETY: as above.
-            Raw.unlinkat(d, unsafe { CStr::from_ptr(from) })
+            let r = Raw.unlinkat(d, unsafe { CStr::from_ptr(from) });
+            let abs = match side {
+                Side::At(At::Host(p)) => p.to_bytes(),
+                _ => named.as_bytes(),
+            };
+            match r {
+                Err(libc::EACCES) if abs.first() == Some(&b'/') => {
+                    check(client::host(host_call::UNLINK, 0, 0, abs, None)).map(drop)
+                }
+                r => r,
+            }
         }
         Step::Discard(to) => Raw.unlinkat(st.tree_fd, to),
     });

@@ -10,10 +10,11 @@
 use core::ffi::{c_char, c_int, c_long};
 
 use super::{Effects, Route, check, route};
+use crate::preload::client;
 use crate::preload::guard::HookGuard;
 use crate::preload::sys::{self, ret, set_errno};
 use crate::preload::{State, state};
-use capsule_core::boundary::effect::{self, At};
+use capsule_core::boundary::effect::{self, At, host_call};
 use capsule_core::resolve::Intent;
 use capsule_core::resolve::path::PathBuffer;
 
@@ -103,12 +104,26 @@ pub unsafe fn call(nr: c_long, fd: c_int, addr: *const libc::sockaddr, len: libc
         via_tree(st, rel.to_bytes(), &mut tree).and_then(|()| raw_with(nr, fd, tree.as_bytes()))
     };
     let r = if create {
+        let host = super::on_host(&placed);
         // A new name, as mknod makes one: the host's directories above it mirrored into the
         // tree under write-copy.
-        effect::mutate(&mut Effects(st), &placed, effect::Op::Create, |at| match at {
+        let made = effect::mutate(&mut Effects(st), &placed, effect::Op::Create, |at| match at {
             At::Tree(rel) => at_tree(rel),
             At::Host(abs) => raw_with(nr, fd, abs.to_bytes()),
-        })?
+        });
+        let r = match made {
+            Some(r) => r,
+            None => raw_with(nr, fd, path.split(|&c| c == 0).next().unwrap_or_default()),
+        };
+        // Directly beside the store (a merged prefix Landlock expanded): the broker binds
+        // this very socket there.
+        match r {
+            Err(libc::EACCES) if host && buf.as_bytes().first() == Some(&b'/') => {
+                let b = client::host_with(host_call::BIND, 0, 0, buf.as_bytes(), None, Some(fd));
+                check(b).map(drop)
+            }
+            r => r,
+        }
     } else {
         match placed {
             Route::Original => return None,
