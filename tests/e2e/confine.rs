@@ -528,6 +528,12 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
     let store = env.store();
     // The same arguments twice (a plan is the same command's), then tier 2, then a write to
     // the store's path through libc.
+    // A file of the shared cache, and its mode (the hostile part: a symlink to it beside the
+    // store, and one in the tree to that, through which the supervisor must not change it).
+    env.ok(&["run", "conf", "--entry", "/bin/cat", "--", "/opt/conf/readme"]);
+    let cached = crate::support::walk(&store.join("cache")).into_iter().find(|p| p.is_file()).expect("a cache file");
+    let mode_of = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&fs::metadata(p).unwrap().permissions());
+    let cached_mode = mode_of(&cached);
     let rounds = [("never", false), ("never", false), ("always", false), ("never", true)];
     for (round, (seccomp, store_write)) in rounds.into_iter().enumerate() {
         let at = |n: &str| e.join(format!("confine-{n}")).display().to_string();
@@ -549,6 +555,13 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             format!("rm:{sock}"),
             format!("asm:{evil}"),
             format!("mv:{}|{}", store.display(), at("stolen")),
+            format!("ln:{}|{}", cached.display(), at("tocache")),
+            format!("ln:{}|/opt/conf/tocache", at("tocache")),
+            format!("chmod:{}", at("tocache")),
+            "chmod:/opt/conf/tocache".into(),
+            "wo:/opt/conf/tocache".into(),
+            format!("rm:{}", at("tocache")),
+            "rm:/opt/conf/tocache".into(),
             "env:CAPSULE_PLAN".into(),
         ];
         if store_write {
@@ -599,6 +612,14 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             let _ = fs::remove_file(&raw);
         }
         assert!(!Path::new(&evil).exists(), "the store was written: {ctx}");
+        // Through a symlink to the cache: no change of mode (the guard's or tier 2's
+        // supervisor would make it outside the domain), no open for writing.
+        let tocache = at("tocache");
+        for line in [format!("chmod {tocache} Permission denied"), "chmod /opt/conf/tocache Permission denied".into()] {
+            assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
+        }
+        assert!(!out.contains("wo /opt/conf/tocache opened"), "{ctx}");
+        assert_eq!(mode_of(&cached), cached_mode, "a cache file's mode changed: {ctx}");
         assert!(!out.contains(&format!("mv {}|{} ok", store.display(), at("stolen"))), "{ctx}");
         assert!(store.join("blobs").is_dir() && !Path::new(&at("stolen")).exists(), "{ctx}");
         let _ = fs::remove_file(&f3);

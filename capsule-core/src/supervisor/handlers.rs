@@ -274,7 +274,7 @@ fn open_placed_once(
     flags: i32,
     mode: libc::mode_t,
 ) -> Option<Result<OwnedFd, i32>> {
-    let (tree, pid) = (cx.tree, cx.pid);
+    let (tree, pid, view) = (cx.tree, cx.pid, cx.view);
     effect::open(&mut cx.tier(), placed, flags, |at, flags| {
         let (d, p) = at_fd(tree, at, pid)?;
         // A tree file opened to be written is never one with another name (the cache's).
@@ -286,6 +286,10 @@ fn open_placed_once(
         if matches!(at, At::Host(_)) && launcher_is_root() && is_block_device(&fd) {
             // A run as root: the host's disks are granted nothing (`run::confine::grant_rules`),
             // and neither are they opened on the program's behalf, whatever symlink led here.
+            return Err(libc::EACCES);
+        }
+        if matches!(at, At::Host(_)) && effect::opens_to_write(flags) && !super::host::lands_writable(&view, &fd) {
+            // A host symlink led the supervisor's walk where the program may not write.
             return Err(libc::EACCES);
         }
         Ok(fd)

@@ -27,7 +27,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::view::{Mode, View};
+use crate::view::{Kind, Mode, View};
 
 pub use crate::boundary::effect::host_call;
 
@@ -145,6 +145,42 @@ pub fn allowed(view: &View<'_>, abs: &[u8]) -> bool {
         expanded |= below(prefix, n);
     }
     expanded
+}
+
+/// Whether the run's rules let the program change the file or directory the supervisor holds
+/// as `fd` (one it opened for the program, following the program's path): its canonical
+/// location is governed by a merged or passed-through rule, or lies below a linked capsule's
+/// shared state (a redirect). The supervisor walks host paths itself, outside the domain, and a
+/// symlink on the host (one the program made in `$HOME`, say, to a file of the store) would
+/// otherwise carry a change it makes for the program (an open for writing, a chmod) where the
+/// program may not make it. Not a path (a pipe, a socket): yes.
+pub fn lands_writable(view: &View<'_>, fd: &OwnedFd) -> bool {
+    let Ok(at) = fd_path(fd) else { return false };
+    let Some(rel) = at.strip_prefix(b"/") else { return true };
+    if view.rule_of(rel).and_then(|i| view.rule(i)).is_none_or(|(_, m)| writable(m)) {
+        return true;
+    }
+    (0..view.len()).filter_map(|i| view.entry(i)).any(|e| {
+        e.kind == Kind::Redirect && at.starts_with(e.target) && matches!(at.get(e.target.len()), None | Some(b'/'))
+    })
+}
+
+/// [`lands_writable`] for host path `abs` as a call reaches it: the file itself (its final
+/// symlink followed when `follow`), or for a call that makes or removes the name (`parent`),
+/// the directory that holds it. A path that does not resolve is the kernel's to refuse: yes.
+pub fn reaches_writable(view: &View<'_>, abs: &CStr, follow: bool, parent: bool) -> bool {
+    let fd = if parent {
+        let mut b = abs.to_bytes();
+        while b.len() > 1 && b.ends_with(b"/") {
+            b = &b[..b.len() - 1];
+        }
+        let Some(cut) = b.iter().rposition(|&c| c == b'/') else { return true };
+        let Ok(dir) = CString::new(&b[..cut.max(1)]) else { return true };
+        open(libc::AT_FDCWD, &dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+    } else {
+        open(libc::AT_FDCWD, abs, libc::O_PATH | if follow { 0 } else { libc::O_NOFOLLOW }, 0)
+    };
+    fd.map_or(true, |fd| lands_writable(view, &fd))
 }
 
 /// An open `O_PATH` directory and the kernel's name for it.

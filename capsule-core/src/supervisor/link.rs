@@ -399,12 +399,35 @@ fn made(
     let view = cx.view;
     let placed = place(&view, tree, mem, dirfd, addr, op.intent(follow), &mut buf);
     let original = matches!(placed, crate::boundary::Place::Original);
+    // The host path the program's own call names (the broker's, and the check below).
+    let mut named = PathBuffer::new();
+    let placed = match placed {
+        crate::boundary::Place::Original => {
+            if named.push(buf.as_bytes()).is_err() {
+                named.clear();
+            }
+            crate::boundary::Place::Original
+        }
+        p => p,
+    };
+    // On the host (as the program named it, or a host path the view led to): not where a
+    // symlink carries the change out of what the rules let the program change (the store).
+    let on_host = match placed {
+        crate::boundary::Place::Original if named.as_bytes().first() == Some(&b'/') => Some(named.as_cstr()),
+        crate::boundary::Place::Host(p) => Some(p),
+        _ => None,
+    };
+    if let Some(p) = on_host
+        && !host::reaches_writable(&view, p, follow, op != Op::Modify)
+    {
+        return Reply::Error(libc::EACCES);
+    }
     let pid = cx.pid;
     match effect::mutate(&mut cx.tier(), &placed, op, |at| {
         let (d, p) = at_fd(tree, at, pid)?;
         call(d, &p)
     }) {
-        None => match broker.filter(|_| original).and_then(|b| super::handlers::brokered(&view, &buf, b)) {
+        None => match broker.filter(|_| original).and_then(|b| super::handlers::brokered(&view, &named, b)) {
             Some(r) => reply(r.map(drop)),
             None => Reply::Continue,
         },
