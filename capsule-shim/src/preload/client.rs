@@ -246,6 +246,9 @@ fn exchange(fd: i32, addr: &libc::sockaddr_un, addr_len: usize, req: Request<'_>
 /// sendmsg(2) of `buf` on socket `sock` with descriptor `give` (SCM_RIGHTS): the bytes sent,
 /// or -errno.
 fn send_with_fd(sock: c_int, buf: &[u8], give: c_int) -> c_long {
+    // The size of one descriptor (4: the narrowing is lossless).
+    #[allow(clippy::cast_possible_truncation)]
+    const INT: u32 = core::mem::size_of::<c_int>() as u32;
     #[repr(C, align(8))]
     struct Control([u8; 24]);
     let mut control = Control([0; 24]);
@@ -256,7 +259,7 @@ fn send_with_fd(sock: c_int, buf: &[u8], give: c_int) -> c_long {
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE is arithmetic on a constant size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(core::mem::size_of::<c_int>() as u32) } as usize;
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(INT) } as usize;
     // SAFETY: the control buffer holds one cmsghdr and an int (CMSG_SPACE above, 24 bytes);
     // CMSG_FIRSTHDR and CMSG_DATA point inside it.
     unsafe {
@@ -266,7 +269,7 @@ fn send_with_fd(sock: c_int, buf: &[u8], give: c_int) -> c_long {
         }
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(core::mem::size_of::<c_int>() as u32) as usize;
+        (*c).cmsg_len = libc::CMSG_LEN(INT) as usize;
         libc::CMSG_DATA(c).cast::<c_int>().write_unaligned(give);
     }
     // SAFETY: `msg` points at `iov` (`buf`, readable) and `control`, alive across the call.
