@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Opens of sandbox-tree files for writing (docs/benchmarks.md, issue 16): one shell creating N
 # files in a write-copy directory (`echo x > /opt/wb/fI`: open O_CREAT|O_WRONLY|O_TRUNC, write,
-# close). Side by side: native (a directory of its own), capsule with its store below a
-# writable prefix (the default: the shim opens tree files itself), capsule with its store
-# outside every writable prefix (`--isolation /tmp=writecopy`: the materialiser opens them,
-# OP_OPEN), and bwrap binding the directory. Prints a Markdown table of medians, ratios to
-# native and µs added per open.
+# close). Side by side: native (a directory of its own), capsule (the materialiser opens tree
+# files for writing: OP_OPEN, every confined run since the store is write-copy in all of them),
+# capsule --unconfined (no Landlock domain: the shim opens them itself), and bwrap binding the
+# directory. Prints a Markdown table of medians, ratios to native and µs added per open.
 #
 #   bash docs/bench/writeopen.sh      # RUNS=15, N=2000; needs a release build
 set -euo pipefail
@@ -26,9 +25,9 @@ loop="for i in \$(seq $N); do echo x > DIR/f\$i; done"
 cmds=(
   "/bin/sh -c '${loop//DIR/$work/native}'"
   "$bin/capsule --store $store run wb --entry /bin/sh -- -c '${loop//DIR//opt/wb}'"
-  "$bin/capsule --store $store run wb --isolation /tmp=writecopy --entry /bin/sh -- -c '${loop//DIR//opt/wb}'"
+  "$bin/capsule --store $store run wb --unconfined --entry /bin/sh -- -c '${loop//DIR//opt/wb}'"
 )
-names=(native "capsule (store in a merged prefix)" "capsule (store outside: OP_OPEN)")
+names=(native "capsule (OP_OPEN)" "capsule --unconfined (the shim's own open)")
 if command -v bwrap >/dev/null; then
   cmds+=("bwrap --bind / / --bind $work/bw /opt --dev /dev --proc /proc /bin/sh -c '${loop//DIR//opt}'")
   names+=(bwrap)

@@ -332,7 +332,10 @@ fn emit(dir: &Path, rights: u64, below: &[(PathBuf, u64)], out: &mut Vec<Grant>)
     if rights != 0 {
         use std::os::unix::ffi::OsStrExt;
         let names = ways.iter().filter_map(|w| w.file_name()).map(|n| n.as_bytes().to_vec()).collect();
-        out.push(Grant { path: dir.to_owned(), rights, entries_but: Some(names) });
+        // Files directly in the directory: only its own grant, where that keeps their reads
+        // (their writes are the broker's); each rule costs every start.
+        let dirs_only = if rights & !common & READ == 0 { crate::confine::EXPAND_DIRS } else { 0 };
+        out.push(Grant { path: dir.to_owned(), rights: rights | dirs_only, entries_but: Some(names) });
     }
     for way in ways {
         let under: Vec<_> = below.iter().filter(|(q, _)| q != &way && q.starts_with(&way)).cloned().collect();
@@ -371,9 +374,11 @@ mod tests {
                 Some(but) => match p.strip_prefix(&g.path).ok().and_then(|r| r.components().next()) {
                     Some(first)
                         if !but.iter().any(|n| n.as_slice() == first.as_os_str().as_bytes())
-                            && !std::fs::symlink_metadata(g.path.join(first)).is_ok_and(|m| m.is_symlink()) =>
+                            && !std::fs::symlink_metadata(g.path.join(first)).is_ok_and(|m| m.is_symlink())
+                            && (g.rights & crate::confine::EXPAND_DIRS == 0
+                                || std::fs::symlink_metadata(g.path.join(first)).is_ok_and(|m| m.is_dir())) =>
                     {
-                        g.rights
+                        g.rights & !crate::confine::EXPAND_DIRS
                     }
                     _ => 0,
                 },
@@ -429,7 +434,9 @@ mod tests {
         assert_eq!(effective(&g, &format!("{top}/usr/lib")), READ);
         assert_eq!(effective(&g, &format!("{top}/etc")), READ | WRITE);
         assert_eq!(effective(&g, &format!("{top}/home/u")), READ | WRITE);
-        assert_eq!(effective(&g, &format!("{top}/file")), (READ | WRITE) & crate::confine::FILE_RIGHTS);
+        // A file directly in it: what the directory's own grant gives (its writes are the
+        // broker's).
+        assert_eq!(effective(&g, &format!("{top}/file")), READ & crate::confine::FILE_RIGHTS);
         assert_eq!(effective(&g, &format!("{top}/lib")), READ, "a symlink would grant its target");
         // The entries are a grant of their own, listed at launch: not in the grants, and so
         // neither in a launch plan, and an entry made since is granted.
@@ -438,7 +445,7 @@ mod tests {
         assert_eq!(on_entries[0].path, root);
         assert_eq!(on_entries[0].entries_but, Some(vec![b"usr".to_vec()]));
         let (rights, record) = on_entries[0].record();
-        assert_eq!(rights, READ | WRITE | crate::confine::EXPAND);
+        assert_eq!(rights, READ | WRITE | crate::confine::EXPAND | crate::confine::EXPAND_DIRS);
         assert_eq!(record, [root.as_os_str().as_bytes(), b"\0usr"].concat());
         assert!(!g.iter().any(|g| g.path.starts_with(root.join("etc"))), "{g:?}");
     }
@@ -496,7 +503,9 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(verdicts, [true, true, false, false, false, false], "{top:?}");
+        // A file directly beside the store is the broker's to write; one in a directory there
+        // the program's own.
+        assert_eq!(verdicts, [false, true, false, false, false, false], "{top:?}");
         assert_eq!(std::fs::read(top.join("store/cache/blob")).unwrap(), b"shared");
     }
 }
