@@ -69,9 +69,10 @@ pub struct Materialiser {
     live: Option<crate::view::live::Mapping>,
     /// The tree, opened at the first [`Materialiser::open_for`].
     tree_fd: std::sync::OnceLock<std::fs::File>,
-    /// The run's view (its isolation rules bound what [`OP_HOST`] does); empty when none
-    /// was given, and then every such request is refused.
-    view: Vec<u8>,
+    /// The run's view file (its isolation rules bound what [`OP_HOST`] does), read at the
+    /// first such request.
+    view_path: PathBuf,
+    view: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// Answer `sup`'s notifications until no tracee is left.
@@ -155,7 +156,6 @@ impl Server {
         sandbox: Sandbox,
         view: &Path,
     ) -> Result<Server, RunError> {
-        let view = std::fs::read(view).map_err(RunError::io("failed to read", view.to_path_buf()))?;
         // Deletions of earlier runs count too: a listing must not bring them back.
         let deleted = sandbox.whiteouts()?.into_iter().collect();
         let state = TreeState { deleted, linked: HashSet::new() };
@@ -167,7 +167,8 @@ impl Server {
             sandbox,
             live,
             tree_fd: std::sync::OnceLock::new(),
-            view,
+            view_path: view.to_path_buf(),
+            view: std::sync::OnceLock::new(),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let pool = Pool {
@@ -628,7 +629,8 @@ impl Materialiser {
         use crate::supervisor::host;
         REQUESTS.fetch_add(1, Ordering::Relaxed);
         let (pid, _) = peer_of(conn).ok_or(libc::EPERM)?;
-        let view = crate::view::View::new(&self.view).map_err(|_| libc::EACCES)?;
+        let bytes = self.view.get_or_init(|| std::fs::read(&self.view_path).unwrap_or_default());
+        let view = crate::view::View::new(bytes).map_err(|_| libc::EACCES)?;
         let flags = i32::from_le_bytes([extra[4], extra[5], extra[6], extra[7]]);
         let mode = u32::from_le_bytes([extra[8], extra[9], extra[10], extra[11]]);
         let mut parts = paths.splitn(2, |&c| c == 0);
