@@ -225,12 +225,13 @@ fn add_fd(sys: Sys, ruleset: usize, fd: usize, allowed: u64, dir: Option<bool>) 
     // path that is no longer what it was (EINVAL: directory rights on a file) is looked at.
     let mut r = if allowed == 0 { 0 } else { rule(allowed) };
     if r == -22 {
-        // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
-        let mut st = [0u64; 18];
-        let s = sys(SYS_NEWFSTATAT, [fd, c"".as_ptr() as usize, st.as_mut_ptr() as usize, AT_EMPTY_PATH, 0, 0]);
-        let is_dir = s == 0 && (st[3] & 0o170_000) == 0o040_000;
-        let masked = if is_dir { allowed } else { allowed & FILE_RIGHTS };
-        r = if s != 0 || masked == 0 { s } else { rule(masked) };
+        r = match st_mode(sys, fd) {
+            Err(e) => e,
+            Ok(m) => {
+                let masked = if m & 0o170_000 == 0o040_000 { allowed } else { allowed & FILE_RIGHTS };
+                if masked == 0 { 0 } else { rule(masked) }
+            }
+        };
     }
     if r < 0 { Err(r) } else { Ok(()) }
 }
@@ -321,12 +322,17 @@ pub fn add_entries(
     result
 }
 
-/// Whether `O_PATH` descriptor `fd` is a directory.
-fn is_dir(sys: Sys, fd: usize) -> bool {
+/// The `st_mode` of (`O_PATH`) descriptor `fd`, or -errno.
+fn st_mode(sys: Sys, fd: usize) -> Result<u64, isize> {
     // struct stat is 144 bytes on x86-64; st_mode is the u32 at offset 24.
     let mut st = [0u64; 18];
     let s = sys(SYS_NEWFSTATAT, [fd, c"".as_ptr() as usize, st.as_mut_ptr() as usize, AT_EMPTY_PATH, 0, 0]);
-    s == 0 && (st[3] & 0o170_000) == 0o040_000
+    if s == 0 { Ok(st[3] & 0xffff_ffff) } else { Err(s) }
+}
+
+/// Whether `O_PATH` descriptor `fd` is a directory.
+fn is_dir(sys: Sys, fd: usize) -> bool {
+    st_mode(sys, fd).is_ok_and(|m| m & 0o170_000 == 0o040_000)
 }
 
 /// Whether NUL-terminated `name` is one of the NUL-terminated names of `list`.
