@@ -553,6 +553,8 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             format!("asm:{raw}"),
             format!("sock:{sock}"),
             format!("rm:{sock}"),
+            format!("trunc:{f3}"),
+            format!("tmpf:{}", e.display()),
             format!("asm:{evil}"),
             format!("mv:{}|{}", store.display(), at("stolen")),
             format!("ln:{}|{}", cached.display(), at("tocache")),
@@ -584,16 +586,16 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             format!("rm {in_d} ok"),
             format!("rmdir {d} ok"),
             format!("rm {sock} ok"),
+            format!("trunc {f3} ok"),
+            format!("tmpf {} ok", e.display()),
+            // A unix socket bound beside the store: the broker binds the program's socket.
+            format!("sock {sock} ok {sock}"),
             // Through libc, the store's path is write-copy: the sandbox's copy.
             if store_write { format!("w {evil} ok") } else { format!("rmdir {d} ok") },
         ] {
             assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
         }
-        assert_eq!(fs::read_to_string(&f3).unwrap(), "capsule\n", "{ctx}");
-        if seccomp == "never" {
-            // A unix socket bound beside the store: the broker binds the program's socket.
-            assert!(out.lines().any(|o| o == format!("sock {sock} ok {sock}")), "{ctx}");
-        }
+        assert_eq!(fs::read_to_string(&f3).unwrap(), "c", "written, renamed, then truncated: {ctx}");
         assert!(!Path::new(&f1).exists() && !Path::new(&d).exists() && !Path::new(&l).exists(), "{ctx}");
         if seccomp == "never" {
             // A raw creation beside the store is the kernel's to refuse (no broker sees it);

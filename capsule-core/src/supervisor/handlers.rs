@@ -236,7 +236,7 @@ pub(super) fn brokered(
     buf: &PathBuffer,
     call: super::host::Call<'_>,
 ) -> Option<Result<Option<OwnedFd>, i32>> {
-    if !super::host::allowed(view, buf.as_bytes()) {
+    if !super::host::may(view, buf.as_bytes(), &call) {
         return None;
     }
     match super::host::perform(view, buf.as_cstr(), call) {

@@ -183,6 +183,29 @@ pub fn reaches_writable(view: &View<'_>, abs: &CStr, follow: bool, parent: bool)
     fd.map_or(true, |fd| lands_writable(view, &fd))
 }
 
+/// Whether the broker may make a new name in directory `dir` (absolute, canonical): as for
+/// any name there that is not on the way to a narrower rule ([`allowed`]).
+fn allowed_in(view: &View<'_>, dir: &[u8]) -> bool {
+    let mut probe = dir.to_vec();
+    if probe != b"/" {
+        probe.push(b'/');
+    }
+    // No rule names this: a name of the directory's own, not on any rule's way.
+    probe.push(1);
+    allowed(view, &probe)
+}
+
+/// Whether `call` on host path `abs` (as the program named it) is one the broker may make:
+/// [`allowed`], or for an `O_TMPFILE` open, whose path is the directory the unnamed file is
+/// made in, [`allowed_in`] that directory. What tier 2 asks before it brokers a call rather
+/// than let the kernel refuse it; [`perform`] checks the canonical location again.
+pub fn may(view: &View<'_>, abs: &[u8], call: &Call<'_>) -> bool {
+    match call {
+        Call::Open { flags, .. } if flags & libc::O_TMPFILE == libc::O_TMPFILE => allowed_in(view, abs),
+        _ => allowed(view, abs),
+    }
+}
+
 /// An open `O_PATH` directory and the kernel's name for it.
 struct Dir {
     fd: OwnedFd,
@@ -258,6 +281,16 @@ fn is_device(k: u32) -> bool {
 /// ([`allowed`]; EACCES when not): the descriptor of an open. The caller has taken the
 /// program's credentials and umask (and, for tier 2, its mount namespace and root).
 pub fn perform(view: &View<'_>, path: &CStr, call: Call<'_>) -> Result<Option<OwnedFd>, i32> {
+    if let Call::Open { flags, mode } = call
+        && flags & libc::O_TMPFILE == libc::O_TMPFILE
+    {
+        // An unnamed file in the directory `path` names (as the caller reaches it).
+        let dir = open(libc::AT_FDCWD, path, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        if !allowed_in(view, &fd_path(&dir)?) {
+            return Err(libc::EACCES);
+        }
+        return open(dir.as_raw_fd(), c".", flags, mode).map(Some);
+    }
     let (dir, name) = parent_of(path)?;
     check(view, &dir, &name)?;
     let d = dir.fd.as_raw_fd();
@@ -501,5 +534,11 @@ mod tests {
         // No device nodes.
         let e = perform(&v, &c(&home.join("disk")), Call::Mknod { mode: libc::S_IFBLK | 0o600 });
         assert_eq!(e.err(), Some(libc::EPERM));
+        // An unnamed file in the expanded directory itself, none in the store.
+        let tmp = Call::Open { flags: libc::O_TMPFILE | libc::O_WRONLY, mode: 0o600 };
+        assert!(may(&v, home.as_os_str().as_bytes(), &tmp));
+        assert!(perform(&v, &c(&home), tmp).unwrap().is_some());
+        assert!(!may(&v, store.as_os_str().as_bytes(), &tmp));
+        assert_eq!(perform(&v, &c(&store), tmp).err(), Some(libc::EACCES));
     }
 }

@@ -31,6 +31,10 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
 /// bind(2) for programs without the shim, by the shim's rules (`crate::bindaddr`). The
 /// supervisor binds a duplicate of the tracee's socket (`pidfd_getfd`): the socket is shared.
 pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+    let mut family = [0u8; 2];
+    if mem.read(addr, &mut family).is_ok_and(|n| n == 2) && i32::from(u16::from_ne_bytes(family)) == libc::AF_UNIX {
+        return unix_bind(cx, mem, fd, addr, len);
+    }
     let Some(ip) = cx.ipv4 else { return Reply::Continue };
     let mut sa = [0u8; crate::bindaddr::IN6_LEN];
     let n = usize::try_from(len).unwrap_or(0).min(sa.len());
@@ -70,6 +74,38 @@ pub(super) fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedFd> {
     let dup = i32::try_from(dup).ok().filter(|&d| d >= 0)?;
     // SAFETY: as above, from pidfd_getfd.
     Some(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+/// bind(2) of a unix socket to a path: where the kernel would refuse it for nothing (directly
+/// beside the store, in a merged prefix Landlock expanded around it), the broker binds the
+/// tracee's socket (a duplicate of it: the socket is shared), as the shim has it do for a
+/// dynamic program; anywhere else the kernel's (`CONTINUE`).
+fn unix_bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+    const SUN_PATH: usize = 108;
+    let mut sa = [0u8; 2 + SUN_PATH];
+    let n = usize::try_from(len).unwrap_or(0).min(sa.len());
+    if n <= 2 || mem.read(addr, &mut sa[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
+        return Reply::Continue;
+    }
+    let path = &sa[2..n];
+    let path = &path[..path.iter().position(|&c| c == 0).unwrap_or(path.len())];
+    if path.is_empty() {
+        return Reply::Continue; // abstract, or unnamed
+    }
+    let view = cx.view;
+    let mut buf = crate::resolve::path::PathBuffer::new();
+    let intent = crate::resolve::Intent { follow: false, create: true };
+    let placed = super::place::place_bytes(&view, cx.tree, mem, path, intent, &mut buf);
+    if !matches!(placed, crate::boundary::Place::Original) {
+        return Reply::Continue;
+    }
+    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let call = super::host::Call::Bind { socket: dup.as_raw_fd() };
+    match super::handlers::brokered(&view, &buf, call) {
+        Some(Ok(_)) => Reply::Value(0),
+        Some(Err(e)) => Reply::Error(e),
+        None => Reply::Continue,
+    }
 }
 
 /// ioctl(2) SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF (the only ioctls the filter traps): the

@@ -181,6 +181,20 @@ pub fn place<'b, 'v>(
     boundary::place(view, &Tracee { mem, tree }, dirfd, &path, intent, buf)
 }
 
+/// [`place`] for a path already read from the tracee (a unix socket's `sun_path`, which
+/// need not end with a NUL).
+pub fn place_bytes<'b, 'v>(
+    view: &View<'v>,
+    tree: BorrowedFd<'_>,
+    mem: &impl TraceeMemory,
+    path: &[u8],
+    intent: Intent,
+    buf: &'b mut PathBuffer,
+) -> Place<'b, 'v> {
+    buf.clear();
+    boundary::place(view, &Tracee { mem, tree }, libc::AT_FDCWD, path, intent, buf)
+}
+
 /// The supervisor as the layer's [`Tier`]: the materialiser it serves, and probes of the
 /// tree and the host made from the supervisor.
 pub struct Sup<'a, 'm> {

@@ -143,6 +143,23 @@ pub fn brokered(r: c_long, buf: &PathBuffer, call: impl FnOnce(&[u8]) -> c_long)
     if r == -c_long::from(libc::EACCES) && path.first() == Some(&b'/') { call(path) } else { r }
 }
 
+/// (`dirfd`, `path`) as one absolute path, lexically (the broker's argument for a call made
+/// below the hooks' routing, such as `truncate`'s own open).
+pub fn absolute(st: &'static State, dirfd: c_int, path: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
+    use capsule_core::boundary::Caller;
+    out.clear();
+    let p = path.to_bytes();
+    if p.first() != Some(&b'/') {
+        if dirfd == libc::AT_FDCWD {
+            Shim(st).cwd(out)?
+        } else {
+            Shim(st).fd_path(dirfd, out)?
+        }
+        out.push(b"/")?;
+    }
+    out.push(p)
+}
+
 /// The descriptor an [`At`] is relative to, and its path.
 pub fn at_fd<'b>(st: &State, at: At<'b>) -> (c_int, &'b CStr) {
     match at {
