@@ -147,6 +147,26 @@ fn by_default_the_system_is_write_copy_and_home_is_merged() {
     for p in &paths {
         assert!(out.contains(&format!("r {p} capsule")), "{out}\n{err}");
     }
+    // A new name in a directory that is nowhere: ENOENT, as natively, and nothing made in the
+    // sandbox for it; a host file renamed there stays where it was.
+    let nowhere = format!("/capsule-nowhere-{id}");
+    let moved = home.join("stays");
+    fs::write(&moved, "host\n").unwrap();
+    let args = vec![
+        format!("w:{nowhere}/x"),
+        format!("mkdir:{nowhere}/d"),
+        format!("mv:{}|{nowhere}/n", moved.display()),
+        format!("w:/opt/{}/x", &nowhere[1..]),
+    ];
+    let (code, out, err) = run(&env, &bin, &home, &[], &args);
+    assert_eq!(code, 0, "{err}");
+    for a in &args {
+        let (op, path) = a.split_once(':').unwrap();
+        assert!(out.contains(&format!("{op} {path} No such file or directory")), "{a}: {out}");
+    }
+    assert_eq!(fs::read_to_string(&moved).unwrap(), "host\n", "the host file was taken away");
+    let diff = env.ok(&["sandbox", "conf", "diff"]);
+    assert!(!diff.contains("capsule-nowhere"), "{diff}");
     // `inspect` shows the effective rules.
     let shown = env.ok(&["inspect", "conf"]);
     assert!(shown.contains("effective / writecopy"), "{shown}");

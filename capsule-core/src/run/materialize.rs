@@ -193,6 +193,23 @@ pub fn mirror_dirs(tree: &Path, dir: &[u8]) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Whether each directory of `dir` (relative, '/'-separated) is in `tree` or on the host.
+fn dirs_exist(tree: &Path, dir: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let mut end = 0;
+    while end < dir.len() {
+        end = dir[end..].iter().position(|&c| c == b'/').map_or(dir.len(), |i| end + i);
+        let rel = std::ffi::OsStr::from_bytes(&dir[..end]);
+        end += 1;
+        if fs::symlink_metadata(tree.join(rel)).is_err()
+            && !fs::metadata(Path::new("/").join(rel)).is_ok_and(|m| m.is_dir())
+        {
+            return false;
+        }
+    }
+    true
+}
+
 /// Link capsule file `path` into `tree` (no-op if something is there already).
 /// `Ok(false)` when `path` is not a regular file of the capsule.
 pub fn link_entry(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Result<bool, RunError> {
@@ -244,6 +261,13 @@ pub fn copy_up(store: &Store, tree: &Path, m: &Manifest, path: &RelPath) -> Resu
                     return Ok(true);
                 }
                 if !meta.as_ref().is_ok_and(fs::Metadata::is_file) {
+                    // A new name: only in a directory there is (ENOENT otherwise, as the
+                    // kernel's, and no directory is made for it: `open("/nonexistent/x", "w")`
+                    // made `/nonexistent` in the sandbox, and a rename into it took a host file
+                    // away).
+                    if meta.is_err() && !dirs_exist(tree, parents) {
+                        return Ok(false);
+                    }
                     mirror_dirs(tree, parents)?;
                     return Ok(true);
                 }
