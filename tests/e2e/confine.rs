@@ -584,6 +584,14 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             "wo:/opt/conf/tocache".into(),
             format!("rm:{}", at("tocache")),
             "rm:/opt/conf/tocache".into(),
+            // The cache file's directory by a symlink beside the store, reached through a
+            // tree symlink: the file may not be renamed out of the cache.
+            format!("ln:{}|{}", cached.parent().unwrap().display(), at("tocachedir")),
+            format!("ln:{}|/opt/conf/tocachedir", at("tocachedir")),
+            format!("mv:/opt/conf/tocachedir/{}|{}", cached.file_name().unwrap().to_str().unwrap(), at("stolen2")),
+            format!("rawmv:/opt/conf/tocachedir/{}|{}", cached.file_name().unwrap().to_str().unwrap(), at("stolen2")),
+            format!("rm:{}", at("tocachedir")),
+            "rm:/opt/conf/tocachedir".into(),
             "env:CAPSULE_PLAN".into(),
         ];
         if store_write {
@@ -641,6 +649,7 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
         }
         assert!(!out.contains("wo /opt/conf/tocache opened"), "{ctx}");
+        assert!(cached.is_file() && !Path::new(&at("stolen2")).exists(), "a cache file was moved out: {ctx}");
         assert_eq!(mode_of(&cached), cached_mode, "a cache file's mode changed: {ctx}");
         assert!(!out.contains(&format!("mv {}|{} ok", store.display(), at("stolen"))), "{ctx}");
         assert!(store.join("blobs").is_dir() && !Path::new(&at("stolen")).exists(), "{ctx}");

@@ -449,6 +449,15 @@ fn two(
     let view = cx.view;
     let p1 = place(&view, tree, mem, old.0, old.1, Intent { follow: false, create: false }, &mut b1);
     let p2 = place(&view, tree, mem, new.0, new.1, Intent { follow: false, create: true }, &mut b2);
+    // A host path the view led to is walked here, outside the domain: not through a symlink
+    // into what the rules keep from the program (the store), on either side.
+    for p in [&p1, &p2] {
+        if let crate::boundary::Place::Host(h) = p
+            && !host::reaches_writable(&view, h, false, true)
+        {
+            return Reply::Error(libc::EACCES);
+        }
+    }
     let nr = if is_rename { libc::SYS_renameat2 } else { libc::SYS_linkat };
     let pid = cx.pid;
     // A side that is the host's own is performed here with its absolute path.
