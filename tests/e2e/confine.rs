@@ -405,6 +405,9 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
         format!("chmod:{disk}"),
         "chmod:/opt/conf/disk".to_owned(),
         "chmod:/dev/null".to_owned(),
+        // Its stdin, /dev/null opened by this test on the host's /dev (a change by descriptor
+        // the supervisor makes on a duplicate, outside the run's read-only /dev).
+        "fchmod:0".to_owned(),
         "wo:/opt/conf/selfroot".to_owned(),
         "r:/opt/conf/comm".to_owned(),
         "wo:/opt/conf/init".to_owned(),
@@ -436,6 +439,7 @@ fn as_root_the_system_settings_and_disks_stay_out_of_reach_through_every_tier() 
         assert!(out.contains(&format!("chmod {disk} Read-only file system")), "{ctx}");
         assert!(out.contains("chmod /opt/conf/disk Read-only file system"), "{ctx}");
         assert!(out.contains("chmod /dev/null Read-only file system"), "{ctx}");
+        assert!(out.contains("fchmod 0 Read-only file system"), "{ctx}");
         if seccomp == "always" {
             // Served by the supervisor, which follows the tree's symlinks to the host.
             assert!(out.contains("wo /opt/conf/sp Read-only file system"), "{ctx}");

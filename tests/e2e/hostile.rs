@@ -5,7 +5,12 @@
 //! creat/utimes/setxattr/chmod, openat2, changes by descriptor of a file opened for reading,
 //! io_uring (`IORING_OP_OPENAT`/`UNLINKAT`/`RENAMEAT`), i386 entry (`int 0x80`), file handles,
 //! `/proc/self/root` and `/proc/self/cwd`, a symlink it makes in `/tmp`, the supervisor's
-//! cookie read from its environment — and then drops to uid 65534 and opens `/etc/shadow`.
+//! cookie read from its environment, opens that truncate without asking for writing
+//! (`O_RDONLY|O_TRUNC`, access mode 3, by open, openat and openat2, with and without the
+//! cookie), and races (a second thread rewriting the path of a chmod, chown, truncate,
+//! utimensat or setxattr, or swapping the descriptor of an fchmod, fchown or fsetxattr,
+//! between a file of its own and the host's) — and then drops to uid 65534 and opens
+//! `/etc/shadow`.
 //! It runs from a capsule as root under `--isolation full` and `writecopy`: dynamic with
 //! tier 1 alone and with both tiers, and static. After every run the host directory is
 //! byte-for-byte as before (content, modes, owners, mtimes, xattrs: with tier 1 alone, the
@@ -59,8 +64,8 @@ fn a_hostile_program_changes_nothing_on_the_host() {
     let dir = fixture_dir();
     fs::create_dir_all(&dir).unwrap();
     let (dynamic, fixed) = (dir.join("hostile"), dir.join("hostile-static"));
-    gcc(&dynamic, &["-O0", "hostile.c"]).unwrap();
-    gcc(&fixed, &["-O0", "-static", "hostile.c"]).unwrap();
+    gcc(&dynamic, &["-O0", "-pthread", "hostile.c"]).unwrap();
+    gcc(&fixed, &["-O0", "-static", "-pthread", "hostile.c"]).unwrap();
     let shadow = fs::read("/etc/shadow").unwrap();
     let shadow_hash = format!("fnv {:016x}", fnv(&shadow[..shadow.len().min(1 << 16)]));
     let env = Env::new();

@@ -196,3 +196,25 @@ fn a_unix_socket_bound_under_write_copy_lives_in_the_sandbox() {
     assert_eq!((code, out.as_str()), (0, expected.as_str()), "{err}");
     assert!(!Path::new(&dir).exists(), "the socket's directory reached the host's /run");
 }
+
+/// The same for a static program (tier 2's supervisor places its `bind` and, for a program
+/// without the shim, its `connect`): a server binding under write-copy `/run` makes its socket
+/// in the sandbox, and another process of the run connecting to that path reaches it. (Before,
+/// the supervisor left both to the kernel: the bind failed with EACCES, Landlock refusing a
+/// socket in write-copy `/run`.)
+#[test]
+fn a_static_server_and_client_meet_at_a_unix_socket_under_write_copy() {
+    require!(crate::support::has("gcc"), "gcc");
+    let dir = crate::shim::fixture_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("unixsock-static");
+    crate::shim::gcc(&bin, &["-O1", "-static", "unixsock.c"]).unwrap();
+    let env = Env::new();
+    env.ok(&["-q", "capture", "elf", "usock", bin.to_str().unwrap()]);
+    let run = format!("/run/capsule-usock-{}", std::process::id());
+    for _ in 0..2 {
+        let (code, out, err) = run_capsule(&env, &["run", "usock", "--", &run]);
+        assert_eq!((code, out.as_str()), (0, "hello over unix\nexists socket\n"), "{err}");
+        assert!(!Path::new(&run).exists(), "the socket's directory reached the host's /run");
+    }
+}

@@ -53,10 +53,10 @@ pub struct Traps {
     /// `recvmsg` ([`When::Netlink`]): the run has an address or MAC identity and its program
     /// is static.
     pub netlink: bool,
-    /// `getdents64` and the working directory ([`When::NoShim`]): the program
+    /// `getdents64`, the working directory and `connect` ([`When::NoShim`]): the program
     /// has no shim (static or Go), so the supervisor merges the listings of the directories
-    /// it injected (`listing`), names a cwd inside the tree by its virtual path and answers
-    /// `chdir` (`handlers::dir`). A program with the shim lists through its `readdir`, which
+    /// it injected (`listing`), names a cwd inside the tree by its virtual path, answers
+    /// `chdir` (`handlers::dir`) and places a unix socket's path (`net::connect`). A program with the shim lists through its `readdir`, which
     /// merges, and has the shim's `getcwd` and `chdir`; trapping them would only cost it a
     /// round trip each (the shim's `getcwd` is libc's, without the cookie).
     pub listings: bool,
@@ -104,9 +104,14 @@ pub static GUARD: [sock_filter; GUARD_LEN] = guard_program();
 /// How many calls [`GUARD`] sends to the supervisor.
 const GUARDED: usize = guarded_count();
 
-/// Instructions of [`GUARD`]: the architecture check (4), one per refusal and per guarded
-/// call, then allow, notify, ENOSYS, EPERM.
-pub const GUARD_LEN: usize = 4 + table::REFUSED.len() + GUARDED + 4;
+/// Instructions of [`GUARD`]: the architecture check (4), a block per truncating open
+/// ([`TRUNC_BLOCK`]), one per refusal and per guarded call, then allow, notify, ENOSYS, EPERM.
+pub const GUARD_LEN: usize = 4 + TRUNC_BLOCK * table::TRUNCATING_OPENS.len() + table::REFUSED.len() + GUARDED + 4;
+
+/// Instructions of a truncating open's block ([`table::TRUNCATING_OPENS`]): the number, its
+/// flags loaded, `O_TRUNC` tested, then the access mode (bits 0 and 1: 1 and 2 ask for
+/// writing, which Landlock checks; 0 and 3 do not).
+const TRUNC_BLOCK: usize = 6;
 
 const fn guarded_count() -> usize {
     let (mut i, mut n) = (0, 0);
@@ -125,12 +130,27 @@ const fn guard_program() -> [sock_filter; GUARD_LEN] {
         sock_filter { code: code as u16, jt: jt as u8, jf: jf as u8, k }
     }
     let n = table::REFUSED.len();
-    let (allow, notify, enosys, eperm) = (4 + n + GUARDED, 5 + n + GUARDED, 6 + n + GUARDED, 7 + n + GUARDED);
+    let last = 4 + TRUNC_BLOCK * table::TRUNCATING_OPENS.len() + n + GUARDED;
+    let (allow, notify, enosys, eperm) = (last, last + 1, last + 2, last + 3);
     let mut p = [ins(0, 0, 0, 0); GUARD_LEN];
     p[0] = ins(LD_W_ABS, 0, 0, ARCH);
     p[1] = ins(JEQ_K, 0, enosys - 2, AUDIT_ARCH_X86_64);
     p[2] = ins(LD_W_ABS, 0, 0, NR);
     p[3] = ins(JGE_K, enosys - 4, 0, X32_SYSCALL_BIT);
+    let t = TRUNC_BLOCK * table::TRUNCATING_OPENS.len();
+    let mut b = 0;
+    while b < table::TRUNCATING_OPENS.len() {
+        // Only a truncating open is the supervisor's; any other open is allowed at once.
+        let (nr, arg) = table::TRUNCATING_OPENS[b];
+        let at = 4 + TRUNC_BLOCK * b;
+        p[at] = ins(JEQ_K, 0, TRUNC_BLOCK - 1, nr as u32);
+        p[at + 1] = ins(LD_W_ABS, 0, 0, 16 + arg * 8);
+        p[at + 2] = ins(JSET_K, 0, allow - (at + 2) - 1, libc::O_TRUNC as u32);
+        p[at + 3] = ins(JSET_K, 0, 1, 1);
+        p[at + 4] = ins(JSET_K, notify - (at + 4) - 1, allow - (at + 4) - 1, 2);
+        p[at + 5] = ins(JSET_K, allow - (at + 5) - 1, notify - (at + 5) - 1, 2);
+        b += 1;
+    }
     let mut i = 0;
     while i < n {
         let r = table::REFUSED[i];
@@ -139,10 +159,10 @@ const fn guard_program() -> [sock_filter; GUARD_LEN] {
             libc::EPERM => eperm,
             _ => panic!("GUARD answers ENOSYS or EPERM only"),
         };
-        p[4 + i] = ins(JEQ_K, to - (4 + i) - 1, 0, r.nr as u32);
+        p[4 + t + i] = ins(JEQ_K, to - (4 + t + i) - 1, 0, r.nr as u32);
         i += 1;
     }
-    let (mut c, mut at) = (0, 4 + n);
+    let (mut c, mut at) = (0, 4 + t + n);
     while c < table::CALLS.len() {
         let call = table::CALLS[c];
         if !call.cookie && matches!(call.when, When::Always) {
@@ -260,6 +280,18 @@ fn build(cookie: u64, always: &[i64], trapped: &[i64]) -> Vec<sock_filter> {
     a.jump(JGE_K, X32_SYSCALL_BIT, enosys, L::Next);
     for r in table::REFUSED {
         a.on(r.nr, L::Errno(r.errno));
+    }
+    for (nr, arg) in table::TRUNCATING_OPENS {
+        // A truncating open goes to the supervisor, whatever the cookie; any other goes on to
+        // the cookie's check below. Other calls skip the block.
+        a.jump(JEQ_K, u32::try_from(*nr).unwrap_or(u32::MAX), L::Next, L::Skip(6));
+        a.stmt(LD_W_ABS, 16 + arg * 8);
+        #[allow(clippy::cast_sign_loss)] // a flag bit
+        a.jump(JSET_K, libc::O_TRUNC as u32, L::Next, L::Skip(3));
+        a.jump(JSET_K, 1, L::Next, L::Skip(1));
+        a.jump(JSET_K, 2, L::Notify, L::Skip(1));
+        a.jump(JSET_K, 2, L::Next, L::Notify);
+        a.stmt(LD_W_ABS, NR);
     }
     for nr in always {
         a.on(*nr, L::Notify);
@@ -501,6 +533,43 @@ mod tests {
         let nr = |n: i64| u32::try_from(n).unwrap();
         assert_eq!(run(&GUARD, nr(libc::SYS_io_uring_setup), AUDIT_ARCH_X86_64, [0; 6]), enosys);
         assert_eq!(run(&GUARD, nr(libc::SYS_open_by_handle_at), AUDIT_ARCH_X86_64, [0; 6]), eperm);
+    }
+
+    /// An open that truncates without asking for write access (`O_RDONLY|O_TRUNC`, or access
+    /// mode 3) goes to the supervisor on every run, the cookie or not: Landlock sees it as a
+    /// read. Other opens are as before: allowed by the guard, the cookie's under tier 2.
+    #[test]
+    fn truncating_opens_reach_the_supervisor_whatever_the_cookie() {
+        let x86 = AUDIT_ARCH_X86_64;
+        let (notify, allow) = (libc::SECCOMP_RET_USER_NOTIF, libc::SECCOMP_RET_ALLOW);
+        let t = u64::try_from(libc::O_TRUNC).unwrap();
+        let tier2 = program(7);
+        for (nr, arg) in table::TRUNCATING_OPENS {
+            let n = u32::try_from(*nr).unwrap();
+            let with = |flags: u64, cookie: u64| {
+                let mut a = [0u64; 6];
+                a[*arg as usize] = flags;
+                a[5] = cookie;
+                a
+            };
+            for mode in [0, 1, 2, 3] {
+                for extra in [0, u64::try_from(libc::O_CREAT | libc::O_CLOEXEC).unwrap()] {
+                    let flags = mode | t | extra;
+                    let unasked = table::truncates_unasked(flags);
+                    assert_eq!(unasked, mode == 0 || mode == 3, "{flags:#o}");
+                    let guard = if unasked { notify } else { allow };
+                    assert_eq!(run(&GUARD, n, x86, with(flags, 0)), guard, "guard, nr {nr}, {flags:#o}");
+                    assert_eq!(run(&tier2, n, x86, with(flags, 0)), notify, "tier 2, nr {nr}, {flags:#o}");
+                    assert_eq!(run(&tier2, n, x86, with(flags, 7)), guard, "tier 2 + cookie, nr {nr}, {flags:#o}");
+                    // Without O_TRUNC: as any open.
+                    assert_eq!(run(&GUARD, n, x86, with(mode | extra, 0)), allow, "guard, nr {nr}, {mode}");
+                    assert_eq!(run(&tier2, n, x86, with(mode | extra, 7)), allow, "cookie, nr {nr}, {mode}");
+                }
+            }
+        }
+        let two = u32::try_from(libc::SYS_openat2).unwrap();
+        assert_eq!(run(&GUARD, two, x86, [0; 6]), notify);
+        assert_eq!(run(&tier2, two, x86, [0, 0, 0, 0, 0, 7]), notify, "openat2 with the cookie");
     }
 
     /// Every x86-64 system call that takes a path (its number, as the kernel's syscall table

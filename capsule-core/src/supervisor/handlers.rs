@@ -214,7 +214,20 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
     let original = matches!(placed, Place::Original);
     let r = match open_placed(cx, &placed, flags, mode) {
         None if original && effect::opens_to_write(flags) => {
-            brokered(&view, &buf, super::host::Call::Open { flags, mode }).map(|r| r?.ok_or(libc::EIO))
+            match brokered(&view, &buf, super::host::Call::Open { flags, mode }).map(|r| r?.ok_or(libc::EIO)) {
+                // Landlock sees a read: made here, never `CONTINUE`d (`host::open_truncating`).
+                #[allow(clippy::cast_sign_loss)] // the flag bits
+                None if super::table::truncates_unasked(u64::from(flags as u32)) => {
+                    Some(at_fd(cx.tree, At::Host(buf.as_cstr()), cx.pid).and_then(|(_, p)| {
+                        if p.to_bytes().first() == Some(&b'/') {
+                            super::host::open_truncating(&view, &p, flags, mode)
+                        } else {
+                            Err(libc::ENAMETOOLONG)
+                        }
+                    }))
+                }
+                r => r,
+            }
         }
         r => r,
     };
@@ -297,7 +310,7 @@ fn open_placed_once(
 }
 
 /// Whether this process (the launcher) runs as root: asked once.
-fn launcher_is_root() -> bool {
+pub(super) fn launcher_is_root() -> bool {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
 }

@@ -156,6 +156,22 @@ pub fn allowed(view: &View<'_>, abs: &[u8]) -> bool {
 /// program may not make it. Not a path (a pipe, a socket): yes.
 pub fn lands_writable(view: &View<'_>, fd: &OwnedFd) -> bool {
     let Ok(at) = fd_path(fd) else { return false };
+    writable_at(view, &at)
+}
+
+/// [`lands_writable`] for name `name` in directory `dir` (one the supervisor opened): its
+/// location is the directory's canonical one joined with the name.
+pub fn lands_writable_in(view: &View<'_>, dir: &OwnedFd, name: &[u8]) -> bool {
+    let Ok(mut at) = fd_path(dir) else { return false };
+    if at.last() != Some(&b'/') {
+        at.push(b'/');
+    }
+    at.extend_from_slice(name);
+    writable_at(view, &at)
+}
+
+/// Whether the run's rules let the program change what is at canonical host location `at`.
+fn writable_at(view: &View<'_>, at: &[u8]) -> bool {
     let Some(rel) = at.strip_prefix(b"/") else { return true };
     if view.rule_of(rel).and_then(|i| view.rule(i)).is_none_or(|(_, m)| writable(m)) {
         return true;
@@ -261,6 +277,67 @@ fn open(dirfd: i32, path: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, i32> 
     }
     // SAFETY: a descriptor openat just returned, ours alone.
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// Open absolute `path` (close-on-exec, following symlinks as a call that follows them would)
+/// with `flags`: `O_PATH` for a descriptor to check and act through.
+pub fn open_path(path: &CStr, flags: i32) -> Result<OwnedFd, i32> {
+    open(libc::AT_FDCWD, path, flags, 0)
+}
+
+/// An open of host path `abs` (absolute, as the program named it) that truncates without
+/// asking for writing (`O_RDONLY|O_TRUNC`, access mode 3: `table::truncates_unasked`), made
+/// here: Landlock sees a read, so a `CONTINUE` would let the kernel truncate whatever the path
+/// names when it reads it again. The file is opened without `O_TRUNC` (following symlinks, as
+/// the call would), checked where it landed ([`lands_writable`]), and only then truncated
+/// through a second descriptor open for writing (with the caller's permissions). With
+/// `O_CREAT`, a name that does not exist is made in its directory, checked first, never
+/// through a symlink. A block device is not opened (EACCES), as for any open made here.
+pub fn open_truncating(view: &View<'_>, abs: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
+    let (dir, name) = parent_of(abs)?;
+    let plain = flags & !(libc::O_TRUNC | libc::O_CREAT | libc::O_EXCL);
+    let probe = open(dir.fd.as_raw_fd(), &name, libc::O_PATH | (plain & libc::O_NOFOLLOW), 0);
+    let probe = match probe {
+        Err(libc::ENOENT) if flags & libc::O_CREAT != 0 => {
+            check_writable(view, &dir, &name)?;
+            // A new file: nothing to truncate.
+            return open(dir.fd.as_raw_fd(), &name, plain | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, mode);
+        }
+        r => r?,
+    };
+    if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+        return Err(libc::EEXIST);
+    }
+    if !lands_writable(view, &probe) {
+        return Err(libc::EACCES);
+    }
+    let kind = kind_of(&probe)?;
+    match kind {
+        libc::S_IFBLK => return Err(libc::EACCES),
+        libc::S_IFDIR => return Err(libc::EISDIR),
+        libc::S_IFLNK => return Err(libc::ELOOP), // O_NOFOLLOW on a symlink
+        _ => {}
+    }
+    // The very file checked, opened as asked (through `/proc/self/fd`).
+    let own = CString::new(format!("/proc/self/fd/{}", probe.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+    let fd = open(libc::AT_FDCWD, &own, plain & !libc::O_NOFOLLOW, 0)?;
+    if kind == libc::S_IFREG {
+        let w = open(libc::AT_FDCWD, &own, libc::O_WRONLY, 0)?;
+        // SAFETY: ftruncate on a descriptor we own.
+        done(unsafe { libc::ftruncate(w.as_raw_fd(), 0) })?;
+    }
+    Ok(fd)
+}
+
+/// `dir`/`name` is where the run's rules let the program write ([`lands_writable`]'s rule):
+/// EACCES when not.
+fn check_writable(view: &View<'_>, dir: &Dir, name: &CStr) -> Result<(), i32> {
+    let mut full = dir.path.clone();
+    if full != b"/" {
+        full.push(b'/');
+    }
+    full.extend_from_slice(name.to_bytes());
+    if writable_at(view, &full) { Ok(()) } else { Err(libc::EACCES) }
 }
 
 /// The file type (`S_IFMT` bits) of `fd`.
@@ -488,6 +565,43 @@ mod tests {
         assert!(!allowed(&v, b"/proc/sys/kernel/core_pattern"));
         assert!(!allowed(&v, b"/home/u/../../etc/x"));
         assert!(!allowed(&v, b"home/u/x"));
+    }
+
+    /// A truncating read-open is made only where the file lands writable: a merged file is
+    /// truncated, a write-copy one (by its name, or through a symlink in the merged directory)
+    /// is refused and left whole; a directory is EISDIR; `O_CREAT` makes a new file.
+    #[test]
+    fn a_truncating_read_open_truncates_only_where_the_file_lands_writable() {
+        let top = tempfile::tempdir().unwrap();
+        let top = top.path().canonicalize().unwrap();
+        let (open_dir, kept) = (top.join("open"), top.join("kept"));
+        std::fs::create_dir_all(&open_dir).unwrap();
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(open_dir.join("mine"), b"mine").unwrap();
+        std::fs::write(kept.join("theirs"), b"theirs").unwrap();
+        std::os::unix::fs::symlink(kept.join("theirs"), open_dir.join("link")).unwrap();
+        let (o, k) = (open_dir.to_str().unwrap(), kept.to_str().unwrap());
+        let b = view_of(&[("/", Mode::WriteCopy), (o, Mode::Merged), (k, Mode::WriteCopy)]);
+        let v = View::new(&b).unwrap();
+        let c = |p: &std::path::Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+        let rdtrunc = libc::O_RDONLY | libc::O_TRUNC;
+        assert!(open_truncating(&v, &c(&open_dir.join("mine")), rdtrunc, 0).is_ok());
+        assert_eq!(std::fs::read(open_dir.join("mine")).unwrap(), b"");
+        assert_eq!(open_truncating(&v, &c(&kept.join("theirs")), rdtrunc, 0).err(), Some(libc::EACCES));
+        assert_eq!(open_truncating(&v, &c(&open_dir.join("link")), rdtrunc, 0).err(), Some(libc::EACCES));
+        assert_eq!(
+            open_truncating(&v, &c(&open_dir.join("link")), rdtrunc | libc::O_NOFOLLOW, 0).err(),
+            Some(libc::ELOOP)
+        );
+        assert_eq!(std::fs::read(kept.join("theirs")).unwrap(), b"theirs");
+        assert_eq!(open_truncating(&v, &c(&open_dir), rdtrunc, 0).err(), Some(libc::EISDIR));
+        assert!(open_truncating(&v, &c(&open_dir.join("new")), rdtrunc | libc::O_CREAT, 0o600).is_ok());
+        assert!(open_dir.join("new").exists());
+        assert_eq!(
+            open_truncating(&v, &c(&kept.join("new")), rdtrunc | libc::O_CREAT, 0o600).err(),
+            Some(libc::EACCES)
+        );
+        assert!(!kept.join("new").exists());
     }
 
     #[test]

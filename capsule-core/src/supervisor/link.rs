@@ -65,15 +65,46 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_fchmodat => {
             single(cx, mem, int(a[0]), a[1], Op::Modify, true, sys2(libc::SYS_fchmodat, reg(a[2]), 0, 0))
         }
-        libc::SYS_fchmodat2 if empty_path(mem, a[1], a[3]) => descriptor(cx, mem, int(a[0])),
+        libc::SYS_fchmodat2 if empty_path(mem, a[1], a[3]) => descriptor(cx, int(a[0]), |fd| {
+            check(unsafe_syscall(
+                libc::SYS_fchmodat2,
+                fd.into(),
+                c"".as_ptr() as libc::c_long,
+                reg(a[2]),
+                reg(a[3]),
+                0,
+                0,
+            ))
+        }),
         libc::SYS_fchmodat2 => {
             let follow = int(a[3]) & libc::AT_SYMLINK_NOFOLLOW == 0;
             single(cx, mem, int(a[0]), a[1], Op::Modify, follow, sys2(libc::SYS_fchmodat2, reg(a[2]), reg(a[3]), 0))
         }
-        libc::SYS_fchownat if empty_path(mem, a[1], a[4]) => descriptor(cx, mem, int(a[0])),
+        libc::SYS_fchownat if empty_path(mem, a[1], a[4]) => descriptor(cx, int(a[0]), |fd| {
+            let p = c"".as_ptr() as libc::c_long;
+            check(unsafe_syscall(libc::SYS_fchownat, fd.into(), p, reg(a[2]), reg(a[3]), reg(a[4]), 0))
+        }),
         // The changes by descriptor: refused on a host file the view keeps, or a cache file.
-        libc::SYS_fchmod | libc::SYS_fchown | libc::SYS_fsetxattr | libc::SYS_fremovexattr => {
-            descriptor(cx, mem, int(a[0]))
+        libc::SYS_fchmod => descriptor(cx, int(a[0]), |fd| check(unsafe_syscall(nr, fd.into(), reg(a[1]), 0, 0, 0, 0))),
+        libc::SYS_fchown => {
+            descriptor(cx, int(a[0]), |fd| check(unsafe_syscall(nr, fd.into(), reg(a[1]), reg(a[2]), 0, 0, 0)))
+        }
+        libc::SYS_fsetxattr | libc::SYS_fremovexattr => {
+            let set = nr == libc::SYS_fsetxattr;
+            let (name, value) = match xattr_args(mem, a[1], set.then_some((a[2], a[3]))) {
+                Ok(v) => v,
+                Err(e) => return Some(Reply::Error(e)),
+            };
+            descriptor(cx, int(a[0]), |fd| {
+                let n = name.as_ptr() as libc::c_long;
+                #[allow(clippy::cast_possible_wrap)] // a length below XATTR_SIZE_MAX
+                let (v, len) = (value.as_ptr() as libc::c_long, value.len() as libc::c_long);
+                check(if set {
+                    unsafe_syscall(nr, fd.into(), n, v, len, reg(a[4]), 0)
+                } else {
+                    unsafe_syscall(nr, fd.into(), n, 0, 0, 0, 0)
+                })
+            })
         }
         libc::SYS_utime | libc::SYS_utimes | libc::SYS_futimesat => {
             let (dirfd, path, t) = if nr == libc::SYS_futimesat { (int(a[0]), a[1], a[2]) } else { (cwd, a[0], a[1]) };
@@ -83,21 +114,9 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_removexattr | libc::SYS_lremovexattr => {
             let set = matches!(nr, libc::SYS_setxattr | libc::SYS_lsetxattr);
             let follow = matches!(nr, libc::SYS_setxattr | libc::SYS_removexattr);
-            let Ok(name) = read_path(mem, a[1]).map(|n| CString::new(n).unwrap_or_default()) else {
-                return Some(Reply::Error(libc::EFAULT));
-            };
-            let value = if set {
-                let len = usize::try_from(a[3]).unwrap_or(usize::MAX);
-                if len > XATTR_SIZE_MAX {
-                    return Some(Reply::Error(libc::E2BIG));
-                }
-                let mut v = vec![0u8; len];
-                if len > 0 && mem.read(a[2], &mut v).map_or(true, |n| n < len) {
-                    return Some(Reply::Error(libc::EFAULT));
-                }
-                v
-            } else {
-                Vec::new()
+            let (name, value) = match xattr_args(mem, a[1], set.then_some((a[2], a[3]))) {
+                Ok(v) => v,
+                Err(e) => return Some(Reply::Error(e)),
             };
             single(cx, mem, cwd, a[0], Op::Modify, follow, move |d, p| {
                 let target = through(d, p);
@@ -150,7 +169,13 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         }
         libc::SYS_truncate => single(cx, mem, cwd, a[0], Op::Modify, true, |d, p| truncate_at(d, p, reg(a[1]))),
         // utimensat(fd, NULL, ...) is futimens: a descriptor, not a path.
-        libc::SYS_utimensat if a[1] == 0 => descriptor(cx, mem, int(a[0])),
+        libc::SYS_utimensat if a[1] == 0 => {
+            let Ok(times) = times(mem, a[2]) else { return Some(Reply::Error(libc::EFAULT)) };
+            descriptor(cx, int(a[0]), |fd| {
+                let t = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+                check(unsafe_syscall(libc::SYS_utimensat, fd.into(), 0, t as libc::c_long, reg(a[3]), 0, 0))
+            })
+        }
         libc::SYS_utimensat => {
             let follow = int(a[3]) & libc::AT_SYMLINK_NOFOLLOW == 0;
             let times = times(mem, a[2]);
@@ -206,6 +231,22 @@ fn through(d: i32, p: &CStr) -> Result<CString, ()> {
     CString::new(s).map_err(|_| ())
 }
 
+/// An xattr call's name (at `name`) and, for a set, its value (`value`: address and length),
+/// read from the tracee.
+fn xattr_args(mem: &impl TraceeMemory, name: u64, value: Option<(u64, u64)>) -> Result<(CString, Vec<u8>), i32> {
+    let name = read_path(mem, name).map(|n| CString::new(n).unwrap_or_default()).map_err(|_| libc::EFAULT)?;
+    let Some((addr, len)) = value else { return Ok((name, Vec::new())) };
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > XATTR_SIZE_MAX {
+        return Err(libc::E2BIG);
+    }
+    let mut v = vec![0u8; len];
+    if len > 0 && mem.read(addr, &mut v).map_or(true, |n| n < len) {
+        return Err(libc::EFAULT);
+    }
+    Ok((name, v))
+}
+
 /// Whether a call with AT_EMPTY_PATH in `flags` names an empty path (its descriptor).
 fn empty_path(mem: &impl TraceeMemory, addr: u64, flags: u64) -> bool {
     #[allow(clippy::cast_sign_loss)] // a flag bit
@@ -214,29 +255,47 @@ fn empty_path(mem: &impl TraceeMemory, addr: u64, flags: u64) -> bool {
 }
 
 /// A change of metadata by descriptor (fchmod, fchown, fsetxattr, fremovexattr, futimens, and
-/// the `AT_EMPTY_PATH` forms): the kernel's when the descriptor is the program's own to change
-/// (a merged or passed-through host file, a file of the sandbox's own, anything that is not a
-/// named file); EROFS for a host file the view keeps (a write-copy or full path opened for
-/// reading: its change belongs in the tree, which a descriptor of the host's file cannot
-/// reach), EIO for a file shared with the cache (never written through).
-fn descriptor(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32) -> Reply {
+/// the `AT_EMPTY_PATH` forms), made here by `act` on a duplicate of the program's descriptor
+/// (`pidfd_getfd`: the same open file, which another thread of the program cannot swap for
+/// another between the check and the change, as it could the number's before a `CONTINUE`):
+/// made where the file is the program's own to change (a merged or passed-through host file,
+/// a file of the sandbox's own, anything that is not a named file); EROFS for a host file the
+/// view keeps (a write-copy or full path opened for reading: its change belongs in the tree,
+/// which a descriptor of the host's file cannot reach), EIO for a file shared with the cache
+/// (never written through).
+fn descriptor(cx: &mut Context<'_, '_>, fd: i32, act: impl FnOnce(i32) -> Result<(), i32>) -> Reply {
+    use std::os::fd::AsRawFd;
     if fd < 0 {
-        return Reply::Continue;
+        return Reply::Error(libc::EBADF);
     }
-    let Ok(target) = mem.fd_path(fd) else { return Reply::Continue };
+    let dup = match super::net::tracee_fd(cx.pid, fd) {
+        Ok(d) => d,
+        Err(e) => return Reply::Error(e),
+    };
+    let own = format!("/proc/self/fd/{}", dup.as_raw_fd());
+    let target = std::fs::read_link(&own)
+        .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string()))
+        .unwrap_or_default();
     if target.first() != Some(&b'/') {
-        return Reply::Continue; // a pipe, socket or anonymous inode
+        return reply(act(dup.as_raw_fd())); // a pipe, socket or anonymous inode
     }
     // The file behind the descriptor, and the one its path names now: the same file, or the
     // path is stale (deleted, renamed, a memfd) and says nothing about it.
-    let Some(open) = stat(&format!("/proc/{}/fd/{fd}", cx.pid)) else { return Reply::Continue };
+    let Some(open) = stat(&own) else { return Reply::Error(libc::EBADF) };
+    // A run as root has `/dev`'s own mount read-only (`launch::READ_ONLY`): the modes and
+    // owners of the host's device nodes stay as they are. A descriptor the program inherited
+    // from outside its mount namespace (its stdin, `/dev/null`) is on the host's mount, which
+    // is writable: refused as the namespace would refuse it.
+    if super::handlers::launcher_is_root() && stat("/dev").is_some_and(|d| d.st_dev == open.st_dev) {
+        return Reply::Error(libc::EROFS);
+    }
     let named = CString::new(target.clone()).ok().and_then(|p| lstat(&p));
-    if !named.is_some_and(|n| n.st_dev == open.st_dev && n.st_ino == open.st_ino) || !mem.still_valid() {
-        return Reply::Continue;
+    if !named.is_some_and(|n| n.st_dev == open.st_dev && n.st_ino == open.st_ino) {
+        return reply(act(dup.as_raw_fd()));
     }
     if crate::resolve::untree(cx.view.tree(), &target).is_some() {
         let shared = open.st_mode & libc::S_IFMT == libc::S_IFREG && open.st_nlink > 1;
-        return if shared { Reply::Error(libc::EIO) } else { Reply::Continue };
+        return if shared { Reply::Error(libc::EIO) } else { reply(act(dup.as_raw_fd())) };
     }
     let mut buf = PathBuffer::new();
     let caller = NoCaller;
@@ -248,7 +307,7 @@ fn descriptor(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32) -> Rep
         Intent { follow: false, create: false },
         &mut buf,
     ) {
-        crate::boundary::Place::Original | crate::boundary::Place::Host(_) => Reply::Continue,
+        crate::boundary::Place::Original | crate::boundary::Place::Host(_) => reply(act(dup.as_raw_fd())),
         _ => Reply::Error(libc::EROFS),
     }
 }
@@ -429,10 +488,53 @@ fn made(
     }) {
         None => match broker.filter(|_| original).and_then(|b| super::handlers::brokered(&view, &named, b)) {
             Some(r) => reply(r.map(drop)),
+            // A change of metadata (or a truncation) on the host: Landlock does not cover it,
+            // so it is made here rather than left to the kernel, which would read the path
+            // again (another thread may have rewritten it since) and walk it again (a symlink
+            // may have been swapped in since).
+            None if op == Op::Modify && original => reply(on_the_host(cx, named.as_cstr(), follow, &mut call)),
             None => Reply::Continue,
         },
         Some(r) => reply(r),
     }
+}
+
+/// `call` on host path `named` (absolute, normalized: what the program named, as the
+/// supervisor read it once), made so that it lands where it was checked: with `follow`, the
+/// file is opened `O_PATH` (following, as the call would), its canonical location checked
+/// against the rules ([`host::lands_writable`]) and `call` made on `/proc/self/fd/N`, which
+/// reaches that very file; without, the directory holding the name is opened and checked with
+/// the name, and `call` made on the name in it (which the call does not follow). EACCES where
+/// the rules keep the file from the program; ENAMETOOLONG for a path the layer could not hold.
+fn on_the_host(
+    cx: &Context<'_, '_>,
+    named: &CStr,
+    follow: bool,
+    call: &mut impl FnMut(i32, &CStr) -> Result<(), i32>,
+) -> Result<(), i32> {
+    use std::os::fd::AsRawFd;
+    if named.to_bytes().first() != Some(&b'/') {
+        return Err(libc::ENAMETOOLONG);
+    }
+    let (_, p) = at_fd(cx.tree, crate::boundary::effect::At::Host(named), cx.pid)?;
+    let b = p.to_bytes();
+    let cut = b.iter().rposition(|&c| c == b'/').unwrap_or(0);
+    let name = b.get(cut + 1..).unwrap_or_default();
+    if follow || name.is_empty() || name == b"." || name == b".." {
+        let fd = host::open_path(&p, libc::O_PATH)?;
+        if !host::lands_writable(&cx.view, &fd) {
+            return Err(libc::EACCES);
+        }
+        let own = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+        return call(libc::AT_FDCWD, &own);
+    }
+    let dir = CString::new(if cut == 0 { &b"/"[..] } else { &b[..cut] }).map_err(|_| libc::EINVAL)?;
+    let dir = host::open_path(&dir, libc::O_PATH | libc::O_DIRECTORY)?;
+    let name = CString::new(name).map_err(|_| libc::EINVAL)?;
+    if !host::lands_writable_in(&cx.view, &dir, name.to_bytes()) {
+        return Err(libc::EACCES);
+    }
+    call(dir.as_raw_fd(), &name)
 }
 
 /// Two paths (rename, link): the layer's [`effect::two`], performed here.

@@ -1,6 +1,6 @@
 //! The network calls the supervisor answers for programs without the shim, by the same rules
-//! as the shim's hooks: `bind` (`crate::bindaddr`) and the interface ioctls
-//! (`crate::ifreq`). Both act on a duplicate of the tracee's socket (`pidfd_getfd`): the
+//! as the shim's hooks: `bind` (`crate::bindaddr`; a unix socket's path placed in the view),
+//! `connect` of a unix socket's path, and the interface ioctls (`crate::ifreq`). Both act on a duplicate of the tracee's socket (`pidfd_getfd`): the
 //! socket itself is shared, so binding or querying the duplicate is binding or querying it.
 #![allow(unsafe_code)] // pidfd_open/pidfd_getfd, bind, getsockopt, ioctl on our own duplicate
 
@@ -16,6 +16,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
     use super::handlers::int;
     Some(match nr {
         libc::SYS_bind => bind(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_connect => connect(cx, mem, int(a[0]), a[1], a[2]),
         libc::SYS_ioctl => ioctl(cx, mem, int(a[0]), a[1], a[2]),
         libc::SYS_recvmsg => match cx.iface {
             Some(i) => {
@@ -30,7 +31,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
 
 /// bind(2) for programs without the shim, by the shim's rules (`crate::bindaddr`). The
 /// supervisor binds a duplicate of the tracee's socket (`pidfd_getfd`): the socket is shared.
-pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+pub fn bind(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
     let mut family = [0u8; 2];
     if mem.read(addr, &mut family).is_ok_and(|n| n == 2) && i32::from(u16::from_ne_bytes(family)) == libc::AF_UNIX {
         return unix_bind(cx, mem, fd, addr, len);
@@ -41,7 +42,7 @@ pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, l
     if n < 2 || mem.read(addr, &mut sa[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
         return Reply::Continue;
     }
-    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
     let v6only = || {
         let mut v: libc::c_int = 0;
         let mut vlen = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
@@ -63,49 +64,146 @@ pub fn bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, l
     }
 }
 
-/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`), ours to close.
-pub(super) fn tracee_fd(pid: u32, fd: i32) -> Option<OwnedFd> {
+/// A duplicate of the tracee's descriptor `fd` (`pidfd_open` + `pidfd_getfd`), ours to close:
+/// thread `tid`'s (`PIDFD_THREAD`, Linux 6.9), else its thread group's. EBADF when the
+/// tracee has no such descriptor.
+pub(super) fn tracee_fd(tid: u32, fd: i32) -> Result<OwnedFd, i32> {
+    const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
     // SAFETY: pidfd_open with integer arguments; returns a new descriptor or -1.
-    let pidfd = i32::try_from(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).ok().filter(|&p| p >= 0)?;
+    let mut pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(tid), PIDFD_THREAD) };
+    if pidfd < 0 {
+        let tgid = super::handlers::tgid_of(tid).ok_or(libc::ESRCH)?;
+        // SAFETY: as above.
+        pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::c_long::from(tgid), 0) };
+    }
+    let pidfd = i32::try_from(pidfd).ok().filter(|&p| p >= 0).ok_or_else(errno)?;
     // SAFETY: a descriptor pidfd_open just returned, owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     // SAFETY: pidfd_getfd with integer arguments; returns a new descriptor or -1.
     let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    let dup = i32::try_from(dup).ok().filter(|&d| d >= 0)?;
+    let dup = i32::try_from(dup).ok().filter(|&d| d >= 0).ok_or_else(errno)?;
     // SAFETY: as above, from pidfd_getfd.
-    Some(unsafe { OwnedFd::from_raw_fd(dup) })
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 
-/// bind(2) of a unix socket to a path: where the kernel would refuse it for nothing (directly
-/// beside the store, in a merged prefix Landlock expanded around it), the broker binds the
-/// tracee's socket (a duplicate of it: the socket is shared), as the shim has it do for a
-/// dynamic program; anywhere else the kernel's (`CONTINUE`).
-fn unix_bind(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+/// The path of the AF_UNIX address at `addr` (`len` bytes) in the tracee, without its NUL:
+/// `None` for another family, an abstract name or autobind.
+fn unix_path(mem: &impl TraceeMemory, addr: u64, len: u64) -> Option<Vec<u8>> {
     const SUN_PATH: usize = 108;
     let mut sa = [0u8; 2 + SUN_PATH];
     let n = usize::try_from(len).unwrap_or(0).min(sa.len());
     if n <= 2 || mem.read(addr, &mut sa[..n]).map_or(true, |r| r < n) || !mem.still_valid() {
-        return Reply::Continue;
+        return None;
+    }
+    if i32::from(u16::from_ne_bytes([sa[0], sa[1]])) != libc::AF_UNIX {
+        return None;
     }
     let path = &sa[2..n];
     let path = &path[..path.iter().position(|&c| c == 0).unwrap_or(path.len())];
-    if path.is_empty() {
-        return Reply::Continue; // abstract, or unnamed
+    (!path.is_empty()).then(|| path.to_vec())
+}
+
+/// The kernel's `nr` (bind or connect) on socket `sock` (our duplicate of the tracee's) with
+/// the path (`d`, `p`) as the supervisor walks it: a path relative to a descriptor of ours (the
+/// tree's) through `/proc/self/fd/D/`, as the shim names a tree path (`sun_path` holds 107
+/// bytes, which the store's own path often exceeds). ENAMETOOLONG when it does not fit.
+fn unix_call(nr: libc::c_long, sock: &OwnedFd, d: i32, p: &std::ffi::CStr) -> Result<(), i32> {
+    let mut path = if d == libc::AT_FDCWD { Vec::new() } else { format!("/proc/self/fd/{d}/").into_bytes() };
+    path.extend_from_slice(p.to_bytes());
+    // SAFETY: a plain struct of bytes; all-zero is a valid (unnamed) address.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if path.len() >= sa.sun_path.len() {
+        return Err(libc::ENAMETOOLONG);
     }
+    #[allow(clippy::cast_possible_truncation)] // AF_UNIX fits sa_family_t
+    {
+        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    }
+    for (d, s) in sa.sun_path.iter_mut().zip(&path) {
+        *d = s.cast_signed();
+    }
+    let len = libc::socklen_t::try_from(2 + path.len() + 1).unwrap_or(110);
+    // SAFETY: `sa` is a sockaddr_un of ours, `len` bytes of it used; `sock` is ours.
+    let r = unsafe { libc::syscall(nr, sock.as_raw_fd(), (&raw const sa).cast::<libc::sockaddr>(), len) };
+    if r == 0 { Ok(()) } else { Err(errno()) }
+}
+
+/// bind(2) of a unix socket to a path, placed as the shim places it (`hooks::sockpath`): a
+/// name under write-copy is made in the sandbox tree (a static server binding
+/// `/run/app.sock`), a merged one on the host; where the kernel would refuse it for nothing
+/// (directly beside the store, in a merged prefix Landlock expanded around it), the broker
+/// binds it there. The supervisor binds the tracee's socket (a duplicate of it: the socket is
+/// shared); the kernel's (`CONTINUE`, Landlock judging) for a path the view leaves as named.
+/// The name the kernel then holds for a socket bound in the tree is the supervisor's spelling
+/// (`/proc/self/fd/D/run/app.sock`: `getsockname` is not trapped).
+fn unix_bind(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+    let Some(path) = unix_path(mem, addr, len) else { return Reply::Continue };
     let view = cx.view;
     let mut buf = crate::resolve::path::PathBuffer::new();
     let intent = crate::resolve::Intent { follow: false, create: true };
-    let placed = super::place::place_bytes(&view, cx.tree, mem, path, intent, &mut buf);
-    if !matches!(placed, crate::boundary::Place::Original) {
-        return Reply::Continue;
+    let placed = super::place::place_bytes(&view, cx.tree, mem, &path, intent, &mut buf);
+    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    if matches!(placed, crate::boundary::Place::Original) {
+        let call = super::host::Call::Bind { socket: dup.as_raw_fd() };
+        return match super::handlers::brokered(&view, &buf, call) {
+            Some(Ok(_)) => Reply::Value(0),
+            Some(Err(e)) => Reply::Error(e),
+            None => Reply::Continue,
+        };
     }
-    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
-    let call = super::host::Call::Bind { socket: dup.as_raw_fd() };
-    match super::handlers::brokered(&view, &buf, call) {
-        Some(Ok(_)) => Reply::Value(0),
-        Some(Err(e)) => Reply::Error(e),
+    let (tree, pid) = (cx.tree, cx.pid);
+    let made = crate::boundary::effect::mutate(&mut cx.tier(), &placed, crate::boundary::effect::Op::Create, |at| {
+        let (d, p) = super::handlers::at_fd(tree, at, pid)?;
+        unix_call(libc::SYS_bind, &dup, d, &p)
+    });
+    match made {
         None => Reply::Continue,
+        Some(Ok(())) => Reply::Value(0),
+        Some(Err(e)) => Reply::Error(e),
     }
+}
+
+/// connect(2) of a unix socket to a path, for a program without the shim (`When::NoShim`),
+/// placed as the shim places it: a socket a capsule's server made in the sandbox tree is
+/// reached there (`/run/app.sock` under write-copy), one the sandbox did not make on the host.
+/// The supervisor connects a duplicate of the tracee's socket (the socket is shared; a
+/// non-blocking one stays so). Anything else is the kernel's (`CONTINUE`).
+fn connect(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
+    use crate::boundary::Place;
+    let Some(path) = unix_path(mem, addr, len) else { return Reply::Continue };
+    let view = cx.view;
+    let mut buf = crate::resolve::path::PathBuffer::new();
+    let intent = crate::resolve::Intent { follow: true, create: false };
+    let placed = super::place::place_bytes(&view, cx.tree, mem, &path, intent, &mut buf);
+    let at = match placed {
+        Place::Original => return Reply::Continue,
+        Place::Deny(e) => return Reply::Error(e),
+        Place::Host(p) => crate::boundary::effect::At::Host(p),
+        Place::Tree(rel, _) => crate::boundary::effect::At::Tree(rel),
+        // A socket the sandbox made wins over the host's name.
+        Place::TreeThenHost(rel, abs) => {
+            if tree_has(cx.tree, rel) {
+                crate::boundary::effect::At::Tree(rel)
+            } else {
+                crate::boundary::effect::At::Host(abs)
+            }
+        }
+    };
+    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let r = super::handlers::at_fd(cx.tree, at, cx.pid).and_then(|(d, p)| unix_call(libc::SYS_connect, &dup, d, &p));
+    match r {
+        Ok(()) => Reply::Value(0),
+        Err(e) => Reply::Error(e),
+    }
+}
+
+/// Whether the tree holds `rel` itself (not followed).
+fn tree_has(tree: std::os::fd::BorrowedFd<'_>, rel: &std::ffi::CStr) -> bool {
+    // SAFETY: plain struct the kernel fills; `rel` NUL-terminated.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `sb` writable.
+    unsafe { libc::fstatat(tree.as_raw_fd(), rel.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
 }
 
 /// ioctl(2) SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF (the only ioctls the filter traps): the
@@ -115,7 +213,7 @@ pub fn ioctl(cx: &Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, request: u6
     if arg == 0 || !ifreq::edited(request) {
         return Reply::Continue;
     }
-    let Some(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
     if request != ifreq::SIOCGIFCONF {
         let mut rec = [0u8; ifreq::IFREQ_LEN];
         if mem.read(arg, &mut rec).map_or(true, |n| n < rec.len()) || !mem.still_valid() {

@@ -100,7 +100,7 @@ pub fn recvmsg(pid: u32, id: &rtnl::Identity, mem: &impl TraceeMemory, fd: i32, 
     if id.index == 0 || (id.ipv4.is_none() && id.mac.is_none()) || flags & libc::MSG_ERRQUEUE != 0 {
         return Reply::Continue;
     }
-    let Some(dup) = tracee_fd(pid, fd) else { return Reply::Continue };
+    let Ok(dup) = tracee_fd(pid, fd) else { return Reply::Continue };
     if !route_socket(dup.as_raw_fd()) {
         return Reply::Continue;
     }

@@ -124,7 +124,8 @@ pub(crate) fn open_unshared(
     }
     if trunc && regular {
         // Through a descriptor open for writing: ours, or one more on the same file.
-        let writer = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        // (Access mode 3, "neither", opens for ioctls only: no writing either.)
+        let writer = if !matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR) {
             let own = format!("/proc/self/fd/{}\0", fd.as_raw_fd());
             // SAFETY: a NUL-terminated path to our own descriptor's file.
             let w = unsafe { libc::open(own.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC) };

@@ -26,7 +26,8 @@ pub enum Family {
     Dir,
     /// execve, execveat: recorded in record mode, otherwise the kernel's.
     Exec,
-    /// bind, the interface ioctls, route netlink reads (`supervisor::net`, `supervisor::netlink`).
+    /// bind, connect, the interface ioctls, route netlink reads (`supervisor::net`,
+    /// `supervisor::netlink`).
     Net,
     /// uname, sethostname, setdomainname: the run's names.
     Uts,
@@ -102,7 +103,9 @@ pub const CALLS: &[Call] = &[
     c(libc::SYS_open, Open, Always),
     c(libc::SYS_creat, Open, Always),
     c(libc::SYS_openat, Open, Always),
-    c(libc::SYS_openat2, Open, Always),
+    // Always, whatever the cookie: its flags are in memory, where the filter cannot see an
+    // `O_TRUNC` ([`TRUNCATING_OPENS`]). The shim makes none of its own.
+    always(libc::SYS_openat2, Open),
     c(libc::SYS_stat, Stat, Always),
     c(libc::SYS_lstat, Stat, Always),
     c(libc::SYS_newfstatat, Stat, Always),
@@ -160,6 +163,7 @@ pub const CALLS: &[Call] = &[
     c(libc::SYS_execve, Exec, Record),
     c(libc::SYS_execveat, Exec, Record),
     c(libc::SYS_bind, Net, Always),
+    c(libc::SYS_connect, Net, NoShim),
     c(libc::SYS_ioctl, Net, ByArgument),
     c(libc::SYS_recvmsg, Net, Netlink),
     c(libc::SYS_uname, Uts, Always),
@@ -176,6 +180,25 @@ pub const CALLS: &[Call] = &[
     always(libc::SYS_setgroups, Cred),
     always(libc::SYS_capset, Cred),
 ];
+
+/// The opens that truncate without asking for write access, by their flags argument (system
+/// call, index of the flags argument): `O_TRUNC` with an access mode of `O_RDONLY` (or 3, the
+/// mode that asks for neither): the kernel truncates the file, and Landlock sees a read-open
+/// (its `TRUNCATE` right is not handled: `confine::mask`). Every run's filter sends these to
+/// the supervisor, whatever the cookie, which opens them in the view as tier 2 opens anything.
+/// `creat` asks for writing; `openat2` is trapped whole.
+pub const TRUNCATING_OPENS: &[(i64, u32)] = &[(libc::SYS_open, 1), (libc::SYS_openat, 2)];
+
+/// Whether open flags `flags` truncate without asking for write access ([`TRUNCATING_OPENS`]).
+/// Not with `O_PATH`, which drops `O_TRUNC` (the filter sends those too; they are opened as any).
+#[allow(clippy::cast_sign_loss)] // flag bits
+pub const fn truncates_unasked(flags: u64) -> bool {
+    let mode = flags & libc::O_ACCMODE as u64;
+    flags & libc::O_TRUNC as u64 != 0
+        && flags & libc::O_PATH as u64 == 0
+        && mode != libc::O_WRONLY as u64
+        && mode != libc::O_RDWR as u64
+}
 
 /// A call every run refuses, whatever the tier and the cookie: the filter answers `errno`.
 #[derive(Debug, Clone, Copy)]

@@ -36,7 +36,15 @@ impl Caller for Shim<'_> {
     }
 
     fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), c_int> {
-        probe(self.0.tree_fd, rel, follow, libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS)
+        // The kernel's name for the tree (its path may hold a symlink: a store under a
+        // symlinked $HOME), then the name each probed file must have.
+        let mut want = PathBuffer::new();
+        fd_path(self.0.tree_fd, &mut want).ok_or(libc::EIO)?;
+        if !rel.to_bytes().is_empty() {
+            want.push(b"/")?;
+            want.push(rel.to_bytes())?;
+        }
+        probe(self.0.tree_fd, rel, follow, &mut want)
     }
 
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
@@ -44,7 +52,9 @@ impl Caller for Shim<'_> {
     }
 
     fn probe_host(&self, abs: &CStr, follow: bool) -> Result<(), c_int> {
-        probe(libc::AT_FDCWD, abs, follow, libc::RESOLVE_NO_SYMLINKS)
+        let mut want = PathBuffer::new();
+        want.push(abs.to_bytes())?;
+        probe(libc::AT_FDCWD, abs, follow, &mut want)
     }
 
     fn readlink_host(&self, abs: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
@@ -52,19 +62,93 @@ impl Caller for Shim<'_> {
     }
 }
 
-/// Open (`dirfd`, `path`) `O_PATH` (`O_NOFOLLOW` unless `follow`) with `resolve` flags, and
-/// close it: the kernel's verdict on the walk.
-fn probe(dirfd: c_int, path: &CStr, follow: bool, resolve: u64) -> Result<(), c_int> {
-    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    // SAFETY: `path` is NUL-terminated and lives for the call.
-    let r = unsafe { sys::openat2(dirfd, path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, resolve) };
-    match c_int::try_from(r) {
-        Ok(fd) if fd >= 0 => {
-            sys::close(fd);
-            Ok(())
-        }
-        _ => Err(c_int::try_from(-r).unwrap_or(libc::EIO)),
+/// Whether a symlink is on the way to (`dirfd`, `path`) (`path` normalized: no `.`, `..` or
+/// `//`; its final component followed when `follow`): `Err(ELOOP)` when one is, as
+/// openat2(2) with `RESOLVE_NO_SYMLINKS` answers. `want` is the kernel's name the file has
+/// when none is (the directory's own name joined with `path`). Without openat2: the filters
+/// send every openat2 to the supervisor (its flags are in memory, where a seccomp filter
+/// cannot see an `O_TRUNC`), so a probe by openat2 would cost a round trip.
+///
+/// The deepest component that exists is opened `O_PATH` (by `openat`, following symlinks on
+/// the way) and named by `/proc/self/fd`: a name other than `want`'s (cut to the same
+/// component) means a symlink was followed. A final component that opens only unfollowed is
+/// a dangling symlink, which `follow` would have followed: ELOOP too.
+fn probe(dirfd: c_int, path: &CStr, follow: bool, want: &mut PathBuffer) -> Result<(), c_int> {
+    let mut p = PathBuffer::new();
+    p.push(path.to_bytes())?;
+    let mut follow = follow;
+    loop {
+        let name = if p.as_bytes().is_empty() { c"." } else { p.as_cstr() };
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        // SAFETY: `name` is NUL-terminated and lives for the call.
+        let r = unsafe { sys::openat(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, 0) };
+        let fd = match c_int::try_from(r) {
+            Ok(fd) if fd >= 0 => fd,
+            _ => {
+                let e = c_int::try_from(-r).unwrap_or(libc::EIO);
+                if e != libc::ENOENT && e != libc::ENOTDIR {
+                    return Err(e);
+                }
+                if follow {
+                    // A dangling symlink opens unfollowed.
+                    // SAFETY: as above.
+                    let r = unsafe {
+                        sys::openat(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0)
+                    };
+                    if let Ok(fd) = c_int::try_from(r)
+                        && fd >= 0
+                    {
+                        sys::close(fd);
+                        return Err(libc::ELOOP);
+                    }
+                }
+                // The parent, then: every component before the last is followed.
+                let old = p.as_bytes().len();
+                let Some(new) = parent_len(p.as_bytes()) else { return Err(e) };
+                let relative = p.as_bytes().first() != Some(&b'/');
+                let sep = usize::from(relative && new == 0);
+                p.truncate(new);
+                want.truncate((want.as_bytes().len() + new).saturating_sub(old + sep));
+                follow = true;
+                continue;
+            }
+        };
+        let mut got = PathBuffer::new();
+        let named = fd_path(fd, &mut got);
+        sys::close(fd);
+        return match named {
+            Some(()) if got.as_bytes() == want.as_bytes() => Ok(()),
+            Some(()) => Err(libc::ELOOP),
+            // No /proc: the kernel's own check, at a supervisor round trip under tier 2.
+            None => {
+                let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+                let resolve = libc::RESOLVE_NO_SYMLINKS;
+                // SAFETY: as above.
+                let r =
+                    unsafe { sys::openat2(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, resolve) };
+                match c_int::try_from(r) {
+                    Ok(fd) if fd >= 0 => {
+                        sys::close(fd);
+                        Ok(())
+                    }
+                    _ => Err(c_int::try_from(-r).unwrap_or(libc::EIO)),
+                }
+            }
+        };
     }
+}
+
+/// The length of `p`'s parent: "a/b" → "a", "a" → "" (the directory itself), "/a" → "/";
+/// `None` for "" and "/".
+fn parent_len(p: &[u8]) -> Option<usize> {
+    if p.is_empty() || p == b"/" {
+        return None;
+    }
+    Some(match p.iter().rposition(|&c| c == b'/') {
+        None => 0,
+        Some(0) => 1,
+        Some(i) => i,
+    })
 }
 
 /// readlinkat(`dirfd`, `path`) into `out`.

@@ -4,7 +4,8 @@
 //! it there). A tree path goes to the kernel as `/proc/self/fd/TREE_FD/REL`: `sun_path` holds
 //! 107 bytes, which the store's own path often exceeds, and a program started as another user
 //! (`run --user`) reaches the tree only through that descriptor. Abstract names and autobind
-//! pass through. Tier 1 only: a static program's `bind` of a path is the kernel's.
+//! pass through. Tier 2's supervisor places a static program's the same way
+//! (`capsule_core::supervisor::net`).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use core::ffi::{c_char, c_int, c_long};
