@@ -18,7 +18,7 @@ mkdir -p "$work/opt/benchtree"
 for i in $(seq 1 50); do echo "file $i" >"$work/opt/benchtree/f$i"; done
 cd "$work"
 cmds=()
-for m in none seccomp landlock seccomp+landlock; do cmds+=("./floor $m ./statloop opt/benchtree $N"); done
+for m in none seccomp seccomp+args landlock seccomp+landlock seccomp+args+landlock; do cmds+=("./floor $m ./statloop opt/benchtree $N"); done
 hyperfine -N -w 3 -r "$RUNS" "${cmds[@]}" --export-json floor.json >/dev/null 2>&1
 python3 - "$N" <<'PY'
 import json, sys

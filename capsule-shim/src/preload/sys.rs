@@ -40,36 +40,6 @@ pub unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mode: libc
     unsafe { raw(libc::SYS_openat, dirfd as c_long, path as c_long, flags as c_long, mode as c_long, 0, 0) }
 }
 
-/// `struct open_how` (openat2(2)); libc's is non-exhaustive.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// openat2(2) with `how = { flags, 0, resolve }`.
-///
-/// # Safety
-/// `path` must be NUL-terminated and live for the call.
-pub unsafe fn openat2(dirfd: c_int, path: *const c_char, flags: c_int, resolve: u64) -> c_long {
-    #[allow(clippy::cast_sign_loss)] // the flag bits, as the kernel's u64 field holds them
-    let how = OpenHow { flags: flags as u64, mode: 0, resolve };
-    // SAFETY: openat2(2) reads `path` up to its NUL (caller) and `how`, a live struct of the
-    // size passed.
-    unsafe {
-        raw(
-            libc::SYS_openat2,
-            dirfd as c_long,
-            path as c_long,
-            (&raw const how) as c_long,
-            size_of::<OpenHow>() as c_long,
-            0,
-            0,
-        )
-    }
-}
-
 /// # Safety
 /// `path` NUL-terminated; `buf` points to writable `struct stat`.
 pub unsafe fn newfstatat(dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_long {

@@ -36,15 +36,7 @@ impl Caller for Shim<'_> {
     }
 
     fn probe_tree(&self, rel: &CStr, follow: bool) -> Result<(), c_int> {
-        // The kernel's name for the tree (its path may hold a symlink: a store under a
-        // symlinked $HOME), then the name each probed file must have.
-        let mut want = PathBuffer::new();
-        fd_path(self.0.tree_fd, &mut want).ok_or(libc::EIO)?;
-        if !rel.to_bytes().is_empty() {
-            want.push(b"/")?;
-            want.push(rel.to_bytes())?;
-        }
-        probe(self.0.tree_fd, rel, follow, &mut want)
+        probe(self.0.tree_fd, rel.to_bytes(), follow)
     }
 
     fn readlink_tree(&self, rel: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
@@ -52,9 +44,7 @@ impl Caller for Shim<'_> {
     }
 
     fn probe_host(&self, abs: &CStr, follow: bool) -> Result<(), c_int> {
-        let mut want = PathBuffer::new();
-        want.push(abs.to_bytes())?;
-        probe(libc::AT_FDCWD, abs, follow, &mut want)
+        probe(libc::AT_FDCWD, abs.to_bytes(), follow)
     }
 
     fn readlink_host(&self, abs: &CStr, out: &mut PathBuffer) -> Result<(), c_int> {
@@ -63,92 +53,41 @@ impl Caller for Shim<'_> {
 }
 
 /// Whether a symlink is on the way to (`dirfd`, `path`) (`path` normalized: no `.`, `..` or
-/// `//`; its final component followed when `follow`): `Err(ELOOP)` when one is, as
-/// openat2(2) with `RESOLVE_NO_SYMLINKS` answers. `want` is the kernel's name the file has
-/// when none is (the directory's own name joined with `path`). Without openat2: the filters
-/// send every openat2 to the supervisor (its flags are in memory, where a seccomp filter
-/// cannot see an `O_TRUNC`), so a probe by openat2 would cost a round trip.
-///
-/// The deepest component that exists is opened `O_PATH` (by `openat`, following symlinks on
-/// the way) and named by `/proc/self/fd`: a name other than `want`'s (cut to the same
-/// component) means a symlink was followed. A final component that opens only unfollowed is
-/// a dangling symlink, which `follow` would have followed: ELOOP too.
-fn probe(dirfd: c_int, path: &CStr, follow: bool, want: &mut PathBuffer) -> Result<(), c_int> {
-    let mut p = PathBuffer::new();
-    p.push(path.to_bytes())?;
-    let mut follow = follow;
+/// `//`; its final component followed when `follow`): `Err(ELOOP)` when one is, else the
+/// walk's own error (ENOENT where a component is missing), as openat2(2) with
+/// `RESOLVE_NO_SYMLINKS` answers. Without openat2: every run's filter sends openat2 to the
+/// supervisor (its flags are in memory, where a seccomp filter cannot see an `O_TRUNC`), so a
+/// probe by openat2 would cost a round trip. Each component is looked at unfollowed
+/// (`newfstatat`, `AT_SYMLINK_NOFOLLOW`) from the first: a path the tree does not hold (the
+/// common case: a host file under write-copy) costs one call.
+fn probe(dirfd: c_int, path: &[u8], follow: bool) -> Result<(), c_int> {
+    let mut prefix = PathBuffer::new();
+    let mut at = 0;
     loop {
-        let name = if p.as_bytes().is_empty() { c"." } else { p.as_cstr() };
-        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-        // SAFETY: `name` is NUL-terminated and lives for the call.
-        let r = unsafe { sys::openat(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, 0) };
-        let fd = match c_int::try_from(r) {
-            Ok(fd) if fd >= 0 => fd,
-            _ => {
-                let e = c_int::try_from(-r).unwrap_or(libc::EIO);
-                if e != libc::ENOENT && e != libc::ENOTDIR {
-                    return Err(e);
-                }
-                if follow {
-                    // A dangling symlink opens unfollowed.
-                    // SAFETY: as above.
-                    let r = unsafe {
-                        sys::openat(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0)
-                    };
-                    if let Ok(fd) = c_int::try_from(r)
-                        && fd >= 0
-                    {
-                        sys::close(fd);
-                        return Err(libc::ELOOP);
-                    }
-                }
-                // The parent, then: every component before the last is followed.
-                let old = p.as_bytes().len();
-                let Some(new) = parent_len(p.as_bytes()) else { return Err(e) };
-                let relative = p.as_bytes().first() != Some(&b'/');
-                let sep = usize::from(relative && new == 0);
-                p.truncate(new);
-                want.truncate((want.as_bytes().len() + new).saturating_sub(old + sep));
-                follow = true;
-                continue;
-            }
-        };
-        let mut got = PathBuffer::new();
-        let named = fd_path(fd, &mut got);
-        sys::close(fd);
-        return match named {
-            Some(()) if got.as_bytes() == want.as_bytes() => Ok(()),
-            Some(()) => Err(libc::ELOOP),
-            // No /proc: the kernel's own check, at a supervisor round trip under tier 2.
-            None => {
-                let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-                let resolve = libc::RESOLVE_NO_SYMLINKS;
-                // SAFETY: as above.
-                let r =
-                    unsafe { sys::openat2(dirfd, name.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | nofollow, resolve) };
-                match c_int::try_from(r) {
-                    Ok(fd) if fd >= 0 => {
-                        sys::close(fd);
-                        Ok(())
-                    }
-                    _ => Err(c_int::try_from(-r).unwrap_or(libc::EIO)),
-                }
-            }
-        };
+        // The next component's end: the next '/' after a non-empty component, or the end.
+        let start = if path.get(at) == Some(&b'/') { at + 1 } else { at };
+        let end = path.get(start..).and_then(|r| r.iter().position(|&c| c == b'/')).map_or(path.len(), |i| start + i);
+        if end == start {
+            return Ok(()); // "/" or a trailing '/': nothing more to look at
+        }
+        prefix.clear();
+        prefix.push(path.get(..end).unwrap_or_default())?;
+        // SAFETY: plain struct the kernel fills.
+        let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: `prefix` is NUL-terminated; `sb` is writable.
+        let r = unsafe { sys::newfstatat(dirfd, prefix.as_cstr().as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+        if r < 0 {
+            return Err(c_int::try_from(-r).unwrap_or(libc::EIO));
+        }
+        let last = end == path.len();
+        if sb.st_mode & libc::S_IFMT == libc::S_IFLNK && (!last || follow) {
+            return Err(libc::ELOOP);
+        }
+        if last {
+            return Ok(());
+        }
+        at = end;
     }
-}
-
-/// The length of `p`'s parent: "a/b" → "a", "a" → "" (the directory itself), "/a" → "/";
-/// `None` for "" and "/".
-fn parent_len(p: &[u8]) -> Option<usize> {
-    if p.is_empty() || p == b"/" {
-        return None;
-    }
-    Some(match p.iter().rposition(|&c| c == b'/') {
-        None => 0,
-        Some(0) => 1,
-        Some(i) => i,
-    })
 }
 
 /// readlinkat(`dirfd`, `path`) into `out`.
