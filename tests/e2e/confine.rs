@@ -320,6 +320,32 @@ fn a_root_program_cannot_load_modules_or_make_device_nodes() {
         &["run", "caps", "--entry", "/usr/bin/python3", "--", "-c", py, disk.to_str().unwrap()],
     );
     assert_eq!((code, out.as_str()), (0, "disk Permission denied\nnull ok\nshm ok\n"), "{err}");
+
+    // What needs a capability the program lacks, the supervisor does not do for it either: a
+    // `trusted.*` xattr (CAP_SYS_ADMIN) on a file of merged /tmp, which the guard (tier 1) and
+    // tier 2 make on the program's behalf. (It did: the supervisor is the launcher, root with
+    // every capability.)
+    let file = format!("/tmp/capsule-caps-xattr-{}", std::process::id());
+    fs::write(&file, "x").unwrap();
+    let py = "import os, sys\n\
+              try:\n    os.setxattr(sys.argv[1], 'trusted.capsule', b'1'); print('trusted set')\n\
+              except OSError as e: print('trusted', e.strerror)\n\
+              os.setxattr(sys.argv[1], 'user.capsule', b'1'); print('user set')\n";
+    for seccomp in ["never", "always"] {
+        let (code, out, err) = crate::support::run_capsule(
+            &env,
+            &["run", "caps", "--seccomp", seccomp, "--entry", "/usr/bin/python3", "--", "-c", py, &file],
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "trusted Operation not permitted\nuser set\n"),
+            "--seccomp {seccomp}: {err}"
+        );
+        let check = "import os, sys; os.getxattr(sys.argv[1], 'trusted.capsule')";
+        let host = Command::new("python3").args(["-c", check, &file]).output().unwrap();
+        assert!(!host.status.success(), "trusted.capsule reached the host file (--seccomp {seccomp})");
+    }
+    let _ = fs::remove_file(&file);
 }
 
 /// A program signals only its own run (Landlock's signal scope, ABI 6): not the run's keeper
@@ -660,4 +686,61 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
         let _ = fs::remove_file(&f3);
     }
     assert_eq!(env.json(&["verify"])["ok"], true, "the cache files match their digests");
+}
+
+/// The changes of metadata the supervisor now makes itself (not `CONTINUE`d: Landlock does not
+/// judge them) answer as the kernel does, on a merged directory, under tier 1 (the guard) and
+/// tier 2: a trailing '/' or '.' (ENOTDIR on a file, the directory a symlink names followed),
+/// calls that do not follow a symlink, truncating read-opens, the AT_EMPTY_PATH forms, and
+/// `mkdir("/tmp/")` (EEXIST, which `mkdir -p` needs: a static busybox's failed with EACCES).
+#[test]
+fn metadata_calls_on_a_merged_directory_answer_as_natively() {
+    require!(crate::support::has("python3"), "python3");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/metadata_calls.py");
+    let env = Env::new();
+    env.small_capsule("meta", &[("opt/meta/readme", b"r\n")]);
+    let dir = |tag: &str| format!("/tmp/capsule-meta-{}-{tag}", std::process::id());
+    let native = Command::new("python3").arg(&script).arg(dir("native")).output().unwrap();
+    assert!(native.status.success(), "{}", String::from_utf8_lossy(&native.stderr));
+    let native = String::from_utf8_lossy(&native.stdout).into_owned();
+    assert!(native.contains("chmod f/ Not a directory") && native.contains("mkdir /tmp/ File exists"), "{native}");
+    for seccomp in ["never", "always"] {
+        let (code, out, err) = crate::support::run_capsule(
+            &env,
+            &[
+                "run",
+                "meta",
+                "--seccomp",
+                seccomp,
+                "--entry",
+                "/usr/bin/python3",
+                "--",
+                script.to_str().unwrap(),
+                &dir(seccomp),
+            ],
+        );
+        let _ = fs::remove_dir_all(dir(seccomp));
+        assert_eq!((code, out.as_str()), (0, native.as_str()), "--seccomp {seccomp}: {err}");
+    }
+    let _ = fs::remove_dir_all(dir("native"));
+
+    // A static program (tier 2 serves its mkdir): `mkdir -p` walks from "/tmp/".
+    require!(crate::supervisor::static_busybox(), "{} from busybox-static", crate::supervisor::BUSYBOX);
+    let deep = format!("{}/a/b", dir("busybox"));
+    let (code, out, err) = crate::support::run_capsule(
+        &env,
+        &[
+            "run",
+            "meta",
+            "--entry",
+            crate::supervisor::BUSYBOX,
+            "--",
+            "sh",
+            "-c",
+            &format!("mkdir -p {deep} && echo made"),
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "made\n"), "{err}");
+    assert!(Path::new(&deep).is_dir(), "{deep} not made on the host (/tmp is merged)");
+    let _ = fs::remove_dir_all(dir("busybox"));
 }

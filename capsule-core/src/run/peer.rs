@@ -25,8 +25,51 @@ const MAX_DEPTH: usize = 4096;
 
 /// Whether the peer of `conn` is process `launcher` or one of its descendants, alive.
 pub fn of_this_run(conn: &UnixStream, launcher: u32) -> bool {
+    of_this_run_with(conn, launcher, &mut Known::default())
+}
+
+/// The processes already found to be of the run, by their pidfs inode: a number the kernel
+/// gives one process for the life of the system (Linux 6.9), so a process found once is not
+/// walked again (its ancestry cannot leave the run: an orphan is reparented to the run's
+/// keeper, a subreaper). Each walk reads `/proc/PID/stat` once per ancestor, ~10 µs each here,
+/// on every open for writing of a tree file. Kept small: cleared when full.
+#[derive(Default)]
+pub struct Known(std::collections::HashSet<u64>);
+
+/// Entries of [`Known`] at most.
+const KNOWN: usize = 4096;
+
+/// [`of_this_run`], remembering in `known` the peers found of the run.
+pub fn of_this_run_with(conn: &UnixStream, launcher: u32, known: &mut Known) -> bool {
     let Some((pid, pidfd)) = peer(conn) else { return false };
-    descends(pid, launcher) && alive(&pidfd)
+    let ino = pidfs_inode(&pidfd);
+    if ino.is_some_and(|i| known.0.contains(&i)) {
+        return alive(&pidfd);
+    }
+    let ours = descends(pid, launcher) && alive(&pidfd);
+    if let (true, Some(i)) = (ours, ino) {
+        if known.0.len() >= KNOWN {
+            known.0.clear();
+        }
+        known.0.insert(i);
+    }
+    ours
+}
+
+/// The inode of `pidfd` when it is a pidfs one (unique to its process), else `None` (before
+/// Linux 6.9 every pidfd shares one anonymous inode).
+fn pidfs_inode(pidfd: &OwnedFd) -> Option<u64> {
+    const PID_FS_MAGIC: i64 = 0x5049_4446;
+    // SAFETY: plain structs the kernel fills, for a descriptor we own.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstatfs(pidfd.as_raw_fd(), &raw mut fs) } != 0 || fs.f_type != PID_FS_MAGIC {
+        return None;
+    }
+    // SAFETY: as above.
+    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    (unsafe { libc::fstat(pidfd.as_raw_fd(), &raw mut sb) } == 0).then_some(sb.st_ino)
 }
 
 /// The peer's pid and a pidfd for it.
@@ -112,6 +155,16 @@ mod tests {
         let parent = parent_of(me).unwrap();
         assert!(!of_this_run(&s, parent + 1_000_000), "not a descendant of an unrelated pid");
         assert!(descends(me, parent), "we descend from our parent");
+        // Remembered: the second look needs no walk, and a peer not of the run is not let in
+        // by one that was.
+        let mut known = Known::default();
+        assert!(of_this_run_with(&s, me, &mut known));
+        let remembered = known.0.len();
+        assert!(of_this_run_with(&s, me, &mut known), "remembered");
+        assert!(
+            !of_this_run_with(&s, parent + 1_000_000, &mut known) || remembered == 1,
+            "by process, not by launcher"
+        );
         assert!(!descends(parent, me), "our parent does not descend from us");
         drop(c);
     }

@@ -119,6 +119,8 @@ pub struct Server {
     pool: Pool,
     /// This process: peers must descend from it.
     launcher: u32,
+    /// The peers found of the run (the server is used from one thread).
+    known: std::cell::RefCell<super::peer::Known>,
 }
 
 /// The worker threads and their queue.
@@ -177,7 +179,8 @@ impl Server {
             started: std::cell::Cell::new(0),
             busy: Arc::new(AtomicUsize::new(0)),
         };
-        Ok(Server { listener, mat: Shared(Arc::new(mat)), pool, launcher: std::process::id() })
+        let known = std::cell::RefCell::new(super::peer::Known::default());
+        Ok(Server { listener, mat: Shared(Arc::new(mat)), pool, launcher: std::process::id(), known })
     }
 
     /// Serve until the process exits; with `sup`, its notifications too, on a thread of its
@@ -259,7 +262,7 @@ impl Server {
     /// worker (one more is started when none is idle, up to [`MAX_WORKERS`]). Accepted sockets
     /// block, whatever the listener: Linux does not pass O_NONBLOCK on.
     fn dispatch(&self, conn: UnixStream) {
-        if !super::peer::of_this_run(&conn, self.launcher) {
+        if !super::peer::of_this_run_with(&conn, self.launcher, &mut self.known.borrow_mut()) {
             tracing::debug!("materialiser: refused a connection from outside the run");
             return;
         }

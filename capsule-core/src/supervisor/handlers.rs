@@ -213,6 +213,22 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
     let placed = place(&view, cx.tree, mem, dirfd, addr, effect::open_intent(flags), &mut buf);
     let original = matches!(placed, Place::Original);
     let r = match open_placed(cx, &placed, flags, mode) {
+        // An open for writing of a path that names a directory: EISDIR for one, else the
+        // walk's error, as the kernel answers, and nothing opened (the broker and
+        // `open_truncating` would drop the trailing '/').
+        None if original
+            && effect::opens_to_write(flags)
+            && super::memory::read_path(mem, addr).is_ok_and(|p| super::link::names_a_directory(&p)) =>
+        {
+            Some(match at_fd(cx.tree, At::Host(buf.as_cstr()), cx.pid) {
+                Ok((_, p)) => match super::host::open_path(&p, libc::O_PATH | libc::O_DIRECTORY) {
+                    Ok(_) => Err(libc::EISDIR),
+                    Err(libc::ENOENT) if flags & libc::O_CREAT != 0 => Err(libc::EISDIR),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            })
+        }
         None if original && effect::opens_to_write(flags) => {
             match brokered(&view, &buf, super::host::Call::Open { flags, mode }).map(|r| r?.ok_or(libc::EIO)) {
                 // Landlock sees a read: made here, never `CONTINUE`d (`host::open_truncating`).

@@ -85,6 +85,11 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
             check(unsafe_syscall(libc::SYS_fchownat, fd.into(), p, reg(a[2]), reg(a[3]), reg(a[4]), 0))
         }),
         // The changes by descriptor: refused on a host file the view keeps, or a cache file.
+        libc::SYS_fchmod | libc::SYS_fchown | libc::SYS_fsetxattr | libc::SYS_fremovexattr
+            if int(a[0]) == libc::AT_FDCWD =>
+        {
+            Reply::Error(libc::EBADF)
+        }
         libc::SYS_fchmod => descriptor(cx, int(a[0]), |fd| check(unsafe_syscall(nr, fd.into(), reg(a[1]), 0, 0, 0, 0))),
         libc::SYS_fchown => {
             descriptor(cx, int(a[0]), |fd| check(unsafe_syscall(nr, fd.into(), reg(a[1]), reg(a[2]), 0, 0, 0)))
@@ -169,11 +174,15 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
         }
         libc::SYS_truncate => single(cx, mem, cwd, a[0], Op::Modify, true, |d, p| truncate_at(d, p, reg(a[1]))),
         // utimensat(fd, NULL, ...) is futimens: a descriptor, not a path.
-        libc::SYS_utimensat if a[1] == 0 => {
+        // utimensat(AT_FDCWD, NULL, ...) names nothing.
+        libc::SYS_utimensat if a[1] == 0 && int(a[0]) == libc::AT_FDCWD => Reply::Error(libc::EFAULT),
+        libc::SYS_utimensat if a[1] == 0 || empty_path(mem, a[1], a[3]) => {
             let Ok(times) = times(mem, a[2]) else { return Some(Reply::Error(libc::EFAULT)) };
             descriptor(cx, int(a[0]), |fd| {
                 let t = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
-                check(unsafe_syscall(libc::SYS_utimensat, fd.into(), 0, t as libc::c_long, reg(a[3]), 0, 0))
+                // NULL as the program passed it (with flags: EINVAL, as the kernel), else "".
+                let path = if a[1] == 0 { 0 } else { c"".as_ptr() as libc::c_long };
+                check(unsafe_syscall(libc::SYS_utimensat, fd.into(), path, t as libc::c_long, reg(a[3]), 0, 0))
             })
         }
         libc::SYS_utimensat => {
@@ -263,12 +272,19 @@ fn empty_path(mem: &impl TraceeMemory, addr: u64, flags: u64) -> bool {
 /// view keeps (a write-copy or full path opened for reading: its change belongs in the tree,
 /// which a descriptor of the host's file cannot reach), EIO for a file shared with the cache
 /// (never written through).
+/// An `AT_EMPTY_PATH` form's `AT_FDCWD` is the calling thread's working directory (opened
+/// `O_PATH` from `/proc/TID/cwd`); any other negative descriptor is EBADF.
 fn descriptor(cx: &mut Context<'_, '_>, fd: i32, act: impl FnOnce(i32) -> Result<(), i32>) -> Reply {
     use std::os::fd::AsRawFd;
-    if fd < 0 {
-        return Reply::Error(libc::EBADF);
-    }
-    let dup = match super::net::tracee_fd(cx.pid, fd) {
+    let dup = if fd == libc::AT_FDCWD {
+        let cwd = CString::new(format!("/proc/{}/cwd", cx.pid)).unwrap_or_default();
+        host::open_path(&cwd, libc::O_PATH | libc::O_DIRECTORY)
+    } else if fd < 0 {
+        Err(libc::EBADF)
+    } else {
+        super::net::tracee_fd(cx.pid, fd)
+    };
+    let dup = match dup {
         Ok(d) => d,
         Err(e) => return Reply::Error(e),
     };
@@ -469,17 +485,23 @@ fn made(
         }
         p => p,
     };
-    // On the host (as the program named it, or a host path the view led to): not where a
-    // symlink carries the change out of what the rules let the program change (the store).
-    let on_host = match placed {
-        crate::boundary::Place::Original if named.as_bytes().first() == Some(&b'/') => Some(named.as_cstr()),
-        crate::boundary::Place::Host(p) => Some(p),
-        _ => None,
-    };
-    if let Some(p) = on_host
+    // A host path the view led to, which the supervisor walks itself: not where a symlink
+    // carries the change out of what the rules let the program change (the store). (A path as
+    // the program named it is checked where it is acted on: a change of metadata by
+    // `on_the_host`, a name made or removed by the broker's checks or, `CONTINUE`d, by the
+    // kernel under the program's Landlock domain; checked here, `mkdir -p`'s `mkdir("/tmp/")`
+    // was refused for its write-copy parent rather than answered EEXIST.)
+    if let crate::boundary::Place::Host(p) = placed
         && !host::reaches_writable(&view, p, follow, op != Op::Modify)
     {
         return Reply::Error(libc::EACCES);
+    }
+    // A path that names a directory (a trailing '/', '.' or '..'): the kernel follows its last
+    // symlink and wants a directory there.
+    let spelled = read_path(mem, addr).unwrap_or_default();
+    let must_dir = names_a_directory(&spelled);
+    if op == Op::Modify && original && spelled.is_empty() {
+        return Reply::Error(libc::ENOENT); // an empty path (AT_EMPTY_PATH's are by descriptor)
     }
     let pid = cx.pid;
     match effect::mutate(&mut cx.tier(), &placed, op, |at| {
@@ -492,7 +514,9 @@ fn made(
             // so it is made here rather than left to the kernel, which would read the path
             // again (another thread may have rewritten it since) and walk it again (a symlink
             // may have been swapped in since).
-            None if op == Op::Modify && original => reply(on_the_host(cx, named.as_cstr(), follow, &mut call)),
+            None if op == Op::Modify && original => {
+                reply(on_the_host(cx, named.as_cstr(), follow || must_dir, must_dir, &mut call))
+            }
             None => Reply::Continue,
         },
         Some(r) => reply(r),
@@ -506,10 +530,13 @@ fn made(
 /// reaches that very file; without, the directory holding the name is opened and checked with
 /// the name, and `call` made on the name in it (which the call does not follow). EACCES where
 /// the rules keep the file from the program; ENAMETOOLONG for a path the layer could not hold.
+/// `must_dir` (the program's path ended in '/', '.' or '..'): the file must be a directory
+/// (ENOTDIR), its last symlink followed, as the kernel's walk of such a path.
 fn on_the_host(
     cx: &Context<'_, '_>,
     named: &CStr,
     follow: bool,
+    must_dir: bool,
     call: &mut impl FnMut(i32, &CStr) -> Result<(), i32>,
 ) -> Result<(), i32> {
     use std::os::fd::AsRawFd;
@@ -521,11 +548,14 @@ fn on_the_host(
     let cut = b.iter().rposition(|&c| c == b'/').unwrap_or(0);
     let name = b.get(cut + 1..).unwrap_or_default();
     if follow || name.is_empty() || name == b"." || name == b".." {
-        let fd = host::open_path(&p, libc::O_PATH)?;
+        let fd = host::open_path(&p, libc::O_PATH | if must_dir { libc::O_DIRECTORY } else { 0 })?;
         if !host::lands_writable(&cx.view, &fd) {
             return Err(libc::EACCES);
         }
-        let own = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
+        // A directory named by '/', '.' or '..' is reached through its "." (a call that does
+        // not follow its last symlink acts on the directory, not on the /proc link).
+        let dot = if must_dir { "/." } else { "" };
+        let own = CString::new(format!("/proc/self/fd/{}{dot}", fd.as_raw_fd())).map_err(|_| libc::EINVAL)?;
         return call(libc::AT_FDCWD, &own);
     }
     let dir = CString::new(if cut == 0 { &b"/"[..] } else { &b[..cut] }).map_err(|_| libc::EINVAL)?;
@@ -535,6 +565,12 @@ fn on_the_host(
         return Err(libc::EACCES);
     }
     call(dir.as_raw_fd(), &name)
+}
+
+/// Whether path `p` as the program spelled it names a directory: a trailing '/', or a last
+/// component '.' or '..'.
+pub(super) fn names_a_directory(p: &[u8]) -> bool {
+    p.ends_with(b"/") || p.ends_with(b"/.") || p.ends_with(b"/..") || p == b"." || p == b".."
 }
 
 /// Two paths (rename, link): the layer's [`effect::two`], performed here.

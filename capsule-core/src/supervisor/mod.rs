@@ -71,6 +71,11 @@ pub struct Supervisor {
     /// A thread of the run changed its credentials: from then on each call is made with the
     /// calling thread's.
     creds_changed: bool,
+    /// Until then, the credentials the program started with, read at the first call: the
+    /// launcher's ids, and for a run as root fewer capabilities than the launcher's (the
+    /// bounding set `launch` leaves it), which the supervisor must not exceed for it (a
+    /// `trusted.*` xattr set, a chown of a file not the program's to give).
+    started: Option<creds::Creds>,
     /// This thread is in the run's mount namespace ([`Supervisor::enter_mount_ns`]).
     in_run_ns: bool,
 }
@@ -106,6 +111,7 @@ impl Supervisor {
             listings: None,
             own: None,
             creds_changed: false,
+            started: None,
             in_run_ns: false,
         })
     }
@@ -261,11 +267,22 @@ impl Supervisor {
     /// Switch this thread to the credentials of thread `tid` (notification `id`), if any thread
     /// of the run changed its own.
     fn as_caller(&mut self, tid: u32, id: u64) -> Result<Option<creds::Switched>, i32> {
-        if !self.creds_changed {
-            return Ok(None);
-        }
         if self.own.is_none() {
             self.own = Some(creds::Own::current().map_err(|_| libc::EPERM)?);
+        }
+        if !self.creds_changed {
+            // Every thread has the credentials the program started with: read once.
+            if self.started.is_none() {
+                let theirs = creds::of(tid).map_err(|_| libc::EPERM)?;
+                if !self.listener.id_valid(id) {
+                    return Err(libc::EPERM);
+                }
+                self.started = Some(theirs);
+            }
+            return match (&self.own, &self.started) {
+                (Some(own), Some(started)) => creds::switch(own, started),
+                _ => Err(libc::EPERM),
+            };
         }
         let theirs = creds::of(tid).map_err(|_| libc::EPERM)?;
         // The thread that made the call, not another that took its number since.

@@ -96,22 +96,43 @@ pub(crate) fn open_unshared(
 ) -> Result<std::os::fd::OwnedFd, i32> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let trunc = flags & libc::O_TRUNC != 0;
-    let mut how = unsafe_zeroed();
-    #[allow(clippy::cast_sign_loss)] // flag bits
-    {
-        how.flags = ((flags & !libc::O_TRUNC) | libc::O_CLOEXEC) as u64;
-    }
     // A mode only for a new file (openat2 refuses one otherwise, where open ignores the
     // garbage a variadic caller leaves in it).
-    let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
-    how.mode = if creates { u64::from(mode & 0o7777) } else { 0 };
-    how.resolve = resolve;
-    // SAFETY: `rel` is NUL-terminated; `how` is a live struct of the size passed.
-    let r =
-        unsafe { libc::syscall(libc::SYS_openat2, tree, rel.as_ptr(), &raw const how, size_of::<libc::open_how>()) };
-    let fd = i32::try_from(r).ok().filter(|&fd| fd >= 0).ok_or_else(super::handlers::errno)?;
-    // SAFETY: openat2 returned a new descriptor, ours alone.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tmpfile = flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    let creates = flags & libc::O_CREAT != 0 || tmpfile;
+    let open = |flags: i32| -> Result<OwnedFd, i32> {
+        let mut how = unsafe_zeroed();
+        #[allow(clippy::cast_sign_loss)] // flag bits
+        {
+            how.flags = ((flags & !libc::O_TRUNC) | libc::O_CLOEXEC) as u64;
+        }
+        how.mode = if creates { u64::from(mode & 0o7777) } else { 0 };
+        how.resolve = resolve;
+        // SAFETY: `rel` is NUL-terminated; `how` is a live struct of the size passed.
+        let r = unsafe {
+            libc::syscall(libc::SYS_openat2, tree, rel.as_ptr(), &raw const how, size_of::<libc::open_how>())
+        };
+        let fd = i32::try_from(r).ok().filter(|&fd| fd >= 0).ok_or_else(super::handlers::errno)?;
+        // SAFETY: openat2 returned a new descriptor, ours alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    // A file this open makes is not truncated after: as the kernel's own O_CREAT|O_TRUNC, which
+    // truncates only a file that was there. (A truncation to 0 on ext4 also has the file's
+    // data written out at its close, `auto_da_alloc`: a disk write for every `echo x > new`.)
+    let mut made = false;
+    let fd = if trunc && flags & libc::O_CREAT != 0 && flags & libc::O_EXCL == 0 && !tmpfile {
+        match open(flags | libc::O_EXCL) {
+            Ok(fd) => {
+                made = true;
+                fd
+            }
+            // There already (or a symlink is: followed below, as the call asked).
+            Err(libc::EEXIST) => open(flags)?,
+            Err(e) => return Err(e),
+        }
+    } else {
+        open(flags)?
+    };
     // SAFETY: a plain struct the kernel fills, for our own descriptor.
     let mut sb: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above; `sb` is writable.
@@ -122,7 +143,7 @@ pub(crate) fn open_unshared(
     if regular && sb.st_nlink > 1 {
         return Err(libc::EMLINK);
     }
-    if trunc && regular {
+    if trunc && regular && !made {
         // Through a descriptor open for writing: ours, or one more on the same file.
         // (Access mode 3, "neither", opens for ioctls only: no writing either.)
         let writer = if !matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR) {

@@ -336,11 +336,12 @@ at_hook! {
     utime(path: *const c_char, times: *const libc::utimbuf) -> libc::AT_FDCWD, path, Op::Modify, true, None, |d, p| utime_at(d, p, times);
 }
 
-/// fchmodat2 (Linux 6.6), which honours AT_SYMLINK_NOFOLLOW; before it, glibc's answer:
-/// EOPNOTSUPP for a symlink, fchmodat for anything else.
+/// fchmodat2 (Linux 6.6), which honours AT_SYMLINK_NOFOLLOW and AT_EMPTY_PATH (the
+/// descriptor's own file); before it, glibc's answer: EOPNOTSUPP for a symlink, fchmodat for
+/// anything else.
 fn fchmodat_at(d: c_int, p: *const c_char, mode: libc::mode_t, flags: c_int) -> c_long {
     const SYS_FCHMODAT2: c_long = 452;
-    if flags & libc::AT_SYMLINK_NOFOLLOW == 0 {
+    if flags & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) == 0 {
         return sc(libc::SYS_fchmodat, d.into(), p as c_long, mode.into(), 0);
     }
     let r = sc(SYS_FCHMODAT2, d.into(), p as c_long, mode.into(), flags.into());
