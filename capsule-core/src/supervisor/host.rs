@@ -162,12 +162,8 @@ pub fn lands_writable(view: &View<'_>, fd: &OwnedFd) -> bool {
 /// [`lands_writable`] for name `name` in directory `dir` (one the supervisor opened): its
 /// location is the directory's canonical one joined with the name.
 pub fn lands_writable_in(view: &View<'_>, dir: &OwnedFd, name: &[u8]) -> bool {
-    let Ok(mut at) = fd_path(dir) else { return false };
-    if at.last() != Some(&b'/') {
-        at.push(b'/');
-    }
-    at.extend_from_slice(name);
-    writable_at(view, &at)
+    let Ok(at) = fd_path(dir) else { return false };
+    writable_at(view, &joined(&at, name))
 }
 
 /// Whether the run's rules let the program change what is at canonical host location `at`.
@@ -253,14 +249,19 @@ fn fd_path(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// `dir`/`name`, checked with [`allowed`]: EACCES (as the kernel's refusal) when not.
-fn check(view: &View<'_>, dir: &Dir, name: &CStr) -> Result<(), i32> {
-    let mut full = dir.path.clone();
-    if full != b"/" {
+/// Directory path `dir` joined with `name`.
+fn joined(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut full = dir.to_vec();
+    if full.last() != Some(&b'/') {
         full.push(b'/');
     }
-    full.extend_from_slice(name.to_bytes());
-    if allowed(view, &full) { Ok(()) } else { Err(libc::EACCES) }
+    full.extend_from_slice(name);
+    full
+}
+
+/// `dir`/`name`, checked with [`allowed`]: EACCES (as the kernel's refusal) when not.
+fn check(view: &View<'_>, dir: &Dir, name: &CStr) -> Result<(), i32> {
+    if allowed(view, &joined(&dir.path, name.to_bytes())) { Ok(()) } else { Err(libc::EACCES) }
 }
 
 /// The result of a libc call returning 0 or -1.
@@ -332,12 +333,7 @@ pub fn open_truncating(view: &View<'_>, abs: &CStr, flags: i32, mode: u32) -> Re
 /// `dir`/`name` is where the run's rules let the program write ([`lands_writable`]'s rule):
 /// EACCES when not.
 fn check_writable(view: &View<'_>, dir: &Dir, name: &CStr) -> Result<(), i32> {
-    let mut full = dir.path.clone();
-    if full != b"/" {
-        full.push(b'/');
-    }
-    full.extend_from_slice(name.to_bytes());
-    if writable_at(view, &full) { Ok(()) } else { Err(libc::EACCES) }
+    if writable_at(view, &joined(&dir.path, name.to_bytes())) { Ok(()) } else { Err(libc::EACCES) }
 }
 
 /// The file type (`S_IFMT` bits) of `fd`.
