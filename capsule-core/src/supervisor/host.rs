@@ -319,9 +319,15 @@ pub fn open_truncating(view: &View<'_>, abs: &CStr, flags: i32, mode: u32) -> Re
         libc::S_IFLNK => return Err(libc::ELOOP), // O_NOFOLLOW on a symlink
         _ => {}
     }
-    // The very file checked, opened as asked (through `/proc/self/fd`).
+    // The very file checked, opened as asked (through `/proc/self/fd`); a FIFO without
+    // waiting for a writer (this thread serves the whole run), as the program asked after.
     let own = CString::new(format!("/proc/self/fd/{}", probe.as_raw_fd())).map_err(|_| libc::EINVAL)?;
-    let fd = open(libc::AT_FDCWD, &own, plain & !libc::O_NOFOLLOW, 0)?;
+    let fifo = kind == libc::S_IFIFO && plain & libc::O_NONBLOCK == 0;
+    let fd = open(libc::AT_FDCWD, &own, (plain & !libc::O_NOFOLLOW) | if fifo { libc::O_NONBLOCK } else { 0 }, 0)?;
+    if fifo {
+        // SAFETY: fcntl on a descriptor we own.
+        done(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, plain & !libc::O_NONBLOCK & !libc::O_ACCMODE) })?;
+    }
     if kind == libc::S_IFREG {
         let w = open(libc::AT_FDCWD, &own, libc::O_WRONLY, 0)?;
         // SAFETY: ftruncate on a descriptor we own.
