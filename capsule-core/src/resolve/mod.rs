@@ -131,8 +131,8 @@ impl Pending {
 }
 
 /// Whether `path` can only name a directory: it ends in '/' or its last component is "." or
-/// "..".
-fn names_dir(path: &[u8]) -> bool {
+/// "..". The supervisor asks it of a path it acts on itself (`supervisor::link::made`).
+pub fn names_dir(path: &[u8]) -> bool {
     path.last() == Some(&b'/') || matches!(path.rsplit(|&c| c == b'/').next(), Some(b"." | b".."))
 }
 

@@ -218,7 +218,7 @@ fn open(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, dirfd: i32, addr: u64
         // `open_truncating` would drop the trailing '/').
         None if original
             && effect::opens_to_write(flags)
-            && super::memory::read_path(mem, addr).is_ok_and(|p| super::link::names_a_directory(&p)) =>
+            && super::memory::read_path(mem, addr).is_ok_and(|p| crate::resolve::names_dir(&p)) =>
         {
             Some(match at_fd(cx.tree, At::Host(buf.as_cstr()), cx.pid) {
                 Ok((_, p)) => match super::host::open_path(&p, libc::O_PATH | libc::O_DIRECTORY) {

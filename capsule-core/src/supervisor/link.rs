@@ -499,7 +499,7 @@ fn made(
     // A path that names a directory (a trailing '/', '.' or '..'): the kernel follows its last
     // symlink and wants a directory there.
     let spelled = read_path(mem, addr).unwrap_or_default();
-    let must_dir = names_a_directory(&spelled);
+    let must_dir = crate::resolve::names_dir(&spelled);
     if op == Op::Modify && original && spelled.is_empty() {
         return Reply::Error(libc::ENOENT); // an empty path (AT_EMPTY_PATH's are by descriptor)
     }
@@ -565,12 +565,6 @@ fn on_the_host(
         return Err(libc::EACCES);
     }
     call(dir.as_raw_fd(), &name)
-}
-
-/// Whether path `p` as the program spelled it names a directory: a trailing '/', or a last
-/// component '.' or '..'.
-pub(super) fn names_a_directory(p: &[u8]) -> bool {
-    p.ends_with(b"/") || p.ends_with(b"/.") || p.ends_with(b"/..") || p == b"." || p == b".."
 }
 
 /// Two paths (rename, link): the layer's [`effect::two`], performed here.

@@ -129,6 +129,19 @@ fn unix_call(nr: libc::c_long, sock: &OwnedFd, d: i32, p: &std::ffi::CStr) -> Re
     if r == 0 { Ok(()) } else { Err(errno()) }
 }
 
+/// The AF_UNIX path at `addr` (`len` bytes) in the tracee placed in the view for `intent`,
+/// into `buf`; `None` for no path (another family, an abstract name, autobind).
+fn placed_unix<'b, 'v>(
+    cx: &Context<'v, '_>,
+    mem: &impl TraceeMemory,
+    (addr, len): (u64, u64),
+    intent: crate::resolve::Intent,
+    buf: &'b mut crate::resolve::path::PathBuffer,
+) -> Option<crate::boundary::Place<'b, 'v>> {
+    let path = unix_path(mem, addr, len)?;
+    Some(super::place::place_bytes(&cx.view, cx.tree, mem, &path, intent, buf))
+}
+
 /// bind(2) of a unix socket to a path, placed as the shim places it (`hooks::sockpath`): a
 /// name under write-copy is made in the sandbox tree (a static server binding
 /// `/run/app.sock`), a merged one on the host; where the kernel would refuse it for nothing
@@ -138,14 +151,13 @@ fn unix_call(nr: libc::c_long, sock: &OwnedFd, d: i32, p: &std::ffi::CStr) -> Re
 /// The name the kernel then holds for a socket bound in the tree is the supervisor's spelling
 /// (`/proc/self/fd/D/run/app.sock`: `getsockname` is not trapped).
 fn unix_bind(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
-    let Some(path) = unix_path(mem, addr, len) else { return Reply::Continue };
-    let view = cx.view;
     let mut buf = crate::resolve::path::PathBuffer::new();
     let intent = crate::resolve::Intent { follow: false, create: true };
-    let placed = super::place::place_bytes(&view, cx.tree, mem, &path, intent, &mut buf);
+    let Some(placed) = placed_unix(cx, mem, (addr, len), intent, &mut buf) else { return Reply::Continue };
     let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
     if matches!(placed, crate::boundary::Place::Original) {
         let call = super::host::Call::Bind { socket: dup.as_raw_fd() };
+        let view = cx.view;
         return match super::handlers::brokered(&view, &buf, call) {
             Some(Ok(_)) => Reply::Value(0),
             Some(Err(e)) => Reply::Error(e),
@@ -165,45 +177,28 @@ fn unix_bind(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u
 }
 
 /// connect(2) of a unix socket to a path, for a program without the shim (`When::NoShim`),
-/// placed as the shim places it: a socket a capsule's server made in the sandbox tree is
-/// reached there (`/run/app.sock` under write-copy), one the sandbox did not make on the host.
-/// The supervisor connects a duplicate of the tracee's socket (the socket is shared; a
-/// non-blocking one stays so). Anything else is the kernel's (`CONTINUE`).
+/// placed as the shim places it and used as a read is (`effect::read`): a socket a capsule's
+/// server made in the sandbox tree is reached there (`/run/app.sock` under write-copy), else
+/// the host's. The supervisor connects a duplicate of the tracee's socket (the socket is
+/// shared; a non-blocking one stays so). Anything else is the kernel's (`CONTINUE`).
 fn connect(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
-    use crate::boundary::Place;
-    let Some(path) = unix_path(mem, addr, len) else { return Reply::Continue };
-    let view = cx.view;
     let mut buf = crate::resolve::path::PathBuffer::new();
     let intent = crate::resolve::Intent { follow: true, create: false };
-    let placed = super::place::place_bytes(&view, cx.tree, mem, &path, intent, &mut buf);
-    let at = match placed {
-        Place::Original => return Reply::Continue,
-        Place::Deny(e) => return Reply::Error(e),
-        Place::Host(p) => crate::boundary::effect::At::Host(p),
-        Place::Tree(rel, _) => crate::boundary::effect::At::Tree(rel),
-        // A socket the sandbox made wins over the host's name.
-        Place::TreeThenHost(rel, abs) => {
-            if tree_has(cx.tree, rel) {
-                crate::boundary::effect::At::Tree(rel)
-            } else {
-                crate::boundary::effect::At::Host(abs)
-            }
-        }
-    };
-    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
-    let r = super::handlers::at_fd(cx.tree, at, cx.pid).and_then(|(d, p)| unix_call(libc::SYS_connect, &dup, d, &p));
-    match r {
-        Ok(()) => Reply::Value(0),
-        Err(e) => Reply::Error(e),
+    let Some(placed) = placed_unix(cx, mem, (addr, len), intent, &mut buf) else { return Reply::Continue };
+    if matches!(placed, crate::boundary::Place::Original) {
+        return Reply::Continue;
     }
-}
-
-/// Whether the tree holds `rel` itself (not followed).
-fn tree_has(tree: std::os::fd::BorrowedFd<'_>, rel: &std::ffi::CStr) -> bool {
-    // SAFETY: plain struct the kernel fills; `rel` NUL-terminated.
-    let mut sb: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; `sb` writable.
-    unsafe { libc::fstatat(tree.as_raw_fd(), rel.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    let (tree, pid) = (cx.tree, cx.pid);
+    let r = crate::boundary::effect::read(&mut cx.tier(), &placed, |at| {
+        let (d, p) = super::handlers::at_fd(tree, at, pid)?;
+        unix_call(libc::SYS_connect, &dup, d, &p)
+    });
+    match r {
+        None => Reply::Continue,
+        Some(Ok(())) => Reply::Value(0),
+        Some(Err(e)) => Reply::Error(e),
+    }
 }
 
 /// ioctl(2) SIOCGIFADDR/SIOCGIFHWADDR/SIOCGIFCONF (the only ioctls the filter traps): the

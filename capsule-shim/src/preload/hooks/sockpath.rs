@@ -10,7 +10,7 @@
 
 use core::ffi::{c_char, c_int, c_long};
 
-use super::{Effects, Route, check, route};
+use super::{Effects, check, route};
 use crate::preload::client;
 use crate::preload::guard::HookGuard;
 use crate::preload::sys::{self, ret, set_errno};
@@ -126,21 +126,12 @@ pub unsafe fn call(nr: c_long, fd: c_int, addr: *const libc::sockaddr, len: libc
             r => r,
         }
     } else {
-        match placed {
-            Route::Original => return None,
-            Route::Deny(e) => Err(e),
-            Route::Host(p) => raw_with(nr, fd, p.to_bytes()),
-            Route::Tree(rel, _) => at_tree(rel),
-            // A socket the sandbox made wins over the host's name.
-            Route::TreeThenHost(rel, abs) => {
-                // SAFETY: plain struct; `rel` NUL-terminated.
-                let mut sb: libc::stat = unsafe { core::mem::zeroed() };
-                // SAFETY: as above; `sb` writable.
-                let made =
-                    unsafe { sys::newfstatat(st.tree_fd, rel.as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) } == 0;
-                if made { at_tree(rel) } else { raw_with(nr, fd, abs.to_bytes()) }
-            }
-        }
+        // Used as a read is (tier 2's `connect` too): a socket the sandbox made wins over the
+        // host's name.
+        effect::read(&mut Effects(st), &placed, |at| match at {
+            At::Tree(rel) => at_tree(rel),
+            At::Host(abs) => raw_with(nr, fd, abs.to_bytes()),
+        })?
     };
     Some(match r {
         Ok(()) => {
