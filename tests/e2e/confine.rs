@@ -172,9 +172,9 @@ fn by_default_the_system_is_write_copy_and_home_is_merged() {
     assert!(shown.contains("effective / writecopy"), "{shown}");
     assert!(shown.contains("effective /tmp merged"), "{shown}");
     assert!(shown.contains("effective /proc passthrough"), "{shown}");
-    // And the store, in the merged /tmp here: write-copy.
+    // And the store, in the merged /tmp here: read-only.
     let store = env.store().canonicalize().unwrap();
-    assert!(shown.contains(&format!("effective {} writecopy", store.display())), "{shown}");
+    assert!(shown.contains(&format!("effective {} readonly", store.display())), "{shown}");
 }
 
 #[test]
@@ -566,7 +566,7 @@ fn a_root_program_chroots_into_a_directory_of_its_view() {
 
 /// The store is out of the program's reach by its host path even where it lies in a merged
 /// prefix (the default store is in `$HOME`; the tests' is in `/tmp`): the rules make it
-/// write-copy, so Landlock grants the merged prefix around it entry by entry, and the names
+/// read-only, so Landlock grants the merged prefix around it entry by entry, and the names
 /// made, renamed and removed directly beside the store, or in a directory made there during the
 /// run, are made by the broker (the materialiser for tier 1, the supervisor for tier 2), as the
 /// merged prefix promises. Tier 1 from the full launcher and from its plan, and tier 2.
@@ -648,8 +648,8 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             format!("tmpf {} ok", e.display()),
             // A unix socket bound beside the store: the broker binds the program's socket.
             format!("sock {sock} ok {sock}"),
-            // Through libc, the store's path is write-copy: the sandbox's copy.
-            if store_write { format!("w {evil} ok") } else { format!("rmdir {d} ok") },
+            // Through libc, the store's path is read-only.
+            if store_write { format!("w {evil} Read-only file system") } else { format!("rmdir {d} ok") },
         ] {
             assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
         }
@@ -666,9 +666,9 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
             }
         } else {
             // Tier 2 sees every call: the raw one is made by the broker, and the store's path
-            // is write-copy.
+            // is read-only.
             assert!(out.contains(&format!("asm {raw} ok")), "{ctx}");
-            assert!(out.contains(&format!("asm {evil} ok")), "{ctx}");
+            assert!(out.contains(&format!("asm {evil} Read-only file system")), "{ctx}");
             let _ = fs::remove_file(&raw);
         }
         assert!(!Path::new(&evil).exists(), "the store was written: {ctx}");
@@ -686,6 +686,97 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
         let _ = fs::remove_file(&f3);
     }
     assert_eq!(env.json(&["verify"])["ok"], true, "the cache files match their digests");
+}
+
+/// The store is read-only to its programs whatever the rule above it (merged `/tmp` here, or
+/// write-copy): every change of it fails with EROFS in both tiers and nothing of it is copied
+/// into the sandbox, and the run's own sandbox directory is not walked into (its tree's host
+/// path is the program's `/`). A recursive `chmod` and `chown` of the directory holding the
+/// store (the incident: a `chown -R` from `/` copied the write-copy store into its own sandbox,
+/// level after level) change what the rules let them change and nothing of the store.
+#[test]
+fn the_store_is_read_only_to_its_programs_and_a_recursive_change_leaves_it_alone() {
+    require!(crate::support::has("python3"), "python3 (the snapshot of the store)");
+    let (_bin, env, home) = setup();
+    env.ok(&["run", "conf", "--entry", "/bin/cat", "--", "/opt/conf/readme"]);
+    let store = env.store();
+    let top = env.dir.path().to_path_buf();
+    let s = store.display().to_string();
+    let data = env.path("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("f"), "data\n").unwrap();
+    let parts = ["blobs", "cache", "refs"];
+    let snap = || parts.iter().map(|p| crate::escape::snapshot(&store.join(p))).collect::<Vec<_>>();
+    let names = || {
+        let mut n: Vec<String> = fs::read_dir(&store).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        n.sort();
+        n
+    };
+    let cached = crate::support::walk(&store.join("cache")).into_iter().find(|p| p.is_file()).expect("a cache file");
+    let script = format!(
+        "touch {s}/new; echo touch $?
+         mkdir {s}/d; echo mkdir $?
+         ln -s x {s}/l; echo ln $?
+         chmod 777 {c}; echo chmod $?
+         echo x >> {c}; echo append $?
+         mv {s}/cache {s}/cache2; echo mv $?
+         rm -rf {s}/blobs; echo rm $?
+         cat {c} >/dev/null; echo read $?
+         ls {s}/sandboxes/conf; echo list $?
+         readlink -f {s}/sandboxes/conf/root/opt/conf/readme >/dev/null; echo realpath $?
+         cat {s}/sandboxes/conf/root/opt/conf/readme; echo tree $?
+         chmod -R g-w {t}; echo chmod-R $?
+         chown -R -h 0:0 {t}; echo chown-R $?",
+        c = cached.display(),
+        t = top.display()
+    );
+    let (before, names_before) = (snap(), names());
+    for (seccomp, iso) in [("never", "/tmp=merged"), ("always", "/tmp=merged"), ("never", "/tmp=writecopy"), ("always", "/tmp=writecopy")] {
+        let mut c: Command = env.cmd(&["run", "conf", "--seccomp", seccomp, "--isolation", iso, "--entry", "/bin/sh", "--", "-c", &script]);
+        let o = c.env("HOME", &home).output().unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let ctx = format!("--seccomp {seccomp} --isolation {iso}:\n{out}\n{err}");
+        for op in ["touch", "mkdir", "ln", "chmod", "append", "mv", "rm", "list", "chmod-R", "chown-R"] {
+            assert!(out.lines().any(|l| l.strip_prefix(op).is_some_and(|r| r.starts_with(' ') && r != " 0")), "{op} succeeded: {ctx}");
+        }
+        assert!(out.contains("read 0"), "the store is readable: {ctx}");
+        // The tree by its host path is the program's view (a program that found its files by
+        // their loaded path), and every component of that path can be resolved.
+        assert!(out.contains("realpath 0") && out.contains("r\ntree 0"), "{ctx}");
+        for what in [format!("{s}/new"), format!("{s}/d"), format!("{s}/l"), cached.display().to_string(), format!("{s}/cache"), format!("{s}/blobs/")] {
+            assert!(err.lines().any(|l| l.contains(&what) && l.ends_with("Read-only file system")), "{what}: {ctx}");
+        }
+        assert!(err.contains(&format!("{s}/sandboxes/conf': Permission denied")), "{ctx}");
+        assert!(!err.contains("fts_read"), "the walk went astray: {ctx}");
+        assert_eq!((snap(), names()), (before.clone(), names_before.clone()), "the store changed: {ctx}");
+        // Nothing of the store in the sandbox (nor the capsule's /opt walked as the tree's).
+        let diff = env.ok(&["sandbox", "conf", "diff"]);
+        let walked_astray = |l: &str| l.contains(&s) || l.split_once(' ').is_some_and(|(_, p)| p.starts_with("/opt"));
+        assert!(!diff.lines().any(walked_astray), "{ctx}\n{diff}");
+        assert!(!store.join("sandboxes/conf/root").join(store.strip_prefix("/").unwrap()).exists(), "{ctx}");
+        // What the rules let the walk change: the merged data on the host, the write-copy
+        // data in the sandbox.
+        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(data.join("f")).unwrap().permissions());
+        assert_eq!(mode & 0o020 == 0, iso.ends_with("merged"), "{ctx}");
+        if iso.ends_with("writecopy") {
+            assert!(diff.contains(&data.join("f").display().to_string()), "{ctx}\n{diff}");
+        }
+        env.ok(&["sandbox", "conf", "reset"]);
+        let _ = Command::new("chmod").arg("g+w").arg(data.join("f")).status();
+    }
+    assert_eq!(env.json(&["verify"])["ok"], true, "the cache files match their digests");
+    // The mode is the user's too: `readonly` for any prefix.
+    let f = data.join("f").display().to_string();
+    let rule = format!("{}=readonly", data.display());
+    for seccomp in ["never", "always"] {
+        let script = format!("cat {f}; echo y >> {f}; echo append $?; rm {f}; echo rm $?");
+        let o = env.cmd(&["run", "conf", "--seccomp", seccomp, "--isolation", &rule, "--entry", "/bin/sh", "--", "-c", &script]).output().unwrap();
+        let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(out, "data\nappend 2\nrm 1\n", "--seccomp {seccomp}: {err}");
+        assert_eq!(err.matches("Read-only file system").count(), 2, "--seccomp {seccomp}: {err}");
+        assert_eq!(fs::read_to_string(data.join("f")).unwrap(), "data\n");
+    }
+    assert_eq!(env.ok(&["sandbox", "conf", "diff"]).trim(), "", "nothing was copied into the sandbox");
 }
 
 /// The changes of metadata the supervisor now makes itself (not `CONTINUE`d: Landlock does not

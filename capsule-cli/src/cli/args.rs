@@ -467,7 +467,8 @@ pub struct Run {
     #[arg(long, value_name = "PATH")]
     pub entry: Option<String>,
     /// Isolation: `merged|writecopy|full` for `/`, or `/PREFIX=MODE` (repeatable; also
-    /// `passthrough`). Default: the system write-copy, /run write-copy, $HOME, /tmp, /var/tmp,
+    /// `passthrough`, and `readonly`: the host's, every change refused with EROFS; the store
+    /// is always read-only). Default: the system write-copy, /run write-copy, $HOME, /tmp, /var/tmp,
     /// /media, /mnt and /run/user/UID merged, /dev, /proc and /sys passed through; `MODE`
     /// replaces the rule for `/` only (`capsule inspect` shows the effective rules).
     #[arg(long, value_name = "RULE")]

@@ -22,6 +22,12 @@ pub enum Place<'b, 'v> {
     Tree(&'b CStr, Option<Entry<'v>>),
     /// The tree path (relative) if it exists there, else the absolute host path.
     TreeThenHost(&'b CStr, &'b CStr),
+    /// This absolute host path, read-only: a change fails with EROFS (the effects say which
+    /// calls change), a read goes to the host.
+    ReadOnly(&'b CStr),
+    /// This absolute host directory, read-only and not opened (EACCES to an open, a listing,
+    /// a `chdir`); its metadata is read on the host.
+    Sealed(&'b CStr),
     /// Fail with this errno.
     Deny(i32),
 }
@@ -103,6 +109,9 @@ pub fn place<'b, 'v>(
             {
                 Some(Side::Host)
             }
+            // A read-only path refuses a change only where the file is: a symlink of the
+            // read-only prefix may lead out of it (rare: the store's own paths).
+            Decision::ReadOnly if caller.probe_host(buf.as_cstr(), follow) == Err(libc::ELOOP) => Some(Side::Host),
             _ => None,
         };
         if let Some(side) = side {
@@ -141,6 +150,8 @@ fn into_place<'b, 'v>(view: &View<'v>, decision: Decision, buf: &'b PathBuffer) 
         Decision::Host => Place::Host(buf.as_cstr()),
         Decision::Tree { entry } => Place::Tree(buf.rel_cstr(), entry.and_then(|i| view.entry(i))),
         Decision::TreeThenHost => Place::TreeThenHost(buf.rel_cstr(), buf.as_cstr()),
+        Decision::ReadOnly => Place::ReadOnly(buf.as_cstr()),
+        Decision::Sealed => Place::Sealed(buf.as_cstr()),
         Decision::Deny(e) => Place::Deny(e),
     }
 }

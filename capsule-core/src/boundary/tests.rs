@@ -26,7 +26,12 @@ fn view_bytes(root: Mode) -> Vec<u8> {
     let opts = ViewOptions {
         tree: TREE.into(),
         capsule_mode: Mode::WriteCopy,
-        rules: vec![("/".into(), root), ("/proc".into(), Mode::Passthrough), ("/run".into(), Mode::WriteCopy)],
+        rules: vec![
+            ("/".into(), root),
+            ("/proc".into(), Mode::Passthrough),
+            ("/run".into(), Mode::WriteCopy),
+            ("/store".into(), Mode::ReadOnly),
+        ],
         whiteouts: vec![],
         files: vec![],
         redirects: vec![],
@@ -104,7 +109,28 @@ fn placed(root: Mode, fake: &Fake, dirfd: i32, path: &str, follow: bool, create:
         Place::Host(p) => format!("host {}", s(p)),
         Place::Tree(p, e) => format!("tree {}{}", s(p), if e.is_some() { " (entry)" } else { "" }),
         Place::TreeThenHost(r, a) => format!("tree-then-host {} {}", s(r), s(a)),
+        Place::ReadOnly(p) => format!("read-only {}", s(p)),
+        Place::Sealed(p) => format!("sealed {}", s(p)),
         Place::Deny(e) => format!("deny {e}"),
+    }
+}
+
+/// The store, read-only to its programs whatever the rule above it: read and changed (EROFS)
+/// on the host, never copied into the sandbox; the program's tree in it is its own; a symlink
+/// of the store's leads where it points.
+#[test]
+fn a_read_only_prefix_is_the_hosts_and_only_its_trees_paths_are_the_programs() {
+    let fake = Fake { host_links: [("/store/l", "/run")].into(), ..Fake::default() };
+    for root in [Mode::Merged, Mode::WriteCopy] {
+        assert_eq!(placed(root, &fake, -100, "/store/cache/ab", true, false), "read-only /store/cache/ab");
+        assert_eq!(placed(root, &fake, -100, "/store/sandboxes/other/x", false, true), "read-only /store/sandboxes/other/x");
+        assert_eq!(placed(root, &fake, -100, "/store/sandboxes/t/root/opt/app/data", true, false), "tree opt/app/data (entry)");
+        assert_eq!(placed(root, &fake, -100, "/store/l/x", true, true), "tree-then-host run/x /run/x");
+        // Not followed: the link itself, in the store.
+        assert_eq!(placed(root, &fake, -100, "/store/l", false, false), "read-only /store/l");
+        // The directory holding the tree is not walked into (the tree's host path is `/`).
+        assert_eq!(placed(root, &fake, -100, "/store/sandboxes/t", true, false), "sealed /store/sandboxes/t");
+        assert_eq!(placed(root, &fake, -100, "/store/sandboxes/t/root", true, false), "tree .");
     }
 }
 
@@ -215,6 +241,79 @@ mod effects {
 
     fn wc(rel: &str) -> (CString, CString) {
         (CString::new(rel).unwrap(), CString::new(format!("/{rel}")).unwrap())
+    }
+
+    /// Nothing at a read-only place changes, and nothing is asked of the materialiser: every
+    /// call that would change it fails with EROFS before it is made; reads go to the host.
+    #[test]
+    fn a_read_only_place_refuses_every_change_and_reads_the_host() {
+        let (_, abs) = wc("store/cache/ab");
+        let place = Place::ReadOnly(&abs);
+        let mut t = FakeTier { files: vec!["/store/cache/ab"], ..FakeTier::default() };
+        let mut made = Vec::new();
+        for flags in [
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_RDONLY | libc::O_TRUNC,
+            libc::O_WRONLY | libc::O_APPEND,
+            libc::O_TMPFILE | libc::O_RDWR,
+        ] {
+            let r = effect::open(&mut t, &place, flags, |_, f| {
+                made.push(f);
+                Ok(3)
+            });
+            assert_eq!(r, Some(Err(libc::EROFS)), "open with flags {flags:#o}");
+        }
+        // O_CREAT of a file that is there opens it (O_EXCL: EEXIST); of one that is not: EROFS.
+        let r = effect::open(&mut t, &place, libc::O_RDONLY | libc::O_CREAT, |at, f| {
+            assert!(matches!(at, At::Host(_)) && f & libc::O_CREAT == 0);
+            Ok(4)
+        });
+        assert_eq!(r, Some(Ok(4)));
+        let r = effect::open(&mut t, &place, libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL, |_, _| Ok(4));
+        assert_eq!(r, Some(Err(libc::EEXIST)));
+        let (_, new) = wc("store/cache/new");
+        let r = effect::open(&mut t, &Place::ReadOnly(&new), libc::O_RDONLY | libc::O_CREAT, |_, _| Ok(4));
+        assert_eq!(r, Some(Err(libc::EROFS)));
+        for op in [Op::Modify, Op::Create, Op::Remove, Op::RemoveDir] {
+            let r = effect::mutate(&mut t, &place, op, |_| {
+                made.push(-1);
+                Ok(())
+            });
+            assert_eq!(r, Some(Err(libc::EROFS)), "{op:?}");
+        }
+        let (to, _) = wc("opt/app/other");
+        let tree = Place::Tree(&to, None);
+        for is_rename in [true, false] {
+            for (a, b) in [(&place, &tree), (&tree, &place)] {
+                let r = effect::two(&mut t, a, b, is_rename, |_| {
+                    made.push(-2);
+                    Ok(())
+                });
+                assert_eq!(r, Some(Err(libc::EROFS)), "rename: {is_rename}");
+            }
+        }
+        assert!(made.is_empty(), "a change was made: {made:?}");
+        assert!(t.asked.is_empty(), "the materialiser was asked: {:?}", t.asked);
+        let r = effect::open(&mut t, &place, libc::O_RDONLY, |at, _| {
+            assert!(matches!(at, At::Host(p) if p.to_bytes() == b"/store/cache/ab"));
+            Ok(5)
+        });
+        assert_eq!(r, Some(Ok(5)));
+        assert_eq!(effect::read(&mut t, &place, |at| Ok(matches!(at, At::Host(_)))), Some(Ok(true)));
+        // Sealed: its metadata is read, nothing opens it (a listing, a `chdir`'s O_PATH).
+        let (_, dir) = wc("store/sandboxes/t");
+        let sealed = Place::Sealed(&dir);
+        assert_eq!(effect::read(&mut t, &sealed, |at| Ok(matches!(at, At::Host(_)))), Some(Ok(true)));
+        for (flags, errno) in [
+            (libc::O_RDONLY | libc::O_DIRECTORY, libc::EACCES),
+            (libc::O_PATH | libc::O_DIRECTORY, libc::EACCES),
+            (libc::O_WRONLY, libc::EROFS),
+        ] {
+            assert_eq!(effect::open(&mut t, &sealed, flags, |_, _| Ok(3)), Some(Err(errno)), "{flags:#o}");
+        }
+        assert_eq!(effect::mutate(&mut t, &sealed, Op::Modify, |_| Ok(())), Some(Err(libc::EROFS)));
+        assert!(t.asked.is_empty());
     }
 
     #[test]

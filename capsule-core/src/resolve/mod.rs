@@ -10,8 +10,9 @@
 //! [`normalize`] turns an argument into that buffer the way the kernel would walk it through
 //! the capsule: ".." after a capsule symlink pops from the destination, not lexically.
 //!
-//! Idempotence: a path inside the sandbox tree is never a capsule path (the tree lives in the
-//! store, which no capsule holds), so resolving an already-resolved path passes through.
+//! A path inside the sandbox tree is never a capsule path (the tree lives in the store, which
+//! no capsule holds): both tiers take it out of the tree ([`untree`]) before resolving it; the
+//! store's read-only rule refuses it otherwise.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod path;
@@ -35,6 +36,12 @@ pub enum Decision {
     },
     /// Write-copy host path: the tree first (an earlier copy-up), then the host.
     TreeThenHost,
+    /// A read-only host path (the buffer's, rewritten or not): read on the host, and EROFS to
+    /// anything that would change it.
+    ReadOnly,
+    /// A read-only host directory that is not opened either (EACCES: not listed, not entered),
+    /// though its metadata is read: the run's own sandbox directory, which holds its tree.
+    Sealed,
     /// Fail with this errno.
     Deny(i32),
 }
@@ -265,7 +272,7 @@ pub fn decide(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, rewritten: 
             return Decision::Deny(libc::ENOTDIR);
         }
         let kernel_decides =
-            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost);
+            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost | Decision::ReadOnly | Decision::Sealed);
         if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
             return Decision::Deny(libc::ENAMETOOLONG);
         }
@@ -294,6 +301,7 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
                 // (the materialiser's copy-up of a deleted name) where it is a host name.
                 Kind::Whiteout if view.recreated(rel) => Decision::TreeThenHost,
                 Kind::Whiteout if intent.create && view.mode_of(rel) == Mode::WriteCopy => Decision::TreeThenHost,
+                Kind::Whiteout if intent.create && view.mode_of(rel) == Mode::ReadOnly => Decision::Deny(libc::EROFS),
                 Kind::Whiteout if intent.create => Decision::Tree { entry: None },
                 Kind::Whiteout => Decision::Deny(libc::ENOENT),
                 // Followed virtually, wherever it points: a destination inside the capsule
@@ -360,9 +368,31 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
             Mode::WriteCopy if !intent.create && view.deleted(rel) => Decision::Deny(libc::ENOENT),
             Mode::WriteCopy => Decision::TreeThenHost,
             Mode::Full => Decision::Tree { entry: None },
+            // The run's own sandbox directory, which holds its tree, is not listed nor entered:
+            // a walk into it by its host path would reach the tree, whose host path is the
+            // program's view of `/` (`untree`), and walk that too (`chmod -R` of a directory
+            // holding the store changed `/opt` in the sandbox, and the walk's `..` led
+            // elsewhere). Its metadata is read (glibc's `realpath` of a tree path reads every
+            // component's link). Below it, the tree's own paths are taken out of the tree
+            // before they get here; a path that was not is refused.
+            Mode::ReadOnly if sandbox_dir(view.tree(), rel) == Some(true) => Decision::Sealed,
+            Mode::ReadOnly if sandbox_dir(view.tree(), rel) == Some(false) => Decision::Deny(libc::EACCES),
+            Mode::ReadOnly => Decision::ReadOnly,
         };
     }
     Decision::Deny(libc::ELOOP)
+}
+
+/// Whether `rel` (a path without its leading '/') is the directory holding the tree `tree`
+/// (absolute): `Some(true)`; `Some(false)` for a path in the tree; `None` otherwise.
+fn sandbox_dir(tree: &[u8], rel: &[u8]) -> Option<bool> {
+    let cut = tree.iter().rposition(|&c| c == b'/').filter(|&c| c > 0)?;
+    let dir = tree.get(1..cut).unwrap_or_default();
+    let rest = rel.strip_prefix(dir)?;
+    if rest.is_empty() {
+        return Some(true);
+    }
+    untree(tree.get(1..)?, rel).map(|_| false)
 }
 
 #[cfg(test)]

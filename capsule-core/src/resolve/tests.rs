@@ -34,6 +34,8 @@ fn view_bytes() -> Vec<u8> {
             ("/tmp".into(), Mode::Passthrough),
             ("/opt/full".into(), Mode::Full),
             ("/var/wc".into(), Mode::WriteCopy),
+            ("/var/wc/ro".into(), Mode::ReadOnly),
+            ("/store".into(), Mode::ReadOnly),
         ],
         whiteouts: vec![],
         files: vec![],
@@ -93,12 +95,23 @@ fn isolation_modes() {
     assert_eq!(run("/capsule-only/newdir/sub/g", true, false).0, Decision::Tree { entry: None });
     assert_eq!(run("/opt/full/x", true, false).0, Decision::Tree { entry: None });
     assert_eq!(run("/var/wc/x", true, false).0, Decision::TreeThenHost);
+    assert_eq!(run("/var/wc/ro", true, false).0, Decision::ReadOnly);
+    assert_eq!(run("/var/wc/ro/x", true, true).0, Decision::ReadOnly);
+    // The run's own sandbox directory (its tree's parent) is not the program's to walk; other
+    // sandboxes are read-only as the rest of the store.
+    assert_eq!(run("/store/sandboxes/t", true, false).0, Decision::Sealed);
+    assert_eq!(run("/store/sandboxes/t/deleted", true, false).0, Decision::ReadOnly);
+    assert_eq!(run("/store/sandboxes/tt", true, false).0, Decision::ReadOnly);
+    assert_eq!(run("/store/sandboxes", true, false).0, Decision::ReadOnly);
 }
 
 #[test]
 fn idempotent() {
-    // A resolved path (in the tree, in the store) is not a capsule path.
-    assert_eq!(run("/store/sandboxes/t/root/usr/bin/app", true, false).0, Decision::Passthrough);
+    // A resolved path (in the tree, in the store) is not a capsule path: under the store's
+    // rule (every run's) it is refused, never taken as the host's; the tiers take such a path
+    // out of the tree before they resolve it (`untree`, the boundary's tests).
+    assert_eq!(run("/store/sandboxes/t/root/usr/bin/app", true, false).0, Decision::Deny(libc::EACCES));
+    assert_eq!(untree(b"/store/sandboxes/t/root", b"/store/sandboxes/t/root/usr/bin/app"), Some(&b"/usr/bin/app"[..]));
 }
 
 fn norm(path: &str) -> Result<(String, Walk), i32> {

@@ -64,7 +64,7 @@ impl Grant {
 pub fn host_rights(mode: Mode) -> u64 {
     match mode {
         Mode::Merged | Mode::Passthrough => READ | WRITE,
-        Mode::WriteCopy => READ,
+        Mode::WriteCopy | Mode::ReadOnly => READ,
         Mode::Full => 0,
     }
 }

@@ -63,7 +63,7 @@ pub enum RunError {
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
     /// An `--isolation` value that is not `MODE` or `PREFIX=MODE`.
-    #[error("invalid isolation rule {0:?}: use merged|writecopy|full, or /PREFIX=MODE")]
+    #[error("invalid isolation rule {0:?}: use merged|writecopy|full|readonly|passthrough, or /PREFIX=MODE")]
     Isolation(String),
     /// `full` isolation on a kernel without Landlock.
     #[error(
@@ -115,6 +115,7 @@ pub fn parse_isolation(s: &str) -> Result<(String, Mode), RunError> {
         "writecopy" => Mode::WriteCopy,
         "full" => Mode::Full,
         "passthrough" => Mode::Passthrough,
+        "readonly" => Mode::ReadOnly,
         _ => return Err(RunError::Isolation(s.to_owned())),
     };
     if !prefix.starts_with('/') || prefix.split('/').any(|c| c == "..") {
@@ -167,19 +168,24 @@ pub fn effective_rules(manifest: &Manifest, run: &[(String, Mode)]) -> Vec<(Stri
 }
 
 /// The rules a run of `manifest` in store `store` follows: [`effective_rules`], and the store
-/// write-copy ([`protect_store`]).
+/// read-only ([`protect_store`]).
 pub fn run_rules(store: &Path, manifest: &Manifest, run: &[(String, Mode)]) -> Vec<(String, Mode)> {
     let mut rules = effective_rules(manifest, run);
     protect_store(&mut rules, store);
     rules
 }
 
-/// `rules` with the store made write-copy where a merged or passed-through rule holds it (the
-/// default store is in `$HOME`): no program writes the cache, the capsules or another
-/// sandbox by its host path. Landlock then expands the writable prefix around the store
+/// `rules` with the store read-only wherever a rule lets the program see it (merged, passed
+/// through or write-copy: the default store is in `$HOME`): no program writes the cache, the
+/// capsules or another sandbox by its host path, and nothing of the store is copied into a
+/// sandbox (a recursive `chown` from `/` under write-copy copied the store into its own
+/// sandbox, level after level, until paths grew too long). A change there fails with EROFS in
+/// both tiers (`resolve`); Landlock then expands a writable prefix around the store
 /// (`run::confine`), and the broker makes what the kernel refuses there for nothing
-/// (`supervisor::host`). By the store's path as given and by its canonical one (a rule holds
-/// on the inode the path names). Rules stay longest prefix first.
+/// (`supervisor::host`). The program's own tree, inside the store, is reached by its virtual
+/// paths, and by its host path as one of them (`resolve::untree`). By the store's path as
+/// given and by its canonical one (a rule holds on the inode the path names). Rules stay
+/// longest prefix first.
 pub fn protect_store(rules: &mut Vec<(String, Mode)>, store: &Path) {
     let mut paths = vec![store.to_path_buf()];
     if let Ok(c) = store.canonicalize()
@@ -200,9 +206,9 @@ pub fn protect_store(rules: &mut Vec<(String, Mode)>, store: &Path) {
             })
             .max_by_key(|(q, _)| q.trim_end_matches('/').len())
             .map(|(_, m)| *m);
-        if matches!(governing, Some(Mode::Merged | Mode::Passthrough)) {
+        if matches!(governing, Some(Mode::Merged | Mode::Passthrough | Mode::WriteCopy)) {
             rules.retain(|(q, _)| q.trim_end_matches('/') != s);
-            rules.push((s, Mode::WriteCopy));
+            rules.push((s, Mode::ReadOnly));
         }
     }
     rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
@@ -215,6 +221,7 @@ pub fn mode_name(m: Mode) -> &'static str {
         Mode::WriteCopy => "writecopy",
         Mode::Full => "full",
         Mode::Passthrough => "passthrough",
+        Mode::ReadOnly => "readonly",
     }
 }
 

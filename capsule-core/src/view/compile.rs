@@ -106,7 +106,8 @@ fn collect(m: &Manifest, opts: &ViewOptions) -> BTreeMap<Vec<u8>, (Kind, u8, u32
     map
 }
 
-/// Where host paths go, coarsely: the host (merged or passed through), write-copy, or full.
+/// Where host paths go, coarsely: the host (merged or passed through), write-copy, full, or
+/// the host read-only.
 fn class(rules: &[(String, Mode)], path: &[u8]) -> u8 {
     let mode = rules
         .iter()
@@ -120,6 +121,7 @@ fn class(rules: &[(String, Mode)], path: &[u8]) -> u8 {
         Mode::Merged | Mode::Passthrough => 0,
         Mode::WriteCopy => 1,
         Mode::Full => 2,
+        Mode::ReadOnly => 3,
     }
 }
 

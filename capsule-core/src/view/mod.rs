@@ -102,8 +102,13 @@ pub enum Mode {
     WriteCopy,
     /// Host invisible below the prefix.
     Full,
-    /// Not virtualised at all (/dev, /proc, /tmp by default).
+    /// Not virtualised at all (/dev, /proc, /sys by default).
     Passthrough,
+    /// Host visible, and nothing below the prefix changes: a call that would change a name,
+    /// a file's content or its metadata fails with EROFS, as on a read-only mount, in both
+    /// tiers (nothing is copied into the sandbox). The store, seen by its programs, is this:
+    /// a recursive change from `/` must not copy the store into its own sandbox.
+    ReadOnly,
 }
 
 impl Mode {
@@ -112,6 +117,7 @@ impl Mode {
             1 => Mode::WriteCopy,
             2 => Mode::Full,
             3 => Mode::Passthrough,
+            4 => Mode::ReadOnly,
             _ => Mode::Merged,
         }
     }
@@ -123,6 +129,7 @@ impl Mode {
             Mode::WriteCopy => 1,
             Mode::Full => 2,
             Mode::Passthrough => 3,
+            Mode::ReadOnly => 4,
         }
     }
 }

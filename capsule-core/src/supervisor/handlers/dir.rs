@@ -61,7 +61,7 @@ fn chdir(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, addr: u64) -> Reply 
     let mut buf = PathBuffer::new();
     let placed = place(&view, cx.tree, mem, libc::AT_FDCWD, addr, Intent { follow: true, create: false }, &mut buf);
     let host = match placed {
-        Place::Host(p) | Place::TreeThenHost(_, p) => Some(p.to_owned()),
+        Place::Host(p) | Place::ReadOnly(p) | Place::TreeThenHost(_, p) => Some(p.to_owned()),
         // A capsule directory the host has too (`/etc`, `/usr/bin`): the host's directory of
         // the same name will do, since calls relative to it are placed by that name.
         Place::Tree(rel, Some(e)) if e.flags & crate::view::FLAG_HOST_DIR != 0 => {

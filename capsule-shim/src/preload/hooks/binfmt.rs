@@ -330,7 +330,7 @@ impl Scratch {
         let (exe, fd, in_tree_, rewritten) = match unsafe { route(st, dirfd, name, rbuf, intent) } {
             // SAFETY: NUL-terminated (caller); opened read-only for its head.
             Route::Original => (name, unsafe { sys::openat(dirfd, name, READ, 0) }, false, false),
-            Route::Host(p) => {
+            Route::Host(p) | Route::ReadOnly(p) => {
                 let (ptr, fd) = host(out, p)?;
                 (ptr, fd, false, true)
             }
@@ -354,6 +354,7 @@ impl Scratch {
                 (out.as_cstr().as_ptr(), fd, true, true)
             }
             Route::Deny(e) => return Err(e),
+            Route::Sealed(_) => return Err(libc::EACCES),
         };
         let mut f = Found { exe, in_tree: in_tree_, rewritten, n: 0, elf: false, shim: false, ld_len: 0 };
         if let Ok(fd) = c_int::try_from(fd)

@@ -109,7 +109,7 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
             guard.restore_errno();
             plain(path)
         }
-        Route::Host(p) => plain(p.as_ptr()),
+        Route::Host(p) | Route::ReadOnly(p) => plain(p.as_ptr()),
         Route::Tree(rel, entry) => {
             let Some(e) = entry.filter(|e| e.kind == Kind::Dir) else { return open_tree_dir(st.tree_fd, rel) };
             if e.needs_linking() {
@@ -132,6 +132,10 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
         }
         Route::Deny(e) => {
             set_errno(e);
+            core::ptr::null_mut()
+        }
+        Route::Sealed(_) => {
+            set_errno(libc::EACCES);
             core::ptr::null_mut()
         }
     }

@@ -281,14 +281,23 @@ unsafe fn freopen_common(
     };
     let mut buf = PathBuffer::new();
     let mut tree = PathBuffer::new();
+    // SAFETY: `mode` is freopen's NUL-terminated mode string (or null).
+    let writes =
+        mode.is_null() || unsafe { core::ffi::CStr::from_ptr(mode) }.to_bytes().iter().any(|c| b"wa+".contains(c));
     // SAFETY: non-null, NUL-terminated.
     let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: true }) } {
         Route::Original => path,
         Route::Host(p) => p.as_ptr(),
+        Route::ReadOnly(_) if writes => {
+            set_errno(libc::EROFS);
+            return core::ptr::null_mut();
+        }
+        Route::ReadOnly(p) => p.as_ptr(),
+        Route::Sealed(_) => {
+            set_errno(if writes { libc::EROFS } else { libc::EACCES });
+            return core::ptr::null_mut();
+        }
         Route::Tree(rel, entry) if tree.push(st.tree).is_ok() => {
-            // SAFETY: `mode` is freopen's NUL-terminated mode string (or null).
-            let writes = mode.is_null()
-                || unsafe { core::ffi::CStr::from_ptr(mode) }.to_bytes().iter().any(|c| b"wa+".contains(c));
             if entry.is_some_and(|e| e.kind == Kind::File)
                 && let Err(e) = ensure_private(st, rel)
                 && writes
