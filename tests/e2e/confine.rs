@@ -675,7 +675,7 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
         // Through a symlink to the cache: no change of mode (the guard's or tier 2's
         // supervisor would make it outside the domain), no open for writing.
         let tocache = at("tocache");
-        for line in [format!("chmod {tocache} Permission denied"), "chmod /opt/conf/tocache Permission denied".into()] {
+        for line in [format!("chmod {tocache} Read-only file system"), "chmod /opt/conf/tocache Read-only file system".into()] {
             assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
         }
         assert!(!out.contains("wo /opt/conf/tocache opened"), "{ctx}");

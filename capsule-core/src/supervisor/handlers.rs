@@ -317,9 +317,9 @@ fn open_placed_once(
             // and neither are they opened on the program's behalf, whatever symlink led here.
             return Err(libc::EACCES);
         }
-        if matches!(at, At::Host(_)) && effect::opens_to_write(flags) && !super::host::lands_writable(&view, &fd) {
+        if matches!(at, At::Host(_)) && effect::opens_to_write(flags) {
             // A host symlink led the supervisor's walk where the program may not write.
-            return Err(libc::EACCES);
+            super::host::lands_writable(&view, &fd)?;
         }
         Ok(fd)
     })

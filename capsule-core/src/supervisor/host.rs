@@ -153,46 +153,55 @@ pub fn allowed(view: &View<'_>, abs: &[u8]) -> bool {
 /// shared state (a redirect). The supervisor walks host paths itself, outside the domain, and a
 /// symlink on the host (one the program made in `$HOME`, say, to a file of the store) would
 /// otherwise carry a change it makes for the program (an open for writing, a chmod) where the
-/// program may not make it. Not a path (a pipe, a socket): yes.
-pub fn lands_writable(view: &View<'_>, fd: &OwnedFd) -> bool {
-    let Ok(at) = fd_path(fd) else { return false };
+/// program may not make it. Not a path (a pipe, a socket): yes. The refusal is EROFS where a
+/// read-only rule governs (the store), as a read-only mount answers, else EACCES.
+pub fn lands_writable(view: &View<'_>, fd: &OwnedFd) -> Result<(), i32> {
+    let Ok(at) = fd_path(fd) else { return Err(libc::EACCES) };
     writable_at(view, &at)
 }
 
 /// [`lands_writable`] for name `name` in directory `dir` (one the supervisor opened): its
 /// location is the directory's canonical one joined with the name.
-pub fn lands_writable_in(view: &View<'_>, dir: &OwnedFd, name: &[u8]) -> bool {
-    let Ok(at) = fd_path(dir) else { return false };
+pub fn lands_writable_in(view: &View<'_>, dir: &OwnedFd, name: &[u8]) -> Result<(), i32> {
+    let Ok(at) = fd_path(dir) else { return Err(libc::EACCES) };
     writable_at(view, &joined(&at, name))
 }
 
-/// Whether the run's rules let the program change what is at canonical host location `at`.
-fn writable_at(view: &View<'_>, at: &[u8]) -> bool {
-    let Some(rel) = at.strip_prefix(b"/") else { return true };
-    if view.rule_of(rel).and_then(|i| view.rule(i)).is_none_or(|(_, m)| writable(m)) {
-        return true;
+/// Whether the run's rules let the program change what is at canonical host location `at`
+/// (the refusal's errno otherwise).
+fn writable_at(view: &View<'_>, at: &[u8]) -> Result<(), i32> {
+    let Some(rel) = at.strip_prefix(b"/") else { return Ok(()) };
+    let mode = view.rule_of(rel).and_then(|i| view.rule(i)).map(|(_, m)| m);
+    let redirected = || {
+        (0..view.len()).filter_map(|i| view.entry(i)).any(|e| {
+            e.kind == Kind::Redirect && at.starts_with(e.target) && matches!(at.get(e.target.len()), None | Some(b'/'))
+        })
+    };
+    if mode.is_none_or(writable) || redirected() {
+        Ok(())
+    } else if mode == Some(Mode::ReadOnly) {
+        Err(libc::EROFS)
+    } else {
+        Err(libc::EACCES)
     }
-    (0..view.len()).filter_map(|i| view.entry(i)).any(|e| {
-        e.kind == Kind::Redirect && at.starts_with(e.target) && matches!(at.get(e.target.len()), None | Some(b'/'))
-    })
 }
 
 /// [`lands_writable`] for host path `abs` as a call reaches it: the file itself (its final
 /// symlink followed when `follow`), or for a call that makes or removes the name (`parent`),
 /// the directory that holds it. A path that does not resolve is the kernel's to refuse: yes.
-pub fn reaches_writable(view: &View<'_>, abs: &CStr, follow: bool, parent: bool) -> bool {
+pub fn reaches_writable(view: &View<'_>, abs: &CStr, follow: bool, parent: bool) -> Result<(), i32> {
     let fd = if parent {
         let mut b = abs.to_bytes();
         while b.len() > 1 && b.ends_with(b"/") {
             b = &b[..b.len() - 1];
         }
-        let Some(cut) = b.iter().rposition(|&c| c == b'/') else { return true };
-        let Ok(dir) = CString::new(&b[..cut.max(1)]) else { return true };
+        let Some(cut) = b.iter().rposition(|&c| c == b'/') else { return Ok(()) };
+        let Ok(dir) = CString::new(&b[..cut.max(1)]) else { return Ok(()) };
         open(libc::AT_FDCWD, &dir, libc::O_PATH | libc::O_DIRECTORY, 0)
     } else {
         open(libc::AT_FDCWD, abs, libc::O_PATH | if follow { 0 } else { libc::O_NOFOLLOW }, 0)
     };
-    fd.map_or(true, |fd| lands_writable(view, &fd))
+    fd.map_or(Ok(()), |fd| lands_writable(view, &fd))
 }
 
 /// Whether the broker may make a new name in directory `dir` (absolute, canonical): as for
@@ -309,9 +318,7 @@ pub fn open_truncating(view: &View<'_>, abs: &CStr, flags: i32, mode: u32) -> Re
     if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
         return Err(libc::EEXIST);
     }
-    if !lands_writable(view, &probe) {
-        return Err(libc::EACCES);
-    }
+    lands_writable(view, &probe)?;
     let kind = kind_of(&probe)?;
     match kind {
         libc::S_IFBLK => return Err(libc::EACCES),
@@ -339,7 +346,7 @@ pub fn open_truncating(view: &View<'_>, abs: &CStr, flags: i32, mode: u32) -> Re
 /// `dir`/`name` is where the run's rules let the program write ([`lands_writable`]'s rule):
 /// EACCES when not.
 fn check_writable(view: &View<'_>, dir: &Dir, name: &CStr) -> Result<(), i32> {
-    if writable_at(view, &joined(&dir.path, name.to_bytes())) { Ok(()) } else { Err(libc::EACCES) }
+    writable_at(view, &joined(&dir.path, name.to_bytes()))
 }
 
 /// The file type (`S_IFMT` bits) of `fd`.

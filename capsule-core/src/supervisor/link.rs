@@ -492,9 +492,9 @@ fn made(
     // kernel under the program's Landlock domain; checked here, `mkdir -p`'s `mkdir("/tmp/")`
     // was refused for its write-copy parent rather than answered EEXIST.)
     if let crate::boundary::Place::Host(p) = placed
-        && !host::reaches_writable(&view, p, follow, op != Op::Modify)
+        && let Err(e) = host::reaches_writable(&view, p, follow, op != Op::Modify)
     {
-        return Reply::Error(libc::EACCES);
+        return Reply::Error(e);
     }
     // A path that names a directory (a trailing '/', '.' or '..'): the kernel follows its last
     // symlink and wants a directory there.
@@ -549,9 +549,7 @@ fn on_the_host(
     let name = b.get(cut + 1..).unwrap_or_default();
     if follow || name.is_empty() || name == b"." || name == b".." {
         let fd = host::open_path(&p, libc::O_PATH | if must_dir { libc::O_DIRECTORY } else { 0 })?;
-        if !host::lands_writable(&cx.view, &fd) {
-            return Err(libc::EACCES);
-        }
+        host::lands_writable(&cx.view, &fd)?;
         // A directory named by '/', '.' or '..' is reached through its "." (a call that does
         // not follow its last symlink acts on the directory, not on the /proc link).
         let dot = if must_dir { "/." } else { "" };
@@ -561,9 +559,7 @@ fn on_the_host(
     let dir = CString::new(if cut == 0 { &b"/"[..] } else { &b[..cut] }).map_err(|_| libc::EINVAL)?;
     let dir = host::open_path(&dir, libc::O_PATH | libc::O_DIRECTORY)?;
     let name = CString::new(name).map_err(|_| libc::EINVAL)?;
-    if !host::lands_writable_in(&cx.view, &dir, name.to_bytes()) {
-        return Err(libc::EACCES);
-    }
+    host::lands_writable_in(&cx.view, &dir, name.to_bytes())?;
     call(dir.as_raw_fd(), &name)
 }
 
@@ -585,9 +581,9 @@ fn two(
     // into what the rules keep from the program (the store), on either side.
     for p in [&p1, &p2] {
         if let crate::boundary::Place::Host(h) = p
-            && !host::reaches_writable(&view, h, false, true)
+            && let Err(e) = host::reaches_writable(&view, h, false, true)
         {
-            return Reply::Error(libc::EACCES);
+            return Reply::Error(e);
         }
     }
     let nr = if is_rename { libc::SYS_renameat2 } else { libc::SYS_linkat };
