@@ -13,8 +13,8 @@
 //! symlink to `/var/cache/apt/archives/…`, which exists only in the tree. Given the tree path,
 //! the kernel would follow such a link from the host's root, so a read finds nothing and a
 //! write lands on the host. So before a tree path that is not a capsule entry is used, it is
-//! probed with `openat2(tree, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`: when a
-//! symlink is on the way (ELOOP), the layer reads it from the tree and puts its target in its
+//! probed for a symlink on the way ([`Caller::probe_tree`]: the shim stats it component by
+//! component): when a symlink is on the way (ELOOP), the layer reads it from the tree and puts its target in its
 //! place, an absolute target against the view's root, and places the result again, isolation
 //! prefixes and all. A capsule entry needs no probe: its directories are the capsule's (the
 //! literal fast path relies on that too). The probe is two syscalls (open, close) on paths the
@@ -42,6 +42,22 @@ use core::ffi::CStr;
 use crate::resolve::path::PathBuffer;
 use crate::resolve::{Decision, Intent, resolve};
 use crate::view::{FLAG_HOST_DIR, Kind, View};
+
+/// A unix socket's name as the kernel holds it (`sun_path` up to its first NUL) when a tier
+/// bound or connected it at a tree path: `/proc/self/fd/N/REL`, N the binding process's tree
+/// descriptor (how both tiers name a tree path to the kernel: `sun_path` holds 107 bytes,
+/// which the store's path often exceeds), as `(N, "/REL")`. `None` for any other name. The
+/// tiers give the program `/REL` back, the path it bound (`getsockname`, `getpeername`).
+pub fn tree_socket_name(name: &[u8]) -> Option<(u32, &[u8])> {
+    let rest = name.strip_prefix(b"/proc/self/fd/")?;
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 {
+        return None;
+    }
+    let n = rest.get(..digits)?.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+    let rel = rest.get(digits..)?;
+    (rel.len() > 1 && rel.first() == Some(&b'/')).then_some((n, rel))
+}
 
 /// The process whose call is placed, as the layer needs to ask the kernel about it.
 /// Errors are errnos.

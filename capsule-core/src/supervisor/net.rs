@@ -17,6 +17,7 @@ pub fn handle(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, a: &[u
     Some(match nr {
         libc::SYS_bind => bind(cx, mem, int(a[0]), a[1], a[2]),
         libc::SYS_connect => connect(cx, mem, int(a[0]), a[1], a[2]),
+        libc::SYS_getsockname | libc::SYS_getpeername => sock_name(cx, mem, nr, int(a[0]), a[1], a[2]),
         libc::SYS_ioctl => ioctl(cx, mem, int(a[0]), a[1], a[2]),
         libc::SYS_recvmsg => match cx.iface {
             Some(i) => {
@@ -149,7 +150,8 @@ fn placed_unix<'b, 'v>(
 /// binds it there. The supervisor binds the tracee's socket (a duplicate of it: the socket is
 /// shared); the kernel's (`CONTINUE`, Landlock judging) for a path the view leaves as named.
 /// The name the kernel then holds for a socket bound in the tree is the supervisor's spelling
-/// (`/proc/self/fd/D/run/app.sock`: `getsockname` is not trapped).
+/// (`/proc/self/fd/D/run/app.sock`), which `getsockname` and `getpeername` give back as the
+/// program bound it ([`sock_name`]).
 fn unix_bind(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u64, len: u64) -> Reply {
     let mut buf = crate::resolve::path::PathBuffer::new();
     let intent = crate::resolve::Intent { follow: false, create: true };
@@ -174,6 +176,58 @@ fn unix_bind(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, fd: i32, addr: u
         Some(Ok(())) => Reply::Value(0),
         Some(Err(e)) => Reply::Error(e),
     }
+}
+
+/// getsockname(2) or getpeername(2) (`nr`) for a program without the shim: a unix socket
+/// bound in the tree is named as the program bound it (`/run/app.sock`), not as the kernel
+/// holds it (`/proc/self/fd/D/run/app.sock`, [`crate::boundary::tree_socket_name`]); the shim
+/// answers the same in-process. Go's listener takes its address, and the path it unlinks at
+/// `Close`, from `getsockname`. A name of this supervisor's spelling (its tree descriptor),
+/// or of another process's (a shim's) naming a socket the tree holds, is given back; anything
+/// else is the kernel's answer (`CONTINUE`).
+fn sock_name(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, fd: i32, addr: u64, lenp: u64) -> Reply {
+    let Ok(dup) = tracee_fd(cx.pid, fd) else { return Reply::Continue };
+    // SAFETY: plain data; all zeroes is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::sockaddr_storage>();
+    let mut sl = libc::socklen_t::try_from(size).unwrap_or(128);
+    // SAFETY: our buffer of `sl` bytes and its length; `dup` is ours.
+    let r = unsafe { libc::syscall(nr, dup.as_raw_fd(), (&raw mut ss).cast::<libc::sockaddr>(), &raw mut sl) };
+    if r != 0 || i32::from(ss.ss_family) != libc::AF_UNIX {
+        return Reply::Continue;
+    }
+    // SAFETY: `ss` is ours, `size` bytes long.
+    let bytes = unsafe { std::slice::from_raw_parts((&raw const ss).cast::<u8>(), size) };
+    let name = bytes.get(2..(sl as usize).min(size)).unwrap_or_default();
+    let name = name.split(|&c| c == 0).next().unwrap_or_default();
+    let Some((n, rel)) = crate::boundary::tree_socket_name(name) else { return Reply::Continue };
+    let own = i64::from(n) == i64::from(cx.tree.as_raw_fd());
+    let in_tree = || {
+        let Ok(p) = std::ffi::CString::new(rel.get(1..).unwrap_or_default()) else { return false };
+        // SAFETY: plain struct the kernel fills; `p` NUL-terminated, relative to the tree.
+        let mut sb: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let r = unsafe { libc::fstatat(cx.tree.as_raw_fd(), p.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+        r == 0 && sb.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    };
+    if !own && !in_tree() {
+        return Reply::Continue;
+    }
+    let mut out = Vec::with_capacity(2 + rel.len() + 1);
+    out.extend_from_slice(&ss.ss_family.to_ne_bytes());
+    out.extend_from_slice(rel);
+    out.push(0);
+    let mut len = [0u8; 4];
+    if mem.read(lenp, &mut len).map_or(true, |n| n < 4) {
+        return Reply::Error(libc::EFAULT);
+    }
+    let Ok(offered) = usize::try_from(i32::from_ne_bytes(len)) else { return Reply::Error(libc::EINVAL) };
+    let give = out.get(..offered.min(out.len())).unwrap_or_default();
+    let full = u32::try_from(out.len()).unwrap_or(u32::MAX).to_ne_bytes();
+    if mem.write(addr, give).is_err() || mem.write(lenp, &full).is_err() || !mem.still_valid() {
+        return Reply::Error(libc::EFAULT);
+    }
+    Reply::Value(0)
 }
 
 /// connect(2) of a unix socket to a path, for a program without the shim (`When::NoShim`),

@@ -26,8 +26,8 @@ pub enum Family {
     Dir,
     /// execve, execveat: recorded in record mode, otherwise the kernel's.
     Exec,
-    /// bind, connect, the interface ioctls, route netlink reads (`supervisor::net`,
-    /// `supervisor::netlink`).
+    /// bind, connect, getsockname, getpeername, the interface ioctls, route netlink reads
+    /// (`supervisor::net`, `supervisor::netlink`).
     Net,
     /// uname, sethostname, setdomainname: the run's names.
     Uts,
@@ -164,6 +164,8 @@ pub const CALLS: &[Call] = &[
     c(libc::SYS_execveat, Exec, Record),
     c(libc::SYS_bind, Net, Always),
     c(libc::SYS_connect, Net, NoShim),
+    c(libc::SYS_getsockname, Net, NoShim),
+    c(libc::SYS_getpeername, Net, NoShim),
     c(libc::SYS_ioctl, Net, ByArgument),
     c(libc::SYS_recvmsg, Net, Netlink),
     c(libc::SYS_uname, Uts, Always),

@@ -163,10 +163,8 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: li
 /// NUL) stands for in the view: `/REL` for `/proc/self/fd/TREE_FD/REL` (how [`call`] names a
 /// tree path to the kernel), written into `out`; `None` for any other name.
 fn unplaced<'o>(st: &State, name: &[u8], out: &'o mut [u8; SUN_PATH + 1]) -> Option<&'o [u8]> {
-    let mut digits = [0u8; 20];
-    let fd = sys::decimal(u64::from(st.tree_fd.unsigned_abs()), &mut digits);
-    let rest = name.strip_prefix(&b"/proc/self/fd/"[..])?.strip_prefix(fd)?;
-    if !rest.starts_with(b"/") {
+    let (fd, rest) = capsule_core::boundary::tree_socket_name(name)?;
+    if i64::from(fd) != i64::from(st.tree_fd) {
         return None;
     }
     let dst = out.get_mut(..rest.len())?;
