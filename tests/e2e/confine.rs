@@ -675,7 +675,9 @@ fn beside_the_store_names_are_made_as_merged_and_the_store_is_out_of_reach() {
         // Through a symlink to the cache: no change of mode (the guard's or tier 2's
         // supervisor would make it outside the domain), no open for writing.
         let tocache = at("tocache");
-        for line in [format!("chmod {tocache} Read-only file system"), "chmod /opt/conf/tocache Read-only file system".into()] {
+        for line in
+            [format!("chmod {tocache} Read-only file system"), "chmod /opt/conf/tocache Read-only file system".into()]
+        {
             assert!(out.lines().any(|o| o == line), "{line:?} missing: {ctx}");
         }
         assert!(!out.contains("wo /opt/conf/tocache opened"), "{ctx}");
@@ -708,7 +710,8 @@ fn the_store_is_read_only_to_its_programs_and_a_recursive_change_leaves_it_alone
     let parts = ["blobs", "cache", "refs"];
     let snap = || parts.iter().map(|p| crate::escape::snapshot(&store.join(p))).collect::<Vec<_>>();
     let names = || {
-        let mut n: Vec<String> = fs::read_dir(&store).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut n: Vec<String> =
+            fs::read_dir(&store).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         n.sort();
         n
     };
@@ -731,19 +734,43 @@ fn the_store_is_read_only_to_its_programs_and_a_recursive_change_leaves_it_alone
         t = top.display()
     );
     let (before, names_before) = (snap(), names());
-    for (seccomp, iso) in [("never", "/tmp=merged"), ("always", "/tmp=merged"), ("never", "/tmp=writecopy"), ("always", "/tmp=writecopy")] {
-        let mut c: Command = env.cmd(&["run", "conf", "--seccomp", seccomp, "--isolation", iso, "--entry", "/bin/sh", "--", "-c", &script]);
+    for (seccomp, iso) in
+        [("never", "/tmp=merged"), ("always", "/tmp=merged"), ("never", "/tmp=writecopy"), ("always", "/tmp=writecopy")]
+    {
+        let mut c: Command = env.cmd(&[
+            "run",
+            "conf",
+            "--seccomp",
+            seccomp,
+            "--isolation",
+            iso,
+            "--entry",
+            "/bin/sh",
+            "--",
+            "-c",
+            &script,
+        ]);
         let o = c.env("HOME", &home).output().unwrap();
         let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         let ctx = format!("--seccomp {seccomp} --isolation {iso}:\n{out}\n{err}");
         for op in ["touch", "mkdir", "ln", "chmod", "append", "mv", "rm", "list", "chmod-R", "chown-R"] {
-            assert!(out.lines().any(|l| l.strip_prefix(op).is_some_and(|r| r.starts_with(' ') && r != " 0")), "{op} succeeded: {ctx}");
+            assert!(
+                out.lines().any(|l| l.strip_prefix(op).is_some_and(|r| r.starts_with(' ') && r != " 0")),
+                "{op} succeeded: {ctx}"
+            );
         }
         assert!(out.contains("read 0"), "the store is readable: {ctx}");
         // The tree by its host path is the program's view (a program that found its files by
         // their loaded path), and every component of that path can be resolved.
         assert!(out.contains("realpath 0") && out.contains("r\ntree 0"), "{ctx}");
-        for what in [format!("{s}/new"), format!("{s}/d"), format!("{s}/l"), cached.display().to_string(), format!("{s}/cache"), format!("{s}/blobs/")] {
+        for what in [
+            format!("{s}/new"),
+            format!("{s}/d"),
+            format!("{s}/l"),
+            cached.display().to_string(),
+            format!("{s}/cache"),
+            format!("{s}/blobs/"),
+        ] {
             assert!(err.lines().any(|l| l.contains(&what) && l.ends_with("Read-only file system")), "{what}: {ctx}");
         }
         assert!(err.contains(&format!("{s}/sandboxes/conf': Permission denied")), "{ctx}");
@@ -770,7 +797,22 @@ fn the_store_is_read_only_to_its_programs_and_a_recursive_change_leaves_it_alone
     let rule = format!("{}=readonly", data.display());
     for seccomp in ["never", "always"] {
         let script = format!("cat {f}; echo y >> {f}; echo append $?; rm {f}; echo rm $?");
-        let o = env.cmd(&["run", "conf", "--seccomp", seccomp, "--isolation", &rule, "--entry", "/bin/sh", "--", "-c", &script]).output().unwrap();
+        let o = env
+            .cmd(&[
+                "run",
+                "conf",
+                "--seccomp",
+                seccomp,
+                "--isolation",
+                &rule,
+                "--entry",
+                "/bin/sh",
+                "--",
+                "-c",
+                &script,
+            ])
+            .output()
+            .unwrap();
         let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert_eq!(out, "data\nappend 2\nrm 1\n", "--seccomp {seccomp}: {err}");
         assert_eq!(err.matches("Read-only file system").count(), 2, "--seccomp {seccomp}: {err}");

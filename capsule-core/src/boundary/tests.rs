@@ -123,8 +123,14 @@ fn a_read_only_prefix_is_the_hosts_and_only_its_trees_paths_are_the_programs() {
     let fake = Fake { host_links: [("/store/l", "/run")].into(), ..Fake::default() };
     for root in [Mode::Merged, Mode::WriteCopy] {
         assert_eq!(placed(root, &fake, -100, "/store/cache/ab", true, false), "read-only /store/cache/ab");
-        assert_eq!(placed(root, &fake, -100, "/store/sandboxes/other/x", false, true), "read-only /store/sandboxes/other/x");
-        assert_eq!(placed(root, &fake, -100, "/store/sandboxes/t/root/opt/app/data", true, false), "tree opt/app/data (entry)");
+        assert_eq!(
+            placed(root, &fake, -100, "/store/sandboxes/other/x", false, true),
+            "read-only /store/sandboxes/other/x"
+        );
+        assert_eq!(
+            placed(root, &fake, -100, "/store/sandboxes/t/root/opt/app/data", true, false),
+            "tree opt/app/data (entry)"
+        );
         assert_eq!(placed(root, &fake, -100, "/store/l/x", true, true), "tree-then-host run/x /run/x");
         // Not followed: the link itself, in the store.
         assert_eq!(placed(root, &fake, -100, "/store/l", false, false), "read-only /store/l");

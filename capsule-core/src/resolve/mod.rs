@@ -271,8 +271,14 @@ pub fn decide(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, rewritten: 
         {
             return Decision::Deny(libc::ENOTDIR);
         }
-        let kernel_decides =
-            matches!(decision, Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost | Decision::ReadOnly | Decision::Sealed);
+        let kernel_decides = matches!(
+            decision,
+            Decision::Tree { entry: None }
+                | Decision::Host
+                | Decision::TreeThenHost
+                | Decision::ReadOnly
+                | Decision::Sealed
+        );
         if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
             return Decision::Deny(libc::ENAMETOOLONG);
         }
