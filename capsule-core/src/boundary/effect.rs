@@ -163,7 +163,7 @@ pub fn read<T>(
     Some(match *place {
         Place::Original => return None,
         Place::Deny(e) => Err(e),
-        Place::Host(p) | Place::ReadOnly(p) | Place::Sealed(p) => call(At::Host(p)),
+        Place::Host(p) | Place::ReadOnly(p) => call(At::Host(p)),
         Place::Tree(rel, entry) => in_tree(t, entry, rel, || call(At::Tree(rel))),
         Place::TreeThenHost(rel, abs) => match call(At::Tree(rel)) {
             Err(libc::ENOENT) => call(At::Host(abs)),
@@ -211,8 +211,6 @@ pub fn open<T>(
             Some(_) => call(At::Host(p), flags & !libc::O_CREAT),
         },
         Place::ReadOnly(p) => call(At::Host(p), flags),
-        Place::Sealed(_) if writes(flags) => Err(libc::EROFS),
-        Place::Sealed(_) => Err(libc::EACCES),
         Place::Tree(rel, entry) => match before_open(t, rel, entry, flags) {
             Ok(()) => in_tree(t, entry, rel, || call(At::Tree(rel), flags)),
             Err(e) => Err(e),
@@ -280,7 +278,7 @@ pub fn mutate(
         Place::Original => return None,
         Place::Deny(e) => Err(e),
         Place::Host(p) => call(At::Host(p)),
-        Place::ReadOnly(_) | Place::Sealed(_) => Err(libc::EROFS),
+        Place::ReadOnly(_) => Err(libc::EROFS),
         Place::Tree(rel, entry) => {
             let is_file = entry.is_some_and(|e| e.kind == Kind::File);
             if op == Op::Modify
@@ -408,7 +406,7 @@ fn side<'b>(t: &mut impl Tier, p: &Place<'b, '_>) -> Result<SideOf<'b>, i32> {
     Ok(match *p {
         Place::Original => (Side::Orig, false, None, None),
         Place::Deny(e) => return Err(e),
-        Place::ReadOnly(_) | Place::Sealed(_) => return Err(libc::EROFS),
+        Place::ReadOnly(_) => return Err(libc::EROFS),
         Place::Host(h) => (Side::At(At::Host(h)), false, None, None),
         Place::Tree(rel, e) => (Side::At(At::Tree(rel)), true, e.map(|e| e.kind), None),
         Place::TreeThenHost(rel, abs) => {

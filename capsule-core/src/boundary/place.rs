@@ -25,9 +25,6 @@ pub enum Place<'b, 'v> {
     /// This absolute host path, read-only: a change fails with EROFS (the effects say which
     /// calls change), a read goes to the host.
     ReadOnly(&'b CStr),
-    /// This absolute host directory, read-only and not opened (EACCES to an open, a listing,
-    /// a `chdir`); its metadata is read on the host.
-    Sealed(&'b CStr),
     /// Fail with this errno.
     Deny(i32),
 }
@@ -54,10 +51,14 @@ pub fn place<'b, 'v>(
     }
     let tree = view.tree();
     let walked = if path.first() == Some(&b'/') {
-        if let Some(v) = untree(tree, path) {
-            return tree_path(view, v, buf);
+        match untree(tree, path) {
+            // A tree path as written, or the tree itself.
+            Some(v) if v == b"/" || crate::resolve::is_normal_abs(v) => return tree_path(view, v, buf),
+            // With "..", "." or "//" in it: the virtual path it spells, walked as one (the
+            // tree's `..` is the view's root, never the sandbox directory that holds the tree).
+            Some(v) => normalize(view, b"", v, buf).map(|w| (w, true)),
+            None => normalize(view, b"", path, buf).map(|w| (w, false)),
         }
-        normalize(view, b"", path, buf).map(|w| (w, false))
     } else {
         let mut base = PathBuffer::new();
         let got = if dirfd == libc::AT_FDCWD { caller.cwd(&mut base) } else { caller.fd_path(dirfd, &mut base) };
@@ -151,7 +152,6 @@ fn into_place<'b, 'v>(view: &View<'v>, decision: Decision, buf: &'b PathBuffer) 
         Decision::Tree { entry } => Place::Tree(buf.rel_cstr(), entry.and_then(|i| view.entry(i))),
         Decision::TreeThenHost => Place::TreeThenHost(buf.rel_cstr(), buf.as_cstr()),
         Decision::ReadOnly => Place::ReadOnly(buf.as_cstr()),
-        Decision::Sealed => Place::Sealed(buf.as_cstr()),
         Decision::Deny(e) => Place::Deny(e),
     }
 }

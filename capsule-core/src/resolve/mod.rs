@@ -39,9 +39,6 @@ pub enum Decision {
     /// A read-only host path (the buffer's, rewritten or not): read on the host, and EROFS to
     /// anything that would change it.
     ReadOnly,
-    /// A read-only host directory that is not opened either (EACCES: not listed, not entered),
-    /// though its metadata is read: the run's own sandbox directory, which holds its tree.
-    Sealed,
     /// Fail with this errno.
     Deny(i32),
 }
@@ -210,7 +207,7 @@ pub fn normalize(view: &View<'_>, base: &[u8], rel: &[u8], out: &mut PathBuffer)
 
 /// Whether `p` is "/a/b" with no empty, "." or ".." component and no trailing '/' (the root,
 /// which names a directory, takes the general path).
-fn is_normal_abs(p: &[u8]) -> bool {
+pub fn is_normal_abs(p: &[u8]) -> bool {
     // One pass: at each '/', the component that ended must be non-empty and not "." or "..".
     // (A split iterator spent more than the lookup did.)
     if p.len() < 2 || p.first() != Some(&b'/') || p.last() == Some(&b'/') {
@@ -273,11 +270,7 @@ pub fn decide(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, rewritten: 
         }
         let kernel_decides = matches!(
             decision,
-            Decision::Tree { entry: None }
-                | Decision::Host
-                | Decision::TreeThenHost
-                | Decision::ReadOnly
-                | Decision::Sealed
+            Decision::Tree { entry: None } | Decision::Host | Decision::TreeThenHost | Decision::ReadOnly
         );
         if kernel_decides && buf.as_bytes().len() > 1 && buf.push(b"/").is_err() {
             return Decision::Deny(libc::ENAMETOOLONG);
@@ -374,31 +367,71 @@ pub fn resolve(view: &View<'_>, buf: &mut PathBuffer, intent: Intent, mut rewrit
             Mode::WriteCopy if !intent.create && view.deleted(rel) => Decision::Deny(libc::ENOENT),
             Mode::WriteCopy => Decision::TreeThenHost,
             Mode::Full => Decision::Tree { entry: None },
-            // The run's own sandbox directory, which holds its tree, is not listed nor entered:
-            // a walk into it by its host path would reach the tree, whose host path is the
-            // program's view of `/` (`untree`), and walk that too (`chmod -R` of a directory
-            // holding the store changed `/opt` in the sandbox, and the walk's `..` led
-            // elsewhere). Its metadata is read (glibc's `realpath` of a tree path reads every
-            // component's link). Below it, the tree's own paths are taken out of the tree
-            // before they get here; a path that was not is refused.
-            Mode::ReadOnly if sandbox_dir(view.tree(), rel) == Some(true) => Decision::Sealed,
-            Mode::ReadOnly if sandbox_dir(view.tree(), rel) == Some(false) => Decision::Deny(libc::EACCES),
-            Mode::ReadOnly => Decision::ReadOnly,
+            // The run's own sandbox directory, which holds its tree, is an empty directory to
+            // the program ([`EMPTY_DIR`] in it stands for it and everything in it): a walk into
+            // it by its host path would reach the tree, whose host path is the program's view
+            // of `/` (`untree`), and walk that too (`chmod -R` of a directory holding the
+            // store changed `/opt` in the sandbox, and the walk's `..` led elsewhere). Empty
+            // rather than refused, a backup of `$HOME` from inside a capsule succeeds; its
+            // metadata is a directory's, as glibc's `realpath` of a tree path reads every
+            // component's. The tree's own paths are taken out of the tree before they get here;
+            // a path that was not (one a symlink led to) is refused.
+            Mode::ReadOnly => match in_sandbox(view.tree(), rel) {
+                InSandbox::No => Decision::ReadOnly,
+                InSandbox::Tree => Decision::Deny(libc::EACCES),
+                InSandbox::Dir(n) => match emptied(buf, n) {
+                    Ok(()) => Decision::ReadOnly,
+                    Err(e) => Decision::Deny(e),
+                },
+            },
         };
     }
     Decision::Deny(libc::ELOOP)
 }
 
-/// Whether `rel` (a path without its leading '/') is the directory holding the tree `tree`
-/// (absolute): `Some(true)`; `Some(false)` for a path in the tree; `None` otherwise.
-fn sandbox_dir(tree: &[u8], rel: &[u8]) -> Option<bool> {
-    let cut = tree.iter().rposition(|&c| c == b'/').filter(|&c| c > 0)?;
+/// The directory in the run's sandbox directory (the tree's parent) that stands for it to the
+/// program: made empty and read-only by `run::sandbox`, never written.
+pub const EMPTY_DIR: &str = "empty";
+
+/// Where a path is with respect to the run's sandbox directory.
+enum InSandbox {
+    /// Elsewhere.
+    No,
+    /// In the tree.
+    Tree,
+    /// The sandbox directory itself (or a path below it, not in the tree): its first `n` bytes
+    /// name the sandbox directory.
+    Dir(usize),
+}
+
+/// Where `rel` (a path without its leading '/') is with respect to the directory holding the
+/// tree `tree` (absolute).
+fn in_sandbox(tree: &[u8], rel: &[u8]) -> InSandbox {
+    let Some(cut) = tree.iter().rposition(|&c| c == b'/').filter(|&c| c > 0) else { return InSandbox::No };
     let dir = tree.get(1..cut).unwrap_or_default();
-    let rest = rel.strip_prefix(dir)?;
-    if rest.is_empty() {
-        return Some(true);
+    match rel.strip_prefix(dir) {
+        Some(rest) if rest.is_empty() || rest.first() == Some(&b'/') => {
+            if untree(tree.get(1..).unwrap_or_default(), rel).is_some() {
+                InSandbox::Tree
+            } else {
+                InSandbox::Dir(dir.len())
+            }
+        }
+        _ => InSandbox::No,
     }
-    untree(tree.get(1..)?, rel).map(|_| false)
+}
+
+/// `buf` ("/" + a path whose first `n` bytes after the '/' name the sandbox directory) with
+/// [`EMPTY_DIR`] put after the sandbox directory.
+fn emptied(buf: &mut PathBuffer, n: usize) -> Result<(), i32> {
+    let mut tmp = PathBuffer::new();
+    let b = buf.as_bytes();
+    tmp.push(b.get(..n + 1).unwrap_or_default())?;
+    tmp.push(b"/")?;
+    tmp.push(EMPTY_DIR.as_bytes())?;
+    tmp.push(b.get(n + 1..).unwrap_or_default())?;
+    buf.clear();
+    buf.push(tmp.as_bytes())
 }
 
 #[cfg(test)]

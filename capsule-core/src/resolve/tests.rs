@@ -97,10 +97,14 @@ fn isolation_modes() {
     assert_eq!(run("/var/wc/x", true, false).0, Decision::TreeThenHost);
     assert_eq!(run("/var/wc/ro", true, false).0, Decision::ReadOnly);
     assert_eq!(run("/var/wc/ro/x", true, true).0, Decision::ReadOnly);
-    // The run's own sandbox directory (its tree's parent) is not the program's to walk; other
-    // sandboxes are read-only as the rest of the store.
-    assert_eq!(run("/store/sandboxes/t", true, false).0, Decision::Sealed);
-    assert_eq!(run("/store/sandboxes/t/deleted", true, false).0, Decision::ReadOnly);
+    // The run's own sandbox directory (its tree's parent) is an empty directory to the
+    // program, and what is in it is not there; other sandboxes are read-only as the rest of
+    // the store.
+    assert_eq!(run("/store/sandboxes/t", true, false), (Decision::ReadOnly, "/store/sandboxes/t/empty".into()));
+    assert_eq!(
+        run("/store/sandboxes/t/deleted", true, false),
+        (Decision::ReadOnly, "/store/sandboxes/t/empty/deleted".into())
+    );
     assert_eq!(run("/store/sandboxes/tt", true, false).0, Decision::ReadOnly);
     assert_eq!(run("/store/sandboxes", true, false).0, Decision::ReadOnly);
 }

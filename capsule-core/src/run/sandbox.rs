@@ -89,6 +89,17 @@ impl Sandbox {
         if fs::symlink_metadata(self.dir.join(crate::view::live::FILE)).is_err() {
             let _ = self.deletions();
         }
+        // What the program sees of this directory (`resolve::EMPTY_DIR`): empty, read-only.
+        let empty = self.dir.join(crate::resolve::EMPTY_DIR);
+        if fs::symlink_metadata(&empty).is_err() {
+            match fs::create_dir(&empty) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(RunError::Io { action: "failed to create", path: empty, source: e });
+                }
+                _ => fs::set_permissions(&empty, fs::Permissions::from_mode(0o555))
+                    .map_err(RunError::io("failed to set mode of", &empty))?,
+            }
+        }
         let stamp = self.dir.join("skeleton");
         let current = |stamp: &Path| fs::read_to_string(stamp).ok().map(|s| s.trim() == digest.to_hex());
         if current(&stamp) == Some(true) {

@@ -354,7 +354,6 @@ impl Scratch {
                 (out.as_cstr().as_ptr(), fd, true, true)
             }
             Route::Deny(e) => return Err(e),
-            Route::Sealed(_) => return Err(libc::EACCES),
         };
         let mut f = Found { exe, in_tree: in_tree_, rewritten, n: 0, elf: false, shim: false, ld_len: 0 };
         if let Ok(fd) = c_int::try_from(fd)

@@ -134,10 +134,6 @@ pub unsafe extern "C" fn opendir(path: *const c_char) -> *mut libc::DIR {
             set_errno(e);
             core::ptr::null_mut()
         }
-        Route::Sealed(_) => {
-            set_errno(libc::EACCES);
-            core::ptr::null_mut()
-        }
     }
 }
 

@@ -64,7 +64,7 @@ pub unsafe extern "C" fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut
             guard.restore_errno();
             call(dirfd, path)
         }
-        Route::Host(p) | Route::ReadOnly(p) | Route::Sealed(p) => call(libc::AT_FDCWD, p.as_ptr()),
+        Route::Host(p) | Route::ReadOnly(p) => call(libc::AT_FDCWD, p.as_ptr()),
         Route::Tree(rel, _) => call(st.tree_fd, rel.as_ptr()),
         Route::TreeThenHost(rel, abs) => {
             let r = call(st.tree_fd, rel.as_ptr());
@@ -188,10 +188,6 @@ pub unsafe extern "C" fn chdir(path: *const c_char) -> c_int {
             set_errno(e);
             -1
         }
-        Route::Sealed(_) => {
-            set_errno(libc::EACCES);
-            -1
-        }
     }
 }
 
@@ -231,7 +227,7 @@ pub unsafe extern "C" fn realpath(path: *const c_char, resolved: *mut c_char) ->
     // SAFETY: non-null NUL-terminated.
     let target = match unsafe { route(st, libc::AT_FDCWD, path, &mut buf, Intent { follow: true, create: false }) } {
         Route::Original => path,
-        Route::Host(p) | Route::ReadOnly(p) | Route::Sealed(p) => p.as_ptr(),
+        Route::Host(p) | Route::ReadOnly(p) => p.as_ptr(),
         Route::Tree(rel, entry) => {
             // SAFETY: NUL-terminated relative path.
             let _ = in_tree(entry, rel, || unsafe { sys::faccessat(st.tree_fd, rel.as_ptr(), libc::F_OK, 0) });

@@ -293,10 +293,6 @@ unsafe fn freopen_common(
             return core::ptr::null_mut();
         }
         Route::ReadOnly(p) => p.as_ptr(),
-        Route::Sealed(_) => {
-            set_errno(if writes { libc::EROFS } else { libc::EACCES });
-            return core::ptr::null_mut();
-        }
         Route::Tree(rel, entry) if tree.push(st.tree).is_ok() => {
             if entry.is_some_and(|e| e.kind == Kind::File)
                 && let Err(e) = ensure_private(st, rel)
