@@ -59,6 +59,16 @@ pub fn tree_socket_name(name: &[u8]) -> Option<(u32, &[u8])> {
     (rel.len() > 1 && rel.first() == Some(&b'/')).then_some((n, rel))
 }
 
+/// The path a unix socket's name (as the kernel holds it) stands for in the view, for both
+/// tiers' `getsockname` and `getpeername`: `/REL` for a [`tree_socket_name`] spelled with the
+/// caller's own tree descriptor (`own_tree_fd`), or with another process's where the tree
+/// holds a socket at `REL` (`tree_socket(REL)`, asked only then: a peer bound by the other
+/// tier); `None` for any other name, which is given back as the kernel has it.
+pub fn unplaced_socket(name: &[u8], own_tree_fd: i64, tree_socket: impl FnOnce(&[u8]) -> bool) -> Option<&[u8]> {
+    let (n, rel) = tree_socket_name(name)?;
+    (i64::from(n) == own_tree_fd || tree_socket(rel.get(1..)?)).then_some(rel)
+}
+
 /// The process whose call is placed, as the layer needs to ask the kernel about it.
 /// Errors are errnos.
 pub trait Caller {

@@ -403,3 +403,16 @@ mod effects {
         assert_eq!((r, t.asked), (Some(Ok(3)), vec![(OP_COPY_UP, "opt/app/data".to_owned())]));
     }
 }
+
+/// A socket name of the tiers' spelling is given back as the program bound it: its own tree
+/// descriptor's always, another process's only where the tree holds a socket there.
+#[test]
+fn a_tree_sockets_name_is_given_back_as_bound() {
+    let name = b"/proc/self/fd/7/run/app.sock";
+    assert_eq!(unplaced_socket(name, 7, |_| panic!("not asked for our own")), Some(&b"/run/app.sock"[..]));
+    assert_eq!(unplaced_socket(name, 5, |rel| rel == b"run/app.sock"), Some(&b"/run/app.sock"[..]));
+    assert_eq!(unplaced_socket(name, 5, |_| false), None);
+    for other in [&b"/run/app.sock"[..], b"/proc/self/fd/x/run", b"/proc/self/fd/7", b"/proc/self/fd/7/"] {
+        assert_eq!(unplaced_socket(other, 7, |_| true), None, "{}", String::from_utf8_lossy(other));
+    }
+}

@@ -200,19 +200,18 @@ fn sock_name(cx: &mut Context<'_, '_>, mem: &impl TraceeMemory, nr: i64, fd: i32
     let bytes = unsafe { std::slice::from_raw_parts((&raw const ss).cast::<u8>(), size) };
     let name = bytes.get(2..(sl as usize).min(size)).unwrap_or_default();
     let name = name.split(|&c| c == 0).next().unwrap_or_default();
-    let Some((n, rel)) = crate::boundary::tree_socket_name(name) else { return Reply::Continue };
-    let own = i64::from(n) == i64::from(cx.tree.as_raw_fd());
-    let in_tree = || {
-        let Ok(p) = std::ffi::CString::new(rel.get(1..).unwrap_or_default()) else { return false };
+    let tree = cx.tree.as_raw_fd();
+    let tree_socket = |rel: &[u8]| {
+        let Ok(p) = std::ffi::CString::new(rel) else { return false };
         // SAFETY: plain struct the kernel fills; `p` NUL-terminated, relative to the tree.
         let mut sb: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
-        let r = unsafe { libc::fstatat(cx.tree.as_raw_fd(), p.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) };
+        let r = unsafe { libc::fstatat(tree, p.as_ptr(), &raw mut sb, libc::AT_SYMLINK_NOFOLLOW) };
         r == 0 && sb.st_mode & libc::S_IFMT == libc::S_IFSOCK
     };
-    if !own && !in_tree() {
+    let Some(rel) = crate::boundary::unplaced_socket(name, i64::from(tree), tree_socket) else {
         return Reply::Continue;
-    }
+    };
     let mut out = Vec::with_capacity(2 + rel.len() + 1);
     out.extend_from_slice(&ss.ss_family.to_ne_bytes());
     out.extend_from_slice(rel);

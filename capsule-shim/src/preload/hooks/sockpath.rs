@@ -160,13 +160,20 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: li
 }
 
 /// The path a name the kernel holds for a socket (`name`, `sun_path` bytes up to the first
-/// NUL) stands for in the view: `/REL` for `/proc/self/fd/TREE_FD/REL` (how [`call`] names a
-/// tree path to the kernel), written into `out`; `None` for any other name.
+/// NUL) stands for in the view (`capsule_core::boundary::unplaced_socket`: `/REL` for
+/// `/proc/self/fd/TREE_FD/REL`, how [`call`] names a tree path to the kernel, or another
+/// process's spelling of a socket the tree holds), written into `out`; `None` for any other.
 fn unplaced<'o>(st: &State, name: &[u8], out: &'o mut [u8; SUN_PATH + 1]) -> Option<&'o [u8]> {
-    let (fd, rest) = capsule_core::boundary::tree_socket_name(name)?;
-    if i64::from(fd) != i64::from(st.tree_fd) {
-        return None;
-    }
+    let tree_socket = |rel: &[u8]| {
+        let mut p = PathBuffer::new();
+        // SAFETY: plain struct, filled by the kernel.
+        let mut sb: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: `p` NUL-terminated, relative to our tree descriptor; `sb` writable.
+        p.push(rel).is_ok()
+            && unsafe { sys::newfstatat(st.tree_fd, p.as_cstr().as_ptr(), &mut sb, libc::AT_SYMLINK_NOFOLLOW) } == 0
+            && sb.st_mode & libc::S_IFMT == libc::S_IFSOCK
+    };
+    let rest = capsule_core::boundary::unplaced_socket(name, i64::from(st.tree_fd), tree_socket)?;
     let dst = out.get_mut(..rest.len())?;
     dst.copy_from_slice(rest);
     out.get(..rest.len())
