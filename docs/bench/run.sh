@@ -8,6 +8,17 @@
 #                                # N=200000, PROOT_DIV=100 (proot runs N/100 iterations of (b),
 #                                # time scaled up), ROUNDS=0 (one round per run: each round
 #                                # runs every tool once; ROUNDS=k groups the runs in k rounds)
+#   BASE_CAP=DIR/target/release/capsule BASE_LABEL=REV bash docs/bench/run.sh
+#                                # adds a column for another build of capsule (its shim beside
+#                                # it), e.g. the revision a target was measured on, built in a
+#                                # worktree: `git worktree add DIR REV && (cd DIR && cargo build
+#                                # --release -p capsule-cli -p capsule-shim)`
+#
+# Besides the tools, the column `kernel-floor` runs each workload natively under the kernel-side
+# confinement every capsule run has, without the shim or any capsule code
+# (fixtures/bench/floor.c seccomp+args+landlock: a guard-like filter that tests openat's flags,
+# and a Landlock ruleset handling the rights that change the filesystem): what the kernel
+# alone adds, in the same rounds as the capsule.
 #
 # Run counts are high because single runs of (b) and (c) spread by −15…+40 % on this VM kind,
 # native included (python3 here is bimodal, ~75 or ~100 ms, whatever the tool), which would
@@ -87,6 +98,22 @@ if have bwrap && bwrap --bind / / /bin/true 2>/dev/null; then
     order+=(bwrap)
     PRE[bwrap]="$b --bind $TREE /opt/benchtree"
 else notes+=("bwrap: not installed or no user namespaces here, column skipped"); fi
+cc -O2 -o "$work/floor" fixtures/bench/floor.c
+order+=(kernel-floor)
+PRE[kernel-floor]="$work/floor seccomp+args+landlock"
+if [ -n "${BASE_CAP:-}" ]; then
+    # Its own store, captured by that build from a staging root holding the same tree.
+    [ -x "$BASE_CAP" ] || { echo "run.sh: BASE_CAP=$BASE_CAP is not an executable" >&2; exit 1; }
+    mkdir -p "$work/base-stage/opt"
+    # Builds before session 12 name the staging root --base.
+    flag=--root
+    "$BASE_CAP" capture snapshot begin --help 2>/dev/null | grep -q -- '--root <' || flag=--base
+    "$BASE_CAP" --store "$work/base-store" -q capture snapshot begin "$flag" "$work/base-stage" --roots /opt
+    cp -a "$TREE" "$work/base-stage/opt/benchtree"
+    "$BASE_CAP" --store "$work/base-store" -q capture snapshot end benchtree
+    order+=(capsule-base)
+    PRE[capsule-base]="$BASE_CAP --store $work/base-store run benchtree --entry"
+fi
 
 # The command line of workload W ("a", "b", "c") under tool T, as one string (no spaces in
 # any path we create: mktemp -d makes /tmp/tmp.XXXXXXXXXX). (b) runs N iterations, or $3.
@@ -99,7 +126,8 @@ cmdline() {
     esac
     case $t in
         native) [ "$w" = b ] && args="opt/benchtree $n"; echo "$prog $args" ;;
-        capsule | capsule-prep) echo "${PRE[$t]} $prog${args:+ -- $args}" ;;
+        kernel-floor) [ "$w" = b ] && args="opt/benchtree $n"; echo "${PRE[$t]} $prog $args" ;;
+        capsule | capsule-prep | capsule-base) echo "${PRE[$t]} $prog${args:+ -- $args}" ;;
         *) echo "${PRE[$t]} $prog $args" ;;
     esac
 }
@@ -220,6 +248,11 @@ What each tool runs (STAGE: the staging root the capsule was captured from):
   FROOT holding the tree at opt/benchtree and a symlink to every other host top-level entry
   (what \`fakechroot chroot FROOT\` sets up, without its wrapper script; one \`env\` exec more)
 - bwrap: \`bwrap --bind / / --tmpfs /opt --bind /opt/X /opt/X… --bind STAGE/opt/benchtree /opt/benchtree PROG ARGS\`
+- kernel-floor: \`floor seccomp+args+landlock PROG ARGS\` ([fixtures/bench/floor.c](../fixtures/bench/floor.c)), run as
+  native is: the kernel-side confinement of every capsule run (a guard-like seccomp filter
+  testing \`openat\`'s flags, a Landlock ruleset handling the rights that change the filesystem),
+  with no shim and no capsule code
+$([ -n "${BASE_CAP:-}" ] && echo "- capsule-base: as capsule, with the build of ${BASE_LABEL:-another revision}, from its own store holding the same tree")
 
 Times are medians over all runs; Δ and ratios are medians over rounds of the tool's run
 against native's run in the same round (see the script).
@@ -239,4 +272,16 @@ Targets for \`capsule run\`: start-up within 2 ms of native: $(met "${DA[capsule
 (b) within 1.10× of native: $(met "${RB[capsule]} <= 1.10") ($(ratio "${RB[capsule]}"); ratio of the medians $(awk -v a="${B[capsule]}" -v b="${B[native]}" 'BEGIN { printf "%.2f×", a / b }'));
 (c) within 1.10× of native: $(met "${RC[capsule]} <= 1.10") ($(ratio "${RC[capsule]}"); ratio of the medians $(awk -v a="${C[capsule]}" -v b="${C[native]}" 'BEGIN { printf "%.2f×", a / b }')).
 MD
+rel() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
+cat <<MD
+
+The kernel alone (kernel-floor, no capsule code): (a) $(delta "${DA[kernel-floor]}"), (b) $(ratio "${RB[kernel-floor]}"),
+(c) $(ratio "${RC[kernel-floor]}"); the capsule's own part of (b) on top of it: $(rel "${RB[capsule]}" "${RB[kernel-floor]}").
+MD
+if [ -n "${BASE_CAP:-}" ]; then
+    cat <<MD
+Against capsule-base (${BASE_LABEL:-another build}) in the same rounds: (a) $(delta "$(( DA[capsule] - DA[capsule-base] ))"),
+(b) $(rel "${RB[capsule]}" "${RB[capsule-base]}"), (c) $(rel "${RC[capsule]}" "${RC[capsule-base]}").
+MD
+fi
 for note in "${notes[@]}"; do echo; echo "Note: $note."; done

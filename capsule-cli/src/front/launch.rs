@@ -330,9 +330,11 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
             na += 1;
         }
     }
-    // The program's confinement: built here, entered by the child just before exec. A
-    // kernel without Landlock (or a grant it refuses) leaves the run to the full launcher,
-    // which says so or refuses.
+    // The program's confinement: the ruleset made here, its grants added by the child (in
+    // parallel with our exec of `run-attached`: a run as root expands `/dev` into a rule per
+    // node, ~300 system calls), entered just before exec. A kernel without Landlock leaves the
+    // run to the full launcher, which says so or refuses; a grant the kernel refuses stops
+    // the start ([`capsule_core::run::attach::CONFINE_FAILED`]).
     let ruleset = if c.n_grants == 0 { None } else { ruleset(p, c) };
     if c.n_grants > 0 && ruleset.is_none() {
         close_all(&[view_fd, tree_fd, Some(listener), guard_ours, guard_theirs]);
@@ -340,7 +342,7 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     }
     let mut pipe = [0i32; 2];
     if !fits || n >= envp.len() || sys2(sys::PIPE2, pipe.as_mut_ptr() as usize, sys::O_CLOEXEC) != 0 {
-        close_all(&[view_fd, tree_fd, Some(listener), ruleset, guard_ours, guard_theirs]);
+        close_all(&[view_fd, tree_fd, Some(listener), ruleset.map(|r| r.fd), guard_ours, guard_theirs]);
         return;
     }
     let [status_r, status_w] = pipe.map(|f| f as usize);
@@ -361,20 +363,28 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
             launcher: pid as usize,
             mask: Some(old_mask),
             creds: None,
-            ruleset,
+            ruleset: ruleset.map(|r| r.fd),
             read_only_system: c.n_grants > 0,
             tree_fd,
         };
-        let err = match capsule_core::launch::child(sys::call, &child) {
-            Err(e) => e,
-            Ok(()) => sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize),
+        let granted = ruleset.map_or(Ok(()), |r| grant(c, r));
+        let errno = match granted {
+            Err(e) => capsule_core::run::attach::CONFINE_FAILED | (-e) as i32,
+            Ok(()) => {
+                let err = match capsule_core::launch::child(sys::call, &child) {
+                    Err(e) => e,
+                    Ok(()) => {
+                        sys3(sys::EXECVE, c.program.as_ptr() as usize, argv.as_ptr() as usize, envp.as_ptr() as usize)
+                    }
+                };
+                (-err) as i32
+            }
         };
-        let errno = (-err) as i32;
         sys3(sys::WRITE, status_w, (&raw const errno) as usize, 4);
         sys::exit(127);
     }
     sys1(sys::CLOSE, status_w);
-    close_all(&[view_fd, tree_fd, ruleset, guard_theirs]);
+    close_all(&[view_fd, tree_fd, ruleset.map(|r| r.fd), guard_theirs]);
     let Some(guard) = guard_ours.filter(|_| child >= 0) else {
         sys4(sys::RT_SIGPROCMASK, 2, (&raw const old_mask) as usize, 0, 8);
         close_all(&[Some(listener), Some(status_r), guard_ours]);
@@ -383,9 +393,16 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
     attach(p, c, store, Attach { child: child as u64, listener, status: status_r, mask: old_mask, guard });
 }
 
-/// The plan's Landlock ruleset (a descriptor), or None when the kernel cannot build it
-/// (`CAPSULE_DEBUG_LANDLOCK=off` pretends so, for tests).
-fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
+/// The plan's Landlock ruleset, made but without its grants ([`grant`] adds them), or None
+/// when the kernel cannot make it (`CAPSULE_DEBUG_LANDLOCK=off` pretends so, for tests).
+#[derive(Clone, Copy)]
+struct Ruleset {
+    fd: usize,
+    /// What it handles.
+    handled: u64,
+}
+
+fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<Ruleset> {
     use capsule_core::confine;
     if p.env(b"CAPSULE_DEBUG_LANDLOCK").is_some() {
         return None;
@@ -393,16 +410,19 @@ fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<usize> {
     let abi = confine::abi(sys::call);
     // The first record's rights are the ruleset's mask (an empty path).
     let (mask, _) = c.grants.first().and_then(|g| confine::record(g)).filter(|(_, p)| *p == b"\0")?;
-    let rs = confine::ruleset(sys::call, abi, mask).ok().filter(|_| abi > 0)?;
+    let fd = confine::ruleset(sys::call, abi, mask).ok().filter(|_| abi > 0)?;
+    Some(Ruleset { fd, handled: confine::handled(abi) & mask })
+}
+
+/// Add the plan's grants to `r` (in the forked child): `Err(-errno)` of the first the kernel
+/// refuses, or of a record that is not one.
+fn grant(c: &Checked<'_>, r: Ruleset) -> Result<(), isize> {
+    use capsule_core::confine;
     for g in c.grants.iter().take(c.n_grants).skip(1) {
-        let added = confine::record(g)
-            .map(|(rights, path)| confine::apply(sys::call, rs, confine::handled(abi) & mask, path, rights));
-        if !matches!(added, Some(Ok(()))) {
-            confine::close(sys::call, rs);
-            return None;
-        }
+        let (rights, path) = confine::record(g).ok_or(-22isize)?;
+        confine::apply(sys::call, r.fd, r.handled, path, rights)?;
     }
-    Some(rs)
+    Ok(())
 }
 
 const PR_SET_CHILD_SUBREAPER: usize = 36;

@@ -41,8 +41,13 @@ pub fn guard(fd: RawFd) -> io::Result<crate::supervisor::launch::Armed> {
     adopt(fd, libc::S_IFSOCK).map(crate::supervisor::launch::Armed::from_fd)
 }
 
+/// Set in the number the front end's child writes to the status pipe when it could not add
+/// a grant of the plan to the program's Landlock ruleset (the errno in the low bits), rather
+/// than failing to start the program.
+pub const CONFINE_FAILED: i32 = 1 << 30;
+
 /// The errno of the program's failed exec, or `None` once it has started (the pipe closed
-/// on exec).
+/// on exec). [`CONFINE_FAILED`] marks a failure to confine it.
 pub fn exec_error(fd: RawFd) -> io::Result<Option<i32>> {
     let mut pipe = std::fs::File::from(adopt(fd, libc::S_IFIFO)?);
     let mut b = [0u8; 4];
