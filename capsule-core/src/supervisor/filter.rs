@@ -38,6 +38,7 @@ const LD_W_ABS: u32 = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
 const JEQ_K: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
 const JGE_K: u32 = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
 const JSET_K: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
+const JGT_K: u32 = libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K;
 const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
 
 /// `fstat` spelled as a path call: glibc's fstat is `newfstatat(fd, "", AT_EMPTY_PATH)` (and
@@ -105,13 +106,25 @@ pub static GUARD: [sock_filter; GUARD_LEN] = guard_program();
 const GUARDED: usize = guarded_count();
 
 /// Instructions of [`GUARD`]: the architecture check (4), a block per truncating open
-/// ([`TRUNC_BLOCK`]), one per refusal and per guarded call, then allow, notify, ENOSYS, EPERM.
-pub const GUARD_LEN: usize = 4 + TRUNC_BLOCK * table::TRUNCATING_OPENS.len() + table::REFUSED.len() + GUARDED + 4;
+/// ([`TRUNC_BLOCK`]), the lookup of the refused and guarded numbers ([`LOOKUP`] compares and
+/// one range test per [`BUCKET`]), then allow, notify, ENOSYS, EPERM.
+pub const GUARD_LEN: usize = 4 + TRUNC_BLOCK * table::TRUNCATING_OPENS.len() + LOOKUP + BUCKETS + 4;
 
 /// Instructions of a truncating open's block ([`table::TRUNCATING_OPENS`]): the number, its
 /// flags loaded, `O_TRUNC` tested, then the access mode (bits 0 and 1: 1 and 2 ask for
 /// writing, which Landlock checks; 0 and 3 do not).
 const TRUNC_BLOCK: usize = 6;
+
+/// The numbers [`GUARD`] looks up: every refusal and every guarded call.
+const LOOKUP: usize = table::REFUSED.len() + GUARDED;
+
+/// Numbers per bucket of the guard's lookup: sorted, in buckets that each start with one test
+/// of the bucket's largest number, so a number is compared with at most [`BUCKETS`] bounds and
+/// one bucket's numbers (~17 instructions, not ~70). The kernel runs the filter once per
+/// system call number when it is installed, to cache what is always allowed
+/// (`seccomp_cache_prepare`, ~1 µs per instruction on the way of a number), at every start.
+const BUCKET: usize = 8;
+const BUCKETS: usize = LOOKUP.div_ceil(BUCKET);
 
 const fn guarded_count() -> usize {
     let (mut i, mut n) = (0, 0);
@@ -124,13 +137,60 @@ const fn guarded_count() -> usize {
     n
 }
 
+/// What the guard does with a number it looks up.
+#[derive(Clone, Copy)]
+enum Guarded {
+    Notify,
+    Enosys,
+    Eperm,
+}
+
+/// The numbers [`GUARD`] looks up, sorted, with what it does with each.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // system call numbers
+const fn lookup() -> [(u32, Guarded); LOOKUP] {
+    let mut out = [(0u32, Guarded::Notify); LOOKUP];
+    let mut k = 0;
+    let mut i = 0;
+    while i < table::REFUSED.len() {
+        let r = table::REFUSED[i];
+        out[k] = match r.errno {
+            libc::ENOSYS => (r.nr as u32, Guarded::Enosys),
+            libc::EPERM => (r.nr as u32, Guarded::Eperm),
+            _ => panic!("GUARD answers ENOSYS or EPERM only"),
+        };
+        k += 1;
+        i += 1;
+    }
+    let mut c = 0;
+    while c < table::CALLS.len() {
+        let call = table::CALLS[c];
+        if !call.cookie && matches!(call.when, When::Always) {
+            out[k] = (call.nr as u32, Guarded::Notify);
+            k += 1;
+        }
+        c += 1;
+    }
+    // Insertion sort: a few dozen numbers, at compile time.
+    let mut i = 1;
+    while i < LOOKUP {
+        let mut j = i;
+        while j > 0 && out[j - 1].0 > out[j].0 {
+            let t = out[j - 1];
+            out[j - 1] = out[j];
+            out[j] = t;
+            j -= 1;
+        }
+        i += 1;
+    }
+    out
+}
+
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // opcodes, small numbers and offsets
 const fn guard_program() -> [sock_filter; GUARD_LEN] {
     const fn ins(code: u32, jt: usize, jf: usize, k: u32) -> sock_filter {
         sock_filter { code: code as u16, jt: jt as u8, jf: jf as u8, k }
     }
-    let n = table::REFUSED.len();
-    let last = 4 + TRUNC_BLOCK * table::TRUNCATING_OPENS.len() + n + GUARDED;
+    let last = GUARD_LEN - 4;
     let (allow, notify, enosys, eperm) = (last, last + 1, last + 2, last + 3);
     let mut p = [ins(0, 0, 0, 0); GUARD_LEN];
     p[0] = ins(LD_W_ABS, 0, 0, ARCH);
@@ -151,25 +211,29 @@ const fn guard_program() -> [sock_filter; GUARD_LEN] {
         p[at + 5] = ins(JSET_K, allow - (at + 5) - 1, notify - (at + 5) - 1, 2);
         b += 1;
     }
-    let mut i = 0;
-    while i < n {
-        let r = table::REFUSED[i];
-        let to = match r.errno {
-            libc::ENOSYS => enosys,
-            libc::EPERM => eperm,
-            _ => panic!("GUARD answers ENOSYS or EPERM only"),
-        };
-        p[4 + t + i] = ins(JEQ_K, to - (4 + t + i) - 1, 0, r.nr as u32);
-        i += 1;
-    }
-    let (mut c, mut at) = (0, 4 + t + n);
-    while c < table::CALLS.len() {
-        let call = table::CALLS[c];
-        if !call.cookie && matches!(call.when, When::Always) {
-            p[at] = ins(JEQ_K, notify - at - 1, 0, call.nr as u32);
+    // The lookup: per bucket, "above its largest number: the next bucket" (the last: allow),
+    // then its numbers; a number of none of them is allowed.
+    let table = lookup();
+    let mut at = 4 + t;
+    let mut lo = 0;
+    while lo < LOOKUP {
+        let hi = if lo + BUCKET < LOOKUP { lo + BUCKET } else { LOOKUP };
+        let above = if hi == LOOKUP { allow - at - 1 } else { hi - lo };
+        p[at] = ins(JGT_K, above, 0, table[hi - 1].0);
+        at += 1;
+        let mut j = lo;
+        while j < hi {
+            let to = match table[j].1 {
+                Guarded::Notify => notify,
+                Guarded::Enosys => enosys,
+                Guarded::Eperm => eperm,
+            };
+            let miss = if j + 1 == hi { allow - at - 1 } else { 0 };
+            p[at] = ins(JEQ_K, to - at - 1, miss, table[j].0);
             at += 1;
+            j += 1;
         }
-        c += 1;
+        lo = hi;
     }
     p[allow] = ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
     p[notify] = ins(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF);
@@ -320,16 +384,23 @@ fn build(cookie: u64, always: &[i64], trapped: &[i64]) -> Vec<sock_filter> {
 /// Interpret `prog` on one `seccomp_data` (nr, arch, args): the tests' model of the kernel.
 #[cfg(test)]
 pub fn run(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+    run_counted(prog, nr, arch, args).0
+}
+
+/// [`run`], and how many instructions it took.
+#[cfg(test)]
+fn run_counted(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> (u32, usize) {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
     for (i, a) in args.iter().enumerate() {
         data[16 + i * 8..24 + i * 8].copy_from_slice(&a.to_le_bytes());
     }
-    let (mut pc, mut acc) = (0usize, 0u32);
+    let (mut pc, mut acc, mut steps) = (0usize, 0u32, 0usize);
     loop {
         let ins = prog[pc];
         let code = u32::from(ins.code);
+        steps += 1;
         match code {
             LD_W_ABS => {
                 let k = ins.k as usize;
@@ -339,7 +410,8 @@ pub fn run(prog: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
             JEQ_K => pc += 1 + usize::from(if acc == ins.k { ins.jt } else { ins.jf }),
             JGE_K => pc += 1 + usize::from(if acc >= ins.k { ins.jt } else { ins.jf }),
             JSET_K => pc += 1 + usize::from(if acc & ins.k != 0 { ins.jt } else { ins.jf }),
-            RET_K => return ins.k,
+            JGT_K => pc += 1 + usize::from(if acc > ins.k { ins.jt } else { ins.jf }),
+            RET_K => return (ins.k, steps),
             _ => panic!("unexpected opcode {code:#x}"),
         }
     }
@@ -531,6 +603,11 @@ mod tests {
         }
         let eperm = libc::SECCOMP_RET_ERRNO | 1;
         let nr = |n: i64| u32::try_from(n).unwrap();
+        // The kernel runs the guard for every number when it is installed (at every start):
+        // the lookup is in sorted buckets, so no number takes the whole list's way.
+        let longest = (0..=1024).map(|n| run_counted(&GUARD, n, AUDIT_ARCH_X86_64, [0; 6]).1).max().unwrap();
+        assert!(longest <= 6 + 2 + BUCKETS + BUCKET, "{longest} instructions for some number");
+        assert!(LOOKUP > 3 * BUCKET, "the lookup is long enough to be bucketed: {LOOKUP}");
         assert_eq!(run(&GUARD, nr(libc::SYS_io_uring_setup), AUDIT_ARCH_X86_64, [0; 6]), enosys);
         assert_eq!(run(&GUARD, nr(libc::SYS_open_by_handle_at), AUDIT_ARCH_X86_64, [0; 6]), eperm);
     }
