@@ -804,14 +804,18 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
     let listener = run::attach::listener(a.listen_fd).context("no materialiser socket from the front end");
     match run::attach::exec_error(a.status_fd) {
         Ok(None) => {}
-        Ok(Some(errno)) if errno & run::attach::CONFINE_FAILED != 0 => {
+        Ok(Some(run::attach::StartError::Confine(errno, path))) => {
             let _ = caught.wait_pid(a.pid, None);
-            // As `run::confine::prepare` reports it (the full launcher names the grant).
-            let e = std::io::Error::from_raw_os_error(errno & !run::attach::CONFINE_FAILED);
-            eprintln!("capsule: error: failed to build the Landlock ruleset for {}: {e}", a.entry);
+            // As `run::confine::prepare` reports it.
+            let e = std::io::Error::from_raw_os_error(errno);
+            eprintln!(
+                "capsule: error: failed to build the Landlock ruleset for {}: cannot grant access to {}: {e}",
+                a.entry,
+                path.display()
+            );
             return Ok(ExitCode::from(FAILED));
         }
-        Ok(Some(errno)) => {
+        Ok(Some(run::attach::StartError::Exec(errno))) => {
             let _ = caught.wait_pid(a.pid, None);
             // As `start` reports a failed spawn.
             let e = std::io::Error::from_raw_os_error(errno);

@@ -369,7 +369,15 @@ fn start(p: &Proc<'_>, c: &Checked<'_>, store: &[u8], hash: u64) {
         };
         let granted = ruleset.map_or(Ok(()), |r| grant(c, r));
         let errno = match granted {
-            Err(e) => capsule_core::run::attach::CONFINE_FAILED | (-e) as i32,
+            Err((e, path)) => {
+                // The errno, then the grant's path (up to its first NUL: an expanded
+                // directory's own), for `run-attached` to name.
+                let mut msg = Buf::<4100>::new();
+                msg.push(&(capsule_core::run::attach::CONFINE_FAILED | (-e) as i32).to_ne_bytes());
+                msg.push(path.split(|&b| b == 0).next().unwrap_or_default());
+                sys3(sys::WRITE, status_w, msg.bytes().as_ptr() as usize, msg.len);
+                sys::exit(127);
+            }
             Ok(()) => {
                 let err = match capsule_core::launch::child(sys::call, &child) {
                     Err(e) => e,
@@ -414,13 +422,13 @@ fn ruleset(p: &Proc<'_>, c: &Checked<'_>) -> Option<Ruleset> {
     Some(Ruleset { fd, handled: confine::handled(abi) & mask })
 }
 
-/// Add the plan's grants to `r` (in the forked child): `Err(-errno)` of the first the kernel
-/// refuses, or of a record that is not one.
-fn grant(c: &Checked<'_>, r: Ruleset) -> Result<(), isize> {
+/// Add the plan's grants to `r` (in the forked child): `Err((-errno, path))` of the first
+/// the kernel refuses, or of a record that is not one.
+fn grant<'a>(c: &Checked<'a>, r: Ruleset) -> Result<(), (isize, &'a [u8])> {
     use capsule_core::confine;
     for g in c.grants.iter().take(c.n_grants).skip(1) {
-        let (rights, path) = confine::record(g).ok_or(-22isize)?;
-        confine::apply(sys::call, r.fd, r.handled, path, rights)?;
+        let (rights, path) = confine::record(g).ok_or((-22isize, &b""[..]))?;
+        confine::apply(sys::call, r.fd, r.handled, path, rights).map_err(|e| (e, path))?;
     }
     Ok(())
 }

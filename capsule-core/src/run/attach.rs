@@ -43,24 +43,33 @@ pub fn guard(fd: RawFd) -> io::Result<crate::supervisor::launch::Armed> {
 
 /// Set in the number the front end's child writes to the status pipe when it could not add
 /// a grant of the plan to the program's Landlock ruleset (the errno in the low bits), rather
-/// than failing to start the program.
+/// than failing to start the program; the grant's path follows it.
 pub const CONFINE_FAILED: i32 = 1 << 30;
 
-/// The errno of the program's failed exec, or `None` once it has started (the pipe closed
-/// on exec). [`CONFINE_FAILED`] marks a failure to confine it.
-pub fn exec_error(fd: RawFd) -> io::Result<Option<i32>> {
+/// Why the program did not start, as the launch's child wrote it to the status pipe.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartError {
+    /// Its exec, or a step before it, failed with this errno.
+    Exec(i32),
+    /// A Landlock grant on this path (or on an entry of this directory) was refused with this
+    /// errno.
+    Confine(i32, std::path::PathBuf),
+}
+
+/// Why the program did not start, or `None` once it has (the pipe closed on exec).
+pub fn exec_error(fd: RawFd) -> io::Result<Option<StartError>> {
+    use std::os::unix::ffi::OsStringExt;
     let mut pipe = std::fs::File::from(adopt(fd, libc::S_IFIFO)?);
-    let mut b = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match pipe.read(b.get_mut(got..).unwrap_or_default()) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((got == 4).then(|| i32::from_ne_bytes(b)))
+    let mut b = Vec::new();
+    // The child writes once and exits (or execs): the end of the pipe comes right after.
+    (&mut pipe).take(8192).read_to_end(&mut b)?;
+    let Some((n, rest)) = b.split_first_chunk::<4>() else { return Ok(None) };
+    let n = i32::from_ne_bytes(*n);
+    Ok(Some(if n & CONFINE_FAILED != 0 {
+        StartError::Confine(n & !CONFINE_FAILED, std::ffi::OsString::from_vec(rest.to_vec()).into())
+    } else {
+        StartError::Exec(n)
+    }))
 }
 
 /// Set this thread's signal mask to `mask` (the bits of signals 1..=64, as the front end
@@ -83,5 +92,30 @@ pub fn try_wait(pid: i32) -> io::Result<Option<ExitStatus>> {
         0 => Ok(None),
         -1 => Err(io::Error::last_os_error()),
         _ => Ok(Some(ExitStatus::from_raw(status))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    /// What the launch's child wrote to the status pipe, as `run-attached` reads it.
+    fn status(written: &[u8]) -> Option<StartError> {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        nix::unistd::write(&w, written).unwrap();
+        drop(w);
+        exec_error(r.into_raw_fd()).unwrap()
+    }
+
+    #[test]
+    fn the_status_pipe_tells_a_start_from_a_failed_exec_and_a_refused_grant() {
+        assert_eq!(status(b""), None);
+        assert_eq!(status(&13i32.to_ne_bytes()), Some(StartError::Exec(13)));
+        let mut refused = (CONFINE_FAILED | 77).to_ne_bytes().to_vec();
+        refused.extend_from_slice(b"/home/u");
+        assert_eq!(status(&refused), Some(StartError::Confine(77, "/home/u".into())));
+        // A short write (the child killed mid-way) is no start error.
+        assert_eq!(status(&[1, 2]), None);
     }
 }
