@@ -165,3 +165,42 @@ fn gc_removes_plans_that_no_longer_match() {
         "{e}"
     );
 }
+
+/// A change of metadata from a run started from its plan, on a capsule file never changed
+/// before: the guard's supervisor has the materialiser copy the file up, the materialiser made
+/// when the call first needs it (`run::supervise_deferred`), not at every start.
+#[test]
+fn a_change_of_metadata_from_a_plan_copies_the_file_up_when_first_needed() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.small_capsule("p", &[("opt/p/a", b"a\n"), ("opt/p/b", b"b\n"), ("opt/p/c", b"c\n")]);
+    let script = "chmod 600 /opt/p/$F && stat -c %a /opt/p/$F && echo \"plan=${CAPSULE_PLAN:-none}\"";
+    let mut last = String::new();
+    for f in ["a", "b", "c"] {
+        let o = env.cmd(&["run", "p", "--entry", "/bin/sh", "--", "-c", script]).env("F", f).output().unwrap();
+        last = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{f}: {last}{}", String::from_utf8_lossy(&o.stderr));
+        assert!(last.starts_with("600\n"), "{f}: {last}");
+    }
+    assert_eq!(plan_of(&last).len(), 16, "the third run not from a plan: {last}");
+    let mode = |p: std::path::PathBuf| std::fs::metadata(&p).map(|m| m.permissions().mode() & 0o777).unwrap();
+    assert_eq!(mode(env.store().join("sandboxes/p/root/opt/p/c")), 0o600);
+    // The shared cache's copies are as they were.
+    let cache = env.store().join("cache");
+    let files: Vec<_> = walk(&cache).into_iter().filter(|p| p.is_file()).collect();
+    assert!(!files.is_empty(), "no cache files under {}", cache.display());
+    let changed: Vec<_> = files.into_iter().filter(|p| mode(p.clone()) == 0o600).collect();
+    assert!(changed.is_empty(), "cache files changed: {changed:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

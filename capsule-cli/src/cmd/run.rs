@@ -841,25 +841,31 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
     if let (Some(fd), Some(view), Some(l)) = (a.guard_fd, a.view.clone(), &listener) {
         let (store, a, slot) = (store.clone(), a.clone(), std::sync::Arc::clone(&server));
         let l = l.try_clone().context("cannot share the materialiser socket")?;
+        // The guard's supervisor, on a thread of its own; the materialiser it shares with the
+        // main thread is made when either first needs it (not at every start: it loads the
+        // capsule's manifest).
         let start = move || {
             run::signals::keep_off_this_thread();
             let guard = match run::attach::guard(fd) {
                 Ok(g) => g,
                 Err(e) => return eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
             };
-            let mut s = lock(&slot);
-            if s.is_none() {
-                *s = serve_attached(&store, &a, &l)
-                    .map_err(|e| eprintln!("capsule: error: no materialiser: {e:#}"))
-                    .ok();
-            }
-            match (s.as_ref(), run::sandbox::Sandbox::open(&store, &a.sandbox)) {
-                (Some(srv), Ok(sb)) => srv.supervise(guard, view, sb.tree().to_owned(), false),
-                (_, Err(e)) => eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
-                (None, _) => {}
-            }
+            let tree = match run::sandbox::Sandbox::open(&store, &a.sandbox) {
+                Ok(sb) => sb.tree().to_owned(),
+                Err(e) => return eprintln!("capsule: error: no supervisor for {}: {e}", a.entry),
+            };
+            let make = || {
+                let mut s = lock(&slot);
+                if s.is_none() {
+                    *s = serve_attached(&store, &a, &l)
+                        .map_err(|e| eprintln!("capsule: error: no materialiser: {e:#}"))
+                        .ok();
+                }
+                s.as_ref().map(Server::handle)
+            };
+            run::supervise_deferred(guard, &view, &tree, false, make);
         };
-        std::thread::Builder::new().name("capsule-guard-start".into()).spawn(start).context("cannot start a thread")?;
+        std::thread::Builder::new().name("capsule-guard".into()).spawn(start).context("cannot start a thread")?;
     }
     let status = match &listener {
         Some(l) => {

@@ -31,7 +31,7 @@ pub mod userns;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use server::{OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, Server, requests_served};
+pub use server::{Handle, OP_COPY_UP, OP_LINK, OP_LINK_DIR, OP_WHITEOUT, Server, requests_served, supervise_deferred};
 
 use crate::digest::Digest;
 use crate::manifest::{EntryKind, Manifest, RelPath};

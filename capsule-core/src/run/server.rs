@@ -76,9 +76,9 @@ pub struct Materialiser {
 }
 
 /// Answer `sup`'s notifications until no tracee is left.
-fn notifications(sup: &mut Supervisor, mut mat: Shared) {
+fn notifications(sup: &mut Supervisor, mat: &mut dyn Materialise) {
     loop {
-        match sup.serve_one(&mut mat) {
+        match sup.serve_one(mat) {
             Ok(true) => {}
             Ok(false) if sup.finished() => break,
             Ok(false) => {}
@@ -189,10 +189,10 @@ impl Server {
     /// materialiser, locked per operation.
     pub fn serve(self, sup: Option<Supervisor>) {
         if let Some(mut sup) = sup {
-            let mat = Shared(Arc::clone(&self.mat.0));
+            let mut mat = Shared(Arc::clone(&self.mat.0));
             let spawned = std::thread::Builder::new().name("capsule-supervisor".into()).spawn(move || {
                 super::signals::keep_off_this_thread();
-                notifications(&mut sup, mat);
+                notifications(&mut sup, &mut mat);
             });
             if let Err(e) = spawned {
                 // The program's trapped calls then fail (ENOSYS once the listener closes); the
@@ -213,18 +213,20 @@ impl Server {
     /// listener over `armed`, sharing this materialiser. A program that never sends one (it
     /// died first) leaves the thread waiting for nothing, which costs nothing.
     pub fn supervise(&self, armed: crate::supervisor::launch::Armed, view: PathBuf, tree: PathBuf, as_callers: bool) {
-        let mat = Shared(Arc::clone(&self.mat.0));
+        let mut mat = self.handle().0;
         let spawned = std::thread::Builder::new().name("capsule-guard".into()).spawn(move || {
             super::signals::keep_off_this_thread();
-            match armed.listener().and_then(|l| Supervisor::new(l, &view, &tree)) {
-                Ok(sup) => notifications(&mut sup.as_callers(as_callers), mat),
-                Err(e) => tracing::info!(error = %e, "no guard supervisor"),
-            }
+            guard(armed, &view, &tree, as_callers, &mut mat);
         });
         if let Err(e) = spawned {
             // The program's changes of metadata then fail (ENOSYS once the listener closes).
             eprintln!("capsule: error: cannot start the supervisor's thread: {e}");
         }
+    }
+
+    /// This server's materialiser, to share with a supervisor ([`supervise_deferred`]).
+    pub fn handle(&self) -> Handle {
+        Handle(Shared(Arc::clone(&self.mat.0)))
     }
 
     /// Make the socket non-blocking, to be served from the caller's poll loop: poll
@@ -369,6 +371,57 @@ fn host_dir_busy(dir: &RelPath, deleted: &HashSet<RelPath>) -> bool {
 
 /// The materialiser shared by the socket's request threads and the supervisor thread.
 struct Shared(Arc<Materialiser>);
+
+/// A [`Server`]'s materialiser, shared with a supervisor ([`Server::handle`]).
+pub struct Handle(Shared);
+
+/// Supervise a run without tier 2, as [`Server::supervise`] does, on this thread (until the
+/// program's listener closes), with a materialiser `make` gives when a call first needs one:
+/// most programs make no change of metadata that needs a copy-up, so a run started from its
+/// plan does not load its capsule's manifest for the guard at every start (`make` builds the
+/// server the main thread shares; `None`: the calls that needed it fail with EIO).
+pub fn supervise_deferred(
+    armed: crate::supervisor::launch::Armed,
+    view: &Path,
+    tree: &Path,
+    as_callers: bool,
+    make: impl FnMut() -> Option<Handle>,
+) {
+    let mut mat = Deferred { make, mat: None };
+    guard(armed, view, tree, as_callers, &mut mat);
+}
+
+/// The guard's supervisor: the program's listener from `armed`, then its notifications.
+fn guard(
+    armed: crate::supervisor::launch::Armed,
+    view: &Path,
+    tree: &Path,
+    as_callers: bool,
+    mat: &mut dyn Materialise,
+) {
+    match armed.listener().and_then(|l| Supervisor::new(l, view, tree)) {
+        Ok(sup) => notifications(&mut sup.as_callers(as_callers), mat),
+        Err(e) => tracing::info!(error = %e, "no guard supervisor"),
+    }
+}
+
+/// A materialiser made on first use ([`supervise_deferred`]).
+struct Deferred<F> {
+    make: F,
+    mat: Option<Shared>,
+}
+
+impl<F: FnMut() -> Option<Handle>> Materialise for Deferred<F> {
+    fn op(&mut self, op: u8, rel: &[u8]) -> i32 {
+        if self.mat.is_none() {
+            self.mat = (self.make)().map(|h| h.0);
+        }
+        match &mut self.mat {
+            Some(m) => m.op(op, rel),
+            None => libc::EIO,
+        }
+    }
+}
 
 impl Shared {
     fn request(&self, conn: &mut UnixStream) -> std::io::Result<(i32, Option<std::os::fd::OwnedFd>)> {
