@@ -203,6 +203,19 @@ fn without_landlock_a_run_says_so_and_full_needs_unconfined() {
     assert!(err.contains("confinement: Landlock ABI"), "{err}");
 }
 
+/// A prefix Landlock cannot take a rule for (a namespace's file: EBADFD) stops the run before
+/// its program starts, and the error names it; the next try is no different (no plan).
+#[test]
+fn a_grant_the_kernel_refuses_stops_the_run_and_is_named() {
+    let (bin, env, home) = setup();
+    let read = vec!["r:/opt/conf/readme".to_owned()];
+    for _ in 0..2 {
+        let (code, out, err) = run(&env, &bin, &home, &["--isolation", "/proc/self/ns/net=merged"], &read);
+        assert_eq!((code, out.as_str()), (125, ""), "{err}");
+        assert!(err.contains("cannot grant Landlock access to /proc/self/ns/net"), "{err}");
+    }
+}
+
 #[test]
 fn a_program_an_earlier_run_installed_runs_from_the_sandbox() {
     require!(is_root(), "root (the program is installed into the write-copy /usr/local/bin)");

@@ -808,11 +808,7 @@ pub fn attached(store: &Store, a: &RunAttached) -> Result<ExitCode> {
             let _ = caught.wait_pid(a.pid, None);
             // As `run::confine::prepare` reports it.
             let e = std::io::Error::from_raw_os_error(errno);
-            eprintln!(
-                "capsule: error: failed to build the Landlock ruleset for {}: cannot grant access to {}: {e}",
-                a.entry,
-                path.display()
-            );
+            eprintln!("capsule: error: cannot grant Landlock access to {}: {e} (starting {})", path.display(), a.entry);
             return Ok(ExitCode::from(FAILED));
         }
         Ok(Some(run::attach::StartError::Exec(errno))) => {

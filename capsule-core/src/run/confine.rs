@@ -215,22 +215,30 @@ fn grants_for(p: &super::Prepared, shim: &Path, program: &Path, mut extra: Vec<G
 }
 
 /// Build the ruleset of `grants` for a kernel of Landlock ABI `abi`: its descriptor, for
-/// the child to [`crate::confine::restrict`] itself to before exec.
-pub fn ruleset(grants: &[Grant], abi: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+/// the child to [`crate::confine::restrict`] itself to before exec. An error names the grant
+/// the kernel refused.
+pub fn ruleset(grants: &[Grant], abi: i32) -> Result<std::os::fd::OwnedFd, super::RunError> {
     use crate::confine;
     use std::os::fd::FromRawFd;
     let mask = grants.first().filter(|g| g.path.as_os_str().is_empty()).map_or(READ | WRITE, |g| g.rights);
-    let fd = confine::ruleset(confine::raw, abi, mask).map_err(errno)?;
-    let fd = i32::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    let made = confine::ruleset(confine::raw, abi, mask)
+        .map_err(errno)
+        .and_then(|fd| i32::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF)));
+    let fd = made.map_err(|source| super::RunError::Io {
+        action: "failed to build the Landlock ruleset for a kernel of Landlock ABI",
+        path: PathBuf::from(abi.to_string()),
+        source,
+    })?;
     // SAFETY: landlock_create_ruleset just returned this descriptor; nobody else owns it.
     let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
     for g in grants.iter().filter(|g| !g.path.as_os_str().is_empty()) {
         let (rights, mut path) = g.record();
         path.push(0);
         confine::apply(confine::raw, fd.cast_unsigned() as usize, confine::handled(abi) & mask, &path, rights)
-            .map_err(|e| {
-                let e = errno(e);
-                std::io::Error::new(e.kind(), format!("cannot grant access to {}: {e}", g.path.display()))
+            .map_err(|e| super::RunError::Io {
+                action: "cannot grant Landlock access to",
+                path: g.path.clone(),
+                source: errno(e),
             })?;
     }
     Ok(owned)
@@ -272,12 +280,7 @@ pub fn prepare(grants: &[Grant], rules: &[(String, Mode)], opted_out: bool) -> R
         }
         return Ok(Confinement::Unavailable);
     }
-    let fd = ruleset(grants, abi).map_err(|source| super::RunError::Io {
-        action: "failed to build the Landlock ruleset",
-        path: PathBuf::from("/"),
-        source,
-    })?;
-    Ok(Confinement::Landlock(fd))
+    Ok(Confinement::Landlock(ruleset(grants, abi)?))
 }
 
 /// An `io::Error` of a `-errno` result.
